@@ -1,0 +1,288 @@
+"""Real Docker toolchain and registry processes for the integration tests.
+
+Starts Debian's `docker-registry` on loopback ports, probes the Docker Engine and buildx, runs
+multi-platform builds and reads manifests back over the registry's HTTP API. The pytest fixtures
+in `conftest.py` wrap these; nothing here imports pytest so a failure is a plain exception.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUSYBOX_CACHE = REPO_ROOT / ".cache" / "busybox"
+INSTALL_HINT = "run scripts/install-docker as root (or scripts/test, which runs it)"
+
+INDEX_MEDIA_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+MANIFEST_MEDIA_TYPES = (
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+# buildx marks its provenance/SBOM manifests in an index with this annotation.
+ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
+
+REGISTRY_START_TIMEOUT_S = 20.0
+BUILD_TIMEOUT_S = 3600
+
+
+class ToolchainError(RuntimeError):
+    """A prerequisite (Docker Engine, buildx, QEMU, registry binary) is missing or broken."""
+
+
+class BuildError(RuntimeError):
+    """`docker buildx build` failed; the message carries the command and the build log."""
+
+
+@dataclass
+class Registry:
+    """A `docker-registry serve` process on 127.0.0.1 with filesystem storage."""
+
+    address: str
+    """host:port, e.g. "127.0.0.1:40123"; use it in image references."""
+    storage_dir: Path
+    """Directory that holds the registry's config, storage and (optional) htpasswd file."""
+    credentials: tuple[str, str] | None
+    """(user, password) the registry requires, or None for an anonymous registry."""
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log(self) -> str:
+        """What the registry process has written so far (its stdout and stderr)."""
+        log_file = self.storage_dir / "registry.log"
+        return log_file.read_text(errors="replace") if log_file.exists() else ""
+
+
+def free_loopback_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def bcrypt_htpasswd_line(user: str, password: str) -> str:
+    """One htpasswd line with a bcrypt hash; the password goes over stdin, never argv."""
+    htpasswd = shutil.which("htpasswd")
+    if htpasswd is None:
+        raise ToolchainError(f"htpasswd (apache2-utils) is not on PATH; {INSTALL_HINT}")
+    result = subprocess.run(
+        [htpasswd, "-B", "-i", "-n", user],
+        input=password.encode(),
+        capture_output=True,
+        check=True,
+    )
+    return result.stdout.decode().strip() + "\n"
+
+
+def _registry_config(storage_dir: Path, address: str, htpasswd_file: Path | None) -> str:
+    auth = ""
+    if htpasswd_file is not None:
+        auth = f"auth:\n  htpasswd:\n    realm: boutique-tests\n    path: {htpasswd_file}\n"
+    return (
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage_dir / 'data'}\n"
+        "  delete:\n    enabled: true\n"
+        f"http:\n  addr: {address}\n"
+        f"{auth}"
+    )
+
+
+def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) -> Registry:
+    """Starts a registry on a free loopback port and waits until /v2/ answers."""
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise ToolchainError(f"docker-registry is not on PATH; {INSTALL_HINT}")
+    storage_dir = Path(tempfile.mkdtemp(prefix="registry-", dir=parent_dir))
+    htpasswd_file = None
+    if htpasswd is not None:
+        htpasswd_file = storage_dir / "htpasswd"
+        htpasswd_file.write_text(bcrypt_htpasswd_line(*htpasswd))
+    address = f"127.0.0.1:{free_loopback_port()}"
+    config_file = storage_dir / "config.yml"
+    config_file.write_text(_registry_config(storage_dir, address, htpasswd_file))
+    with (storage_dir / "registry.log").open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "serve", str(config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    registry = Registry(address, storage_dir, htpasswd, process)
+    _wait_until_serving(registry)
+    return registry
+
+
+def _wait_until_serving(registry: Registry) -> None:
+    deadline = time.monotonic() + REGISTRY_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if registry.process.poll() is not None:
+            raise ToolchainError(
+                f"docker-registry exited with {registry.process.returncode} at {registry.address}:"
+                f"\n{registry.log()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{registry.url}/v2/", timeout=2):
+                return
+        except urllib.error.HTTPError as error:
+            if error.code == 401:  # an htpasswd registry is up and asks for credentials
+                return
+            raise
+        except OSError:
+            time.sleep(0.1)
+    registry.stop()
+    raise ToolchainError(
+        f"docker-registry did not answer on {registry.url}/v2/ within "
+        f"{REGISTRY_START_TIMEOUT_S:.0f} s:\n{registry.log()}"
+    )
+
+
+def _run(args: Sequence[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def check_docker_engine(platforms: Sequence[str]) -> None:
+    """Raises ToolchainError unless dockerd, the containerd image store and buildx are usable
+    and the default builder can build every platform in `platforms`."""
+    if shutil.which("docker") is None:
+        raise ToolchainError(f"the docker CLI is not on PATH; {INSTALL_HINT}")
+    info = _run(["docker", "info", "--format", "{{json .DriverStatus}}"])
+    if info.returncode != 0:
+        raise ToolchainError(f"'docker info' failed (is dockerd running?): {info.stderr.strip()}")
+    if "io.containerd.snapshotter" not in info.stdout:
+        raise ToolchainError(
+            "dockerd does not use the containerd image store, so it cannot hold multi-platform "
+            'images; set {"features": {"containerd-snapshotter": true}} in '
+            f"/etc/docker/daemon.json and restart dockerd (storage: {info.stdout.strip()})"
+        )
+    inspect = _run(["docker", "buildx", "inspect", "default"])
+    if inspect.returncode != 0:
+        raise ToolchainError(
+            f"'docker buildx inspect' failed (buildx plugin missing?): {inspect.stderr.strip()}"
+        )
+    supported = _builder_platforms(inspect.stdout)
+    missing = [platform for platform in platforms if platform not in supported]
+    if missing:
+        raise ToolchainError(
+            f"the default buildx builder cannot build {', '.join(missing)} (it lists "
+            f"{', '.join(sorted(supported)) or 'nothing'}); is QEMU registered in binfmt_misc?"
+        )
+
+
+def _builder_platforms(inspect_output: str) -> set[str]:
+    platforms: set[str] = set()
+    for line in inspect_output.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Platforms":
+            platforms.update(item.strip().rstrip("*") for item in value.split(","))
+    return platforms
+
+
+def buildx_build(
+    context_dir: Path,
+    tag: str,
+    platforms: Sequence[str] = ("linux/amd64", "linux/arm64"),
+    extra_args: Sequence[str] = (),
+) -> str:
+    """Builds `context_dir` for `platforms` with the default docker driver, pushes `tag` and
+    returns the pushed digest (the index digest for a multi-platform build)."""
+    with tempfile.TemporaryDirectory(prefix="buildx-metadata-") as metadata_dir:
+        metadata_file = Path(metadata_dir) / "metadata.json"
+        command = [
+            "docker",
+            "buildx",
+            "build",
+            "--builder",
+            "default",
+            "--progress",
+            "plain",
+            "--platform",
+            ",".join(platforms),
+            "--tag",
+            tag,
+            "--push",
+            "--metadata-file",
+            str(metadata_file),
+            *extra_args,
+            str(context_dir),
+        ]
+        result = _run(command, timeout=BUILD_TIMEOUT_S)
+        if result.returncode != 0:
+            raise BuildError(
+                f"'{' '.join(command)}' exited with {result.returncode}:\n{result.stderr}"
+            )
+        digest = json.loads(metadata_file.read_text()).get("containerimage.digest")
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise BuildError(f"buildx pushed {tag} but reported no digest:\n{result.stderr}")
+    return digest
+
+
+def registry_get(
+    registry: Registry,
+    path: str,
+    accept: Sequence[str] = (),
+    credentials: tuple[str, str] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """GET `path` (below /v2/) from the registry; returns body and headers. HTTP errors raise
+    urllib.error.HTTPError."""
+    request = urllib.request.Request(f"{registry.url}/v2/{path}")
+    if accept:
+        request.add_header("Accept", ", ".join(accept))
+    if credentials is not None:
+        token = b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return response.read(), dict(response.headers.items())
+
+
+def read_manifest(registry: Registry, repository: str, reference: str) -> tuple[str, dict]:
+    """Returns (media type, parsed JSON) of an index or manifest in the registry."""
+    body, headers = registry_get(
+        registry,
+        f"{repository}/manifests/{reference}",
+        accept=(*INDEX_MEDIA_TYPES, *MANIFEST_MEDIA_TYPES),
+        credentials=registry.credentials,
+    )
+    manifest = json.loads(body)
+    return headers.get("Content-Type", manifest.get("mediaType", "")), manifest
+
+
+def image_platforms(index: dict) -> dict[str, str]:
+    """Maps "os/arch[/variant]" to the image manifest digest in an index, leaving out
+    buildx attestation manifests (they carry platform unknown/unknown)."""
+    platforms: dict[str, str] = {}
+    for descriptor in index.get("manifests", []):
+        if ATTESTATION_ANNOTATION in descriptor.get("annotations", {}):
+            continue
+        platform = descriptor["platform"]
+        name = "/".join(
+            part
+            for part in (platform["os"], platform["architecture"], platform.get("variant"))
+            if part
+        )
+        platforms[name] = descriptor["digest"]
+    return platforms
