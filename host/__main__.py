@@ -1,0 +1,74 @@
+"""Command line of the host scripts (run from the project directory with `python -m host`).
+
+    python -m host checkout --url URL --commit SHA --cache-dir DIR [--require PATH]...
+    python -m host checkout --path DIR [--require PATH]...
+    python -m host builder ensure --spec JSON
+    python -m host builder remove --name NAME
+
+Prints one JSON object (`host.results`) on stdout and exits 0; on failure prints one error on
+stderr and exits 2, having changed nothing it could not finish.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from host import builder, checkout
+from host.process import HostError
+from host.results import BuilderResult, CheckoutResult
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m host", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    source = commands.add_parser("checkout", help="ensure the upstream checkout")
+    where = source.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="git URL to fetch the commit from")
+    where.add_argument("--path", type=Path, help="an existing checkout to use as it is")
+    source.add_argument("--commit", help="full commit SHA to check out (with --url)")
+    source.add_argument("--cache-dir", type=Path, help="directory of checkouts keyed by commit")
+    source.add_argument(
+        "--require", action="append", default=[], help="a file the checkout must contain"
+    )
+
+    buildx = commands.add_parser("builder", help="ensure or remove the buildx builder")
+    actions = buildx.add_subparsers(dest="action", required=True)
+    actions.add_parser("ensure", help="create or reconcile the builder").add_argument(
+        "--spec", required=True, help="builder spec as JSON"
+    )
+    actions.add_parser("remove", help="remove the builder").add_argument(
+        "--name", required=True, help="builder name"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    result: CheckoutResult | BuilderResult
+    try:
+        if args.command == "checkout":
+            if args.url is not None and (args.commit is None or args.cache_dir is None):
+                parser.error("checkout --url needs --commit and --cache-dir")
+            result = (
+                checkout.use_existing_checkout(args.path, args.require)
+                if args.path is not None
+                else checkout.ensure_git_checkout(
+                    args.url, args.commit, args.cache_dir, args.require
+                )
+            )
+        elif args.action == "ensure":
+            result = builder.ensure(builder.BuilderSpec.from_json(args.spec))
+        else:
+            result = builder.remove(args.name)
+    except HostError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.to_json())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Running external tools (git, docker) with one clear error when they fail."""
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+class HostError(Exception):
+    """Host state could not be ensured; the message says what, where and why."""
+
+
+def run(
+    argv: Sequence[str],
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `argv`, capturing its output; a missing executable is a HostError, a failing one is not
+    (callers decide what a non-zero exit means)."""
+    try:
+        return subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except FileNotFoundError as error:
+        raise HostError(f"{argv[0]} is not installed or not on PATH") from error
+
+
+def run_checked(
+    argv: Sequence[str],
+    what: str,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> str:
+    """Run `argv` and return its stdout; a non-zero exit is a HostError saying `what` failed."""
+    result = run(argv, cwd=cwd, env=env)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        reason = detail[-1] if detail else f"exit status {result.returncode}"
+        raise HostError(f"{what} failed: {reason}")
+    return result.stdout

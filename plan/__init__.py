@@ -1,0 +1,1 @@
+"""Pure decisions of the program: configuration, service catalog, naming. No Pulumi imports."""

@@ -1,0 +1,501 @@
+"""Stack configuration: parse the raw values once into frozen, typed settings, or refuse them.
+
+`__main__.py` reads the raw strings Pulumi hands the program (arrays and objects arrive as JSON
+text) and passes them to `parse_settings`; nothing here imports Pulumi. Every invalid value raises
+one `ConfigError` naming the key, the value and what is allowed, before any resource is declared.
+"""
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from plan.services import CATALOG, DEFAULT_SERVICES, Service
+
+PROJECT = "boutique-multiarch"
+"""The project name, which is also the namespace of every key below."""
+
+PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+"""The platforms the verification can prove, in the order images list them."""
+
+UPSTREAM_URL = "https://github.com/GoogleCloudPlatform/microservices-demo.git"
+UPSTREAM_COMMIT = "5f4ccc7d1c4312c72e97cba777c4f6a586026e59"
+"""Tag v0 at the time of pinning: the only upstream revision with restored arm64 support."""
+
+BUILDER_DRIVERS: tuple[str, ...] = ("docker-container", "kubernetes", "remote")
+"""Drivers pulumi-docker-build accepts for a named builder (it refuses the legacy `docker`)."""
+
+IAM_MEMBER_PREFIXES: tuple[str, ...] = (
+    "user:",
+    "serviceAccount:",
+    "group:",
+    "principal://",
+    "principalSet://",
+)
+
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_REPOSITORY_ID = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LOCATION = re.compile(r"^[a-z]+(-[a-z0-9]+)*$")
+_LABEL_KEY = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
+_BUILDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+_REGISTRY_ADDRESS = re.compile(
+    r"^(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+)
+_GIT_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
+
+_UNSET = object()
+
+
+class ConfigError(ValueError):
+    """One invalid configuration value: which key, what value, and what is allowed."""
+
+    def __init__(self, key: str, value: object, allowed: str) -> None:
+        shown = "<unset>" if value is _UNSET else json.dumps(value)
+        super().__init__(f"config {key} = {shown} is not valid; allowed: {allowed}")
+        self.key = key
+        self.value = value
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class CleanupSettings:
+    """Artifact Registry cleanup: keep the newest versions, delete old *tagged* versions only."""
+
+    keep_count: int
+    """Versions kept per image whatever their age (each multi-arch push adds several versions)."""
+    older_than_days: int
+    """Tagged versions older than this many days are deleted (unless kept by `keep_count`)."""
+    tag_prefixes: tuple[str, ...]
+    """Limit deletion to tags with these prefixes; empty means every tag."""
+    dry_run: bool
+    """Only log what would be deleted."""
+
+
+@dataclass(frozen=True)
+class RepositorySettings:
+    """The Artifact Registry repository the images are pushed to."""
+
+    id: str
+    """Repository id (lowercase letters, digits, hyphens)."""
+    location: str
+    """Region or multi-region; defaults to `gcp:region`."""
+    description: str
+    """Human-readable description shown in the console."""
+    labels: Mapping[str, str]
+    """GCP labels on the repository."""
+    immutable_tags: bool
+    """Refuse moving a tag once pushed; the build cache then lives in a separate repository."""
+    cleanup: CleanupSettings | None
+    """Cleanup policies, or None for none."""
+    protect: bool
+    """Protect the repository from `pulumi destroy` (Pulumi's `protect` option)."""
+
+
+@dataclass(frozen=True)
+class BuilderNode:
+    """A native build node appended to the builder (`docker buildx create --append`)."""
+
+    name: str
+    """Node name, unique within the builder."""
+    platforms: tuple[str, ...]
+    """Platforms this node builds natively."""
+    endpoint: str
+    """Docker context, `ssh://`/`tcp://` endpoint or Kubernetes context of the node."""
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """The buildx builder every Image names."""
+
+    name: str
+    """Builder name."""
+    driver: str
+    """One of BUILDER_DRIVERS."""
+    driver_opts: Mapping[str, str]
+    """`--driver-opt` values, applied to every node (e.g. `network=host`)."""
+    endpoint: str | None
+    """Endpoint of the first node; required by the `remote` driver, else the current context."""
+    nodes: tuple[BuilderNode, ...]
+    """Native nodes appended after the first node."""
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """Upstream fetched at exactly one commit into a cache directory keyed by that commit."""
+
+    url: str
+    """Git URL of the repository."""
+    commit: str
+    """Full 40-character commit SHA (never a tag: tags move)."""
+
+
+@dataclass(frozen=True)
+class PathSource:
+    """An existing checkout on disk, used as it is."""
+
+    path: str
+    """Directory of the checkout, absolute or relative to the project directory."""
+    url: str | None
+    """Where the checkout came from, for the images' `org.opencontainers.image.source` label."""
+
+
+@dataclass(frozen=True)
+class ExternalRegistry:
+    """An existing registry used instead of Artifact Registry."""
+
+    address: str
+    """Registry path the images go under: `host[:port][/path]`."""
+    username: str | None
+    """User name for `registryPassword`; None for an anonymous registry."""
+
+    @property
+    def host(self) -> str:
+        """The registry host (and port) that credentials apply to."""
+        return self.address.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program needs from the stack configuration, validated."""
+
+    services: tuple[Service, ...]
+    platforms: tuple[str, ...]
+    tag: str
+    writers: tuple[str, ...]
+    readers: tuple[str, ...]
+    repository: RepositorySettings | None
+    """None when `registry` is configured: then no GCP resource is declared."""
+    builder: BuilderSettings
+    source: GitSource | PathSource
+    registry: ExternalRegistry | None
+    cache: bool
+    gcp_project: str | None
+    """`gcp:project`; required unless `registry` is configured."""
+
+
+T = TypeVar("T")
+
+
+def parse_settings(
+    raw: Mapping[str, str],
+    gcp: Mapping[str, str],
+    registry_password_set: bool,
+) -> Settings:
+    """Parse the raw config strings of the `boutique-multiarch:` namespace (keys without it),
+    the `gcp:` namespace (`project`, `region`) and whether `registryPassword` is set."""
+    platforms = _parse_platforms(_decode(raw, "platforms", list(PLATFORMS)))
+    registry = _optional(raw, "registry", _parse_registry)
+    if registry is None and registry_password_set:
+        raise ConfigError(_key("registryPassword"), "[secret]", "only together with `registry`")
+    if registry is not None:
+        if registry.username is not None and not registry_password_set:
+            raise ConfigError(
+                _key("registryPassword"), _UNSET, "a secret when `registry.username` is set"
+            )
+        for key in ("repository", "writers", "readers"):
+            if raw.get(key) is not None:
+                raise ConfigError(
+                    _key(key), _decode(raw, key, None), "unset when `registry` is configured"
+                )
+    gcp_project = gcp.get("project") or None
+    repository = None
+    if registry is None:
+        if gcp_project is None:
+            raise ConfigError("gcp:project", _UNSET, "a GCP project id (or configure `registry`)")
+        repository = _parse_repository(_decode(raw, "repository", {}), gcp.get("region") or None)
+    return Settings(
+        services=_parse_services(_decode(raw, "services", list(DEFAULT_SERVICES))),
+        platforms=platforms,
+        tag=_parse_tag(_decode(raw, "tag", "v1", json_text=False)),
+        writers=_parse_members("writers", _decode(raw, "writers", [])),
+        readers=_parse_members("readers", _decode(raw, "readers", [])),
+        repository=repository,
+        builder=_parse_builder(_decode(raw, "builder", {}), platforms),
+        source=_parse_source(_decode(raw, "source", {})),
+        registry=registry,
+        cache=_parse_bool(_key("cache"), _decode(raw, "cache", True)),
+        gcp_project=gcp_project if registry is None else None,
+    )
+
+
+def _key(name: str) -> str:
+    return f"{PROJECT}:{name}"
+
+
+def _decode(raw: Mapping[str, str], name: str, default: Any, json_text: bool = True) -> Any:
+    """The raw value of `name` (JSON-decoded where Pulumi passes JSON), or `default`."""
+    text = raw.get(name)
+    if text is None:
+        return default
+    if not json_text:
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        # Plain strings (e.g. `cache: yes`) are reported as they are by the key's parser.
+        return text
+
+
+def _optional(raw: Mapping[str, str], name: str, parse: Callable[[Any], T]) -> T | None:
+    value = _decode(raw, name, None)
+    return None if value is None else parse(value)
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    # `pulumi config set --path` may store nested booleans as strings.
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return bool(value == "true")
+    raise ConfigError(key, value, "true or false")
+
+
+def _parse_int(key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(key, value, f"an integer >= {minimum}")
+    return value
+
+
+def _parse_str(key: str, value: Any, pattern: re.Pattern[str], allowed: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(key, value, allowed)
+    return value
+
+
+def _parse_list(key: str, value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(key, value, f"a list of {what}")
+    return value
+
+
+def _parse_object(key: str, value: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, f"an object with the fields {', '.join(fields)}")
+    for name in value:
+        if name not in fields:
+            raise ConfigError(
+                f"{key}.{name}", value[name], f"one of the fields {', '.join(fields)}"
+            )
+    return value
+
+
+def _parse_unique(
+    key: str, values: list[Any], allowed: tuple[str, ...], what: str
+) -> tuple[str, ...]:
+    seen: list[str] = []
+    for index, value in enumerate(values):
+        item_key = f"{key}[{index}]"
+        if value not in allowed:
+            raise ConfigError(item_key, value, f"{what}: {', '.join(allowed)}")
+        if value in seen:
+            raise ConfigError(item_key, value, f"each {what.rstrip('s')} at most once")
+        seen.append(value)
+    if not seen:
+        raise ConfigError(key, values, f"at least one of {', '.join(allowed)}")
+    return tuple(seen)
+
+
+def _parse_services(value: Any) -> tuple[Service, ...]:
+    key = _key("services")
+    names = _parse_unique(key, _parse_list(key, value, "service names"), tuple(CATALOG), "services")
+    return tuple(CATALOG[name] for name in names)
+
+
+def _parse_platforms(value: Any) -> tuple[str, ...]:
+    key = _key("platforms")
+    return _parse_unique(key, _parse_list(key, value, "platforms"), PLATFORMS, "platforms")
+
+
+def _parse_tag(value: Any) -> str:
+    return _parse_str(
+        _key("tag"),
+        value,
+        _TAG,
+        "a Docker tag: letters, digits, '_', '.', '-', at most 128 characters, "
+        "not starting with '.' or '-'",
+    )
+
+
+def _parse_members(name: str, value: Any) -> tuple[str, ...]:
+    key = _key(name)
+    members: list[str] = []
+    allowed = "an IAM member starting with " + ", ".join(IAM_MEMBER_PREFIXES)
+    for index, member in enumerate(_parse_list(key, value, "IAM members")):
+        item_key = f"{key}[{index}]"
+        valid = isinstance(member, str) and any(
+            member.startswith(prefix) and len(member) > len(prefix) and " " not in member
+            for prefix in IAM_MEMBER_PREFIXES
+        )
+        if not valid:
+            raise ConfigError(item_key, member, allowed)
+        if member in members:
+            raise ConfigError(item_key, member, "each member at most once")
+        members.append(member)
+    return tuple(members)
+
+
+def _parse_string_map(
+    key: str, value: Any, key_pattern: re.Pattern[str], value_pattern: re.Pattern[str], rule: str
+) -> Mapping[str, str]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "an object of string values")
+    for name, item in value.items():
+        if (
+            not key_pattern.match(name)
+            or not isinstance(item, str)
+            or not value_pattern.match(item)
+        ):
+            raise ConfigError(f"{key}.{name}", item, rule)
+    return MappingProxyType(dict(sorted(value.items())))
+
+
+def _parse_repository(value: Any, region: str | None) -> RepositorySettings:
+    key = _key("repository")
+    fields = ("id", "location", "description", "labels", "immutableTags", "cleanup", "protect")
+    repository = _parse_object(key, value, fields)
+    location = repository.get("location", region)
+    if location is None:
+        raise ConfigError(
+            f"{key}.location", _UNSET, "a region such as europe-west1 (or gcp:region)"
+        )
+    cleanup = repository.get("cleanup")
+    return RepositorySettings(
+        id=_parse_str(
+            f"{key}.id",
+            repository.get("id", "online-boutique"),
+            _REPOSITORY_ID,
+            "lowercase letters, digits and hyphens, starting with a letter, at most 63 characters",
+        ),
+        location=_parse_str(
+            f"{key}.location", location, _LOCATION, "a region or multi-region such as us-central1"
+        ),
+        description=_parse_description(
+            f"{key}.description", repository.get("description", "Online Boutique multi-arch images")
+        ),
+        labels=_parse_string_map(
+            f"{key}.labels",
+            repository.get("labels", {}),
+            _LABEL_KEY,
+            _LABEL_VALUE,
+            "GCP labels: lowercase keys starting with a letter, lowercase values, "
+            "letters, digits, '_' and '-', at most 63 characters",
+        ),
+        immutable_tags=_parse_bool(f"{key}.immutableTags", repository.get("immutableTags", False)),
+        cleanup=None if cleanup is None else _parse_cleanup(f"{key}.cleanup", cleanup),
+        protect=_parse_bool(f"{key}.protect", repository.get("protect", True)),
+    )
+
+
+def _parse_description(key: str, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 2048:
+        raise ConfigError(key, value, "a string of at most 2048 characters")
+    return value
+
+
+def _parse_cleanup(key: str, value: Any) -> CleanupSettings:
+    cleanup = _parse_object(key, value, ("keepCount", "olderThanDays", "tagPrefixes", "dryRun"))
+    prefixes = _parse_list(f"{key}.tagPrefixes", cleanup.get("tagPrefixes", []), "tag prefixes")
+    for index, prefix in enumerate(prefixes):
+        _parse_str(f"{key}.tagPrefixes[{index}]", prefix, _TAG, "a Docker tag prefix")
+    return CleanupSettings(
+        keep_count=_parse_int(f"{key}.keepCount", cleanup.get("keepCount", 10), minimum=1),
+        older_than_days=_parse_int(f"{key}.olderThanDays", cleanup.get("olderThanDays", 30), 1),
+        tag_prefixes=tuple(prefixes),
+        dry_run=_parse_bool(f"{key}.dryRun", cleanup.get("dryRun", True)),
+    )
+
+
+def _parse_builder(value: Any, platforms: tuple[str, ...]) -> BuilderSettings:
+    key = _key("builder")
+    builder = _parse_object(key, value, ("name", "driver", "driverOpts", "endpoint", "nodes"))
+    name = _parse_str(
+        f"{key}.name",
+        builder.get("name", "multiarch-builder"),
+        _BUILDER_NAME,
+        "letters, digits, '_', '.', '-', starting with a letter or digit",
+    )
+    driver = builder.get("driver", "docker-container")
+    if driver not in BUILDER_DRIVERS:
+        raise ConfigError(f"{key}.driver", driver, ", ".join(BUILDER_DRIVERS))
+    endpoint = builder.get("endpoint")
+    if endpoint is not None:
+        endpoint = _parse_endpoint(f"{key}.endpoint", endpoint)
+    elif driver == "remote":
+        raise ConfigError(f"{key}.endpoint", _UNSET, "the BuildKit address the remote driver uses")
+    driver_opts = _parse_string_map(
+        f"{key}.driverOpts",
+        builder.get("driverOpts", {}),
+        re.compile(r"^[a-z][a-z0-9_.-]*$"),
+        re.compile(r"^[^,\s]*$"),
+        "option names in lowercase and values without commas or whitespace",
+    )
+    nodes: list[BuilderNode] = []
+    for index, node in enumerate(_parse_list(f"{key}.nodes", builder.get("nodes", []), "nodes")):
+        parsed = _parse_node(f"{key}.nodes[{index}]", node, platforms)
+        if parsed.name == f"{name}0" or parsed.name in (other.name for other in nodes):
+            raise ConfigError(f"{key}.nodes[{index}].name", parsed.name, "a unique node name")
+        nodes.append(parsed)
+    return BuilderSettings(
+        name=name, driver=driver, driver_opts=driver_opts, endpoint=endpoint, nodes=tuple(nodes)
+    )
+
+
+def _parse_endpoint(key: str, value: Any) -> str:
+    return _parse_str(key, value, re.compile(r"^\S+$"), "a non-empty endpoint without whitespace")
+
+
+def _parse_node(key: str, value: Any, platforms: tuple[str, ...]) -> BuilderNode:
+    node = _parse_object(key, value, ("name", "platforms", "endpoint"))
+    node_platforms = _parse_list(f"{key}.platforms", node.get("platforms"), "platforms")
+    return BuilderNode(
+        name=_parse_str(
+            f"{key}.name", node.get("name"), _BUILDER_NAME, "a node name (letters, digits, '_.-')"
+        ),
+        platforms=_parse_unique(
+            f"{key}.platforms", node_platforms, platforms, "configured platforms"
+        ),
+        endpoint=_parse_endpoint(f"{key}.endpoint", node.get("endpoint")),
+    )
+
+
+def _parse_source(value: Any) -> GitSource | PathSource:
+    key = _key("source")
+    source = _parse_object(key, value, ("url", "commit", "path"))
+    url = source.get("url")
+    if url is not None:
+        url = _parse_str(f"{key}.url", url, _GIT_URL, "a git URL (https://, ssh://, file://, …)")
+    if "path" in source:
+        if "commit" in source:
+            raise ConfigError(f"{key}.commit", source["commit"], "unset when `source.path` is set")
+        path = source["path"]
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(f"{key}.path", path, "the directory of an existing checkout")
+        return PathSource(path=path, url=url)
+    commit = source.get("commit", UPSTREAM_COMMIT)
+    return GitSource(
+        url=url or UPSTREAM_URL,
+        commit=_parse_str(
+            f"{key}.commit", commit, _COMMIT, "a full 40-character lowercase commit SHA, not a tag"
+        ),
+    )
+
+
+def _parse_registry(value: Any) -> ExternalRegistry:
+    key = _key("registry")
+    registry = _parse_object(key, value, ("address", "username"))
+    address = _parse_str(
+        f"{key}.address",
+        registry.get("address"),
+        _REGISTRY_ADDRESS,
+        "host[:port][/path] in lowercase, e.g. registry.example.com/boutique",
+    )
+    username = registry.get("username")
+    if username is not None and (not isinstance(username, str) or not username.strip()):
+        raise ConfigError(f"{key}.username", username, "a non-empty user name")
+    return ExternalRegistry(address=address, username=username)
