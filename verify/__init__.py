@@ -1,0 +1,16 @@
+"""Registry and image checks that prove a multi-arch image before its tag moves.
+
+Pure Python (no Pulumi imports), run as ``python -m verify REF ...``. The modules:
+
+- ``reference``: parses ``host/repository:tag`` and ``host/repository@sha256:...`` references.
+- ``platforms``: ``os/arch[/variant]`` values and how index entries match them.
+- ``manifests``: OCI / Docker media types and the parsed index and manifest documents.
+- ``digests``: digest syntax and streaming digest checks.
+- ``elf``: ELF header parsing and the machine each platform's binaries must carry.
+- ``layers``: streamed decompression of layer blobs and the ELF scan of their tar entries.
+- ``auth``: credential sources and ``WWW-Authenticate`` parsing.
+- ``registry``: the HTTP client for the registry API (auth flows, retries, streaming).
+- ``checks``: the verification of images, platforms and layers (concurrent, layers deduplicated).
+- ``report``: the ``--json`` document and the failure lines printed on stderr.
+- ``cli``: argument parsing and exit codes.
+"""

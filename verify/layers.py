@@ -1,0 +1,186 @@
+"""Layer blobs streamed as tar archives: decompression and the ELF scan of their entries.
+
+A layer flows through fixed-size buffers: network -> digest check -> decompressor -> tar reader.
+No layer is ever held whole in memory or written to disk. The compression is recognised from
+the blob's first bytes (gzip, zstd, else an uncompressed tar), which also covers registries that
+label layers loosely.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import zlib
+from dataclasses import dataclass
+from typing import IO, cast
+
+import zstandard
+
+from verify.digests import Readable
+from verify.elf import HEADER_BYTES, elf_machine
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+CHUNK_BYTES = 1 << 20
+"""Read size at every stage; also the bound on each decompressed buffer."""
+
+WHITEOUT_PREFIX = ".wh."
+
+
+class LayerFormatError(ValueError):
+    """A layer that is not a (gzip- or zstd-compressed) tar archive."""
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    """A regular file in a layer that is an ELF binary."""
+
+    path: str
+    machine: int
+
+
+@dataclass(frozen=True)
+class LayerScan:
+    """What a layer holds, independent of the platform it is checked for."""
+
+    regular_files: int
+    elf_files: tuple[ElfFile, ...]
+
+
+class _Prefixed:
+    """A stream with bytes already read from its start put back in front."""
+
+    def __init__(self, prefix: bytes, rest: Readable) -> None:
+        self._prefix = prefix
+        self._rest = rest
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._prefix:
+            if size < 0 or size >= len(self._prefix):
+                head, self._prefix = self._prefix, b""
+                return head + (self._rest.read(size - len(head)) if size > len(head) else b"")
+            head, self._prefix = self._prefix[:size], self._prefix[size:]
+            return head
+        return self._rest.read(size)
+
+
+class GzipReader:
+    """Streams the decompressed bytes of one or more concatenated gzip members.
+
+    ``zlib`` is used directly (rather than ``gzip.GzipFile``) to read in large chunks and to bound
+    each output buffer with ``max_length``; zlib checks each member's CRC and size itself.
+    """
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self._source_done = False
+        self._finished = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        limit = CHUNK_BYTES if size is None or size < 0 else size
+        while not self._finished:
+            if not self._pending and not self._source_done:
+                self._pending = self._source.read(CHUNK_BYTES)
+                self._source_done = not self._pending
+            try:
+                out = self._inflater.decompress(self._pending, limit)
+            except zlib.error as error:
+                raise LayerFormatError(f"gzip data is corrupt: {error}") from None
+            self._pending = self._inflater.unconsumed_tail
+            if self._inflater.eof:
+                self._pending = self._inflater.unused_data + self._pending
+                self._next_member()
+            elif self._source_done and not self._pending and not out:
+                raise LayerFormatError("gzip stream ends before its last member is complete")
+            if out:
+                return out
+        return b""
+
+    def _next_member(self) -> None:
+        """After a member ends: start the next one, accept zero padding, reject anything else."""
+        while len(self._pending) < len(GZIP_MAGIC) and not self._source_done:
+            more = self._source.read(CHUNK_BYTES)
+            self._source_done = not more
+            self._pending += more
+        if self._pending.startswith(GZIP_MAGIC):
+            self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            return
+        if self._pending.strip(b"\0"):
+            raise LayerFormatError("gzip stream has trailing data that is not a gzip member")
+        # Zero padding may run on after the last member; it is hashed but carries no data.
+        while not self._source_done:
+            more = self._source.read(CHUNK_BYTES)
+            self._source_done = not more
+            if more.strip(b"\0"):
+                raise LayerFormatError("gzip stream has trailing data that is not a gzip member")
+        self._pending = b""
+        self._finished = True
+
+
+def _as_file(stream: Readable) -> IO[bytes]:
+    """Type adapter: tarfile and zstandard call nothing but ``read`` on a stream source."""
+    return cast(IO[bytes], stream)
+
+
+def decompressed(source: Readable) -> Readable:
+    """The uncompressed tar stream of a layer blob, recognised by its magic bytes."""
+    head = b""
+    while len(head) < len(ZSTD_MAGIC):
+        more = source.read(len(ZSTD_MAGIC) - len(head))
+        if not more:
+            break
+        head += more
+    stream = _Prefixed(head, source)
+    if head.startswith(GZIP_MAGIC):
+        return GzipReader(stream)
+    if head.startswith(ZSTD_MAGIC):
+        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
+            _as_file(stream), read_size=CHUNK_BYTES, read_across_frames=True
+        )
+        return reader
+    return stream
+
+
+def normalized_path(name: str) -> str:
+    """A tar member name as an absolute path (``./usr/bin/x`` -> ``/usr/bin/x``)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return "/" + name.lstrip("/")
+
+
+def is_whiteout(path: str) -> bool:
+    """True for overlay whiteouts (``.wh.<name>``) and opaque markers (``.wh..wh..opq``)."""
+    return path.rsplit("/", 1)[-1].startswith(WHITEOUT_PREFIX)
+
+
+def scan_tar(stream: Readable) -> LayerScan:
+    """Read every entry of a tar stream; record the ELF machine of each regular file.
+
+    Symlinks, hard links, directories and devices are not regular files and are not read;
+    whiteouts are regular (empty) files in the archive but mark deletions, so they are skipped.
+    Only the first bytes of each file are read; the tar reader skips the rest in chunks.
+    """
+    regular = 0
+    elf_files: list[ElfFile] = []
+    try:
+        # Not a context manager: closing a stream-mode archive would close the caller's stream.
+        archive = tarfile.open(fileobj=_as_file(stream), mode="r|", bufsize=CHUNK_BYTES)  # noqa: SIM115
+        while (member := archive.next()) is not None:
+            # Stream mode appends every member to archive.members; dropping them keeps memory flat.
+            archive.members.clear()  # type: ignore[attr-defined]  # not in typeshed
+            if not member.isreg():
+                continue
+            path = normalized_path(member.name)
+            if is_whiteout(path):
+                continue
+            regular += 1
+            content = archive.extractfile(member)
+            if content is None:
+                continue
+            machine = elf_machine(content.read(HEADER_BYTES))
+            if machine is not None:
+                elf_files.append(ElfFile(path=path, machine=machine))
+    except (tarfile.TarError, EOFError) as error:
+        raise LayerFormatError(f"layer is not a valid tar archive: {error}") from None
+    return LayerScan(regular_files=regular, elf_files=tuple(elf_files))
