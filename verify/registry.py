@@ -205,7 +205,9 @@ class RegistryClient:
                     retries=self._redirects,
                 )
             except urllib3.exceptions.HTTPError as error:
-                cause = error.reason if isinstance(error, urllib3.exceptions.MaxRetryError) else error
+                cause: object = error
+                if isinstance(error, urllib3.exceptions.MaxRetryError):
+                    cause = error.reason
                 last_problem = f"connection failed: {cause}"
             else:
                 if response.status not in _TRANSIENT_STATUSES:
