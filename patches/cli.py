@@ -71,8 +71,8 @@ def _report(command: str, result: Plan, as_json: bool) -> None:
             if command == "diff":
                 entry["diff"] = file.diff()
             files.append(entry)
-        json.dump({"revision": result.revision.commit, "files": files}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        document = {"revision": result.revision.commit, "files": files}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     print(f"upstream {result.revision.label}", file=sys.stderr)
     if command == "diff":

@@ -112,12 +112,18 @@ def content_digest(text: str) -> str:
     return hashlib.sha256(normalised(text).encode("utf-8")).hexdigest()
 
 
+def split_lines(text: str) -> list[str]:
+    """The LF-normalised lines of `text`, without endings (no empty entry after a final LF)."""
+    lines = normalised(text).split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def line_fingerprint(text: str) -> str:
-    """Two hex digits of the sha256 of each LF-normalised line (enough to name a changed line)."""
-    return "".join(
-        hashlib.sha256(line.encode("utf-8")).hexdigest()[:2]
-        for line in normalised(text).split("\n")
-    )
+    """Two hex digits of the sha256 of each line (enough to name the line that changed)."""
+    digests = (hashlib.sha256(line.encode("utf-8")).hexdigest() for line in split_lines(text))
+    return "".join(digest[:2] for digest in digests)
 
 
 def load(path: Path = DEFAULT_DEFINITIONS) -> Definitions:

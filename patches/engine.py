@@ -23,7 +23,7 @@ from patches.definitions import (
     Revision,
     content_digest,
     line_fingerprint,
-    normalised,
+    split_lines,
 )
 from patches.dockerfile import DockerfileSyntaxError, Line, parse
 from patches.operations import Mismatch, Operation
@@ -319,45 +319,70 @@ def _drift_message(
 
 
 def _first_difference(text: str, definition: FileDefinition) -> str:
-    """Name the line where `text` departs from the definition, as precisely as we can."""
+    """Name the line where `text` departs from the definition, as precisely as we can.
+
+    The file is read as a changed upstream file or as a changed patched file, whichever its
+    lines resemble more; the first failed condition of that reading is reported, else the
+    first line whose fingerprint differs.
+    """
     try:
         dockerfile = parse(text)
     except DockerfileSyntaxError as error:
         return str(error)
+    mine = _tokens(line_fingerprint(text))
+    closer_to_patched = bool(definition.operations) and _similarity(
+        mine, definition.patched_lines
+    ) > _similarity(mine, definition.lines)
+    if closer_to_patched:
+        for operation in definition.operations:
+            failed = operation.postcondition(dockerfile)
+            if failed:
+                return _describe_mismatch("", failed)
+        return _describe_mismatch("", _line_mismatch(text, definition.patched_lines, "patched"))
+    done: list[tuple[Operation, Mismatch]] = []
     pending: list[Operation] = []
-    done: list[Operation] = []
     for operation in definition.operations:
         failed = operation.precondition(dockerfile)
         if failed is None:
             pending.append(operation)
         elif operation.postcondition(dockerfile) is None:
-            done.append(operation)
+            done.append((operation, failed))
         else:
             return _describe_mismatch("", failed)
-    if pending and done:
-        return (
-            f"partially patched: applied {'; '.join(o.describe() for o in done)}, "
-            f"not applied {'; '.join(o.describe() for o in pending)}"
+    if done and pending:
+        return _describe_mismatch("", done[0][1]) + (
+            f' (partially patched: "{done[0][0].describe()}" looks applied, '
+            f'"{pending[0].describe()}" does not)'
         )
-    reference, fingerprint = (
-        ("patched", definition.patched_lines) if done else ("upstream", definition.lines)
-    )
-    mismatch = _fingerprint_mismatch(text, fingerprint, reference)
-    return _describe_mismatch("", mismatch)
+    if done:
+        return _describe_mismatch("", _line_mismatch(text, definition.patched_lines, "patched"))
+    return _describe_mismatch("", _line_mismatch(text, definition.lines, "upstream"))
 
 
-def _fingerprint_mismatch(text: str, fingerprint: str, reference: str) -> Mismatch:
-    lines = normalised(text).split("\n")
-    mine = line_fingerprint(text)
-    expected_count = len(fingerprint) // 2
-    for number in range(max(len(lines), expected_count)):
-        if mine[2 * number : 2 * number + 2] != fingerprint[2 * number : 2 * number + 2]:
-            found = repr(lines[number]) if number < len(lines) else "end of file"
-            if number >= expected_count:
-                expected = "end of file"
-            else:
-                expected = f"the {reference} line {number + 1} (this line was changed or moved)"
-            return Mismatch(number + 1, expected, found)
+def _tokens(fingerprint: str) -> list[str]:
+    return [fingerprint[i : i + 2] for i in range(0, len(fingerprint), 2)]
+
+
+def _similarity(mine: list[str], fingerprint: str) -> float:
+    return difflib.SequenceMatcher(None, mine, _tokens(fingerprint), autojunk=False).ratio()
+
+
+def _line_mismatch(text: str, fingerprint: str, reference: str) -> Mismatch:
+    """The first line of `text` that is not where the reference file has it."""
+    lines = split_lines(text)
+    theirs = _tokens(fingerprint)
+    matcher = difflib.SequenceMatcher(None, _tokens(line_fingerprint(text)), theirs, autojunk=False)
+    for tag, mine_start, _, their_start, _ in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        found = repr(lines[mine_start]) if mine_start < len(lines) else "end of file"
+        if their_start >= len(theirs):
+            expected = "end of file"
+        elif tag == "insert":
+            expected = f"line {their_start + 1} of the {reference} file (missing here)"
+        else:
+            expected = f"line {their_start + 1} of the {reference} file"
+        return Mismatch(mine_start + 1, expected, found)
     return Mismatch(len(lines), f"the {reference} file byte for byte", "other bytes")
 
 

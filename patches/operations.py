@@ -112,7 +112,7 @@ class RemoveArgDefault(Operation):
     """The default expected before the edit, e.g. "amd64"."""
 
     def describe(self) -> str:
-        return f"remove the default {self.default!r} of ARG {self.name} in stage {self.stage}"
+        return f"remove the default of ARG {self.name}={self.default} in stage {self.stage}"
 
     def precondition(self, dockerfile: Dockerfile) -> Mismatch | None:
         expected = f"ARG {self.name}={self.default} in stage {self.stage}"

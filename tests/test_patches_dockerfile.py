@@ -1,0 +1,147 @@
+"""The Dockerfile reader: byte-exact round trips and BuildKit's rules for what an instruction is."""
+
+from __future__ import annotations
+
+import pytest
+
+from patches.dockerfile import (
+    ArgDeclaration,
+    DockerfileSyntaxError,
+    FromClause,
+    parse,
+    parse_arg,
+    parse_from,
+    split_lines,
+)
+
+MULTI_STAGE = (
+    "# header comment\n"
+    "ARG BUILDPLATFORM=linux/amd64\n"
+    "\n"
+    "FROM --platform=$BUILDPLATFORM golang:1.23 AS Builder\n"
+    "ARG TARGETARCH\n"
+    "RUN apk add \\\n"
+    "    # a comment inside the continuation is skipped\n"
+    "\n"
+    "    g++ \\\n"
+    "    make\n"
+    "FROM scratch\n"
+    "COPY --from=builder /out /app\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        MULTI_STAGE,
+        MULTI_STAGE.replace("\n", "\r\n"),
+        "FROM a\nRUN x",  # no final newline
+        "FROM a\r\nRUN b\nRUN c\r\n",  # mixed endings
+        "",
+    ],
+)
+def test_render_gives_back_every_byte(text: str) -> None:
+    assert parse(text).render() == text
+
+
+def test_split_lines_keeps_crlf_and_lone_cr_in_text() -> None:
+    lines = split_lines("a\r\nb\rc\nd")
+    assert [(line.text, line.ending) for line in lines] == [
+        ("a", "\r\n"),
+        ("b\rc", "\n"),
+        ("d", ""),
+    ]
+
+
+def test_instructions_span_continuations_and_skip_comment_lines_inside() -> None:
+    dockerfile = parse(MULTI_STAGE)
+    summary = [(i.keyword, i.line_number, i.end, i.stage) for i in dockerfile.instructions]
+    assert summary == [
+        ("ARG", 2, 2, None),
+        ("FROM", 4, 4, 0),
+        ("ARG", 5, 5, 0),
+        ("RUN", 6, 10, 0),
+        ("FROM", 11, 11, 1),
+        ("COPY", 12, 12, 1),
+    ]
+    run = dockerfile.instructions[3]
+    assert run.arguments == "apk add     g++     make"
+
+
+def test_stages_are_named_case_insensitively() -> None:
+    dockerfile = parse(MULTI_STAGE)
+    builder = dockerfile.stage("BUILDER")
+    assert builder is not None
+    assert builder.clause == FromClause("$BUILDPLATFORM", "golang:1.23", "builder")
+    assert [i.keyword for i in dockerfile.stage_instructions(builder)] == ["FROM", "ARG", "RUN"]
+    assert dockerfile.stage("missing") is None
+    assert dockerfile.stages[1].label == "#1 (unnamed)"
+    assert [i.keyword for i in dockerfile.global_instructions()] == ["ARG"]
+
+
+def test_crlf_file_parses_like_the_lf_file() -> None:
+    lf = parse(MULTI_STAGE)
+    crlf = parse(MULTI_STAGE.replace("\n", "\r\n"))
+    assert [(i.keyword, i.arguments, i.start, i.end) for i in crlf.instructions] == [
+        (i.keyword, i.arguments, i.start, i.end) for i in lf.instructions
+    ]
+
+
+def test_escape_directive_switches_the_continuation_character() -> None:
+    text = "# escape=`\nFROM windows AS w\nRUN dir `\n    c:\\\nRUN next\n"
+    dockerfile = parse(text)
+    assert dockerfile.escape == "`"
+    assert [(i.keyword, i.line_number) for i in dockerfile.instructions] == [
+        ("FROM", 2),
+        ("RUN", 3),
+        ("RUN", 5),
+    ]
+    assert dockerfile.instructions[1].arguments == "dir     c:\\"
+
+
+def test_directives_are_only_read_before_anything_else() -> None:
+    text = "# syntax=docker/dockerfile:1\n# a comment\n# escape=`\nFROM a \\\n  AS b\n"
+    dockerfile = parse(text)
+    assert dockerfile.escape == "\\"
+    assert dockerfile.stages[0].clause.name == "b"
+
+
+def test_unsupported_escape_directive_is_refused_with_the_allowed_values() -> None:
+    with pytest.raises(DockerfileSyntaxError, match=r"line 1: escape directive '!'.*allowed"):
+        parse("# escape=!\nFROM a\n")
+
+
+def test_heredoc_bodies_are_not_instructions() -> None:
+    text = (
+        "FROM a AS build\n"
+        "RUN <<EOF\n"
+        "FROM not-a-stage\n"
+        "EOF\n"
+        "COPY <<-'ONE' /x\n"
+        "\tARG NOT_AN_ARG=1\n"
+        "\tONE\n"
+        "FROM b\n"
+    )
+    dockerfile = parse(text)
+    assert [(i.keyword, i.line_number, i.end) for i in dockerfile.instructions] == [
+        ("FROM", 1, 1),
+        ("RUN", 2, 4),
+        ("COPY", 5, 7),
+        ("FROM", 8, 8),
+    ]
+    assert [s.clause.image for s in dockerfile.stages] == ["a", "b"]
+
+
+def test_parse_from_reads_flags_image_and_name() -> None:
+    assert parse_from("--platform=${BUILDPLATFORM} node:20 as Builder") == FromClause(
+        "${BUILDPLATFORM}", "node:20", "builder"
+    )
+    assert parse_from("scratch") == FromClause(None, "scratch", None)
+
+
+def test_parse_arg_reads_several_declarations_and_quoted_defaults() -> None:
+    assert parse_arg('A B=1 C="x y"') == (
+        ArgDeclaration("A", None),
+        ArgDeclaration("B", "1"),
+        ArgDeclaration("C", "x y"),
+    )

@@ -1,0 +1,411 @@
+"""The engine on fixture trees: recognition, exact results, idempotency, drift, all or nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+from patches.definitions import Definitions, load
+from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
+
+FIXTURES = Path(__file__).parent / "fixtures" / "patches"
+OLD = "a" * 40
+NEW = "b" * 40
+SERVICES = ("gosvc", "nodesvc", "pysvc")
+
+
+@pytest.fixture(scope="module")
+def definitions() -> Definitions:
+    return load(FIXTURES / "definitions.toml")
+
+
+def copy_tree(tmp_path: Path, name: str) -> Path:
+    root = tmp_path / name
+    shutil.copytree(FIXTURES / name, root)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def fixture_text(tree: str, service: str) -> str:
+    return (FIXTURES / tree / "src" / service / "Dockerfile").read_text()
+
+
+def expected_old(service: str) -> str:
+    """What the old-shaped fixtures must look like after apply: one flag gone, nothing else."""
+    text = fixture_text("old", service)
+    return {
+        "gosvc": text,
+        "nodesvc": text.replace("FROM --platform=$BUILDPLATFORM node:", "FROM node:"),
+        "pysvc": text.replace("FROM --platform=$BUILDPLATFORM python:", "FROM python:"),
+    }[service]
+
+
+def expected_new(service: str) -> str:
+    text = fixture_text("new", service).replace(
+        "# A default for builders that leave it empty\nARG BUILDPLATFORM=linux/amd64\n\n", ""
+    )
+    return {
+        "gosvc": text.replace("ARG TARGETOS=linux", "ARG TARGETOS").replace(
+            "ARG TARGETARCH=amd64", "ARG TARGETARCH"
+        ),
+        "nodesvc": text.replace("FROM --platform=$BUILDPLATFORM node:", "FROM node:"),
+        "pysvc": text.replace("FROM --platform=$BUILDPLATFORM python:", "FROM python:"),
+    }[service]
+
+
+def test_old_tree_is_recognised_and_patched_exactly(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    assert result.revision.commit == OLD
+    assert [(f.service, f.state) for f in result.files] == [
+        ("gosvc", UNTOUCHED),
+        ("nodesvc", UNPATCHED),
+        ("pysvc", UNPATCHED),
+    ]
+    write(result)
+    for service in SERVICES:
+        assert (root / "src" / service / "Dockerfile").read_text() == expected_old(service)
+
+
+def test_new_tree_is_recognised_and_patched_exactly(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    result = plan(root, definitions)
+    assert result.revision.commit == NEW
+    assert all(f.state == UNPATCHED for f in result.files)
+    write(result)
+    for service in SERVICES:
+        assert (root / "src" / service / "Dockerfile").read_text() == expected_new(service)
+
+
+@pytest.mark.parametrize("tree", ["old", "new"])
+def test_second_run_changes_nothing(tmp_path: Path, definitions: Definitions, tree: str) -> None:
+    root = copy_tree(tmp_path, tree)
+    write(plan(root, definitions))
+    before = snapshot(root)
+    times = {p: p.stat().st_mtime_ns for p in root.rglob("Dockerfile")}
+    again = plan(root, definitions)
+    assert {f.state for f in again.files} <= {ALREADY_PATCHED, UNTOUCHED}
+    assert all(f.after == f.before for f in again.files)
+    write(again)
+    assert snapshot(root) == before
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("Dockerfile")} == times
+
+
+def test_crlf_tree_is_recognised_and_keeps_its_line_endings(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    for path in root.rglob("Dockerfile"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    write(plan(root, definitions))
+    for service in SERVICES:
+        patched = (root / "src" / service / "Dockerfile").read_bytes()
+        assert patched == expected_new(service).replace("\n", "\r\n").encode()
+    assert {f.state for f in plan(root, definitions).files} == {ALREADY_PATCHED}
+
+
+def test_write_keeps_the_file_mode(tmp_path: Path, definitions: Definitions) -> None:
+    root = copy_tree(tmp_path, "old")
+    target = root / "src" / "pysvc" / "Dockerfile"
+    target.chmod(0o640)
+    write(plan(root, definitions))
+    assert target.stat().st_mode & 0o7777 == 0o640
+    assert not [p for p in target.parent.iterdir() if p.name != "Dockerfile"]
+
+
+@pytest.mark.parametrize(
+    ("service", "old", "new", "message"),
+    [
+        (
+            "pysvc",
+            "python:3.14-alpine AS base",
+            "pypy:3.14 AS base",
+            "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
+            "found FROM --platform=$BUILDPLATFORM pypy:3.14 AS base",
+        ),
+        (
+            "pysvc",
+            "AS base\n",
+            "AS runtime\n",
+            "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
+            "found no stage 'base'",
+        ),
+        (
+            "nodesvc",
+            "FROM --platform=$BUILDPLATFORM node:",
+            "FROM --platform=linux/amd64 node:",
+            "line 8: expected FROM --platform=$BUILDPLATFORM node:… AS builder; "
+            "found FROM --platform=linux/amd64 node:20-alpine AS builder",
+        ),
+        (
+            "nodesvc",
+            "ARG BUILDPLATFORM=linux/amd64",
+            "ARG BUILDPLATFORM=linux/arm64",
+            "line 6: expected ARG BUILDPLATFORM=linux/amd64; found ARG BUILDPLATFORM=linux/arm64",
+        ),
+        (
+            "nodesvc",
+            "# A default for builders that leave it empty",
+            "# Pin the build platform",
+            "line 5: expected # A default for builders that leave it empty; "
+            "found # Pin the build platform",
+        ),
+        (
+            "gosvc",
+            "ARG BUILDPLATFORM=linux/amd64\n",
+            "",
+            "line 7: expected global ARG BUILDPLATFORM=linux/amd64; "
+            "found no global ARG BUILDPLATFORM"
+            ' (partially patched: "remove the global ARG BUILDPLATFORM=linux/amd64" looks applied, '
+            '"remove the default of ARG TARGETOS=linux in stage builder" does not)',
+        ),
+        (
+            "gosvc",
+            "ARG TARGETOS=linux",
+            "ARG TARGETOS=windows",
+            "line 9: expected ARG TARGETOS=linux in stage builder; found ARG TARGETOS=windows",
+        ),
+        (
+            "gosvc",
+            "ARG TARGETARCH=amd64\n",
+            "",
+            "line 8: expected ARG TARGETARCH=amd64 in stage builder; "
+            "found no ARG TARGETARCH in stage builder",
+        ),
+        (
+            "gosvc",
+            "AS builder",
+            "AS compile",
+            "line 8: expected ARG TARGETOS=linux in stage builder; found no stage 'builder'",
+        ),
+        (
+            "pysvc",
+            "ENV PYTHONUNBUFFERED=1",
+            "ENV PYTHONUNBUFFERED=0",
+            "line 18: expected line 18 of the upstream file; found 'ENV PYTHONUNBUFFERED=0'",
+        ),
+        (
+            "pysvc",
+            'ENTRYPOINT [ "python", "server.py" ]\n',
+            'ENTRYPOINT [ "python", "server.py" ]\nEXPOSE 8080\n',
+            "line 25: expected end of file; found 'EXPOSE 8080'",
+        ),
+        (
+            "pysvc",
+            "FROM --platform=$BUILDPLATFORM python:",
+            "FROM python:",
+            "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
+            "found FROM python:3.14-alpine AS base (partially patched: "
+            '"drop --platform=$BUILDPLATFORM from FROM python:… AS base" looks applied, '
+            '"remove the global ARG BUILDPLATFORM=linux/amd64" does not)',
+        ),
+    ],
+)
+def test_drift_names_file_line_expected_found_and_changes_nothing(
+    tmp_path: Path, definitions: Definitions, service: str, old: str, new: str, message: str
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    target = root / "src" / service / "Dockerfile"
+    text = target.read_text()
+    assert old in text
+    target.write_text(text.replace(old, new, 1))
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    error = str(raised.value)
+    assert f"drift: src/{service}/Dockerfile ({service})" in error
+    assert f"against bbbbbbbb (fixture-v0.10.6): {message}" in error
+    assert error.endswith("Nothing was changed.")
+    assert snapshot(root) == before
+
+
+def test_drift_in_an_untouched_file_is_refused(tmp_path: Path, definitions: Definitions) -> None:
+    root = copy_tree(tmp_path, "old")
+    target = root / "src" / "gosvc" / "Dockerfile"
+    target.write_text(target.read_text().replace("WORKDIR /src", "WORKDIR /go/src"))
+    before = snapshot(root)
+    with pytest.raises(
+        PatchError, match=r"line 8: expected line 8 of the upstream file; found 'WORKDIR /go/src'"
+    ):
+        plan(root, definitions)
+    assert snapshot(root) == before
+
+
+def test_drift_after_patching_is_compared_with_the_patched_file(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    write(plan(root, definitions))
+    target = root / "src" / "pysvc" / "Dockerfile"
+    target.write_text(target.read_text().replace("WORKDIR /app", "WORKDIR /srv"))
+    with pytest.raises(
+        PatchError, match=r"line 17: expected line 17 of the patched file; found 'WORKDIR /srv'"
+    ):
+        plan(root, definitions)
+
+
+def test_tree_mixing_revisions_is_refused(tmp_path: Path, definitions: Definitions) -> None:
+    root = copy_tree(tmp_path, "old")
+    shutil.copy(FIXTURES / "new" / "src" / "gosvc" / "Dockerfile", root / "src" / "gosvc")
+    with pytest.raises(PatchError, match="mixed tree") as raised:
+        plan(root, definitions)
+    assert "gosvc: bbbbbbbb (fixture-v0.10.6)" in str(raised.value)
+    assert "pysvc: aaaaaaaa (fixture-v0)" in str(raised.value)
+
+
+def test_unknown_upstream_is_diagnosed_against_every_revision(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = tmp_path / "tree"
+    (root / "src" / "pysvc").mkdir(parents=True)
+    (root / "src" / "pysvc" / "Dockerfile").write_text("FROM python:3 AS base\n")
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    error = str(raised.value)
+    assert error.startswith("unknown upstream")
+    for label in ("aaaaaaaa (fixture-v0)", "bbbbbbbb (fixture-v0.10.6)"):
+        found = "found 'FROM python:3 AS base'"
+        assert f"against {label}: line 1: expected line 1 of the patched file; {found}" in error
+
+
+def test_forced_revision_diagnoses_against_that_revision(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions, commit=NEW)
+    assert (
+        "drift: src/nodesvc/Dockerfile (nodesvc) has sha256 "
+        f"{hashlib.sha256(fixture_text('old', 'nodesvc').encode()).hexdigest()}\n"
+        "  against bbbbbbbb (fixture-v0.10.6): line 5: expected FROM node:… AS builder "
+        "(stage on the target platform); "
+        "found FROM --platform=$BUILDPLATFORM node:20-alpine AS builder"
+    ) in str(raised.value)
+    assert plan(root, definitions, commit=OLD).revision.commit == OLD
+
+
+def test_unknown_revision_lists_the_supported_ones(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    with pytest.raises(
+        PatchError, match=rf"--revision '{'c' * 40}'.*allowed: {OLD} \(fixture-v0\)"
+    ):
+        plan(copy_tree(tmp_path, "old"), definitions, commit="c" * 40)
+
+
+def test_service_selection(tmp_path: Path, definitions: Definitions) -> None:
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions, services=("pysvc",))
+    assert [f.service for f in result.files] == ["pysvc"]
+    write(result)
+    assert (root / "src" / "nodesvc" / "Dockerfile").read_text() == fixture_text("old", "nodesvc")
+    with pytest.raises(
+        PatchError, match="--service 'websvc' has no patch definitions; allowed: gosvc"
+    ):
+        plan(root, definitions, services=("websvc",))
+
+
+def test_missing_file_of_a_selected_service(tmp_path: Path, definitions: Definitions) -> None:
+    root = copy_tree(tmp_path, "old")
+    (root / "src" / "nodesvc" / "Dockerfile").unlink()
+    assert [f.service for f in plan(root, definitions).files] == ["gosvc", "pysvc"]
+    with pytest.raises(
+        PatchError, match=r"drift: src/nodesvc/Dockerfile \(nodesvc\): file not found"
+    ):
+        plan(root, definitions, services=("nodesvc", "pysvc"))
+
+
+@pytest.mark.parametrize("make", ["missing", "file", "empty"])
+def test_source_dir_must_be_a_checkout_root(
+    tmp_path: Path, definitions: Definitions, make: str
+) -> None:
+    root = tmp_path / "x"
+    if make == "file":
+        root.write_text("")
+    if make == "empty":
+        root.mkdir()
+    expected = "holds no Dockerfile" if make == "empty" else "is not a directory"
+    with pytest.raises(PatchError, match=expected):
+        plan(root, definitions)
+
+
+def test_patch_ids_identify_the_definitions(definitions: Definitions) -> None:
+    old, new = definitions.revisions
+    assert old.file("gosvc").patch_id is None  # type: ignore[union-attr]
+    ids = [f.patch_id for r in (old, new) for f in r.files if f.operations]
+    assert all(i is not None and len(i) == 64 for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
+def _two_revisions_sharing_a_file(tmp_path: Path, second_ops: str) -> Path:
+    """Definitions where revisions c… and d… both contain the old pysvc file."""
+    old = load(FIXTURES / "definitions.toml").revision(OLD)
+    assert old is not None
+    pysvc = old.file("pysvc")
+    assert pysvc is not None
+    entry = (
+        '[[revision.file]]\nservice = "pysvc"\npath = "src/pysvc/Dockerfile"\n'
+        f'pristine = "{pysvc.pristine}"\nlines = "{pysvc.lines}"\n'
+        f'patched = "{pysvc.patched}"\npatched_lines = "{pysvc.patched_lines}"\n'
+    )
+    drop = '{ op = "drop-from-platform", stage = "base", image = "python:" }'
+    path = tmp_path / "definitions.toml"
+    path.write_text(
+        f'[[revision]]\ncommit = "{"c" * 40}"\n{entry}patches = [{drop}]\n\n'
+        f'[[revision]]\ncommit = "{"d" * 40}"\n{entry}patches = [{second_ops}]\n'
+    )
+    return path
+
+
+def test_file_shared_by_revisions_with_the_same_patches_is_not_ambiguous(tmp_path: Path) -> None:
+    drop = '{ op = "drop-from-platform", stage = "base", image = "python:" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, drop))
+    result = plan(copy_tree(tmp_path, "old"), definitions)
+    assert result.revision.commit == "c" * 40
+
+
+def test_file_shared_by_revisions_with_different_patches_needs_revision(tmp_path: Path) -> None:
+    other = '{ op = "drop-from-platform", stage = "base", image = "python:3" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, other))
+    root = copy_tree(tmp_path, "old")
+    with pytest.raises(PatchError, match=r"match several supported revisions .* pass --revision"):
+        plan(root, definitions)
+    assert plan(root, definitions, commit="d" * 40).revision.commit == "d" * 40
+
+
+def test_write_failure_on_one_file_leaves_every_file_untouched(tmp_path: Path) -> None:
+    """A real OSError while staging the second file (its temp name exceeds NAME_MAX)."""
+    root = copy_tree(tmp_path, "old")
+    long_name = "D" * 250
+    (root / "src" / "longsvc").mkdir()
+    shutil.copy(root / "src" / "pysvc" / "Dockerfile", root / "src" / "longsvc" / long_name)
+    fixture = (FIXTURES / "definitions.toml").read_text()
+    old_block = fixture.split("[[revision]]")[1]
+    pysvc_block = "[[revision.file]]" + old_block.split("[[revision.file]]")[3]
+    long_block = pysvc_block.replace('"pysvc"', '"longsvc"').replace(
+        "src/pysvc/Dockerfile", f"src/longsvc/{long_name}"
+    )
+    path = tmp_path / "definitions.toml"
+    path.write_text(f'[[revision]]\ncommit = "{"e" * 40}"\n{pysvc_block}\n{long_block}')
+    definitions = load(path)
+    result = plan(root, definitions)
+    assert [(f.service, f.state) for f in result.files] == [
+        ("pysvc", UNPATCHED),
+        ("longsvc", UNPATCHED),
+    ]
+    before = snapshot(root)
+    with pytest.raises(PatchError, match=r"cannot write .*nothing was changed"):
+        write(result)
+    assert snapshot(root) == before
