@@ -136,12 +136,21 @@ def write(result: Plan) -> None:
 
 
 def apply_operations(text: str, operations: tuple[Operation, ...]) -> str:
-    """Apply `operations` in order, checking every condition; raise PatchError if one fails."""
+    """Apply `operations` in order, checking every condition; raise PatchError if one fails.
+
+    All preconditions are first checked on the file as it is, so a failure names the line a
+    reader sees in the file; they are checked again before each edit, in case edits interact.
+    """
     dockerfile = parse(text)
     for operation in operations:
         failed = operation.precondition(dockerfile)
         if failed:
             raise PatchError(_describe_mismatch(f"precondition of {operation.describe()}", failed))
+    for operation in operations:
+        failed = operation.precondition(dockerfile)
+        if failed:
+            context = f"precondition of {operation.describe()}, after the edits before it"
+            raise PatchError(_describe_mismatch(context, failed))
         dockerfile = parse(_render(operation.edit(dockerfile)))
         failed = operation.postcondition(dockerfile)
         if failed:

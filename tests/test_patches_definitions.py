@@ -1,0 +1,153 @@
+"""Definitions: the shipped patch sets are the documented ones; malformed files are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from patches.definitions import (
+    DEFAULT_DEFINITIONS,
+    DefinitionsError,
+    content_digest,
+    line_fingerprint,
+    load,
+)
+from patches.operations import DropFromPlatform, RemoveArgDefault, RemoveGlobalArg
+
+V0 = "5f4ccc7d1c4312c72e97cba777c4f6a586026e59"
+V0_10_6 = "5b3a712ab85ccb8f6f7cd5b720d36ba9a8d041eb"
+PYTHON = ("emailservice", "loadgenerator", "recommendationservice", "shoppingassistantservice")
+NODE = ("currencyservice", "paymentservice")
+GO = ("checkoutservice", "frontend", "productcatalogservice", "shippingservice")
+ALL = ("adservice", "cartservice", *GO, *NODE, *PYTHON)
+
+
+def test_shipped_definitions_cover_both_commits_and_every_service() -> None:
+    definitions = load(DEFAULT_DEFINITIONS)
+    assert [(r.commit, r.tag) for r in definitions.revisions] == [(V0, "v0"), (V0_10_6, "v0.10.6")]
+    for revision in definitions.revisions:
+        assert sorted(f.service for f in revision.files) == sorted(ALL)
+        cart = revision.file("cartservice")
+        assert cart is not None
+        assert cart.path == "src/cartservice/src/Dockerfile"
+        for file in revision.files:
+            assert file.path in (f"src/{file.service}/Dockerfile", cart.path)
+            assert (file.patched != file.pristine) == bool(file.operations)
+
+
+def test_v0_patches_only_the_python_and_node_stages() -> None:
+    revision = load(DEFAULT_DEFINITIONS).revision(V0)
+    assert revision is not None
+    operations = {f.service: f.operations for f in revision.files}
+    for service in ("adservice", "cartservice", *GO):
+        assert operations[service] == (), f"{service} must stay byte-identical at v0"
+    for service in PYTHON:
+        assert operations[service] == (DropFromPlatform(stage="base", image="python:"),)
+    for service in NODE:
+        assert operations[service] == (DropFromPlatform(stage="builder", image="node:"),)
+
+
+def test_v0_10_6_also_removes_the_pinning_arg_defaults() -> None:
+    revision = load(DEFAULT_DEFINITIONS).revision(V0_10_6)
+    assert revision is not None
+    operations = {f.service: f.operations for f in revision.files}
+    for service in ALL:
+        first = operations[service][0]
+        assert isinstance(first, RemoveGlobalArg)
+        assert (first.name, first.default) == ("BUILDPLATFORM", "linux/amd64")
+    assert operations["adservice"][1:] == ()
+    assert operations["cartservice"][1:] == (
+        RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),
+    )
+    for service in GO:
+        assert operations[service][1:] == (
+            RemoveArgDefault(stage="builder", name="TARGETOS", default="linux"),
+            RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),
+        )
+    for service in PYTHON:
+        assert operations[service][1:] == (DropFromPlatform(stage="base", image="python:"),)
+    for service in NODE:
+        assert operations[service][1:] == (DropFromPlatform(stage="builder", image="node:"),)
+
+
+def test_digests_ignore_crlf_and_fingerprints_name_lines() -> None:
+    assert content_digest("a\nb\n") == content_digest("a\r\nb\r\n") != content_digest("a\nb")
+    assert len(line_fingerprint("x\ny\n")) == 4
+    assert line_fingerprint("x\ny\n") == line_fingerprint("x\r\ny")
+
+
+REVISION = 'commit = "' + "a" * 40 + '"\n'
+FILE = (
+    '[[revision.file]]\nservice = "svc"\npath = "src/svc/Dockerfile"\n'
+    f'pristine = "{"0" * 64}"\nlines = "00"\n'
+)
+PATCHED = f'patched = "{"1" * 64}"\npatched_lines = "01"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("revision = 1\n", "key 'revision' must be an array of tables"),
+        ("[[revision]]\ncommit = 'abc'\n", "revision #1: key 'commit' = 'abc' is not a full"),
+        ("[[revision]]\n" + REVISION + "branch = 'x'\n", "unknown key 'branch'; allowed: commit"),
+        ("[[revision]]\n" + REVISION + "[[revision]]\n" + REVISION, "a commit is listed twice"),
+        (
+            "[[revision]]\n"
+            + REVISION
+            + FILE
+            + FILE.replace("[[revision.file]]\n", "\n[[revision.file]]\n"),
+            "a service is listed twice",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace("src/svc", "../svc"),
+            "key 'path' = '../svc/Dockerfile' must stay inside the checkout",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"0000', '"zz00'),
+            "file #1: key 'pristine'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED,
+            "'patched' and 'patched_lines' need 'patches'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED + 'patches = [{ op = "rewrite" }]\n',
+            "patch #1: key 'op' = 'rewrite' is not an operation; allowed: drop-from-platform",
+        ),
+        (
+            "[[revision]]\n"
+            + REVISION
+            + FILE
+            + PATCHED
+            + 'patches = [{ op = "drop-from-platform" }]\n',
+            "drop-from-platform needs keys image, platform, stage",
+        ),
+        (
+            "[[revision]]\n"
+            + REVISION
+            + FILE
+            + PATCHED
+            + 'patches = [{ op = "remove-global-arg", name = "X", default = "y", why = "z" }]\n',
+            "unknown key 'why'; allowed: comment, default, name",
+        ),
+        (
+            "[[revision]]\n"
+            + REVISION
+            + FILE
+            + PATCHED
+            + 'patches = [{ op = "remove-global-arg", name = "X", default = 1 }]\n',
+            "key 'default' = 1 must be a string",
+        ),
+        ("[[revision]\n", "cannot read patch definitions"),
+    ],
+)
+def test_malformed_definitions_are_refused_naming_the_entry(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "definitions.toml"
+    path.write_text(text)
+    with pytest.raises(DefinitionsError) as raised:
+        load(path)
+    assert str(raised.value).startswith(str(path))
+    assert message in str(raised.value)
