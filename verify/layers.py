@@ -87,11 +87,14 @@ class GzipReader:
                 out = self._inflater.decompress(self._pending, limit)
             except zlib.error as error:
                 raise LayerFormatError(f"gzip data is corrupt: {error}") from None
-            self._pending = self._inflater.unconsumed_tail
             if self._inflater.eof:
-                self._pending = self._inflater.unused_data + self._pending
+                # At a member's end the rest of the input is in unused_data (zlib may also
+                # leave a copy of it in unconsumed_tail, which must not be read twice).
+                self._pending = self._inflater.unused_data
                 self._next_member()
-            elif self._source_done and not self._pending and not out:
+            else:
+                self._pending = self._inflater.unconsumed_tail
+            if not self._inflater.eof and self._source_done and not self._pending and not out:
                 raise LayerFormatError("gzip stream ends before its last member is complete")
             if out:
                 return out

@@ -1,0 +1,177 @@
+"""Credential sources and WWW-Authenticate parsing; helpers are real executables in a tmp dir."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from verify.auth import (
+    AuthError,
+    Challenge,
+    CredentialResolver,
+    Credentials,
+    docker_config_credentials,
+    environment_credentials,
+    parse_challenges,
+)
+
+SECRET = "s3cr3t-Pa55"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (
+            'Bearer realm="https://auth.example/token",service="registry.example",'
+            'scope="repository:a/b:pull,push"',
+            [
+                Challenge(
+                    "bearer",
+                    {
+                        "realm": "https://auth.example/token",
+                        "service": "registry.example",
+                        "scope": "repository:a/b:pull,push",
+                    },
+                )
+            ],
+        ),
+        ('Basic realm="boutique tests"', [Challenge("basic", {"realm": "boutique tests"})]),
+        ("Basic realm=plain", [Challenge("basic", {"realm": "plain"})]),
+        (
+            'Basic realm="a", Bearer realm="http://127.0.0.1:9/t", service=reg',
+            [
+                Challenge("basic", {"realm": "a"}),
+                Challenge("bearer", {"realm": "http://127.0.0.1:9/t", "service": "reg"}),
+            ],
+        ),
+        ('Bearer Realm="with \\"quote\\""', [Challenge("bearer", {"realm": 'with "quote"'})]),
+        ("Negotiate", [Challenge("negotiate", {})]),
+        ("", []),
+    ],
+)
+def test_www_authenticate_parsing(header: str, expected: list[Challenge]) -> None:
+    assert parse_challenges(header) == expected
+
+
+def test_credentials_repr_hides_the_secret() -> None:
+    credentials = Credentials("user", SECRET, "test")
+    assert SECRET not in repr(credentials)
+    assert (
+        credentials.basic_header()
+        == "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+    )
+
+
+def test_environment_credentials_need_both_variables() -> None:
+    assert environment_credentials({}) is None
+    found = environment_credentials({"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": SECRET})
+    assert found == Credentials("u", SECRET, "REGISTRY_USERNAME/REGISTRY_PASSWORD")
+    with pytest.raises(AuthError, match="REGISTRY_PASSWORD is set but REGISTRY_USERNAME is not"):
+        environment_credentials({"REGISTRY_PASSWORD": SECRET})
+
+
+def _write_config(directory: Path, config: dict[str, object]) -> dict[str, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(config))
+    return {"DOCKER_CONFIG": str(directory), "PATH": str(directory)}
+
+
+def _write_helper(directory: Path, name: str, body: str) -> None:
+    helper = directory / f"docker-credential-{name}"
+    helper.write_text(f"#!/bin/sh\n{body}\n")
+    helper.chmod(helper.stat().st_mode | stat.S_IXUSR)
+
+
+def test_docker_config_auths_in_all_key_forms(tmp_path: Path) -> None:
+    encoded = base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    environ = _write_config(
+        tmp_path,
+        {
+            "auths": {
+                "https://r1.example/v1/": {"auth": encoded},
+                "r2.example:5000": {"username": "bob", "password": SECRET},
+                "r3.example": {},
+            }
+        },
+    )
+    first = docker_config_credentials("r1.example", environ)
+    assert first is not None and (first.username, first.password) == ("alice", SECRET)
+    second = docker_config_credentials("r2.example:5000", environ)
+    assert second is not None and second.username == "bob"
+    assert docker_config_credentials("r3.example", environ) is None
+    assert docker_config_credentials("elsewhere.example", environ) is None
+
+
+def test_credential_helper_is_run_with_the_host_on_stdin(tmp_path: Path) -> None:
+    # The helper answers only for the host it reads on stdin, proving the protocol is followed.
+    _write_helper(
+        tmp_path,
+        "fake",
+        'read host; if [ "$1" = get ] && [ "$host" = "r.example" ]; then '
+        f'echo \'{{"ServerURL":"r.example","Username":"helper-user","Secret":"{SECRET}"}}\'; '
+        'else echo "credentials not found in native keychain"; exit 1; fi',
+    )
+    environ = _write_config(tmp_path, {"credHelpers": {"r.example": "fake"}, "credsStore": "fake"})
+    found = docker_config_credentials("r.example", environ)
+    assert found == Credentials("helper-user", SECRET, "credential helper docker-credential-fake")
+    # credsStore serves every other host; this helper holds nothing for them.
+    assert docker_config_credentials("other.example", environ) is None
+
+
+def test_failing_helper_is_an_error_that_does_not_echo_its_output(tmp_path: Path) -> None:
+    _write_helper(tmp_path, "broken", f"echo 'leaked {SECRET}'; exit 3")
+    environ = _write_config(tmp_path, {"credsStore": "broken"})
+    with pytest.raises(AuthError, match="exited with 3") as raised:
+        docker_config_credentials("r.example", environ)
+    assert SECRET not in str(raised.value)
+
+
+def test_missing_helper_is_named(tmp_path: Path) -> None:
+    environ = _write_config(tmp_path, {"credHelpers": {"r.example": "absent"}})
+    with pytest.raises(AuthError, match=r"docker-credential-absent .* not on PATH"):
+        docker_config_credentials("r.example", environ)
+
+
+def test_identity_tokens_are_refused_clearly(tmp_path: Path) -> None:
+    _write_helper(tmp_path, "oauth", 'echo \'{"Username":"<token>","Secret":"refresh"}\'')
+    environ = _write_config(tmp_path, {"credsStore": "oauth"})
+    with pytest.raises(AuthError, match="identity token"):
+        docker_config_credentials("r.example", environ)
+
+
+def test_unreadable_docker_config_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(AuthError, match=re.escape(str(tmp_path / "config.json"))):
+        docker_config_credentials("r.example", {"DOCKER_CONFIG": str(tmp_path)})
+
+
+def test_resolver_prefers_environment_over_docker_config(tmp_path: Path) -> None:
+    environ = _write_config(
+        tmp_path, {"auths": {"r.example": {"username": "cfg", "password": "x"}}}
+    )
+    resolver = CredentialResolver(use_gcp=False, environ=environ)
+    assert resolver.for_registry("r.example") == Credentials(
+        "cfg", "x", f"{tmp_path}/config.json auths['r.example']"
+    )
+    with_env = {**environ, "REGISTRY_USERNAME": "env", "REGISTRY_PASSWORD": SECRET}
+    resolver = CredentialResolver(use_gcp=False, environ=with_env)
+    found = resolver.for_registry("r.example")
+    assert found is not None and found.username == "env"
+
+
+def test_gcp_reports_failing_application_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ADC file of an unknown type makes google-auth fail before any network access.
+    adc = tmp_path / "adc.json"
+    adc.write_text(json.dumps({"type": "not-a-credential-type"}))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    resolver = CredentialResolver(use_gcp=True, environ=dict(os.environ))
+    with pytest.raises(AuthError, match="--gcp: Application Default Credentials failed"):
+        resolver.for_registry("europe-docker.pkg.dev")

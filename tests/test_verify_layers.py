@@ -1,0 +1,171 @@
+"""Layer streams on crafted bytes: tar entry kinds, long names, whiteouts, gzip and zstd."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from collections.abc import Callable
+
+import pytest
+
+from tests.verify_bytes import (
+    AARCH64,
+    X86_64,
+    Entry,
+    elf_header,
+    gzip_bytes,
+    tar_bytes,
+    zstd_bytes,
+)
+from verify.digests import DigestingReader, DigestMismatch, sha256_digest
+from verify.layers import (
+    CHUNK_BYTES,
+    ElfFile,
+    GzipReader,
+    LayerFormatError,
+    decompressed,
+    is_whiteout,
+    normalized_path,
+    scan_tar,
+)
+
+LONG_DIRECTORY = "usr/lib/" + "/".join(["a-rather-long-directory-name"] * 8)
+
+MIXED_LAYER = [
+    Entry("usr/", kind=tarfile.DIRTYPE),
+    Entry("usr/bin/app", elf_header(X86_64)),
+    Entry("./usr/bin/arm-tool", elf_header(AARCH64, 32, "big")),
+    Entry("usr/bin/script", b"#!/bin/sh\necho hi\n"),
+    Entry("usr/bin/empty"),
+    Entry("usr/bin/link-to-app", kind=tarfile.SYMTYPE, target="app"),
+    Entry("usr/bin/hard-app", kind=tarfile.LNKTYPE, target="usr/bin/app"),
+    Entry("usr/bin/.wh.removed"),
+    Entry("usr/share/.wh..wh..opq"),
+    Entry(f"{LONG_DIRECTORY}/libfar.so", elf_header(X86_64, 64, "little")),
+]
+MIXED_EXPECTED = (
+    ElfFile("/usr/bin/app", X86_64),
+    ElfFile("/usr/bin/arm-tool", AARCH64),
+    ElfFile(f"/{LONG_DIRECTORY}/libfar.so", X86_64),
+)
+
+
+@pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
+def test_scan_records_regular_elf_files_only(format: int) -> None:
+    scan = scan_tar(io.BytesIO(tar_bytes(MIXED_LAYER, format)))
+    assert scan.elf_files == MIXED_EXPECTED
+    # app, arm-tool, script, empty, libfar.so: links, directories and whiteouts are not counted.
+    assert scan.regular_files == 5
+
+
+@pytest.mark.parametrize("compress", [lambda data: data, gzip_bytes, zstd_bytes])
+def test_decompression_is_chosen_by_magic_bytes(compress: Callable[[bytes], bytes]) -> None:
+    scan = scan_tar(decompressed(io.BytesIO(compress(tar_bytes(MIXED_LAYER)))))
+    assert scan.elf_files == MIXED_EXPECTED
+
+
+def test_large_incompressible_member_is_skipped_in_chunks() -> None:
+    noise = os.urandom(3 * CHUNK_BYTES + 12345)
+    layer = tar_bytes([Entry("blob.bin", noise), Entry("after", elf_header(AARCH64))])
+    scan = scan_tar(decompressed(io.BytesIO(gzip_bytes(layer))))
+    assert scan.elf_files == (ElfFile("/after", AARCH64),)
+
+
+class _CountingSource:
+    """A source that records the largest read it served, to prove reads stay bounded."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+        self.largest_read = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._stream.read(size)
+        self.largest_read = max(self.largest_read, len(chunk))
+        return chunk
+
+
+def test_gzip_output_is_bounded_per_read() -> None:
+    # Highly compressible: 64 MiB of zeros inflate from ~64 KiB; no read may return it whole.
+    zeros = gzip_bytes(b"\0" * (64 << 20))
+    reader = GzipReader(_CountingSource(zeros))
+    total, largest = 0, 0
+    while chunk := reader.read(CHUNK_BYTES):
+        total += len(chunk)
+        largest = max(largest, len(chunk))
+    assert total == 64 << 20
+    assert largest <= CHUNK_BYTES
+
+
+def test_multi_member_gzip_and_zero_padding_are_read_through() -> None:
+    first, second = b"first member " * 1000, b"second member " * 1000
+    stream = gzip_bytes(first) + gzip_bytes(second) + b"\0" * 700
+    reader = GzipReader(io.BytesIO(stream))
+    assert b"".join(iter(lambda: reader.read(4096), b"")) == first + second
+
+
+def test_trailing_garbage_after_gzip_is_rejected() -> None:
+    reader = GzipReader(io.BytesIO(gzip_bytes(b"data") + b"garbage"))
+    with pytest.raises(LayerFormatError, match="trailing data"):
+        while reader.read(4096):
+            pass
+
+
+def test_truncated_gzip_is_rejected() -> None:
+    blob = gzip_bytes(os.urandom(100_000))
+    reader = GzipReader(io.BytesIO(blob[: len(blob) // 2]))
+    with pytest.raises(LayerFormatError, match="ends before"):
+        while reader.read(4096):
+            pass
+
+
+def test_corrupt_gzip_is_rejected() -> None:
+    blob = bytearray(gzip_bytes(tar_bytes(MIXED_LAYER)))
+    blob[-8] ^= 0xFF  # the CRC32 of the member
+    with pytest.raises(LayerFormatError, match="corrupt"):
+        scan_tar(decompressed(io.BytesIO(bytes(blob))))
+
+
+def test_multi_frame_zstd_is_read_across_frames() -> None:
+    first = tar_bytes([Entry("a", elf_header(X86_64))])
+    # A tar split across two zstd frames: the scanner must not stop at the first frame's end.
+    blob = zstd_bytes(first[:700]) + zstd_bytes(first[700:])
+    assert scan_tar(decompressed(io.BytesIO(blob))).elf_files == (ElfFile("/a", X86_64),)
+
+
+def test_garbage_is_not_a_tar_archive() -> None:
+    with pytest.raises(LayerFormatError, match="not a valid tar"):
+        scan_tar(decompressed(io.BytesIO(b"this is not a tar archive" * 40)))
+
+
+def test_digesting_reader_hashes_the_whole_blob_including_the_tail() -> None:
+    blob = gzip_bytes(tar_bytes(MIXED_LAYER)) + b"\0" * 5000
+    reader = DigestingReader(io.BytesIO(blob), sha256_digest(blob), "layer")
+    scan_tar(decompressed(reader))
+    reader.finish()
+    assert reader.bytes_read == len(blob)
+
+
+def test_digesting_reader_reports_a_mismatch() -> None:
+    blob = gzip_bytes(tar_bytes(MIXED_LAYER))
+    expected = sha256_digest(blob + b"x")
+    reader = DigestingReader(io.BytesIO(blob), expected, "layer sha256:x")
+    scan_tar(decompressed(reader))
+    with pytest.raises(DigestMismatch, match="expected " + expected) as raised:
+        reader.finish()
+    assert raised.value.actual == sha256_digest(blob)
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [("./usr/bin/x", "/usr/bin/x"), ("usr/bin/x", "/usr/bin/x"), ("/abs", "/abs")],
+)
+def test_paths_are_made_absolute(name: str, path: str) -> None:
+    assert normalized_path(name) == path
+
+
+def test_whiteouts_are_recognised_by_basename() -> None:
+    assert is_whiteout("/etc/.wh.passwd")
+    assert is_whiteout("/etc/.wh..wh..opq")
+    assert not is_whiteout("/etc/passwd.wh.")
+    assert not is_whiteout("/.whatever/file")

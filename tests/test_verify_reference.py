@@ -1,0 +1,124 @@
+"""Reference and platform parsing: accepted forms, HTTP vs HTTPS choice, and rejected input."""
+
+import pytest
+
+from verify.platforms import Platform, PlatformError, parse_platform
+from verify.reference import ReferenceError, is_loopback, parse_reference
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("text", "registry", "repository", "tag", "digest", "scheme"),
+    [
+        ("127.0.0.1:5000/base/busybox:1", "127.0.0.1:5000", "base/busybox", "1", None, "http"),
+        ("localhost:5000/app:v1.2", "localhost:5000", "app", "v1.2", None, "http"),
+        ("127.1.2.3/a/b/c:t", "127.1.2.3", "a/b/c", "t", None, "http"),
+        (f"[::1]:5000/x/y@{DIGEST}", "[::1]:5000", "x/y", None, DIGEST, "http"),
+        (
+            "us-docker.pkg.dev/proj/repo/frontend:v0",
+            "us-docker.pkg.dev",
+            "proj/repo/frontend",
+            "v0",
+            None,
+            "https",
+        ),
+        (
+            f"europe-west1-docker.pkg.dev/p/r/cart:1@{DIGEST}",
+            "europe-west1-docker.pkg.dev",
+            "p/r/cart",
+            "1",
+            DIGEST,
+            "https",
+        ),
+        (
+            "registry.example:443/a_b/c-d__e.f:latest",
+            "registry.example:443",
+            "a_b/c-d__e.f",
+            "latest",
+            None,
+            "https",
+        ),
+        ("128.0.0.1:5000/a:1", "128.0.0.1:5000", "a", "1", None, "https"),
+    ],
+)
+def test_valid_references(
+    text: str, registry: str, repository: str, tag: str | None, digest: str | None, scheme: str
+) -> None:
+    ref = parse_reference(text)
+    assert (ref.registry, ref.repository, ref.tag, ref.digest) == (
+        registry,
+        repository,
+        tag,
+        digest,
+    )
+    assert ref.scheme == scheme
+    assert str(ref) == text
+    assert ref.manifest_reference == (digest or tag)
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("busybox:1", "no registry host"),
+        ("library/busybox:1", "not a registry host"),
+        ("127.0.0.1:5000/Upper/case:1", "repository"),
+        ("127.0.0.1:5000/a:", "tag"),
+        ("127.0.0.1:5000/a:bad/tag", "repository"),
+        ("127.0.0.1:5000/a", "neither a tag nor a digest"),
+        ("127.0.0.1:5000/a@sha256:abc", "digest"),
+        ("127.0.0.1:5000/a@md5:" + "0" * 32, "digest"),
+        (f"127.0.0.1:5000/a@{DIGEST.upper()}", "digest"),
+        ("127.0.0.1:5000//a:1", "repository"),
+    ],
+)
+def test_invalid_references_name_the_problem(text: str, complaint: str) -> None:
+    with pytest.raises(ReferenceError, match=complaint) as raised:
+        parse_reference(text)
+    assert repr(text) in str(raised.value)
+    assert "expected host[:port]/repository" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("127.0.0.1", True),
+        ("127.255.255.254", True),
+        ("::1", True),
+        ("128.0.0.1", False),
+        ("10.0.0.1", False),
+        ("localhost.example", False),
+        ("gcr.io", False),
+    ],
+)
+def test_loopback_detection(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("linux/amd64", Platform("linux", "amd64")),
+        ("linux/arm64/v8", Platform("linux", "arm64")),
+        ("Linux/ARM64", Platform("linux", "arm64")),
+        ("linux/arm/v7", Platform("linux", "arm", "v7")),
+        ("linux/amd64/v1", Platform("linux", "amd64")),
+        ("linux/amd64/v3", Platform("linux", "amd64", "v3")),
+    ],
+)
+def test_platforms_are_normalised(text: str, expected: Platform) -> None:
+    assert parse_platform(text) == expected
+
+
+def test_arm64_matches_arm64_v8_but_arm_variants_differ() -> None:
+    assert Platform.of("linux", "arm64", "v8") == Platform.of("linux", "arm64")
+    assert Platform.of("linux", "arm", "v7") != Platform.of("linux", "arm", "v6")
+    assert str(Platform.of("linux", "arm64", "v8")) == "linux/arm64"
+
+
+@pytest.mark.parametrize("text", ["linux", "linux/", "linux/arm64/v8/x", "linux amd64", ""])
+def test_invalid_platforms(text: str) -> None:
+    with pytest.raises(PlatformError, match="expected os/architecture"):
+        parse_platform(text)
