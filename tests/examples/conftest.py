@@ -1,6 +1,6 @@
 """Pulumi mocks for the example programs, kept apart from the main program's test fixtures.
 
-The `consumer` fixture evaluates examples/gke-consumer/__main__.py under fresh mocks and config
+The `consumer` fixture evaluates examples/gke-consumer/consumer.py under fresh mocks and config
 for each run, the referenced stack's outputs coming from the mock of `pulumi:pulumi:StackReference`.
 On teardown it clears the config and the runtime settings (monitor, root stack) so nothing of an
 example run leaks into other tests.
@@ -61,7 +61,7 @@ class ConsumerHarness:
         pulumi.runtime.set_all_config(
             {f"{CONSUMER_PROJECT}:{key}": value for key, value in config.items()}, []
         )
-        return runpy.run_path(str(CONSUMER_DIR / "__main__.py"))
+        return runpy.run_path(str(CONSUMER_DIR / "consumer.py"))
 
 
 @pytest.fixture

@@ -161,8 +161,9 @@ def test_only_the_stack_reference_and_the_deployments_are_declared(
     return all_urns(program).apply(check)
 
 
-def test_pulumi_yaml_declares_the_programs_default_services() -> None:
+def test_pulumi_yaml_runs_the_tested_file_with_its_default_services() -> None:
     project = yaml.safe_load((CONSUMER_DIR / "Pulumi.yaml").read_text())
+    assert project["main"] == "consumer.py", "Pulumi must run the file the tests evaluate"
     assert project["config"]["services"]["default"] == DEFAULT_SERVICES
     assert "default" not in project["config"]["imagesStack"], "imagesStack must be required"
 
