@@ -148,6 +148,11 @@ def trigger_violations(preview: Workflow, deploy: Workflow, tests: Workflow) -> 
         problems.append(f"deploy must trigger on push to main only, not {deploy.get('on')}")
     if set(tests.get("on") or {}) != {"workflow_call"}:
         problems.append("tests must be a reusable workflow (on: workflow_call)")
+    commands = [
+        str(step.get("run", "")).strip() for _, job in job_instances(tests) for step in steps(job)
+    ]
+    if "scripts/test" not in commands:
+        problems.append("the tests workflow must run the test command scripts/test")
     for name, workflow in (("preview", preview), ("deploy", deploy)):
         callers = [job for job in workflow.get("jobs", {}).values() if "uses" in job]
         if [job["uses"] for job in callers] != ["./.github/workflows/tests.yml"]:
@@ -440,6 +445,12 @@ BREAKAGES: list[tuple[str, str, Mutation, str]] = [
         "triggers",
         lambda w: w["tests.yml"].update({"on": {"push": None}}),
         "tests must be a reusable workflow",
+    ),
+    (
+        "tests run something else",
+        "triggers",
+        lambda w: job(w, "tests.yml", "tests")["steps"][-1].update({"run": "pytest"}),
+        "the tests workflow must run the test command scripts/test",
     ),
     (
         "write-all at the top",
