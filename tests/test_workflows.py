@@ -9,7 +9,6 @@ check on the real workflows (no violation) and on deliberately broken copies wri
 directory (the expected violation), so each check is shown to fail. actionlint runs on both too.
 """
 
-import copy
 import os
 import re
 import shutil
@@ -614,7 +613,7 @@ def broken_copy(tmp_path: Path, mutate: Mutation) -> Path:
     workflows = {path.name: load_workflow(path) for path in WORKFLOWS.glob("*.yml")}
     mutate(workflows)
     for name, workflow in workflows.items():
-        (tmp_path / name).write_text(yaml.safe_dump(copy.deepcopy(workflow), sort_keys=False))
+        (tmp_path / name).write_text(yaml.safe_dump(workflow, sort_keys=False))
     return tmp_path
 
 
