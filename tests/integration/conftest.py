@@ -24,13 +24,13 @@ import pytest
 from tests.integration import dockerenv
 from tests.integration.dockerenv import (
     BUSYBOX_CACHE,
-    INSTALL_HINT,
     Registry,
     ToolchainError,
     check_docker_engine,
     start_registry,
 )
 
+INSTALL_HINT = "scripts/install-docker (run as root, or via scripts/test) sets it up"
 BUILD_PLATFORMS = ("linux/amd64", "linux/arm64")
 BUSYBOX_ARCHES = ("amd64", "arm64")
 
@@ -56,8 +56,10 @@ def _in_ci() -> bool:
 def missing_prerequisite(reason: str) -> NoReturn:
     """Fails under CI=true (CI must provide the toolchain), skips with `reason` otherwise."""
     if _in_ci():
-        pytest.fail(f"CI=true but a test prerequisite is missing: {reason}", pytrace=False)
-    pytest.skip(reason)
+        pytest.fail(
+            f"CI=true but a test prerequisite is missing: {reason}; {INSTALL_HINT}", pytrace=False
+        )
+    pytest.skip(f"{reason}; {INSTALL_HINT}")
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +67,13 @@ def docker_engine() -> None:
     try:
         check_docker_engine(BUILD_PLATFORMS)
     except ToolchainError as error:
-        missing_prerequisite(f"{error}; {INSTALL_HINT}")
+        missing_prerequisite(str(error))
 
 
 @pytest.fixture(scope="session")
 def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryFactory]:
     if shutil.which("docker-registry") is None:
-        missing_prerequisite(f"docker-registry is not on PATH; {INSTALL_HINT}")
+        missing_prerequisite("docker-registry is not on PATH")
     parent_dir = tmp_path_factory.mktemp("registries")
     started: list[Registry] = []
 
@@ -106,7 +108,7 @@ def busybox_base(
     for arch in BUSYBOX_ARCHES:
         binary = BUSYBOX_CACHE / arch / "bin" / "busybox"
         if not binary.is_file():
-            missing_prerequisite(f"{binary} is missing; {INSTALL_HINT}")
+            missing_prerequisite(f"{binary} is missing")
         shutil.copyfile(binary, context_dir / f"busybox-{arch}")
         # Fixed modes keep the build context identical whatever the umask.
         (context_dir / f"busybox-{arch}").chmod(0o755)

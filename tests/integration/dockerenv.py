@@ -22,7 +22,6 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX_CACHE = REPO_ROOT / ".cache" / "busybox"
-INSTALL_HINT = "run scripts/install-docker as root (or scripts/test, which runs it)"
 
 INDEX_MEDIA_TYPES = (
     "application/vnd.oci.image.index.v1+json",
@@ -88,7 +87,7 @@ def bcrypt_htpasswd_line(user: str, password: str) -> str:
     """One htpasswd line with a bcrypt hash; the password goes over stdin, never argv."""
     htpasswd = shutil.which("htpasswd")
     if htpasswd is None:
-        raise ToolchainError(f"htpasswd (apache2-utils) is not on PATH; {INSTALL_HINT}")
+        raise ToolchainError("htpasswd (apache2-utils) is not on PATH")
     result = subprocess.run(
         [htpasswd, "-B", "-i", "-n", user],
         input=password.encode(),
@@ -116,7 +115,7 @@ def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) ->
     """Starts a registry on a free loopback port and waits until /v2/ answers."""
     binary = shutil.which("docker-registry")
     if binary is None:
-        raise ToolchainError(f"docker-registry is not on PATH; {INSTALL_HINT}")
+        raise ToolchainError("docker-registry is not on PATH")
     storage_dir = Path(tempfile.mkdtemp(prefix="registry-", dir=parent_dir))
     htpasswd_file = None
     if htpasswd is not None:
@@ -169,7 +168,7 @@ def check_docker_engine(platforms: Sequence[str]) -> None:
     """Raises ToolchainError unless dockerd, the containerd image store and buildx are usable
     and the default builder can build every platform in `platforms`."""
     if shutil.which("docker") is None:
-        raise ToolchainError(f"the docker CLI is not on PATH; {INSTALL_HINT}")
+        raise ToolchainError("the docker CLI is not on PATH")
     info = _run(["docker", "info", "--format", "{{json .DriverStatus}}"])
     if info.returncode != 0:
         raise ToolchainError(f"'docker info' failed (is dockerd running?): {info.stderr.strip()}")
