@@ -7,15 +7,29 @@ one `ConfigError` naming the key, the value and what is allowed, before any reso
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
 
 PROJECT = "boutique-multiarch"
 """The project name, which is also the namespace of every key below."""
+
+CONFIG_KEYS: tuple[str, ...] = (
+    "services",
+    "platforms",
+    "tag",
+    "writers",
+    "readers",
+    "repository",
+    "builder",
+    "source",
+    "registry",
+    "cache",
+)
+"""Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
 PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
 """The platforms the verification can prove, in the order images list them."""
@@ -159,25 +173,30 @@ class ExternalRegistry:
 
 
 @dataclass(frozen=True)
+class ArtifactRegistry:
+    """Push to an Artifact Registry repository this program declares, with repository IAM."""
+
+    project: str
+    """`gcp:project`, where the repository lives."""
+    repository: RepositorySettings
+    writers: tuple[str, ...]
+    """Members granted `roles/artifactregistry.writer` on the repository."""
+    readers: tuple[str, ...]
+    """Members granted `roles/artifactregistry.reader` on the repository."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the program needs from the stack configuration, validated."""
 
     services: tuple[Service, ...]
     platforms: tuple[str, ...]
     tag: str
-    writers: tuple[str, ...]
-    readers: tuple[str, ...]
-    repository: RepositorySettings | None
-    """None when `registry` is configured: then no GCP resource is declared."""
+    destination: ArtifactRegistry | ExternalRegistry
+    """Artifact Registry, or an existing registry (then no GCP resource is declared)."""
     builder: BuilderSettings
     source: GitSource | PathSource
-    registry: ExternalRegistry | None
     cache: bool
-    gcp_project: str | None
-    """`gcp:project`; required unless `registry` is configured."""
-
-
-T = TypeVar("T")
 
 
 def parse_settings(
@@ -188,38 +207,48 @@ def parse_settings(
     """Parse the raw config strings of the `boutique-multiarch:` namespace (keys without it),
     the `gcp:` namespace (`project`, `region`) and whether `registryPassword` is set."""
     platforms = _parse_platforms(_decode(raw, "platforms", list(PLATFORMS)))
-    registry = _optional(raw, "registry", _parse_registry)
-    if registry is None and registry_password_set:
-        raise ConfigError(_key("registryPassword"), "[secret]", "only together with `registry`")
-    if registry is not None:
-        if registry.username is not None and not registry_password_set:
-            raise ConfigError(
-                _key("registryPassword"), _UNSET, "a secret when `registry.username` is set"
-            )
-        for key in ("repository", "writers", "readers"):
-            if raw.get(key) is not None:
-                raise ConfigError(
-                    _key(key), _decode(raw, key, None), "unset when `registry` is configured"
-                )
-    gcp_project = gcp.get("project") or None
-    repository = None
-    if registry is None:
-        if gcp_project is None:
-            raise ConfigError("gcp:project", _UNSET, "a GCP project id (or configure `registry`)")
-        repository = _parse_repository(_decode(raw, "repository", {}), gcp.get("region") or None)
     return Settings(
         services=_parse_services(_decode(raw, "services", list(DEFAULT_SERVICES))),
         platforms=platforms,
         tag=_parse_tag(_decode(raw, "tag", "v1", json_text=False)),
-        writers=_parse_members("writers", _decode(raw, "writers", [])),
-        readers=_parse_members("readers", _decode(raw, "readers", [])),
-        repository=repository,
+        destination=_parse_destination(raw, gcp, registry_password_set),
         builder=_parse_builder(_decode(raw, "builder", {}), platforms),
         source=_parse_source(_decode(raw, "source", {})),
-        registry=registry,
         cache=_parse_bool(_key("cache"), _decode(raw, "cache", True)),
-        gcp_project=gcp_project if registry is None else None,
     )
+
+
+def _parse_destination(
+    raw: Mapping[str, str], gcp: Mapping[str, str], registry_password_set: bool
+) -> ArtifactRegistry | ExternalRegistry:
+    registry = _decode(raw, "registry", None)
+    if registry is None:
+        if registry_password_set:
+            raise ConfigError(_key("registryPassword"), "[secret]", "only together with `registry`")
+        project = gcp.get("project")
+        if not project:
+            raise ConfigError("gcp:project", _UNSET, "a GCP project id (or configure `registry`)")
+        return ArtifactRegistry(
+            project=project,
+            repository=_parse_repository(_decode(raw, "repository", {}), gcp.get("region")),
+            writers=_parse_members("writers", _decode(raw, "writers", [])),
+            readers=_parse_members("readers", _decode(raw, "readers", [])),
+        )
+    for key in ("repository", "writers", "readers"):
+        if raw.get(key) is not None:
+            raise ConfigError(
+                _key(key), _decode(raw, key, None), "unset when `registry` is configured"
+            )
+    external = _parse_registry(registry)
+    if external.username is not None and not registry_password_set:
+        raise ConfigError(
+            _key("registryPassword"), _UNSET, "a secret when `registry.username` is set"
+        )
+    if external.username is None and registry_password_set:
+        raise ConfigError(
+            _key("registryPassword"), "[secret]", "only together with `registry.username`"
+        )
+    return external
 
 
 def _key(name: str) -> str:
@@ -238,11 +267,6 @@ def _decode(raw: Mapping[str, str], name: str, default: Any, json_text: bool = T
     except json.JSONDecodeError:
         # Plain strings (e.g. `cache: yes`) are reported as they are by the key's parser.
         return text
-
-
-def _optional(raw: Mapping[str, str], name: str, parse: Callable[[Any], T]) -> T | None:
-    value = _decode(raw, name, None)
-    return None if value is None else parse(value)
 
 
 def _parse_bool(key: str, value: Any) -> bool:

@@ -1,0 +1,55 @@
+"""Where images are pushed and with which credentials: Artifact Registry or an existing registry.
+
+Not a resource: a small record the program hands every ServiceImage. The Artifact Registry
+access token is read through the gcp provider on every run (it lives about an hour) and is
+wrapped as a secret so it never reaches state or logs in plain text.
+"""
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.artifact_repository import ArtifactRepository
+from components.service_image import RegistryLogin
+from plan.naming import ARTIFACT_REGISTRY_USERNAME
+from plan.settings import ExternalRegistry
+
+
+@dataclass(frozen=True)
+class RegistryTarget:
+    """The registry path images go under, the cache's, and the credentials for both."""
+
+    registry: pulumi.Input[str]
+    cache_registry: pulumi.Input[str] | None
+    login: RegistryLogin | None
+
+
+def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> RegistryTarget:
+    """Push to the repository with the deployer's own access token (`oauth2accesstoken`)."""
+    token = gcp.organizations.get_client_config_output().access_token
+    return RegistryTarget(
+        registry=repository.registry,
+        cache_registry=repository.cache_registry if cache else None,
+        login=RegistryLogin(
+            address=repository.host,
+            username=ARTIFACT_REGISTRY_USERNAME,
+            password=pulumi.Output.secret(token),
+        ),
+    )
+
+
+def external_registry_target(
+    registry: ExternalRegistry, password: pulumi.Output[str] | None, cache: bool
+) -> RegistryTarget:
+    """Push to an existing registry, anonymously or as `registry.username`."""
+    login = None
+    if registry.username is not None and password is not None:
+        login = RegistryLogin(
+            address=registry.host,
+            username=registry.username,
+            password=pulumi.Output.secret(password),
+        )
+    return RegistryTarget(
+        registry=registry.address, cache_registry=registry.address if cache else None, login=login
+    )

@@ -1,0 +1,72 @@
+"""UpstreamSource: the Online Boutique source tree the images are built from.
+
+Creates no resource: a `pulumi_command.local.run_output` call of `python -m host checkout` runs
+on every preview and every up, so any machine (a fresh CI runner included) has the checkout at
+exactly the pinned commit, in `.cache/upstream/<commit>`, or finds the configured path, before
+an Image reads it. Its result is known during preview, so image contexts are known then too.
+The checkout is a cache shared by stacks at the same commit, so nothing removes it on destroy.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command as command
+
+from host.results import CheckoutResult
+from plan.host_commands import checkout_command
+from plan.naming import oci_labels
+from plan.settings import GitSource, PathSource
+
+
+@dataclass(frozen=True)
+class UpstreamSourceArgs:
+    """Which source to ensure."""
+
+    source: GitSource | PathSource
+    """Validated `source` config."""
+    required: Sequence[str]
+    """Files the checkout must contain (the Dockerfiles of the configured services)."""
+    python: str
+    """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
+
+
+class UpstreamSource(pulumi.ComponentResource):
+    """The checkout every ServiceImage builds from."""
+
+    root: pulumi.Output[str]
+    """Checkout directory (relative to the project directory for the commit cache)."""
+    revision: pulumi.Output[str | None]
+    """Commit at HEAD of the checkout; None for a path that is not a git work tree."""
+    labels: pulumi.Output[dict[str, str]]
+    """OCI labels for images built from this checkout (source URL, revision)."""
+
+    def __init__(
+        self, name: str, args: UpstreamSourceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("boutique:upstream_source:UpstreamSource", name, None, opts)
+        ensured = command.local.run_output(
+            command=checkout_command(args.python, args.source, args.required),
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        checkout = ensured.stdout.apply(CheckoutResult.from_json)
+        self.root = checkout.apply(_root)
+        self.revision = checkout.apply(_revision)
+        self.labels = pulumi.Output.all(args.source.url, self.revision).apply(_labels)
+        self.register_outputs({"root": self.root, "revision": self.revision, "labels": self.labels})
+
+    def path(self, relative: str) -> pulumi.Output[str]:
+        """A path inside the checkout."""
+        return pulumi.Output.concat(self.root, "/", relative)
+
+
+def _root(checkout: CheckoutResult) -> str:
+    return checkout.path
+
+
+def _revision(checkout: CheckoutResult) -> str | None:
+    return checkout.commit
+
+
+def _labels(url_and_revision: list[str | None]) -> dict[str, str]:
+    return dict(oci_labels(*url_and_revision))
