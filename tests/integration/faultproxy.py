@@ -1,0 +1,185 @@
+"""A fault-injecting, request-counting HTTP proxy in front of a loopback registry.
+
+The verifier is pointed at the proxy's address instead of the registry's. The proxy:
+
+- forwards GET and HEAD requests to the upstream registry and streams the answer back in chunks
+  (blobs of any size pass through without being held in memory);
+- records every request (method, path, status) so tests can count, e.g., how often a blob was
+  downloaded;
+- answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
+- optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
+  for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
+  otherwise (the registry token flow, with the upstream registry itself left anonymous).
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.integration.tokenserver import TokenServer
+
+CHUNK_BYTES = 1 << 20
+_REPOSITORY_PATH = re.compile(r"^/v2/(?P<repository>.+)/(?:manifests|blobs)/[^/]+$")
+
+
+@dataclass(frozen=True)
+class Logged:
+    """One request the proxy answered."""
+
+    method: str
+    path: str
+    status: int
+
+
+@dataclass
+class _Fault:
+    pattern: re.Pattern[str]
+    status: int
+    remaining: int
+
+
+@dataclass
+class FaultProxy:
+    """A running proxy in front of ``upstream`` (``host:port``)."""
+
+    upstream: str
+    bearer: TokenServer | None = None
+    service: str = "boutique-test-registry"
+    log: list[Logged] = field(default_factory=list)
+    _faults: list[_Fault] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None
+        return f"127.0.0.1:{self._server.server_port}"
+
+    def fail_next(self, path_pattern: str, status: int, count: int) -> None:
+        """Answer the next ``count`` requests whose path matches with ``status``."""
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_pattern), status, count))
+
+    def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
+        """Logged requests whose path matches (and whose status equals ``status`` if given)."""
+        pattern = re.compile(path_pattern)
+        with self._lock:
+            return [
+                entry
+                for entry in self.log
+                if pattern.search(entry.path) and (status is None or entry.status == status)
+            ]
+
+    def start(self) -> FaultProxy:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server.daemon_threads = True
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _take_fault(self, path: str) -> int | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.remaining and fault.pattern.search(path):
+                    fault.remaining -= 1
+                    return fault.status
+        return None
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.log.append(Logged(method, path, status))
+
+    def _challenge(self, path: str) -> str | None:
+        """The WWW-Authenticate value when a bearer token is required and missing, else None."""
+        if self.bearer is None or not path.startswith("/v2/"):
+            return None
+        match = _REPOSITORY_PATH.match(path)
+        scope = f"repository:{match.group('repository')}:pull" if match else ""
+        header = f'Bearer realm="{self.bearer.realm}",service="{self.service}"'
+        if scope:
+            header += f',scope="{scope}"'
+        return header
+
+
+def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet: tests read ``proxy.log`` instead."""
+
+        def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            proxy._record(self.command, self.path, status)
+
+        def _authorized(self) -> bool:
+            challenge = proxy._challenge(self.path)
+            if challenge is None:
+                return True
+            assert proxy.bearer is not None
+            header = self.headers.get("Authorization", "")
+            token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else ""
+            match = _REPOSITORY_PATH.match(self.path)
+            wanted = f"repository:{match.group('repository')}:pull" if match else None
+            granted = proxy.bearer.issued.get(token)
+            if granted is not None and (wanted is None or granted == wanted):
+                return True
+            body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+            headers = {"WWW-Authenticate": challenge, "Content-Type": "application/json"}
+            self._answer(401, headers, body)
+            return False
+
+        def _forward(self) -> None:
+            fault = proxy._take_fault(self.path)
+            if fault is not None:
+                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+                self._answer(fault, {"Content-Type": "application/json"}, body)
+                return
+            if not self._authorized():
+                return
+            upstream = http.client.HTTPConnection(proxy.upstream, timeout=60)
+            try:
+                forwarded = {
+                    name: value
+                    for name, value in self.headers.items()
+                    if name.lower() in ("accept", "user-agent", "range")
+                }
+                upstream.request(self.command, self.path, headers=forwarded)
+                response = upstream.getresponse()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("connection", "transfer-encoding", "keep-alive"):
+                        self.send_header(name, value)
+                if response.getheader("Content-Length") is None:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                if self.command != "HEAD":
+                    while chunk := response.read(CHUNK_BYTES):
+                        self.wfile.write(chunk)
+                proxy._record(self.command, self.path, response.status)
+            finally:
+                upstream.close()
+
+        def do_GET(self) -> None:
+            self._forward()
+
+        def do_HEAD(self) -> None:
+            self._forward()
+
+    return Handler
