@@ -161,14 +161,11 @@ def apply_operations(text: str, operations: tuple[Operation, ...]) -> str:
             raise PatchError(
                 _describe_mismatch(f"{operation.describe()} undone by a later edit", failed)
             )
-    for problem in automatic_arg_problems(dockerfile):
-        raise PatchError(
-            _describe_mismatch(
-                "platform ARG check",
-                Mismatch(problem.line_number, "no ARG that pins or empties it", problem.text),
-            )
-            + f" ({problem.reason})"
-        )
+    problems = automatic_arg_problems(dockerfile)
+    if problems:
+        first = problems[0]
+        mismatch = Mismatch(first.line_number, "no ARG that pins or empties it", first.text)
+        raise PatchError(_describe_mismatch("platform ARG check", mismatch) + f" ({first.reason})")
     return dockerfile.render()
 
 
