@@ -123,6 +123,10 @@ def test_diff_prints_the_changes_without_making_them(old_tree: Path) -> None:
         " ",
     ]
     assert snapshot(old_tree) == before
+    as_json = json.loads(run("diff", str(old_tree), "--json").stdout)
+    diffs = {f["service"]: (f["status"], f["diff"]) for f in as_json["files"]}
+    assert diffs["pysvc"] == ("unpatched", result.stdout)
+    assert diffs["gosvc"] == ("untouched", "")
     run("apply", str(old_tree))
     assert run("diff", str(old_tree)).stdout == ""
 
