@@ -68,7 +68,7 @@ class ConfigError(ValueError):
     """One invalid configuration value: which key, what value, and what is allowed."""
 
     def __init__(self, key: str, value: object, allowed: str) -> None:
-        shown = "<unset>" if value is _UNSET else json.dumps(value)
+        shown = "<unset>" if value is _UNSET or value is None else json.dumps(value)
         super().__init__(f"config {key} = {shown} is not valid; allowed: {allowed}")
         self.key = key
         self.value = value

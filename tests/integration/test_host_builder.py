@@ -1,0 +1,147 @@
+"""`python -m host builder ...` against the real Docker CLI and engine, without `--bootstrap`.
+
+Each test gets its own buildx store (DOCKER_CONFIG in a temporary directory), so builders the
+tests create never touch the machine's own. Nothing is pulled: creating a docker-container
+builder only records it; BuildKit would start on the first build.
+"""
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from host.builder import InspectedBuilder, parse_inspect
+from host.results import BuilderResult
+from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from plan.settings import BuilderNode, BuilderSettings
+from tests.conftest import ROOT
+
+PLATFORMS = ("linux/amd64", "linux/arm64")
+UNREACHABLE_NODE = "tcp://10.255.255.1:2375"
+"""A node endpoint nobody answers on; creating the node does not connect to it."""
+
+Run = Callable[[str], subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, docker_engine: None) -> Path:
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    user_plugins = Path.home() / ".docker" / "cli-plugins"
+    if user_plugins.is_dir():
+        # buildx may be installed per user; keep it visible with the separate store.
+        (config / "cli-plugins").symlink_to(user_plugins)
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    return config
+
+
+@pytest.fixture
+def run(docker_config: Path) -> Run:
+    """Run a command line as pulumi-command does: `/bin/sh -c` in the project directory."""
+
+    def run_line(command_line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", command_line],
+            cwd=ROOT,
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    return run_line
+
+
+def builder(name: str, **changes: object) -> BuilderSettings:
+    base: dict[str, object] = {
+        "name": name,
+        "driver": "docker-container",
+        "driver_opts": {"network": "host"},
+        "endpoint": None,
+        "nodes": (BuilderNode("arm64-native", ("linux/arm64",), UNREACHABLE_NODE),),
+    }
+    return BuilderSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def ensure(run: Run, settings: BuilderSettings) -> BuilderResult:
+    result = run(builder_ensure_command(sys.executable, builder_spec(settings, PLATFORMS)))
+    assert result.returncode == 0, result.stderr
+    return BuilderResult.from_json(result.stdout)
+
+
+def inspect(name: str) -> InspectedBuilder | None:
+    result = subprocess.run(
+        ["docker", "buildx", "inspect", name], capture_output=True, text=True, check=False
+    )
+    return parse_inspect(result.stdout) if result.returncode == 0 else None
+
+
+def test_builder_is_created_with_native_node_then_reused(run: Run) -> None:
+    assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "created")
+    current = inspect("boutique-test")
+    assert current is not None
+    assert current.driver == "docker-container"
+    first, native = current.nodes
+    assert first.name == "boutique-test0"
+    assert first.driver_opts == {"network": "host"}
+    assert first.declared_platforms == {"linux/amd64"}
+    assert (native.name, native.endpoint) == ("arm64-native", UNREACHABLE_NODE)
+    assert native.declared_platforms == {"linux/arm64"}
+    assert native.driver_opts == {"network": "host"}
+
+    assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "reused")
+    assert inspect("boutique-test") == current
+
+
+def test_changed_configuration_is_reconciled(run: Run) -> None:
+    ensure(run, builder("boutique-test"))
+    changed = builder("boutique-test", driver_opts={}, nodes=())
+    assert ensure(run, changed) == BuilderResult("boutique-test", "reconciled")
+    current = inspect("boutique-test")
+    assert current is not None
+    (only,) = current.nodes
+    assert (only.name, only.driver_opts, only.declared_platforms) == ("boutique-test0", {}, set())
+    assert ensure(run, changed).action == "reused"
+
+
+def test_remote_driver_builder_is_created_without_connecting(run: Run) -> None:
+    remote = builder(
+        "boutique-remote", driver="remote", driver_opts={}, endpoint=UNREACHABLE_NODE, nodes=()
+    )
+    assert ensure(run, remote).action == "created"
+    current = inspect("boutique-remote")
+    assert current is not None
+    assert (current.driver, current.nodes[0].endpoint) == ("remote", UNREACHABLE_NODE)
+
+
+def test_remove_deletes_the_builder_and_is_idempotent(run: Run) -> None:
+    ensure(run, builder("boutique-test"))
+    removed = run(builder_remove_command(sys.executable, "boutique-test"))
+    assert removed.returncode == 0, removed.stderr
+    assert BuilderResult.from_json(removed.stdout) == BuilderResult("boutique-test", "removed")
+    assert inspect("boutique-test") is None
+    again = run(builder_remove_command(sys.executable, "boutique-test"))
+    assert BuilderResult.from_json(again.stdout) == BuilderResult("boutique-test", "absent")
+
+
+def test_failed_node_append_leaves_no_half_configured_builder(run: Run) -> None:
+    broken = BuilderNode("arm64-native", ("linux/arm64",), "unix:///nonexistent/docker.sock")
+    spec = builder_spec(builder("boutique-broken", nodes=(broken,)), PLATFORMS)
+    result = run(builder_ensure_command(sys.executable, spec))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(
+        "error: docker buildx create for builder boutique-broken failed"
+    )
+    assert "nonexistent/docker.sock" in result.stderr
+    assert inspect("boutique-broken") is None
+
+
+def test_missing_docker_cli_is_reported(run: Run, tmp_path: Path) -> None:
+    command_line = builder_ensure_command(sys.executable, builder_spec(builder("x"), PLATFORMS))
+    result = run(f"PATH={tmp_path} {command_line}")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: docker is not installed or not on PATH"

@@ -1,0 +1,129 @@
+"""The builder spec the program passes and how `host.builder` reads `docker buildx inspect`.
+
+The text below is written in the format buildx 0.13 prints; the real output is exercised in
+tests/integration/test_host_builder.py.
+"""
+
+import pytest
+
+from host.builder import BuilderSpec, InspectedBuilder, InspectedNode, matches, parse_inspect
+from host.process import HostError
+from plan.host_commands import builder_spec, interpreter
+from plan.settings import BuilderNode, BuilderSettings
+
+INACTIVE_WITH_NODE = """\
+Name:          multiarch-builder
+Driver:        docker-container
+Last Activity: 2026-11-27 07:13:06 +0000 UTC
+
+Nodes:
+Name:                  multiarch-builder0
+Endpoint:              unix:///var/run/docker.sock
+Driver Options:        image="moby/buildkit:v0.12.5" network="host"
+Status:                inactive
+BuildKit daemon flags: --allow-insecure-entitlement=network.host
+Platforms:             linux/amd64*
+
+Name:                  arm64-native
+Endpoint:              ssh://builder@arm64-builder.internal
+Driver Options:        image="moby/buildkit:v0.12.5" network="host"
+Status:                inactive
+Platforms:             linux/arm64*
+"""
+
+RUNNING = """\
+Name:          plain
+Driver:        docker-container
+Last Activity: 2026-11-27 07:13:06 +0000 UTC
+
+Nodes:
+Name:           plain0
+Endpoint:       unix:///var/run/docker.sock
+Status:         running
+BuildKit version: v0.13.2
+Platforms:      linux/amd64, linux/amd64/v2, linux/arm64, linux/386
+Labels:
+ org.mobyproject.buildkit.worker.executor: oci
+"""
+
+
+def settings(**changes: object) -> BuilderSettings:
+    base: dict[str, object] = {
+        "name": "multiarch-builder",
+        "driver": "docker-container",
+        "driver_opts": {"image": "moby/buildkit:v0.12.5", "network": "host"},
+        "endpoint": None,
+        "nodes": (
+            BuilderNode("arm64-native", ("linux/arm64",), "ssh://builder@arm64-builder.internal"),
+        ),
+    }
+    return BuilderSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def spec_of(builder: BuilderSettings) -> BuilderSpec:
+    return BuilderSpec.from_json(builder_spec(builder, ("linux/amd64", "linux/arm64")))
+
+
+def test_inspect_output_is_read_with_declared_platforms_and_options() -> None:
+    assert parse_inspect(INACTIVE_WITH_NODE) == InspectedBuilder(
+        name="multiarch-builder",
+        driver="docker-container",
+        nodes=(
+            InspectedNode(
+                "multiarch-builder0",
+                "unix:///var/run/docker.sock",
+                {"image": "moby/buildkit:v0.12.5", "network": "host"},
+                frozenset({"linux/amd64"}),
+            ),
+            InspectedNode(
+                "arm64-native",
+                "ssh://builder@arm64-builder.internal",
+                {"image": "moby/buildkit:v0.12.5", "network": "host"},
+                frozenset({"linux/arm64"}),
+            ),
+        ),
+    )
+
+
+def test_detected_platforms_of_a_running_node_are_not_declared_ones() -> None:
+    (node,) = parse_inspect(RUNNING).nodes
+    assert node.declared_platforms == frozenset()
+    assert node.driver_opts == {}
+
+
+def test_unreadable_inspect_output_is_an_error() -> None:
+    with pytest.raises(HostError, match="cannot read `docker buildx inspect` output"):
+        parse_inspect("ERROR: something else\n")
+
+
+def test_native_nodes_take_their_platforms_and_the_first_node_the_rest() -> None:
+    spec = spec_of(settings())
+    first, native = spec.nodes
+    assert (first.name, first.endpoint, first.platforms) == (
+        "multiarch-builder0",
+        None,
+        frozenset({"linux/amd64"}),
+    )
+    assert native.platforms == frozenset({"linux/arm64"})
+    assert spec_of(settings(nodes=())).nodes[0].platforms == frozenset()
+
+
+def test_matching_builder_is_reused_and_any_difference_is_reconciled() -> None:
+    current = parse_inspect(INACTIVE_WITH_NODE)
+    assert matches(current, spec_of(settings()))
+    assert not matches(current, spec_of(settings(driver="remote", endpoint="tcp://b:1234")))
+    assert not matches(current, spec_of(settings(driver_opts={"network": "host"})))
+    assert not matches(current, spec_of(settings(nodes=())))
+    moved = BuilderNode("arm64-native", ("linux/arm64",), "ssh://builder@elsewhere")
+    assert not matches(current, spec_of(settings(nodes=(moved,))))
+    assert not matches(current, spec_of(settings(endpoint="tcp://other:2375")))
+
+
+def test_invalid_spec_is_an_error() -> None:
+    with pytest.raises(HostError, match="builder spec"):
+        BuilderSpec.from_json('{"driver": "remote"}')
+
+
+def test_interpreter_inside_the_project_is_written_relative_to_it() -> None:
+    assert interpreter("/work/p/.venv/bin/python", "/work/p") == ".venv/bin/python"
+    assert interpreter("/usr/bin/python3", "/work/p") == "/usr/bin/python3"

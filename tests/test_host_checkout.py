@@ -1,0 +1,185 @@
+"""`python -m host checkout`, run for real against a local bare git repository (file://)."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from host.results import CheckoutResult
+from plan.host_commands import checkout_command
+from plan.settings import GitSource, PathSource
+from tests.conftest import ROOT
+
+DOCKERFILE = "src/emailservice/Dockerfile"
+CART_DOCKERFILE = "src/cartservice/src/Dockerfile"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A bare repository with two commits; `first` is not the tip (fetched by SHA)."""
+
+    url: str
+    first: str
+    second: str
+    work: Path
+
+
+def _git(cwd: Path, *args: str) -> str:
+    identity = ("-c", "user.name=test", "-c", "user.email=test@example.com")
+    result = subprocess.run(
+        ["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Iterator[Upstream]:
+    work = tmp_path / "work"
+    (work / "src/emailservice").mkdir(parents=True)
+    (work / "src/cartservice/src").mkdir(parents=True)
+    (work / DOCKERFILE).write_text("FROM scratch\n")
+    (work / CART_DOCKERFILE).write_text("FROM scratch\n")
+    (work / "src/emailservice/run.sh").write_text("#!/bin/sh\n")
+    (work / "src/emailservice/run.sh").chmod(0o755)
+    _git(tmp_path, "init", "--quiet", "-b", "main", str(work))
+    _git(work, "add", ".")
+    _git(work, "commit", "--quiet", "-m", "first")
+    first = _git(work, "rev-parse", "HEAD")
+    (work / DOCKERFILE).write_text("FROM scratch\nLABEL second=1\n")
+    _git(work, "commit", "--quiet", "-am", "second")
+    second = _git(work, "rev-parse", "HEAD")
+    _git(tmp_path, "clone", "--quiet", "--bare", str(work), str(tmp_path / "upstream.git"))
+    yield Upstream(f"file://{tmp_path / 'upstream.git'}", first, second, work)
+
+
+def run_host(command_line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory."""
+    return subprocess.run(
+        ["/bin/sh", "-c", command_line], cwd=cwd, capture_output=True, text=True, check=False
+    )
+
+
+def checkout(
+    project: Path, upstream: Upstream, commit: str, required: tuple[str, ...] = (DOCKERFILE,)
+) -> subprocess.CompletedProcess[str]:
+    command_line = checkout_command(sys.executable, GitSource(upstream.url, commit), required)
+    return run_host(command_line, project)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in project directory (where Pulumi runs commands), with `host` importable."""
+    directory = tmp_path / "project"
+    directory.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return directory
+
+
+def test_fetches_exactly_the_pinned_commit_into_the_cache(
+    project: Path, upstream: Upstream
+) -> None:
+    result = checkout(project, upstream, upstream.first)
+    assert result.returncode == 0, result.stderr
+    ensured = CheckoutResult.from_json(result.stdout)
+    assert ensured == CheckoutResult(
+        path=f".cache/upstream/{upstream.first}",
+        commit=upstream.first,
+        url=upstream.url,
+        action="cloned",
+    )
+    root = project / ensured.path
+    assert _git(root, "rev-parse", "HEAD") == upstream.first
+    assert (root / DOCKERFILE).read_text() == "FROM scratch\n"
+    assert sorted(p.name for p in (project / ".cache/upstream").iterdir()) == [upstream.first]
+
+
+def test_present_checkout_is_reused_without_the_network(project: Path, upstream: Upstream) -> None:
+    assert checkout(project, upstream, upstream.first).returncode == 0
+    (project / ".cache/upstream" / upstream.first / "src/emailservice/Dockerfile").write_text(
+        "FROM scratch\n# patched\n"
+    )
+    bare = Path(upstream.url.removeprefix("file://"))
+    bare.rename(bare.with_suffix(".gone"))
+    result = checkout(project, upstream, upstream.first)
+    assert result.returncode == 0, result.stderr
+    assert CheckoutResult.from_json(result.stdout).action == "reused"
+    # Patched files in the checkout are left alone (the patch engine keeps them idempotent).
+    patched = project / ".cache/upstream" / upstream.first / DOCKERFILE
+    assert patched.read_text() == "FROM scratch\n# patched\n"
+
+
+def test_checkout_at_another_commit_is_replaced(project: Path, upstream: Upstream) -> None:
+    target = project / ".cache/upstream" / upstream.second
+    target.parent.mkdir(parents=True)
+    _git(project, "clone", "--quiet", str(upstream.work), str(target))
+    _git(target, "checkout", "--quiet", "--detach", upstream.first)
+    result = checkout(project, upstream, upstream.second)
+    assert result.returncode == 0, result.stderr
+    assert CheckoutResult.from_json(result.stdout).action == "cloned"
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert sorted(p.name for p in target.parent.iterdir()) == [upstream.second]
+
+
+def test_file_modes_do_not_depend_on_the_callers_umask(project: Path, upstream: Upstream) -> None:
+    previous = os.umask(0o077)
+    try:
+        assert checkout(project, upstream, upstream.first).returncode == 0
+    finally:
+        os.umask(previous)
+    root = project / ".cache/upstream" / upstream.first
+    assert stat.S_IMODE((root / DOCKERFILE).stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "src/emailservice/run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "src/emailservice").stat().st_mode) == 0o755
+    assert stat.S_IMODE(root.stat().st_mode) == 0o755
+
+
+def test_unknown_commit_fails_clearly_and_leaves_nothing(project: Path, upstream: Upstream) -> None:
+    missing = "0" * 40
+    result = checkout(project, upstream, missing)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"fetching commit {missing} from {upstream.url} failed" in result.stderr
+    assert list((project / ".cache/upstream").iterdir()) == []
+
+
+def test_checkout_without_a_required_dockerfile_is_refused(
+    project: Path, upstream: Upstream
+) -> None:
+    result = checkout(project, upstream, upstream.first, (DOCKERFILE, "src/frontend/Dockerfile"))
+    assert result.returncode == 2
+    assert f"the checkout at {upstream.first} has no src/frontend/Dockerfile" in result.stderr
+    assert list((project / ".cache/upstream").iterdir()) == []
+
+
+def test_existing_path_is_used_as_it_is(project: Path, upstream: Upstream) -> None:
+    command_line = checkout_command(
+        sys.executable, PathSource(str(upstream.work), None), (DOCKERFILE, CART_DOCKERFILE)
+    )
+    result = run_host(command_line, project)
+    assert result.returncode == 0, result.stderr
+    assert CheckoutResult.from_json(result.stdout) == CheckoutResult(
+        path=str(upstream.work), commit=upstream.second, url=None, action="reused"
+    )
+    assert not (project / ".cache").exists()
+
+
+def test_existing_path_that_is_not_a_directory_is_refused(project: Path, tmp_path: Path) -> None:
+    command_line = checkout_command(sys.executable, PathSource(str(tmp_path / "nowhere"), None), ())
+    result = run_host(command_line, project)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: source path {tmp_path / 'nowhere'} is not a directory"
+
+
+def test_usage_error_exits_2(project: Path, upstream: Upstream) -> None:
+    result = run_host(
+        f"{sys.executable} -m host checkout --url {upstream.url} --cache-dir c", project
+    )
+    assert result.returncode == 2
+    assert "checkout --url needs --commit and --cache-dir" in result.stderr
+    assert json.loads(result.stdout or "null") is None

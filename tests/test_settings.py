@@ -1,0 +1,351 @@
+"""plan.settings: defaults, accepted variants, and one clear error for every invalid value."""
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from plan.cleanup import cleanup_policies
+from plan.services import CATALOG, DEFAULT_SERVICES
+from plan.settings import (
+    PLATFORMS,
+    UPSTREAM_COMMIT,
+    UPSTREAM_URL,
+    ArtifactRegistry,
+    ConfigError,
+    ExternalRegistry,
+    GitSource,
+    PathSource,
+    Settings,
+    parse_settings,
+)
+from tests.conftest import ROOT
+
+GCP = {"project": "boutique-dev-123456", "region": "europe-west1"}
+P = "boutique-multiarch"
+COMMIT = "5f4ccc7d1c4312c72e97cba777c4f6a586026e59"
+
+
+def parse(gcp: dict[str, str] | None = None, password: bool = False, **values: Any) -> Settings:
+    raw = {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
+    }
+    return parse_settings(raw, GCP if gcp is None else gcp, password)
+
+
+def test_defaults_are_the_tutorial_build_to_artifact_registry() -> None:
+    settings = parse()
+    assert [service.name for service in settings.services] == list(DEFAULT_SERVICES)
+    assert len(settings.services) == 11
+    assert "shoppingassistantservice" not in DEFAULT_SERVICES
+    assert settings.platforms == ("linux/amd64", "linux/arm64")
+    assert settings.tag == "v1"
+    assert settings.cache is True
+    assert settings.source == GitSource(url=UPSTREAM_URL, commit=UPSTREAM_COMMIT)
+    assert isinstance(settings.destination, ArtifactRegistry)
+    repository = settings.destination.repository
+    assert (repository.id, repository.location) == ("online-boutique", "europe-west1")
+    assert repository.protect is True
+    assert repository.immutable_tags is False
+    assert repository.cleanup is None
+    assert settings.destination.writers == settings.destination.readers == ()
+    builder = settings.builder
+    assert (builder.name, builder.driver, builder.nodes) == (
+        "multiarch-builder",
+        "docker-container",
+        (),
+    )
+
+
+def test_cartservice_builds_from_its_src_directory() -> None:
+    assert CATALOG["cartservice"].context == "src/cartservice/src"
+    assert CATALOG["cartservice"].dockerfile == "src/cartservice/src/Dockerfile"
+    assert CATALOG["emailservice"].dockerfile == "src/emailservice/Dockerfile"
+
+
+def test_pulumi_yaml_declares_the_parser_defaults() -> None:
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    assert declared["services"]["default"] == list(DEFAULT_SERVICES)
+    assert declared["platforms"]["default"] == list(PLATFORMS)
+    assert declared["tag"]["default"] == parse().tag
+    assert declared["cache"]["default"] is parse().cache
+    assert declared["writers"]["default"] == declared["readers"]["default"] == []
+    for key, schema in declared.items():
+        assert schema["type"] in ("string", "integer", "boolean", "array"), key
+        assert schema["description"], key
+
+
+def test_variants_are_parsed_into_typed_settings() -> None:
+    settings = parse(
+        services=["emailservice", "shoppingassistantservice"],
+        platforms=["linux/arm64"],
+        tag="2024.11-rc.1",
+        cache="false",
+        writers=["group:ci@example.com", "principalSet://iam.googleapis.com/projects/1/x"],
+        readers=["serviceAccount:nodes@p.iam.gserviceaccount.com", "principal://x/y"],
+        repository={
+            "id": "boutique",
+            "location": "us",
+            "labels": {"team": "platform"},
+            "immutableTags": True,
+            "cleanup": {
+                "keepCount": 5,
+                "olderThanDays": "7",
+                "tagPrefixes": ["pr-"],
+                "dryRun": False,
+            },
+            "protect": "false",
+        },
+        builder={
+            "name": "native",
+            "driver": "remote",
+            "endpoint": "tcp://buildkit:1234",
+            "driverOpts": {"cacert": "/certs/ca.pem"},
+            "nodes": [{"name": "arm", "platforms": ["linux/arm64"], "endpoint": "tcp://arm:1234"}],
+        },
+    )
+    assert [service.name for service in settings.services] == [
+        "emailservice",
+        "shoppingassistantservice",
+    ]
+    assert settings.platforms == ("linux/arm64",)
+    assert settings.cache is False
+    assert isinstance(settings.destination, ArtifactRegistry)
+    repository = settings.destination.repository
+    assert repository.location == "us" and repository.immutable_tags and not repository.protect
+    assert dict(repository.labels) == {"team": "platform"}
+    assert repository.cleanup is not None
+    assert repository.cleanup.older_than_days == 7
+    assert settings.builder.endpoint == "tcp://buildkit:1234"
+    assert settings.builder.nodes[0].platforms == ("linux/arm64",)
+
+
+def test_cleanup_policies_never_delete_untagged_versions() -> None:
+    settings = parse(repository={"cleanup": {"keepCount": 3, "olderThanDays": 2}})
+    assert isinstance(settings.destination, ArtifactRegistry)
+    cleanup = settings.destination.repository.cleanup
+    assert cleanup is not None and cleanup.dry_run is True
+    keep, delete = cleanup_policies(cleanup)
+    assert (keep.action, keep.keep_count) == ("KEEP", 3)
+    assert (delete.action, delete.tag_state, delete.older_than) == ("DELETE", "TAGGED", "172800s")
+
+
+def test_registry_alternative_needs_no_gcp_project() -> None:
+    settings = parse(
+        gcp={}, password=True, registry={"address": "127.0.0.1:5000/boutique", "username": "ci"}
+    )
+    assert settings.destination == ExternalRegistry(
+        address="127.0.0.1:5000/boutique", username="ci"
+    )
+    assert settings.destination.host == "127.0.0.1:5000"
+    anonymous = parse(gcp={}, registry={"address": "registry.example.com"})
+    assert anonymous.destination == ExternalRegistry("registry.example.com", None)
+
+
+def test_existing_checkout_path() -> None:
+    assert parse(source={"path": "../microservices-demo"}).source == PathSource(
+        "../microservices-demo", None
+    )
+    assert parse(source={"url": "file:///srv/git/boutique.git"}).source == GitSource(
+        "file:///srv/git/boutique.git", UPSTREAM_COMMIT
+    )
+
+
+# (config values, gcp or None for the default, registryPassword set, key, allowed fragment)
+BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] = [
+    ({"services": ["nosuch"]}, None, False, f"{P}:services[0]", "adservice, cartservice"),
+    ({"services": ["adservice", "adservice"]}, None, False, f"{P}:services[1]", "at most once"),
+    ({"services": []}, None, False, f"{P}:services", "at least one"),
+    ({"services": "adservice"}, None, False, f"{P}:services", "a list of service names"),
+    ({"platforms": ["linux/s390x"]}, None, False, f"{P}:platforms[0]", "linux/amd64, linux/arm64"),
+    (
+        {"platforms": ["linux/arm64", "linux/arm64"]},
+        None,
+        False,
+        f"{P}:platforms[1]",
+        "at most once",
+    ),
+    ({"platforms": []}, None, False, f"{P}:platforms", "at least one"),
+    ({"tag": "-v1"}, None, False, f"{P}:tag", "a Docker tag"),
+    ({"tag": "v" * 129}, None, False, f"{P}:tag", "at most 128"),
+    ({"tag": "v1:latest"}, None, False, f"{P}:tag", "a Docker tag"),
+    ({"writers": ["alice@example.com"]}, None, False, f"{P}:writers[0]", "user:, serviceAccount:"),
+    ({"readers": ["domain:example.com"]}, None, False, f"{P}:readers[0]", "principalSet://"),
+    ({"writers": ["user:a@b.c", "user:a@b.c"]}, None, False, f"{P}:writers[1]", "at most once"),
+    ({"readers": "user:a@b.c"}, None, False, f"{P}:readers", "a list of IAM members"),
+    ({"repository": {"id": "Online_Boutique"}}, None, False, f"{P}:repository.id", "lowercase"),
+    (
+        {"repository": {"location": "Europe West"}},
+        None,
+        False,
+        f"{P}:repository.location",
+        "region",
+    ),
+    ({}, {"project": "p"}, False, f"{P}:repository.location", "gcp:region"),
+    (
+        {"repository": {"labels": {"Env": "dev"}}},
+        None,
+        False,
+        f"{P}:repository.labels.Env",
+        "GCP labels",
+    ),
+    (
+        {"repository": {"labels": {"env": "Dev"}}},
+        None,
+        False,
+        f"{P}:repository.labels.env",
+        "GCP labels",
+    ),
+    (
+        {"repository": {"immutableTags": "yes"}},
+        None,
+        False,
+        f"{P}:repository.immutableTags",
+        "true or false",
+    ),
+    ({"repository": {"protect": 0}}, None, False, f"{P}:repository.protect", "true or false"),
+    (
+        {"repository": {"cleanup": {"keepCount": 0}}},
+        None,
+        False,
+        f"{P}:repository.cleanup.keepCount",
+        ">= 1",
+    ),
+    (
+        {"repository": {"cleanup": {"olderThanDays": "soon"}}},
+        None,
+        False,
+        f"{P}:repository.cleanup.olderThanDays",
+        "an integer",
+    ),
+    (
+        {"repository": {"cleanup": {"deleteUntagged": True}}},
+        None,
+        False,
+        f"{P}:repository.cleanup.deleteUntagged",
+        "keepCount, olderThanDays, tagPrefixes, dryRun",
+    ),
+    ({"repository": {"name": "x"}}, None, False, f"{P}:repository.name", "one of the fields id"),
+    ({"repository": ["x"]}, None, False, f"{P}:repository", "an object with the fields"),
+    (
+        {"builder": {"driver": "docker"}},
+        None,
+        False,
+        f"{P}:builder.driver",
+        "docker-container, kubernetes, remote",
+    ),
+    ({"builder": {"driver": "remote"}}, None, False, f"{P}:builder.endpoint", "BuildKit address"),
+    ({"builder": {"name": "my builder"}}, None, False, f"{P}:builder.name", "letters, digits"),
+    (
+        {"builder": {"driverOpts": {"network": "host,bad"}}},
+        None,
+        False,
+        f"{P}:builder.driverOpts.network",
+        "without commas",
+    ),
+    (
+        {"builder": {"nodes": [{"name": "arm", "platforms": ["linux/arm64"]}]}},
+        None,
+        False,
+        f"{P}:builder.nodes[0].endpoint",
+        "non-empty endpoint",
+    ),
+    (
+        {
+            "platforms": ["linux/amd64"],
+            "builder": {
+                "nodes": [{"name": "arm", "platforms": ["linux/arm64"], "endpoint": "ssh://h"}]
+            },
+        },
+        None,
+        False,
+        f"{P}:builder.nodes[0].platforms[0]",
+        "configured platforms: linux/amd64",
+    ),
+    (
+        {
+            "builder": {
+                "nodes": [
+                    {"name": "n", "platforms": ["linux/arm64"], "endpoint": "ssh://a"},
+                    {"name": "n", "platforms": ["linux/amd64"], "endpoint": "ssh://b"},
+                ]
+            }
+        },
+        None,
+        False,
+        f"{P}:builder.nodes[1].name",
+        "a unique node name",
+    ),
+    ({"source": {"commit": "v0"}}, None, False, f"{P}:source.commit", "40-character"),
+    ({"source": {"commit": COMMIT.upper()}}, None, False, f"{P}:source.commit", "not a tag"),
+    (
+        {"source": {"path": "/src", "commit": COMMIT}},
+        None,
+        False,
+        f"{P}:source.commit",
+        "unset when",
+    ),
+    ({"source": {"path": " "}}, None, False, f"{P}:source.path", "existing checkout"),
+    ({"source": {"url": "github.com/x/y"}}, None, False, f"{P}:source.url", "a git URL"),
+    ({"source": {"ref": "main"}}, None, False, f"{P}:source.ref", "url, commit, path"),
+    (
+        {"registry": {"address": "https://registry.example.com"}},
+        {},
+        False,
+        f"{P}:registry.address",
+        "host[:port][/path]",
+    ),
+    (
+        {"registry": {"address": "r.example.com", "username": "ci"}},
+        {},
+        False,
+        f"{P}:registryPassword",
+        "a secret when",
+    ),
+    (
+        {"registry": {"address": "r.example.com", "username": ""}},
+        {},
+        True,
+        f"{P}:registry.username",
+        "non-empty",
+    ),
+    (
+        {"registry": {"address": "r.example.com"}},
+        {},
+        True,
+        f"{P}:registryPassword",
+        "registry.username",
+    ),
+    (
+        {"registry": {"address": "r.example.com"}, "writers": ["user:a@b.c"]},
+        {},
+        False,
+        f"{P}:writers",
+        "unset when `registry`",
+    ),
+    (
+        {"registry": {"address": "r.example.com"}, "repository": {"id": "x"}},
+        {},
+        False,
+        f"{P}:repository",
+        "unset when `registry`",
+    ),
+    ({}, None, True, f"{P}:registryPassword", "only together with `registry`"),
+    ({}, {}, False, "gcp:project", "a GCP project id"),
+    ({"cache": "maybe"}, None, False, f"{P}:cache", "true or false"),
+]
+
+
+@pytest.mark.parametrize(("values", "gcp", "password", "key", "allowed"), BAD_CONFIG)
+def test_invalid_value_is_refused_naming_key_value_and_what_is_allowed(
+    values: dict[str, Any], gcp: dict[str, str] | None, password: bool, key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(gcp=gcp, password=password, **values)
+    message = str(raised.value)
+    assert raised.value.key == key, message
+    assert message.startswith(f"config {key} = "), message
+    assert allowed in message, message
+    shown = message.removeprefix(f"config {key} = ").split(" is not valid; allowed: ")[0]
+    assert shown == "<unset>" or json.loads(shown) == raised.value.value, message
