@@ -15,7 +15,7 @@ import hashlib
 import json
 import runpy
 import shlex
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,18 +189,25 @@ def config_values(config: Mapping[str, object]) -> dict[str, str]:
     }
 
 
+def new_monitor(config: Mapping[str, object]) -> RecordingMonitor:
+    """A recording monitor whose mocks answer for the configured GCP project."""
+    project = config.get("gcp:project")
+    return RecordingMonitor(BoutiqueMocks(project if isinstance(project, str) else None))
+
+
 def start_program(
-    config: Mapping[str, object], secrets: Mapping[str, str] | None = None
+    config: Mapping[str, object],
+    secrets: Mapping[str, str] | None = None,
+    monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
     """Set fresh mocks and config, then run `__main__.py` (its RPCs may still be in flight)."""
-    values = config_values(config)
+    monitor = monitor or new_monitor(config)
     secret_values = dict(secrets or {})
-    gcp_project = values.get("gcp:project")
-    mock = BoutiqueMocks(gcp_project)
-    monitor = RecordingMonitor(mock)
     set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(mock, project=PROJECT, stack=STACK, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config({**values, **secret_values}, list(secret_values))
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor
+    )
+    pulumi.runtime.set_all_config({**config_values(config), **secret_values}, list(secret_values))
     run = ProgramRun(monitor)
     run.namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
     root = pulumi.runtime.get_root_resource()
@@ -209,20 +216,35 @@ def start_program(
 
 
 def evaluate_program(
-    config: Mapping[str, object], secrets: Mapping[str, str] | None = None
+    config: Mapping[str, object],
+    secrets: Mapping[str, str] | None = None,
+    monitor: RecordingMonitor | None = None,
 ) -> ProgramRun:
     """Run `__main__.py` to completion: every registration request has been recorded."""
     runs: list[ProgramRun] = []
-    _sync_await(run_pulumi_func(lambda: runs.append(start_program(config, secrets))))
+    _sync_await(run_pulumi_func(lambda: runs.append(start_program(config, secrets, monitor))))
     return runs[0]
 
 
+class ProgramRunner:
+    """Evaluates the whole program; keeps the last monitor so failed runs can be inspected."""
+
+    def __init__(self) -> None:
+        self.monitor: RecordingMonitor | None = None
+
+    def __call__(
+        self, config: Mapping[str, object], secrets: Mapping[str, str] | None = None
+    ) -> ProgramRun:
+        self.monitor = new_monitor(config)
+        return evaluate_program(config, secrets, self.monitor)
+
+
 @pytest.fixture
-def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., ProgramRun]]:
+def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     """`program(config, secrets=None)` evaluates the whole program, fresh, from the project dir
     (where Pulumi runs it)."""
     monkeypatch.chdir(ROOT)
-    yield evaluate_program
+    yield ProgramRunner()
     set_root_resource(None)  # type: ignore[arg-type]
 
 
@@ -251,3 +273,41 @@ def stack_config(stack: str) -> dict[str, object]:
 
     text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
     return dict(yaml.safe_load(text)["config"])
+
+
+def longest_chain(registrations: list[Registration]) -> list[str]:
+    """The longest chain of custom resources along dependencies and property dependencies.
+
+    A dependency on a component stands for its custom descendants; components themselves are not
+    links of a chain. Returns the URNs of the chain, first dependency first.
+    """
+    by_urn = {registration.urn: registration for registration in registrations}
+    children: dict[str, list[str]] = {}
+    for registration in registrations:
+        children.setdefault(registration.parent, []).append(registration.urn)
+
+    def customs(urn: str) -> set[str]:
+        registration = by_urn.get(urn)
+        if registration is None:
+            return set()
+        if registration.custom:
+            return {urn}
+        return set().union(*(customs(child) for child in children.get(urn, [])))
+
+    chains: dict[str, list[str]] = {}
+
+    def chain_to(urn: str) -> list[str]:
+        if urn not in chains:
+            registration = by_urn[urn]
+            direct = set(registration.dependencies).union(
+                *registration.property_dependencies.values()
+            )
+            upstream = set().union(*(customs(dependency) for dependency in direct))
+            longest = max(
+                (chain_to(dependency) for dependency in sorted(upstream)), key=len, default=[]
+            )
+            chains[urn] = [*longest, urn]
+        return chains[urn]
+
+    custom = [registration.urn for registration in registrations if registration.custom]
+    return max((chain_to(urn) for urn in custom), key=len, default=[])

@@ -1,0 +1,212 @@
+"""The whole program under mocks with the dev stack's configuration (Pulumi.dev.yaml)."""
+
+from collections import Counter
+from typing import Any
+
+import pulumi
+import pytest
+
+from plan.services import DEFAULT_SERVICES
+from plan.settings import UPSTREAM_COMMIT
+from tests.conftest import (
+    MOCK_ACCESS_TOKEN,
+    ROOT,
+    ProgramRun,
+    ProgramRunner,
+    Registration,
+    digest_of,
+    is_secret,
+    stack_config,
+    start_program,
+    unwrap,
+)
+
+IMAGE = "docker-build:index:Image"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+COMMAND = "command:local:Command"
+REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
+CHECKOUT = f".cache/upstream/{UPSTREAM_COMMIT}"
+DEPLOYER = "serviceAccount:deployer@boutique-dev-123456.iam.gserviceaccount.com"
+GKE_NODES = "serviceAccount:gke-nodes@boutique-dev-123456.iam.gserviceaccount.com"
+CONTEXTS = {name: f"src/{name}" for name in DEFAULT_SERVICES} | {
+    "cartservice": "src/cartservice/src"
+}
+
+
+@pytest.fixture
+def dev(program: ProgramRunner) -> ProgramRun:
+    return program(stack_config("dev"))
+
+
+def service_of(image: Registration) -> str:
+    return image.name.removesuffix("-image")
+
+
+def test_dev_stack_declares_one_image_per_service_and_a_scoped_repository(dev: ProgramRun) -> None:
+    counts = Counter(registration.type for registration in dev.registrations)
+    assert counts == {
+        IMAGE: 11,
+        "boutique:service_image:ServiceImage": 11,
+        REPOSITORY: 1,
+        IAM_MEMBER: 2,
+        "boutique:artifact_repository:ArtifactRepository": 1,
+        COMMAND: 1,
+        "boutique:buildx_builder:BuildxBuilder": 1,
+        "boutique:upstream_source:UpstreamSource": 1,
+    }
+    assert sorted(service_of(image) for image in dev.of_type(IMAGE)) == sorted(DEFAULT_SERVICES)
+
+
+def test_every_image_builds_its_service_for_both_platforms(dev: ProgramRun) -> None:
+    for image in dev.of_type(IMAGE):
+        service, inputs = service_of(image), image.inputs
+        context = f"{CHECKOUT}/{CONTEXTS[service]}"
+        cache_ref = f"{REGISTRY}/{service}:buildcache"
+        assert inputs["platforms"] == ["linux/amd64", "linux/arm64"], image.urn
+        assert inputs["tags"] == [f"{REGISTRY}/{service}:v1"], image.urn
+        assert inputs["push"] is True, image.urn
+        assert inputs["context"] == {"location": context}, image.urn
+        assert inputs["dockerfile"] == {"location": f"{context}/Dockerfile"}, image.urn
+        assert inputs["builder"] == {"name": "multiarch-builder"}, image.urn
+        assert inputs["buildOnPreview"] is False, image.urn
+        assert inputs["cacheFrom"] == [{"registry": {"ref": cache_ref}}], image.urn
+        (cache_to,) = inputs["cacheTo"]
+        assert cache_to["registry"]["ref"] == cache_ref, image.urn
+        assert (cache_to["registry"]["mode"], cache_to["registry"]["ignoreError"]) == ("max", True)
+        assert inputs["labels"] == {
+            "org.opencontainers.image.source": (
+                "https://github.com/GoogleCloudPlatform/microservices-demo.git"
+            ),
+            "org.opencontainers.image.revision": UPSTREAM_COMMIT,
+        }, image.urn
+
+
+def test_access_token_is_a_secret_equal_to_the_providers(dev: ProgramRun) -> None:
+    for image in dev.of_type(IMAGE):
+        registries = image.inputs["registries"]
+        assert is_secret(registries), f"{image.urn}: registries are not secret"
+        assert unwrap(registries) == [
+            {
+                "address": "europe-west1-docker.pkg.dev",
+                "username": "oauth2accesstoken",
+                "password": MOCK_ACCESS_TOKEN,
+            }
+        ], image.urn
+    tokens = [call for call in dev.monitor.invocations if "getClientConfig" in call.token]
+    assert len(tokens) == 1
+
+
+def test_iam_is_granted_on_the_repository_only(dev: ProgramRun) -> None:
+    (repository,) = dev.of_type(REPOSITORY)
+    assert repository.inputs["format"] == "DOCKER"
+    assert repository.inputs["repositoryId"] == "online-boutique"
+    members = {
+        (grant.inputs["member"], grant.inputs["role"]): grant for grant in dev.of_type(IAM_MEMBER)
+    }
+    assert set(members) == {
+        (DEPLOYER, "roles/artifactregistry.writer"),
+        (GKE_NODES, "roles/artifactregistry.reader"),
+    }
+    for grant in members.values():
+        assert grant.inputs["repository"] == "online-boutique", grant.urn
+        assert grant.inputs["location"] == "europe-west1", grant.urn
+        assert grant.property_dependencies["repository"] == [repository.urn], grant.urn
+    # Nothing is granted anywhere else: the only custom resource types are these.
+    assert {registration.type for registration in dev.custom} == {
+        IMAGE,
+        REPOSITORY,
+        IAM_MEMBER,
+        COMMAND,
+    }
+
+
+def test_resource_options_come_through_to_the_engine(dev: ProgramRun) -> None:
+    protected = {registration.name for registration in dev.registrations if registration.protect}
+    assert protected == {"artifacts-repository"}
+    replaced_first = {r.name for r in dev.registrations if r.delete_before_replace}
+    assert replaced_first == {"buildx-builder"}
+    retained = {r.name for r in dev.registrations if r.retain_on_delete}
+    assert retained == {f"{service}-image" for service in DEFAULT_SERVICES}
+
+
+def test_every_resource_is_parented_to_its_component(dev: ProgramRun) -> None:
+    components = {r.urn: r for r in dev.registrations if not r.custom}
+    expected_parent = {
+        IMAGE: "boutique:service_image:ServiceImage",
+        REPOSITORY: "boutique:artifact_repository:ArtifactRepository",
+        IAM_MEMBER: "boutique:artifact_repository:ArtifactRepository",
+        COMMAND: "boutique:buildx_builder:BuildxBuilder",
+    }
+    for registration in dev.custom:
+        parent = components.get(registration.parent)
+        assert parent is not None, f"{registration.urn}: parent {registration.parent!r}"
+        assert parent.type == expected_parent[registration.type], registration.urn
+        assert registration.name.startswith(f"{parent.name}-"), registration.urn
+    for component in components.values():
+        assert component.parent.endswith("pulumi:pulumi:Stack::boutique-multiarch-dev"), (
+            component.urn
+        )
+
+
+def test_builder_command_owns_the_builder_for_destroy(dev: ProgramRun) -> None:
+    (owner,) = dev.of_type(COMMAND)
+    assert " -m host builder ensure --spec " in owner.inputs["create"], owner.urn
+    assert owner.inputs["delete"].endswith("-m host builder remove --name multiarch-builder")
+    (trigger,) = owner.inputs["triggers"]
+    assert len(trigger) == 64, owner.urn
+    ensures = [
+        call.args["command"]
+        for call in dev.monitor.invocations
+        if call.token == "command:local:run" and " builder ensure " in call.args["command"]
+    ]
+    assert ensures == [owner.inputs["create"]]
+    for image in dev.of_type(IMAGE):
+        assert image.property_dependencies["builder"] == [owner.urn], image.urn
+
+
+def test_checkout_is_ensured_for_exactly_the_configured_services(dev: ProgramRun) -> None:
+    (checkout,) = [
+        call.args["command"]
+        for call in dev.monitor.invocations
+        if call.token == "command:local:run" and " checkout " in call.args["command"]
+    ]
+    assert " -m host checkout --url https://github.com/GoogleCloudPlatform/" in checkout
+    assert f"--commit {UPSTREAM_COMMIT} --cache-dir .cache/upstream" in checkout
+    required = checkout.split("--require ")[1:]
+    assert [path.strip() for path in required] == [
+        f"{CONTEXTS[service]}/Dockerfile" for service in DEFAULT_SERVICES
+    ]
+
+
+@pulumi.runtime.test
+def test_stack_outputs_give_each_service_its_own_digest(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(ROOT)
+    run = start_program(stack_config("dev"))
+    images = run.outputs["images"]
+    components = run.namespace["images"]
+    services = sorted(images)
+
+    def check(values: list[Any]) -> None:
+        registry, resolved = values[0], values[1:]
+        assert registry == REGISTRY, "stack output registry"
+        for service, urn, ref, digest, tag in zip(services, *[iter(resolved)] * 4, strict=True):
+            expected = digest_of(f"{service}-image")
+            assert digest == expected, f"{urn}: digest {digest}"
+            assert ref == f"{REGISTRY}/{service}:v1@{expected}", f"{urn}: ref {ref}"
+            assert tag == "v1", urn
+        assert len({digest for digest in resolved[2::4]}) == len(services)
+
+    return pulumi.Output.all(
+        run.outputs["registry"],
+        *[
+            value
+            for service in services
+            for value in (
+                components[service].urn,
+                images[service]["ref"],
+                images[service]["digest"],
+                images[service]["tag"],
+            )
+        ],
+    ).apply(check)
