@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,7 +38,12 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[Upstream]:
+def upstream(tmp_path: Path) -> Upstream:
+    return make_upstream(tmp_path)
+
+
+def make_upstream(tmp_path: Path) -> Upstream:
+    """A work tree with emailservice and cartservice Dockerfiles, and its bare clone."""
     work = tmp_path / "work"
     (work / "src/emailservice").mkdir(parents=True)
     (work / "src/cartservice/src").mkdir(parents=True)
@@ -55,7 +59,7 @@ def upstream(tmp_path: Path) -> Iterator[Upstream]:
     _git(work, "commit", "--quiet", "-am", "second")
     second = _git(work, "rev-parse", "HEAD")
     _git(tmp_path, "clone", "--quiet", "--bare", str(work), str(tmp_path / "upstream.git"))
-    yield Upstream(f"file://{tmp_path / 'upstream.git'}", first, second, work)
+    return Upstream(f"file://{tmp_path / 'upstream.git'}", first, second, work)
 
 
 def run_host(command_line: str, cwd: Path) -> subprocess.CompletedProcess[str]:

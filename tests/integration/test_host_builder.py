@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from host.builder import InspectedBuilder, parse_inspect
-from host.results import BuilderResult
+from host.results import BuilderResult, CheckoutResult
 from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
 from plan.settings import BuilderNode, BuilderSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ProgramRunner
+from tests.test_host_checkout import make_upstream
 
+P = "boutique-multiarch"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 UNREACHABLE_NODE = "tcp://10.255.255.1:2375"
 """A node endpoint nobody answers on; creating the node does not connect to it."""
@@ -145,3 +147,46 @@ def test_missing_docker_cli_is_reported(run: Run, tmp_path: Path) -> None:
     result = run(f"PATH={tmp_path} {command_line}")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: docker is not installed or not on PATH"
+
+
+def test_program_command_lines_ensure_and_remove_host_state(
+    run: Run, tmp_path: Path, program: ProgramRunner
+) -> None:
+    """The exact command lines the program hands pulumi-command, run for real in a project dir."""
+    upstream = make_upstream(tmp_path)
+    config = {
+        f"{P}:registry": {"address": "127.0.0.1:5000"},
+        f"{P}:services": ["emailservice", "cartservice"],
+        f"{P}:source": {"url": upstream.url, "commit": upstream.first},
+        f"{P}:builder": {"name": "boutique-program", "driverOpts": {"network": "host"}},
+    }
+    evaluated = program(config)
+    commands = [call.args["command"] for call in evaluated.monitor.invocations]
+    (owner,) = evaluated.of_type("command:local:Command")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    (project / "host").symlink_to(ROOT / "host")
+
+    def in_project(command_line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["/bin/sh", "-c", command_line],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    checkout_line, ensure_line = commands
+    checked_out = in_project(checkout_line)
+    assert checked_out.returncode == 0, checked_out.stderr
+    root = project / CheckoutResult.from_json(checked_out.stdout).path
+    assert (root / "src/cartservice/src/Dockerfile").is_file()
+    for line in (ensure_line, owner.inputs["create"]):
+        ensured = in_project(line)
+        assert ensured.returncode == 0, ensured.stderr
+    current = inspect("boutique-program")
+    assert current is not None and current.nodes[0].driver_opts == {"network": "host"}
+    removed = in_project(owner.inputs["delete"])
+    assert removed.returncode == 0, removed.stderr
+    assert inspect("boutique-program") is None
