@@ -88,6 +88,7 @@ def registry_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regis
     yield factory
     for registry in started:
         registry.stop()
+        dockerenv.remove_local_images(registry.address)
 
 
 @pytest.fixture(scope="session")

@@ -240,6 +240,18 @@ def buildx_build(
     return digest
 
 
+def remove_local_images(registry_address: str) -> None:
+    """Removes the engine's local copies of images tagged for `registry_address`: a push with
+    the containerd image store also keeps the image locally, and test registries use a new
+    port every session, so nothing would ever reuse them."""
+    if shutil.which("docker") is None:
+        return
+    listing = _run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
+    tags = [tag for tag in listing.stdout.split() if tag.startswith(f"{registry_address}/")]
+    if tags:
+        _run(["docker", "image", "rm", *tags])
+
+
 def registry_get(
     registry: Registry,
     path: str,
