@@ -1,242 +1,45 @@
-"""Whole-program tests under Pulumi mocks: the engine and providers are mocked, nothing else.
+"""Fixtures for whole-program tests under Pulumi mocks (machinery in tests/program_mocks.py).
 
-`BoutiqueMocks` answers like the providers would: Artifact Registry's `registryUri`, a distinct
-digest per Image (so cross-wired outputs show), the access token of `getClientConfig`, and for
-`command:local:run` / `local.Command` the JSON the host scripts print (built with
-`host.results`, the same contract the scripts use; the scripts themselves run for real in
-tests/test_host_*.py and tests/integration/test_host_builder.py).
-
-`RecordingMonitor` keeps every registration request, because `MockResourceArgs` carries no
-parent, protect, delete_before_replace or dependencies. The `program` fixture sets mocks and
-config and runs `__main__.py` fresh with runpy.
+The `program` fixture sets mocks and config and runs `__main__.py` fresh with runpy, from the
+project directory, as Pulumi does.
 """
 
-import hashlib
-import json
-import runpy
-import shlex
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
 
-import pulumi
 import pytest
-from pulumi.runtime import mocks, rpc
 from pulumi.runtime.settings import set_root_resource
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
-from host.results import BuilderResult, CheckoutResult
+from tests.program_mocks import (
+    DEV_CONFIG,
+    MOCK_ACCESS_TOKEN,
+    PATH_CHECKOUT_HEAD,
+    ROOT,
+    ProgramRun,
+    ProgramRunner,
+    Registration,
+    digest_of,
+    is_secret,
+    longest_chain,
+    stack_config,
+    start_program,
+    unwrap,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "boutique-multiarch"
-STACK = "dev"
-MOCK_ACCESS_TOKEN = "ya29.mock-access-token"
-PATH_CHECKOUT_HEAD = "a" * 40
-"""HEAD the mocked `host checkout --path` reports."""
-
-
-@dataclass
-class Registration:
-    """One RegisterResource request, as the engine receives it."""
-
-    urn: str
-    type: str
-    name: str
-    custom: bool
-    parent: str
-    protect: bool
-    delete_before_replace: bool
-    retain_on_delete: bool
-    dependencies: list[str]
-    property_dependencies: dict[str, list[str]]
-    inputs: dict[str, Any]
-    """Deserialized inputs; secret values stay wrapped (see `is_secret`)."""
-
-
-@dataclass
-class Invocation:
-    """One provider function call (an invoke)."""
-
-    token: str
-    args: dict[str, Any]
-
-
-class RecordingMonitor(mocks.MockMonitor):
-    """A MockMonitor that keeps the registration and invoke requests."""
-
-    def __init__(self, mock: mocks.Mocks) -> None:
-        super().__init__(mock)
-        self.registrations: list[Registration] = []
-        self.invocations: list[Invocation] = []
-
-    def RegisterResource(self, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                Registration(
-                    urn=self.make_urn(request.parent, request.type, request.name),
-                    type=request.type,
-                    name=request.name,
-                    custom=request.custom,
-                    parent=request.parent,
-                    protect=request.protect,
-                    delete_before_replace=request.deleteBeforeReplace,
-                    retain_on_delete=request.retainOnDelete,
-                    dependencies=sorted(request.dependencies),
-                    property_dependencies={
-                        key: sorted(value.urns)
-                        for key, value in sorted(request.propertyDependencies.items())
-                    },
-                    inputs=rpc.deserialize_properties(request.object),
-                )
-            )
-        return super().RegisterResource(request)
-
-    def Invoke(self, request: Any) -> Any:
-        self.invocations.append(Invocation(request.tok, rpc.deserialize_properties(request.args)))
-        return super().Invoke(request)
-
-
-def host_stdout(command_line: str) -> str:
-    """What `python -m host ...` prints for this command line, per `host.results`."""
-    argv = shlex.split(command_line)
-    arguments = argv[argv.index("host") + 1 :]
-
-    def option(name: str) -> str | None:
-        return arguments[arguments.index(name) + 1] if name in arguments else None
-
-    if arguments[0] == "checkout":
-        path, url, commit = option("--path"), option("--url"), option("--commit")
-        if path is not None:
-            return CheckoutResult(path, PATH_CHECKOUT_HEAD, None, "reused").to_json()
-        return CheckoutResult(f"{option('--cache-dir')}/{commit}", commit, url, "cloned").to_json()
-    if arguments[:2] == ["builder", "ensure"]:
-        return BuilderResult(json.loads(option("--spec") or "{}")["name"], "created").to_json()
-    raise AssertionError(f"unexpected host command {command_line!r}")
-
-
-def digest_of(name: str) -> str:
-    """The mocked digest of the Image resource called `name` (distinct per resource)."""
-    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
-
-
-class BoutiqueMocks(pulumi.runtime.Mocks):
-    """Provider behaviour the program relies on, nothing more."""
-
-    def __init__(self, gcp_project: str | None) -> None:
-        self.gcp_project = gcp_project
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        outputs = dict(args.inputs)
-        if args.typ == "gcp:artifactregistry/repository:Repository":
-            project = outputs.setdefault("project", self.gcp_project)
-            outputs["name"] = outputs["repositoryId"]
-            outputs["registryUri"] = (
-                f"{outputs['location']}-docker.pkg.dev/{project}/{outputs['repositoryId']}"
-            )
-        elif args.typ == "docker-build:index:Image":
-            outputs["digest"] = digest_of(args.name)
-            outputs["ref"] = f"{outputs['tags'][0]}@{outputs['digest']}"
-        elif args.typ == "command:local:Command":
-            outputs["stdout"] = host_stdout(outputs["create"])
-            outputs["stderr"] = ""
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-        if args.token == "command:local:run":
-            return {"stdout": host_stdout(args.args["command"]), "stderr": ""}, []
-        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
-            return {
-                "accessToken": MOCK_ACCESS_TOKEN,
-                "project": self.gcp_project,
-                "id": "client-config",
-            }, []
-        raise AssertionError(f"unexpected invoke {args.token}")
-
-
-@dataclass
-class ProgramRun:
-    """One evaluation of `__main__.py`."""
-
-    monitor: RecordingMonitor
-    namespace: dict[str, Any] = field(default_factory=dict)
-    """The program's module globals (its components)."""
-    outputs: dict[str, Any] = field(default_factory=dict)
-    """The exported stack outputs (Outputs)."""
-
-    @property
-    def registrations(self) -> list[Registration]:
-        return self.monitor.registrations
-
-    @property
-    def custom(self) -> list[Registration]:
-        """Custom resources only (components excluded)."""
-        return [registration for registration in self.registrations if registration.custom]
-
-    def of_type(self, type_: str) -> list[Registration]:
-        return [registration for registration in self.registrations if registration.type == type_]
-
-    def named(self, name: str) -> Registration:
-        (registration,) = [r for r in self.registrations if r.name == name]
-        return registration
-
-
-def config_values(config: Mapping[str, object]) -> dict[str, str]:
-    """Config as Pulumi hands it to a program: strings, with arrays and objects as JSON."""
-    return {
-        key: value if isinstance(value, str) else json.dumps(value) for key, value in config.items()
-    }
-
-
-def new_monitor(config: Mapping[str, object]) -> RecordingMonitor:
-    """A recording monitor whose mocks answer for the configured GCP project."""
-    project = config.get("gcp:project")
-    return RecordingMonitor(BoutiqueMocks(project if isinstance(project, str) else None))
-
-
-def start_program(
-    config: Mapping[str, object],
-    secrets: Mapping[str, str] | None = None,
-    monitor: RecordingMonitor | None = None,
-) -> ProgramRun:
-    """Set fresh mocks and config, then run `__main__.py` (its RPCs may still be in flight)."""
-    monitor = monitor or new_monitor(config)
-    secret_values = dict(secrets or {})
-    set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(
-        monitor.mocks, project=PROJECT, stack=STACK, preview=False, monitor=monitor
-    )
-    pulumi.runtime.set_all_config({**config_values(config), **secret_values}, list(secret_values))
-    run = ProgramRun(monitor)
-    run.namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
-    root = pulumi.runtime.get_root_resource()
-    run.outputs.update(getattr(root, "outputs", {}))
-    return run
-
-
-def evaluate_program(
-    config: Mapping[str, object],
-    secrets: Mapping[str, str] | None = None,
-    monitor: RecordingMonitor | None = None,
-) -> ProgramRun:
-    """Run `__main__.py` to completion: every registration request has been recorded."""
-    runs: list[ProgramRun] = []
-    _sync_await(run_pulumi_func(lambda: runs.append(start_program(config, secrets, monitor))))
-    return runs[0]
-
-
-class ProgramRunner:
-    """Evaluates the whole program; keeps the last monitor so failed runs can be inspected."""
-
-    def __init__(self) -> None:
-        self.monitor: RecordingMonitor | None = None
-
-    def __call__(
-        self, config: Mapping[str, object], secrets: Mapping[str, str] | None = None
-    ) -> ProgramRun:
-        self.monitor = new_monitor(config)
-        return evaluate_program(config, secrets, self.monitor)
+__all__ = [
+    "DEV_CONFIG",
+    "MOCK_ACCESS_TOKEN",
+    "PATH_CHECKOUT_HEAD",
+    "ROOT",
+    "ProgramRun",
+    "ProgramRunner",
+    "Registration",
+    "digest_of",
+    "is_secret",
+    "longest_chain",
+    "stack_config",
+    "start_program",
+    "unwrap",
+]
 
 
 @pytest.fixture
@@ -246,68 +49,3 @@ def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     monkeypatch.chdir(ROOT)
     yield ProgramRunner()
     set_root_resource(None)  # type: ignore[arg-type]
-
-
-def is_secret(value: Any) -> bool:
-    """Whether a deserialized input value is a secret."""
-    return bool(rpc.is_rpc_secret(value))
-
-
-def unwrap(value: Any) -> Any:
-    """The plain value of a deserialized input, secret or not."""
-    return rpc.unwrap_rpc_secret(value) if is_secret(value) else value
-
-
-DEV_CONFIG: dict[str, object] = {
-    "gcp:project": "boutique-dev-123456",
-    "gcp:region": "europe-west1",
-    f"{PROJECT}:writers": ["serviceAccount:deployer@boutique-dev-123456.iam.gserviceaccount.com"],
-    f"{PROJECT}:readers": ["serviceAccount:gke-nodes@boutique-dev-123456.iam.gserviceaccount.com"],
-}
-"""The minimal GCP configuration; `dev_stack_config()` reads the real Pulumi.dev.yaml."""
-
-
-def stack_config(stack: str) -> dict[str, object]:
-    """The `config:` of Pulumi.<stack>.yaml, as the program would receive it."""
-    import yaml
-
-    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
-    return dict(yaml.safe_load(text)["config"])
-
-
-def longest_chain(registrations: list[Registration]) -> list[str]:
-    """The longest chain of custom resources along dependencies and property dependencies.
-
-    A dependency on a component stands for its custom descendants; components themselves are not
-    links of a chain. Returns the URNs of the chain, first dependency first.
-    """
-    by_urn = {registration.urn: registration for registration in registrations}
-    children: dict[str, list[str]] = {}
-    for registration in registrations:
-        children.setdefault(registration.parent, []).append(registration.urn)
-
-    def customs(urn: str) -> set[str]:
-        registration = by_urn.get(urn)
-        if registration is None:
-            return set()
-        if registration.custom:
-            return {urn}
-        return set().union(*(customs(child) for child in children.get(urn, [])))
-
-    chains: dict[str, list[str]] = {}
-
-    def chain_to(urn: str) -> list[str]:
-        if urn not in chains:
-            registration = by_urn[urn]
-            direct = set(registration.dependencies).union(
-                *registration.property_dependencies.values()
-            )
-            upstream = set().union(*(customs(dependency) for dependency in direct))
-            longest = max(
-                (chain_to(dependency) for dependency in sorted(upstream)), key=len, default=[]
-            )
-            chains[urn] = [*longest, urn]
-        return chains[urn]
-
-    custom = [registration.urn for registration in registrations if registration.custom]
-    return max((chain_to(urn) for urn in custom), key=len, default=[])
