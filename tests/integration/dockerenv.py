@@ -19,6 +19,7 @@ from base64 import b64encode
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUSYBOX_CACHE = REPO_ROOT / ".cache" / "busybox"
@@ -270,7 +271,9 @@ def registry_get(
         return response.read(), dict(response.headers.items())
 
 
-def read_manifest(registry: Registry, repository: str, reference: str) -> tuple[str, dict]:
+def read_manifest(
+    registry: Registry, repository: str, reference: str
+) -> tuple[str, dict[str, Any]]:
     """Returns (media type, parsed JSON) of an index or manifest in the registry."""
     body, headers = registry_get(
         registry,
@@ -282,7 +285,7 @@ def read_manifest(registry: Registry, repository: str, reference: str) -> tuple[
     return headers.get("Content-Type", manifest.get("mediaType", "")), manifest
 
 
-def image_platforms(index: dict) -> dict[str, str]:
+def image_platforms(index: dict[str, Any]) -> dict[str, str]:
     """Maps "os/arch[/variant]" to the image manifest digest in an index, leaving out
     buildx attestation manifests (they carry platform unknown/unknown)."""
     platforms: dict[str, str] = {}

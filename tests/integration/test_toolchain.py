@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import BuildxBuild, RegistryFactory
 from tests.integration.dockerenv import (
     ATTESTATION_ANNOTATION,
     INDEX_MEDIA_TYPES,
@@ -132,7 +133,7 @@ def test_run_step_executes_code_of_the_target_platform(busybox_base: str, tmp_pa
 
 
 def test_buildx_build_returns_the_index_digest_the_registry_serves(
-    busybox_base: str, registry: Registry, buildx_build, tmp_path: Path
+    busybox_base: str, registry: Registry, buildx_build: BuildxBuild, tmp_path: Path
 ) -> None:
     marker = secrets.token_hex(8)
     (tmp_path / "Dockerfile").write_text(f"FROM {busybox_base}\nRUN echo {marker} > /marker\n")
@@ -148,7 +149,9 @@ def test_buildx_build_returns_the_index_digest_the_registry_serves(
     assert sorted(image_platforms(index)) == ["linux/amd64", "linux/arm64"]
 
 
-def test_htpasswd_registry_rejects_wrong_password_and_accepts_right_one(registry_factory) -> None:
+def test_htpasswd_registry_rejects_wrong_password_and_accepts_right_one(
+    registry_factory: RegistryFactory,
+) -> None:
     password = secrets.token_urlsafe(16)
     registry = registry_factory(("tester", password))
 
