@@ -1,0 +1,263 @@
+"""Throughput of ``python -m verify --deep`` and the time to shallow-verify 22 images.
+
+    python benchmarks/verify.py [--repeat N]
+
+Needs Debian's ``docker-registry`` and the busybox binaries that ``scripts/install-docker``
+unpacks under ``.cache/busybox/{amd64,arm64}``; no Docker Engine. The data set is fixed and
+built by this script (deterministic, seeded), then pushed to a registry it starts on 127.0.0.1:
+
+- ``bench/deep:1``: an OCI index of linux/amd64 + linux/arm64. Each platform has 5 gzip layers
+  (level 6, as BuildKit); each layer holds 11 MiB of seeded random bytes (incompressible) and 11
+  copies of that platform's busybox (an ~1.9 MB ELF binary that compresses about 2:1), so about
+  half of the compressed bytes are random data and half are ELF files. About 225 MB of
+  compressed layers in all, 10 distinct layers.
+- ``bench/svc-01:1`` ... ``bench/svc-22:1``: 22 small two-platform indexes (the size of the
+  Online Boutique fleet twice over), each with its own configs, for the shallow timing.
+
+Figures printed (medians over --repeat runs):
+
+- deep: wall time of ``python -m verify bench/deep:1 --deep`` as a subprocess,
+  process start included, and its throughput in MB/s of compressed layer bytes;
+- baselines: single-stream decompression of the same blobs, in memory, same run, with Python's
+  ``zlib`` (the reference of the target) and with ISA-L (``isal``, what the verifier inflates
+  with), so the share of the faster inflater and the share of parallelism are both visible;
+- ratio deep/zlib (target: at least 1.0) and deep/isal (the gain of layer parallelism);
+- peak RSS of the verifier process (it streams: no layer is held whole);
+- shallow: 22 images in one process, and as 22 sequential processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isal import isal_zlib
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.integration.dockerenv import BUSYBOX_CACHE, Registry, start_registry  # noqa: E402
+
+SEED = 20261127
+PLATFORMS = ("amd64", "arm64")
+LAYERS_PER_PLATFORM = 5
+RANDOM_BYTES_PER_LAYER = 11 << 20
+ELF_COPIES_PER_LAYER = 11
+SHALLOW_IMAGES = 22
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
+    """One gzip layer: seeded random bytes plus copies of the platform's busybox."""
+    noise = random.Random(f"{SEED}-{arch}-{number}").randbytes(RANDOM_BYTES_PER_LAYER)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        entries = [(f"data/random-{number}.bin", noise)] + [
+            (f"usr/bin/tool-{number}-{copy}", busybox) for copy in range(ELF_COPIES_PER_LAYER)
+        ]
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
+
+
+@dataclass
+class Pusher:
+    """Pushes blobs and manifests to a loopback registry over the HTTP API."""
+
+    registry: Registry
+
+    def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return dict(response.headers.items())
+
+    def blob(self, repository: str, data: bytes) -> dict[str, object]:
+        digest = digest_of(data)
+        base = self.registry.url
+        location = self._send("POST", f"{base}/v2/{repository}/blobs/uploads/", b"", "")["Location"]
+        if location.startswith("/"):
+            location = base + location
+        separator = "&" if "?" in location else "?"
+        self._send("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
+        return {"digest": digest, "size": len(data)}
+
+    def manifest(self, repository: str, reference: str, document: dict[str, object]) -> str:
+        data = json.dumps(document).encode()
+        media_type = str(document["mediaType"])
+        url = f"{self.registry.url}/v2/{repository}/manifests/{reference}"
+        self._send("PUT", url, data, media_type)
+        return digest_of(data)
+
+    def image(self, repository: str, tag: str, layers: dict[str, list[bytes]], label: str) -> None:
+        """Push a two-platform OCI index; ``layers`` maps each architecture to its blobs."""
+        entries = []
+        for arch, blobs in layers.items():
+            config = json.dumps(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "config": {"Labels": {"bench": label}},
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                }
+            ).encode()
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, **self.blob(repository, config)},
+                "layers": [{"mediaType": OCI_LAYER, **self.blob(repository, b)} for b in blobs],
+            }
+            size = len(json.dumps(manifest).encode())
+            digest = self.manifest(repository, digest_of(json.dumps(manifest).encode()), manifest)
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": size,
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        self.manifest(repository, tag, index)
+
+
+def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
+    busybox = {arch: (BUSYBOX_CACHE / arch / "bin" / "busybox").read_bytes() for arch in PLATFORMS}
+    jobs = [(arch, number) for arch in PLATFORMS for number in range(LAYERS_PER_PLATFORM)]
+    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: use both cores
+        blobs = list(pool.map(lambda job: layer_blob(job[0], job[1], busybox[job[0]]), jobs))
+    layers = {
+        arch: [b for (a, _), b in zip(jobs, blobs, strict=True) if a == arch] for arch in PLATFORMS
+    }
+    pusher.image("bench/deep", "1", layers, "deep")
+    tiny = {arch: [gzip.compress(b"", mtime=0)] for arch in PLATFORMS}
+    for number in range(1, SHALLOW_IMAGES + 1):
+        pusher.image(f"bench/svc-{number:02d}", "1", tiny, f"svc-{number}")
+    return layers
+
+
+def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
+    """Single-stream decompression of every blob, 1 MiB input chunks, timed alone."""
+    started = time.perf_counter()
+    for blob in blobs:
+        inflater = module.decompressobj(16 + zlib.MAX_WBITS)
+        for offset in range(0, len(blob), 1 << 20):
+            inflater.decompress(blob[offset : offset + (1 << 20)])
+    return time.perf_counter() - started
+
+
+# Runs the verifier and reports its wall time and peak RSS. A small launcher process is used
+# because a child forked straight from this script (which holds the data set in memory) would
+# report this script's resident pages as its own peak.
+LAUNCHER = """
+import resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.run([sys.executable, "-m", "verify", *sys.argv[1:]],
+                      stdout=subprocess.DEVNULL).returncode
+elapsed = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(code, elapsed, peak)
+"""
+
+
+def verify_run(*args: str) -> tuple[float, float]:
+    """Wall seconds (process start included) and peak RSS (MB) of one ``python -m verify``."""
+    result = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *args], cwd=REPO, capture_output=True, text=True
+    )
+    code, elapsed, peak_kb = result.stdout.split()
+    if code != "0":
+        raise SystemExit(f"verify {' '.join(args)} exited {code}:\n{result.stderr}")
+    return float(elapsed), int(peak_kb) / 1024
+
+
+def verify_seconds(*args: str) -> float:
+    return verify_run(*args)[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    repeat = parser.parse_args().repeat
+
+    with tempfile.TemporaryDirectory(prefix="verify-bench-") as scratch:
+        registry = start_registry(Path(scratch))
+        try:
+            started = time.perf_counter()
+            layers = build_data_set(Pusher(registry))
+            blobs = [blob for arch in PLATFORMS for blob in layers[arch]]
+            total_mb = sum(len(blob) for blob in blobs) / 1e6
+            print(
+                f"data set: {len(blobs)} layers, {total_mb:.1f} MB compressed "
+                f"(built and pushed in {time.perf_counter() - started:.1f} s)"
+            )
+
+            deep_ref = f"{registry.address}/bench/deep:1"
+            runs = [verify_run(deep_ref, "--deep") for _ in range(repeat)]
+            deep = [seconds for seconds, _ in runs]
+            baseline = [inflate_seconds(blobs) for _ in range(repeat)]
+            isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
+            for label, times in (
+                ("deep verify (process)", deep),
+                ("zlib, single stream", baseline),
+                ("isal, single stream", isal),
+            ):
+                print(
+                    f"{label:<23} {statistics.median(times):6.2f} s "
+                    f"{total_mb / statistics.median(times):7.1f} MB/s   "
+                    f"runs: {', '.join(f'{t:.2f}' for t in times)}"
+                )
+            deep_rate = total_mb / statistics.median(deep)
+            print(
+                f"ratio deep/zlib:        {deep_rate * statistics.median(baseline) / total_mb:.2f}x"
+                " (target >= 1.0x)"
+            )
+            print(
+                f"ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
+                " (the gain of layer parallelism)"
+            )
+            print(f"verifier peak RSS:      {max(rss for _, rss in runs):.0f} MB")
+
+            refs = [f"{registry.address}/bench/svc-{n:02d}:1" for n in range(1, SHALLOW_IMAGES + 1)]
+            together = [verify_seconds(*refs) for _ in range(repeat)]
+            one_by_one = [sum(verify_seconds(ref) for ref in refs) for _ in range(repeat)]
+            print(
+                f"shallow, {SHALLOW_IMAGES} images, one process:      "
+                f"{statistics.median(together):.2f} s"
+            )
+            print(
+                f"shallow, {SHALLOW_IMAGES} images, {SHALLOW_IMAGES} processes (serial): "
+                f"{statistics.median(one_by_one):.2f} s"
+            )
+        finally:
+            registry.stop()
+
+
+if __name__ == "__main__":
+    main()
