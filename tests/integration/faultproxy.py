@@ -7,6 +7,7 @@ The verifier is pointed at the proxy's address instead of the registry's. The pr
 - records every request (method, path, status) so tests can count, e.g., how often a blob was
   downloaded;
 - answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
+- or cuts the next N matching answers off after half of their body (a dropped connection);
 - optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
   for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
   otherwise (the registry token flow, with the upstream registry itself left anonymous).
@@ -39,7 +40,11 @@ class Logged:
 class _Fault:
     pattern: re.Pattern[str]
     status: int
+    """The status to answer with, or :data:`CUT` to cut the real answer off halfway."""
     remaining: int
+
+
+CUT = 0
 
 
 @dataclass
@@ -63,6 +68,11 @@ class FaultProxy:
         """Answer the next ``count`` requests whose path matches with ``status``."""
         with self._lock:
             self._faults.append(_Fault(re.compile(path_pattern), status, count))
+
+    def cut_next(self, path_pattern: str, count: int) -> None:
+        """Send only the first half of the next ``count`` matching answers, then hang up."""
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_pattern), CUT, count))
 
     def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
         """Logged requests whose path matches (and whose status equals ``status`` if given)."""
@@ -146,7 +156,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             fault = proxy._take_fault(self.path)
-            if fault is not None:
+            if fault is not None and fault != CUT:
                 body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
                 self._answer(fault, {"Content-Type": "application/json"}, body)
                 return
@@ -169,6 +179,12 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Connection", "close")
                     self.close_connection = True
                 self.end_headers()
+                if fault == CUT:
+                    half = int(response.getheader("Content-Length") or 0) // 2
+                    self.wfile.write(response.read(half))
+                    self.close_connection = True
+                    proxy._record(self.command, self.path, CUT)
+                    return
                 if self.command != "HEAD":
                     while chunk := response.read(CHUNK_BYTES):
                         self.wfile.write(chunk)

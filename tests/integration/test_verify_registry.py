@@ -29,7 +29,7 @@ import pytest
 
 from tests.integration.conftest import BuildxBuild, RegistryFactory
 from tests.integration.dockerenv import REPO_ROOT, Registry, image_platforms, read_manifest
-from tests.integration.faultproxy import FaultProxy
+from tests.integration.faultproxy import CUT, FaultProxy
 from tests.integration.registrycopy import copy_image
 from tests.integration.tokenserver import TokenServer
 from verify.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -515,6 +515,25 @@ def test_persistent_503_gives_up_with_exit_2(
     assert run.exit_code == 2
     assert f"verify: {ref}: linux/amd64: config sha256:" in run.stderr
     assert "HTTP 503: UNAVAILABLE injected fault (gave up after 4 tries)" in run.stderr
+
+
+def test_layer_download_cut_off_midway_is_restarted(
+    images: Images, proxy: FaultProxy, clean_environment: dict[str, str]
+) -> None:
+    _, repository, tag = _split(images.good)
+    _, index = read_manifest(images.registry, repository, tag)
+    arm64 = image_platforms(index)["linux/arm64"]
+    _, manifest = read_manifest(images.registry, repository, arm64)
+    layer = max(manifest["layers"], key=lambda entry: entry["size"])["digest"]
+    proxy.cut_next(f"/blobs/{layer}$", 1)
+    run = run_verify(clean_environment, _via(proxy, images.good), "--deep", "--json")
+    assert run.exit_code == 0, run.stderr
+    assert [entry.status for entry in proxy.requests_to(f"/blobs/{layer}$")] == [CUT, 200]
+    assert run.platform("linux/arm64")["elf"] == {
+        "checked": 2,
+        "mismatched": 0,
+        "mismatchedPaths": [],
+    }
 
 
 def test_shared_layers_are_downloaded_once_per_run(
