@@ -54,6 +54,7 @@ class ArtifactRepository(pulumi.ComponentResource):
         settings = args.destination.repository
         repository = gcp.artifactregistry.Repository(
             f"{name}-repository",
+            project=args.destination.project,
             repository_id=settings.id,
             location=settings.location,
             format="DOCKER",
@@ -72,6 +73,7 @@ class ArtifactRepository(pulumi.ComponentResource):
         if settings.immutable_tags and args.cache:
             cache_repository = gcp.artifactregistry.Repository(
                 f"{name}-cache-repository",
+                project=args.destination.project,
                 repository_id=f"{settings.id}{CACHE_REPOSITORY_SUFFIX}",
                 location=settings.location,
                 format="DOCKER",

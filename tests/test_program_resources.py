@@ -101,6 +101,7 @@ def test_iam_is_granted_on_the_repository_only(dev: ProgramRun) -> None:
     (repository,) = dev.of_type(REPOSITORY)
     assert repository.inputs["format"] == "DOCKER"
     assert repository.inputs["repositoryId"] == "online-boutique"
+    assert repository.inputs["project"] == "boutique-dev-123456"
     members = {
         (grant.inputs["member"], grant.inputs["role"]): grant for grant in dev.of_type(IAM_MEMBER)
     }
