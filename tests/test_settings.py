@@ -64,6 +64,31 @@ def test_cartservice_builds_from_its_src_directory() -> None:
     assert CATALOG["emailservice"].dockerfile == "src/emailservice/Dockerfile"
 
 
+def test_pulumi_yaml_is_a_python_project_with_pip_and_a_virtualenv() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "boutique-multiarch"
+    assert project["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
+
+
+def test_stack_files_parse_into_valid_settings() -> None:
+    for stack in ("dev", "prod"):
+        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        raw = {
+            key.split(":", 1)[1]: value if isinstance(value, str) else json.dumps(value)
+            for key, value in config.items()
+            if key.startswith(f"{P}:")
+        }
+        gcp = {
+            key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("gcp:")
+        }
+        settings = parse_settings(raw, gcp, registry_password_set=False)
+        assert isinstance(settings.destination, ArtifactRegistry), stack
+        assert settings.destination.writers and settings.destination.readers, stack
+
+
 def test_pulumi_yaml_declares_the_parser_defaults() -> None:
     declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
     assert declared["services"]["default"] == list(DEFAULT_SERVICES)
