@@ -133,6 +133,13 @@ def test_multi_frame_zstd_is_read_across_frames() -> None:
     assert scan_tar(decompressed(io.BytesIO(blob))).elf_files == (ElfFile("/a", X86_64),)
 
 
+def test_corrupt_zstd_is_rejected() -> None:
+    blob = bytearray(zstd_bytes(tar_bytes(MIXED_LAYER)))
+    blob[len(blob) // 2 :] = b"\xff" * (len(blob) - len(blob) // 2)
+    with pytest.raises(LayerFormatError, match="zstd data is corrupt"):
+        scan_tar(decompressed(io.BytesIO(bytes(blob))))
+
+
 def test_garbage_is_not_a_tar_archive() -> None:
     with pytest.raises(LayerFormatError, match="not a valid tar"):
         scan_tar(decompressed(io.BytesIO(b"this is not a tar archive" * 40)))

@@ -145,7 +145,13 @@ class LayerScanner:
             try:
                 with self._client.open_blob(ref, layer.digest, what) as body:
                     digesting = DigestingReader(body, layer.digest, what)
-                    scan = scan_tar(decompressed(digesting))
+                    try:
+                        scan = scan_tar(decompressed(digesting))
+                    except LayerFormatError:
+                        # Content that is not what its digest names explains a broken archive
+                        # better: finish() raises DigestMismatch in that case.
+                        digesting.finish()
+                        raise
                     digesting.finish()
                     return scan
             except StreamError:

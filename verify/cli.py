@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from verify.auth import AuthError, CredentialResolver
@@ -118,7 +119,13 @@ def main(argv: Sequence[str]) -> int:
         print(f"verify: {error}", file=sys.stderr)
         return EXIT_ERROR
     client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
-    results = Verifier(client, options, LAYER_WORKERS).verify_all(refs)
+    try:
+        results = Verifier(client, options, LAYER_WORKERS).verify_all(refs)
+    except Exception:
+        # A bug must not exit with 1, which callers read as "the image failed verification".
+        traceback.print_exc()
+        print("verify: internal error (see the traceback above)", file=sys.stderr)
+        return EXIT_ERROR
     exit_code = max(result.exit_code for result in results)
     for result in results:
         for line in failure_lines(result):

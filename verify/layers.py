@@ -192,4 +192,6 @@ def scan_tar(stream: Readable) -> LayerScan:
                 elf_files.append(ElfFile(path=path, machine=machine))
     except (tarfile.TarError, EOFError) as error:
         raise LayerFormatError(f"layer is not a valid tar archive: {error}") from None
+    except zstandard.ZstdError as error:
+        raise LayerFormatError(f"zstd data is corrupt: {error}") from None
     return LayerScan(regular_files=regular, elf_files=tuple(elf_files))

@@ -8,6 +8,7 @@ The verifier is pointed at the proxy's address instead of the registry's. The pr
   downloaded;
 - answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
 - or cuts the next N matching answers off after half of their body (a dropped connection);
+- or flips the last byte of the next N matching answers (content that is not what it claims);
 - optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
   for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
   otherwise (the registry token flow, with the upstream registry itself left anonymous).
@@ -40,11 +41,12 @@ class Logged:
 class _Fault:
     pattern: re.Pattern[str]
     status: int
-    """The status to answer with, or :data:`CUT` to cut the real answer off halfway."""
+    """The status to answer with, or :data:`CUT` / :data:`CORRUPT` to alter the real answer."""
     remaining: int
 
 
 CUT = 0
+CORRUPT = -1
 
 
 @dataclass
@@ -73,6 +75,11 @@ class FaultProxy:
         """Send only the first half of the next ``count`` matching answers, then hang up."""
         with self._lock:
             self._faults.append(_Fault(re.compile(path_pattern), CUT, count))
+
+    def corrupt_next(self, path_pattern: str, count: int) -> None:
+        """Flip the last byte of the next ``count`` matching answers."""
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_pattern), CORRUPT, count))
 
     def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
         """Logged requests whose path matches (and whose status equals ``status`` if given)."""
@@ -156,7 +163,7 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self) -> None:
             fault = proxy._take_fault(self.path)
-            if fault is not None and fault != CUT:
+            if fault is not None and fault not in (CUT, CORRUPT):
                 body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
                 self._answer(fault, {"Content-Type": "application/json"}, body)
                 return
@@ -186,9 +193,16 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     proxy._record(self.command, self.path, CUT)
                     return
                 if self.command != "HEAD":
+                    previous = b""
                     while chunk := response.read(CHUNK_BYTES):
-                        self.wfile.write(chunk)
-                proxy._record(self.command, self.path, response.status)
+                        self.wfile.write(previous)
+                        previous = chunk
+                    if fault == CORRUPT and previous:
+                        previous = previous[:-1] + bytes([previous[-1] ^ 0xFF])
+                    self.wfile.write(previous)
+                proxy._record(
+                    self.command, self.path, CORRUPT if fault == CORRUPT else response.status
+                )
             finally:
                 upstream.close()
 

@@ -29,7 +29,7 @@ import pytest
 
 from tests.integration.conftest import BuildxBuild, RegistryFactory
 from tests.integration.dockerenv import REPO_ROOT, Registry, image_platforms, read_manifest
-from tests.integration.faultproxy import CUT, FaultProxy
+from tests.integration.faultproxy import CORRUPT, CUT, FaultProxy
 from tests.integration.registrycopy import copy_image
 from tests.integration.tokenserver import TokenServer
 from verify.manifests import DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST
@@ -534,6 +534,25 @@ def test_layer_download_cut_off_midway_is_restarted(
         "mismatched": 0,
         "mismatchedPaths": [],
     }
+
+
+@pytest.mark.parametrize("blob", ["config", "layer"])
+def test_content_that_does_not_match_its_digest_is_refused(
+    blob: str, images: Images, proxy: FaultProxy, clean_environment: dict[str, str]
+) -> None:
+    _, repository, tag = _split(images.good)
+    _, index = read_manifest(images.registry, repository, tag)
+    _, manifest = read_manifest(images.registry, repository, image_platforms(index)["linux/arm64"])
+    digest = manifest["config"]["digest"] if blob == "config" else manifest["layers"][-1]["digest"]
+    proxy.corrupt_next(f"/blobs/{digest}$", 1)
+    ref = _via(proxy, images.good)
+    run = run_verify(clean_environment, ref, "--deep", "--json")
+    assert run.exit_code == 2
+    assert run.stdout == ""
+    assert f"verify: {ref}: linux/arm64: {blob} {digest}: content digest is sha256:" in run.stderr
+    assert f", expected {digest}" in run.stderr
+    # Refused, not retried: the registry served those bytes, a second try would too.
+    assert [entry.status for entry in proxy.requests_to(f"/blobs/{digest}$")] == [CORRUPT]
 
 
 def test_shared_layers_are_downloaded_once_per_run(
