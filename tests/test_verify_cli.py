@@ -1,0 +1,85 @@
+"""The CLI's argument checks and exit codes, run as a real process (no registry needed)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "verify", *args],
+        cwd=REPO,
+        env={**environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["busybox:1"], "verify: image reference 'busybox:1': no registry host"),
+        (
+            ["127.0.0.1:5000/a:1", "--platform", "linux"],
+            "verify: --platform: platform 'linux' is not valid",
+        ),
+        (
+            ["127.0.0.1:5000/a:1", "--deep", "--platform", "linux/sparc"],
+            "--deep knows no ELF machine for architecture 'sparc'",
+        ),
+        (["127.0.0.1:5000/a:1", "--allow", ""], "--allow '': a glob must be non-empty"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_message(args: list[str], message: str) -> None:
+    result = run(*args, "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr
+
+
+def test_half_set_credentials_are_refused_before_any_request() -> None:
+    # Nothing listens on the port: had a request been made, the error would be a connection one.
+    result = run(f"127.0.0.1:{closed_port()}/a:1", REGISTRY_USERNAME="alice")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "verify: REGISTRY_USERNAME is set but REGISTRY_PASSWORD is not; set both or neither\n"
+    )
+
+
+def test_unreachable_registry_is_retried_then_exit_2() -> None:
+    ref = f"127.0.0.1:{closed_port()}/boutique/frontend:v1"
+    result = run(ref, "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"verify: {ref}: linux/amd64, linux/arm64: manifest v1: ")
+    assert "Connection refused" in result.stderr
+    assert result.stderr.rstrip().endswith("(gave up after 4 tries)")
+
+
+def test_argparse_errors_exit_2() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "the following arguments are required: REF" in result.stderr
