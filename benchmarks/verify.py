@@ -20,7 +20,7 @@ Figures printed (medians over --repeat runs):
   process start included, and its throughput in MB/s of compressed layer bytes;
 - baselines: single-stream decompression of the same blobs, in memory, same run, with Python's
   ``zlib`` (the reference of the target) and with ISA-L (``isal``, what the verifier inflates
-  with), so the share of the faster inflater and the share of parallelism are both visible;
+  with), so the share of the faster inflater is visible;
 - ratio deep/zlib (target: at least 1.0) and deep/isal (what the whole pipeline, process
   start, HTTP, sha256 and tar parsing included, costs over bare inflation);
 - peak RSS of the verifier process (it streams: no layer is held whole);
