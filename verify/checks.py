@@ -118,6 +118,10 @@ def _platform_list(platforms: Sequence[Platform]) -> str:
     return ", ".join(str(platform) for platform in platforms)
 
 
+Checked = tuple[PlatformResult | None, list[Problem]]
+"""What one platform's check yields: its result (when its config was read) and its problems."""
+
+
 class _Fatal(Exception):
     """Stops an image's verification with a problem of exit code 2."""
 
@@ -225,7 +229,7 @@ class Verifier:
         images = [entry for entry in index.manifests if not entry.is_attestation]
         result.attestations = len(index.manifests) - len(images)
         present = _platform_list([entry.platform for entry in images if entry.platform])
-        checks: list[tuple[Platform, Future[PlatformResult | Problem]]] = []
+        checks: list[tuple[Platform, Future[Checked]]] = []
         for platform in self._options.platforms:
             matches = [entry for entry in images if entry.platform == platform]
             if not matches:
@@ -243,7 +247,7 @@ class Verifier:
         assert result.digest is not None
         config = self._fetch_config(ref, manifest)
         found = config.platform
-        checks: list[tuple[Platform, Future[PlatformResult | Problem]]] = []
+        checks: list[tuple[Platform, Future[Checked]]] = []
         for platform in self._options.platforms:
             if platform == found and len(self._options.platforms) == 1:
                 entry = Descriptor(manifest.media_type, result.digest, 0, found, {})
@@ -259,22 +263,24 @@ class Verifier:
 
     def _collect(
         self,
-        checks: list[tuple[Platform, Future[PlatformResult | Problem]]],
+        checks: list[tuple[Platform, Future[Checked]]],
         result: ImageResult,
     ) -> None:
         for platform, future in checks:
-            outcome = future.result()
-            if isinstance(outcome, Problem):
-                result.problems.append(outcome)
+            outcome, problems = future.result()
+            result.problems.extend(problems)
+            if outcome is None:
                 continue
             result.platforms[str(platform)] = outcome
             if outcome.elf is not None and outcome.elf.mismatched:
                 result.problems.extend(self._elf_problems(platform, outcome.elf))
 
-    def _check_platform(
-        self, ref: Reference, platform: Platform, entry: Descriptor
-    ) -> PlatformResult | Problem:
-        """Fetch one platform's manifest and config, cross-check them, scan layers if deep."""
+    def _check_platform(self, ref: Reference, platform: Platform, entry: Descriptor) -> Checked:
+        """Fetch one platform's manifest and config, cross-check them, scan layers if deep.
+
+        The result is reported whenever the config could be read, also next to a problem: the
+        JSON then shows, e.g., the architecture a mislabelled config really declares.
+        """
         try:
             document = self._fetch_checked(
                 lambda: self._client.get_manifest(ref, entry.digest), entry.digest
@@ -282,27 +288,27 @@ class Verifier:
             media_type = document_media_type(document.data, document.content_type)
             if media_type not in IMAGE_MANIFEST_TYPES:
                 reason = f"{entry.digest} has media type {media_type!r}, not an image manifest"
-                return Problem(str(platform), reason, EXIT_FAILED)
+                return None, [Problem(str(platform), reason, EXIT_FAILED)]
             manifest = parse_image_manifest(document.data, media_type)
             config = self._fetch_config(ref, manifest)
         except ManifestError as error:
-            return Problem(str(platform), f"manifest {entry.digest}: {error}", EXIT_ERROR)
+            return None, [Problem(str(platform), f"manifest {entry.digest}: {error}", EXIT_ERROR)]
         except _Fatal as fatal:
-            return Problem(str(platform), str(fatal), EXIT_ERROR)
+            return None, [Problem(str(platform), str(fatal), EXIT_ERROR)]
+        outcome = PlatformResult(digest=entry.digest, config_architecture=config.architecture)
         declared_variant = entry.platform.variant if entry.platform else None
         found = Platform.of(config.os, config.architecture, config.variant or declared_variant)
         if found != platform:
             reason = f"the index entry says {platform} but its image config says {found}"
-            return Problem(str(platform), reason, EXIT_FAILED)
-        outcome = PlatformResult(digest=entry.digest, config_architecture=config.architecture)
+            return outcome, [Problem(str(platform), reason, EXIT_FAILED)]
         if self._options.deep:
             try:
                 outcome.elf = self._check_layers(ref, platform, manifest)
             except LayerFormatError as error:
-                return Problem(str(platform), str(error), EXIT_FAILED)
+                return outcome, [Problem(str(platform), str(error), EXIT_FAILED)]
             except _Fatal as fatal:
-                return Problem(str(platform), str(fatal), EXIT_ERROR)
-        return outcome
+                return outcome, [Problem(str(platform), str(fatal), EXIT_ERROR)]
+        return outcome, []
 
     def _check_layers(
         self, ref: Reference, platform: Platform, manifest: ImageManifest

@@ -21,6 +21,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -349,6 +350,66 @@ def test_missing_platform_in_an_index_fails(
     assert run.stderr.splitlines() == [
         f"verify: {images.good}: linux/s390x: missing from the index "
         "(it lists: linux/amd64, linux/arm64)"
+    ]
+
+
+def _push_index(registry: Registry, repository: str, tag: str, entries: list[dict]) -> str:
+    """PUT a hand-made OCI index whose entries point at manifests already in ``repository``."""
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    request = urllib.request.Request(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        data=body.encode(),
+        method="PUT",
+        headers={"Content-Type": OCI_INDEX},
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+    return f"{registry.address}/{repository}:{tag}"
+
+
+def _entry(index: dict, platform: str, claimed: str) -> dict:
+    """The index entry of ``platform``, relabelled as ``claimed``."""
+    os_name, architecture = claimed.split("/")
+    for entry in index["manifests"]:
+        found = entry.get("platform", {})
+        if f"{found.get('os')}/{found.get('architecture')}" == platform:
+            return {**entry, "platform": {"os": os_name, "architecture": architecture}}
+    raise AssertionError(f"{platform} not in the index")
+
+
+def test_index_entry_that_its_config_contradicts_fails(
+    images: Images, clean_environment: dict[str, str]
+) -> None:
+    _, repository, tag = _split(images.good)
+    _, index = read_manifest(images.registry, repository, tag)
+    entries = [
+        _entry(index, "linux/amd64", "linux/amd64"),
+        _entry(index, "linux/amd64", "linux/arm64"),  # the amd64 image, labelled arm64
+    ]
+    ref = _push_index(images.registry, repository, "mislabelled", entries)
+    run = run_verify(clean_environment, ref, "--json")
+    assert run.exit_code == 1
+    assert run.stderr.splitlines() == [
+        f"verify: {ref}: linux/arm64: the index entry says linux/arm64 but its image config "
+        "says linux/amd64"
+    ]
+    assert run.platform("linux/arm64")["configArchitecture"] == "amd64"
+    assert run.platform("linux/amd64")["configArchitecture"] == "amd64"
+
+
+def test_platform_listed_twice_fails(images: Images, clean_environment: dict[str, str]) -> None:
+    _, repository, tag = _split(images.good)
+    _, index = read_manifest(images.registry, repository, tag)
+    entries = [
+        _entry(index, "linux/amd64", "linux/amd64"),
+        _entry(index, "linux/arm64", "linux/arm64"),
+        _entry(index, "linux/arm64", "linux/arm64"),
+    ]
+    ref = _push_index(images.registry, repository, "twice", entries)
+    run = run_verify(clean_environment, ref)
+    assert run.exit_code == 1
+    assert run.stderr.splitlines() == [
+        f"verify: {ref}: linux/arm64: listed 2 times in the index; expected exactly once"
     ]
 
 
