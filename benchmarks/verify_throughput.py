@@ -1,6 +1,6 @@
 """Throughput of ``python -m verify --deep`` and the time to shallow-verify 22 images.
 
-    python benchmarks/verify.py [--repeat N]
+    python benchmarks/verify_throughput.py [--repeat N]
 
 Needs Debian's ``docker-registry`` and the busybox binaries that ``scripts/install-docker``
 unpacks under ``.cache/busybox/{amd64,arm64}``; no Docker Engine. The data set is fixed and
