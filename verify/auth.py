@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +93,12 @@ def gcp_credentials() -> Credentials:
     import urllib3
 
     try:
-        adc, _project = google.auth.default(scopes=list(GCP_SCOPES))
-        adc.refresh(google.auth.transport.urllib3.Request(urllib3.PoolManager()))
+        with warnings.catch_warnings():
+            # google-auth warns about end-user credentials without a quota project; on stderr
+            # that would read like one of this tool's failure lines.
+            warnings.simplefilter("ignore")
+            adc, _project = google.auth.default(scopes=list(GCP_SCOPES))
+            adc.refresh(google.auth.transport.urllib3.Request(urllib3.PoolManager()))
     except google.auth.exceptions.GoogleAuthError as error:
         raise AuthError(f"--gcp: Application Default Credentials failed: {error}") from None
     token = adc.token
