@@ -97,6 +97,12 @@ def test_gzip_output_is_bounded_per_read() -> None:
     assert largest <= CHUNK_BYTES
 
 
+def test_zero_byte_read_inflates_nothing() -> None:
+    reader = GzipReader(_CountingSource(gzip_bytes(b"\0" * (8 << 20))))
+    assert reader.read(0) == b""
+    assert len(reader.read(100)) == 100
+
+
 def test_multi_member_gzip_and_zero_padding_are_read_through() -> None:
     first, second = b"first member " * 1000, b"second member " * 1000
     stream = gzip_bytes(first) + gzip_bytes(second) + b"\0" * 700

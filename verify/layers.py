@@ -84,6 +84,8 @@ class GzipReader:
         self._finished = False
 
     def read(self, size: int = -1, /) -> bytes:
+        if size == 0:
+            return b""  # max_length=0 would mean "unlimited" to the decompressor
         limit = CHUNK_BYTES if size is None or size < 0 else size
         while not self._finished:
             if not self._pending and not self._source_done:
