@@ -1,7 +1,7 @@
 """The verification itself: an image's index, each required platform, and (``--deep``) its layers.
 
 Work runs on three thread pools, so nothing waits on a task queued behind itself: images, then
-platforms, then layers. Threads suffice: socket reads, sha256, zlib and zstd release the GIL.
+platforms, then layers. Threads suffice: socket reads, sha256, ISA-L and zstd release the GIL.
 Layers are content-addressed, so a layer shared by several platforms or images is downloaded and
 scanned once per run; its scan is platform-independent and each platform judges it separately.
 """

@@ -1,0 +1,34 @@
+"""Allow-glob semantics of the deep check: absolute paths, ``*`` crossing directories."""
+
+import pytest
+
+from verify.checks import _is_allowed, normalize_allow_glob
+
+
+@pytest.mark.parametrize(
+    ("glob", "normalized"),
+    [
+        ("/opt/cross/*", "/opt/cross/*"),
+        ("usr/lib/*.node", "/usr/lib/*.node"),
+        ("./bin/app", "/bin/app"),
+        ("*/pprof.node", "*/pprof.node"),
+    ],
+)
+def test_globs_are_made_absolute(glob: str, normalized: str) -> None:
+    assert normalize_allow_glob(glob) == normalized
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/opt/cross/busybox-amd64", True),
+        ("/opt/cross/deep/tree/tool", True),  # fnmatch's * also matches "/"
+        ("/opt/crossing/tool", False),
+        ("/usr/src/app/node_modules/pprof/build/pprof.node", True),
+        ("/usr/src/app/node_modules/pprof/build/pprof.so", False),
+        ("/bin/busybox", False),
+    ],
+)
+def test_allowed_paths(path: str, allowed: bool) -> None:
+    globs = [normalize_allow_glob(glob) for glob in ("/opt/cross/*", "*/pprof/build/*.node")]
+    assert _is_allowed(path, globs) is allowed
