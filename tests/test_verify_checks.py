@@ -2,7 +2,7 @@
 
 import pytest
 
-from verify.checks import _is_allowed, normalize_allow_glob
+from verify.checks import is_allowed, normalize_allow_glob
 
 
 @pytest.mark.parametrize(
@@ -31,4 +31,4 @@ def test_globs_are_made_absolute(glob: str, normalized: str) -> None:
 )
 def test_allowed_paths(path: str, allowed: bool) -> None:
     globs = [normalize_allow_glob(glob) for glob in ("/opt/cross/*", "*/pprof/build/*.node")]
-    assert _is_allowed(path, globs) is allowed
+    assert is_allowed(path, globs) is allowed

@@ -110,7 +110,8 @@ def normalize_allow_glob(pattern: str) -> str:
     return pattern if pattern.startswith(("/", "*")) else "/" + pattern
 
 
-def _is_allowed(path: str, globs: Sequence[str]) -> bool:
+def is_allowed(path: str, globs: Sequence[str]) -> bool:
+    """True when ``path`` matches one of the (normalised) ``--allow`` globs."""
     return any(fnmatch.fnmatchcase(path, glob) for glob in globs)
 
 
@@ -325,7 +326,7 @@ class Verifier:
                 raise _Fatal(str(error)) from None
             for elf in scan.elf_files:
                 report.checked += 1
-                if elf.machine == expected or _is_allowed(elf.path, self._allow):
+                if elf.machine == expected or is_allowed(elf.path, self._allow):
                     continue
                 report.mismatched += 1
                 if len(report.first_mismatches) < MISMATCHED_PATHS_REPORTED:
