@@ -4,6 +4,8 @@
     python -m host checkout --path DIR [--require PATH]...
     python -m host builder ensure --spec JSON
     python -m host builder remove --name NAME
+    python -m host registry ensure --address 127.0.0.1:PORT --data-dir DIR [--image IMAGE]
+    python -m host registry remove --address 127.0.0.1:PORT --data-dir DIR
 
 Prints one JSON object (`host.results`) on stdout and exits 0; on failure prints one error on
 stderr and exits 2, having changed nothing it could not finish.
@@ -14,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from host import builder, checkout
+from host import builder, checkout, registry
 from host.process import HostError
-from host.results import BuilderResult, CheckoutResult
+from host.results import BuilderResult, CheckoutResult, RegistryRemoval, RegistryResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,13 +43,32 @@ def _parser() -> argparse.ArgumentParser:
     actions.add_parser("remove", help="remove the builder").add_argument(
         "--name", required=True, help="builder name"
     )
+
+    local_registry = commands.add_parser("registry", help="ensure or remove a loopback registry")
+    registry_actions = local_registry.add_subparsers(dest="action", required=True)
+    for action, help_text in (
+        ("ensure", "reuse the registry at the address, or start one"),
+        ("remove", "stop the registry ensure started for the data directory"),
+    ):
+        registry_action = registry_actions.add_parser(action, help=help_text)
+        registry_action.add_argument(
+            "--address", required=True, help="loopback host:port, e.g. 127.0.0.1:5000"
+        )
+        registry_action.add_argument(
+            "--data-dir", required=True, type=Path, help="config, storage, pid and log files"
+        )
+    registry_actions.choices["ensure"].add_argument(
+        "--image",
+        default=registry.REGISTRY_IMAGE,
+        help=f"image run under Docker when {registry.REGISTRY_BINARY} is absent",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    result: CheckoutResult | BuilderResult
+    result: CheckoutResult | BuilderResult | RegistryResult | RegistryRemoval
     try:
         if args.command == "checkout":
             if args.url is not None and (args.commit is None or args.cache_dir is None):
@@ -58,6 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else checkout.ensure_git_checkout(
                     args.url, args.commit, args.cache_dir, args.require
                 )
+            )
+        elif args.command == "registry":
+            address = registry.LoopbackAddress.parse(args.address)
+            result = (
+                registry.ensure(address, args.data_dir, args.image)
+                if args.action == "ensure"
+                else registry.remove(address, args.data_dir)
             )
         elif args.action == "ensure":
             result = builder.ensure(builder.BuilderSpec.from_json(args.spec))

@@ -44,3 +44,40 @@ class BuilderResult:
     @staticmethod
     def from_json(text: str) -> "BuilderResult":
         return BuilderResult(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class RegistryResult:
+    """A registry serving at a loopback address."""
+
+    address: str
+    """`host:port` it serves on; the only field the program reads."""
+    pid: int | None
+    """The `docker-registry` process this data directory's ensure started, if it still runs."""
+    container: str | None
+    """The container this data directory's ensure started (fallback without the binary)."""
+    started: bool
+    """True when this run started it, False when a registry already answered there."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "RegistryResult":
+        return RegistryResult(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class RegistryRemoval:
+    """What `registry remove` stopped; stored images stay in the data directory."""
+
+    address: str
+    pid: int | None
+    """The process stopped, or None."""
+    container: str | None
+    """The container removed, or None."""
+    stopped: bool
+    """False when nothing this data directory's ensure started was running (a no-op)."""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)

@@ -1,0 +1,226 @@
+"""`python -m host registry ensure|remove`, run for real as the local stack's Commands run it.
+
+The lifecycle tests start Debian's `docker-registry` on a free loopback port (fail under CI=true
+when the binary is missing, skip otherwise); the refusals need no registry: they must happen
+before anything is started or written.
+"""
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host.process import HostError
+from host.registry import CONFIG_FILE, PID_FILE, LoopbackAddress
+from tests.conftest import ROOT
+from tests.integration.conftest import missing_prerequisite
+from tests.integration.dockerenv import free_loopback_port
+
+
+def host_registry(
+    *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host", "registry", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
+def ensure(address: str, data_dir: Path) -> dict[str, object]:
+    result = host_registry("ensure", "--address", address, "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def remove(address: str, data_dir: Path) -> dict[str, object]:
+    result = host_registry("remove", "--address", address, "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def v2_status(address: str) -> int | None:
+    """HTTP status of GET /v2/, or None when nothing listens."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/v2/", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except urllib.error.URLError:
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.fixture
+def registry_binary() -> None:
+    if shutil.which("docker-registry") is None:
+        missing_prerequisite("docker-registry is not on PATH")
+
+
+@pytest.fixture
+def address(registry_binary: None, tmp_path: Path) -> Iterator[str]:
+    """A free loopback address; whatever a test started there is stopped afterwards."""
+    address = f"127.0.0.1:{free_loopback_port()}"
+    yield address
+    host_registry("remove", "--address", address, "--data-dir", str(tmp_path / "registry"))
+
+
+@pytest.fixture
+def http_server() -> Iterator[str]:
+    """A plain HTTP server on loopback that is not a registry (404 on /v2/)."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.registry
+def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "registry"
+    first = ensure(address, data_dir)
+    assert first["started"] is True and first["container"] is None
+    assert first["address"] == address
+    pid = first["pid"]
+    assert isinstance(pid, int) and process_alive(pid)
+    assert (data_dir / PID_FILE).read_text().strip() == str(pid)
+    assert v2_status(address) == 200
+
+    second = ensure(address, data_dir)
+    assert second == {"address": address, "pid": pid, "container": None, "started": False}
+
+    removed = remove(address, data_dir)
+    assert removed == {"address": address, "pid": pid, "container": None, "stopped": True}
+    assert not process_alive(pid)
+    assert v2_status(address) is None
+    assert not (data_dir / PID_FILE).exists()
+
+    again = remove(address, data_dir)
+    assert again == {"address": address, "pid": None, "container": None, "stopped": False}
+
+
+@pytest.mark.registry
+def test_registry_outlives_the_command_and_keeps_images_across_restarts(
+    address: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "registry"
+    pid = ensure(address, data_dir)["pid"]
+    assert isinstance(pid, int)
+    # The CLI has exited: the registry runs in its own session, not in the caller's.
+    assert os.getsid(pid) == pid != os.getsid(0)
+    upload = urllib.request.Request(
+        f"http://{address}/v2/probe/blobs/uploads/", method="POST", data=b""
+    )
+    with urllib.request.urlopen(upload, timeout=5) as response:
+        assert response.status == 202
+    remove(address, data_dir)
+    assert (data_dir / "data" / "docker" / "registry" / "v2" / "repositories" / "probe").is_dir()
+    restarted = ensure(address, data_dir)
+    assert restarted["started"] is True and restarted["pid"] != pid
+
+
+@pytest.mark.registry
+def test_a_registry_this_data_dir_did_not_start_is_reused_and_never_stopped(
+    address: str, tmp_path: Path
+) -> None:
+    owner_dir, other_dir = tmp_path / "registry", tmp_path / "other"
+    pid = ensure(address, owner_dir)["pid"]
+    assert ensure(address, other_dir) == {
+        "address": address,
+        "pid": None,
+        "container": None,
+        "started": False,
+    }
+    assert remove(address, other_dir)["stopped"] is False
+    assert v2_status(address) == 200 and isinstance(pid, int) and process_alive(pid)
+
+
+@pytest.mark.registry
+def test_remove_never_kills_an_unrelated_process_behind_a_stale_pid_file(
+    address: str, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "registry"
+    ensure(address, data_dir)
+    remove(address, data_dir)
+    # After a reboot the recorded pid may belong to anything.
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (data_dir / PID_FILE).write_text(f"{bystander.pid}\n")
+        assert remove(address, data_dir)["stopped"] is False
+        assert bystander.poll() is None
+    finally:
+        bystander.send_signal(signal.SIGTERM)
+        bystander.wait()
+
+
+def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    data_dir = tmp_path / "registry"
+    for address in ("10.0.0.1:5000", "0.0.0.0:5000", "registry.example.com:5000", "::1:5000"):
+        for action in ("ensure", "remove"):
+            result = host_registry(action, "--address", address, "--data-dir", str(data_dir))
+            assert result.returncode == 2, (address, result)
+            assert result.stdout == ""
+            assert f"registry address {address!r}" in result.stderr
+            assert "allowed: a loopback host:port" in result.stderr
+    assert not data_dir.exists()
+
+
+def test_address_parsing() -> None:
+    assert LoopbackAddress.parse("127.0.0.1:5000") == LoopbackAddress("127.0.0.1", 5000)
+    assert LoopbackAddress.parse("127.1.2.3:80") == LoopbackAddress("127.1.2.3", 80)
+    assert LoopbackAddress.parse("localhost:5000").url == "http://localhost:5000"
+    assert str(LoopbackAddress.parse("[::1]:5000")) == "[::1]:5000"
+    for text in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x", "[127.0.0.1]:5"):
+        with pytest.raises(HostError, match=r"is not (valid|on loopback)"):
+            LoopbackAddress.parse(text)
+
+
+def test_a_port_taken_by_something_else_is_refused(http_server: str, tmp_path: Path) -> None:
+    data_dir = tmp_path / "registry"
+    result = host_registry("ensure", "--address", http_server, "--data-dir", str(data_dir))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {http_server} is in use by something that is not a registry (GET /v2/ has no "
+        "Docker-Distribution-API-Version: registry/2.0 header); choose another registry.address"
+    ]
+    assert not (data_dir / CONFIG_FILE).exists()
+    assert not (data_dir / PID_FILE).exists()
+
+
+def test_neither_the_binary_nor_docker_is_one_clear_error(tmp_path: Path) -> None:
+    empty_path = tmp_path / "bin"
+    empty_path.mkdir()
+    address = f"127.0.0.1:{free_loopback_port()}"
+    result = host_registry(
+        "ensure",
+        "--address",
+        address,
+        "--data-dir",
+        str(tmp_path / "registry"),
+        env={**os.environ, "PATH": str(empty_path)},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: cannot start a registry at {address}: neither docker-registry (Debian package "
+        "docker-registry) nor docker (to run registry:2) is on PATH"
+    )
+    assert not (tmp_path / "registry").exists()
