@@ -17,7 +17,8 @@ built by this script (deterministic, seeded), then pushed to a registry it start
 Figures printed (medians over --repeat runs):
 
 - deep: wall time of ``python -m verify bench/deep:1 --deep`` as a subprocess,
-  process start included, and its throughput in MB/s of compressed layer bytes;
+  process start included, and its throughput in MB/s of compressed layer bytes; also the same
+  with one layer scanned at a time (the gain of layer parallelism);
 - baselines: single-stream decompression of the same blobs, in memory, same run, with Python's
   ``zlib`` (the reference of the target) and with ISA-L (``isal``, what the verifier inflates
   with), so the share of the faster inflater is visible;
@@ -178,19 +179,29 @@ def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
 # report this script's resident pages as its own peak.
 LAUNCHER = """
 import resource, subprocess, sys, time
+workers, args = sys.argv[1], sys.argv[2:]
+entry = ["-m", "verify"] if workers == "default" else [
+    "-c",
+    "import sys, verify.cli as cli; cli.LAYER_WORKERS = " + workers
+    + "; sys.exit(cli.main(sys.argv[1:]))",
+]
 started = time.perf_counter()
-code = subprocess.run([sys.executable, "-m", "verify", *sys.argv[1:]],
-                      stdout=subprocess.DEVNULL).returncode
+code = subprocess.run([sys.executable, *entry, *args], stdout=subprocess.DEVNULL).returncode
 elapsed = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 print(code, elapsed, peak)
 """
 
 
-def verify_run(*args: str) -> tuple[float, float]:
-    """Wall seconds (process start included) and peak RSS (MB) of one ``python -m verify``."""
+def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, float]:
+    """Wall seconds (process start included) and peak RSS (MB) of one ``python -m verify``.
+
+    ``layer_workers`` overrides the number of layers scanned at once (for the comparison only;
+    the CLI has no such option).
+    """
+    workers = "default" if layer_workers is None else str(layer_workers)
     result = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, *args], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-c", LAUNCHER, workers, *args], cwd=REPO, capture_output=True, text=True
     )
     code, elapsed, peak_kb = result.stdout.split()
     if code != "0":
@@ -222,10 +233,12 @@ def main() -> None:
             deep_ref = f"{registry.address}/bench/deep:1"
             runs = [verify_run(deep_ref, "--deep") for _ in range(repeat)]
             deep = [seconds for seconds, _ in runs]
+            serial = [verify_run(deep_ref, "--deep", layer_workers=1)[0] for _ in range(repeat)]
             baseline = [inflate_seconds(blobs) for _ in range(repeat)]
             isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
             for label, times in (
                 ("deep verify (process)", deep),
+                ("  same, 1 layer at once", serial),
                 ("zlib, single stream", baseline),
                 ("isal, single stream", isal),
             ):
