@@ -254,6 +254,9 @@ class Verifier:
                 entry = Descriptor(manifest.media_type, result.digest, 0, found, {})
                 future = self._platform_pool.submit(self._check_platform, ref, platform, entry)
                 checks.append((platform, future))
+            elif len(self._options.platforms) == 1:
+                reason = f"the reference is a single-platform image manifest for {found}"
+                result.problems.append(Problem(str(platform), reason, EXIT_FAILED))
             else:
                 reason = (
                     f"the reference is a single-platform image manifest ({found}), not an "

@@ -339,6 +339,13 @@ def test_single_platform_image_fails_where_two_are_required(
     assert only_amd64.exit_code == 0, only_amd64.stderr
     assert only_amd64.platform("linux/amd64")["configArchitecture"] == "amd64"
 
+    only_arm64 = run_verify(clean_environment, images.single, "--platform", "linux/arm64")
+    assert only_arm64.exit_code == 1
+    assert only_arm64.stderr.splitlines() == [
+        f"verify: {images.single}: linux/arm64: the reference is a single-platform image "
+        "manifest for linux/amd64"
+    ]
+
 
 def test_missing_platform_in_an_index_fails(
     images: Images, clean_environment: dict[str, str]
