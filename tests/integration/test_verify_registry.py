@@ -248,6 +248,43 @@ def test_docker_media_types_index_passes(images: Images, clean_environment: dict
     }
 
 
+@pytest.mark.parametrize(
+    ("compression", "layer_type"),
+    [
+        ("zstd", "application/vnd.oci.image.layer.v1.tar+zstd"),
+        ("uncompressed", "application/vnd.oci.image.layer.v1.tar"),
+    ],
+)
+def test_zstd_and_uncompressed_layers_are_scanned(
+    compression: str,
+    layer_type: str,
+    images: Images,
+    buildx_build: BuildxBuild,
+    clean_environment: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    tag = f"{images.registry.address}/verify-tests/{compression}:1"
+    output = f"type=image,name={tag},push=true,compression={compression},force-compression=true"
+    _build(
+        buildx_build,
+        tmp_path / compression,
+        DEFECT_DOCKERFILE,
+        tag,
+        images.base,
+        extra_args=("--output", output),
+    )
+    _, repository, _ = _split(tag)
+    _, index = read_manifest(images.registry, repository, "1")
+    _, manifest = read_manifest(images.registry, repository, image_platforms(index)["linux/arm64"])
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {layer_type}
+
+    run = run_verify(clean_environment, tag, "--deep", "--json", "--allow", CROSS_TOOLCHAIN)
+    assert run.exit_code == 1, run.stderr
+    arm64_elf = run.platform("linux/arm64")["elf"]
+    assert isinstance(arm64_elf, dict)
+    assert sorted(arm64_elf["mismatchedPaths"]) == ["/bin/busybox", "/usr/local/bin/app"]
+
+
 def test_pinned_digest_reference(images: Images, clean_environment: dict[str, str]) -> None:
     digest = run_verify(clean_environment, images.good, "--json").document["digest"]
     address, repository, _ = _split(images.good)
