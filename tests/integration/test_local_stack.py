@@ -156,3 +156,134 @@ def test_local_flow_registry_build_verify_remove(
     finally:
         subprocess.run(["/bin/sh", "-c", remove], cwd=ROOT, capture_output=True, check=False)
         remove_local_images(address)
+
+
+REGISTRY_IMAGE_DOCKERFILE = """\
+FROM scratch
+COPY rootfs/ /
+ENTRYPOINT ["/bin/registry", "serve", "/etc/docker/registry/config.yml"]
+"""
+"""Shaped like registry:2 (which cannot be pulled here): serves on :5000 in the container and
+stores under /var/lib/registry. The host's own docker-registry binary and the libraries it
+links, so the image runs on the engine's own architecture."""
+
+REGISTRY_IMAGE_CONFIG = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: /var/lib/registry
+http:
+  addr: :5000
+"""
+
+
+def shared_libraries(binary: str) -> list[Path]:
+    """The files `ldd` says `binary` loads (the dynamic loader included)."""
+    listing = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    paths = [word for line in listing.splitlines() for word in line.split() if word.startswith("/")]
+    return [Path(path) for path in paths]
+
+
+def registry_like_image(context: Path) -> str:
+    """Build and load (no push) a registry:2 stand-in; returns its unique local tag."""
+    binary = shutil.which("docker-registry")
+    assert binary is not None
+    rootfs = context / "rootfs"
+    for library in shared_libraries(binary):
+        target = rootfs / library.relative_to("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(library.resolve(), target)
+        target.chmod(0o755)
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copyfile(binary, rootfs / "bin" / "registry")
+    (rootfs / "bin" / "registry").chmod(0o755)
+    (rootfs / "etc" / "docker" / "registry").mkdir(parents=True)
+    (rootfs / "etc" / "docker" / "registry" / "config.yml").write_text(REGISTRY_IMAGE_CONFIG)
+    (context / "Dockerfile").write_text(REGISTRY_IMAGE_DOCKERFILE)
+    tag = f"boutique-tests/registry:{os.urandom(6).hex()}"
+    built = subprocess.run(
+        ["docker", "buildx", "build", "--builder", "default", "--load", "-t", tag, str(context)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    return tag
+
+
+def container_exists(name: str) -> bool:
+    inspected = subprocess.run(["docker", "inspect", name], capture_output=True, check=False)
+    return inspected.returncode == 0
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_without_the_binary_the_registry_runs_as_a_container(
+    docker_engine: None, tmp_path: Path
+) -> None:
+    if shutil.which("docker-registry") is None:
+        missing_prerequisite("docker-registry is not on PATH (it goes into the test image)")
+    assert not container_exists("boutique-local-registry"), (
+        "a container named boutique-local-registry already exists; this test would replace it"
+    )
+    image = registry_like_image(tmp_path / "image")
+    address = f"127.0.0.1:{free_loopback_port()}"
+    data_dir = tmp_path / "local-registry"
+    # A PATH with docker only: no docker-registry, whichever directory holds it.
+    docker_only = tmp_path / "bin"
+    docker_only.mkdir()
+    docker = shutil.which("docker")
+    assert docker is not None
+    (docker_only / "docker").symlink_to(docker)
+    env = {**os.environ, "PATH": str(docker_only)}
+
+    def host_registry(action: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "host", "registry", action),
+                *("--address", address, "--data-dir", str(data_dir), *extra),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    try:
+        started = host_registry("ensure", "--image", image)
+        assert started.returncode == 0, started.stderr
+        assert json.loads(started.stdout) == {
+            "address": address,
+            "pid": None,
+            "container": "boutique-local-registry",
+            "started": True,
+        }
+        assert started.stderr == (
+            f"docker-registry is not on PATH: running {image} as container "
+            "boutique-local-registry instead\n"
+        )
+        assert answers(address)
+        reused = host_registry("ensure", "--image", image)
+        assert json.loads(reused.stdout)["started"] is False, reused.stderr
+
+        removed = host_registry("remove")
+        assert json.loads(removed.stdout) == {
+            "address": address,
+            "pid": None,
+            "container": "boutique-local-registry",
+            "stopped": True,
+        }
+        assert not container_exists("boutique-local-registry")
+        assert not answers(address)
+        assert json.loads(host_registry("remove").stdout)["stopped"] is False
+    finally:
+        host_registry("remove")
+        subprocess.run(
+            ["docker", "rm", "--force", "boutique-local-registry"], check=False, capture_output=True
+        )
+        subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
