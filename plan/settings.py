@@ -5,10 +5,11 @@ text) and passes them to `parse_settings`; nothing here imports Pulumi. Every in
 one `ConfigError` naming the key, the value and what is allowed, before any resource is declared.
 """
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -28,6 +29,8 @@ CONFIG_KEYS: tuple[str, ...] = (
     "source",
     "registry",
     "cache",
+    "verify",
+    "strategy",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -37,6 +40,10 @@ PLATFORMS: tuple[str, ...] = ("linux/amd64", "linux/arm64")
 UPSTREAM_URL = "https://github.com/GoogleCloudPlatform/microservices-demo.git"
 UPSTREAM_COMMIT = "5f4ccc7d1c4312c72e97cba777c4f6a586026e59"
 """Tag v0 at the time of pinning: the only upstream revision with restored arm64 support."""
+
+STRATEGIES: tuple[str, ...] = ("multiPlatform", "perPlatform")
+"""One multi-platform Image per service, or one single-platform Image per (service, platform)
+joined by an Index (each platform with its own cache and, optionally, its own builder)."""
 
 BUILDER_DRIVERS: tuple[str, ...] = ("docker-container", "kubernetes", "remote")
 """Drivers pulumi-docker-build accepts for a named builder (it refuses the legacy `docker`)."""
@@ -135,6 +142,11 @@ class BuilderSettings:
     """Endpoint of the first node; required by the `remote` driver, else the current context."""
     nodes: tuple[BuilderNode, ...]
     """Native nodes appended after the first node."""
+    platform_builders: Mapping[str, "BuilderSettings"] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """`perPlatform` only: a builder of its own for a platform (e.g. a native arm64 host); the
+    other platforms use this builder. Each has no nodes and no platform builders."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +177,8 @@ class ExternalRegistry:
     """Registry path the images go under: `host[:port][/path]`."""
     username: str | None
     """User name for `registryPassword`; None for an anonymous registry."""
+    start: bool
+    """Start a registry at `address` on this host (a loopback address) for the stack."""
 
     @property
     def host(self) -> str:
@@ -186,6 +200,26 @@ class ArtifactRegistry:
 
 
 @dataclass(frozen=True)
+class AllowedPath:
+    """A file that may legitimately be an ELF binary for another architecture."""
+
+    path: str
+    """Absolute-path glob (`fnmatch`, `*` also crosses `/`), as `verify --allow` takes it."""
+    reason: str
+    """Why the foreign binary is fine; stays in config, never reaches a command line."""
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    """How each pushed image is verified before its tag moves."""
+
+    deep: bool
+    """Also check the ELF machine of every file in every layer (`verify --deep`)."""
+    allow: Mapping[str, tuple[AllowedPath, ...]]
+    """Per service, the paths `--deep` accepts for another architecture."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the program needs from the stack configuration, validated."""
 
@@ -197,6 +231,9 @@ class Settings:
     builder: BuilderSettings
     source: GitSource | PathSource
     cache: bool
+    verify: VerifySettings
+    strategy: str
+    """One of STRATEGIES."""
 
 
 def parse_settings(
@@ -207,14 +244,28 @@ def parse_settings(
     """Parse the raw config strings of the `boutique-multiarch:` namespace (keys without it),
     the `gcp:` namespace (`project`, `region`) and whether `registryPassword` is set."""
     platforms = _parse_platforms(_decode(raw, "platforms", list(PLATFORMS)))
+    services = _parse_services(_decode(raw, "services", list(DEFAULT_SERVICES)))
+    strategy = _decode(raw, "strategy", STRATEGIES[0], json_text=False)
+    if strategy not in STRATEGIES:
+        raise ConfigError(_key("strategy"), strategy, " or ".join(STRATEGIES))
+    builder = _parse_builder(_decode(raw, "builder", {}), platforms)
+    if builder.platform_builders and strategy != "perPlatform":
+        raise ConfigError(
+            f"{_key('builder')}.platformBuilders",
+            _decode(raw, "builder", {})["platformBuilders"],
+            "only with strategy perPlatform (a multi-platform build uses one builder; "
+            "use builder.nodes for native nodes)",
+        )
     return Settings(
-        services=_parse_services(_decode(raw, "services", list(DEFAULT_SERVICES))),
+        services=services,
         platforms=platforms,
         tag=_parse_tag(_decode(raw, "tag", "v1", json_text=False)),
         destination=_parse_destination(raw, gcp, registry_password_set),
-        builder=_parse_builder(_decode(raw, "builder", {}), platforms),
+        builder=builder,
         source=_parse_source(_decode(raw, "source", {})),
         cache=_parse_bool(_key("cache"), _decode(raw, "cache", True)),
+        verify=_parse_verify(_decode(raw, "verify", {}), services),
+        strategy=strategy,
     )
 
 
@@ -437,10 +488,37 @@ def _parse_cleanup(key: str, value: Any) -> CleanupSettings:
 
 def _parse_builder(value: Any, platforms: tuple[str, ...]) -> BuilderSettings:
     key = _key("builder")
-    builder = _parse_object(key, value, ("name", "driver", "driverOpts", "endpoint", "nodes"))
+    fields = ("name", "driver", "driverOpts", "endpoint", "nodes", "platformBuilders")
+    builder = _parse_object(key, value, fields)
+    name, driver, endpoint, driver_opts = _parse_builder_basics(
+        key, builder, builder.get("name", "multiarch-builder")
+    )
+    nodes: list[BuilderNode] = []
+    for index, node in enumerate(_parse_list(f"{key}.nodes", builder.get("nodes", []), "nodes")):
+        parsed = _parse_node(f"{key}.nodes[{index}]", node, platforms)
+        if parsed.name == f"{name}0" or parsed.name in (other.name for other in nodes):
+            raise ConfigError(f"{key}.nodes[{index}].name", parsed.name, "a unique node name")
+        nodes.append(parsed)
+    platform_builders = _parse_platform_builders(
+        f"{key}.platformBuilders", builder.get("platformBuilders", {}), platforms, name
+    )
+    return BuilderSettings(
+        name=name,
+        driver=driver,
+        driver_opts=driver_opts,
+        endpoint=endpoint,
+        nodes=tuple(nodes),
+        platform_builders=platform_builders,
+    )
+
+
+def _parse_builder_basics(
+    key: str, builder: dict[str, Any], name: Any
+) -> tuple[str, str, str | None, Mapping[str, str]]:
+    """Name, driver, endpoint and driver options of a builder object."""
     name = _parse_str(
         f"{key}.name",
-        builder.get("name", "multiarch-builder"),
+        name,
         _BUILDER_NAME,
         "letters, digits, '_', '.', '-', starting with a letter or digit",
     )
@@ -459,15 +537,39 @@ def _parse_builder(value: Any, platforms: tuple[str, ...]) -> BuilderSettings:
         re.compile(r"^[^,\s]*$"),
         "option names in lowercase and values without commas or whitespace",
     )
-    nodes: list[BuilderNode] = []
-    for index, node in enumerate(_parse_list(f"{key}.nodes", builder.get("nodes", []), "nodes")):
-        parsed = _parse_node(f"{key}.nodes[{index}]", node, platforms)
-        if parsed.name == f"{name}0" or parsed.name in (other.name for other in nodes):
-            raise ConfigError(f"{key}.nodes[{index}].name", parsed.name, "a unique node name")
-        nodes.append(parsed)
-    return BuilderSettings(
-        name=name, driver=driver, driver_opts=driver_opts, endpoint=endpoint, nodes=tuple(nodes)
-    )
+    return name, driver, endpoint, driver_opts
+
+
+def _parse_platform_builders(
+    key: str, value: Any, platforms: tuple[str, ...], main_name: str
+) -> Mapping[str, BuilderSettings]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "an object keyed by configured platform")
+    builders: dict[str, BuilderSettings] = {}
+    for platform, entry in value.items():
+        item_key = f"{key}.{platform}"
+        if platform not in platforms:
+            raise ConfigError(item_key, entry, f"a configured platform: {', '.join(platforms)}")
+        fields = ("name", "driver", "driverOpts", "endpoint")
+        builder = _parse_object(item_key, entry, fields)
+        if "name" not in builder:
+            raise ConfigError(f"{item_key}.name", _UNSET, "the name of this platform's builder")
+        name, driver, endpoint, driver_opts = _parse_builder_basics(
+            item_key, builder, builder["name"]
+        )
+        taken = [main_name, *(other.name for other in builders.values())]
+        if name in taken:
+            raise ConfigError(
+                f"{item_key}.name", name, f"a builder name not used already ({', '.join(taken)})"
+            )
+        builders[platform] = BuilderSettings(
+            name=name,
+            driver=driver,
+            driver_opts=driver_opts,
+            endpoint=endpoint,
+            nodes=(),
+        )
+    return MappingProxyType(dict(sorted(builders.items())))
 
 
 def _parse_endpoint(key: str, value: Any) -> str:
@@ -512,7 +614,7 @@ def _parse_source(value: Any) -> GitSource | PathSource:
 
 def _parse_registry(value: Any) -> ExternalRegistry:
     key = _key("registry")
-    registry = _parse_object(key, value, ("address", "username"))
+    registry = _parse_object(key, value, ("address", "username", "start"))
     address = _parse_str(
         f"{key}.address",
         registry.get("address"),
@@ -522,4 +624,62 @@ def _parse_registry(value: Any) -> ExternalRegistry:
     username = registry.get("username")
     if username is not None and (not isinstance(username, str) or not username.strip()):
         raise ConfigError(f"{key}.username", username, "a non-empty user name")
-    return ExternalRegistry(address=address, username=username)
+    start = _parse_bool(f"{key}.start", registry.get("start", False))
+    external = ExternalRegistry(address=address, username=username, start=start)
+    if start and not _is_loopback(external.host):
+        raise ConfigError(
+            f"{key}.start",
+            True,
+            f"true only with a loopback registry.address (127.0.0.1:PORT or localhost:PORT), "
+            f"not {external.host}",
+        )
+    return external
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if ":" in host else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_verify(value: Any, services: tuple[Service, ...]) -> VerifySettings:
+    key = _key("verify")
+    verify = _parse_object(key, value, ("deep", "allow"))
+    allow = verify.get("allow", {})
+    if not isinstance(allow, dict):
+        raise ConfigError(f"{key}.allow", allow, "an object keyed by configured service")
+    configured = [service.name for service in services]
+    parsed: dict[str, tuple[AllowedPath, ...]] = {}
+    for service, entries in allow.items():
+        service_key = f"{key}.allow.{service}"
+        if service not in configured:
+            allowed = f"a configured service: {', '.join(configured)}"
+            raise ConfigError(service_key, entries, allowed)
+        paths = _parse_list(service_key, entries, "{path, reason} objects")
+        parsed[service] = tuple(
+            _parse_allowed_path(f"{service_key}[{index}]", entry)
+            for index, entry in enumerate(paths)
+        )
+    return VerifySettings(
+        deep=_parse_bool(f"{key}.deep", verify.get("deep", True)),
+        allow=MappingProxyType(parsed),
+    )
+
+
+def _parse_allowed_path(key: str, value: Any) -> AllowedPath:
+    entry = _parse_object(key, value, ("path", "reason"))
+    path = entry.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or path.strip() != path:
+        raise ConfigError(
+            f"{key}.path", path, "an absolute path glob such as /usr/lib/*.node (no outer spaces)"
+        )
+    reason = entry.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ConfigError(
+            f"{key}.reason", reason, "why this file may be built for another architecture"
+        )
+    return AllowedPath(path=path, reason=reason)

@@ -12,12 +12,14 @@ from plan.settings import (
     PLATFORMS,
     UPSTREAM_COMMIT,
     UPSTREAM_URL,
+    AllowedPath,
     ArtifactRegistry,
     ConfigError,
     ExternalRegistry,
     GitSource,
     PathSource,
     Settings,
+    VerifySettings,
     parse_settings,
 )
 from tests.conftest import ROOT
@@ -161,11 +163,11 @@ def test_registry_alternative_needs_no_gcp_project() -> None:
         gcp={}, password=True, registry={"address": "127.0.0.1:5000/boutique", "username": "ci"}
     )
     assert settings.destination == ExternalRegistry(
-        address="127.0.0.1:5000/boutique", username="ci"
+        address="127.0.0.1:5000/boutique", username="ci", start=False
     )
     assert settings.destination.host == "127.0.0.1:5000"
     anonymous = parse(gcp={}, registry={"address": "registry.example.com"})
-    assert anonymous.destination == ExternalRegistry("registry.example.com", None)
+    assert anonymous.destination == ExternalRegistry("registry.example.com", None, start=False)
 
 
 def test_existing_checkout_path() -> None:
@@ -359,7 +361,168 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
     ({}, None, True, f"{P}:registryPassword", "only together with `registry`"),
     ({}, {}, False, "gcp:project", "a GCP project id"),
     ({"cache": "maybe"}, None, False, f"{P}:cache", "true or false"),
+    ({"strategy": "perService"}, None, False, f"{P}:strategy", "multiPlatform or perPlatform"),
+    ({"verify": {"deep": "sometimes"}}, None, False, f"{P}:verify.deep", "true or false"),
+    ({"verify": {"shallow": True}}, None, False, f"{P}:verify.shallow", "deep, allow"),
+    ({"verify": ["deep"]}, None, False, f"{P}:verify", "an object with the fields deep, allow"),
+    ({"verify": {"allow": ["/x"]}}, None, False, f"{P}:verify.allow", "keyed by configured"),
+    (
+        {
+            "services": ["frontend"],
+            "verify": {"allow": {"emailservice": [{"path": "/x", "reason": "r"}]}},
+        },
+        None,
+        False,
+        f"{P}:verify.allow.emailservice",
+        "a configured service: frontend",
+    ),
+    (
+        {"verify": {"allow": {"frontend": [{"path": "/opt/cross/*"}]}}},
+        None,
+        False,
+        f"{P}:verify.allow.frontend[0].reason",
+        "why this file may be built for another architecture",
+    ),
+    (
+        {"verify": {"allow": {"frontend": [{"path": "opt/*", "reason": "cross toolchain"}]}}},
+        None,
+        False,
+        f"{P}:verify.allow.frontend[0].path",
+        "an absolute path glob",
+    ),
+    (
+        {"verify": {"allow": {"frontend": {"path": "/opt/*", "reason": "cross toolchain"}}}},
+        None,
+        False,
+        f"{P}:verify.allow.frontend",
+        "a list of {path, reason} objects",
+    ),
+    (
+        {"builder": {"platformBuilders": {"linux/arm64": {"name": "arm"}}}},
+        None,
+        False,
+        f"{P}:builder.platformBuilders",
+        "only with strategy perPlatform",
+    ),
+    (
+        {
+            "strategy": "perPlatform",
+            "platforms": ["linux/amd64"],
+            "builder": {"platformBuilders": {"linux/arm64": {"name": "arm"}}},
+        },
+        None,
+        False,
+        f"{P}:builder.platformBuilders.linux/arm64",
+        "a configured platform: linux/amd64",
+    ),
+    (
+        {
+            "strategy": "perPlatform",
+            "builder": {"platformBuilders": {"linux/arm64": {"driver": "remote"}}},
+        },
+        None,
+        False,
+        f"{P}:builder.platformBuilders.linux/arm64.name",
+        "the name of this platform's builder",
+    ),
+    (
+        {
+            "strategy": "perPlatform",
+            "builder": {"platformBuilders": {"linux/arm64": {"name": "multiarch-builder"}}},
+        },
+        None,
+        False,
+        f"{P}:builder.platformBuilders.linux/arm64.name",
+        "a builder name not used already",
+    ),
+    (
+        {
+            "strategy": "perPlatform",
+            "builder": {"platformBuilders": {"linux/arm64": {"name": "arm", "driver": "remote"}}},
+        },
+        None,
+        False,
+        f"{P}:builder.platformBuilders.linux/arm64.endpoint",
+        "BuildKit address",
+    ),
+    (
+        {
+            "strategy": "perPlatform",
+            "builder": {"platformBuilders": {"linux/arm64": {"name": "arm", "nodes": []}}},
+        },
+        None,
+        False,
+        f"{P}:builder.platformBuilders.linux/arm64.nodes",
+        "name, driver, driverOpts, endpoint",
+    ),
+    (
+        {"registry": {"address": "registry.example.com:5000/boutique", "start": True}},
+        {},
+        False,
+        f"{P}:registry.start",
+        "only with a loopback registry.address",
+    ),
+    (
+        {"registry": {"address": "127.0.0.1:5000", "start": "yes"}},
+        {},
+        False,
+        f"{P}:registry.start",
+        "true or false",
+    ),
 ]
+
+
+def test_verification_defaults_to_deep_with_nothing_allowed() -> None:
+    settings = parse()
+    assert settings.verify == VerifySettings(deep=True, allow={})
+    assert settings.strategy == "multiPlatform"
+    assert settings.builder.platform_builders == {}
+
+
+def test_allowed_paths_keep_their_reasons_per_service() -> None:
+    allow = {
+        "currencyservice": [
+            {"path": "/usr/src/app/node_modules/*.node", "reason": "profiler addon, disabled"}
+        ]
+    }
+    settings = parse(verify={"deep": False, "allow": allow})
+    assert settings.verify.deep is False
+    assert settings.verify.allow == {
+        "currencyservice": (
+            AllowedPath("/usr/src/app/node_modules/*.node", "profiler addon, disabled"),
+        )
+    }
+
+
+def test_per_platform_builders_are_builders_of_their_own() -> None:
+    settings = parse(
+        strategy="perPlatform",
+        builder={
+            "platformBuilders": {
+                "linux/arm64": {
+                    "name": "arm64-native",
+                    "driver": "remote",
+                    "endpoint": "tcp://arm64-buildkitd:1234",
+                }
+            }
+        },
+    )
+    assert settings.strategy == "perPlatform"
+    (arm64,) = settings.builder.platform_builders.values()
+    assert (arm64.name, arm64.driver, arm64.endpoint) == (
+        "arm64-native",
+        "remote",
+        "tcp://arm64-buildkitd:1234",
+    )
+    assert (arm64.nodes, dict(arm64.driver_opts), dict(arm64.platform_builders)) == ((), {}, {})
+    assert list(settings.builder.platform_builders) == ["linux/arm64"]
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:5000", "localhost:5000/boutique", "127.0.0.2"])
+def test_a_registry_is_started_only_on_loopback(address: str) -> None:
+    settings = parse(gcp={}, registry={"address": address, "start": True})
+    assert isinstance(settings.destination, ExternalRegistry)
+    assert settings.destination.start is True
 
 
 @pytest.mark.parametrize(("values", "gcp", "password", "key", "allowed"), BAD_CONFIG)
