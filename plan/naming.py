@@ -10,11 +10,21 @@ CHECKOUT_CACHE_DIR = ".cache/upstream"
 """Checkouts keyed by commit, relative to the project directory (the programs' working directory).
 Relative, so image contexts are the same path on every machine and never cause a diff."""
 
+LOCAL_REGISTRY_DIR = ".cache/registry"
+"""Data directory of a registry the stack starts (`registry.start`), relative to the project
+directory like the checkout cache."""
+
+IMAGE_REPOSITORY = "{registry}/{service}"
+"""Where a service's images are pushed by digest (no tag) before they are verified."""
+
 IMAGE_REF = "{registry}/{service}:{tag}"
-"""Where a service's image is pushed."""
+"""The tag an Index points at a service's verified image."""
 
 CACHE_REF = "{registry}/{service}:buildcache"
 """The registry cache of a service: one mutable tag, overwritten by every build."""
+
+PLATFORM_CACHE_REF = "{registry}/{service}:buildcache-{arch}"
+"""The registry cache of one platform's image of a service (strategy perPlatform)."""
 
 CACHE_REPOSITORY_SUFFIX = "-cache"
 """Suffix of the mutable repository that holds the cache when image tags are immutable."""
@@ -30,6 +40,13 @@ ROLE_READER = "roles/artifactregistry.reader"
 
 LABEL_SOURCE = "org.opencontainers.image.source"
 LABEL_REVISION = "org.opencontainers.image.revision"
+LABEL_PATCH_ID = "dev.boutique-multiarch.patch-id"
+"""Image label with the id of the Dockerfile patches applied (`none` when none applies)."""
+
+
+def arch_of(platform: str) -> str:
+    """`arm64` for `linux/arm64`: the part of a platform that names per-platform resources."""
+    return platform.split("/")[1]
 
 
 def oci_labels(url: str | None, revision: str | None) -> Mapping[str, str]:
