@@ -23,6 +23,8 @@ class RegistryTarget:
     registry: pulumi.Input[str]
     cache_registry: pulumi.Input[str] | None
     login: RegistryLogin | None
+    verify_gcp: bool
+    """Whether the verification authenticates with Application Default Credentials."""
 
 
 def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> RegistryTarget:
@@ -36,13 +38,21 @@ def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> Reg
             username=ARTIFACT_REGISTRY_USERNAME,
             password=pulumi.Output.secret(token),
         ),
+        verify_gcp=True,
     )
 
 
 def external_registry_target(
-    registry: ExternalRegistry, password: pulumi.Output[str] | None, cache: bool
+    registry: ExternalRegistry,
+    password: pulumi.Output[str] | None,
+    cache: bool,
+    started: pulumi.Output[str] | None = None,
 ) -> RegistryTarget:
-    """Push to an existing registry, anonymously or as `registry.username`."""
+    """Push to an existing registry, anonymously or as `registry.username`. `started` is the
+    address of a registry this stack starts (LocalRegistry): images then wait for it."""
+    address: pulumi.Input[str] = registry.address
+    if started is not None:
+        address = pulumi.Output.concat(started, registry.address.removeprefix(registry.host))
     login = None
     if registry.username is not None and password is not None:
         login = RegistryLogin(
@@ -51,5 +61,10 @@ def external_registry_target(
             password=pulumi.Output.secret(password),
         )
     return RegistryTarget(
-        registry=registry.address, cache_registry=registry.address if cache else None, login=login
+        registry=address,
+        cache_registry=address if cache else None,
+        login=login,
+        # The verification reads REGISTRY_USERNAME/REGISTRY_PASSWORD or Docker's config.json
+        # from the environment of the process that runs Pulumi; never from its inputs.
+        verify_gcp=False,
     )

@@ -1,22 +1,35 @@
-"""ServiceImage: one service built for every configured platform and pushed as one tag.
+"""ServiceImage: one service built, pushed by digest, verified, and only then tagged.
 
 Creates:
-- `pulumi_docker_build.Image` `<name>-image`: a multi-platform build with the named buildx
-  builder, pushed to `<registry>/<service>:<tag>`, OCI labels tying it to the upstream commit,
-  and a per-service registry cache (mode max, errors ignored).
+- strategy `multiPlatform`: `pulumi_docker_build.Image` `<name>-image`, one build for every
+  platform; strategy `perPlatform`: `<name>-<arch>-image` per platform, each single-platform
+  with its own registry cache ref and builder. Images have no tags: they push to
+  `<registry>/<service>` by digest (`push_by_digest`), so nothing a cluster pulls moves yet;
+- one ManifestVerification per Image (`<image name>-verification`), verifying that digest
+  for the Image's platforms;
+- `pulumi_docker_build.Index` `<name>-index`: points `<registry>/<service>:<tag>` at the
+  verified digest(s), after every verification of the service has passed.
 
-The provider exports the cache of one platform per multi-platform build (multi-platform registry
-caches are unreliable: docker/buildx #1044, moby/buildkit #2822); full per-platform caching needs
-one Image per platform, which `_image` is shaped for.
+Image labels: the OCI source labels and `dev.boutique-multiarch.patch-id`.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_docker_build as docker_build
 
-from plan.naming import CACHE_REF, IMAGE_REF
+from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
+from plan.naming import (
+    CACHE_REF,
+    IMAGE_REF,
+    IMAGE_REPOSITORY,
+    LABEL_PATCH_ID,
+    PLATFORM_CACHE_REF,
+    arch_of,
+)
+from plan.verification import VerifyOptions, digest_of_ref, merged_platforms
 
 
 @dataclass(frozen=True)
@@ -33,41 +46,53 @@ class RegistryLogin:
 
 @dataclass(frozen=True)
 class ServiceImageArgs:
-    """How to build and where to push one service."""
+    """How to build, verify and publish one service."""
 
     service: str
     """Service name; the image name under the registry path."""
     platforms: Sequence[str]
     """Platforms of the image (`linux/amd64`, `linux/arm64`)."""
+    per_platform: bool
+    """One single-platform Image per platform (strategy `perPlatform`) instead of one Image."""
     registry: pulumi.Input[str]
     """Registry path the image is pushed under."""
     tag: str
-    """Tag pushed (`tag` config)."""
+    """Tag the Index moves to the verified image (`tag` config)."""
     context: pulumi.Input[str]
     """Build context directory."""
     dockerfile: pulumi.Input[str]
-    """Dockerfile to build (the patch component passes the patched one)."""
+    """Patched Dockerfile to build (DockerfilePatches)."""
+    patch_id: pulumi.Input[str]
+    """Id of the patches applied to the Dockerfile, for the image label."""
     labels: pulumi.Input[Mapping[str, str]]
-    """Image labels: the OCI source labels plus any a caller adds (e.g. the applied patch id)."""
+    """OCI source labels (source URL, revision)."""
     builder: pulumi.Input[str]
     """Name of the buildx builder."""
+    platform_builders: Mapping[str, pulumi.Input[str]]
+    """`perPlatform`: builder names of the platforms that have a builder of their own."""
     login: RegistryLogin | None
     """Credentials, or None for an anonymous registry."""
     cache_registry: pulumi.Input[str] | None
     """Registry path of the build cache; None builds without a cache."""
+    verify: VerifyOptions
+    """How each pushed digest is verified."""
+    python: str
+    """Interpreter that runs `-m verify`."""
 
 
 class ServiceImage(pulumi.ComponentResource):
-    """A multi-platform image of one Online Boutique service."""
+    """A verified multi-arch image of one Online Boutique service, published under its tag."""
 
     digest: pulumi.Output[str]
-    """Digest of the pushed index (`sha256:…`)."""
+    """Digest of the index the tag points at (`sha256:…`)."""
     ref: pulumi.Output[str]
     """`<registry>/<service>:<tag>@<digest>`: what a cluster should pull."""
     tag_ref: pulumi.Output[str]
     """`<registry>/<service>:<tag>`."""
-    image: docker_build.Image
-    """The Image resource, for resources that must follow the push (verification, an Index)."""
+    platforms: pulumi.Output[dict[str, str]]
+    """`{platform: manifest digest}` as verified."""
+    images: list[docker_build.Image]
+    """The Image resources (one, or one per platform)."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -76,35 +101,118 @@ class ServiceImage(pulumi.ComponentResource):
         self.tag_ref = pulumi.Output.format(
             IMAGE_REF, registry=args.registry, service=args.service, tag=args.tag
         )
-        cache_ref = (
-            None
-            if args.cache_registry is None
-            else pulumi.Output.format(CACHE_REF, registry=args.cache_registry, service=args.service)
+        repository = pulumi.Output.format(
+            IMAGE_REPOSITORY, registry=args.registry, service=args.service
         )
-        self.image = self._image(f"{name}-image", args, args.platforms, self.tag_ref, cache_ref)
-        self.digest = self.image.digest
-        self.ref = pulumi.Output.concat(self.tag_ref, "@", self.image.digest)
-        self.register_outputs({"digest": self.digest, "ref": self.ref, "tag_ref": self.tag_ref})
+        labels = pulumi.Output.all(args.labels, args.patch_id).apply(_with_patch_id)
+        builds = (
+            [(f"{name}-{arch_of(p)}", [p]) for p in args.platforms]
+            if args.per_platform
+            else [(name, list(args.platforms))]
+        )
+        self.images, verifications = [], []
+        for build_name, platforms in builds:
+            image = self._image(f"{build_name}-image", args, platforms, repository, labels)
+            self.images.append(image)
+            verifications.append(
+                ManifestVerification(
+                    f"{build_name}-verification",
+                    ManifestVerificationArgs(
+                        repository=repository,
+                        digest=image.digest,
+                        platforms=platforms,
+                        options=args.verify,
+                        python=args.python,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        login = args.login
+        index = docker_build.Index(
+            f"{name}-index",
+            tag=self.tag_ref,
+            sources=[verification.ref for verification in verifications],
+            push=True,
+            registry=None
+            if login is None
+            else docker_build.RegistryArgs(
+                address=login.address, username=login.username, password=login.password
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The tag moves only after every image of the service passed verification.
+                depends_on=[verification.command for verification in verifications],
+                # The provider's Index delete removes `<tag>@<digest>` by digest. After a tag
+                # change (a replacement) that digest is often the one the new tag points at, so
+                # the delete would remove the live image; the registry's cleanup policies
+                # remove old tags instead.
+                retain_on_delete=True,
+            ),
+        )
+        self.digest = index.ref.apply(digest_of_ref)
+        self.ref = pulumi.Output.concat(self.tag_ref, "@", self.digest)
+        self.platforms = pulumi.Output.all(
+            *[verification.platforms for verification in verifications]
+        ).apply(merged_platforms)
+        self.register_outputs(
+            {
+                "digest": self.digest,
+                "ref": self.ref,
+                "tag_ref": self.tag_ref,
+                "platforms": self.platforms,
+            }
+        )
 
     def _image(
         self,
         name: str,
         args: ServiceImageArgs,
         platforms: Sequence[str],
-        tag_ref: pulumi.Input[str],
-        cache_ref: pulumi.Input[str] | None,
+        repository: pulumi.Input[str],
+        labels: pulumi.Input[Mapping[str, str]],
     ) -> docker_build.Image:
-        """One Image of `platforms` pushed to `tag_ref`, with its own cache ref."""
+        """One Image of `platforms`, pushed to `repository` by digest, with its own cache ref."""
         login = args.login
+        per_platform = len(platforms) == 1 and args.per_platform
+        cache_ref = None
+        if args.cache_registry is not None:
+            cache_ref = (
+                pulumi.Output.format(
+                    PLATFORM_CACHE_REF,
+                    registry=args.cache_registry,
+                    service=args.service,
+                    arch=arch_of(platforms[0]),
+                )
+                if per_platform
+                else pulumi.Output.format(
+                    CACHE_REF, registry=args.cache_registry, service=args.service
+                )
+            )
+        builder = (
+            args.platform_builders.get(platforms[0], args.builder) if per_platform else args.builder
+        )
         return docker_build.Image(
             name,
-            push=True,
+            # No tag: the export pushes by digest, and only the Index moves the tag, after the
+            # verification. Without tags the provider's delete has nothing to delete.
+            push=False,
+            exports=[
+                docker_build.ExportArgs(
+                    registry=docker_build.ExportRegistryArgs(
+                        names=[repository],
+                        push=True,
+                        push_by_digest=True,
+                        # OCI index and manifests, as buildx writes them with attestations
+                        # anyway; the SDK's default would be Docker media types.
+                        oci_media_types=True,
+                    )
+                )
+            ],
             platforms=[docker_build.Platform(platform) for platform in platforms],
-            tags=[tag_ref],
             context=docker_build.BuildContextArgs(location=args.context),
             dockerfile=docker_build.DockerfileArgs(location=args.dockerfile),
-            labels=args.labels,
-            builder=docker_build.BuilderConfigArgs(name=args.builder),
+            labels=labels,
+            builder=docker_build.BuilderConfigArgs(name=builder),
             registries=[]
             if login is None
             else [
@@ -137,11 +245,16 @@ class ServiceImage(pulumi.ComponentResource):
             build_on_preview=False,
             opts=pulumi.ResourceOptions(
                 parent=self,
-                # Deleting an Image deletes its tag in the registry; after a replacement caused by
-                # a non-content change the new push is a no-op with the same digest, so the delete
-                # would remove the live tag (pulumi-docker-build #581, #606). Images therefore
-                # stay in the registry when their resource goes; the repository's cleanup
-                # policies (or deleting the repository) remove them.
+                # Images pushed by digest have no tag for the provider to delete. State written
+                # before push-by-digest still lists the service's tag, and deleting such an
+                # Image (it is replaced once by this change) would delete, by digest, the
+                # manifest the Index now points that tag at. Keep what was pushed; the
+                # registry's cleanup policies remove old versions.
                 retain_on_delete=True,
             ),
         )
+
+
+def _with_patch_id(labels_and_patch_id: list[Any]) -> dict[str, str]:
+    labels, patch_id = labels_and_patch_id
+    return {**labels, LABEL_PATCH_ID: patch_id}

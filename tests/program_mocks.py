@@ -1,10 +1,12 @@
 """Whole-program evaluation under Pulumi mocks: the engine and providers are mocked, nothing else.
 
 `BoutiqueMocks` answers like the providers would: Artifact Registry's `registryUri`, a distinct
-digest per Image (so cross-wired outputs show), the access token of `getClientConfig`, and for
-`command:local:run` / `local.Command` the JSON the host scripts print (built with
-`host.results`, the same contract the scripts use; the scripts themselves run for real in
-tests/test_host_*.py and tests/integration/test_host_builder.py).
+digest per Image (so cross-wired outputs show), an Index's `ref` (a single source index is
+copied as it is, as `imagetools create` does), the access token of `getClientConfig`, and for
+`command:local:run` / `local.Command` what the tools print: the host scripts' JSON (built with
+`host.results`), `python -m patches apply --json` (the real patch ids of `patches/upstream.toml`)
+and `python -m verify --json` (built with `verify.report.image_json`). The tools themselves run
+for real in their own tests and in tests/integration/.
 
 `RecordingMonitor` keeps every registration request, because `MockResourceArgs` carries no
 parent, protect, delete_before_replace or dependencies. No pytest import: benchmarks/program.py
@@ -26,7 +28,11 @@ from pulumi.runtime.settings import set_root_resource
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from host.results import BuilderResult, CheckoutResult
+from host.results import BuilderResult, CheckoutResult, RegistryResult
+from patches.definitions import load
+from plan.settings import UPSTREAM_COMMIT
+from verify.checks import ElfReport, ImageResult, PlatformResult
+from verify.report import image_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "boutique-multiarch"
@@ -112,7 +118,68 @@ def host_stdout(command_line: str) -> str:
         return CheckoutResult(f"{option('--cache-dir')}/{commit}", commit, url, "cloned").to_json()
     if arguments[:2] == ["builder", "ensure"]:
         return BuilderResult(json.loads(option("--spec") or "{}")["name"], "created").to_json()
+    if arguments[:2] == ["registry", "ensure"]:
+        return RegistryResult(option("--address") or "", 4242, None, True).to_json()
     raise AssertionError(f"unexpected host command {command_line!r}")
+
+
+def tool_arguments(command_line: str, module: str) -> list[str] | None:
+    """The arguments after `python -m <module>` in a (possibly `&&`-chained) command line."""
+    argv = shlex.split(command_line)
+    for index in range(len(argv) - 1):
+        if argv[index : index + 2] == ["-m", module]:
+            return argv[index + 2 :]
+    return None
+
+
+def options(arguments: list[str], name: str) -> list[str]:
+    """Every value of a repeatable option."""
+    return [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == name]
+
+
+def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str]) -> str:
+    """What `python -m patches apply ROOT --json [--revision R] --service S...` prints on a
+    pristine checkout: the real definitions' paths and patch ids (`patch_ids` overrides some)."""
+    assert arguments[0] == "apply" and "--json" in arguments, arguments
+    commit = (options(arguments, "--revision") or [UPSTREAM_COMMIT])[0]
+    revision = load().revision(commit)
+    assert revision is not None, f"no patch set for {commit}"
+    files = []
+    for service in options(arguments, "--service"):
+        definition = revision.file(service)
+        assert definition is not None, service
+        patch_id = patch_ids.get(service, definition.patch_id)
+        files.append(
+            {
+                "service": service,
+                "path": definition.path,
+                "status": "patched" if patch_id else "untouched",
+                "patchId": patch_id,
+            }
+        )
+    return json.dumps({"revision": commit, "files": files}, indent=2) + "\n"
+
+
+def verify_stdout(arguments: list[str]) -> str:
+    """What `python -m verify REF --json [--deep] --platform P...` prints for a verified image:
+    a distinct manifest digest per (image, platform), two attestations skipped."""
+    ref, deep = arguments[0], "--deep" in arguments
+    platforms = {
+        platform: PlatformResult(
+            digest=digest_of(f"{ref} {platform}"),
+            config_architecture=platform.split("/")[1],
+            elf=ElfReport(checked=7) if deep else None,
+        )
+        for platform in options(arguments, "--platform")
+    }
+    result = ImageResult(
+        ref=ref,
+        digest=ref.rpartition("@")[2],
+        media_type="application/vnd.oci.image.index.v1+json",
+        platforms=platforms,
+        attestations=len(platforms),
+    )
+    return json.dumps(image_json(result), indent=2) + "\n"
 
 
 def digest_of(name: str) -> str:
@@ -123,8 +190,17 @@ def digest_of(name: str) -> str:
 class BoutiqueMocks(pulumi.runtime.Mocks):
     """Provider behaviour the program relies on, nothing more."""
 
-    def __init__(self, gcp_project: str | None) -> None:
+    def __init__(
+        self,
+        gcp_project: str | None,
+        patch_ids: Mapping[str, str] | None = None,
+        patch_failure: str | None = None,
+    ) -> None:
         self.gcp_project = gcp_project
+        self.patch_ids = dict(patch_ids or {})
+        """Patch ids the mocked patch tool reports instead of the real definitions' ones."""
+        self.patch_failure = patch_failure
+        """When set, the patch tool fails (exit 2) with this message, as on drift."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
@@ -136,15 +212,36 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
             )
         elif args.typ == "docker-build:index:Image":
             outputs["digest"] = digest_of(args.name)
-            outputs["ref"] = f"{outputs['tags'][0]}@{outputs['digest']}"
+            (export,) = outputs["exports"]
+            outputs["ref"] = f"{export['registry']['names'][0]}@{outputs['digest']}"
+        elif args.typ == "docker-build:index:Index":
+            sources = outputs["sources"]
+            digest = (
+                sources[0].rpartition("@")[2] if len(sources) == 1 else digest_of(" ".join(sources))
+            )
+            outputs["ref"] = f"{outputs['tag']}@{digest}"
         elif args.typ == "command:local:Command":
-            outputs["stdout"] = host_stdout(outputs["create"])
+            outputs["stdout"] = self.stdout(outputs["create"])
             outputs["stderr"] = ""
         return f"{args.name}-id", outputs
 
+    def stdout(self, command_line: str) -> str:
+        """What a command line the program runs prints."""
+        patches = tool_arguments(command_line, "patches")
+        if patches is not None:
+            return patches_stdout(patches, self.patch_ids)
+        verify = tool_arguments(command_line, "verify")
+        if verify is not None:
+            return verify_stdout(verify)
+        return host_stdout(command_line)
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "command:local:run":
-            return {"stdout": host_stdout(args.args["command"]), "stderr": ""}, []
+            line = args.args["command"]
+            if self.patch_failure and tool_arguments(line, "patches") is not None:
+                # What pulumi-command's run reports for a command that exits non-zero.
+                raise RuntimeError(f"exit status 2: running {line!r}: {self.patch_failure}")
+            return {"stdout": self.stdout(line), "stderr": ""}, []
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "accessToken": MOCK_ACCESS_TOKEN,
@@ -188,10 +285,15 @@ def config_values(config: Mapping[str, object]) -> dict[str, str]:
     }
 
 
-def new_monitor(config: Mapping[str, object]) -> RecordingMonitor:
+def new_monitor(
+    config: Mapping[str, object],
+    patch_ids: Mapping[str, str] | None = None,
+    patch_failure: str | None = None,
+) -> RecordingMonitor:
     """A recording monitor whose mocks answer for the configured GCP project."""
     project = config.get("gcp:project")
-    return RecordingMonitor(BoutiqueMocks(project if isinstance(project, str) else None))
+    gcp_project = project if isinstance(project, str) else None
+    return RecordingMonitor(BoutiqueMocks(gcp_project, patch_ids, patch_failure))
 
 
 def start_program(
@@ -232,9 +334,13 @@ class ProgramRunner:
         self.monitor: RecordingMonitor | None = None
 
     def __call__(
-        self, config: Mapping[str, object], secrets: Mapping[str, str] | None = None
+        self,
+        config: Mapping[str, object],
+        secrets: Mapping[str, str] | None = None,
+        patch_ids: Mapping[str, str] | None = None,
+        patch_failure: str | None = None,
     ) -> ProgramRun:
-        self.monitor = new_monitor(config)
+        self.monitor = new_monitor(config, patch_ids, patch_failure)
         return evaluate_program(config, secrets, self.monitor)
 
 

@@ -25,19 +25,32 @@ def test_two_runs_declare_identical_resources(program: ProgramRunner, stack: str
     assert invokes[0] == invokes[1]
 
 
-def test_longest_chain_does_not_grow_with_the_number_of_services(program: ProgramRunner) -> None:
-    three = program({**DEV_CONFIG, f"{P}:services": list(CATALOG)[:3]})
-    twelve = program({**DEV_CONFIG, f"{P}:services": list(CATALOG)})
-    assert len(three.of_type("docker-build:index:Image")) == 3
-    assert len(twelve.of_type("docker-build:index:Image")) == 12
+@pytest.mark.parametrize(
+    ("strategy", "images_per_service"), [("multiPlatform", 1), ("perPlatform", 2)]
+)
+def test_longest_chain_does_not_grow_with_the_number_of_services(
+    program: ProgramRunner, strategy: str, images_per_service: int
+) -> None:
+    config = {**DEV_CONFIG, f"{P}:strategy": strategy}
+    three = program({**config, f"{P}:services": list(CATALOG)[:3]})
+    twelve = program({**config, f"{P}:services": list(CATALOG)})
+    assert len(three.of_type("docker-build:index:Image")) == 3 * images_per_service
+    assert len(twelve.of_type("docker-build:index:Image")) == 12 * images_per_service
     chain_three, chain_twelve = (
         longest_chain(three.registrations),
         longest_chain(twelve.registrations),
     )
     assert len(chain_three) == len(chain_twelve), f"3 services: {chain_three}; 12: {chain_twelve}"
-    # An image waits for the repository (tag, cache refs) and the builder Command, nothing more;
-    # IAM members wait for the repository. Nothing chains images to each other.
-    assert len(chain_twelve) == 2, chain_twelve
+    # repository (tag, cache refs) -> image -> its verification Command -> the service's Index.
+    # Nothing chains one service's resources to another's.
+    assert len(chain_twelve) == 4, chain_twelve
+    kinds = [urn.rsplit("::", 2)[-2].rsplit("$", 1)[-1] for urn in chain_twelve]
+    assert kinds == [
+        "gcp:artifactregistry/repository:Repository",
+        "docker-build:index:Image",
+        "command:local:Command",
+        "docker-build:index:Index",
+    ], chain_twelve
 
 
 def test_longest_chain_follows_property_dependencies_through_components() -> None:
