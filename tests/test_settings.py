@@ -97,6 +97,7 @@ def test_pulumi_yaml_declares_the_parser_defaults() -> None:
     assert declared["platforms"]["default"] == list(PLATFORMS)
     assert declared["tag"]["default"] == parse().tag
     assert declared["cache"]["default"] is parse().cache
+    assert declared["strategy"]["default"] == parse().strategy
     assert declared["writers"]["default"] == declared["readers"]["default"] == []
     for key, schema in declared.items():
         assert schema["type"] in ("string", "integer", "boolean", "array"), key
