@@ -1,0 +1,138 @@
+"""The DockerfilePatches command line and parser, run for real on a git work tree.
+
+The tree is the patch engine's v0-shaped fixture (tests/fixtures/patches/old), committed to a
+fresh git repository. The fixture definitions name a made-up commit, so a copy of them names
+the repository's real HEAD instead; the component's exact command line (`plan.patching`) gets
+`--definitions` appended and runs as pulumi-command runs it: `/bin/sh -c` from the project
+directory.
+"""
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patches.definitions import load
+from plan.host_commands import interpreter
+from plan.patching import NO_PATCH, PatchedDockerfile, parse_patch_result, patch_command
+from tests.conftest import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "patches"
+FIXTURE_COMMIT = "a" * 40
+SERVICES = ["pysvc", "nodesvc", "gosvc"]
+DOCKERFILES = [f"src/{service}/Dockerfile" for service in SERVICES]
+PYTHON = interpreter(sys.executable, str(ROOT))
+
+
+def git(directory: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(directory), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> tuple[Path, str, Path]:
+    """A git work tree shaped like upstream v0, its HEAD, and definitions naming that HEAD."""
+    root = tmp_path / "upstream"
+    shutil.copytree(FIXTURES / "old", root)
+    subprocess.run(["git", "init", "--quiet", str(root)], check=True)
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "v0")
+    head = git(root, "rev-parse", "HEAD")
+    definitions = tmp_path / "definitions.toml"
+    text = (FIXTURES / "definitions.toml").read_text()
+    definitions.write_text(text.replace(FIXTURE_COMMIT, head))
+    return root, head, definitions
+
+
+def run(line: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", line], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+def patch_line(root: Path, commit: str | None, definitions: Path) -> str:
+    line = patch_command(PYTHON, str(root), SERVICES, DOCKERFILES, commit)
+    return f"{line} --definitions {definitions}"
+
+
+def expected(root: Path, commit: str, definitions: Path) -> dict[str, PatchedDockerfile]:
+    revision = load(definitions).revision(commit)
+    assert revision is not None
+    files = {}
+    for service in SERVICES:
+        definition = revision.file(service)
+        assert definition is not None
+        files[service] = PatchedDockerfile(
+            path=f"{root}/{definition.path}", patch_id=definition.patch_id or NO_PATCH
+        )
+    return files
+
+
+def test_the_tools_json_becomes_a_dockerfile_and_patch_id_per_service(
+    checkout: tuple[Path, str, Path],
+) -> None:
+    root, head, definitions = checkout
+    first = run(patch_line(root, head, definitions))
+    assert first.returncode == 0, first.stderr
+    parsed = parse_patch_result([str(root), first.stdout])
+    assert parsed == expected(root, head, definitions)
+    assert parsed["gosvc"].patch_id == NO_PATCH
+    assert parsed["pysvc"].patch_id != NO_PATCH
+    # A second run (every preview and up) restores and patches again: same result, same files.
+    patched = {path: (root / path).read_bytes() for path in DOCKERFILES}
+    second = run(patch_line(root, head, definitions))
+    assert second.returncode == 0, second.stderr
+    assert parse_patch_result([str(root), second.stdout]) == parsed
+    assert {path: (root / path).read_bytes() for path in DOCKERFILES} == patched
+    assert git(root, "status", "--porcelain", "--", "src/gosvc") == ""
+
+
+def test_a_checkout_patched_otherwise_is_restored_from_the_commit_first(
+    checkout: tuple[Path, str, Path],
+) -> None:
+    root, head, definitions = checkout
+    assert run(patch_line(root, head, definitions)).returncode == 0
+    patched = (root / "src/pysvc/Dockerfile").read_bytes()
+    # As an older patch set (or a hand edit) would have left it: the engine calls it drift.
+    (root / "src/pysvc/Dockerfile").write_bytes(patched.replace(b"FROM ", b"FROM  ", 1))
+    apply_only = run(patch_line(root, None, definitions) + f" --revision {head}")
+    assert apply_only.returncode == 2, apply_only.stderr
+    assert "src/pysvc/Dockerfile" in apply_only.stderr
+    restored = run(patch_line(root, head, definitions))
+    assert restored.returncode == 0, restored.stderr
+    assert (root / "src/pysvc/Dockerfile").read_bytes() == patched
+
+
+def test_a_users_checkout_is_not_restored_and_drift_fails_with_the_tools_message(
+    checkout: tuple[Path, str, Path],
+) -> None:
+    root, _, definitions = checkout
+    drifted = (root / "src/nodesvc/Dockerfile").read_text() + "RUN echo local change\n"
+    (root / "src/nodesvc/Dockerfile").write_text(drifted)
+    before = {path: (root / path).read_bytes() for path in DOCKERFILES}
+    line = patch_line(root, None, definitions)
+    assert "git" not in line
+    result = run(line)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "src/nodesvc/Dockerfile" in result.stderr and "drift" in result.stderr
+    assert {path: (root / path).read_bytes() for path in DOCKERFILES} == before
+
+
+def test_restored_dockerfiles_get_the_same_mode_whatever_the_callers_umask(
+    checkout: tuple[Path, str, Path],
+) -> None:
+    root, head, definitions = checkout
+    assert run(patch_line(root, head, definitions)).returncode == 0
+    # The next run rewrites the patched files (git restores them, the engine patches them, and
+    # both keep the mode they write with); the context hash includes modes, so a runner's
+    # umask must not change them.
+    result = run(f"umask 077; {patch_line(root, head, definitions)}")
+    assert result.returncode == 0, result.stderr
+    for path in DOCKERFILES:
+        assert stat.S_IMODE(os.stat(root / path).st_mode) == 0o644, path
