@@ -6,7 +6,7 @@ runs' declared resources are compared with each other: a resource whose inputs d
 two runs would show as a change in every preview (and a new interpreter per run also catches
 hash-order effects). Prints the figures; asserts nothing.
 
-    .venv/bin/python benchmarks/program.py [--runs N]
+    .venv/bin/python benchmarks/program.py [--runs N] [--strategy perPlatform]
 
 Targets (issue 2): <= 1.5 s, <= 150 MB, longest chain <= 5, 0 differing resources.
 """
@@ -25,13 +25,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def evaluate() -> None:
+def evaluate(strategy: str) -> None:
     """In the child: evaluate the program once and print what it declared, as JSON."""
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
-    from tests.program_mocks import evaluate_program, longest_chain, stack_config
+    from tests.program_mocks import PROJECT, evaluate_program, longest_chain, stack_config
 
-    run = evaluate_program(stack_config("dev"))
+    run = evaluate_program({**stack_config("dev"), f"{PROJECT}:strategy": strategy})
     declared = {
         registration.urn: {
             "inputs": registration.inputs,
@@ -45,11 +45,11 @@ def evaluate() -> None:
     print(json.dumps({"declared": declared, "chain": chain, "custom": custom}, default=str))
 
 
-def measure_once() -> tuple[float, dict[str, Any]]:
+def measure_once(strategy: str) -> tuple[float, dict[str, Any]]:
     """Wall time of one child evaluation, and what it printed."""
     started = time.perf_counter()
     child = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--evaluate"],
+        [sys.executable, str(Path(__file__).resolve()), "--evaluate", "--strategy", strategy],
         capture_output=True,
         text=True,
         check=True,
@@ -60,15 +60,21 @@ def measure_once() -> tuple[float, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters to time")
+    parser.add_argument(
+        "--strategy",
+        choices=("multiPlatform", "perPlatform"),
+        default="multiPlatform",
+        help="the `strategy` config of the evaluated dev stack",
+    )
     parser.add_argument("--evaluate", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.evaluate:
-        evaluate()
+        evaluate(args.strategy)
         return
 
     times, results = [], []
     for _ in range(args.runs):
-        elapsed, result = measure_once()
+        elapsed, result = measure_once(args.strategy)
         times.append(elapsed)
         results.append(result)
     # ru_maxrss of the children is the largest peak RSS among them, in KiB on Linux.
@@ -84,7 +90,8 @@ def main() -> None:
     custom = results[0]["custom"]
     chain = results[0]["chain"]
     print(
-        f"program evaluation under mocks, dev stack: {len(custom)} custom resources "
+        f"program evaluation under mocks, dev stack, strategy {args.strategy}: "
+        f"{len(custom)} custom resources "
         f"({len(first)} with components), {args.runs} runs"
     )
     print(
