@@ -13,7 +13,9 @@ treats loopback registries as insecure (plain HTTP) without any daemon configura
 
 import contextlib
 import ipaddress
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -34,11 +36,8 @@ REGISTRY_IMAGE = "registry:2"
 """The fallback when the binary is absent; serves on :5000, stores in /var/lib/registry."""
 CONTAINER_NAME = "boutique-local-registry"
 
-CONFIG_FILE = "config.yml"
-PID_FILE = "registry.pid"
-CONTAINER_FILE = "registry.container"
-LOG_FILE = "registry.log"
 STORAGE_DIR = "data"
+"""Image storage inside the data directory, shared by every address and by both ways of running."""
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -83,40 +82,76 @@ class LoopbackAddress:
         return LoopbackAddress(host, int(port))
 
 
+@dataclass(frozen=True)
+class RegistryFiles:
+    """What `ensure` writes for one address in a data directory. Named per address, so when a
+    stack moves its registry to another address, removing the old one stops the old process
+    and not the one just started for the new address."""
+
+    data_dir: Path
+    address: LoopbackAddress
+
+    def _file(self, suffix: str) -> Path:
+        stem = re.sub(r"[^A-Za-z0-9.]+", "-", str(self.address)).strip("-")
+        return self.data_dir / f"registry-{stem}.{suffix}"
+
+    @property
+    def config(self) -> Path:
+        return self._file("yml")
+
+    @property
+    def pid(self) -> Path:
+        return self._file("pid")
+
+    @property
+    def container(self) -> Path:
+        return self._file("container")
+
+    @property
+    def log(self) -> Path:
+        return self._file("log")
+
+    @property
+    def storage(self) -> Path:
+        return self.data_dir / STORAGE_DIR
+
+
 def ensure(address: LoopbackAddress, data_dir: Path, image: str = REGISTRY_IMAGE) -> RegistryResult:
     """A registry serving at `address`: the one already there, or one started now."""
-    data_dir = data_dir.resolve()
+    files = RegistryFiles(data_dir.resolve(), address)
     if _answers(address):
         return RegistryResult(
             address=str(address),
-            pid=_recorded_pid(data_dir),
-            container=_recorded_container(data_dir),
+            pid=_recorded_pid(files),
+            container=_recorded_container(files),
             started=False,
         )
     if shutil.which(REGISTRY_BINARY) is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        pid = _start_process(address, data_dir)
+        files.data_dir.mkdir(parents=True, exist_ok=True)
+        pid = _start_process(files)
         return RegistryResult(address=str(address), pid=pid, container=None, started=True)
     if shutil.which("docker") is None:
         raise HostError(
             f"cannot start a registry at {address}: neither {REGISTRY_BINARY} (Debian package "
             f"docker-registry) nor docker (to run {image}) is on PATH"
         )
-    data_dir.mkdir(parents=True, exist_ok=True)
-    container = _start_container(address, data_dir, image)
+    files.data_dir.mkdir(parents=True, exist_ok=True)
+    container = _start_container(files, image)
     return RegistryResult(address=str(address), pid=None, container=container, started=True)
 
 
 def remove(address: LoopbackAddress, data_dir: Path) -> RegistryRemoval:
-    """Stop the registry `ensure` started for `data_dir`; the stored images stay on disk."""
-    data_dir = data_dir.resolve()
-    pid, container = _recorded_pid(data_dir), _recorded_container(data_dir)
+    """Stop the registry `ensure` started at `address` for `data_dir`; stored images stay."""
+    files = RegistryFiles(data_dir.resolve(), address)
+    pid, container = _recorded_pid(files), _recorded_container(files)
     if pid is not None:
         _stop_process(pid)
-    if container is not None:
+    if container is not None and _container_state(container) is not None:
         run_checked(["docker", "rm", "--force", container], f"removing container {container}")
-    (data_dir / PID_FILE).unlink(missing_ok=True)
-    (data_dir / CONTAINER_FILE).unlink(missing_ok=True)
+    else:
+        container = None
+    files.pid.unlink(missing_ok=True)
+    files.container.unlink(missing_ok=True)
     return RegistryRemoval(
         address=str(address),
         pid=pid,
@@ -151,86 +186,87 @@ def _answers(address: LoopbackAddress) -> bool:
     return True
 
 
-def _config(address: LoopbackAddress, data_dir: Path) -> str:
+def _config(files: RegistryFiles) -> str:
+    # JSON strings are YAML double-quoted scalars: any path or address is quoted correctly.
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {data_dir / STORAGE_DIR}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {json.dumps(str(files.storage))}\n"
         "  delete:\n    enabled: true\n"
-        f'http:\n  addr: "{address}"\n'
+        f"http:\n  addr: {json.dumps(str(files.address))}\n"
     )
 
 
-def _start_process(address: LoopbackAddress, data_dir: Path) -> int:
-    config = data_dir / CONFIG_FILE
-    partial = config.with_suffix(".partial")
-    partial.write_text(_config(address, data_dir))
-    partial.replace(config)
-    with (data_dir / LOG_FILE).open("ab") as log:
+def _start_process(files: RegistryFiles) -> int:
+    partial = files.config.with_suffix(".partial")
+    partial.write_text(_config(files))
+    partial.replace(files.config)
+    with files.log.open("ab") as log:
         # A new session and no inherited pipes: the registry outlives this script, and the
         # Pulumi command that runs it does not wait for the registry's output to end.
         process = subprocess.Popen(
-            [REGISTRY_BINARY, "serve", str(config)],
+            [REGISTRY_BINARY, "serve", str(files.config)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    (data_dir / PID_FILE).write_text(f"{process.pid}\n")
+    files.pid.write_text(f"{process.pid}\n")
     try:
-        _wait_until_answering(address, data_dir, lambda: process.poll() is None)
+        _wait_until_answering(files, lambda: process.poll() is None)
     except HostError:
         _stop_process(process.pid)
-        (data_dir / PID_FILE).unlink(missing_ok=True)
+        files.pid.unlink(missing_ok=True)
         raise
     return process.pid
 
 
-def _start_container(address: LoopbackAddress, data_dir: Path, image: str) -> str:
+def _container_state(name: str) -> str | None:
+    """`true`/`false` (running or not) for an existing container, None when there is none."""
+    inspected = run(["docker", "inspect", "--format", "{{.State.Running}}", name])
+    return inspected.stdout.strip() if inspected.returncode == 0 else None
+
+
+def _start_container(files: RegistryFiles, image: str) -> str:
+    address = files.address
     print(
         f"{REGISTRY_BINARY} is not on PATH: running {image} as container {CONTAINER_NAME} instead",
         file=sys.stderr,
     )
-    # A stopped container of an earlier run would block the name; its data is in data_dir.
-    existing = run(["docker", "inspect", "--format", "{{.State.Running}}", CONTAINER_NAME])
-    if existing.returncode == 0:
-        if existing.stdout.strip() == "true":
-            raise HostError(
-                f"container {CONTAINER_NAME} is running but does not serve {address}; "
-                f"remove it (`docker rm -f {CONTAINER_NAME}`) or use its address"
-            )
+    state = _container_state(CONTAINER_NAME)
+    if state == "true":
+        raise HostError(
+            f"container {CONTAINER_NAME} is running but does not serve {address}; "
+            f"remove it (`docker rm -f {CONTAINER_NAME}`) or use its address"
+        )
+    if state is not None:
+        # A stopped container of an earlier run blocks the name; its data is in the data dir.
         run_checked(["docker", "rm", CONTAINER_NAME], f"removing stopped {CONTAINER_NAME}")
     run_checked(
         [
             *("docker", "run", "--detach", "--name", CONTAINER_NAME),
             *("--publish", f"{address}:5000"),
-            *("--volume", f"{data_dir / STORAGE_DIR}:/var/lib/registry"),
+            *("--volume", f"{files.storage}:/var/lib/registry"),
             image,
         ],
         f"starting {image} as {CONTAINER_NAME} on {address}",
     )
-    (data_dir / CONTAINER_FILE).write_text(f"{CONTAINER_NAME}\n")
-
-    def running() -> bool:
-        state = run(["docker", "inspect", "--format", "{{.State.Running}}", CONTAINER_NAME])
-        return state.stdout.strip() == "true"
-
+    files.container.write_text(f"{CONTAINER_NAME}\n")
     try:
-        _wait_until_answering(address, data_dir, running)
+        _wait_until_answering(files, lambda: _container_state(CONTAINER_NAME) == "true")
     except HostError:
         run(["docker", "rm", "--force", CONTAINER_NAME])
-        (data_dir / CONTAINER_FILE).unlink(missing_ok=True)
+        files.container.unlink(missing_ok=True)
         raise
     return CONTAINER_NAME
 
 
-def _wait_until_answering(
-    address: LoopbackAddress, data_dir: Path, alive: Callable[[], bool]
-) -> None:
+def _wait_until_answering(files: RegistryFiles, alive: Callable[[], bool]) -> None:
+    address = files.address
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if not alive():
-            raise HostError(f"the registry for {address} exited at start; {_log_tail(data_dir)}")
+            raise HostError(f"the registry for {address} exited at start; {_log_tail(files)}")
         try:
             if _answers(address):
                 return
@@ -240,28 +276,26 @@ def _wait_until_answering(
         time.sleep(0.1)
     raise HostError(
         f"the registry did not answer on {address.url}/v2/ within {START_TIMEOUT_S:.0f} s; "
-        f"{_log_tail(data_dir)}"
+        f"{_log_tail(files)}"
     )
 
 
-def _log_tail(data_dir: Path) -> str:
-    log = data_dir / LOG_FILE
-    if not log.is_file():
-        return "see `docker logs " + CONTAINER_NAME + "`"
-    lines = log.read_text(errors="replace").strip().splitlines()
-    return f"last lines of {log}: " + " | ".join(lines[-3:])
+def _log_tail(files: RegistryFiles) -> str:
+    if not files.log.is_file():
+        return f"see `docker logs {CONTAINER_NAME}`"
+    lines = files.log.read_text(errors="replace").strip().splitlines()
+    return f"last lines of {files.log}: " + " | ".join(lines[-3:])
 
 
-def _recorded_pid(data_dir: Path) -> int | None:
-    """The pid in the pid file if that process is still the registry serving this directory's
+def _recorded_pid(files: RegistryFiles) -> int | None:
+    """The pid in the pid file if that process is still the registry serving this address's
     config (a pid file outlives reboots, and pids are reused)."""
     try:
-        pid = int((data_dir / PID_FILE).read_text().strip())
+        pid = int(files.pid.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    config = str(data_dir / CONFIG_FILE)
     command_line = _command_line(pid)
-    return pid if command_line and command_line[-1] == config else None
+    return pid if command_line and command_line[-1] == str(files.config) else None
 
 
 def _command_line(pid: int) -> list[str]:
@@ -278,9 +312,9 @@ def _command_line(pid: int) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def _recorded_container(data_dir: Path) -> str | None:
+def _recorded_container(files: RegistryFiles) -> str | None:
     try:
-        name = (data_dir / CONTAINER_FILE).read_text().strip()
+        name = files.container.read_text().strip()
     except FileNotFoundError:
         return None
     return name or None

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from host.process import HostError
-from host.registry import CONFIG_FILE, PID_FILE, LoopbackAddress
+from host.registry import LoopbackAddress, RegistryFiles
 from tests.conftest import ROOT
 from tests.integration.conftest import missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port
@@ -102,7 +102,8 @@ def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> 
     assert first["address"] == address
     pid = first["pid"]
     assert isinstance(pid, int) and process_alive(pid)
-    assert (data_dir / PID_FILE).read_text().strip() == str(pid)
+    pid_file = RegistryFiles(data_dir, LoopbackAddress.parse(address)).pid
+    assert pid_file.read_text().strip() == str(pid)
     assert v2_status(address) == 200
 
     second = ensure(address, data_dir)
@@ -112,7 +113,7 @@ def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> 
     assert removed == {"address": address, "pid": pid, "container": None, "stopped": True}
     assert not process_alive(pid)
     assert v2_status(address) is None
-    assert not (data_dir / PID_FILE).exists()
+    assert not pid_file.exists()
 
     again = remove(address, data_dir)
     assert again == {"address": address, "pid": None, "container": None, "stopped": False}
@@ -136,6 +137,26 @@ def test_registry_outlives_the_command_and_keeps_images_across_restarts(
     assert (data_dir / "data" / "docker" / "registry" / "v2" / "repositories" / "probe").is_dir()
     restarted = ensure(address, data_dir)
     assert restarted["started"] is True and restarted["pid"] != pid
+
+
+@pytest.mark.registry
+def test_moving_to_another_address_removes_only_the_old_registry(
+    address: str, tmp_path: Path
+) -> None:
+    # A path YAML would misread unquoted: the generated config must quote it.
+    data_dir = tmp_path / "registry data: #1"
+    new_address = f"127.0.0.1:{free_loopback_port()}"
+    old_pid = ensure(address, data_dir)["pid"]
+    try:
+        # `pulumi up` after an address change: the new ensure runs first, then the old
+        # Command's delete, then the new Command's create.
+        new_pid = ensure(new_address, data_dir)["pid"]
+        assert remove(address, data_dir)["pid"] == old_pid
+        assert ensure(new_address, data_dir)["pid"] == new_pid
+        assert v2_status(address) is None and v2_status(new_address) == 200
+    finally:
+        remove(new_address, data_dir)
+        remove(address, data_dir)
 
 
 @pytest.mark.registry
@@ -164,7 +185,8 @@ def test_remove_never_kills_an_unrelated_process_behind_a_stale_pid_file(
     # After a reboot the recorded pid may belong to anything.
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        (data_dir / PID_FILE).write_text(f"{bystander.pid}\n")
+        pid_file = RegistryFiles(data_dir, LoopbackAddress.parse(address)).pid
+        pid_file.write_text(f"{bystander.pid}\n")
         assert remove(address, data_dir)["stopped"] is False
         assert bystander.poll() is None
     finally:
@@ -202,8 +224,7 @@ def test_a_port_taken_by_something_else_is_refused(http_server: str, tmp_path: P
         f"error: {http_server} is in use by something that is not a registry (GET /v2/ has no "
         "Docker-Distribution-API-Version: registry/2.0 header); choose another registry.address"
     ]
-    assert not (data_dir / CONFIG_FILE).exists()
-    assert not (data_dir / PID_FILE).exists()
+    assert not data_dir.exists()
 
 
 def test_neither_the_binary_nor_docker_is_one_clear_error(tmp_path: Path) -> None:
