@@ -123,6 +123,10 @@ def host_stdout(command_line: str) -> str:
     raise AssertionError(f"unexpected host command {command_line!r}")
 
 
+class PatchToolError(RuntimeError):
+    """The patch tool exits 2; pulumi-command's run fails the invoke with its stderr."""
+
+
 def tool_arguments(command_line: str, module: str) -> list[str] | None:
     """The arguments after `python -m <module>` in a (possibly `&&`-chained) command line."""
     argv = shlex.split(command_line)
@@ -143,7 +147,8 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str]) -> str:
     assert arguments[0] == "apply" and "--json" in arguments, arguments
     commit = (options(arguments, "--revision") or [UPSTREAM_COMMIT])[0]
     revision = load().revision(commit)
-    assert revision is not None, f"no patch set for {commit}"
+    if revision is None:
+        raise PatchToolError(f"patches apply: --revision {commit!r} is not a supported upstream")
     files = []
     for service in options(arguments, "--service"):
         definition = revision.file(service)
@@ -238,10 +243,13 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "command:local:run":
             line = args.args["command"]
-            if self.patch_failure and tool_arguments(line, "patches") is not None:
+            try:
+                if self.patch_failure and tool_arguments(line, "patches") is not None:
+                    raise PatchToolError(self.patch_failure)
+                return {"stdout": self.stdout(line), "stderr": ""}, []
+            except PatchToolError as error:
                 # What pulumi-command's run reports for a command that exits non-zero.
-                raise RuntimeError(f"exit status 2: running {line!r}: {self.patch_failure}")
-            return {"stdout": self.stdout(line), "stderr": ""}, []
+                raise RuntimeError(f"exit status 2: running {line!r}: {error}") from error
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "accessToken": MOCK_ACCESS_TOKEN,
