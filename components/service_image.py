@@ -91,8 +91,6 @@ class ServiceImage(pulumi.ComponentResource):
     """`<registry>/<service>:<tag>`."""
     platforms: pulumi.Output[dict[str, str]]
     """`{platform: manifest digest}` as verified."""
-    images: list[docker_build.Image]
-    """The Image resources (one, or one per platform)."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -110,10 +108,9 @@ class ServiceImage(pulumi.ComponentResource):
             if args.per_platform
             else [(name, list(args.platforms))]
         )
-        self.images, verifications = [], []
+        verifications = []
         for build_name, platforms in builds:
             image = self._image(f"{build_name}-image", args, platforms, repository, labels)
-            self.images.append(image)
             verifications.append(
                 ManifestVerification(
                     f"{build_name}-verification",
@@ -173,7 +170,8 @@ class ServiceImage(pulumi.ComponentResource):
     ) -> docker_build.Image:
         """One Image of `platforms`, pushed to `repository` by digest, with its own cache ref."""
         login = args.login
-        per_platform = len(platforms) == 1 and args.per_platform
+        # perPlatform: one platform per Image, with a cache ref and a builder of its own.
+        own = args.per_platform
         cache_ref = None
         if args.cache_registry is not None:
             cache_ref = (
@@ -183,14 +181,12 @@ class ServiceImage(pulumi.ComponentResource):
                     service=args.service,
                     arch=arch_of(platforms[0]),
                 )
-                if per_platform
+                if own
                 else pulumi.Output.format(
                     CACHE_REF, registry=args.cache_registry, service=args.service
                 )
             )
-        builder = (
-            args.platform_builders.get(platforms[0], args.builder) if per_platform else args.builder
-        )
+        builder = args.platform_builders.get(platforms[0], args.builder) if own else args.builder
         return docker_build.Image(
             name,
             # No tag: the export pushes by digest, and only the Index moves the tag, after the
