@@ -3,9 +3,10 @@
 Creates no resource: a `pulumi_command.local.run_output` call of `python -m patches apply
 <checkout> --json --service S...` runs on every preview and every up, after the checkout (it
 takes the checkout root as input), so a fresh runner or a reset checkout is always patched
-before an Image reads its Dockerfile. For the commit cache the same command first restores the
-configured Dockerfiles from the pinned commit (see `plan.patching`). A drifted Dockerfile or an
-unknown upstream makes the tool exit 2, and the program run fails with the tool's message.
+before an Image reads its Dockerfile. For the commit cache, a tree that reads as drift (e.g.
+patched by an older patch set) is first restored from the pinned commit (see `plan.patching`).
+A drifted Dockerfile otherwise, or an unknown upstream, makes the tool exit 2, and the program
+run fails with the tool's message.
 
 Images take their Dockerfile path and the patch id from here, so none is built before the
 patches, and a new patch set changes exactly the Images whose Dockerfile it patches.

@@ -1,12 +1,14 @@
 """The command line that patches the configured services' Dockerfiles, and how to read its result.
 
 The DockerfilePatches component runs `patch_command` with `pulumi_command.local.run_output` on
-every preview and up. For the commit cache (a git source) the command first restores the
-configured Dockerfiles from the pinned commit, then applies the patches: a checkout patched by an
-older patch set (or by hand) would otherwise read as drift, and the cache is ours to rewrite.
-A checkout the user provides (`source.path`) is patched as it is; drift there is reported.
-`umask 022` keeps the restored files' modes, which the image context hash includes, the same on
-every machine.
+every preview and up. For the commit cache (a git source) the line first runs `patches check`:
+only when it reports drift (exit 2) are the configured Dockerfiles restored from the pinned
+commit, then `patches apply` runs. A cache patched by an older patch set (or by hand) would
+otherwise read as drift forever, and the cache is ours to rewrite; a tree that is pristine or
+already patched is not touched at all, so a build of another stack reading the same cache never
+sees a file mid-rewrite. A checkout the user provides (`source.path`) is patched as it is, and
+drift there fails the run. `umask 022` keeps restored files' modes, which the image context hash
+includes, the same on every machine.
 """
 
 import json
@@ -31,17 +33,18 @@ class PatchedDockerfile:
 def patch_command(
     python: str, root: str, services: Sequence[str], dockerfiles: Sequence[str], commit: str | None
 ) -> str:
-    """Restore `dockerfiles` from `commit` (when given) and apply the patches to `services`;
-    prints `python -m patches apply --json` output."""
-    apply = [python, "-m", "patches", "apply", root, "--json"]
-    if commit is not None:
-        apply += ["--revision", commit]
-    apply += [argument for service in services for argument in ("--service", service)]
+    """Apply the patches to `services`, first restoring `dockerfiles` from `commit` (when given)
+    if the tree has drifted; prints `python -m patches apply --json` output."""
+    revision = [] if commit is None else ["--revision", commit]
+    selection = [*revision, *(arg for service in services for arg in ("--service", service))]
+    apply = shlex.join([python, "-m", "patches", "apply", root, "--json", *selection])
     if commit is None:
-        return shlex.join(apply)
-    restore = ["git", "-c", "core.autocrlf=false", "-C", root, "checkout", "--quiet", commit]
-    restore += ["--", *dockerfiles]
-    return f"umask 022 && {shlex.join(restore)} && {shlex.join(apply)}"
+        return apply
+    check = shlex.join([python, "-m", "patches", "check", root, *selection])
+    git = ["git", "-c", "core.autocrlf=false", "-C", root]
+    restore = shlex.join([*git, "checkout", "--quiet", commit, "--", *dockerfiles])
+    # `$?` after `||` is check's exit status: 0 (patched) and 1 (pristine) skip the restore.
+    return f"umask 022 && {{ {check} >/dev/null 2>&1 || [ $? -ne 2 ] || {restore}; }} && {apply}"
 
 
 def parse_patch_result(root_and_stdout: Sequence[str]) -> Mapping[str, PatchedDockerfile]:

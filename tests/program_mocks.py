@@ -128,12 +128,11 @@ class PatchToolError(RuntimeError):
 
 
 def tool_arguments(command_line: str, module: str) -> list[str] | None:
-    """The arguments after `python -m <module>` in a (possibly `&&`-chained) command line."""
+    """The arguments after the last `python -m <module>` of a (possibly chained) command line:
+    the command whose stdout is the line's stdout."""
     argv = shlex.split(command_line)
-    for index in range(len(argv) - 1):
-        if argv[index : index + 2] == ["-m", module]:
-            return argv[index + 2 :]
-    return None
+    starts = [i for i in range(len(argv) - 1) if argv[i : i + 2] == ["-m", module]]
+    return argv[starts[-1] + 2 :] if starts else None
 
 
 def options(arguments: list[str], name: str) -> list[str]:

@@ -3,8 +3,8 @@
 The tree is the patch engine's v0-shaped fixture (tests/fixtures/patches/old), committed to a
 fresh git repository. The fixture definitions name a made-up commit, so a copy of them names
 the repository's real HEAD instead; the component's exact command line (`plan.patching`) gets
-`--definitions` appended and runs as pulumi-command runs it: `/bin/sh -c` from the project
-directory.
+`--definitions` for its `check` and `apply` and runs as pulumi-command runs it: `/bin/sh -c`
+from the project directory.
 """
 
 import os
@@ -56,8 +56,15 @@ def run(line: str) -> subprocess.CompletedProcess[str]:
 
 
 def patch_line(root: Path, commit: str | None, definitions: Path) -> str:
+    """The component's line, with the test definitions given to both `check` and `apply`."""
     line = patch_command(PYTHON, str(root), SERVICES, DOCKERFILES, commit)
-    return f"{line} --definitions {definitions}"
+    for command in ("check", "apply"):
+        line = line.replace(
+            f"-m patches {command} {root} ",
+            f"-m patches {command} {root} --definitions {definitions} ",
+        )
+    assert line.count("--definitions") == (1 if commit is None else 2), line
+    return line
 
 
 def expected(root: Path, commit: str, definitions: Path) -> dict[str, PatchedDockerfile]:
@@ -83,12 +90,15 @@ def test_the_tools_json_becomes_a_dockerfile_and_patch_id_per_service(
     assert parsed == expected(root, head, definitions)
     assert parsed["gosvc"].patch_id == NO_PATCH
     assert parsed["pysvc"].patch_id != NO_PATCH
-    # A second run (every preview and up) restores and patches again: same result, same files.
+    # A second run (every preview and up) gives the same result and rewrites nothing: a build
+    # of another stack reading this cache never sees a file mid-rewrite.
     patched = {path: (root / path).read_bytes() for path in DOCKERFILES}
+    written = {path: os.stat(root / path).st_mtime_ns for path in DOCKERFILES}
     second = run(patch_line(root, head, definitions))
     assert second.returncode == 0, second.stderr
     assert parse_patch_result([str(root), second.stdout]) == parsed
     assert {path: (root / path).read_bytes() for path in DOCKERFILES} == patched
+    assert {path: os.stat(root / path).st_mtime_ns for path in DOCKERFILES} == written
     assert git(root, "status", "--porcelain", "--", "src/gosvc") == ""
 
 
@@ -100,7 +110,7 @@ def test_a_checkout_patched_otherwise_is_restored_from_the_commit_first(
     patched = (root / "src/pysvc/Dockerfile").read_bytes()
     # As an older patch set (or a hand edit) would have left it: the engine calls it drift.
     (root / "src/pysvc/Dockerfile").write_bytes(patched.replace(b"FROM ", b"FROM  ", 1))
-    apply_only = run(patch_line(root, None, definitions) + f" --revision {head}")
+    apply_only = run(f"{patch_line(root, None, definitions)} --revision {head}")
     assert apply_only.returncode == 2, apply_only.stderr
     assert "src/pysvc/Dockerfile" in apply_only.stderr
     restored = run(patch_line(root, head, definitions))
@@ -129,10 +139,13 @@ def test_restored_dockerfiles_get_the_same_mode_whatever_the_callers_umask(
 ) -> None:
     root, head, definitions = checkout
     assert run(patch_line(root, head, definitions)).returncode == 0
-    # The next run rewrites the patched files (git restores them, the engine patches them, and
-    # both keep the mode they write with); the context hash includes modes, so a runner's
-    # umask must not change them.
+    patched = (root / "src/pysvc/Dockerfile").read_bytes()
+    (root / "src/pysvc/Dockerfile").write_bytes(patched + b"# edited\n")
+    # The restore rewrites the drifted and patched files (git writes them with the process's
+    # umask, the engine keeps the mode it finds); the context hash includes modes, so a
+    # runner's umask must not change them.
     result = run(f"umask 077; {patch_line(root, head, definitions)}")
     assert result.returncode == 0, result.stderr
+    assert (root / "src/pysvc/Dockerfile").read_bytes() == patched
     for path in DOCKERFILES:
         assert stat.S_IMODE(os.stat(root / path).st_mode) == 0o644, path

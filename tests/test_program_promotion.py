@@ -6,6 +6,7 @@ tests and in tests/integration/test_promotion.py.
 """
 
 import json
+import re
 import shlex
 from dataclasses import asdict
 from typing import Any
@@ -68,10 +69,14 @@ def test_patches_run_once_for_exactly_the_configured_services(program: ProgramRu
     services = ["emailservice", "cartservice", "frontend"]
     run = program({**DEV_CONFIG, f"{P}:services": services})
     (line,) = patch_commands(run)
-    umask, restore, apply = (part.strip() for part in line.split("&&"))
-    assert umask == "umask 022"
+    shape = re.fullmatch(
+        r"umask 022 && \{ (?P<check>.+) >/dev/null 2>&1 \|\| \[ \$\? -ne 2 \] \|\| "
+        r"(?P<restore>.+); \} && (?P<apply>.+)",
+        line,
+    )
+    assert shape is not None, line
     dockerfiles = [CATALOG[service].dockerfile for service in services]
-    assert shlex.split(restore) == [
+    assert shlex.split(shape["restore"]) == [
         "git",
         "-c",
         "core.autocrlf=false",
@@ -83,18 +88,15 @@ def test_patches_run_once_for_exactly_the_configured_services(program: ProgramRu
         "--",
         *dockerfiles,
     ]
-    argv = shlex.split(apply)
-    assert argv[1:] == [
-        "-m",
-        "patches",
-        "apply",
-        CHECKOUT,
-        "--json",
+    selection = [
         "--revision",
         UPSTREAM_COMMIT,
         *[argument for service in services for argument in ("--service", service)],
     ]
-    assert argv[0].endswith("python"), argv
+    check, apply = shlex.split(shape["check"]), shlex.split(shape["apply"])
+    assert check[1:] == ["-m", "patches", "check", CHECKOUT, *selection]
+    assert apply[1:] == ["-m", "patches", "apply", CHECKOUT, "--json", *selection]
+    assert apply[0] == check[0] and apply[0].endswith("python"), apply
 
 
 def test_a_checkout_of_the_users_is_patched_as_it_is(program: ProgramRunner) -> None:
