@@ -30,6 +30,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from host.results import BuilderResult, CheckoutResult, RegistryResult
 from patches.definitions import load
+from plan.services import CATALOG
 from plan.settings import UPSTREAM_COMMIT
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.report import image_json
@@ -140,23 +141,25 @@ def options(arguments: list[str], name: str) -> list[str]:
     return [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == name]
 
 
-def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str]) -> str:
+def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) -> str:
     """What `python -m patches apply ROOT --json [--revision R] --service S...` prints on a
-    pristine checkout: the real definitions' paths and patch ids (`patch_ids` overrides some)."""
+    pristine checkout: the real definitions' paths and patch ids. `patch_ids` overrides some; a
+    test of a made-up upstream (no patch set) gives one for every service, else the tool
+    refuses the revision as the real one does."""
     assert arguments[0] == "apply" and "--json" in arguments, arguments
     commit = (options(arguments, "--revision") or [UPSTREAM_COMMIT])[0]
+    services = options(arguments, "--service")
     revision = load().revision(commit)
-    if revision is None:
+    if revision is None and not set(services) <= set(patch_ids):
         raise PatchToolError(f"patches apply: --revision {commit!r} is not a supported upstream")
     files = []
-    for service in options(arguments, "--service"):
-        definition = revision.file(service)
-        assert definition is not None, service
-        patch_id = patch_ids.get(service, definition.patch_id)
+    for service in services:
+        definition = None if revision is None else revision.file(service)
+        patch_id = patch_ids.get(service, None if definition is None else definition.patch_id)
         files.append(
             {
                 "service": service,
-                "path": definition.path,
+                "path": CATALOG[service].dockerfile if definition is None else definition.path,
                 "status": "patched" if patch_id else "untouched",
                 "patchId": patch_id,
             }
@@ -197,7 +200,7 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
     def __init__(
         self,
         gcp_project: str | None,
-        patch_ids: Mapping[str, str] | None = None,
+        patch_ids: Mapping[str, str | None] | None = None,
         patch_failure: str | None = None,
     ) -> None:
         self.gcp_project = gcp_project
@@ -294,7 +297,7 @@ def config_values(config: Mapping[str, object]) -> dict[str, str]:
 
 def new_monitor(
     config: Mapping[str, object],
-    patch_ids: Mapping[str, str] | None = None,
+    patch_ids: Mapping[str, str | None] | None = None,
     patch_failure: str | None = None,
 ) -> RecordingMonitor:
     """A recording monitor whose mocks answer for the configured GCP project."""
@@ -344,7 +347,7 @@ class ProgramRunner:
         self,
         config: Mapping[str, object],
         secrets: Mapping[str, str] | None = None,
-        patch_ids: Mapping[str, str] | None = None,
+        patch_ids: Mapping[str, str | None] | None = None,
         patch_failure: str | None = None,
     ) -> ProgramRun:
         self.monitor = new_monitor(config, patch_ids, patch_failure)
