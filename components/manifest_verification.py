@@ -46,7 +46,7 @@ class ManifestVerification(pulumi.ComponentResource):
     """The verified image, `<repository>@<digest>` (an Index source)."""
     platforms: pulumi.Output[Mapping[str, str]]
     """`{platform: manifest digest}` as the verification read them."""
-    command: command.local.Command
+    verification: command.local.Command
     """The verification Command, for resources that must wait for it."""
 
     def __init__(
@@ -57,7 +57,7 @@ class ManifestVerification(pulumi.ComponentResource):
     ) -> None:
         super().__init__("boutique:manifest_verification:ManifestVerification", name, None, opts)
         self.ref = pulumi.Output.all(args.repository, args.digest).apply(_candidate)
-        self.command = command.local.Command(
+        self.verification = command.local.Command(
             f"{name}-verify",
             create=self.ref.apply(partial(_command, args.python, args.platforms, args.options)),
             # The digest is the image's content: the verification re-runs exactly when a new
@@ -65,7 +65,7 @@ class ManifestVerification(pulumi.ComponentResource):
             triggers=[args.digest],
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.platforms = self.command.stdout.apply(verified_platforms)
+        self.platforms = self.verification.stdout.apply(verified_platforms)
         self.register_outputs({"ref": self.ref, "platforms": self.platforms})
 
 

@@ -138,7 +138,7 @@ class ServiceImage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The tag moves only after every image of the service passed verification.
-                depends_on=[verification.command for verification in verifications],
+                depends_on=[each.verification for each in verifications],
                 # The provider's Index delete removes `<tag>@<digest>` by digest. After a tag
                 # change (a replacement) that digest is often the one the new tag points at, so
                 # the delete would remove the live image; the registry's cleanup policies
