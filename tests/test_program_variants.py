@@ -202,3 +202,32 @@ def test_default_repository_lives_in_gcp_region(program: Program) -> None:
     (repository,) = run.of_type(REPOSITORY)
     assert repository.inputs["location"] == "europe-west1"
     assert tags(run)["frontend"] == f"{REGISTRY}/frontend:v1"
+
+
+def test_local_stack_starts_its_registry_and_verifies_without_cloud_credentials(
+    program: Program,
+) -> None:
+    run = program(stack_config("local"))
+    assert not [r for r in run.registrations if r.type.startswith("gcp:")]
+    (owner,) = [c for c in run.of_type(COMMAND) if " registry ensure " in c.inputs["create"]]
+    verifications = [c for c in run.of_type(COMMAND) if " -m verify " in c.inputs["create"]]
+    assert (
+        sorted(tags(run))
+        == sorted(images(run))
+        == [
+            "checkoutservice",
+            "frontend",
+            "productcatalogservice",
+            "shippingservice",
+        ]
+    )
+    assert len(verifications) == 4
+    for command in verifications:
+        argv = shlex.split(command.inputs["create"])
+        assert argv[3].startswith("127.0.0.1:5000/"), command.urn
+        assert "--deep" in argv and "--gcp" not in argv, command.urn
+    for service, inputs in images(run).items():
+        assert inputs["builder"] == {"name": "boutique-local"}, service
+        assert unwrap(inputs["registries"]) == [], service
+    for index in run.of_type(INDEX):
+        assert owner.urn in index.property_dependencies["tag"], index.urn
