@@ -98,15 +98,19 @@ def bcrypt_htpasswd_line(user: str, password: str) -> str:
     return result.stdout.decode().strip() + "\n"
 
 
-def _registry_config(storage_dir: Path, address: str, htpasswd_file: Path | None) -> str:
+def _registry_config(address: str, htpasswd_file: Path | None) -> str:
     auth = ""
     if htpasswd_file is not None:
         auth = f"auth:\n  htpasswd:\n    realm: boutique-tests\n    path: {htpasswd_file}\n"
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage_dir / 'data'}\n"
-        "  delete:\n    enabled: true\n"
+        # In-memory storage: distribution 2.8's filesystem driver rewrites a tag's link file in
+        # place, and the engine's second push (buildx `--push` with the docker driver pushes once
+        # from BuildKit, then again "with docker") intermittently read it half-written: HEAD
+        # manifests/<tag> answered 500 "invalid checksum digest format". The in-memory driver
+        # serialises every read and write; test images are small.
+        "storage:\n  inmemory: {}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: {address}\n"
         f"{auth}"
     )
@@ -124,7 +128,7 @@ def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) ->
         htpasswd_file.write_text(bcrypt_htpasswd_line(*htpasswd))
     address = f"127.0.0.1:{free_loopback_port()}"
     config_file = storage_dir / "config.yml"
-    config_file.write_text(_registry_config(storage_dir, address, htpasswd_file))
+    config_file.write_text(_registry_config(address, htpasswd_file))
     with (storage_dir / "registry.log").open("wb") as log:
         process = subprocess.Popen(
             [binary, "serve", str(config_file)],
