@@ -5,11 +5,13 @@ Creates:
   it runs on every preview and every up, so a fresh CI runner with existing stack state still gets
   the builder, reconciled with the configured driver, options and native nodes;
 - `command.local.Command` `<name>-builder`, which owns the builder for `pulumi destroy`
-  (its delete removes it) and re-runs the ensure when the spec changes.
+  (its delete removes it) and re-runs the ensure when the spec changes; it starts only once the
+  every-run ensure has finished, so the two never race for the same builder.
 """
 
 import hashlib
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_command as command
@@ -46,7 +48,9 @@ class BuildxBuilder(pulumi.ComponentResource):
         )
         owner = command.local.Command(
             f"{name}-builder",
-            create=ensure,
+            # Same text, but only once the every-run ensure has finished: run at once, both
+            # would create the same builder, and a replacement's delete would remove it mid-ensure.
+            create=ensured.stdout.apply(partial(_once_ensured, ensure)),
             delete=builder_remove_command(args.python, args.name),
             # A spec change replaces the Command (pulumi-command triggers always replace); the
             # content hash, not a timestamp, keeps unchanged specs from replacing it.
@@ -65,3 +69,8 @@ def _ensured_name(outputs: list[str]) -> str:
     if len(names) != 1:
         raise ValueError(f"builder ensure reported different builders: {sorted(names)}")
     return names.pop()
+
+
+def _once_ensured(line: str, ensured_stdout: str) -> str:
+    """`line`, as an Output that resolves only after the ensure printed `ensured_stdout`."""
+    return line

@@ -6,12 +6,14 @@ Creates:
   (after a reboot, or on a fresh checkout with existing stack state) before any Image pushes;
 - `command.local.Command` `<name>-registry`, which owns the registry for `pulumi destroy` (its
   delete stops what the ensure started; the pushed images stay in the data directory) and ensures
-  it again when the address or the data directory changes.
+  it again when the address or the data directory changes; it starts only once the every-run
+  ensure has finished, so the two never race for the same address.
 """
 
 import hashlib
 import shlex
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_command as command
@@ -64,7 +66,9 @@ class LocalRegistry(pulumi.ComponentResource):
         where = f"{args.address}\0{args.data_dir}"
         owner = command.local.Command(
             f"{name}-registry",
-            create=ensure,
+            # Same text, but only once the every-run ensure has finished: run at once, both
+            # would create the same registry, and a replacement's delete would remove it mid-ensure.
+            create=ensured.stdout.apply(partial(_once_ensured, ensure)),
             delete=registry_remove_command(args.python, args.address, args.data_dir),
             # A new address or data directory replaces the Command (pulumi-command triggers always
             # replace); a content hash, not a timestamp, keeps an unchanged registry in place.
@@ -84,3 +88,8 @@ def _ensured_address(outputs: list[str]) -> str:
     if len(addresses) != 1:
         raise ValueError(f"registry ensure reported different addresses: {sorted(addresses)}")
     return addresses.pop()
+
+
+def _once_ensured(line: str, ensured_stdout: str) -> str:
+    """`line`, as an Output that resolves only after the ensure printed `ensured_stdout`."""
+    return line
