@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
 
 PROJECT = "boutique-multiarch"
@@ -256,21 +257,22 @@ def parse_settings(
             "only with strategy perPlatform (a multi-platform build uses one builder; "
             "use builder.nodes for native nodes)",
         )
+    cache = _parse_bool(_key("cache"), _decode(raw, "cache", True))
     return Settings(
         services=services,
         platforms=platforms,
         tag=_parse_tag(_decode(raw, "tag", "v1", json_text=False)),
-        destination=_parse_destination(raw, gcp, registry_password_set),
+        destination=_parse_destination(raw, gcp, registry_password_set, cache),
         builder=builder,
         source=_parse_source(_decode(raw, "source", {})),
-        cache=_parse_bool(_key("cache"), _decode(raw, "cache", True)),
+        cache=cache,
         verify=_parse_verify(_decode(raw, "verify", {}), services),
         strategy=strategy,
     )
 
 
 def _parse_destination(
-    raw: Mapping[str, str], gcp: Mapping[str, str], registry_password_set: bool
+    raw: Mapping[str, str], gcp: Mapping[str, str], registry_password_set: bool, cache: bool
 ) -> ArtifactRegistry | ExternalRegistry:
     registry = _decode(raw, "registry", None)
     if registry is None:
@@ -281,7 +283,7 @@ def _parse_destination(
             raise ConfigError("gcp:project", _UNSET, "a GCP project id (or configure `registry`)")
         return ArtifactRegistry(
             project=project,
-            repository=_parse_repository(_decode(raw, "repository", {}), gcp.get("region")),
+            repository=_parse_repository(_decode(raw, "repository", {}), gcp.get("region"), cache),
             writers=_parse_members("writers", _decode(raw, "writers", [])),
             readers=_parse_members("readers", _decode(raw, "readers", [])),
         )
@@ -330,7 +332,9 @@ def _parse_bool(key: str, value: Any) -> bool:
 
 
 def _parse_int(key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, str) and value.isdigit():
+    # `pulumi config set --path` may store nested integers as strings; ASCII digits only
+    # (str.isdigit also accepts digits int() refuses, such as '²').
+    if isinstance(value, str) and re.fullmatch(r"[0-9]+", value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(key, value, f"an integer >= {minimum}")
@@ -338,7 +342,8 @@ def _parse_int(key: str, value: Any, minimum: int) -> int:
 
 
 def _parse_str(key: str, value: Any, pattern: re.Pattern[str], allowed: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    # fullmatch: `$` would also accept a trailing newline, which then reaches tags and commands.
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ConfigError(key, value, allowed)
     return value
 
@@ -404,7 +409,9 @@ def _parse_members(name: str, value: Any) -> tuple[str, ...]:
     for index, member in enumerate(_parse_list(key, value, "IAM members")):
         item_key = f"{key}[{index}]"
         valid = isinstance(member, str) and any(
-            member.startswith(prefix) and len(member) > len(prefix) and " " not in member
+            member.startswith(prefix)
+            and len(member) > len(prefix)
+            and not any(character.isspace() for character in member)
             for prefix in IAM_MEMBER_PREFIXES
         )
         if not valid:
@@ -422,15 +429,15 @@ def _parse_string_map(
         raise ConfigError(key, value, "an object of string values")
     for name, item in value.items():
         if (
-            not key_pattern.match(name)
+            not key_pattern.fullmatch(name)
             or not isinstance(item, str)
-            or not value_pattern.match(item)
+            or not value_pattern.fullmatch(item)
         ):
             raise ConfigError(f"{key}.{name}", item, rule)
     return MappingProxyType(dict(sorted(value.items())))
 
 
-def _parse_repository(value: Any, region: str | None) -> RepositorySettings:
+def _parse_repository(value: Any, region: str | None, cache: bool) -> RepositorySettings:
     key = _key("repository")
     fields = ("id", "location", "description", "labels", "immutableTags", "cleanup", "protect")
     repository = _parse_object(key, value, fields)
@@ -440,7 +447,7 @@ def _parse_repository(value: Any, region: str | None) -> RepositorySettings:
             f"{key}.location", _UNSET, "a region such as europe-west1 (or gcp:region)"
         )
     cleanup = repository.get("cleanup")
-    return RepositorySettings(
+    settings = RepositorySettings(
         id=_parse_str(
             f"{key}.id",
             repository.get("id", "online-boutique"),
@@ -465,6 +472,15 @@ def _parse_repository(value: Any, region: str | None) -> RepositorySettings:
         cleanup=None if cleanup is None else _parse_cleanup(f"{key}.cleanup", cleanup),
         protect=_parse_bool(f"{key}.protect", repository.get("protect", True)),
     )
+    cache_id = f"{settings.id}{CACHE_REPOSITORY_SUFFIX}"
+    if settings.immutable_tags and cache and not _REPOSITORY_ID.fullmatch(cache_id):
+        raise ConfigError(
+            f"{key}.id",
+            settings.id,
+            f"at most {63 - len(CACHE_REPOSITORY_SUFFIX)} characters with immutableTags and the "
+            f"cache on (the build cache goes to the repository `<id>{CACHE_REPOSITORY_SUFFIX}`)",
+        )
+    return settings
 
 
 def _parse_description(key: str, value: Any) -> str:

@@ -159,6 +159,17 @@ def test_cleanup_policies_never_delete_untagged_versions() -> None:
     assert (delete.action, delete.tag_state, delete.older_than) == ("DELETE", "TAGGED", "172800s")
 
 
+def test_a_long_repository_id_needs_room_for_the_cache_repository_only_when_it_exists() -> None:
+    longest = "r" * 57
+    with_cache = parse(repository={"id": longest, "immutableTags": True})
+    assert isinstance(with_cache.destination, ArtifactRegistry)
+    assert with_cache.destination.repository.id == longest
+    # No cache, no `<id>-cache` repository: the full 63 characters are allowed.
+    no_cache = parse(cache=False, repository={"id": "r" * 63, "immutableTags": True})
+    assert isinstance(no_cache.destination, ArtifactRegistry)
+    assert no_cache.destination.repository.id == "r" * 63
+
+
 def test_registry_alternative_needs_no_gcp_project() -> None:
     settings = parse(
         gcp={}, password=True, registry={"address": "127.0.0.1:5000/boutique", "username": "ci"}
@@ -198,6 +209,46 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
     ({"tag": "-v1"}, None, False, f"{P}:tag", "a Docker tag"),
     ({"tag": "v" * 129}, None, False, f"{P}:tag", "at most 128"),
     ({"tag": "v1:latest"}, None, False, f"{P}:tag", "a Docker tag"),
+    # A trailing newline once passed every `^...$` pattern and reached tags and command lines.
+    ({"tag": "v1\n"}, None, False, f"{P}:tag", "a Docker tag"),
+    ({"writers": ["user:a@b.c\n"]}, None, False, f"{P}:writers[0]", "an IAM member"),
+    (
+        {"source": {"commit": "5f4ccc7d1c4312c72e97cba777c4f6a586026e59\n"}},
+        None,
+        False,
+        f"{P}:source.commit",
+        "a full 40-character",
+    ),
+    (
+        {"repository": {"labels": {"env": "dev\n"}}},
+        None,
+        False,
+        f"{P}:repository.labels.env",
+        "GCP labels",
+    ),
+    (
+        {"builder": {"driverOpts": {"network": "host\n"}}},
+        None,
+        False,
+        f"{P}:builder.driverOpts.network",
+        "without commas or whitespace",
+    ),
+    # The cache repository `<id>-cache` must be a valid repository id too.
+    (
+        {"repository": {"id": "r" * 58, "immutableTags": True}},
+        None,
+        False,
+        f"{P}:repository.id",
+        "at most 57 characters with immutableTags",
+    ),
+    # int() refuses '²' although str.isdigit() accepts it: one ConfigError, not a ValueError.
+    (
+        {"repository": {"cleanup": {"keepCount": "²"}}},
+        None,
+        False,
+        f"{P}:repository.cleanup.keepCount",
+        "an integer >= 1",
+    ),
     ({"writers": ["alice@example.com"]}, None, False, f"{P}:writers[0]", "user:, serviceAccount:"),
     ({"readers": ["domain:example.com"]}, None, False, f"{P}:readers[0]", "principalSet://"),
     ({"writers": ["user:a@b.c", "user:a@b.c"]}, None, False, f"{P}:writers[1]", "at most once"),
