@@ -642,12 +642,17 @@ def _parse_registry(value: Any) -> ExternalRegistry:
         raise ConfigError(f"{key}.username", username, "a non-empty user name")
     start = _parse_bool(f"{key}.start", registry.get("start", False))
     external = ExternalRegistry(address=address, username=username, start=start)
-    if start and not _is_loopback(external.host):
+    port = external.host.partition(":")[2]
+    if port and not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}.address", address, "a port from 1 to 65535")
+    # The registry the stack starts listens on this port: it must be given (host registry
+    # ensure refuses an address without one).
+    if start and not (port and _is_loopback(external.host)):
         raise ConfigError(
             f"{key}.start",
             True,
-            f"true only with a loopback registry.address (127.0.0.1:PORT or localhost:PORT), "
-            f"not {external.host}",
+            f"true only with a loopback registry.address with a port (127.0.0.1:PORT or "
+            f"localhost:PORT), not {external.host}",
         )
     return external
 

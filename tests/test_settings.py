@@ -514,6 +514,21 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
         f"{P}:registry.start",
         "only with a loopback registry.address",
     ),
+    # `python -m host registry ensure` needs a port to listen on.
+    (
+        {"registry": {"address": "127.0.0.2", "start": True}},
+        {},
+        False,
+        f"{P}:registry.start",
+        "only with a loopback registry.address with a port",
+    ),
+    (
+        {"registry": {"address": "127.0.0.1:99999"}},
+        {},
+        False,
+        f"{P}:registry.address",
+        "a port from 1 to 65535",
+    ),
     (
         {"registry": {"address": "127.0.0.1:5000", "start": "yes"}},
         {},
@@ -570,7 +585,9 @@ def test_per_platform_builders_are_builders_of_their_own() -> None:
     assert list(settings.builder.platform_builders) == ["linux/arm64"]
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1:5000", "localhost:5000/boutique", "127.0.0.2"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1:5000", "localhost:5000/boutique", "127.0.0.2:65535"]
+)
 def test_a_registry_is_started_only_on_loopback(address: str) -> None:
     settings = parse(gcp={}, registry={"address": address, "start": True})
     assert isinstance(settings.destination, ExternalRegistry)
