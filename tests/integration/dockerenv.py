@@ -36,6 +36,7 @@ MANIFEST_MEDIA_TYPES = (
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 
 REGISTRY_START_TIMEOUT_S = 20.0
+PORT_ATTEMPTS = 3
 BUILD_TIMEOUT_S = 3600
 
 
@@ -126,19 +127,28 @@ def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) ->
     if htpasswd is not None:
         htpasswd_file = storage_dir / "htpasswd"
         htpasswd_file.write_text(bcrypt_htpasswd_line(*htpasswd))
-    address = f"127.0.0.1:{free_loopback_port()}"
-    config_file = storage_dir / "config.yml"
-    config_file.write_text(_registry_config(address, htpasswd_file))
-    with (storage_dir / "registry.log").open("wb") as log:
-        process = subprocess.Popen(
-            [binary, "serve", str(config_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    registry = Registry(address, storage_dir, htpasswd, process)
-    _wait_until_serving(registry)
-    return registry
+    # The free port is released before the registry binds it, so any outgoing connection may
+    # take it in between (ephemeral ports come from the same range): then try another port.
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        address = f"127.0.0.1:{free_loopback_port()}"
+        config_file = storage_dir / "config.yml"
+        config_file.write_text(_registry_config(address, htpasswd_file))
+        with (storage_dir / "registry.log").open("wb") as log:
+            process = subprocess.Popen(
+                [binary, "serve", str(config_file)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        registry = Registry(address, storage_dir, htpasswd, process)
+        try:
+            _wait_until_serving(registry)
+        except ToolchainError:
+            if attempt < PORT_ATTEMPTS and "address already in use" in registry.log():
+                continue
+            raise
+        return registry
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _wait_until_serving(registry: Registry) -> None:

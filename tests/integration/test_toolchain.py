@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import subprocess
 import urllib.error
 from pathlib import Path
 
 import pytest
 
+from tests.integration import dockerenv
 from tests.integration.conftest import BuildxBuild, RegistryFactory
 from tests.integration.dockerenv import (
     ATTESTATION_ANNOTATION,
@@ -163,3 +165,22 @@ def test_htpasswd_registry_rejects_wrong_password_and_accepts_right_one(
 
     body, _ = registry_get(registry, "_catalog", credentials=("tester", password))
     assert json.loads(body) == {"repositories": []}
+
+
+def test_registry_start_moves_to_another_port_when_its_port_was_taken(
+    registry_factory: RegistryFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The port chosen for a registry is free when chosen and may be taken before it binds.
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = int(squatter.getsockname()[1])
+        ports = iter([taken])
+        real_free_port = dockerenv.free_loopback_port
+        monkeypatch.setattr(dockerenv, "free_loopback_port", lambda: next(ports, real_free_port()))
+
+        registry = registry_factory()
+
+        assert registry.address != f"127.0.0.1:{taken}"
+        body, _ = registry_get(registry, "_catalog")
+        assert json.loads(body) == {"repositories": []}
