@@ -216,6 +216,23 @@ def _builder_platforms(inspect_output: str) -> set[str]:
     return platforms
 
 
+def buildx_command(context_dir: Path, platforms: Sequence[str], *options: str) -> list[str]:
+    """`docker buildx build` of `context_dir` for `platforms` with the default docker driver."""
+    return [
+        *("docker", "buildx", "build", "--builder", "default", "--progress", "plain"),
+        *("--platform", ",".join(platforms)),
+        *options,
+        str(context_dir),
+    ]
+
+
+def split_ref(ref: str) -> tuple[str, str, str]:
+    """ "127.0.0.1:5000/base/busybox:1" -> ("127.0.0.1:5000", "base/busybox", "1")."""
+    address, _, rest = ref.partition("/")
+    repository, _, tag = rest.rpartition(":")
+    return address, repository, tag
+
+
 def buildx_build(
     context_dir: Path,
     tag: str,
@@ -226,24 +243,12 @@ def buildx_build(
     returns the pushed digest (the index digest for a multi-platform build)."""
     with tempfile.TemporaryDirectory(prefix="buildx-metadata-") as metadata_dir:
         metadata_file = Path(metadata_dir) / "metadata.json"
-        command = [
-            "docker",
-            "buildx",
-            "build",
-            "--builder",
-            "default",
-            "--progress",
-            "plain",
-            "--platform",
-            ",".join(platforms),
-            "--tag",
-            tag,
-            "--push",
-            "--metadata-file",
-            str(metadata_file),
+        command = buildx_command(
+            context_dir,
+            platforms,
+            *("--tag", tag, "--push", "--metadata-file", str(metadata_file)),
             *extra_args,
-            str(context_dir),
-        ]
+        )
         result = _run(command, timeout=BUILD_TIMEOUT_S)
         if result.returncode != 0:
             raise BuildError(

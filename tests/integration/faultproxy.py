@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.integration.tokenserver import TokenServer
 
 CHUNK_BYTES = 1 << 20
@@ -63,8 +64,7 @@ class FaultProxy:
 
     @property
     def address(self) -> str:
-        assert self._server is not None
-        return f"127.0.0.1:{self._server.server_port}"
+        return address_of(self._server)
 
     def fail_next(self, path_pattern: str, status: int, count: int) -> None:
         """Answer the next ``count`` requests whose path matches with ``status``."""
@@ -92,16 +92,11 @@ class FaultProxy:
             ]
 
     def start(self) -> FaultProxy:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = serve(_handler_for(self))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        shut_down(self._server)
 
     def _take_fault(self, path: str) -> int | None:
         with self._lock:

@@ -23,9 +23,11 @@ from tests.integration.dockerenv import (
     INDEX_MEDIA_TYPES,
     MANIFEST_MEDIA_TYPES,
     Registry,
+    buildx_command,
     image_platforms,
     read_manifest,
     registry_get,
+    split_ref,
 )
 
 # ELF e_machine values: what the kernel (or QEMU) needs to run a binary.
@@ -40,30 +42,10 @@ def elf_machine(binary: Path) -> int:
     return int.from_bytes(header[18:20], "little")
 
 
-def split_ref(ref: str) -> tuple[str, str, str]:
-    """ "127.0.0.1:5000/base/busybox:1" -> ("127.0.0.1:5000", "base/busybox", "1")."""
-    address, _, rest = ref.partition("/")
-    repository, _, tag = rest.rpartition(":")
-    return address, repository, tag
-
-
 def build_to_directory(context_dir: Path, dest: Path) -> None:
     """Builds both platforms and exports each root filesystem to dest/linux_<arch>/."""
     result = subprocess.run(
-        [
-            "docker",
-            "buildx",
-            "build",
-            "--builder",
-            "default",
-            "--progress",
-            "plain",
-            "--platform",
-            ",".join(UNAME_MACHINES),
-            "--output",
-            f"type=local,dest={dest}",
-            str(context_dir),
-        ],
+        buildx_command(context_dir, list(UNAME_MACHINES), "--output", f"type=local,dest={dest}"),
         capture_output=True,
         text=True,
         timeout=600,

@@ -29,7 +29,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import BuildxBuild, RegistryFactory
-from tests.integration.dockerenv import REPO_ROOT, Registry, image_platforms, read_manifest
+from tests.integration.dockerenv import (
+    REPO_ROOT,
+    Registry,
+    image_platforms,
+    read_manifest,
+    split_ref,
+)
 from tests.integration.faultproxy import CORRUPT, CUT, FaultProxy
 from tests.integration.registrycopy import copy_image
 from tests.integration.tokenserver import TokenServer
@@ -176,12 +182,6 @@ def run_verify(environ: dict[str, str], *args: str) -> Run:
     return Run(result.returncode, result.stdout, result.stderr)
 
 
-def _split(ref: str) -> tuple[str, str, str]:
-    address, _, rest = ref.partition("/")
-    repository, _, tag = rest.rpartition(":")
-    return address, repository, tag
-
-
 def _via(proxy: FaultProxy, ref: str) -> str:
     """The same reference, addressed through the proxy."""
     return proxy.address + ref[ref.index("/") :]
@@ -200,7 +200,7 @@ def proxy(registry: Registry) -> Iterator[FaultProxy]:
 def test_correct_image_passes_shallow_and_deep(
     images: Images, clean_environment: dict[str, str]
 ) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     _, index = read_manifest(images.registry, repository, tag)
     expected_digests = image_platforms(index)
 
@@ -237,7 +237,7 @@ def test_docker_media_types_index_passes(images: Images, clean_environment: dict
     assert run.exit_code == 0, run.stderr
     assert run.document["mediaType"] == DOCKER_MANIFEST_LIST
     assert run.document["attestations"] == 0
-    _, repository, _ = _split(images.dockertypes)
+    _, repository, _ = split_ref(images.dockertypes)
     child = run.platform("linux/arm64")["digest"]
     media_type, _ = read_manifest(images.registry, repository, str(child))
     assert media_type == DOCKER_MANIFEST
@@ -273,7 +273,7 @@ def test_zstd_and_uncompressed_layers_are_scanned(
         images.base,
         extra_args=("--output", output),
     )
-    _, repository, _ = _split(tag)
+    _, repository, _ = split_ref(tag)
     _, index = read_manifest(images.registry, repository, "1")
     _, manifest = read_manifest(images.registry, repository, image_platforms(index)["linux/arm64"])
     assert {layer["mediaType"] for layer in manifest["layers"]} == {layer_type}
@@ -287,7 +287,7 @@ def test_zstd_and_uncompressed_layers_are_scanned(
 
 def test_pinned_digest_reference(images: Images, clean_environment: dict[str, str]) -> None:
     digest = run_verify(clean_environment, images.good, "--json").document["digest"]
-    address, repository, _ = _split(images.good)
+    address, repository, _ = split_ref(images.good)
     run = run_verify(clean_environment, f"{address}/{repository}@{digest}", "--json")
     assert run.exit_code == 0, run.stderr
     assert run.document["digest"] == digest
@@ -424,7 +424,7 @@ def _entry(index: dict, platform: str, claimed: str) -> dict:
 def test_index_entry_that_its_config_contradicts_fails(
     images: Images, clean_environment: dict[str, str]
 ) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     _, index = read_manifest(images.registry, repository, tag)
     entries = [
         _entry(index, "linux/amd64", "linux/amd64"),
@@ -442,7 +442,7 @@ def test_index_entry_that_its_config_contradicts_fails(
 
 
 def test_platform_listed_twice_fails(images: Images, clean_environment: dict[str, str]) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     _, index = read_manifest(images.registry, repository, tag)
     entries = [
         _entry(index, "linux/amd64", "linux/amd64"),
@@ -474,7 +474,7 @@ def test_missing_tag_exits_2_and_prints_no_json(
 @pytest.fixture(scope="module")
 def protected_registry(images: Images, registry_factory: RegistryFactory) -> Registry:
     protected = registry_factory(htpasswd=("alice", PASSWORD))
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     copy_image(images.registry, protected, repository, tag)
     return protected
 
@@ -555,7 +555,7 @@ def test_gcp_flag_uses_application_default_credentials(
     ).start()
     try:
         gcp_like = registry_factory(htpasswd=("oauth2accesstoken", "ya29.test"))
-        _, repository, tag = _split(images.good)
+        _, repository, tag = split_ref(images.good)
         copy_image(images.registry, gcp_like, repository, tag)
         adc = tmp_path / "adc.json"
         _service_account_key(adc, email, tokens.oauth_uri)
@@ -581,7 +581,7 @@ def test_bearer_token_flow(
         environ = {**clean_environment, "REGISTRY_USERNAME": "bob", "REGISTRY_PASSWORD": PASSWORD}
         run = run_verify(environ, ref, "--deep", "--json")
         assert run.exit_code == 0, run.stderr
-        _, repository, _ = _split(images.good)
+        _, repository, _ = split_ref(images.good)
         assert set(tokens.issued.values()) == {f"repository:{repository}:pull"}
         assert proxy.requests_to("/manifests/", status=401)
         assert all(entry.status == 200 for entry in proxy.requests_to("/blobs/")), (
@@ -603,7 +603,7 @@ def test_bearer_token_flow(
 def test_503_twice_then_success_is_retried(
     images: Images, proxy: FaultProxy, clean_environment: dict[str, str]
 ) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     top = f"/v2/{repository}/manifests/{tag}$"
     proxy.fail_next(top, 503, 2)
     run = run_verify(clean_environment, _via(proxy, images.good), "--json")
@@ -625,7 +625,7 @@ def test_persistent_503_gives_up_with_exit_2(
 def test_layer_download_cut_off_midway_is_restarted(
     images: Images, proxy: FaultProxy, clean_environment: dict[str, str]
 ) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     _, index = read_manifest(images.registry, repository, tag)
     arm64 = image_platforms(index)["linux/arm64"]
     _, manifest = read_manifest(images.registry, repository, arm64)
@@ -645,7 +645,7 @@ def test_layer_download_cut_off_midway_is_restarted(
 def test_content_that_does_not_match_its_digest_is_refused(
     blob: str, images: Images, proxy: FaultProxy, clean_environment: dict[str, str]
 ) -> None:
-    _, repository, tag = _split(images.good)
+    _, repository, tag = split_ref(images.good)
     _, index = read_manifest(images.registry, repository, tag)
     _, manifest = read_manifest(images.registry, repository, image_platforms(index)["linux/arm64"])
     digest = manifest["config"]["digest"] if blob == "config" else manifest["layers"][-1]["digest"]
@@ -666,7 +666,7 @@ def test_shared_layers_are_downloaded_once_per_run(
     refs = [images.base, images.defect, images.good]
     references: dict[str, int] = {}
     for ref in refs:
-        _, repository, tag = _split(ref)
+        _, repository, tag = split_ref(ref)
         _, index = read_manifest(images.registry, repository, tag)
         for digest in image_platforms(index).values():
             _, manifest = read_manifest(images.registry, repository, digest)

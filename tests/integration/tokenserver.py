@@ -16,10 +16,11 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from tests.integration.loopbackserver import address_of, serve, shut_down
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # google-auth always addresses service-account assertions to Google's token endpoint.
@@ -42,8 +43,7 @@ class TokenServer:
 
     @property
     def address(self) -> str:
-        assert self._server is not None
-        return f"127.0.0.1:{self._server.server_port}"
+        return address_of(self._server)
 
     @property
     def realm(self) -> str:
@@ -54,16 +54,11 @@ class TokenServer:
         return f"http://{self.address}/oauth2"
 
     def start(self) -> TokenServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = serve(_handler_for(self))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        shut_down(self._server)
 
 
 def _assertion_is_for(assertion: str, issuer: str, audience: str) -> bool:

@@ -1,0 +1,27 @@
+"""Threaded HTTP servers on free 127.0.0.1 ports: the tests' stand-in proxy and token server."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """Start answering with `handler` on a free loopback port, in background daemon threads."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def address_of(server: ThreadingHTTPServer | None) -> str:
+    """ "127.0.0.1:PORT" of a started server."""
+    assert server is not None, "the server was not started"
+    return f"127.0.0.1:{server.server_port}"
+
+
+def shut_down(server: ThreadingHTTPServer | None) -> None:
+    """Stop serving and close the socket (nothing to do for a server never started)."""
+    if server is not None:
+        server.shutdown()
+        server.server_close()
