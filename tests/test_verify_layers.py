@@ -68,8 +68,11 @@ def test_decompression_is_chosen_by_magic_bytes(compress: Callable[[bytes], byte
 def test_large_incompressible_member_is_skipped_in_chunks() -> None:
     noise = os.urandom(3 * CHUNK_BYTES + 12345)
     layer = tar_bytes([Entry("blob.bin", noise), Entry("after", elf_header(AARCH64))])
-    scan = scan_tar(decompressed(io.BytesIO(gzip_bytes(layer))))
+    source = _CountingSource(gzip_bytes(layer))
+    scan = scan_tar(decompressed(source))
     assert scan.elf_files == (ElfFile("/after", AARCH64),)
+    # The compressed blob is over 3 MiB; it is pulled from the network side in bounded reads.
+    assert 0 < source.largest_read <= CHUNK_BYTES
 
 
 class _CountingSource:
