@@ -287,10 +287,15 @@ def _parse_destination(
             writers=_parse_members("writers", _decode(raw, "writers", [])),
             readers=_parse_members("readers", _decode(raw, "readers", [])),
         )
-    for key in ("repository", "writers", "readers"):
-        if raw.get(key) is not None:
+    if raw.get("repository") is not None:
+        raise ConfigError(
+            _key("repository"), _decode(raw, "repository", None), "unset when `registry` is set"
+        )
+    # The CLI hands the program Pulumi.yaml's default `[]` for an unset key: empty is unset.
+    for key in ("writers", "readers"):
+        if _decode(raw, key, []) != []:
             raise ConfigError(
-                _key(key), _decode(raw, key, None), "unset when `registry` is configured"
+                _key(key), _decode(raw, key, None), "unset or [] when `registry` is set"
             )
     external = _parse_registry(registry)
     if external.username is not None and not registry_password_set:

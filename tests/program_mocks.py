@@ -374,11 +374,16 @@ DEV_CONFIG: dict[str, object] = {
 
 
 def stack_config(stack: str) -> dict[str, object]:
-    """The `config:` of Pulumi.<stack>.yaml, as the program would receive it."""
+    """The `config:` of Pulumi.<stack>.yaml, as the program would receive it: the CLI adds the
+    default of every key Pulumi.yaml declares that the stack leaves unset."""
     import yaml
 
-    text = (ROOT / f"Pulumi.{stack}.yaml").read_text()
-    return dict(yaml.safe_load(text)["config"])
+    declared = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    config = dict(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+    for key, declaration in declared.items():
+        if "default" in declaration:
+            config.setdefault(f"{PROJECT}:{key}", declaration["default"])
+    return config
 
 
 def longest_chain(registrations: list[Registration]) -> list[str]:

@@ -14,7 +14,6 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pytest
-import yaml
 from pulumi.runtime.settings import set_root_resource
 
 from components.local_registry import (
@@ -26,7 +25,7 @@ from components.local_registry import (
 )
 from host.results import RegistryResult
 from plan.settings import CONFIG_KEYS, PROJECT, ExternalRegistry, parse_settings
-from tests.program_mocks import ROOT, RecordingMonitor, Registration
+from tests.program_mocks import RecordingMonitor, Registration, stack_config
 
 ADDRESS = "127.0.0.1:5000"
 DATA_DIR = ".cache/local-registry"
@@ -137,7 +136,8 @@ def test_ensures_that_disagree_are_an_error() -> None:
 
 
 def test_local_stack_file_parses_into_a_started_loopback_registry() -> None:
-    config = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())["config"]
+    # With the defaults of Pulumi.yaml, as the CLI hands the stack's config to the program.
+    config = stack_config("local")
     prefix = f"{PROJECT}:"
     assert all(key.startswith(prefix) for key in config), "no gcp: or other namespace"
     raw = {

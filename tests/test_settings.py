@@ -22,7 +22,7 @@ from plan.settings import (
     VerifySettings,
     parse_settings,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, stack_config
 
 GCP = {"project": "boutique-dev-123456", "region": "europe-west1"}
 P = "boutique-multiarch"
@@ -77,14 +77,17 @@ def test_pulumi_yaml_is_a_python_project_with_pip_and_a_virtualenv() -> None:
 
 def test_stack_files_parse_into_valid_settings() -> None:
     for stack in ("dev", "prod"):
-        config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+        # With the defaults of Pulumi.yaml, as the CLI hands the stack's config to the program.
+        config = stack_config(stack)
         raw = {
             key.split(":", 1)[1]: value if isinstance(value, str) else json.dumps(value)
             for key, value in config.items()
             if key.startswith(f"{P}:")
         }
         gcp = {
-            key.split(":", 1)[1]: value for key, value in config.items() if key.startswith("gcp:")
+            key.split(":", 1)[1]: str(value)
+            for key, value in config.items()
+            if key.startswith("gcp:")
         }
         settings = parse_settings(raw, gcp, registry_password_set=False)
         assert isinstance(settings.destination, ArtifactRegistry), stack
@@ -168,6 +171,12 @@ def test_a_long_repository_id_needs_room_for_the_cache_repository_only_when_it_e
     no_cache = parse(cache=False, repository={"id": "r" * 63, "immutableTags": True})
     assert isinstance(no_cache.destination, ArtifactRegistry)
     assert no_cache.destination.repository.id == "r" * 63
+
+
+def test_registry_alternative_accepts_the_empty_member_lists_pulumi_yaml_defaults_to() -> None:
+    # The CLI passes every key Pulumi.yaml declares with a default, `writers: []` included.
+    settings = parse(gcp={}, registry={"address": "127.0.0.1:5000"}, writers=[], readers=[])
+    assert settings.destination == ExternalRegistry("127.0.0.1:5000", username=None, start=False)
 
 
 def test_registry_alternative_needs_no_gcp_project() -> None:
@@ -401,7 +410,14 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
         {},
         False,
         f"{P}:writers",
-        "unset when `registry`",
+        "unset or [] when `registry`",
+    ),
+    (
+        {"registry": {"address": "r.example.com"}, "readers": "user:a@b.c"},
+        {},
+        False,
+        f"{P}:readers",
+        "unset or [] when `registry`",
     ),
     (
         {"registry": {"address": "r.example.com"}, "repository": {"id": "x"}},
