@@ -21,8 +21,11 @@ class RegistryTarget:
     """The registry path images go under, the cache's, and the credentials for both."""
 
     registry: pulumi.Input[str]
+    """Registry path images are pushed under (`<host>[/path]`); the `registry` stack output."""
     cache_registry: pulumi.Input[str] | None
+    """Registry path of the build cache; None when `cache` is off."""
     login: RegistryLogin | None
+    """Push credentials (password a secret Output), or None for an anonymous registry."""
     verify_gcp: bool
     """Whether the verification authenticates with Application Default Credentials."""
 

@@ -194,6 +194,7 @@ class ArtifactRegistry:
     project: str
     """`gcp:project`, where the repository lives."""
     repository: RepositorySettings
+    """The repository's id, location, labels, tag mutability, cleanup and protection."""
     writers: tuple[str, ...]
     """Members granted `roles/artifactregistry.writer` on the repository."""
     readers: tuple[str, ...]
@@ -225,14 +226,21 @@ class Settings:
     """Everything the program needs from the stack configuration, validated."""
 
     services: tuple[Service, ...]
+    """The services to build, in the configured order."""
     platforms: tuple[str, ...]
+    """Platforms of every image, each at most once."""
     tag: str
+    """The tag every service's Index publishes."""
     destination: ArtifactRegistry | ExternalRegistry
     """Artifact Registry, or an existing registry (then no GCP resource is declared)."""
     builder: BuilderSettings
+    """The buildx builder (with native nodes and per-platform builders)."""
     source: GitSource | PathSource
+    """Where the upstream source comes from."""
     cache: bool
+    """Whether builds read and write a registry cache."""
     verify: VerifySettings
+    """How each pushed digest is verified before its tag moves."""
     strategy: str
     """One of STRATEGIES."""
 
