@@ -45,6 +45,10 @@ PROBE_TIMEOUT_S = 2.0
 
 _API_VERSION_HEADER = "Docker-Distribution-API-Version"
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Probes loopback directly: an `http_proxy` in the environment (CI runners behind a proxy)
+would otherwise receive them, and its answer is never the registry's."""
+
 
 @dataclass(frozen=True)
 class LoopbackAddress:
@@ -165,7 +169,7 @@ def _answers(address: LoopbackAddress) -> bool:
     else listening there is an error: starting a registry on that port would fail."""
     request = urllib.request.Request(f"{address.url}/v2/")
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S) as response:
+        with _DIRECT.open(request, timeout=PROBE_TIMEOUT_S) as response:
             headers = response.headers
     except urllib.error.HTTPError as error:
         # 401: a registry with authentication is still a registry (and says so in this header).

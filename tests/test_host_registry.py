@@ -120,6 +120,27 @@ def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> 
 
 
 @pytest.mark.registry
+def test_an_http_proxy_in_the_environment_is_not_asked_about_loopback(
+    address: str, tmp_path: Path
+) -> None:
+    # Port 9 (discard) refuses connections: a probe sent to this proxy never reaches a registry.
+    proxy = "http://127.0.0.1:9"
+    env = {**os.environ, "http_proxy": proxy, "HTTP_PROXY": proxy}
+    env.pop("no_proxy", None)
+    env.pop("NO_PROXY", None)
+    data_dir = str(tmp_path / "registry")
+    try:
+        result = host_registry("ensure", "--address", address, "--data-dir", data_dir, env=env)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["started"] is True
+        again = host_registry("ensure", "--address", address, "--data-dir", data_dir, env=env)
+        assert again.returncode == 0, again.stderr
+        assert json.loads(again.stdout)["started"] is False
+    finally:
+        host_registry("remove", "--address", address, "--data-dir", data_dir)
+
+
+@pytest.mark.registry
 def test_registry_outlives_the_command_and_keeps_images_across_restarts(
     address: str, tmp_path: Path
 ) -> None:
