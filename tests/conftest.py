@@ -9,37 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pulumi.runtime.settings import set_root_resource
 
-from tests.program_mocks import (
-    DEV_CONFIG,
-    MOCK_ACCESS_TOKEN,
-    PATH_CHECKOUT_HEAD,
-    ROOT,
-    ProgramRun,
-    ProgramRunner,
-    Registration,
-    digest_of,
-    is_secret,
-    longest_chain,
-    stack_config,
-    start_program,
-    unwrap,
-)
-
-__all__ = [
-    "DEV_CONFIG",
-    "MOCK_ACCESS_TOKEN",
-    "PATH_CHECKOUT_HEAD",
-    "ROOT",
-    "ProgramRun",
-    "ProgramRunner",
-    "Registration",
-    "digest_of",
-    "is_secret",
-    "longest_chain",
-    "stack_config",
-    "start_program",
-    "unwrap",
-]
+from tests.program_mocks import ROOT, ProgramRunner
 
 
 @pytest.fixture

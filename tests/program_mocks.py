@@ -42,6 +42,15 @@ MOCK_ACCESS_TOKEN = "ya29.mock-access-token"
 PATH_CHECKOUT_HEAD = "a" * 40
 """HEAD the mocked `host checkout --path` reports."""
 
+IMAGE = "docker-build:index:Image"
+INDEX = "docker-build:index:Index"
+COMMAND = "command:local:Command"
+REPOSITORY = "gcp:artifactregistry/repository:Repository"
+IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+"""Resource types the program declares."""
+REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
+"""The registry path of the dev stack's repository, as the mocks answer it."""
+
 
 @dataclass
 class Registration:

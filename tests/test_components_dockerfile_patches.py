@@ -19,7 +19,7 @@ import pytest
 from patches.definitions import load
 from plan.host_commands import interpreter
 from plan.patching import NO_PATCH, PatchedDockerfile, parse_patch_result, patch_command
-from tests.conftest import ROOT
+from tests.program_mocks import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "patches"
 FIXTURE_COMMIT = "a" * 40

@@ -25,12 +25,11 @@ from components.local_registry import (
 )
 from host.results import RegistryResult
 from plan.settings import CONFIG_KEYS, PROJECT, ExternalRegistry, parse_settings
-from tests.program_mocks import RecordingMonitor, Registration, stack_config
+from tests.program_mocks import COMMAND, RecordingMonitor, Registration, stack_config
 
 ADDRESS = "127.0.0.1:5000"
 DATA_DIR = ".cache/local-registry"
 PYTHON = ".venv/bin/python"
-COMMAND = "command:local:Command"
 
 
 def ensure_stdout(command_line: str) -> str:

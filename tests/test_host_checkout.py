@@ -13,7 +13,7 @@ import pytest
 from host.results import CheckoutResult
 from plan.host_commands import checkout_command
 from plan.settings import GitSource, PathSource
-from tests.conftest import ROOT
+from tests.program_mocks import ROOT
 
 DOCKERFILE = "src/emailservice/Dockerfile"
 CART_DOCKERFILE = "src/cartservice/src/Dockerfile"

@@ -22,9 +22,9 @@ import pytest
 
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
-from tests.conftest import ROOT
 from tests.integration.conftest import missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port
+from tests.program_mocks import ROOT
 
 
 def host_registry(

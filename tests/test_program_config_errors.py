@@ -5,7 +5,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from tests.conftest import ProgramRunner
+from tests.program_mocks import ProgramRunner
 from tests.test_settings import BAD_CONFIG, GCP
 
 P = "boutique-multiarch"

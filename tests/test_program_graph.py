@@ -5,7 +5,7 @@ from dataclasses import asdict
 import pytest
 
 from plan.services import CATALOG
-from tests.conftest import DEV_CONFIG, ProgramRun, ProgramRunner, longest_chain, stack_config
+from tests.program_mocks import DEV_CONFIG, ProgramRun, ProgramRunner, longest_chain, stack_config
 
 P = "boutique-multiarch"
 
@@ -54,7 +54,7 @@ def test_longest_chain_does_not_grow_with_the_number_of_services(
 
 
 def test_longest_chain_follows_property_dependencies_through_components() -> None:
-    from tests.conftest import Registration
+    from tests.program_mocks import Registration
 
     def node(
         urn: str, custom: bool, parent: str = "", deps: list[str] | None = None

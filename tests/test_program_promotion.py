@@ -17,9 +17,13 @@ import pytest
 from patches.definitions import load
 from plan.services import CATALOG, DEFAULT_SERVICES
 from plan.settings import UPSTREAM_COMMIT
-from tests.conftest import (
+from tests.program_mocks import (
+    COMMAND,
     DEV_CONFIG,
+    IMAGE,
+    INDEX,
     MOCK_ACCESS_TOKEN,
+    REGISTRY,
     ROOT,
     ProgramRun,
     ProgramRunner,
@@ -32,10 +36,6 @@ from tests.conftest import (
 )
 
 P = "boutique-multiarch"
-IMAGE = "docker-build:index:Image"
-INDEX = "docker-build:index:Index"
-COMMAND = "command:local:Command"
-REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 CHECKOUT = f".cache/upstream/{UPSTREAM_COMMIT}"
 PATCH_LABEL = "dev.boutique-multiarch.patch-id"
 

@@ -9,8 +9,14 @@ import pytest
 from patches.definitions import load
 from plan.services import DEFAULT_SERVICES
 from plan.settings import UPSTREAM_COMMIT
-from tests.conftest import (
+from tests.program_mocks import (
+    COMMAND,
+    IAM_MEMBER,
+    IMAGE,
+    INDEX,
     MOCK_ACCESS_TOKEN,
+    REGISTRY,
+    REPOSITORY,
     ROOT,
     ProgramRun,
     ProgramRunner,
@@ -22,12 +28,6 @@ from tests.conftest import (
     unwrap,
 )
 
-IMAGE = "docker-build:index:Image"
-INDEX = "docker-build:index:Index"
-REPOSITORY = "gcp:artifactregistry/repository:Repository"
-IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
-COMMAND = "command:local:Command"
-REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 CHECKOUT = f".cache/upstream/{UPSTREAM_COMMIT}"
 DEPLOYER = "serviceAccount:deployer@boutique-dev-123456.iam.gserviceaccount.com"
 GKE_NODES = "serviceAccount:gke-nodes@boutique-dev-123456.iam.gserviceaccount.com"

@@ -9,8 +9,12 @@ import pulumi
 import pytest
 
 from plan.services import DEFAULT_SERVICES
-from tests.conftest import (
+from tests.program_mocks import (
+    COMMAND,
     DEV_CONFIG,
+    IMAGE,
+    INDEX,
+    REGISTRY,
     ROOT,
     ProgramRun,
     ProgramRunner,
@@ -20,10 +24,6 @@ from tests.conftest import (
 )
 
 P = "boutique-multiarch"
-IMAGE = "docker-build:index:Image"
-INDEX = "docker-build:index:Index"
-COMMAND = "command:local:Command"
-REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 PER_PLATFORM = {**DEV_CONFIG, f"{P}:strategy": "perPlatform"}
 

@@ -8,9 +8,15 @@ import pulumi
 import pytest
 
 from plan.settings import UPSTREAM_COMMIT
-from tests.conftest import (
+from tests.program_mocks import (
+    COMMAND,
     DEV_CONFIG,
+    IAM_MEMBER,
+    IMAGE,
+    INDEX,
     PATH_CHECKOUT_HEAD,
+    REGISTRY,
+    REPOSITORY,
     ROOT,
     ProgramRun,
     ProgramRunner,
@@ -22,12 +28,6 @@ from tests.conftest import (
 )
 
 P = "boutique-multiarch"
-IMAGE = "docker-build:index:Image"
-INDEX = "docker-build:index:Index"
-REPOSITORY = "gcp:artifactregistry/repository:Repository"
-IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
-COMMAND = "command:local:Command"
-REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 Program = ProgramRunner
 
 

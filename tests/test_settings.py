@@ -22,7 +22,7 @@ from plan.settings import (
     VerifySettings,
     parse_settings,
 )
-from tests.conftest import ROOT, stack_config
+from tests.program_mocks import ROOT, stack_config
 
 GCP = {"project": "boutique-dev-123456", "region": "europe-west1"}
 P = "boutique-multiarch"

@@ -17,7 +17,7 @@ from host.builder import InspectedBuilder, parse_inspect
 from host.results import BuilderResult, CheckoutResult
 from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
 from plan.settings import BuilderNode, BuilderSettings
-from tests.conftest import ROOT, ProgramRunner
+from tests.program_mocks import ROOT, ProgramRunner
 from tests.test_host_checkout import make_upstream
 
 P = "boutique-multiarch"

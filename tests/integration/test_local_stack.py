@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from components.local_registry import registry_ensure_command, registry_remove_command
-from tests.conftest import ROOT
 from tests.integration.conftest import BuildxBuild, missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port, remove_local_images
+from tests.program_mocks import ROOT
 
 LOCAL_UP = ROOT / "scripts" / "local-up"
 
