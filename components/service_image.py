@@ -87,8 +87,6 @@ class ServiceImage(pulumi.ComponentResource):
     """Digest of the index the tag points at (`sha256:…`)."""
     ref: pulumi.Output[str]
     """`<registry>/<service>:<tag>@<digest>`: what a cluster should pull."""
-    tag_ref: pulumi.Output[str]
-    """`<registry>/<service>:<tag>`."""
     platforms: pulumi.Output[dict[str, str]]
     """`{platform: manifest digest}` as verified."""
 
@@ -96,7 +94,7 @@ class ServiceImage(pulumi.ComponentResource):
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("boutique:service_image:ServiceImage", name, None, opts)
-        self.tag_ref = pulumi.Output.format(
+        tag_ref = pulumi.Output.format(
             IMAGE_REF, registry=args.registry, service=args.service, tag=args.tag
         )
         repository = pulumi.Output.format(
@@ -127,7 +125,7 @@ class ServiceImage(pulumi.ComponentResource):
         login = args.login
         index = docker_build.Index(
             f"{name}-index",
-            tag=self.tag_ref,
+            tag=tag_ref,
             sources=[verification.ref for verification in verifications],
             push=True,
             registry=None
@@ -147,7 +145,7 @@ class ServiceImage(pulumi.ComponentResource):
             ),
         )
         self.digest = index.ref.apply(digest_of_ref)
-        self.ref = pulumi.Output.concat(self.tag_ref, "@", self.digest)
+        self.ref = pulumi.Output.concat(tag_ref, "@", self.digest)
         self.platforms = pulumi.Output.all(
             *[verification.platforms for verification in verifications]
         ).apply(merged_platforms)
@@ -155,7 +153,6 @@ class ServiceImage(pulumi.ComponentResource):
             {
                 "digest": self.digest,
                 "ref": self.ref,
-                "tag_ref": self.tag_ref,
                 "platforms": self.platforms,
             }
         )

@@ -36,8 +36,6 @@ class UpstreamSource(pulumi.ComponentResource):
 
     root: pulumi.Output[str]
     """Checkout directory (relative to the project directory for the commit cache)."""
-    revision: pulumi.Output[str | None]
-    """Commit at HEAD of the checkout; None for a path that is not a git work tree."""
     labels: pulumi.Output[dict[str, str]]
     """OCI labels for images built from this checkout (source URL, revision)."""
 
@@ -51,9 +49,10 @@ class UpstreamSource(pulumi.ComponentResource):
         )
         checkout = ensured.stdout.apply(CheckoutResult.from_json)
         self.root = checkout.apply(_root)
-        self.revision = checkout.apply(_revision)
-        self.labels = pulumi.Output.all(args.source.url, self.revision).apply(_labels)
-        self.register_outputs({"root": self.root, "revision": self.revision, "labels": self.labels})
+        # The commit at HEAD of the checkout; None for a path that is not a git work tree.
+        revision = checkout.apply(_revision)
+        self.labels = pulumi.Output.all(args.source.url, revision).apply(_labels)
+        self.register_outputs({"root": self.root, "labels": self.labels})
 
     def path(self, relative: str) -> pulumi.Output[str]:
         """A path inside the checkout."""
