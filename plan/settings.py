@@ -67,6 +67,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REGISTRY_ADDRESS = re.compile(
     r"^(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 )
+_URL_PASSWORD = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:]*):[^/@]*@")
 _GIT_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
 
 _UNSET = object()
@@ -625,6 +626,14 @@ def _parse_source(value: Any) -> GitSource | PathSource:
     url = source.get("url")
     if url is not None:
         url = _parse_str(f"{key}.url", url, _GIT_URL, "a git URL (https://, ssh://, file://, …)")
+        if _URL_PASSWORD.match(url):
+            # Shown without the password: the error is printed by `pulumi up`.
+            raise ConfigError(
+                f"{key}.url",
+                _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", url),
+                "a git URL without a password (it would reach command lines, the state and the "
+                "images' source label); use a git credential helper",
+            )
     if "path" in source:
         if "commit" in source:
             raise ConfigError(f"{key}.commit", source["commit"], "unset when `source.path` is set")

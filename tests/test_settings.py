@@ -173,6 +173,20 @@ def test_a_long_repository_id_needs_room_for_the_cache_repository_only_when_it_e
     assert no_cache.destination.repository.id == "r" * 63
 
 
+def test_a_source_url_with_a_password_is_refused_without_showing_it() -> None:
+    url = "https://ci:ghp_s3cret@github.com/example/microservices-demo.git"
+    with pytest.raises(ConfigError) as raised:
+        parse(source={"url": url})
+    message = str(raised.value)
+    assert raised.value.key == f"{P}:source.url", message
+    assert "ghp_s3cret" not in message and "ghp_s3cret" not in repr(raised.value.value)
+    assert "https://ci:***@github.com/example/microservices-demo.git" in message
+    assert "credential helper" in message
+    # A user name alone (ssh) carries no secret.
+    ssh = parse(source={"url": "ssh://git@github.com/example/microservices-demo.git"})
+    assert isinstance(ssh.source, GitSource)
+
+
 def test_registry_alternative_accepts_the_empty_member_lists_pulumi_yaml_defaults_to() -> None:
     # The CLI passes every key Pulumi.yaml declares with a default, `writers: []` included.
     settings = parse(gcp={}, registry={"address": "127.0.0.1:5000"}, writers=[], readers=[])
