@@ -563,9 +563,11 @@ def _parse_builder_basics(
     driver_opts = _parse_string_map(
         f"{key}.driverOpts",
         builder.get("driverOpts", {}),
-        re.compile(r"^[a-z][a-z0-9_.-]*$"),
+        # buildx's own options are lowercase; `env.NAME` passes an environment variable to
+        # BuildKit, and those names are usually uppercase (e.g. env.BUILDKIT_STEP_LOG_MAX_SIZE).
+        re.compile(r"^([a-z][a-z0-9_.-]*|env\.[A-Za-z_][A-Za-z0-9_]*)$"),
         re.compile(r"^[^,\s]*$"),
-        "option names in lowercase and values without commas or whitespace",
+        "lowercase option names or env.NAME, and values without commas or whitespace",
     )
     return name, driver, endpoint, driver_opts
 

@@ -132,7 +132,7 @@ def test_variants_are_parsed_into_typed_settings() -> None:
             "name": "native",
             "driver": "remote",
             "endpoint": "tcp://buildkit:1234",
-            "driverOpts": {"cacert": "/certs/ca.pem"},
+            "driverOpts": {"cacert": "/certs/ca.pem", "env.BUILDKIT_STEP_LOG_MAX_SIZE": "-1"},
             "nodes": [{"name": "arm", "platforms": ["linux/arm64"], "endpoint": "tcp://arm:1234"}],
         },
     )
@@ -141,6 +141,10 @@ def test_variants_are_parsed_into_typed_settings() -> None:
         "shoppingassistantservice",
     ]
     assert settings.platforms == ("linux/arm64",)
+    assert dict(settings.builder.driver_opts) == {
+        "cacert": "/certs/ca.pem",
+        "env.BUILDKIT_STEP_LOG_MAX_SIZE": "-1",
+    }
     assert settings.cache is False
     assert isinstance(settings.destination, ArtifactRegistry)
     repository = settings.destination.repository
@@ -339,6 +343,13 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
     ),
     ({"builder": {"driver": "remote"}}, None, False, f"{P}:builder.endpoint", "BuildKit address"),
     ({"builder": {"name": "my builder"}}, None, False, f"{P}:builder.name", "letters, digits"),
+    (
+        {"builder": {"driverOpts": {"Network": "host"}}},
+        None,
+        False,
+        f"{P}:builder.driverOpts.Network",
+        "lowercase option names or env.NAME",
+    ),
     (
         {"builder": {"driverOpts": {"network": "host,bad"}}},
         None,
