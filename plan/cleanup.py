@@ -19,6 +19,7 @@ class CleanupPolicy:
     """One Artifact Registry cleanup policy."""
 
     id: str
+    """Policy id, unique within the repository."""
     action: str
     """`KEEP` or `DELETE`."""
     keep_count: int | None = None
