@@ -10,6 +10,7 @@ import os
 import sys
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
 from components.artifact_repository import ArtifactRepository, ArtifactRepositoryArgs
 from components.buildx_builder import BuildxBuilder, BuildxBuilderArgs
@@ -27,6 +28,7 @@ from plan.settings import (
     ConfigError,
     GitSource,
     Settings,
+    check_known_keys,
     parse_settings,
 )
 from plan.verification import verify_options
@@ -37,6 +39,12 @@ def read_settings() -> tuple[Settings, pulumi.Output[str] | None]:
     config, gcp_config = pulumi.Config(PROJECT), pulumi.Config("gcp")
     password = config.get_secret("registryPassword")
     try:
+        # The SDK has no public way to list every config key; these are the two places
+        # pulumi.Config itself reads from (the CLI's PULUMI_CONFIG and values set in-process).
+        check_known_keys(
+            {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()},
+            {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()},
+        )
         settings = parse_settings(
             raw={key: value for key in CONFIG_KEYS if (value := config.get(key)) is not None},
             gcp={key: value for key in ("project", "region") if (value := gcp_config.get(key))},

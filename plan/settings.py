@@ -8,7 +8,7 @@ one `ConfigError` naming the key, the value and what is allowed, before any reso
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -244,6 +244,17 @@ class Settings:
     """How each pushed digest is verified before its tag moves."""
     strategy: str
     """One of STRATEGIES."""
+
+
+def check_known_keys(config: Mapping[str, object], secret_keys: Collection[str]) -> None:
+    """Refuse a key of this project's namespace that the program does not read: a misspelt key
+    (`registy`, `platform`) would otherwise be ignored and the stack built with the default."""
+    known = (*CONFIG_KEYS, "registryPassword")
+    for key in sorted(config):
+        namespace, _, name = key.partition(":")
+        if namespace == PROJECT and name not in known:
+            shown = "[secret]" if key in secret_keys else config[key]
+            raise ConfigError(key, shown, "one of the keys " + ", ".join(known))
 
 
 def parse_settings(

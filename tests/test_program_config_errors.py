@@ -6,6 +6,7 @@ import pulumi
 import pytest
 
 from tests.program_mocks import ProgramRunner
+from tests.program_mocks import stack_config as stack_file_config
 from tests.test_settings import BAD_CONFIG, GCP
 
 P = "boutique-multiarch"
@@ -37,3 +38,39 @@ def test_invalid_config_declares_nothing_and_runs_no_command(
     assert program.monitor is not None
     assert program.monitor.registrations == [], message
     assert program.monitor.invocations == [], message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "secret"),
+    [
+        (f"{P}:registy", {"address": "127.0.0.1:5000"}, False),
+        (f"{P}:platform", ["linux/arm64"], False),
+        (f"{P}:registryPasword", "s3cret-password", True),
+    ],
+)
+def test_a_misspelt_key_is_refused_before_anything_is_declared(
+    program: ProgramRunner, key: str, value: object, secret: bool
+) -> None:
+    config = stack_config({}, None)
+    secrets: dict[str, str] | None = None
+    if secret:
+        secrets = {key: str(value)}
+    else:
+        config[key] = value
+    with pytest.raises(pulumi.RunError) as raised:
+        program(config, secrets=secrets)
+    message = str(raised.value)
+    assert message.startswith(f"config {key} = "), message
+    assert "one of the keys services, platforms, tag," in message, message
+    assert "s3cret-password" not in message
+    assert program.monitor is not None
+    assert program.monitor.registrations == [], message
+    assert program.monitor.invocations == [], message
+
+
+def test_every_key_of_the_stack_files_is_known(program: ProgramRunner) -> None:
+    """The shipped stack files only use keys the program reads (else the check above refuses)."""
+    for stack in ("dev", "prod", "local"):
+        program(stack_file_config(stack))
+        assert program.monitor is not None
+        assert program.monitor.registrations, stack
