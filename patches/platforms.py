@@ -1,6 +1,6 @@
 """Which platform each build stage runs on, and which ARGs break BuildKit's automatic values.
 
-These are the BuildKit rules the patches exist for (see README.md ("Dockerfile patches")):
+These are the BuildKit rules the patches exist for (see patches/README.md):
 - a stage built FROM an earlier stage keeps that stage's platform; its own `--platform` is ignored;
 - a stage FROM an image runs on the target platform unless `--platform` says otherwise;
 - an ARG default for an automatic platform ARG (global or in a stage) replaces the value BuildKit
