@@ -58,7 +58,9 @@ def read_settings() -> consumer_config.ConsumerSettings:
     # Declared with the default "" in Pulumi.yaml: empty means upstream's at the stack's commit.
     if manifests := config.get("manifests"):
         values["manifests"] = manifests
-    for key in ("excludeServices", "thirdPartyImages", "spreadAcrossArchitectures", "replicas"):
+    if (spread := config.get("spreadAcrossArchitectures")) is not None:
+        values["spreadAcrossArchitectures"] = spread
+    for key in ("excludeServices", "thirdPartyImages", "replicas"):
         if (value := config.get_object(key)) is not None:
             values[key] = value
     try:

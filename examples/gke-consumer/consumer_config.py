@@ -1,7 +1,7 @@
 """The GKE consumer's configuration, parsed once into a frozen object (pure Python, no Pulumi).
 
-`parse` takes the values as `pulumi.Config` returns them (strings, and JSON-decoded arrays,
-objects and booleans) and raises one ConfigError naming the key, the value and what is allowed.
+`parse` takes the values as `pulumi.Config` returns them (strings, and JSON-decoded arrays
+and objects) and raises one ConfigError naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -103,9 +103,12 @@ def _pins(value: Any) -> dict[str, str]:
 
 
 def _bool(key: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"config {key}={value!r} is not a boolean; allowed: true or false")
-    return value
+    # Pulumi hands a boolean to the program as the string "true" or "false".
+    if value in (True, "true"):
+        return True
+    if value in (False, "false"):
+        return False
+    raise ConfigError(f"config {key}={value!r} is not a boolean; allowed: true or false")
 
 
 def _replicas(value: Any) -> dict[str, int]:

@@ -136,7 +136,8 @@ def render(
             f"{stack} exports no image for them (exported: {', '.join(sorted(refs)) or 'none'}); "
             "add them to that stack's services, or list them in config excludeServices"
         )
-    kept = [copy.deepcopy(obj) for obj in objects if _key(obj) not in dropped]
+    left_out = {key for keys in dropped.values() for key in keys}
+    kept = [copy.deepcopy(obj) for obj in objects if _key(obj) not in left_out]
     deployed: dict[str, str] = {}
     for obj in kept:
         if obj["kind"] == "Deployment":

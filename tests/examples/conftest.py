@@ -63,6 +63,8 @@ class Evaluation:
     registered: list[pulumi.runtime.MockResourceArgs]
     outputs: dict[str, Any]
     """Exported stack outputs, resolved."""
+    namespace: dict[str, Any]
+    """The program's module globals."""
 
     def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
         """Resource name -> inputs, for every registered resource of this type."""
@@ -92,12 +94,17 @@ class ConsumerHarness:
         pulumi.runtime.set_all_config(
             {f"{CONSUMER_PROJECT}:{key}": value for key, value in config.items()}, []
         )
-        _sync_await(run_pulumi_func(lambda: runpy.run_path(str(CONSUMER_DIR / "consumer.py"))))
+        namespace: dict[str, Any] = {}
+
+        def program() -> None:
+            namespace.update(runpy.run_path(str(CONSUMER_DIR / "consumer.py")))
+
+        _sync_await(run_pulumi_func(program))
         exported = getattr(pulumi.runtime.get_root_resource(), "outputs", {})
         outputs = _sync_await(pulumi.Output.all(**exported).future())
         # Resources declared inside `apply` register asynchronously: wait for them too.
         _sync_await(run_pulumi_func(lambda: None))
-        return Evaluation(list(self.mocks.registered), dict(outputs or {}))
+        return Evaluation(list(self.mocks.registered), dict(outputs or {}), namespace)
 
 
 @pytest.fixture
