@@ -43,10 +43,11 @@ class ExampleMocks(pulumi.runtime.Mocks):
         if args.typ == STACK_REFERENCE:
             # A StackReference is read with the stack name as its id; the engine answers with
             # the referenced stack's outputs.
-            state = {"name": args.name, "outputs": dict(self.stack_outputs)}
-            return args.name, state | {"secretOutputNames": []}
-        state = dict(args.inputs)
-        if args.typ == "kubernetes:core/v1:Service" and state["spec"].get("type") == "LoadBalancer":
+            reference = {"name": args.name, "outputs": dict(self.stack_outputs)}
+            return args.name, reference | {"secretOutputNames": []}
+        state: dict[str, Any] = dict(args.inputs)
+        spec: dict[str, Any] = state.get("spec") or {}
+        if args.typ == "kubernetes:core/v1:Service" and spec.get("type") == "LoadBalancer":
             state["status"] = {"loadBalancer": {"ingress": [{"ip": LOAD_BALANCER_IP}]}}
         return f"{args.name}-id", state
 
