@@ -10,6 +10,7 @@ with PyYAML's safe loader. Every failure is one ManifestError naming the locatio
 from __future__ import annotations
 
 import re
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -147,9 +148,34 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 
 
 def _download(url: str, limits: Limits) -> bytes:
+    """The body at `url`, within `limits.timeout` in all: socket timeouts bound each network
+    wait, not a server trickling headers or body a byte at a time, so the transfer runs in a
+    daemon thread that is abandoned at the deadline (it stops at its next deadline check)."""
     _check_url(url, f"manifests {url}")
+    timed_out = ManifestError(f"manifests {url} did not arrive within {limits.timeout:g} s")
+    outcome: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            outcome["data"] = _transfer(url, limits, time.monotonic() + limits.timeout)
+        except TimeoutError:
+            outcome["error"] = timed_out
+        except Exception as error:  # handed to the caller's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=attempt, name="manifest download", daemon=True)
+    worker.start()
+    worker.join(limits.timeout)
+    if worker.is_alive():
+        raise timed_out
+    if "error" in outcome:
+        raise outcome["error"]
+    data: bytes = outcome["data"]
+    return data
+
+
+def _transfer(url: str, limits: Limits, deadline: float) -> bytes:
     opener = urllib.request.build_opener(_Redirects(limits))
-    deadline = time.monotonic() + limits.timeout
     chunks: list[bytes] = []
     received = 0
     try:
@@ -159,7 +185,8 @@ def _download(url: str, limits: Limits) -> bytes:
                 raise ManifestError(
                     f"manifests {url} is {length} bytes, larger than {limits.max_bytes}"
                 )
-            while chunk := response.read(_CHUNK):
+            # read1: one network read per chunk, so the deadline is checked between every two.
+            while chunk := response.read1(_CHUNK):
                 received += len(chunk)
                 if received > limits.max_bytes:
                     raise ManifestError(f"manifests {url} is larger than {limits.max_bytes} bytes")
@@ -171,14 +198,8 @@ def _download(url: str, limits: Limits) -> bytes:
             f"manifests {url} answered HTTP {error.code} {error.reason}"
             + (" (is the commit pushed to that repository?)" if error.code == 404 else "")
         ) from error
-    except TimeoutError as error:
-        raise ManifestError(
-            f"manifests {url} did not arrive within {limits.timeout:g} s"
-        ) from error
     except urllib.error.URLError as error:
         if isinstance(error.reason, TimeoutError):
-            raise ManifestError(
-                f"manifests {url} did not answer within {limits.timeout:g} s"
-            ) from error
+            raise TimeoutError from error
         raise ManifestError(f"manifests {url} cannot be fetched: {error.reason}") from error
     return b"".join(chunks)
