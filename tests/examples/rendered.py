@@ -1,4 +1,5 @@
-"""Checks of what the GKE consumer declared against the manifest it read (fixture or upstream's).
+"""Checks of what the GKE consumer declared against the manifest it read (fixture or upstream's),
+and the images stack's outputs the tests reference.
 
 Written independently of examples/gke-consumer/manifest_render.py: the expected result is
 derived here from the manifest's objects, the stack's refs and the config, and each registered
@@ -6,13 +7,16 @@ object is compared with its manifest object after undoing exactly the promised c
 """
 
 import copy
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
+from plan import services
 from plan.services import CATALOG
+from plan.settings import UPSTREAM_COMMIT, UPSTREAM_URL
 from tests.examples.conftest import Evaluation
 
 TYPES = {
@@ -31,6 +35,10 @@ REQUIRED_ARCH = {
     ]
 }
 ARM64_TOLERATION = {"key": ARCH, "operator": "Equal", "value": "arm64", "effect": "NoSchedule"}
+IMAGES_STACK = "organization/boutique-multiarch/dev"
+REGISTRY = "europe-west1-docker.pkg.dev/acme-images/online-boutique"
+DEFAULT_SERVICES = list(services.DEFAULT_SERVICES)
+"""The services the images stack builds by default."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,36 @@ class Expected:
     pins: Mapping[str, str] = field(default_factory=dict)
     replicas: Mapping[str, int] = field(default_factory=dict)
     spread: bool = True
+
+
+def digest_of(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def image_entry(service: str) -> dict[str, Any]:
+    """One `images` entry as the stack output contract shapes it, distinct per service."""
+    index = digest_of(f"{service}-index")
+    return {
+        "ref": f"{REGISTRY}/{service}:v1@{index}",
+        "digest": index,
+        "tag": "v1",
+        "platforms": {
+            "linux/amd64": digest_of(f"{service}-amd64"),
+            "linux/arm64": digest_of(f"{service}-arm64"),
+        },
+    }
+
+
+def stack_outputs(services: list[str]) -> dict[str, Any]:
+    return {
+        "registry": REGISTRY,
+        "images": {s: image_entry(s) for s in services},
+        "source": {"url": UPSTREAM_URL, "commit": UPSTREAM_COMMIT},
+    }
+
+
+def refs(services: list[str]) -> dict[str, str]:
+    return {service: image_entry(service)["ref"] for service in services}
 
 
 def load(text: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ the manifest is tests/fixtures/gke-consumer/boutique-manifests.yaml, given throu
 compares every declared object with its manifest object.
 """
 
-import hashlib
 import json
 import logging
 from collections.abc import Iterator
@@ -21,18 +20,26 @@ import pytest
 import yaml
 
 from plan.services import CATALOG
-from plan.settings import UPSTREAM_COMMIT, UPSTREAM_URL
+from plan.settings import UPSTREAM_COMMIT
 from tests.examples.conftest import (
     CONSUMER_DIR,
     LOAD_BALANCER_IP,
     STACK_REFERENCE,
     ConsumerHarness,
 )
-from tests.examples.rendered import TYPES, Expected, check, load
+from tests.examples.rendered import (
+    DEFAULT_SERVICES,
+    IMAGES_STACK,
+    TYPES,
+    Expected,
+    check,
+    digest_of,
+    load,
+    refs,
+    stack_outputs,
+)
 from tests.integration.loopbackserver import address_of, serve, shut_down
 
-IMAGES_STACK = "organization/boutique-multiarch/dev"
-REGISTRY = "europe-west1-docker.pkg.dev/acme-images/online-boutique"
 FIXTURE = (
     Path(__file__).resolve().parents[1] / "fixtures" / "gke-consumer" / "boutique-manifests.yaml"
 )
@@ -44,37 +51,6 @@ FIXTURE_SERVICES = [
     "currencyservice",
     "loadgenerator",
 ]
-DEFAULT_SERVICES = [name for name in CATALOG if name != "shoppingassistantservice"]
-
-
-def digest_of(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-
-
-def image_entry(service: str) -> dict[str, Any]:
-    """One `images` entry as the stack output contract shapes it, distinct per service."""
-    index = digest_of(f"{service}-index")
-    return {
-        "ref": f"{REGISTRY}/{service}:v1@{index}",
-        "digest": index,
-        "tag": "v1",
-        "platforms": {
-            "linux/amd64": digest_of(f"{service}-amd64"),
-            "linux/arm64": digest_of(f"{service}-arm64"),
-        },
-    }
-
-
-def stack_outputs(services: list[str]) -> dict[str, Any]:
-    return {
-        "registry": REGISTRY,
-        "images": {s: image_entry(s) for s in services},
-        "source": {"url": UPSTREAM_URL, "commit": UPSTREAM_COMMIT},
-    }
-
-
-def refs(services: list[str]) -> dict[str, str]:
-    return {service: image_entry(service)["ref"] for service in services}
 
 
 def config(**keys: Any) -> dict[str, str]:
