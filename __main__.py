@@ -3,7 +3,8 @@
 Reads and validates the stack configuration, then declares the checkout and its Dockerfile
 patches, the buildx builder(s), the registry (Artifact Registry with repository-scoped IAM, an
 existing registry, or one started on this host) and per service: images pushed by digest,
-verified, and only then tagged by an Index. Exports what GKE stacks read: `registry`, `images`.
+verified, and only then tagged by an Index. Exports what GKE stacks read: `registry`, `images`,
+and `source` (the upstream URL and commit the images were built from).
 """
 
 import os
@@ -148,3 +149,4 @@ pulumi.export(
         for name, image in images.items()
     },
 )
+pulumi.export("source", source.origin)

@@ -38,6 +38,10 @@ class UpstreamSource(pulumi.ComponentResource):
     """Checkout directory (relative to the project directory for the commit cache)."""
     labels: pulumi.Output[dict[str, str]]
     """OCI labels for images built from this checkout (source URL, revision)."""
+    origin: pulumi.Output[dict[str, str | None]]
+    """`{url, commit}` the images are built from, for consumers that render upstream's
+    manifests at the same revision: the configured URL (None for a `path` source without one)
+    and the checkout's HEAD (None for a path that is not a git work tree)."""
 
     def __init__(
         self, name: str, args: UpstreamSourceArgs, opts: pulumi.ResourceOptions | None = None
@@ -52,7 +56,8 @@ class UpstreamSource(pulumi.ComponentResource):
         # The commit at HEAD of the checkout; None for a path that is not a git work tree.
         revision = checkout.apply(_revision)
         self.labels = pulumi.Output.all(args.source.url, revision).apply(_labels)
-        self.register_outputs({"root": self.root, "labels": self.labels})
+        self.origin = pulumi.Output.all(args.source.url, revision).apply(_origin)
+        self.register_outputs({"root": self.root, "labels": self.labels, "origin": self.origin})
 
     def path(self, relative: str) -> pulumi.Output[str]:
         """A path inside the checkout."""
@@ -69,3 +74,8 @@ def _revision(checkout: CheckoutResult) -> str | None:
 
 def _labels(url_and_revision: list[str | None]) -> dict[str, str]:
     return dict(oci_labels(*url_and_revision))
+
+
+def _origin(url_and_revision: list[str | None]) -> dict[str, str | None]:
+    url, revision = url_and_revision
+    return {"url": url, "commit": revision}

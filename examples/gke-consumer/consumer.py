@@ -1,143 +1,144 @@
-"""Deploy the images a boutique-multiarch stack exports to a GKE (or any Kubernetes) cluster.
+"""Deploy Online Boutique as upstream defines it, with the images a boutique-multiarch stack built.
 
-Reads the `images` output of the stack named by the `imagesStack` config key through a
-StackReference and declares, per service, one `apps/v1` Deployment whose container image is that
-service's `ref` (`<registry>/<service>:<tag>@sha256:…`, so every node pulls the same index) and
-whose pods may run on amd64 and arm64 nodes.
+Reads the `source` ({url, commit}) and `images` outputs of the stack named by `imagesStack`,
+reads upstream's `release/kubernetes-manifests.yaml` at that commit (or the file or URL config
+`manifests` names), rewrites it with `manifest_render` (our digest-pinned images, scheduling on
+amd64 and arm64 nodes, spreading over both) and declares every object as a typed resource.
 
-Resources: one `pulumi:pulumi:StackReference`, one `kubernetes:apps/v1:Deployment` per service.
-The Kubernetes provider is the ambient one (the current kubeconfig context).
+Resources: one `pulumi:pulumi:StackReference`; per manifest object one
+`kubernetes:apps/v1:Deployment`, `kubernetes:core/v1:Service` or
+`kubernetes:core/v1:ServiceAccount`, named like the object. The Kubernetes provider is the
+ambient one (the current kubeconfig context and its namespace).
+Outputs: `deployedImages` (service -> image ref) and `frontendAddress` (the external IP or
+host name of the `frontend-external` LoadBalancer Service; null without one).
 """
 
 import functools
+import os
 import re
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-# The services the boutique-multiarch program builds by default (Pulumi.yaml repeats this list
-# as the `services` default; a test keeps the two equal).
-DEFAULT_SERVICES = (
-    "adservice",
-    "cartservice",
-    "checkoutservice",
-    "currencyservice",
-    "emailservice",
-    "frontend",
-    "paymentservice",
-    "productcatalogservice",
-    "recommendationservice",
-    "shippingservice",
-    "loadgenerator",
-)
+# Pulumi runs `main: consumer.py` with runpy.run_path, which does not put the file's directory
+# on sys.path; the pure modules beside it are imported from there.
+if (here := os.path.dirname(os.path.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, here)
 
-# The node label the kubelet sets from the node's own architecture.
-ARCH_LABEL = "kubernetes.io/arch"
-# The images are verified for exactly these architectures: pods must never land on a node pool of
-# another architecture, where the image has no manifest to run.
-ARCHITECTURES = ["amd64", "arm64"]
-# GKE taints Arm node pools with kubernetes.io/arch=arm64:NoSchedule; without this toleration
-# the pods would never be scheduled there even though the image runs natively.
-ARM64_TOLERATION = k8s.core.v1.TolerationArgs(
-    key=ARCH_LABEL, operator="Equal", value="arm64", effect="NoSchedule"
-)
+import consumer_config
+import manifest_fetch
+import manifest_render
 
-STACK_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-# Service names become label values and Deployment name prefixes: DNS-1123 labels, with room
-# left for the random suffix Pulumi appends to auto-named resources.
-SERVICE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?")
-
-
-def parse_images_stack(value: str) -> str:
-    """Return the fully qualified stack name, or refuse it naming the key and the format."""
-    if not STACK_NAME.fullmatch(value):
-        raise pulumi.RunError(
-            f"config imagesStack={value!r} is not a fully qualified stack name; "
-            "allowed: <organization>/<project>/<stack>, e.g. organization/boutique-multiarch/dev"
-        )
-    return value
-
-
-def parse_services(value: object) -> list[str]:
-    """Return the service names, or refuse them naming the key and what is allowed."""
-    if not isinstance(value, list) or not value:
-        raise pulumi.RunError(f"config services={value!r} is not a non-empty list of service names")
-    for name in value:
-        if not isinstance(name, str) or not SERVICE_NAME.fullmatch(name):
-            raise pulumi.RunError(
-                f"config services contains {name!r}; allowed: lowercase DNS labels "
-                "(a-z, 0-9, '-'; at most 55 characters) such as 'frontend'"
-            )
-    duplicates = sorted({name for name in value if value.count(name) > 1})
-    if duplicates:
-        raise pulumi.RunError(f"config services lists {', '.join(duplicates)} more than once")
-    return list(value)
-
-
-def image_ref(images: Mapping[str, Any] | None, service: str, stack: str) -> str:
-    """Return `images[service]["ref"]` of the referenced stack, or one error naming what lacks."""
-    if not isinstance(images, Mapping):
-        raise pulumi.RunError(
-            f"stack {stack} has no `images` output; is it a boutique-multiarch stack?"
-        )
-    entry = images.get(service)
-    if not isinstance(entry, Mapping) or not isinstance(entry.get("ref"), str):
-        exported = ", ".join(sorted(images)) or "none"
-        raise pulumi.RunError(
-            f"stack {stack} exports no image ref for service {service!r} (exported: {exported}); "
-            "remove it from config services or add it to that stack"
-        )
-    ref: str = entry["ref"]
-    return ref
-
-
-def deployment(service: str, image: pulumi.Input[str]) -> k8s.apps.v1.Deployment:
-    """One Deployment running `image`, schedulable on amd64 and arm64 nodes."""
-    labels = {"app.kubernetes.io/name": service, "app.kubernetes.io/part-of": "online-boutique"}
-    any_supported_arch = k8s.core.v1.NodeSelectorTermArgs(
-        match_expressions=[
-            k8s.core.v1.NodeSelectorRequirementArgs(
-                key=ARCH_LABEL, operator="In", values=ARCHITECTURES
-            )
-        ]
-    )
-    return k8s.apps.v1.Deployment(
-        service,
-        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-        spec=k8s.apps.v1.DeploymentSpecArgs(
-            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
-            template=k8s.core.v1.PodTemplateSpecArgs(
-                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                spec=k8s.core.v1.PodSpecArgs(
-                    containers=[k8s.core.v1.ContainerArgs(name=service, image=image)],
-                    affinity=k8s.core.v1.AffinityArgs(
-                        node_affinity=k8s.core.v1.NodeAffinityArgs(
-                            required_during_scheduling_ignored_during_execution=(
-                                k8s.core.v1.NodeSelectorArgs(
-                                    node_selector_terms=[any_supported_arch]
-                                )
-                            )
-                        )
-                    ),
-                    tolerations=[ARM64_TOLERATION],
-                ),
-            ),
-        ),
-    )
-
-
-config = pulumi.Config()
-images_stack = parse_images_stack(config.require("imagesStack"))
-services = parse_services(config.get_object("services", list(DEFAULT_SERVICES)))
-
-images = pulumi.StackReference(images_stack).get_output("images")
-deployments = {
-    service: deployment(
-        service, images.apply(functools.partial(image_ref, service=service, stack=images_stack))
-    )
-    for service in services
+RESOURCE_TYPES: Mapping[tuple[str, str], type[pulumi.CustomResource]] = {
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
 }
+"""The typed resource of each kind `manifest_render` accepts (a test keeps the two equal)."""
 
-pulumi.export("deployments", {service: d.metadata.name for service, d in deployments.items()})
+
+@dataclass(frozen=True)
+class Declared:
+    """The resources declared for the rendered objects."""
+
+    resources: dict[str, pulumi.CustomResource]
+    """`Kind/name` -> resource."""
+    frontend_external: k8s.core.v1.Service | None
+    """The LoadBalancer Service that exposes the frontend, when the manifest has one."""
+
+
+def read_settings() -> consumer_config.ConsumerSettings:
+    """The validated config; one error naming the key before any resource is declared."""
+    config = pulumi.Config()
+    values: dict[str, Any] = {"imagesStack": config.require("imagesStack")}
+    # Declared with the default "" in Pulumi.yaml: empty means upstream's at the stack's commit.
+    if manifests := config.get("manifests"):
+        values["manifests"] = manifests
+    if (spread := config.get("spreadAcrossArchitectures")) is not None:
+        values["spreadAcrossArchitectures"] = spread
+    for key in ("excludeServices", "thirdPartyImages", "replicas"):
+        if (value := config.get_object(key)) is not None:
+            values[key] = value
+    try:
+        return consumer_config.parse(values)
+    except consumer_config.ConfigError as error:
+        raise pulumi.RunError(str(error)) from error
+
+
+def render(
+    settings: consumer_config.ConsumerSettings, source_and_images: list[Any]
+) -> manifest_render.Rendering:
+    """Read and rewrite the manifests for the stack's outputs; one error naming what is wrong."""
+    source, images = source_and_images
+    stack = settings.images_stack
+    try:
+        where = manifest_fetch.location(settings.manifests, source, stack)
+        documents = manifest_fetch.parse(manifest_fetch.read(where), where)
+        rendering = manifest_render.render(documents, images, settings.render, stack)
+    except (manifest_fetch.ManifestError, manifest_render.RenderError) as error:
+        raise pulumi.RunError(str(error)) from error
+    for warning in rendering.warnings:
+        pulumi.log.warn(warning)
+    return rendering
+
+
+def declare(rendering: manifest_render.Rendering) -> Declared:
+    """One typed resource per rendered object.
+
+    Called inside `apply`: which objects exist depends on the manifest at the commit the
+    StackReference names. StackReference outputs are known during preview, so the preview
+    already lists every object with its final image.
+    """
+    resources = {}
+    for obj in rendering.objects:
+        resource_type = RESOURCE_TYPES[(obj["apiVersion"], obj["kind"])]
+        # Top-level fields become keyword arguments; nested ones stay in the manifest's
+        # camelCase, which the provider receives unchanged.
+        fields = {_snake_case(key): value for key, value in obj.items()}
+        resources[f"{obj['kind']}/{obj['metadata']['name']}"] = resource_type(
+            obj["metadata"]["name"], **fields
+        )
+    frontend = resources.get(rendering.frontend_external or "")
+    return Declared(resources, frontend if isinstance(frontend, k8s.core.v1.Service) else None)
+
+
+def frontend_address(declared: Declared) -> pulumi.Output[str | None] | None:
+    """The frontend's external address, once the cloud load balancer has one."""
+    if declared.frontend_external is None:
+        return None
+    return declared.frontend_external.status.apply(external_address)
+
+
+def external_address(status: dict[str, Any] | None) -> str | None:
+    """The first ingress IP (or host name) of a LoadBalancer Service's status.
+
+    The status is an output type, a dict whose attributes may shadow dict methods: read it
+    with `dict.get`.
+    """
+    ingress = dict.get(dict.get(status or {}, "load_balancer") or {}, "ingress") or []
+    first = ingress[0] if ingress else {}
+    address = first.get("ip") or first.get("hostname")
+    return address if isinstance(address, str) else None
+
+
+def deployed_images(rendering: manifest_render.Rendering) -> dict[str, str]:
+    return rendering.deployed
+
+
+def _snake_case(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+settings = read_settings()
+images_stack = pulumi.StackReference(settings.images_stack)
+rendering = pulumi.Output.all(
+    images_stack.get_output("source"), images_stack.get_output("images")
+).apply(functools.partial(render, settings))
+declared = rendering.apply(declare)
+
+pulumi.export("deployedImages", rendering.apply(deployed_images))
+pulumi.export("frontendAddress", declared.apply(frontend_address))

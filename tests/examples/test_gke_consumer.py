@@ -1,202 +1,224 @@
-"""The GKE consumer example under Pulumi mocks, with the boutique-multiarch stack reference mocked.
+"""The GKE consumer example under Pulumi mocks, on the project's own manifest fixture.
 
-Asserts, per service, exactly what the example promises: one apps/v1 Deployment whose only
-container runs `images[service]["ref"]`, required node affinity for amd64 and arm64, and a
-toleration for the arm64 taint; plus its config validation and its error for a missing image.
+The StackReference is mocked with outputs in the images stack's contract (`source`, `images`);
+the manifest is tests/fixtures/gke-consumer/boutique-manifests.yaml, given through config
+`manifests` (as a file, and as a URL served on 127.0.0.1). `tests.examples.rendered.check`
+compares every declared object with its manifest object.
 """
 
-import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
+import consumer_config
+import manifest_render
 import pulumi
 import pytest
 import yaml
 
-from tests.examples.conftest import CONSUMER_DIR, STACK_REFERENCE, ConsumerHarness
+from plan.services import CATALOG
+from plan.settings import UPSTREAM_COMMIT
+from tests.examples.conftest import (
+    CONSUMER_DIR,
+    LOAD_BALANCER_IP,
+    STACK_REFERENCE,
+    ConsumerHarness,
+)
+from tests.examples.rendered import (
+    DEFAULT_SERVICES,
+    IMAGES_STACK,
+    TYPES,
+    Expected,
+    check,
+    digest_of,
+    load,
+    refs,
+    stack_outputs,
+)
+from tests.integration.loopbackserver import address_of, serve, shut_down
 
-DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-IMAGES_STACK = "organization/boutique-multiarch/dev"
-REGISTRY = "europe-west1-docker.pkg.dev/acme-images/online-boutique"
-DEFAULT_SERVICES = [
-    "adservice",
-    "cartservice",
-    "checkoutservice",
-    "currencyservice",
-    "emailservice",
+FIXTURE = (
+    Path(__file__).resolve().parents[1] / "fixtures" / "gke-consumer" / "boutique-manifests.yaml"
+)
+MANIFEST = load(FIXTURE.read_text())
+FIXTURE_SERVICES = [
     "frontend",
-    "paymentservice",
+    "cartservice",
     "productcatalogservice",
-    "recommendationservice",
-    "shippingservice",
+    "currencyservice",
     "loadgenerator",
 ]
-ARCH_AFFINITY = {
-    "node_selector_terms": [
-        {
-            "match_expressions": [
-                {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64", "arm64"]}
-            ]
-        }
-    ]
-}
-ARM64_TOLERATION = {
-    "key": "kubernetes.io/arch",
-    "operator": "Equal",
-    "value": "arm64",
-    "effect": "NoSchedule",
-}
 
 
-def digest_of(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+def config(**keys: Any) -> dict[str, str]:
+    """Consumer config as Pulumi hands it over: strings, with arrays and objects as JSON."""
+    values = {"imagesStack": IMAGES_STACK, "manifests": str(FIXTURE)} | keys
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
 
 
-def image_entry(service: str) -> dict[str, Any]:
-    """One `images` entry as the stack output contract shapes it, distinct per service."""
-    index = digest_of(f"{service}-index")
-    return {
-        "ref": f"{REGISTRY}/{service}:v1@{index}",
-        "digest": index,
-        "tag": "v1",
-        "platforms": {
-            "linux/amd64": digest_of(f"{service}-amd64"),
-            "linux/arm64": digest_of(f"{service}-arm64"),
-        },
+def test_every_object_is_declared_with_our_images_arch_scheduling_and_spreading(
+    consumer: ConsumerHarness,
+) -> None:
+    evaluation = consumer.run(config(), stack_outputs(DEFAULT_SERVICES))
+    check(evaluation, MANIFEST, Expected(refs(DEFAULT_SERVICES)))
+    assert evaluation.outputs == {
+        "deployedImages": refs(FIXTURE_SERVICES),
+        "frontendAddress": LOAD_BALANCER_IP,
     }
 
 
-def stack_outputs(services: list[str]) -> dict[str, Any]:
-    return {"registry": REGISTRY, "images": {s: image_entry(s) for s in services}}
+def test_spreading_follows_the_effective_replica_count(consumer: ConsumerHarness) -> None:
+    replicas = {"frontend": 1, "loadgenerator": 2, "cartservice": 4}
+    evaluation = consumer.run(config(replicas=replicas), stack_outputs(DEFAULT_SERVICES))
+    check(evaluation, MANIFEST, Expected(refs(DEFAULT_SERVICES), replicas=replicas))
+    spreading = sorted(
+        name
+        for name, inputs in evaluation.of_type(TYPES["Deployment"]).items()
+        if inputs["spec"]["template"]["spec"].get("topologySpreadConstraints")
+    )
+    assert spreading == ["cartservice", "loadgenerator", "productcatalogservice"]
 
 
-def plain(value: Any) -> Any:
-    """Output types are dicts whose attributes shadow dict methods (`values`); copy them plainly."""
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in dict.items(value)}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
+def test_spreading_can_be_switched_off(consumer: ConsumerHarness) -> None:
+    evaluation = consumer.run(
+        config(spreadAcrossArchitectures=False), stack_outputs(DEFAULT_SERVICES)
+    )
+    check(evaluation, MANIFEST, Expected(refs(DEFAULT_SERVICES), spread=False))
 
 
-def check_deployment(service: str, expected_ref: str, urn: str, spec: Mapping[str, Any]) -> None:
-    """Fail with the URN unless the Deployment runs exactly `expected_ref` on amd64 and arm64."""
-    pod = spec["template"]["spec"]
-    images = [container["image"] for container in pod["containers"]]
-    assert images == [expected_ref], f"{urn}: containers run {images}, expected [{expected_ref}]"
-    node_affinity = pod["affinity"]["node_affinity"]
-    expected_affinity = {"required_during_scheduling_ignored_during_execution": ARCH_AFFINITY}
-    assert node_affinity == expected_affinity, f"{urn}: node affinity is {node_affinity}"
-    assert pod["tolerations"] == [ARM64_TOLERATION], f"{urn}: tolerations {pod['tolerations']}"
-    labels = spec["selector"]["match_labels"]
-    assert labels["app.kubernetes.io/name"] == service, f"{urn}: selector {labels}"
-    assert pod_labels_match(spec), f"{urn}: the selector does not select the pod template"
+def test_third_party_images_are_kept_or_pinned(consumer: ConsumerHarness) -> None:
+    pins = {"redis:7-alpine": f"redis:7.4-alpine@{digest_of('redis')}"}
+    evaluation = consumer.run(config(thirdPartyImages=pins), stack_outputs(DEFAULT_SERVICES))
+    check(evaluation, MANIFEST, Expected(refs(DEFAULT_SERVICES), pins=pins))
+    deployments = evaluation.of_type(TYPES["Deployment"])
+    [redis] = deployments["redis-cart"]["spec"]["template"]["spec"]["containers"]
+    [busybox] = deployments["loadgenerator"]["spec"]["template"]["spec"]["initContainers"]
+    assert (redis["image"], busybox["image"]) == (pins["redis:7-alpine"], "busybox:1.36")
 
 
-def pod_labels_match(spec: Mapping[str, Any]) -> bool:
-    selector: Mapping[str, str] = spec["selector"]["match_labels"]
-    labels: Mapping[str, str] = spec["template"]["metadata"]["labels"]
-    return all(labels.get(key) == value for key, value in selector.items())
+def test_a_service_the_stack_does_not_export_is_refused_naming_it(
+    consumer: ConsumerHarness,
+) -> None:
+    exported = [s for s in DEFAULT_SERVICES if s not in ("currencyservice", "loadgenerator")]
+    with pytest.raises(pulumi.RunError) as refused:
+        consumer.run(config(), stack_outputs(exported))
+    assert str(refused.value).startswith(
+        "the manifest runs upstream service image(s) of currencyservice, loadgenerator, but "
+        f"stack {IMAGES_STACK} exports no image for them (exported: adservice, cartservice,"
+    )
+    assert "list them in config excludeServices" in str(refused.value)
+    assert [args.typ for args in consumer.mocks.registered] == [STACK_REFERENCE]
 
 
-def check_all(program: dict[str, Any], services: list[str]) -> pulumi.Output[Any]:
-    """Assert every service's Deployment inside one Output.all(...).apply(...)."""
-    deployments = program["deployments"]
-    assert sorted(deployments) == sorted(services)
-    checks = [
-        pulumi.Output.all(
-            service, deployments[service].urn, deployments[service].spec.apply(plain)
-        ).apply(
-            lambda args: check_deployment(args[0], image_entry(args[0])["ref"], args[1], args[2])
+def test_an_excluded_service_is_left_out_with_a_warning(
+    consumer: ConsumerHarness, caplog: pytest.LogCaptureFixture
+) -> None:
+    exported = [s for s in DEFAULT_SERVICES if s != "loadgenerator"]
+    with caplog.at_level(logging.WARNING):
+        evaluation = consumer.run(
+            config(excludeServices=["loadgenerator", "frontend"]), stack_outputs(exported)
         )
-        for service in services
+    left_out = {
+        "Deployment/frontend",
+        "Service/frontend",
+        "Service/frontend-external",
+        "ServiceAccount/frontend",
+        "Deployment/loadgenerator",
+        "ServiceAccount/loadgenerator",
+    }
+    check(evaluation, MANIFEST, Expected(refs(exported), left_out=frozenset(left_out)))
+    assert evaluation.outputs == {
+        "deployedImages": refs(["cartservice", "productcatalogservice", "currencyservice"]),
+        "frontendAddress": None,
+    }
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "excluded service frontend: left out Deployment/frontend, Service/frontend, "
+        "Service/frontend-external, ServiceAccount/frontend",
+        "excluded service loadgenerator: left out Deployment/loadgenerator, "
+        "ServiceAccount/loadgenerator",
     ]
-    return pulumi.Output.all(*checks)
 
 
-def all_urns(program: dict[str, Any]) -> pulumi.Output[list[str]]:
-    """Resolves once every Deployment is registered, raising what any of them raised."""
-    return pulumi.Output.all(*(d.urn for d in program["deployments"].values()))
+@pytest.fixture
+def served_manifest() -> Iterator[str]:
+    """The fixture served over HTTP on 127.0.0.1; yields its URL."""
+    body = FIXTURE.read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = serve(Handler)
+    yield f"http://{address_of(server)}/release/kubernetes-manifests.yaml"
+    shut_down(server)
 
 
-def registered_types(consumer: ConsumerHarness) -> list[str]:
-    return sorted(args.typ for args in consumer.mocks.registered)
+def test_manifests_may_come_from_a_url(consumer: ConsumerHarness, served_manifest: str) -> None:
+    evaluation = consumer.run(config(manifests=served_manifest), stack_outputs(DEFAULT_SERVICES))
+    check(evaluation, MANIFEST, Expected(refs(DEFAULT_SERVICES)))
 
 
-@pulumi.runtime.test
-def test_each_configured_service_gets_one_deployment_of_its_own_ref(
+def test_without_manifests_config_the_stack_source_decides_where_to_read(
     consumer: ConsumerHarness,
-) -> Any:
-    services = ["frontend", "cartservice", "adservice"]
-    program = consumer.run(
-        {"imagesStack": IMAGES_STACK, "services": json.dumps(services)},
-        stack_outputs(DEFAULT_SERVICES),
+) -> None:
+    outputs = stack_outputs(DEFAULT_SERVICES) | {
+        "source": {"url": "https://git.example.com/shop/boutique.git", "commit": UPSTREAM_COMMIT}
+    }
+    with pytest.raises(pulumi.RunError) as refused:
+        consumer.run(config(manifests=""), outputs)
+    assert str(refused.value).startswith(
+        f"stack {IMAGES_STACK} was built from source url='https://git.example.com/shop/"
+        f"boutique.git' commit='{UPSTREAM_COMMIT}', whose release/kubernetes-manifests.yaml"
     )
-    return check_all(program, services)
-
-
-@pulumi.runtime.test
-def test_all_default_services_are_deployed_when_services_is_unset(
-    consumer: ConsumerHarness,
-) -> Any:
-    program = consumer.run({"imagesStack": IMAGES_STACK}, stack_outputs(DEFAULT_SERVICES))
-    return check_all(program, DEFAULT_SERVICES)
-
-
-@pulumi.runtime.test
-def test_only_the_stack_reference_and_the_deployments_are_declared(
-    consumer: ConsumerHarness,
-) -> Any:
-    program = consumer.run(
-        {"imagesStack": IMAGES_STACK, "services": '["frontend", "emailservice"]'},
-        stack_outputs(DEFAULT_SERVICES),
-    )
-
-    def check(_: Any) -> None:
-        assert registered_types(consumer) == [DEPLOYMENT, DEPLOYMENT, STACK_REFERENCE]
-        [reference] = [a for a in consumer.mocks.registered if a.typ == STACK_REFERENCE]
-        assert (reference.name, reference.resource_id) == (IMAGES_STACK, IMAGES_STACK)
-
-    return all_urns(program).apply(check)
-
-
-def test_pulumi_yaml_runs_the_tested_file_with_its_default_services() -> None:
-    project = yaml.safe_load((CONSUMER_DIR / "Pulumi.yaml").read_text())
-    assert project["main"] == "consumer.py", "Pulumi must run the file the tests evaluate"
-    assert project["config"]["services"]["default"] == DEFAULT_SERVICES
-    assert "default" not in project["config"]["imagesStack"], "imagesStack must be required"
+    assert [args.typ for args in consumer.mocks.registered] == [STACK_REFERENCE]
 
 
 @pytest.mark.parametrize(
-    ("config", "message"),
+    ("keys", "message"),
     [
         ({"imagesStack": "dev"}, r"config imagesStack='dev' is not a fully qualified stack name"),
-        (
-            {"imagesStack": "org/boutique-multiarch/dev/extra"},
-            r"allowed: <organization>/<project>/<stack>",
-        ),
-        ({"imagesStack": IMAGES_STACK, "services": "[]"}, r"config services=\[\] is not a non"),
-        (
-            {"imagesStack": IMAGES_STACK, "services": '"frontend"'},
-            r"config services='frontend' is not a non-empty list",
-        ),
-        (
-            {"imagesStack": IMAGES_STACK, "services": '["Frontend"]'},
-            r"config services contains 'Frontend'; allowed: lowercase DNS labels",
-        ),
-        (
-            {"imagesStack": IMAGES_STACK, "services": '["frontend", "adservice", "frontend"]'},
-            r"config services lists frontend more than once",
-        ),
+        ({"excludeServices": '"frontend"'}, r"config excludeServices='frontend' is not a list"),
+        ({"excludeServices": "[frontend"}, r"excludeServices' value '\[frontend' is not a valid"),
+        ({"excludeServices": ["Frontend"]}, r"config excludeServices contains 'Frontend'"),
+        ({"replicas": {"frontend": -1}}, r"config replicas.frontend=-1 is not an integer from 0"),
+        ({"replicas": {"frontend": "2"}}, r"config replicas.frontend='2' is not an integer"),
+        ({"thirdPartyImages": {"redis:7-alpine": "redis 7"}}, r"thirdPartyImages.redis:7-alpine"),
+        ({"spreadAcrossArchitectures": "yes"}, r"config spreadAcrossArchitectures='yes' is not a"),
+        ({"manifests": "ftp://mirror.example.com/m.yaml"}, r"config manifests='ftp://mirror"),
+        ({"manifests": "http://mirror.example.com/m.yaml"}, r"http:// on 127.0.0.1"),
     ],
 )
 def test_bad_config_is_refused_before_any_resource(
-    consumer: ConsumerHarness, config: dict[str, str], message: str
+    consumer: ConsumerHarness, keys: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(pulumi.RunError, match=message):
-        consumer.run(config, stack_outputs(DEFAULT_SERVICES))
-    assert consumer.mocks.registered == []
+        consumer.run(config(**keys), stack_outputs(DEFAULT_SERVICES))
+    assert [args.typ for args in consumer.mocks.registered] in ([], [STACK_REFERENCE])
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"excludeServices": ["adservice"]}, r"config excludeServices names 'adservice', which"),
+        ({"replicas": {"redis-cart": 2}}, r"config replicas names 'redis-cart', which the manif"),
+        ({"thirdPartyImages": {"redis:alpine": "redis:7"}}, r"third-party images: busybox:1.36,"),
+    ],
+)
+def test_config_naming_what_the_manifest_lacks_is_refused(
+    consumer: ConsumerHarness, keys: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(pulumi.RunError, match=message):
+        consumer.run(config(**keys), stack_outputs(DEFAULT_SERVICES))
+    assert [args.typ for args in consumer.mocks.registered] == [STACK_REFERENCE]
 
 
 def test_missing_images_stack_config_is_refused(consumer: ConsumerHarness) -> None:
@@ -205,31 +227,35 @@ def test_missing_images_stack_config_is_refused(consumer: ConsumerHarness) -> No
     assert consumer.mocks.registered == []
 
 
-@pulumi.runtime.test
-def test_a_missing_image_is_refused_naming_the_service_and_the_stack(
-    consumer: ConsumerHarness,
-) -> Any:
-    # The program's own lookup, tested as a function: an error raised inside the program's
-    # apply would only surface as an unretrieved future of every Deployment.
-    program = consumer.run({"imagesStack": IMAGES_STACK}, stack_outputs(DEFAULT_SERVICES))
-    image_ref = program["image_ref"]
-    exported = {"images": {s: image_entry(s) for s in ["frontend", "cartservice"]}}
+def test_pulumi_yaml_declares_the_keys_the_consumer_reads() -> None:
+    project = yaml.safe_load((CONSUMER_DIR / "Pulumi.yaml").read_text())
+    assert project["main"] == "consumer.py", "Pulumi must run the file the tests evaluate"
+    declared = set(project["config"])
+    # Object keys cannot be declared in the project schema (Pulumi.yaml says so).
+    assert declared | {"thirdPartyImages", "replicas"} == set(consumer_config.KEYS)
+    assert "default" not in project["config"]["imagesStack"], "imagesStack must be required"
+    assert project["config"]["spreadAcrossArchitectures"]["default"] is True
 
-    with pytest.raises(pulumi.RunError) as missing_service:
-        image_ref(exported["images"], "shoppingassistantservice", IMAGES_STACK)
-    assert str(missing_service.value).startswith(
-        f"stack {IMAGES_STACK} exports no image ref for service 'shoppingassistantservice' "
-        "(exported: cartservice, frontend)"
-    )
-    with pytest.raises(pulumi.RunError, match=f"stack {IMAGES_STACK} has no `images` output"):
-        image_ref(None, "frontend", IMAGES_STACK)
-    with pytest.raises(pulumi.RunError, match="exports no image ref for service 'frontend'"):
-        image_ref({"frontend": {"digest": digest_of("x")}}, "frontend", IMAGES_STACK)
-    assert image_ref(exported["images"], "frontend", IMAGES_STACK) == image_entry("frontend")["ref"]
-    return all_urns(program)
+
+def test_the_consumer_declares_every_kind_the_rendering_accepts(
+    consumer: ConsumerHarness,
+) -> None:
+    resource_types = consumer.run(config(), stack_outputs(DEFAULT_SERVICES)).namespace[
+        "RESOURCE_TYPES"
+    ]
+    assert set(resource_types) == set(manifest_render.SUPPORTED_KINDS)
+    assert {kind for _, kind in resource_types} == set(TYPES)
+
+
+def test_upstream_service_images_are_the_images_stack_catalog() -> None:
+    assert set(manifest_render.UPSTREAM_SERVICES) == set(CATALOG)
 
 
 def test_example_directory_is_self_contained() -> None:
     requirements = (CONSUMER_DIR / "requirements.txt").read_text().split()
-    assert {line.split(">=")[0] for line in requirements} == {"pulumi", "pulumi-kubernetes"}
+    assert {line.split(">=")[0] for line in requirements} == {
+        "pulumi",
+        "pulumi-kubernetes",
+        "PyYAML",
+    }
     assert all("," in line and "<" in line for line in requirements), "ranges, not open pins"
