@@ -152,6 +152,22 @@ def test_unknown_commit_fails_clearly_and_leaves_nothing(project: Path, upstream
     assert list((project / ".cache/upstream").iterdir()) == []
 
 
+def test_an_option_like_url_reaches_git_as_the_repository(
+    project: Path, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Config refuses it; the host tool still passes it after `--`, so git names it as the
+    repository it cannot fetch instead of reading it as `--upload-pack` (and the commit as the
+    repository)."""
+    marker = tmp_path / "upload-pack-ran"
+    url = f"--upload-pack=touch {marker}"
+    command_line = f"{sys.executable} -m host checkout --url='{url}' --commit {upstream.first} "
+    result = run_host(command_line + "--cache-dir .cache/upstream", project)
+    assert result.returncode == 2
+    assert f"'{url}'" in result.stderr.partition(" failed: ")[2], result.stderr
+    assert not marker.exists()
+    assert list((project / ".cache/upstream").iterdir()) == []
+
+
 def test_checkout_without_a_required_dockerfile_is_refused(
     project: Path, upstream: Upstream
 ) -> None:
