@@ -62,10 +62,18 @@ def make_upstream(tmp_path: Path) -> Upstream:
     return Upstream(f"file://{tmp_path / 'upstream.git'}", first, second, work)
 
 
-def run_host(command_line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory."""
+def run_host(
+    command_line: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory,
+    in `env` (default: this process's environment)."""
     return subprocess.run(
-        ["/bin/sh", "-c", command_line], cwd=cwd, capture_output=True, text=True, check=False
+        ["/bin/sh", "-c", command_line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

@@ -21,7 +21,7 @@ from plan.host_commands import checkout_command
 from plan.settings import GitSource
 from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.program_mocks import ROOT
-from tests.test_host_checkout import DOCKERFILE, make_upstream
+from tests.test_host_checkout import DOCKERFILE, make_upstream, run_host
 
 TOKEN = "ghp_fork-token-0123456789"
 USER = "x-access-token"
@@ -106,14 +106,7 @@ def run_pulumi_command(
         "GIT_CONFIG_NOSYSTEM": "1",
         **extra,
     }
-    return subprocess.run(
-        ["/bin/sh", "-c", line],
-        cwd=project,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_host(line, project, environment)
 
 
 def test_a_private_fork_is_fetched_with_a_credential_helper_from_the_environment(
