@@ -1,7 +1,7 @@
 """DockerfilePatches: the configured services' Dockerfiles, patched so arm64 images hold arm64.
 
 Creates no resource: a `pulumi_command.local.run_output` call of `python -m patches apply
-<checkout> --json --service S...` runs on every preview and every up, after the checkout (it
+--json --service S... -- <checkout>` runs on every preview and every up, after the checkout (it
 takes the checkout root as input), so a fresh runner or a reset checkout is always patched
 before an Image reads its Dockerfile. For the commit cache, a tree that reads as drift (e.g.
 patched by an older patch set) is first restored from the pinned commit (see `plan.patching`).

@@ -1,8 +1,8 @@
 """ManifestVerification: proves one pushed digest before any tag points at it.
 
 Creates:
-- `command.local.Command` `<name>-verify`: `python -m verify <repository>@<digest> --json
-  [--deep] [--allow GLOB]... --platform P... [--gcp]`, triggered by the digest only. A failing
+- `command.local.Command` `<name>-verify`: `python -m verify --json [--deep] [--allow GLOB]...
+  --platform P... [--gcp] -- <repository>@<digest>`, triggered by the digest only. A failing
   verification (exit 1, or 2 for registry/auth errors) fails `pulumi up` with the tool's
   message on stderr, and the Index that would move the tag, which depends on this Command, is
   not touched.

@@ -135,7 +135,7 @@ def matches(current: InspectedBuilder, spec: BuilderSpec) -> bool:
 
 def inspect(name: str) -> InspectedBuilder | None:
     """The builder called `name`, or None when there is none."""
-    result = run(["docker", "buildx", "inspect", name])
+    result = run(["docker", "buildx", "inspect", "--", name])
     if result.returncode != 0:
         if "no builder" in result.stderr:
             return None
@@ -158,34 +158,40 @@ def remove(name: str) -> BuilderResult:
     """Remove the builder (and its BuildKit container, if one was started)."""
     if inspect(name) is None:
         return BuilderResult(name=name, action="absent")
-    run_checked(["docker", "buildx", "rm", name], f"removing builder {name}")
+    run_checked(["docker", "buildx", "rm", "--", name], f"removing builder {name}")
     return BuilderResult(name=name, action="removed")
 
 
-def _create(spec: BuilderSpec) -> None:
+def create_commands(spec: BuilderSpec) -> list[list[str]]:
+    """The `docker buildx create` command lines that make the builder: the first node, then one
+    `--append` per native node. Each endpoint follows `--`, so buildx never reads it as an
+    option (an endpoint `--driver-opt=image=...` would choose the BuildKit image)."""
     first, *appended = spec.nodes
     options = [f"--driver-opt={key}={value}" for key, value in spec.driver_opts.items()]
-    commands = [
+    return [
         [
             *("docker", "buildx", "create", "--name", spec.name, "--driver", spec.driver),
             *options,
             *_platform_args(first),
-            *([first.endpoint] if first.endpoint else []),
+            *(["--", first.endpoint] if first.endpoint else []),
         ],
         *(
             [
                 *("docker", "buildx", "create", "--name", spec.name, "--append"),
-                *("--node", node.name, *options, *_platform_args(node), node.endpoint or ""),
+                *("--node", node.name, *options, *_platform_args(node), "--", node.endpoint or ""),
             ]
             for node in appended
         ),
     ]
+
+
+def _create(spec: BuilderSpec) -> None:
     try:
-        for argv in commands:
+        for argv in create_commands(spec):
             run_checked(argv, f"{' '.join(argv[:3])} for builder {spec.name}")
     except HostError:
         # Leave no half-configured builder behind: the next run starts from nothing.
-        run(["docker", "buildx", "rm", spec.name])
+        run(["docker", "buildx", "rm", "--", spec.name])
         raise
 
 

@@ -77,7 +77,8 @@ def _fetch(url: str, commit: str, staging: Path) -> None:
     what = f"fetching commit {commit} from {url}"
     run_checked(_git(staging, "init", "--quiet"), what, env=_GIT_ENV)
     run_checked(
-        _git(staging, "fetch", "--quiet", "--depth", "1", "--no-tags", url, commit),
+        # After `--`, git never reads the URL as an option (`--upload-pack=...` runs a command).
+        _git(staging, "fetch", "--quiet", "--depth", "1", "--no-tags", "--", url, commit),
         what,
         env=_GIT_ENV,
     )

@@ -4,15 +4,19 @@ Planning reads every selected Dockerfile and decides, per file, whether it is th
 upstream file of a supported revision, already patched, or drifted. The tree must agree on one
 revision. Only when no file drifted and every edit passed its precondition, its postcondition
 and the recorded digest of the result does `write` touch the tree: each new file is written to
-a temporary file beside the original (same mode), then all are moved into place with
-os.replace; if a move fails, the files already moved are restored.
+a temporary file beside the original (same owner, group and mode), every original is read
+again and must still be the file that was planned (a concurrent edit is never lost), then all
+are moved into place with os.replace; if a move fails, the files already moved are restored.
+No file is read or written through a symlink that leads out of the source tree.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,19 +110,22 @@ def plan(
 
 
 def write(result: Plan) -> None:
-    """Write every file the plan changes, all or nothing, keeping each file's mode."""
+    """Write every file the plan changes, all or nothing, keeping each file's owner, group and
+    mode. A file that now resolves outside the tree, or whose bytes are no longer those that
+    were planned, aborts the whole apply before any file is replaced."""
     changes = [f for f in result.files if f.after != f.before]
     staged: list[tuple[Path, Path]] = []
     try:
         for file in changes:
-            target = result.root / file.path
-            staged.append((_stage_copy(target, file.after), target))
-    except OSError as error:
+            target = _inside(result.root, file.path)
+            staged.append((_stage_copy(target, file.path, file.after), target))
+        # Checked after staging, right before the moves, to keep the window small.
+        for file in changes:
+            _check_unchanged(result.root, file)
+    except PatchError:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)
-        raise PatchError(
-            f"cannot write {error.filename}: {error.strerror}; nothing was changed"
-        ) from error
+        raise
     moved: list[tuple[Path, str]] = []
     try:
         for (temporary, target), file in zip(staged, changes, strict=True):
@@ -217,7 +224,7 @@ def _paths(definitions: Definitions, service: str) -> tuple[str, ...]:
 def _read_service(root: Path, definitions: Definitions, service: str) -> str | None:
     """The service's Dockerfile text, or None when no defined path exists in the tree."""
     for path in _paths(definitions, service):
-        candidate = root / path
+        candidate = _inside(root, path)
         if candidate.is_file():
             try:
                 return candidate.read_bytes().decode("utf-8")
@@ -403,19 +410,59 @@ def _render(lines: tuple[Line, ...]) -> str:
     return "".join(line.text + line.ending for line in lines)
 
 
-def _stage_copy(target: Path, text: str) -> Path:
-    """Write `text` to a temporary file beside `target` with `target`'s mode; return its path."""
-    mode = target.stat().st_mode & 0o7777
-    descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    temporary = Path(name)
+def _inside(root: Path, relative: str) -> Path:
+    """`root / relative`, refused when symlinks lead its resolved path out of the root (a
+    service directory linked elsewhere would have the file there read and rewritten)."""
+    path = root / relative
+    resolved, top = path.resolve(), root.resolve()
+    if not resolved.is_relative_to(top):
+        raise PatchError(
+            f"{relative} resolves to {resolved}, outside SOURCE_DIR {top} (a symlink leads out "
+            "of the tree); nothing was changed"
+        )
+    return path
+
+
+def _check_unchanged(root: Path, file: PlannedFile) -> None:
+    """Refuse to replace a file whose bytes differ from those planned: it was edited since."""
     try:
+        current = (root / file.path).read_bytes()
+    except OSError as error:
+        raise PatchError(
+            f"cannot read {file.path}: {error.strerror}; nothing was changed"
+        ) from error
+    planned = hashlib.sha256(file.before.encode("utf-8")).hexdigest()
+    found = hashlib.sha256(current).hexdigest()
+    if found != planned:
+        raise PatchError(
+            f"{file.path} changed while the patches were planned (sha256 {found}, planned from "
+            f"{planned}); nothing was changed, run the command again"
+        )
+
+
+def _stage_copy(target: Path, relative: str, text: str) -> Path:
+    """Write `text` to a temporary file beside `target` with `target`'s owner, group and mode;
+    return its path. `relative` names the file in errors."""
+    temporary: Path | None = None
+    try:
+        status = target.stat()
+        descriptor, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        temporary = Path(name)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(text.encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-    except OSError:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
+            created = os.fstat(handle.fileno())
+        if (created.st_uid, created.st_gid) != (status.st_uid, status.st_gid):
+            # Before chmod: chown clears the set-user-ID and set-group-ID bits.
+            os.chown(temporary, status.st_uid, status.st_gid)
+        os.chmod(temporary, stat.S_IMODE(status.st_mode))
+    except OSError as error:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        raise PatchError(
+            f"cannot write {relative} with its owner, group and mode kept: {error.strerror}; "
+            "nothing was changed"
+        ) from error
     return temporary

@@ -37,10 +37,11 @@ def patch_command(
     if the tree has drifted; prints `python -m patches apply --json` output."""
     revision = [] if commit is None else ["--revision", commit]
     selection = [*revision, *(arg for service in services for arg in ("--service", service))]
-    apply = shlex.join([python, "-m", "patches", "apply", root, "--json", *selection])
+    # After `--` the checkout root is never read as an option, whatever it starts with.
+    apply = shlex.join([python, "-m", "patches", "apply", "--json", *selection, "--", root])
     if commit is None:
         return apply
-    check = shlex.join([python, "-m", "patches", "check", root, *selection])
+    check = shlex.join([python, "-m", "patches", "check", *selection, "--", root])
     git = ["git", "-c", "core.autocrlf=false", "-C", root]
     restore = shlex.join([*git, "checkout", "--quiet", commit, "--", *dockerfiles])
     # `$?` after `||` is check's exit status: 0 (patched) and 1 (pristine) skip the restore.

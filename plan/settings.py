@@ -67,10 +67,11 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REGISTRY_ADDRESS = re.compile(
     r"^(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 )
-_URL_PASSWORD = re.compile(r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^/@:]*):[^/@]*@")
 _GIT_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
 
 _UNSET = object()
+
+_OPTION_LIKE = "a command would read it as an option"
 
 
 class ConfigError(ValueError):
@@ -373,6 +374,19 @@ def _parse_str(key: str, value: Any, pattern: re.Pattern[str], allowed: str) -> 
     return value
 
 
+def _parse_argument(
+    key: str, value: Any, pattern: re.Pattern[str], allowed: str, shown: Any = _UNSET
+) -> str:
+    """A value that reaches a command line as an argument (an endpoint, an address, a path,
+    a name): one starting with `-` is refused, since a command would read it as an option (an
+    endpoint `--driver-opt=image=evil/buildkit` would choose the image `docker buildx create`
+    runs). Errors show `shown` (a redacted value) when given."""
+    if not isinstance(value, str) or value.startswith("-") or not pattern.fullmatch(value):
+        shown = value if shown is _UNSET else shown
+        raise ConfigError(key, shown, f"{allowed}, not starting with '-' ({_OPTION_LIKE})")
+    return value
+
+
 def _parse_list(key: str, value: Any, what: str) -> list[Any]:
     if not isinstance(value, list):
         raise ConfigError(key, value, f"a list of {what}")
@@ -557,12 +571,7 @@ def _parse_builder_basics(
     key: str, builder: dict[str, Any], name: Any
 ) -> tuple[str, str, str | None, Mapping[str, str]]:
     """Name, driver, endpoint and driver options of a builder object."""
-    name = _parse_str(
-        f"{key}.name",
-        name,
-        _BUILDER_NAME,
-        "letters, digits, '_', '.', '-', starting with a letter or digit",
-    )
+    name = _parse_argument(f"{key}.name", name, _BUILDER_NAME, "letters, digits, '_', '.', '-'")
     driver = builder.get("driver", "docker-container")
     if driver not in BUILDER_DRIVERS:
         raise ConfigError(f"{key}.driver", driver, ", ".join(BUILDER_DRIVERS))
@@ -616,14 +625,16 @@ def _parse_platform_builders(
 
 
 def _parse_endpoint(key: str, value: Any) -> str:
-    return _parse_str(key, value, re.compile(r"^\S+$"), "a non-empty endpoint without whitespace")
+    return _parse_argument(
+        key, value, re.compile(r"^\S+$"), "a non-empty endpoint without whitespace"
+    )
 
 
 def _parse_node(key: str, value: Any, platforms: tuple[str, ...]) -> BuilderNode:
     node = _parse_object(key, value, ("name", "platforms", "endpoint"))
     node_platforms = _parse_list(f"{key}.platforms", node.get("platforms"), "platforms")
     return BuilderNode(
-        name=_parse_str(
+        name=_parse_argument(
             f"{key}.name", node.get("name"), _BUILDER_NAME, "a node name (letters, digits, '_.-')"
         ),
         platforms=_parse_unique(
@@ -638,21 +649,16 @@ def _parse_source(value: Any) -> GitSource | PathSource:
     source = _parse_object(key, value, ("url", "commit", "path"))
     url = source.get("url")
     if url is not None:
-        url = _parse_str(f"{key}.url", url, _GIT_URL, "a git URL (https://, ssh://, file://, …)")
-        if _URL_PASSWORD.match(url):
-            # Shown without the password: the error is printed by `pulumi up`.
-            raise ConfigError(
-                f"{key}.url",
-                _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", url),
-                "a git URL without a password (it would reach command lines, the state and the "
-                "images' source label); use a git credential helper",
-            )
+        url = _parse_source_url(f"{key}.url", url)
     if "path" in source:
         if "commit" in source:
             raise ConfigError(f"{key}.commit", source["commit"], "unset when `source.path` is set")
-        path = source["path"]
-        if not isinstance(path, str) or not path.strip():
-            raise ConfigError(f"{key}.path", path, "the directory of an existing checkout")
+        path = _parse_argument(
+            f"{key}.path",
+            source["path"],
+            re.compile(r"^.*\S.*$", re.DOTALL),
+            "the directory of an existing checkout",
+        )
         return PathSource(path=path, url=url)
     commit = source.get("commit", UPSTREAM_COMMIT)
     return GitSource(
@@ -663,10 +669,55 @@ def _parse_source(value: Any) -> GitSource | PathSource:
     )
 
 
+def _parse_source_url(key: str, value: Any) -> str:
+    """A git URL that carries no secret: it reaches the checkout command line, the state and
+    every image's `org.opencontainers.image.source` label. Errors show it redacted, since
+    `pulumi up` prints them."""
+    shown = _redacted_url(value) if isinstance(value, str) else value
+    url = _parse_argument(key, value, _GIT_URL, "a git URL (https://, ssh://, file://, …)", shown)
+    scheme, rest = _split_scheme(url)
+    user_info, at, _ = _authority(rest).rpartition("@")
+    # ssh (`ssh://` or `user@host:path`) authenticates with keys; its user name (`git@`) is a
+    # login name, not a secret.
+    ssh_user = scheme in ("", "ssh://") and ":" not in user_info
+    if (at and not ssh_user) or "?" in url or "#" in url:
+        raise ConfigError(
+            key,
+            shown,
+            "a git URL without user-info (except an ssh user name), query or fragment: a token "
+            "there would reach command lines, the state and the images' source label; fetch a "
+            "private fork with a git credential helper in the environment that runs Pulumi",
+        )
+    return url
+
+
+def _authority(text: str) -> str:
+    """The part of a URL after `scheme://` up to its path, query or fragment."""
+    return re.split(r"[/?#]", text, maxsplit=1)[0]
+
+
+def _redacted_url(url: str) -> str:
+    """`url` with any user-info, query and fragment replaced by `***`."""
+    scheme, rest = _split_scheme(url)
+    authority = _authority(rest)
+    _, at, host = authority.rpartition("@")
+    path = rest[len(authority) :]
+    cut = re.search(r"[?#]", path)
+    if cut:
+        path = path[: cut.start() + 1] + "***"
+    return f"{scheme}{'***@' if at else ''}{host}{path}"
+
+
+def _split_scheme(url: str) -> tuple[str, str]:
+    """(`scheme://`, the rest), or ("", url) for the scp-like `user@host:path`."""
+    head, separator, rest = url.partition("://")
+    return (head + separator, rest) if separator else ("", url)
+
+
 def _parse_registry(value: Any) -> ExternalRegistry:
     key = _key("registry")
     registry = _parse_object(key, value, ("address", "username", "start"))
-    address = _parse_str(
+    address = _parse_argument(
         f"{key}.address",
         registry.get("address"),
         _REGISTRY_ADDRESS,

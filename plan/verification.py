@@ -34,15 +34,16 @@ def verify_options(settings: VerifySettings, service: str, gcp: bool) -> VerifyO
 
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
-    """`python -m verify <ref> --json [--deep] [--allow G]... --platform P... [--gcp]`."""
-    argv = [python, "-m", "verify", ref, "--json"]
+    """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp] -- <ref>`: after
+    `--` the reference is never read as an option, whatever it starts with."""
+    argv = [python, "-m", "verify", "--json"]
     if options.deep:
         argv.append("--deep")
     argv += [argument for glob in options.allow for argument in ("--allow", glob)]
     argv += [argument for platform in platforms for argument in ("--platform", platform)]
     if options.gcp:
         argv.append("--gcp")
-    return shlex.join(argv)
+    return shlex.join([*argv, "--", ref])
 
 
 def candidate_ref(repository: str, digest: str) -> str:

@@ -151,7 +151,7 @@ def options(arguments: list[str], name: str) -> list[str]:
 
 
 def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) -> str:
-    """What `python -m patches apply ROOT --json [--revision R] --service S...` prints on a
+    """What `python -m patches apply --json [--revision R] --service S... -- ROOT` prints on a
     pristine checkout: the real definitions' paths and patch ids. `patch_ids` overrides some; a
     test of a made-up upstream (no patch set) gives one for every service, else the tool
     refuses the revision as the real one does."""
@@ -177,9 +177,9 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) ->
 
 
 def verify_stdout(arguments: list[str]) -> str:
-    """What `python -m verify REF --json [--deep] --platform P...` prints for a verified image:
+    """What `python -m verify --json [--deep] --platform P... -- REF` prints for a verified image:
     a distinct manifest digest per (image, platform), two attestations skipped."""
-    ref, deep = arguments[0], "--deep" in arguments
+    ref, deep = arguments[arguments.index("--") + 1], "--deep" in arguments
     platforms = {
         platform: PlatformResult(
             digest=digest_of(f"{ref} {platform}"),

@@ -60,8 +60,7 @@ def patch_line(root: Path, commit: str | None, definitions: Path) -> str:
     line = patch_command(PYTHON, str(root), SERVICES, DOCKERFILES, commit)
     for command in ("check", "apply"):
         line = line.replace(
-            f"-m patches {command} {root} ",
-            f"-m patches {command} {root} --definitions {definitions} ",
+            f"-m patches {command} ", f"-m patches {command} --definitions {definitions} "
         )
     assert line.count("--definitions") == (1 if commit is None else 2), line
     return line
@@ -110,7 +109,9 @@ def test_a_checkout_patched_otherwise_is_restored_from_the_commit_first(
     patched = (root / "src/pysvc/Dockerfile").read_bytes()
     # As an older patch set (or a hand edit) would have left it: the engine calls it drift.
     (root / "src/pysvc/Dockerfile").write_bytes(patched.replace(b"FROM ", b"FROM  ", 1))
-    apply_only = run(f"{patch_line(root, None, definitions)} --revision {head}")
+    apply_only = run(
+        patch_line(root, None, definitions).replace(" --json ", f" --json --revision {head} ")
+    )
     assert apply_only.returncode == 2, apply_only.stderr
     assert "src/pysvc/Dockerfile" in apply_only.stderr
     restored = run(patch_line(root, head, definitions))
@@ -149,3 +150,28 @@ def test_restored_dockerfiles_get_the_same_mode_whatever_the_callers_umask(
     assert (root / "src/pysvc/Dockerfile").read_bytes() == patched
     for path in DOCKERFILES:
         assert stat.S_IMODE(os.stat(root / path).st_mode) == 0o644, path
+
+
+def test_a_checkout_root_that_looks_like_an_option_is_patched_as_a_directory(
+    checkout: tuple[Path, str, Path], tmp_path: Path
+) -> None:
+    """The root follows `--`: a directory named `--help`, relative to where the line runs, is
+    patched (read as an option, the tool would print its help, exit 0 and patch nothing)."""
+    root, _, definitions = checkout
+    (tmp_path / "--help").symlink_to(root)
+    line = patch_command(sys.executable, "--help", SERVICES, DOCKERFILES, None).replace(
+        " --json ", f" --json --definitions {definitions} "
+    )
+    result = subprocess.run(
+        ["/bin/sh", "-c", line],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed = parse_patch_result(["--help", result.stdout])
+    assert parsed["pysvc"].path == "--help/src/pysvc/Dockerfile"
+    assert parsed["pysvc"].patch_id != NO_PATCH
+    assert git(root, "status", "--porcelain", "--", "src/pysvc") == "M src/pysvc/Dockerfile"

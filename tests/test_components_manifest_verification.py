@@ -7,6 +7,8 @@ registry.
 
 import json
 import shlex
+import subprocess
+import sys
 from types import MappingProxyType
 
 import pytest
@@ -21,6 +23,7 @@ from plan.verification import (
     verify_command,
     verify_options,
 )
+from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.report import image_json
 
@@ -35,7 +38,6 @@ def test_command_line_carries_options_in_a_fixed_order_and_quotes_globs() -> Non
         ".venv/bin/python",
         "-m",
         "verify",
-        REF,
         "--json",
         "--deep",
         "--allow",
@@ -47,17 +49,33 @@ def test_command_line_carries_options_in_a_fixed_order_and_quotes_globs() -> Non
         "--platform",
         "linux/arm64",
         "--gcp",
+        "--",
+        REF,
     ]
     shallow = verify_command("python", REF, ["linux/arm64"], VerifyOptions(False, (), False))
     assert shlex.split(shallow) == [
         "python",
         "-m",
         "verify",
-        REF,
         "--json",
         "--platform",
         "linux/arm64",
+        "--",
+        REF,
     ]
+
+
+def test_a_reference_that_looks_like_an_option_reaches_the_verifier_as_a_reference() -> None:
+    """The reference follows `--`: the verifier refuses it as a reference (exit 2, naming it);
+    read as options, `--gcp/...` would be an unknown option and the image never named."""
+    ref = f"--gcp/frontend@{DIGEST}"
+    line = verify_command(sys.executable, ref, ["linux/amd64"], VerifyOptions(False, (), False))
+    result = subprocess.run(
+        ["/bin/sh", "-c", line], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"'{ref}'" in result.stderr and "usage:" not in result.stderr, result.stderr
 
 
 def test_options_of_a_service_take_its_paths_and_never_the_reasons() -> None:

@@ -6,7 +6,14 @@ tests/integration/test_host_builder.py.
 
 import pytest
 
-from host.builder import BuilderSpec, InspectedBuilder, InspectedNode, matches, parse_inspect
+from host.builder import (
+    BuilderSpec,
+    InspectedBuilder,
+    InspectedNode,
+    create_commands,
+    matches,
+    parse_inspect,
+)
 from host.process import HostError
 from plan.host_commands import builder_spec, interpreter
 from plan.settings import BuilderNode, BuilderSettings
@@ -127,3 +134,19 @@ def test_invalid_spec_is_an_error() -> None:
 def test_interpreter_inside_the_project_is_written_relative_to_it() -> None:
     assert interpreter("/work/p/.venv/bin/python", "/work/p") == ".venv/bin/python"
     assert interpreter("/usr/bin/python3", "/work/p") == "/usr/bin/python3"
+
+
+def test_every_endpoint_follows_a_double_dash_on_the_create_command_lines() -> None:
+    """buildx (cobra) stops reading options at `--`: an endpoint that looks like an option is
+    then a (non-existent) endpoint, never `--driver-opt=image=...` choosing the BuildKit image."""
+    evil = "--driver-opt=image=evil/buildkit:latest"
+    node = BuilderNode("arm64-native", ("linux/arm64",), evil)
+    first, appended = create_commands(spec_of(settings(endpoint=evil, nodes=(node,))))
+    assert first[-2:] == ["--", evil]
+    assert appended[-2:] == ["--", evil]
+    configured = ["--driver-opt=image=moby/buildkit:v0.12.5", "--driver-opt=network=host"]
+    for argv in (first, appended):
+        options = argv[: argv.index("--")]
+        assert [a for a in options if a.startswith("--driver-opt")] == configured, argv
+    (without_endpoint,) = create_commands(spec_of(settings(nodes=())))
+    assert "--" not in without_endpoint

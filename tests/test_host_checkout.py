@@ -62,10 +62,18 @@ def make_upstream(tmp_path: Path) -> Upstream:
     return Upstream(f"file://{tmp_path / 'upstream.git'}", first, second, work)
 
 
-def run_host(command_line: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory."""
+def run_host(
+    command_line: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory,
+    in `env` (default: this process's environment)."""
     return subprocess.run(
-        ["/bin/sh", "-c", command_line], cwd=cwd, capture_output=True, text=True, check=False
+        ["/bin/sh", "-c", command_line],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -149,6 +157,22 @@ def test_unknown_commit_fails_clearly_and_leaves_nothing(project: Path, upstream
     assert result.returncode == 2
     assert result.stdout == ""
     assert f"fetching commit {missing} from {upstream.url} failed" in result.stderr
+    assert list((project / ".cache/upstream").iterdir()) == []
+
+
+def test_an_option_like_url_reaches_git_as_the_repository(
+    project: Path, upstream: Upstream, tmp_path: Path
+) -> None:
+    """Config refuses it; the host tool still passes it after `--`, so git names it as the
+    repository it cannot fetch instead of reading it as `--upload-pack` (and the commit as the
+    repository)."""
+    marker = tmp_path / "upload-pack-ran"
+    url = f"--upload-pack=touch {marker}"
+    command_line = f"{sys.executable} -m host checkout --url='{url}' --commit {upstream.first} "
+    result = run_host(command_line + "--cache-dir .cache/upstream", project)
+    assert result.returncode == 2
+    assert f"'{url}'" in result.stderr.partition(" failed: ")[2], result.stderr
+    assert not marker.exists()
     assert list((project / ".cache/upstream").iterdir()) == []
 
 

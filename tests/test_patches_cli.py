@@ -206,3 +206,20 @@ def test_record_stops_where_an_operation_no_longer_fits(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "src/nodesvc/Dockerfile: precondition of drop --platform" in result.stderr
     assert "line 9: expected FROM --platform=$BUILDPLATFORM node:… AS builder" in result.stderr
+
+
+def test_apply_through_a_link_out_of_the_tree_exits_2_and_changes_nothing(
+    old_tree: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (old_tree / "src" / "pysvc").rename(elsewhere)
+    (old_tree / "src" / "pysvc").symlink_to(elsewhere, target_is_directory=True)
+    outside, inside = (elsewhere / "Dockerfile").read_bytes(), snapshot(old_tree)
+    result = run("apply", str(old_tree), "--json")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"patches apply: src/pysvc/Dockerfile resolves to {elsewhere / 'Dockerfile'}, outside "
+        f"SOURCE_DIR {old_tree} (a symlink leads out of the tree); nothing was changed\n"
+    )
+    assert (elsewhere / "Dockerfile").read_bytes() == outside
+    assert snapshot(old_tree) == inside

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
 
+from patches import engine
 from patches.definitions import Definitions, load
 from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
 
@@ -409,3 +412,123 @@ def test_write_failure_on_one_file_leaves_every_file_untouched(tmp_path: Path) -
     with pytest.raises(PatchError, match=r"cannot write .*nothing was changed"):
         write(result)
     assert snapshot(root) == before
+
+
+def leave_tree(root: Path, outside: Path, service: str) -> Path:
+    """Move `service`'s directory to `outside` and link it back into the tree; return the
+    Dockerfile outside."""
+    outside.mkdir()
+    (root / "src" / service).rename(outside / service)
+    (root / "src" / service).symlink_to(outside / service, target_is_directory=True)
+    return outside / service / "Dockerfile"
+
+
+def test_a_service_directory_linked_out_of_the_tree_is_refused(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    elsewhere = leave_tree(root, tmp_path / "elsewhere", "pysvc")
+    before = elsewhere.read_bytes()
+    with pytest.raises(PatchError) as raised:
+        write(plan(root, definitions))
+    assert str(raised.value) == (
+        f"src/pysvc/Dockerfile resolves to {elsewhere}, outside SOURCE_DIR {root} "
+        "(a symlink leads out of the tree); nothing was changed"
+    )
+    assert elsewhere.read_bytes() == before
+    assert (root / "src/nodesvc/Dockerfile").read_text() == fixture_text("old", "nodesvc")
+    with pytest.raises(PatchError, match="outside SOURCE_DIR"):
+        plan(root, definitions, ("pysvc",))
+
+
+def test_a_dockerfile_linked_out_of_the_tree_is_refused(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    elsewhere = tmp_path / "Dockerfile.elsewhere"
+    (root / "src/pysvc/Dockerfile").rename(elsewhere)
+    (root / "src/pysvc/Dockerfile").symlink_to(elsewhere)
+    with pytest.raises(PatchError, match=r"src/pysvc/Dockerfile resolves to .* outside"):
+        plan(root, definitions)
+    assert elsewhere.read_text() == fixture_text("old", "pysvc")
+
+
+def test_a_link_that_stays_inside_the_tree_is_followed(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    (root / "src/pysvc").rename(root / "pysvc-real")
+    (root / "src/pysvc").symlink_to("../pysvc-real", target_is_directory=True)
+    write(plan(root, definitions))
+    assert (root / "pysvc-real/Dockerfile").read_text() == expected_old("pysvc")
+
+
+def test_a_directory_linked_out_of_the_tree_after_planning_is_refused(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    elsewhere = leave_tree(root, tmp_path / "elsewhere", "pysvc")
+    with pytest.raises(PatchError, match="outside SOURCE_DIR"):
+        write(result)
+    assert elsewhere.read_text() == fixture_text("old", "pysvc")
+    assert (root / "src/nodesvc/Dockerfile").read_text() == fixture_text("old", "nodesvc")
+    assert [p.name for p in elsewhere.parent.iterdir()] == ["Dockerfile"]
+
+
+def test_write_keeps_the_owner_group_and_mode_of_a_file_of_another_user(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    if os.geteuid() != 0:
+        reason = "giving a file to another user needs root (CI runs the tests as root)"
+        if os.environ.get("CI", "").lower() in {"true", "1"}:
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    root = copy_tree(tmp_path, "old")
+    target = root / "src" / "pysvc" / "Dockerfile"
+    os.chown(target, 1234, 2345)
+    target.chmod(0o2640)
+    write(plan(root, definitions))
+    status = target.stat()
+    assert (status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)) == (1234, 2345, 0o2640)
+    assert target.read_text() == expected_old("pysvc")
+
+
+def test_a_file_edited_between_plan_and_write_aborts_the_whole_apply(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    edited = root / "src" / "pysvc" / "Dockerfile"
+    edited.write_text(fixture_text("old", "pysvc") + "# a colleague's edit\n")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        write(result)
+    message = str(raised.value)
+    assert message.startswith("src/pysvc/Dockerfile changed while the patches were planned")
+    assert message.endswith("nothing was changed, run the command again")
+    assert snapshot(root) == before
+    assert [p.name for p in edited.parent.iterdir()] == ["Dockerfile"]
+
+
+def test_a_file_edited_while_the_others_are_staged_aborts_the_whole_apply(
+    tmp_path: Path, definitions: Definitions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The edit lands after the first file is staged: the check right before the moves sees it."""
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    stage_copy = engine._stage_copy
+    edited = root / "src" / "pysvc" / "Dockerfile"
+
+    def stage_then_edit(target: Path, relative: str, text: str) -> Path:
+        staged = stage_copy(target, relative, text)
+        if relative == "src/nodesvc/Dockerfile":
+            edited.write_text(edited.read_text() + "# edited meanwhile\n")
+        return staged
+
+    monkeypatch.setattr(engine, "_stage_copy", stage_then_edit)
+    with pytest.raises(PatchError, match="src/pysvc/Dockerfile changed while"):
+        write(result)
+    assert (root / "src/nodesvc/Dockerfile").read_text() == fixture_text("old", "nodesvc")
+    assert edited.read_text() == fixture_text("old", "pysvc") + "# edited meanwhile\n"
+    assert sorted(p.name for p in (root / "src").rglob(".*")) == []

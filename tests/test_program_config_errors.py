@@ -35,6 +35,7 @@ def test_invalid_config_declares_nothing_and_runs_no_command(
     assert message.startswith(f"config {key} = "), message
     assert allowed in message, message
     assert "s3cret-password" not in message
+    assert "ghp_s3cret" not in message
     assert program.monitor is not None
     assert program.monitor.registrations == [], message
     assert program.monitor.invocations == [], message

@@ -94,8 +94,8 @@ def test_patches_run_once_for_exactly_the_configured_services(program: ProgramRu
         *[argument for service in services for argument in ("--service", service)],
     ]
     check, apply = shlex.split(shape["check"]), shlex.split(shape["apply"])
-    assert check[1:] == ["-m", "patches", "check", CHECKOUT, *selection]
-    assert apply[1:] == ["-m", "patches", "apply", CHECKOUT, "--json", *selection]
+    assert check[1:] == ["-m", "patches", "check", *selection, "--", CHECKOUT]
+    assert apply[1:] == ["-m", "patches", "apply", "--json", *selection, "--", CHECKOUT]
     assert apply[0] == check[0] and apply[0].endswith("python"), apply
 
 
@@ -104,7 +104,8 @@ def test_a_checkout_of_the_users_is_patched_as_it_is(program: ProgramRunner) -> 
     (line,) = patch_commands(run)
     assert "&&" not in line and "git" not in line, line
     argv = shlex.split(line)
-    assert argv[1:5] == ["-m", "patches", "apply", "/srv/boutique"]
+    assert argv[1:4] == ["-m", "patches", "apply"]
+    assert argv[-2:] == ["--", "/srv/boutique"]
     assert "--revision" not in argv
 
 
@@ -171,10 +172,11 @@ def test_each_image_is_verified_by_digest_with_the_configured_options(
         service = image_name.removesuffix("-image")
         digest = digest_of(image_name)
         argv = shlex.split(command.inputs["create"])
-        expected = [f"{REGISTRY}/{service}@{digest}", "--json", "--deep"]
+        expected = ["--json", "--deep"]
         if service == "currencyservice":
             expected += ["--allow", allowed]
         expected += ["--platform", "linux/amd64", "--platform", "linux/arm64", "--gcp"]
+        expected += ["--", f"{REGISTRY}/{service}@{digest}"]
         assert argv[1:3] == ["-m", "verify"], command.urn
         assert argv[3:] == expected, command.urn
         assert command.inputs["triggers"] == [digest], command.urn
@@ -193,7 +195,7 @@ def test_shallow_verification_of_an_existing_registry_uses_no_gcp_credentials(
     for command in verifications(run).values():
         argv = shlex.split(command.inputs["create"])
         assert "--deep" not in argv and "--gcp" not in argv, command.urn
-        assert argv[3].startswith("registry.example.com/team/"), command.urn
+        assert argv[-2] == "--" and argv[-1].startswith("registry.example.com/team/"), command.urn
         assert "s3cret-password" not in json.dumps(command.inputs), command.urn
         assert "environment" not in command.inputs, command.urn
 

@@ -84,7 +84,7 @@ def test_each_platform_is_verified_for_itself_and_joined_after_both(
             digest = digest_of(f"{service}-{arch}-image")
             ref = f"{REGISTRY}/{service}@{digest}"
             argv = shlex.split(command.inputs["create"])
-            assert argv[3:] == [ref, "--json", "--deep", "--platform", platform, "--gcp"]
+            assert argv[3:] == ["--json", "--deep", "--platform", platform, "--gcp", "--", ref]
             assert command.inputs["triggers"] == [digest], command.urn
             assert command.urn in index.dependencies, index.urn
             sources.append(ref)

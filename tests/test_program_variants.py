@@ -224,7 +224,7 @@ def test_local_stack_starts_its_registry_and_verifies_without_cloud_credentials(
     assert len(verifications) == 4
     for command in verifications:
         argv = shlex.split(command.inputs["create"])
-        assert argv[3].startswith("127.0.0.1:5000/"), command.urn
+        assert argv[-2] == "--" and argv[-1].startswith("127.0.0.1:5000/"), command.urn
         assert "--deep" in argv and "--gcp" not in argv, command.urn
     for service, inputs in images(run).items():
         assert inputs["builder"] == {"name": "boutique-local"}, service

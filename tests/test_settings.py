@@ -177,18 +177,132 @@ def test_a_long_repository_id_needs_room_for_the_cache_repository_only_when_it_e
     assert no_cache.destination.repository.id == "r" * 63
 
 
-def test_a_source_url_with_a_password_is_refused_without_showing_it() -> None:
-    url = "https://ci:ghp_s3cret@github.com/example/microservices-demo.git"
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "https://ci:ghp_s3cret@github.com/example/microservices-demo.git",
+            "https://***@github.com/example/microservices-demo.git",
+        ),
+        # A token alone is user-info too (GitHub accepts `https://TOKEN@github.com/...`).
+        (
+            "https://ghp_s3cret@github.com/example/microservices-demo.git",
+            "https://***@github.com/example/microservices-demo.git",
+        ),
+        (
+            "https://github.com/example/microservices-demo.git?access_token=ghp_s3cret",
+            "https://github.com/example/microservices-demo.git?***",
+        ),
+        (
+            "https://github.com/example/boutique.git#ghp_s3cret",
+            "https://github.com/example/boutique.git#***",
+        ),
+        (
+            "ssh://git:ghp_s3cret@github.com/example/boutique.git",
+            "ssh://***@github.com/example/boutique.git",
+        ),
+        ("git://ghp_s3cret@example.com/boutique.git", "git://***@example.com/boutique.git"),
+        # Not a git URL at all: still shown redacted.
+        (
+            "https://ghp s3cret@github.com/example/boutique.git",
+            "https://***@github.com/example/boutique.git",
+        ),
+    ],
+)
+def test_a_source_url_with_a_secret_is_refused_showing_it_redacted(url: str, shown: str) -> None:
+    for source in ({"url": url}, {"url": url, "path": "upstream"}):
+        with pytest.raises(ConfigError) as raised:
+            parse(source=source)
+        message = str(raised.value)
+        assert raised.value.key == f"{P}:source.url", message
+        assert raised.value.value == shown, message
+        assert f'"{shown}"' in message
+        assert "s3cret" not in message and "s3cret" not in repr(raised.value.value)
+        assert raised.value.__cause__ is None and raised.value.__context__ is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # ssh authenticates with keys: a user name there is a login name, not a secret.
+        "ssh://git@github.com/example/microservices-demo.git",
+        "git@github.com:example/microservices-demo.git",
+        "https://github.com/example/microservices-demo.git",
+        "https://example.com/git/boutique@v1.git",
+        "file:///srv/git/boutique.git",
+    ],
+)
+def test_a_source_url_without_a_secret_is_accepted(url: str) -> None:
+    assert parse(source={"url": url}).source == GitSource(url=url, commit=UPSTREAM_COMMIT)
+
+
+def test_a_refused_source_url_names_the_credential_helper() -> None:
+    with pytest.raises(ConfigError, match="git credential helper"):
+        parse(source={"url": "https://ghp_s3cret@github.com/example/boutique.git"})
+
+
+OPTION_LIKE = "--driver-opt=image=evil/buildkit:latest"
+PER_PLATFORM = {"strategy": "perPlatform"}
+
+
+@pytest.mark.parametrize(
+    ("values", "gcp", "key"),
+    [
+        ({"builder": {"endpoint": OPTION_LIKE}}, None, "builder.endpoint"),
+        (
+            {
+                "builder": {
+                    "nodes": [
+                        {"name": "arm", "platforms": ["linux/arm64"], "endpoint": OPTION_LIKE}
+                    ]
+                }
+            },
+            None,
+            "builder.nodes[0].endpoint",
+        ),
+        (
+            {
+                **PER_PLATFORM,
+                "builder": {
+                    "platformBuilders": {"linux/arm64": {"name": "arm", "endpoint": OPTION_LIKE}}
+                },
+            },
+            None,
+            "builder.platformBuilders.linux/arm64.endpoint",
+        ),
+        ({"builder": {"name": "-x"}}, None, "builder.name"),
+        (
+            {
+                "builder": {
+                    "nodes": [{"name": "-x", "platforms": ["linux/arm64"], "endpoint": "ssh://h"}]
+                }
+            },
+            None,
+            "builder.nodes[0].name",
+        ),
+        (
+            {**PER_PLATFORM, "builder": {"platformBuilders": {"linux/arm64": {"name": "--help"}}}},
+            None,
+            "builder.platformBuilders.linux/arm64.name",
+        ),
+        ({"registry": {"address": "--gcp"}}, {}, "registry.address"),
+        ({"registry": {"address": "-registry.example.com:5000/boutique"}}, {}, "registry.address"),
+        ({"source": {"path": "--definitions=/tmp/evil.toml"}}, None, "source.path"),
+        ({"source": {"url": "-oProxyCommand@example.com:x"}}, None, "source.url"),
+        ({"tag": "--push"}, None, "tag"),
+    ],
+)
+def test_a_value_that_reaches_a_command_line_may_not_start_with_a_dash(
+    values: dict[str, Any], gcp: dict[str, str] | None, key: str
+) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse(source={"url": url})
-    message = str(raised.value)
-    assert raised.value.key == f"{P}:source.url", message
-    assert "ghp_s3cret" not in message and "ghp_s3cret" not in repr(raised.value.value)
-    assert "https://ci:***@github.com/example/microservices-demo.git" in message
-    assert "credential helper" in message
-    # A user name alone (ssh) carries no secret.
-    ssh = parse(source={"url": "ssh://git@github.com/example/microservices-demo.git"})
-    assert isinstance(ssh.source, GitSource)
+        parse(gcp=gcp, **values)
+    assert raised.value.key == f"{P}:{key}", str(raised.value)
+    assert "not starting with" in str(raised.value)
+
+
+def test_a_checkout_path_starting_with_a_dash_is_written_relative() -> None:
+    assert parse(source={"path": "./-upstream"}).source == PathSource(path="./-upstream", url=None)
 
 
 def test_registry_alternative_accepts_the_empty_member_lists_pulumi_yaml_defaults_to() -> None:
@@ -576,6 +690,38 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
         False,
         f"{P}:registry.start",
         "true or false",
+    ),
+    # Option injection: `docker buildx create` would read it as the BuildKit image to run.
+    (
+        {"builder": {"endpoint": "--driver-opt=image=evil/buildkit:latest"}},
+        None,
+        False,
+        f"{P}:builder.endpoint",
+        "not starting with '-' (a command would read it as an option)",
+    ),
+    (
+        {
+            "builder": {
+                "nodes": [
+                    {
+                        "name": "arm",
+                        "platforms": ["linux/arm64"],
+                        "endpoint": "--driver-opt=image=evil/buildkit:latest",
+                    }
+                ]
+            }
+        },
+        None,
+        False,
+        f"{P}:builder.nodes[0].endpoint",
+        "not starting with '-' (a command would read it as an option)",
+    ),
+    (
+        {"source": {"url": "https://ghp_s3cret@github.com/example/boutique.git"}},
+        None,
+        False,
+        f"{P}:source.url",
+        "git credential helper",
     ),
 ]
 

@@ -142,6 +142,19 @@ def test_failed_node_append_leaves_no_half_configured_builder(run: Run) -> None:
     assert inspect("boutique-broken") is None
 
 
+def test_an_option_like_endpoint_reaches_buildx_as_an_endpoint_not_an_option(run: Run) -> None:
+    """Config refuses it; the host tool still passes it after `--`, so buildx (cobra) does not
+    take it as `--driver-opt` (without `--` this creates a builder that runs evil/buildkit)."""
+    evil = "--driver-opt=image=evil/buildkit:latest"
+    spec = builder_spec(builder("boutique-evil", endpoint=evil, nodes=()), PLATFORMS)
+    result = run(builder_ensure_command(sys.executable, spec))
+    current = inspect("boutique-evil")
+    assert current is None or all("image" not in node.driver_opts for node in current.nodes)
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.startswith("error: docker buildx create for builder boutique-evil failed")
+    assert current is None
+
+
 def test_missing_docker_cli_is_reported(run: Run, tmp_path: Path) -> None:
     command_line = builder_ensure_command(sys.executable, builder_spec(builder("x"), PLATFORMS))
     result = run(f"PATH={tmp_path} {command_line}")
