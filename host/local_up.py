@@ -3,8 +3,9 @@
     python3 -m host.local_up pulumi --version-file .pulumi-version --requirements requirements.txt
         --tools-dir .tools
         JSON {"path", "version", "action"} of the Pulumi CLI to run (host.pulumi_cli).
-    python -m host.local_up progress --event-log FILE
-        One line per step of `pulumi up --event-log FILE` on stderr, until SIGTERM (host.progress).
+    python -m host.local_up progress --event-log FILE --done-file DONE
+        One line per step of `pulumi up --event-log FILE` on stderr, until DONE exists
+        (host.progress).
     python -m host.local_up table < images.json
         The proof table from `pulumi stack output images --json` (host.proof_table).
 
@@ -38,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     cli.add_argument("--tools-dir", type=Path, required=True, help="installs into DIR/pulumi")
     follow = commands.add_parser("progress", help="print one line per step of `pulumi up`")
     follow.add_argument("--event-log", type=Path, required=True, help="the --event-log file")
+    follow.add_argument(
+        "--done-file", type=Path, required=True, help="created once the Pulumi command exited"
+    )
     commands.add_parser("table", help="print the proof table from the images output on stdin")
     return parser
 
@@ -51,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(json.dumps(asdict(result), sort_keys=True))
         elif args.command == "progress":
-            progress.follow(args.event_log, sys.stderr, PREFIX)
+            progress.follow(args.event_log, args.done_file, sys.stderr, PREFIX)
         else:
             print("\n".join(proof_table.render(sys.stdin.read())))
     except HostError as error:

@@ -14,13 +14,12 @@ which never change without aliases; the service of an image step is the name of 
 """
 
 import json
+import os
 import re
-import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, TextIO
 
 SERVICE_IMAGE = "boutique:service_image:ServiceImage"
@@ -178,17 +177,23 @@ def events(path: Path, stopping: Callable[[], bool]) -> Iterator[dict[str, Any]]
     """The JSON objects appended to `path`, as they arrive, until `stopping()` and end of file.
 
     The file may not exist yet (the CLI creates it); a line is read only once complete.
+    `stopping()` is asked before each read, so once it says yes, everything written before
+    that moment is still read.
     """
-    while not path.exists():
-        if stopping():
+    while True:
+        finished = stopping()
+        if path.exists():
+            break
+        if finished:
             return
         time.sleep(POLL_INTERVAL_S)
     partial = ""
     with path.open(encoding="utf-8", errors="replace") as stream:
         while True:
+            finished = stopping()
             chunk = stream.readline()
             if not chunk:
-                if stopping():
+                if finished:
                     return
                 time.sleep(POLL_INTERVAL_S)
                 continue
@@ -204,16 +209,11 @@ def events(path: Path, stopping: Callable[[], bool]) -> Iterator[dict[str, Any]]
                 yield event
 
 
-def follow(path: Path, out: TextIO, prefix: str) -> None:
-    """Print progress lines for the events in `path` until SIGTERM (then drain and return)."""
-    stop = False
-
-    def request_stop(_signum: int, _frame: FrameType | None) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, request_stop)
+def follow(path: Path, done: Path, out: TextIO, prefix: str) -> None:
+    """Print progress lines for the events in `path` until the file `done` exists and every
+    event before it was read, or the process that started this one is gone."""
+    parent = os.getppid()
     progress = Progress()
-    for event in events(path, lambda: stop):
+    for event in events(path, lambda: done.exists() or os.getppid() != parent):
         for line in progress.feed(event):
             print(f"{prefix}{line}", file=out, flush=True)
