@@ -7,10 +7,10 @@ operation and a Unix `timestamp` in seconds. A step's duration is the difference
 timestamps, so it is the engine's own measure whatever the poll interval. Events of the
 preview part of `up` (`planning: true`) are left out.
 
-Steps are recognised by the type chain in the URN
-(`urn:pulumi:STACK::PROJECT::PARENT-TYPE$...$TYPE::NAME`), i.e. by the component type tokens,
-which never change without aliases; the service of an image step is the name of its
-`ServiceImage` ancestor, found through the `parent` of each resource the events announce.
+Steps are recognised by the resource's type and its parent's type, the last two of the URN's
+type chain (`urn:pulumi:STACK::PROJECT::...$PARENT-TYPE$TYPE::NAME`), i.e. by the component
+type tokens, which never change without aliases; the service of an image step is the name of
+its `ServiceImage` ancestor, found through the `parent` of each resource the events announce.
 """
 
 import json
@@ -70,22 +70,20 @@ class Urn:
         return self.types[-1]
 
 
+STEPS = {
+    (COMMAND, LOCAL_REGISTRY): "registry",
+    (COMMAND, BUILDX_BUILDER): "builder",
+    (IMAGE, SERVICE_IMAGE): "image",
+    (COMMAND, MANIFEST_VERIFICATION): "verification",
+    (INDEX, SERVICE_IMAGE): "index",
+}
+"""(resource type, its parent's type) -> the step it is."""
+
+
 def step_kind(urn: Urn) -> str | None:
     """`registry`, `builder`, `image`, `verification`, `index`, or None for other resources."""
-    parent = urn.types[-2] if len(urn.types) > 1 else None
-    if urn.type == COMMAND and parent == LOCAL_REGISTRY:
-        return "registry"
-    if urn.type == COMMAND and parent == BUILDX_BUILDER:
-        return "builder"
-    if SERVICE_IMAGE not in urn.types:
-        return None
-    if urn.type == IMAGE:
-        return "image"
-    if urn.type == COMMAND and parent == MANIFEST_VERIFICATION:
-        return "verification"
-    if urn.type == INDEX:
-        return "index"
-    return None
+    parent = urn.types[-2] if len(urn.types) > 1 else ""
+    return STEPS.get((urn.type, parent))
 
 
 def format_duration(seconds: float) -> str:

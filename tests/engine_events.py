@@ -1,6 +1,7 @@
 """Engine events shaped like those `pulumi up --event-log FILE` writes, for the local stack.
 
-Each event is one JSON object with `sequence`, `timestamp` (Unix seconds) and one payload;
+Each event is one JSON object with `sequence`, `timestamp` (Unix seconds) and one payload
+(pulumi/pulumi sdk/go/common/apitype/events.go);
 resource events carry `metadata` with `op`, `urn`, `type` and the `new`/`old` state whose
 `parent` links a resource to its component. Built from the program's own resource names
 (components/*.py) so the progress lines are tested against the URNs the program produces.
@@ -21,14 +22,13 @@ from host.progress import (
     SERVICE_IMAGE,
 )
 
-STACK_TYPE = "pulumi:pulumi:Stack"
-
 
 def urn(types: list[str], name: str) -> str:
+    """A URN's type chain lists the parents' types, except the root stack's."""
     return f"urn:pulumi:local::boutique-multiarch::{'$'.join(types)}::{name}"
 
 
-STACK_URN = urn([STACK_TYPE], "boutique-multiarch-local")
+STACK_URN = urn(["pulumi:pulumi:Stack"], "boutique-multiarch-local")
 
 
 @dataclass
@@ -78,17 +78,13 @@ class Events:
         op: str = "create",
     ) -> None:
         """The ServiceImage component of `name` and its image(s), verification(s) and index."""
-        component = self.step([STACK_TYPE, SERVICE_IMAGE], name, STACK_URN, start, tagged, op)
+        component = self.step([SERVICE_IMAGE], name, STACK_URN, start, tagged, op)
         builds = [f"{name}-{arch}" for arch in arches] or [name]
         for build in builds:
+            self.step([SERVICE_IMAGE, IMAGE], f"{build}-image", component, start, built, op)
+            verification = urn([SERVICE_IMAGE, MANIFEST_VERIFICATION], f"{build}-verification")
             self.step(
-                [STACK_TYPE, SERVICE_IMAGE, IMAGE], f"{build}-image", component, start, built, op
-            )
-            verification = urn(
-                [STACK_TYPE, SERVICE_IMAGE, MANIFEST_VERIFICATION], f"{build}-verification"
-            )
-            self.step(
-                [STACK_TYPE, SERVICE_IMAGE, MANIFEST_VERIFICATION],
+                [SERVICE_IMAGE, MANIFEST_VERIFICATION],
                 f"{build}-verification",
                 component,
                 built,
@@ -96,28 +92,22 @@ class Events:
                 op,
             )
             self.step(
-                [STACK_TYPE, SERVICE_IMAGE, MANIFEST_VERIFICATION, COMMAND],
+                [SERVICE_IMAGE, MANIFEST_VERIFICATION, COMMAND],
                 f"{build}-verification-verify",
                 verification,
                 built,
                 verified,
                 op,
             )
-        self.step(
-            [STACK_TYPE, SERVICE_IMAGE, INDEX], f"{name}-index", component, verified, tagged, op
-        )
+        self.step([SERVICE_IMAGE, INDEX], f"{name}-index", component, verified, tagged, op)
 
     def registry(self, start: int, end: int, op: str = "create") -> None:
-        component = urn([STACK_TYPE, LOCAL_REGISTRY], "local")
-        self.step(
-            [STACK_TYPE, LOCAL_REGISTRY, COMMAND], "local-registry", component, start, end, op
-        )
+        component = urn([LOCAL_REGISTRY], "local")
+        self.step([LOCAL_REGISTRY, COMMAND], "local-registry", component, start, end, op)
 
     def builder(self, start: int, end: int, op: str = "create") -> None:
-        component = urn([STACK_TYPE, BUILDX_BUILDER], "buildx")
-        self.step(
-            [STACK_TYPE, BUILDX_BUILDER, COMMAND], "buildx-builder", component, start, end, op
-        )
+        component = urn([BUILDX_BUILDER], "buildx")
+        self.step([BUILDX_BUILDER, COMMAND], "buildx-builder", component, start, end, op)
 
     def cancel(self, at: int) -> None:
         self._add(at, "cancelEvent", {})

@@ -15,7 +15,8 @@ from host.progress import (
     step_line,
 )
 from host.proof_table import render, short_digest
-from tests.engine_events import STACK_TYPE, STACK_URN, Events
+from tests.engine_events import STACK_URN, Events
+from tests.program_mocks import ProgramRunner, stack_config
 
 DIGEST_A = "sha256:" + "a1" * 32
 DIGEST_B = "sha256:" + "b2" * 32
@@ -66,7 +67,7 @@ def test_unchanged_and_updated_steps_say_so_and_preview_events_are_left_out() ->
     events.registry(0, 0, op="same")
     # The preview part of `pulumi up` (planning) announces the same steps first.
     events.step(
-        ["pulumi:pulumi:Stack", "boutique:buildx_builder:BuildxBuilder", "command:local:Command"],
+        ["boutique:buildx_builder:BuildxBuilder", "command:local:Command"],
         "buildx-builder",
         "urn:pulumi:local::boutique-multiarch::boutique:buildx_builder:BuildxBuilder::buildx",
         0,
@@ -83,17 +84,17 @@ def test_unchanged_and_updated_steps_say_so_and_preview_events_are_left_out() ->
 
 def test_a_failed_step_is_named() -> None:
     events = Events()
-    component = events.step([STACK_TYPE, SERVICE_IMAGE], "frontend", STACK_URN, 0, 62)
-    events.step([STACK_TYPE, SERVICE_IMAGE, IMAGE], "frontend-image", component, 0, 50)
+    component = events.step([SERVICE_IMAGE], "frontend", STACK_URN, 0, 62)
+    events.step([SERVICE_IMAGE, IMAGE], "frontend-image", component, 0, 50)
     verification = events.step(
-        [STACK_TYPE, SERVICE_IMAGE, MANIFEST_VERIFICATION],
+        [SERVICE_IMAGE, MANIFEST_VERIFICATION],
         "frontend-verification",
         component,
         50,
         62,
     )
     events.step(
-        [STACK_TYPE, SERVICE_IMAGE, MANIFEST_VERIFICATION, COMMAND],
+        [SERVICE_IMAGE, MANIFEST_VERIFICATION, COMMAND],
         "frontend-verification-verify",
         verification,
         50,
@@ -124,9 +125,9 @@ def test_other_events_and_other_resources_print_nothing() -> None:
     events = Events()
     events.diagnostic(0, "hello")
     events.step(
-        ["pulumi:pulumi:Stack", "boutique:upstream_source:UpstreamSource"],
+        ["boutique:upstream_source:UpstreamSource"],
         "upstream",
-        "urn:pulumi:local::boutique-multiarch::pulumi:pulumi:Stack::x",
+        STACK_URN,
         0,
         5,
     )
@@ -199,3 +200,40 @@ def test_an_output_that_is_not_the_images_map_is_one_error(text: str) -> None:
 def test_short_digest() -> None:
     assert short_digest(DIGEST_A) == "sha256:a1a1a1a1a1a1"
     assert short_digest("") == ""
+
+
+@pytest.mark.parametrize("strategy", ["multiPlatform", "perPlatform"])
+def test_every_step_of_the_local_stack_program_gets_its_line(
+    program: ProgramRunner, strategy: str
+) -> None:
+    """The URNs and parents of the real program (under mocks), as the engine reports them."""
+    run = program({**stack_config("local"), "boutique-multiarch:strategy": strategy})
+    events = Events()
+    for registration in run.registrations:
+        state = {"type": registration.type, "urn": registration.urn, "parent": registration.parent}
+        metadata = {
+            "op": "create",
+            "urn": registration.urn,
+            "type": registration.type,
+            "new": state,
+        }
+        events.events.append(
+            {"sequence": 0, "timestamp": 0, "resourcePreEvent": {"metadata": metadata}}
+        )
+        events.events.append(
+            {"sequence": 0, "timestamp": 7, "resOutputsEvent": {"metadata": metadata}}
+        )
+    words = [line.split("  ")[0].rstrip() for line in lines_for(events)]
+    services = ["checkoutservice", "frontend", "productcatalogservice", "shippingservice"]
+    builds = {
+        "multiPlatform": {service: [service] for service in services},
+        "perPlatform": {
+            service: [f"{service} linux/amd64", f"{service} linux/arm64"] for service in services
+        },
+    }[strategy]
+    expected = ["registry ready", "builder ready"]
+    for service in services:
+        expected += [f"built {build}" for build in builds[service]]
+        expected += [f"verified {build}" for build in builds[service]]
+        expected.append(f"tagged {service}")
+    assert sorted(words) == sorted(expected)
