@@ -31,6 +31,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from host.process import HostError
 
@@ -199,19 +200,41 @@ def reported_version(executable: str) -> Version | None:
     return None if match is None else Version(*(int(part) for part in match.groups()))
 
 
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects (get.pulumi.com answers from a CDN), but never from https to http."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+            raise HostError(f"{req.full_url} redirects to {newurl}, which is not https")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+
+
 def _fetch(url: str, target: Path, limit: int) -> None:
     """Download `url` into `target`: at most `limit` bytes, complete, within the deadline."""
     deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
     expected: int | None = None
     received = 0
     try:
-        with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as response:
+        with _OPENER.open(url, timeout=READ_TIMEOUT_S) as response:
+            # read1 returns what one receive brings, so the deadline holds against a slow drip.
+            read = getattr(response, "read1", response.read)
             declared = response.headers.get("Content-Length")
             expected = int(declared) if declared and declared.isdigit() else None
             if expected is not None and expected > limit:
                 raise HostError(f"{url} is {expected} bytes, more than the {limit} allowed")
             with target.open("wb") as out:
-                while chunk := response.read(CHUNK_BYTES):
+                while chunk := read(CHUNK_BYTES):
                     received += len(chunk)
                     if received > limit:
                         raise HostError(f"{url} sent more than the {limit} bytes allowed")
