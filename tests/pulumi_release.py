@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import io
 import platform
+import ssl
+import subprocess
 import sys
 import tarfile
 import threading
@@ -76,13 +78,18 @@ class ReleaseServer:
     files: dict[str, bytes]
     cut_off: set[str] = field(default_factory=set)
     """Names sent with their full Content-Length but only half their bytes."""
+    redirects: dict[str, str] = field(default_factory=dict)
+    """Names answered with a 302 to the given URL."""
+    tls: tuple[Path, Path] | None = None
+    """(certificate, key): serve https instead of http."""
     requests: dict[str, int] = field(default_factory=dict)
     server: ThreadingHTTPServer | None = None
 
     @property
     def base_url(self) -> str:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.server_port}/releases/sdk"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.server.server_port}/releases/sdk"
 
     def start(self) -> ReleaseServer:
         owner = self
@@ -91,6 +98,12 @@ class ReleaseServer:
             def do_GET(self) -> None:
                 name = self.path.removeprefix("/releases/sdk/")
                 owner.requests[name] = owner.requests.get(name, 0) + 1
+                if name in owner.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", owner.redirects[name])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = owner.files.get(name)
                 if body is None or not self.path.startswith("/releases/sdk/"):
                     self.send_error(404)
@@ -106,6 +119,10 @@ class ReleaseServer:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -123,3 +140,18 @@ def write_project_files(project: Path, version: str, minimum: str = "3.200") -> 
     project.mkdir(parents=True, exist_ok=True)
     (project / ".pulumi-version").write_text(f"{version}\n")
     (project / "requirements.txt").write_text(f"pulumi>={minimum},<4\npulumi-gcp>=8.0,<11\n")
+
+
+def loopback_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (trust it with SSL_CERT_FILE)."""
+    certificate, key = directory / "loopback.pem", directory / "loopback.key"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(certificate)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return certificate, key

@@ -4,6 +4,7 @@ release served from 127.0.0.1: what it installs and runs, what it refuses, what 
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.program_mocks import ROOT
 from tests.pulumi_release import (
     ReleaseServer,
     archive_bytes,
+    loopback_certificate,
     release_files,
     stub_executable,
     this_release,
@@ -49,10 +51,11 @@ def path_without_pulumi() -> str:
 
 
 def ensure_cli(
-    project: Path, base_url: str, path: str | None = None
+    project: Path, base_url: str, path: str | None = None, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "PATH": path if path is not None else path_without_pulumi(),
         "PULUMI_DOWNLOAD_URL": base_url,
         "no_proxy": "127.0.0.1",
@@ -187,6 +190,60 @@ def test_an_archive_reporting_another_version_installs_nothing(tmp_path: Path) -
         f"not {PINNED}; nothing was installed"
     ]
     assert_nothing_installed(tmp_path)
+
+
+def needs_openssl() -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not on PATH (it makes the loopback certificate)")
+
+
+def test_installs_over_https_with_the_certificate_verified(tmp_path: Path) -> None:
+    needs_openssl()
+    certificate, key = loopback_certificate(tmp_path)
+    server = ReleaseServer(release_files(PINNED), tls=(certificate, key)).start()
+    try:
+        write_project_files(tmp_path / "project", PINNED)
+        untrusted = ensure_cli(tmp_path / "project", server.base_url)
+        trusted = ensure_cli(
+            tmp_path / "project", server.base_url, extra_env={"SSL_CERT_FILE": str(certificate)}
+        )
+    finally:
+        server.stop()
+    assert untrusted.returncode == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["action"] == "installed"
+
+
+def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
+    needs_openssl()
+    release = this_release(PINNED)
+    plain = ReleaseServer(release_files(PINNED)).start()
+    certificate, key = loopback_certificate(tmp_path)
+    tls = ReleaseServer(
+        {},
+        redirects={
+            release.checksums: f"{plain.base_url}/{release.checksums}",
+            release.archive: f"{plain.base_url}/{release.archive}",
+        },
+        tls=(certificate, key),
+    ).start()
+    try:
+        write_project_files(tmp_path / "project", PINNED)
+        result = ensure_cli(
+            tmp_path / "project", tls.base_url, extra_env={"SSL_CERT_FILE": str(certificate)}
+        )
+    finally:
+        tls.stop()
+        plain.stop()
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tls.base_url}/{release.checksums} redirects to "
+        f"{plain.base_url}/{release.checksums}, which is not https"
+    ]
+    assert tls.requests == {release.checksums: 1}
+    assert plain.downloads() == 0
+    assert_nothing_installed(tmp_path / "project")
 
 
 def test_an_archive_with_paths_outside_pulumi_is_refused(tmp_path: Path) -> None:
