@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import platform
 import ssl
 import subprocess
@@ -133,6 +134,15 @@ class ReleaseServer:
 
     def downloads(self) -> int:
         return sum(self.requests.values())
+
+
+def path_without_pulumi() -> str:
+    """PATH with every directory that holds a `pulumi` executable left out."""
+    return os.pathsep.join(
+        directory
+        for directory in os.environ.get("PATH", "").split(os.pathsep)
+        if directory and not os.access(os.path.join(directory, "pulumi"), os.X_OK)
+    )
 
 
 def write_project_files(project: Path, version: str, minimum: str = "3.200") -> None:

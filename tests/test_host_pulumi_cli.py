@@ -26,6 +26,7 @@ from tests.pulumi_release import (
     ReleaseServer,
     archive_bytes,
     loopback_certificate,
+    path_without_pulumi,
     release_files,
     stub_executable,
     this_release,
@@ -40,14 +41,6 @@ def server() -> Iterator[ReleaseServer]:
     running = ReleaseServer(release_files(PINNED)).start()
     yield running
     running.stop()
-
-
-def path_without_pulumi() -> str:
-    return os.pathsep.join(
-        directory
-        for directory in os.environ.get("PATH", "").split(os.pathsep)
-        if directory and not os.access(os.path.join(directory, "pulumi"), os.X_OK)
-    )
 
 
 def ensure_cli(
@@ -84,6 +77,21 @@ def assert_nothing_installed(project: Path) -> None:
     assert not (tools / "pulumi").exists()
     leftovers = sorted(path.name for path in tools.iterdir()) if tools.exists() else []
     assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def refused(project: Path, server: ReleaseServer) -> list[str]:
+    """The installer's stderr lines against `server` (started and stopped here), having
+    checked that it failed and left nothing behind."""
+    server.start()
+    try:
+        write_project_files(project, PINNED)
+        result = ensure_cli(project, server.base_url)
+    finally:
+        server.stop()
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert_nothing_installed(project)
+    return result.stderr.splitlines()
 
 
 def test_installs_the_pinned_release_and_it_runs(tmp_path: Path, server: ReleaseServer) -> None:
@@ -131,65 +139,35 @@ def test_a_checksum_mismatch_installs_nothing(tmp_path: Path) -> None:
     published = hashlib.sha256(files[release.archive]).hexdigest()
     # The mirror serves another archive than the one the checksums file describes.
     files[release.archive] = archive_bytes({"pulumi/pulumi": stub_executable("6.6.6")})
-    server = ReleaseServer(files).start()
-    try:
-        write_project_files(tmp_path, PINNED)
-        result = ensure_cli(tmp_path, server.base_url)
-    finally:
-        server.stop()
-    assert result.returncode == 2
+    server = ReleaseServer(files)
     actual = hashlib.sha256(files[release.archive]).hexdigest()
-    assert result.stderr.splitlines() == [
+    assert refused(tmp_path, server) == [
         f"error: {server.base_url}/{release.archive} has SHA-256 {actual}, but "
         f"{release.checksums} says {published}: "
         "the download is damaged or not Pulumi's; nothing was installed"
     ]
-    assert result.stdout == ""
-    assert_nothing_installed(tmp_path)
 
 
 def test_a_truncated_download_installs_nothing(tmp_path: Path) -> None:
     release = this_release(PINNED)
-    server = ReleaseServer(release_files(PINNED), cut_off={release.archive}).start()
-    try:
-        write_project_files(tmp_path, PINNED)
-        result = ensure_cli(tmp_path, server.base_url)
-    finally:
-        server.stop()
-    assert result.returncode == 2
-    [line] = result.stderr.splitlines()
+    server = ReleaseServer(release_files(PINNED), cut_off={release.archive})
+    [line] = refused(tmp_path, server)
     assert line.startswith(f"error: downloading {server.base_url}/{release.archive} was cut off")
-    assert_nothing_installed(tmp_path)
 
 
 def test_a_missing_release_installs_nothing(tmp_path: Path) -> None:
-    server = ReleaseServer({}).start()
-    try:
-        write_project_files(tmp_path, PINNED)
-        result = ensure_cli(tmp_path, server.base_url)
-    finally:
-        server.stop()
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    server = ReleaseServer({})
+    assert refused(tmp_path, server) == [
         f"error: downloading {server.base_url}/{this_release(PINNED).checksums} failed: "
         "HTTP 404 Not Found"
     ]
-    assert_nothing_installed(tmp_path)
 
 
 def test_an_archive_reporting_another_version_installs_nothing(tmp_path: Path) -> None:
-    server = ReleaseServer(release_files(PINNED, archive_version="3.1.0")).start()
-    try:
-        write_project_files(tmp_path, PINNED)
-        result = ensure_cli(tmp_path, server.base_url)
-    finally:
-        server.stop()
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    assert refused(tmp_path, ReleaseServer(release_files(PINNED, archive_version="3.1.0"))) == [
         f"error: the unpacked {this_release(PINNED).archive} reports version 3.1.0, "
         f"not {PINNED}; nothing was installed"
     ]
-    assert_nothing_installed(tmp_path)
 
 
 def needs_openssl() -> None:
@@ -253,17 +231,10 @@ def test_an_archive_with_paths_outside_pulumi_is_refused(tmp_path: Path) -> None
         release.archive: archive,
         release.checksums: f"{hashlib.sha256(archive).hexdigest()}  {release.archive}\n".encode(),
     }
-    server = ReleaseServer(files).start()
-    try:
-        write_project_files(tmp_path, PINNED)
-        result = ensure_cli(tmp_path, server.base_url)
-    finally:
-        server.stop()
-    assert result.returncode == 2
-    assert "holds '../escape'; a Pulumi release archive holds only files under pulumi/" in (
-        result.stderr
+    [line] = refused(tmp_path, ReleaseServer(files))
+    assert line.endswith(
+        "holds '../escape'; a Pulumi release archive holds only files under pulumi/"
     )
-    assert_nothing_installed(tmp_path)
     assert not (tmp_path / "escape").exists() and not (tmp_path / ".tools" / "escape").exists()
 
 
@@ -298,35 +269,29 @@ def put_on_path(directory: Path, version: str) -> Path:
     return executable
 
 
-def test_a_new_enough_pulumi_on_path_is_used_as_it_is(
-    tmp_path: Path, server: ReleaseServer
+@pytest.mark.parametrize(
+    ("on_path", "action"), [("3.250.1", "found"), ("3.200.0", "found"), ("3.199.9", "installed")]
+)
+def test_a_pulumi_on_path_is_used_as_it_is_when_new_enough(
+    tmp_path: Path, server: ReleaseServer, on_path: str, action: str
 ) -> None:
     write_project_files(tmp_path / "project", PINNED, minimum="3.200")
-    own = put_on_path(tmp_path / "bin", "3.250.1")
+    own = put_on_path(tmp_path / "bin", on_path)
     result = ensure_cli(
         tmp_path / "project",
         server.base_url,
         path=f"{own.parent}{os.pathsep}{path_without_pulumi()}",
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"path": str(own), "version": "3.250.1", "action": "found"}
-    assert server.downloads() == 0
-    assert not (tmp_path / "project" / ".tools").exists()
-
-
-def test_an_older_pulumi_on_path_gets_the_pinned_one_beside_it(
-    tmp_path: Path, server: ReleaseServer
-) -> None:
-    write_project_files(tmp_path / "project", PINNED, minimum="3.200")
-    own = put_on_path(tmp_path / "bin", "3.199.9")
-    result = ensure_cli(
-        tmp_path / "project",
-        server.base_url,
-        path=f"{own.parent}{os.pathsep}{path_without_pulumi()}",
-    )
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["action"] == "installed"
-    assert own.read_bytes() == stub_executable("3.199.9")
+    assert own.read_bytes() == stub_executable(on_path)  # never replaced
+    if action == "found":
+        assert json.loads(result.stdout) == {"path": str(own), "version": on_path, "action": action}
+        assert server.downloads() == 0
+        assert not (tmp_path / "project" / ".tools").exists()
+    else:
+        # An older one stays where it is; the pinned version goes beside it, into .tools.
+        assert json.loads(result.stdout)["action"] == "installed"
+        assert json.loads(result.stdout)["version"] == PINNED
 
 
 def test_the_committed_pin_meets_the_sdk_minimum() -> None:

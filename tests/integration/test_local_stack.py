@@ -39,19 +39,15 @@ from tests.engine_events import Events
 from tests.integration.conftest import BuildxBuild, missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port, remove_local_images
 from tests.program_mocks import ROOT
-from tests.pulumi_release import ReleaseServer, release_files, write_project_files
+from tests.pulumi_release import (
+    ReleaseServer,
+    path_without_pulumi,
+    release_files,
+    write_project_files,
+)
 
 LOCAL_UP = ROOT / "scripts" / "local-up"
 PINNED = "3.272.0"
-
-
-def path_without_pulumi() -> str:
-    """PATH with every directory that holds a `pulumi` executable left out."""
-    return os.pathsep.join(
-        directory
-        for directory in os.environ.get("PATH", "").split(os.pathsep)
-        if directory and not os.access(os.path.join(directory, "pulumi"), os.X_OK)
-    )
 
 
 def unprivileged(argv: list[str]) -> list[str]:
