@@ -605,3 +605,32 @@ def test_without_the_binary_the_registry_runs_as_a_container(
             ["docker", "rm", "--force", "boutique-local-registry"], check=False, capture_output=True
         )
         subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
+
+
+PYTHON_WITHOUT_VENV = """#!/bin/sh
+# python3 as Debian ships it without python3-venv: no ensurepip.
+case "$*" in *ensurepip*) exit 1 ;; esac
+exec {python} "$@"
+"""
+
+
+@pytest.mark.docker
+def test_a_python_without_venv_is_named_before_anything_is_created(
+    docker_engine: None, tmp_path: Path
+) -> None:
+    project = bare_project(tmp_path)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "python3").write_text(PYTHON_WITHOUT_VENV.format(python=sys.executable))
+    (tools / "python3").chmod(0o755)
+    for tool in ("bash", "dirname", "git", "docker", "grep"):
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is not on PATH"
+        (tools / tool).symlink_to(found)
+    result = run_local_up(project, {**os.environ, "PATH": str(tools)})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        "scripts/local-up: missing prerequisite: python3 cannot create .venv (no venv/ensurepip "
+        "module); fix: `sudo apt-get install python3-venv` (Debian/Ubuntu)"
+    ]
+    assert not (project / ".venv").exists()
