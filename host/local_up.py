@@ -1,4 +1,4 @@
-"""Helpers `scripts/local-up` runs (stdlib only: the first one runs before .venv exists).
+"""Helpers `scripts/local-up` runs (standard library only, no Pulumi imports).
 
     python3 -m host.local_up pulumi --version-file .pulumi-version --requirements requirements.txt
         --tools-dir .tools

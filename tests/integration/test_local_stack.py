@@ -345,7 +345,9 @@ def test_destroy_removes_the_stack_s_resources_and_says_what_it_kept(
         "scripts/local-up: nothing to destroy: there is no stack 'local' in "
         f"file://{project.root}/.pulumi-local"
     ) in nothing.stderr.splitlines()
+    assert not (project.root / ".pulumi-local").exists()
 
+    (project.root / ".pulumi-local").mkdir()
     (project.root / ".pulumi-local" / "stub-stack-local").touch()  # as `up` left it
     result = run_local_up(project.root, project.env, "--destroy")
     assert result.returncode == 0, result.stderr
