@@ -1,6 +1,9 @@
 """Progress lines from engine events (host/progress.py); the proof table (host/proof_table.py)."""
 
 import json
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from host.progress import (
     MANIFEST_VERIFICATION,
     SERVICE_IMAGE,
     Progress,
+    events,
     format_duration,
     step_line,
 )
@@ -237,3 +241,34 @@ def test_every_step_of_the_local_stack_program_gets_its_line(
         expected += [f"verified {build}" for build in builds[service]]
         expected.append(f"tagged {service}")
     assert sorted(words) == sorted(expected)
+
+
+def test_events_are_read_as_they_are_written_and_drained_at_the_end(tmp_path: Path) -> None:
+    """A line is taken only once complete; after `done`, whatever was written before is read."""
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    seen: list[tuple[int, float]] = []
+    first, second, third = ({"sequence": n, "timestamp": n} for n in range(3))
+
+    def write() -> None:
+        time.sleep(0.3)  # the file does not exist yet when the reader starts
+        with log.open("w") as stream:
+            stream.write(json.dumps(first) + "\n" + json.dumps(second)[:5])
+            stream.flush()
+            time.sleep(0.5)
+            stream.write(json.dumps(second)[5:] + "\nnot json\n" + json.dumps(third) + "\n")
+        done.touch()
+
+    writer = threading.Thread(target=write)
+    started = time.monotonic()
+    writer.start()
+    for event in events(log, done.exists):
+        seen.append((event["sequence"], time.monotonic() - started))
+    writer.join()
+    assert [sequence for sequence, _ in seen] == [0, 1, 2]
+    # The first event was read while the second was still half written.
+    assert seen[0][1] < seen[1][1] - 0.3
+
+
+def test_without_an_event_log_the_reader_stops_when_done(tmp_path: Path) -> None:
+    (tmp_path / "done").touch()
+    assert list(events(tmp_path / "never-written.jsonl", (tmp_path / "done").exists)) == []
