@@ -123,6 +123,21 @@ def test_installs_the_pinned_release_and_it_runs(tmp_path: Path, server: Release
     assert ran.stdout == f"v{PINNED}\n"
 
 
+def test_installs_from_a_mirror_directory(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, body in release_files(PINNED).items():
+        (mirror / name).write_bytes(body)
+    write_project_files(tmp_path / "project", PINNED)
+    result = ensure_cli(tmp_path / "project", mirror.as_uri())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["action"] == "installed"
+    (mirror / this_release(PINNED).archive).write_bytes(b"not the archive")
+    write_project_files(tmp_path / "other", PINNED)
+    [line] = ensure_cli(tmp_path / "other", mirror.as_uri()).stderr.splitlines()
+    assert "has SHA-256" in line and "nothing was installed" in line
+
+
 def test_a_second_run_downloads_nothing(tmp_path: Path, server: ReleaseServer) -> None:
     write_project_files(tmp_path, PINNED)
     assert ensure_cli(tmp_path, server.base_url).returncode == 0
