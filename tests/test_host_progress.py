@@ -1,0 +1,274 @@
+"""Progress lines from engine events (host/progress.py); the proof table (host/proof_table.py)."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from host.process import HostError
+from host.progress import (
+    COMMAND,
+    IMAGE,
+    MANIFEST_VERIFICATION,
+    SERVICE_IMAGE,
+    Progress,
+    events,
+    format_duration,
+    step_line,
+)
+from host.proof_table import render, short_digest
+from tests.engine_events import STACK_URN, Events
+from tests.program_mocks import ProgramRunner, stack_config
+
+DIGEST_A = "sha256:" + "a1" * 32
+DIGEST_B = "sha256:" + "b2" * 32
+
+
+def lines_for(events: Events) -> list[str]:
+    progress = Progress()
+    return [line for event in events.events for line in progress.feed(event)]
+
+
+def test_one_line_per_step_with_the_engine_measured_duration() -> None:
+    events = Events()
+    events.registry(start=100, end=101)
+    events.builder(start=100, end=103)
+    events.service("frontend", start=103, built=166, verified=170, tagged=171)
+    events.cancel(172)
+    assert lines_for(events) == [
+        step_line("registry ready", 1),
+        step_line("builder ready", 3),
+        step_line("built frontend", 63),
+        step_line("verified frontend", 4),
+        step_line("tagged frontend", 1),
+    ]
+    assert step_line("built frontend", 63) == f"{'built frontend':<46}  1m03s"
+
+
+def test_per_platform_builds_name_their_platform() -> None:
+    events = Events()
+    events.service("shippingservice", 0, 20, 25, 26, arches=("amd64", "arm64"))
+    assert lines_for(events) == [
+        step_line("built shippingservice linux/amd64", 20),
+        step_line("verified shippingservice linux/amd64", 5),
+        step_line("built shippingservice linux/arm64", 20),
+        step_line("verified shippingservice linux/arm64", 5),
+        step_line("tagged shippingservice", 1),
+    ]
+
+
+def test_a_service_whose_name_contains_another_keeps_its_own_name() -> None:
+    # The service comes from the ServiceImage ancestor, not from a guess at the child's name.
+    events = Events()
+    events.service("checkoutservice-amd64", 0, 10, 12, 13)
+    assert lines_for(events)[0] == step_line("built checkoutservice-amd64", 10)
+
+
+def test_unchanged_and_updated_steps_say_so_and_preview_events_are_left_out() -> None:
+    events = Events()
+    events.registry(0, 0, op="same")
+    # The preview part of `pulumi up` (planning) announces the same steps first.
+    events.step(
+        ["boutique:buildx_builder:BuildxBuilder", "command:local:Command"],
+        "buildx-builder",
+        "urn:pulumi:local::boutique-multiarch::boutique:buildx_builder:BuildxBuilder::buildx",
+        0,
+        9,
+        op="update",
+        planning=True,
+    )
+    events.builder(1, 2, op="update")
+    assert lines_for(events) == [
+        step_line("registry ready", 0, "unchanged"),
+        step_line("builder ready", 1, "updated"),
+    ]
+
+
+def test_a_failed_step_is_named() -> None:
+    events = Events()
+    component = events.step([SERVICE_IMAGE], "frontend", STACK_URN, 0, 62)
+    events.step([SERVICE_IMAGE, IMAGE], "frontend-image", component, 0, 50)
+    verification = events.step(
+        [SERVICE_IMAGE, MANIFEST_VERIFICATION],
+        "frontend-verification",
+        component,
+        50,
+        62,
+    )
+    events.step(
+        [SERVICE_IMAGE, MANIFEST_VERIFICATION, COMMAND],
+        "frontend-verification-verify",
+        verification,
+        50,
+        62,
+        failed=True,
+    )
+    assert lines_for(events) == [
+        step_line("built frontend", 50),
+        step_line("FAILED: frontend", 12, "the Pulumi output above says why"),
+    ]
+
+
+def test_destroy_says_what_was_removed_and_what_stays_in_the_registry() -> None:
+    events = Events()
+    events.service("frontend", 0, 0, 0, 0, op="delete")
+    events.registry(1, 2, op="delete")
+    events.builder(2, 5, op="delete")
+    assert lines_for(events) == [
+        step_line("removed frontend", 0, "state only: the pushed image stays in the registry"),
+        step_line("removed frontend", 0),
+        step_line("removed frontend", 0, "state only: the tag stays in the registry"),
+        step_line("removed registry", 1),
+        step_line("removed builder", 3),
+    ]
+
+
+def test_other_events_and_other_resources_print_nothing() -> None:
+    events = Events()
+    events.diagnostic(0, "hello")
+    events.step(
+        ["boutique:upstream_source:UpstreamSource"],
+        "upstream",
+        STACK_URN,
+        0,
+        5,
+    )
+    events.events.append({"sequence": 7, "timestamp": 1, "resOutputsEvent": {"metadata": "?"}})
+    assert lines_for(events) == []
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (59.4, "59s"), (63, "1m03s"), (3599, "59m59s"), (3720, "1h02m")],
+)
+def test_durations(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+
+
+def images_output(with_proof: bool) -> str:
+    frontend: dict[str, object] = {
+        "ref": f"127.0.0.1:5000/frontend:v1@{DIGEST_A}",
+        "digest": DIGEST_A,
+        "tag": "v1",
+        "platforms": {"linux/arm64": DIGEST_B, "linux/amd64": DIGEST_B},
+    }
+    checkout: dict[str, object] = {
+        "ref": f"127.0.0.1:5000/checkoutservice:v1@{DIGEST_B}",
+        "digest": DIGEST_B,
+        "tag": "v1",
+        "platforms": {"linux/amd64": DIGEST_A, "linux/arm64": DIGEST_A},
+    }
+    if with_proof:
+        frontend["proof"] = {
+            "linux/amd64": {"elfFiles": 1, "probe": "http:8080/_healthz", "seconds": 2.04},
+            "linux/arm64": {"elfFiles": 1, "probe": "http:8080/_healthz", "seconds": 3.5},
+        }
+        checkout["proof"] = {
+            "linux/amd64": {"elfFiles": 2, "skipped": "needs a cart"},
+            "linux/arm64": {"elfFiles": 2, "skipped": "needs a cart"},
+        }
+    return json.dumps({"frontend": frontend, "checkoutservice": checkout})
+
+
+def test_the_table_from_today_s_images_output() -> None:
+    assert render(images_output(with_proof=False)) == [
+        "service          platforms                 digest",
+        "checkoutservice  linux/amd64, linux/arm64  sha256:b2b2b2b2b2b2",
+        "frontend         linux/amd64, linux/arm64  sha256:a1a1a1a1a1a1",
+        "",
+        f"pull one: docker pull --platform linux/arm64 127.0.0.1:5000/frontend:v1@{DIGEST_A}",
+        f"check it: .venv/bin/python -m verify 127.0.0.1:5000/frontend:v1@{DIGEST_A} --deep",
+    ]
+
+
+def test_the_table_shows_elf_counts_and_runtime_proof_when_the_output_has_them() -> None:
+    table = render(images_output(with_proof=True))
+    assert table[:3] == [
+        "service          platforms                 digest               ELF files checked"
+        "  runtime proof",
+        "checkoutservice  linux/amd64, linux/arm64  sha256:b2b2b2b2b2b2  amd64 2, arm64 2   "
+        "amd64 skipped (needs a cart), arm64 skipped (needs a cart)",
+        "frontend         linux/amd64, linux/arm64  sha256:a1a1a1a1a1a1  amd64 1, arm64 1   "
+        "amd64 http:8080/_healthz 2.0s, arm64 http:8080/_healthz 3.5s",
+    ]
+
+
+@pytest.mark.parametrize("text", ["", "[1]", '{"frontend": {"digest": "x"}}'])
+def test_an_output_that_is_not_the_images_map_is_one_error(text: str) -> None:
+    with pytest.raises(HostError, match="the stack output `images` is not"):
+        render(text)
+
+
+def test_short_digest() -> None:
+    assert short_digest(DIGEST_A) == "sha256:a1a1a1a1a1a1"
+    assert short_digest("") == ""
+
+
+@pytest.mark.parametrize("strategy", ["multiPlatform", "perPlatform"])
+def test_every_step_of_the_local_stack_program_gets_its_line(
+    program: ProgramRunner, strategy: str
+) -> None:
+    """The URNs and parents of the real program (under mocks), as the engine reports them."""
+    run = program({**stack_config("local"), "boutique-multiarch:strategy": strategy})
+    events = Events()
+    for registration in run.registrations:
+        state = {"type": registration.type, "urn": registration.urn, "parent": registration.parent}
+        metadata = {
+            "op": "create",
+            "urn": registration.urn,
+            "type": registration.type,
+            "new": state,
+        }
+        events.events.append(
+            {"sequence": 0, "timestamp": 0, "resourcePreEvent": {"metadata": metadata}}
+        )
+        events.events.append(
+            {"sequence": 0, "timestamp": 7, "resOutputsEvent": {"metadata": metadata}}
+        )
+    words = [line.split("  ")[0].rstrip() for line in lines_for(events)]
+    services = ["checkoutservice", "frontend", "productcatalogservice", "shippingservice"]
+    builds = {
+        "multiPlatform": {service: [service] for service in services},
+        "perPlatform": {
+            service: [f"{service} linux/amd64", f"{service} linux/arm64"] for service in services
+        },
+    }[strategy]
+    expected = ["registry ready", "builder ready"]
+    for service in services:
+        expected += [f"built {build}" for build in builds[service]]
+        expected += [f"verified {build}" for build in builds[service]]
+        expected.append(f"tagged {service}")
+    assert sorted(words) == sorted(expected)
+
+
+def test_events_are_read_as_they_are_written_and_drained_at_the_end(tmp_path: Path) -> None:
+    """A line is taken only once complete; after `done`, whatever was written before is read."""
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    seen: list[tuple[int, float]] = []
+    first, second, third = ({"sequence": n, "timestamp": n} for n in range(3))
+
+    def write() -> None:
+        time.sleep(0.3)  # the file does not exist yet when the reader starts
+        with log.open("w") as stream:
+            stream.write(json.dumps(first) + "\n" + json.dumps(second)[:5])
+            stream.flush()
+            time.sleep(0.5)
+            stream.write(json.dumps(second)[5:] + "\nnot json\n" + json.dumps(third) + "\n")
+        done.touch()
+
+    writer = threading.Thread(target=write)
+    started = time.monotonic()
+    writer.start()
+    for event in events(log, done.exists):
+        seen.append((event["sequence"], time.monotonic() - started))
+    writer.join()
+    assert [sequence for sequence, _ in seen] == [0, 1, 2]
+    # The first event was read while the second was still half written.
+    assert seen[0][1] < seen[1][1] - 0.3
+
+
+def test_without_an_event_log_the_reader_stops_when_done(tmp_path: Path) -> None:
+    (tmp_path / "done").touch()
+    assert list(events(tmp_path / "never-written.jsonl", (tmp_path / "done").exists)) == []

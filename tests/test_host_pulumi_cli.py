@@ -1,0 +1,375 @@
+"""The Pulumi CLI installer (`python -m host.local_up pulumi`), run as a process against a
+release served from 127.0.0.1: what it installs and runs, what it refuses, what it leaves."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from host.process import HostError
+from host.pulumi_cli import (
+    Release,
+    Version,
+    download_base,
+    minimum_version,
+    pinned_version,
+    release_platform,
+)
+from tests.program_mocks import ROOT
+from tests.pulumi_release import (
+    ReleaseServer,
+    archive_bytes,
+    loopback_certificate,
+    path_without_pulumi,
+    release_files,
+    stub_executable,
+    this_release,
+    write_project_files,
+)
+
+PINNED = "3.272.0"
+
+
+@pytest.fixture
+def server() -> Iterator[ReleaseServer]:
+    running = ReleaseServer(release_files(PINNED)).start()
+    yield running
+    running.stop()
+
+
+def ensure_cli(
+    project: Path, base_url: str, path: str | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        **(extra_env or {}),
+        "PATH": path if path is not None else path_without_pulumi(),
+        "PULUMI_DOWNLOAD_URL": base_url,
+        "no_proxy": "127.0.0.1",
+        "NO_PROXY": "127.0.0.1",
+        "STUB_PULUMI_LOG": str(project / "pulumi-calls.jsonl"),
+        "PYTHONPATH": str(ROOT),
+    }
+    return subprocess.run(
+        [
+            *(sys.executable, "-m", "host.local_up", "pulumi"),
+            *("--version-file", str(project / ".pulumi-version")),
+            *("--requirements", str(project / "requirements.txt")),
+            *("--tools-dir", str(project / ".tools")),
+        ],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def assert_nothing_installed(project: Path) -> None:
+    tools = project / ".tools"
+    assert not (tools / "pulumi").exists()
+    leftovers = sorted(path.name for path in tools.iterdir()) if tools.exists() else []
+    assert leftovers == [], f"temporary files left behind: {leftovers}"
+
+
+def refused(project: Path, server: ReleaseServer) -> list[str]:
+    """The installer's stderr lines against `server` (started and stopped here), having
+    checked that it failed and left nothing behind."""
+    server.start()
+    try:
+        write_project_files(project, PINNED)
+        result = ensure_cli(project, server.base_url)
+    finally:
+        server.stop()
+    assert result.returncode == 2, result.stdout
+    assert result.stdout == ""
+    assert_nothing_installed(project)
+    return result.stderr.splitlines()
+
+
+def test_installs_the_pinned_release_and_it_runs(tmp_path: Path, server: ReleaseServer) -> None:
+    write_project_files(tmp_path, PINNED)
+    result = ensure_cli(tmp_path, server.base_url)
+    assert result.returncode == 0, result.stderr
+    executable = tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+    assert json.loads(result.stdout) == {
+        "path": str(executable),
+        "version": PINNED,
+        "action": "installed",
+    }
+    release = this_release(PINNED)
+    assert server.requests == {release.checksums: 1, release.archive: 1}
+    # Every file of the archive's pulumi/ directory, and the version it was checked to report.
+    assert sorted(path.name for path in executable.parent.iterdir()) == [
+        "pulumi",
+        "pulumi-language-python",
+    ]
+    assert (tmp_path / ".tools" / "pulumi" / "VERSION").read_text() == f"{PINNED}\n"
+    assert sorted(path.name for path in (tmp_path / ".tools").iterdir()) == ["pulumi"]
+    ran = subprocess.run(
+        [str(executable), "version"],
+        env={**os.environ, "STUB_PULUMI_LOG": str(tmp_path / "calls.jsonl")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert ran.stdout == f"v{PINNED}\n"
+
+
+def test_installs_from_a_mirror_directory(tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    for name, body in release_files(PINNED).items():
+        (mirror / name).write_bytes(body)
+    write_project_files(tmp_path / "project", PINNED)
+    result = ensure_cli(tmp_path / "project", mirror.as_uri())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["action"] == "installed"
+    (mirror / this_release(PINNED).archive).write_bytes(b"not the archive")
+    write_project_files(tmp_path / "other", PINNED)
+    [line] = ensure_cli(tmp_path / "other", mirror.as_uri()).stderr.splitlines()
+    assert "has SHA-256" in line and "nothing was installed" in line
+
+
+def test_a_second_run_downloads_nothing(tmp_path: Path, server: ReleaseServer) -> None:
+    write_project_files(tmp_path, PINNED)
+    assert ensure_cli(tmp_path, server.base_url).returncode == 0
+    downloads = server.downloads()
+    again = ensure_cli(tmp_path, server.base_url)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["action"] == "reused"
+    assert server.downloads() == downloads
+
+
+def test_a_checksum_mismatch_installs_nothing(tmp_path: Path) -> None:
+    files = release_files(PINNED)
+    release = this_release(PINNED)
+    published = hashlib.sha256(files[release.archive]).hexdigest()
+    # The mirror serves another archive than the one the checksums file describes.
+    files[release.archive] = archive_bytes({"pulumi/pulumi": stub_executable("6.6.6")})
+    server = ReleaseServer(files)
+    actual = hashlib.sha256(files[release.archive]).hexdigest()
+    assert refused(tmp_path, server) == [
+        f"error: {server.base_url}/{release.archive} has SHA-256 {actual}, but "
+        f"{release.checksums} says {published}: "
+        "the download is damaged or not Pulumi's; nothing was installed"
+    ]
+
+
+def test_a_truncated_download_installs_nothing(tmp_path: Path) -> None:
+    release = this_release(PINNED)
+    server = ReleaseServer(release_files(PINNED), cut_off={release.archive})
+    [line] = refused(tmp_path, server)
+    assert line.startswith(f"error: downloading {server.base_url}/{release.archive} was cut off")
+
+
+def test_a_missing_release_installs_nothing(tmp_path: Path) -> None:
+    server = ReleaseServer({})
+    assert refused(tmp_path, server) == [
+        f"error: downloading {server.base_url}/{this_release(PINNED).checksums} failed: "
+        "HTTP 404 Not Found"
+    ]
+
+
+def test_an_archive_reporting_another_version_installs_nothing(tmp_path: Path) -> None:
+    assert refused(tmp_path, ReleaseServer(release_files(PINNED, archive_version="3.1.0"))) == [
+        f"error: the unpacked {this_release(PINNED).archive} reports version 3.1.0, "
+        f"not {PINNED}; nothing was installed"
+    ]
+
+
+def needs_openssl() -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not on PATH (it makes the loopback certificate)")
+
+
+def test_installs_over_https_with_the_certificate_verified(tmp_path: Path) -> None:
+    needs_openssl()
+    certificate, key = loopback_certificate(tmp_path)
+    server = ReleaseServer(release_files(PINNED), tls=(certificate, key)).start()
+    try:
+        write_project_files(tmp_path / "project", PINNED)
+        untrusted = ensure_cli(tmp_path / "project", server.base_url)
+        trusted = ensure_cli(
+            tmp_path / "project", server.base_url, extra_env={"SSL_CERT_FILE": str(certificate)}
+        )
+    finally:
+        server.stop()
+    assert untrusted.returncode == 2
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["action"] == "installed"
+
+
+def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
+    needs_openssl()
+    release = this_release(PINNED)
+    plain = ReleaseServer(release_files(PINNED)).start()
+    certificate, key = loopback_certificate(tmp_path)
+    tls = ReleaseServer(
+        {},
+        redirects={
+            release.checksums: f"{plain.base_url}/{release.checksums}",
+            release.archive: f"{plain.base_url}/{release.archive}",
+        },
+        tls=(certificate, key),
+    ).start()
+    try:
+        write_project_files(tmp_path / "project", PINNED)
+        result = ensure_cli(
+            tmp_path / "project", tls.base_url, extra_env={"SSL_CERT_FILE": str(certificate)}
+        )
+    finally:
+        tls.stop()
+        plain.stop()
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {tls.base_url}/{release.checksums} redirects to "
+        f"{plain.base_url}/{release.checksums}, which is not https"
+    ]
+    assert tls.requests == {release.checksums: 1}
+    assert plain.downloads() == 0
+    assert_nothing_installed(tmp_path / "project")
+
+
+def test_an_archive_with_paths_outside_pulumi_is_refused(tmp_path: Path) -> None:
+    release = this_release(PINNED)
+    archive = archive_bytes({"pulumi/pulumi": stub_executable(PINNED), "../escape": b"x"})
+    files = {
+        release.archive: archive,
+        release.checksums: f"{hashlib.sha256(archive).hexdigest()}  {release.archive}\n".encode(),
+    }
+    [line] = refused(tmp_path, ReleaseServer(files))
+    assert line.endswith(
+        "holds '../escape'; a Pulumi release archive holds only files under pulumi/"
+    )
+    assert not (tmp_path / "escape").exists() and not (tmp_path / ".tools" / "escape").exists()
+
+
+def test_a_new_pin_replaces_the_old_install_and_a_failed_one_keeps_it(tmp_path: Path) -> None:
+    older = "3.271.0"
+    server = ReleaseServer({**release_files(older), **release_files(PINNED)}).start()
+    try:
+        write_project_files(tmp_path, older)
+        assert ensure_cli(tmp_path, server.base_url).returncode == 0
+        write_project_files(tmp_path, PINNED)
+        upgraded = ensure_cli(tmp_path, server.base_url)
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert json.loads(upgraded.stdout)["action"] == "installed"
+        assert (tmp_path / ".tools" / "pulumi" / "VERSION").read_text() == f"{PINNED}\n"
+        assert sorted(path.name for path in (tmp_path / ".tools").iterdir()) == ["pulumi"]
+
+        write_project_files(tmp_path, "3.273.0")  # not on the server
+        failed = ensure_cli(tmp_path, server.base_url)
+    finally:
+        server.stop()
+    assert failed.returncode == 2
+    assert "HTTP 404" in failed.stderr
+    assert (tmp_path / ".tools" / "pulumi" / "VERSION").read_text() == f"{PINNED}\n"
+    assert sorted(path.name for path in (tmp_path / ".tools").iterdir()) == ["pulumi"]
+
+
+def put_on_path(directory: Path, version: str) -> Path:
+    directory.mkdir()
+    executable = directory / "pulumi"
+    executable.write_bytes(stub_executable(version))
+    executable.chmod(0o755)
+    return executable
+
+
+@pytest.mark.parametrize(
+    ("on_path", "action"), [("3.250.1", "found"), ("3.200.0", "found"), ("3.199.9", "installed")]
+)
+def test_a_pulumi_on_path_is_used_as_it_is_when_new_enough(
+    tmp_path: Path, server: ReleaseServer, on_path: str, action: str
+) -> None:
+    write_project_files(tmp_path / "project", PINNED, minimum="3.200")
+    own = put_on_path(tmp_path / "bin", on_path)
+    result = ensure_cli(
+        tmp_path / "project",
+        server.base_url,
+        path=f"{own.parent}{os.pathsep}{path_without_pulumi()}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert own.read_bytes() == stub_executable(on_path)  # never replaced
+    if action == "found":
+        assert json.loads(result.stdout) == {"path": str(own), "version": on_path, "action": action}
+        assert server.downloads() == 0
+        assert not (tmp_path / "project" / ".tools").exists()
+    else:
+        # An older one stays where it is; the pinned version goes beside it, into .tools.
+        assert json.loads(result.stdout)["action"] == "installed"
+        assert json.loads(result.stdout)["version"] == PINNED
+
+
+def test_the_committed_pin_meets_the_sdk_minimum() -> None:
+    pinned = pinned_version(ROOT / ".pulumi-version")
+    minimum = minimum_version(ROOT / "requirements.txt")
+    assert minimum == Version(3, 200, 0)
+    assert pinned >= minimum
+
+
+@pytest.mark.parametrize(
+    ("system", "machine", "expected"),
+    [
+        ("Linux", "x86_64", ("linux", "x64")),
+        ("Linux", "aarch64", ("linux", "arm64")),
+        ("Darwin", "arm64", ("darwin", "arm64")),
+        ("Darwin", "x86_64", ("darwin", "x64")),
+    ],
+)
+def test_release_names_per_platform(system: str, machine: str, expected: tuple[str, str]) -> None:
+    assert release_platform(system, machine) == expected
+    release = Release(Version(3, 272, 0), *expected)
+    assert release.archive == f"pulumi-v3.272.0-{expected[0]}-{expected[1]}.tar.gz"
+    assert release.checksums == "pulumi-3.272.0-checksums.txt"
+
+
+@pytest.mark.parametrize(("system", "machine"), [("Windows", "AMD64"), ("Linux", "riscv64")])
+def test_an_unknown_platform_is_refused(system: str, machine: str) -> None:
+    with pytest.raises(
+        HostError, match=rf"no Pulumi release archive for this platform \({system}/{machine}\)"
+    ):
+        release_platform(system, machine)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("ftp://mirror/pulumi", "must be an https://, http:// or file:// URL"),
+        ("https://user:secret@mirror.example/pulumi", "must not carry credentials"),
+        ("https://mirror.example/pulumi?token=1", "must not carry credentials or a query"),
+    ],
+)
+def test_a_bad_mirror_url_is_refused(value: str, problem: str) -> None:
+    with pytest.raises(HostError, match=problem) as raised:
+        download_base({"PULUMI_DOWNLOAD_URL": value})
+    assert "secret" not in str(raised.value)
+
+
+def test_mirror_url_default_and_override() -> None:
+    assert download_base({}) == "https://get.pulumi.com/releases/sdk"
+    assert download_base({"PULUMI_DOWNLOAD_URL": "file:///srv/pulumi/"}) == "file:///srv/pulumi"
+
+
+def test_a_bad_version_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / ".pulumi-version").write_text("latest\n")
+    with pytest.raises(
+        HostError, match=r"\.pulumi-version holds 'latest'; it must hold one version"
+    ):
+        pinned_version(tmp_path / ".pulumi-version")
+
+
+def test_a_pin_below_the_minimum_is_refused(tmp_path: Path, server: ReleaseServer) -> None:
+    write_project_files(tmp_path, "3.100.0", minimum="3.200")
+    result = ensure_cli(tmp_path, server.base_url)
+    assert result.returncode == 2
+    assert "pins 3.100.0, older than 3.200.0" in result.stderr
+    assert server.downloads() == 0
