@@ -39,11 +39,11 @@ ARG BASE
 FROM ${BASE}
 ARG TARGETARCH
 RUN mkdir -p /www && echo ok > /www/index.html && \\
-    if [ "$TARGETARCH" = arm64 ]; then \\
-      printf '#!/bin/sh\\necho "loading native module"\\necho "Error: pprof.node: \\033[31mwrong ELF class\\033[0m" >&2\\nexit 3\\n' > /start; \\
-    else \\
-      printf '#!/bin/sh\\nexec httpd -f -p 8080 -h /www\\n' > /start; \\
-    fi && chmod 755 /start
+    printf '#!/bin/sh\\necho "loading native module"\\n' > /fail && \\
+    printf 'echo "Error: x.node: \\033[31mwrong ELF class\\033[0m" >&2\\nexit 3\\n' >> /fail && \\
+    printf '#!/bin/sh\\nexec httpd -f -p 8080 -h /www\\n' > /serve && \\
+    if [ "$TARGETARCH" = arm64 ]; then mv /fail /start; else mv /serve /start; fi && \\
+    chmod 755 /start
 ENTRYPOINT ["/start"]
 """
 
@@ -229,3 +229,23 @@ def test_an_interrupted_run_removes_its_containers(
     assert process.returncode == 130, stderr
     assert "interrupted; the run's containers were removed" in stderr
     assert leftover_containers() == []
+
+
+@pytest.mark.docker
+def test_a_platform_without_emulation_exits_2_naming_it_before_any_request() -> None:
+    # Nothing listens on port 1: had a registry request been made, the error would say so.
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "verify", "127.0.0.1:1/a:1", "--run", "--probe", "tcp:1"),
+            *("--platform", "linux/amd64", "--platform", "linux/nosucharch"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("verify: --run: linux/nosucharch: no emulation known"), (
+        result.stderr
+    )
