@@ -28,7 +28,7 @@ from tests.program_mocks import (
 )
 
 P = "boutique-multiarch"
-CART_SKIP = ".NET is unsupported under QEMU (dotnet/runtime#97828)"
+CART_SKIP = "the .NET runtime is unsupported under QEMU (dotnet/runtime#97828)"
 
 
 def verifications(run: ProgramRun) -> dict[str, Registration]:
@@ -81,9 +81,10 @@ def test_a_probe_change_reruns_only_that_verification_and_a_no_op_run_nothing(
 ) -> None:
     base = stack_config("dev")
     first, again = verifications(program(base)), verifications(program(base))
-    changed = verifications(
-        program({**base, f"{P}:verify": {"probes": {"frontend": {"probe": "tcp:8080"}}}})
-    )
+    dev_verify = base[f"{P}:verify"]
+    assert isinstance(dev_verify, dict)
+    verify = {**dev_verify, "probes": {"frontend": {"probe": "tcp:8080"}}}
+    changed = verifications(program({**base, f"{P}:verify": verify}))
     for service, command in first.items():
         # pulumi-command replaces (re-runs) a Command whose `create` or `triggers` change.
         assert again[service].inputs == command.inputs, command.urn
@@ -104,15 +105,12 @@ def test_an_env_change_reruns_the_verification(program: ProgramRunner) -> None:
     assert after.inputs["create"] != before.inputs["create"]
 
 
-def test_a_skipped_platform_is_passed_by_name_logged_with_its_reason(
-    program: ProgramRunner, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_deploying_stacks_skip_cartservice_arm64_logged_with_its_reason(
+    program: ProgramRunner, caplog: pytest.LogCaptureFixture, stack: str
 ) -> None:
-    config = {
-        **stack_config("dev"),
-        f"{P}:verify": {"skipRun": {"cartservice": {"linux/arm64": CART_SKIP}}},
-    }
     with caplog.at_level(logging.WARNING):
-        commands = verifications(program(config))
+        commands = verifications(program(stack_config(stack)))
     cart = argv_of(commands["cartservice"])
     assert values(cart, "--skip-run") == ["linux/arm64"]
     assert "QEMU" not in commands["cartservice"].inputs["create"]

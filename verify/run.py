@@ -12,9 +12,9 @@ published. A published port answers through ``docker-proxy``, which accepts a TC
 the container's behalf even when nothing in the container listens (measured on this project's
 toolchain: a connection to ``127.0.0.1:<published>`` was accepted, then closed empty; the bridge
 address refused it), so ``tcp:`` would pass a dead service. The bridge address also means no
-host port is ever taken. It requires the Engine to run on this host (Linux, as on CI runners and
-the local stack); with a remote Engine or Docker Desktop the probe cannot reach the container and
-the failure says which address it tried.
+host port is ever taken. It requires the Engine to run on this Linux host (as on CI runners):
+Docker Desktop, which does not route its bridge network to the host, is refused up front (exit
+2); with a remote Engine each probe fails and says which address it tried.
 
 Every container carries the label :data:`RUN_LABEL` with this run's id and a unique name; it is
 removed in ``finally`` after its probe, and on Ctrl-C or SIGTERM :meth:`RunSession.close` stops
@@ -189,7 +189,7 @@ def check_prerequisites(platforms: Sequence[Platform], docker: str = "docker") -
         raise RunUnavailable(f"--run needs the Docker CLI ({docker!r} is not on PATH)")
     try:
         info = subprocess.run(
-            [docker, "info", "--format", "{{.Architecture}}"],
+            [docker, "info", "--format", "{{.Architecture}}\t{{.OperatingSystem}}"],
             capture_output=True,
             text=True,
             timeout=DOCKER_SECONDS,
@@ -200,7 +200,14 @@ def check_prerequisites(platforms: Sequence[Platform], docker: str = "docker") -
     if info.returncode != 0:
         detail = escape_line(info.stderr.strip()[:LOG_LINE_CHARS])
         raise RunUnavailable(f"--run needs a running Docker Engine ('docker info': {detail})")
-    host = DOCKER_ARCHITECTURES.get(info.stdout.strip(), info.stdout.strip())
+    architecture, _, system = info.stdout.strip().partition("\t")
+    if "Docker Desktop" in system:
+        raise RunUnavailable(
+            "--run probes each container on Docker's bridge network, which Docker Desktop does "
+            "not route to this host; run it where the Engine runs on Linux (CI, a Linux "
+            "machine), or set verify.run: false"
+        )
+    host = DOCKER_ARCHITECTURES.get(architecture, architecture)
     for platform in platforms:
         if platform.os != "linux":
             raise RunUnavailable(f"--run: {platform}: only linux platforms can be started")
