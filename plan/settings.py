@@ -725,22 +725,16 @@ def _parse_verify(
 ) -> VerifySettings:
     key = _key("verify")
     verify = _parse_object(key, value, ("deep", "allow", "run", "probes", "skipRun"))
-    allow = verify.get("allow", {})
-    if not isinstance(allow, dict):
-        raise ConfigError(f"{key}.allow", allow, "an object keyed by configured service")
-    configured = [service.name for service in services]
+    configured_services = [service.name for service in services]
     parsed: dict[str, tuple[AllowedPath, ...]] = {}
-    for service, entries in allow.items():
-        service_key = f"{key}.allow.{service}"
-        if service not in configured:
-            allowed = f"a configured service: {', '.join(configured)}"
-            raise ConfigError(service_key, entries, allowed)
+    for service, service_key, entries in _per_service(
+        f"{key}.allow", verify.get("allow", {}), configured_services
+    ):
         paths = _parse_list(service_key, entries, "{path, reason} objects")
         parsed[service] = tuple(
             _parse_allowed_path(f"{service_key}[{index}]", entry)
             for index, entry in enumerate(paths)
         )
-    configured_services = [service.name for service in services]
     return VerifySettings(
         deep=_parse_bool(f"{key}.deep", verify.get("deep", True)),
         allow=MappingProxyType(parsed),
@@ -752,14 +746,20 @@ def _parse_verify(
     )
 
 
-def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, ProbeOverride]:
+def _per_service(key: str, value: Any, services: list[str]) -> list[tuple[str, str, Any]]:
+    """`(service, key of its entry, entry)` of an object keyed by configured service."""
     if not isinstance(value, dict):
         raise ConfigError(key, value, "an object keyed by configured service")
-    overrides: dict[str, ProbeOverride] = {}
     for service, entry in value.items():
-        service_key = f"{key}.{service}"
         if service not in services:
-            raise ConfigError(service_key, entry, f"a configured service: {', '.join(services)}")
+            allowed = f"a configured service: {', '.join(services)}"
+            raise ConfigError(f"{key}.{service}", entry, allowed)
+    return [(service, f"{key}.{service}", entry) for service, entry in value.items()]
+
+
+def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, ProbeOverride]:
+    overrides: dict[str, ProbeOverride] = {}
+    for service, service_key, entry in _per_service(key, value, services):
         override = _parse_object(service_key, entry, ("probe", "env"))
         probe = override.get("probe")
         if probe is not None:
@@ -784,13 +784,8 @@ def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, Pro
 def _parse_skip_run(
     key: str, value: Any, services: list[str], platforms: tuple[str, ...]
 ) -> Mapping[str, Mapping[str, str]]:
-    if not isinstance(value, dict):
-        raise ConfigError(key, value, "an object keyed by configured service")
     skips: dict[str, Mapping[str, str]] = {}
-    for service, entry in value.items():
-        service_key = f"{key}.{service}"
-        if service not in services:
-            raise ConfigError(service_key, entry, f"a configured service: {', '.join(services)}")
+    for service, service_key, entry in _per_service(key, value, services):
         if not isinstance(entry, dict) or not entry:
             raise ConfigError(service_key, entry, "an object of platform: reason")
         for platform, reason in entry.items():

@@ -78,17 +78,26 @@ def test_options_of_a_service_take_its_paths_and_never_the_reasons() -> None:
     assert verify_options(settings, "frontend", gcp=True) == VerifyOptions(True, (), True)
 
 
-def test_platform_digests_come_from_the_verifiers_json() -> None:
-    result = ImageResult(
+def verified_result(amd64_elf_files: int, arm64_elf_files: int) -> ImageResult:
+    """What the verifier found for a two-platform image (deep)."""
+    return ImageResult(
         ref=REF,
         digest=DIGEST,
         media_type="application/vnd.oci.image.index.v1+json",
         platforms={
-            "linux/amd64": PlatformResult("sha256:" + "a" * 64, "amd64", ElfReport(checked=3)),
-            "linux/arm64": PlatformResult("sha256:" + "b" * 64, "arm64", ElfReport(checked=3)),
+            "linux/amd64": PlatformResult(
+                "sha256:" + "a" * 64, "amd64", ElfReport(amd64_elf_files)
+            ),
+            "linux/arm64": PlatformResult(
+                "sha256:" + "b" * 64, "arm64", ElfReport(arm64_elf_files)
+            ),
         },
         attestations=2,
     )
+
+
+def test_platform_digests_come_from_the_verifiers_json() -> None:
+    result = verified_result(3, 3)
     stdout = json.dumps(image_json(result), indent=2) + "\n"
     assert verified_platforms(stdout) == {
         "linux/amd64": "sha256:" + "a" * 64,
@@ -157,15 +166,7 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
 
 
 def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> None:
-    result = ImageResult(
-        ref=REF,
-        digest=DIGEST,
-        media_type="application/vnd.oci.image.index.v1+json",
-        platforms={
-            "linux/amd64": PlatformResult("sha256:" + "a" * 64, "amd64", ElfReport(checked=3)),
-            "linux/arm64": PlatformResult("sha256:" + "b" * 64, "arm64", ElfReport(checked=4)),
-        },
-    )
+    result = verified_result(3, 4)
     document = image_json(result)
     document["platforms"]["linux/amd64"]["run"] = run_json(
         RunResult(ok=True, probe="grpc:7070", seconds=3.14159)

@@ -20,17 +20,12 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tests.integration.loopbackserver import serve, shut_down
+from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
 from verify.run import LOG_LINE_CHARS, escape_line, log_tail, probe_once, secret_values
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,10 @@ def main(argv: Sequence[str]) -> int:
         except KeyboardInterrupt:
             print("verify: interrupted; the run's containers were removed", file=sys.stderr)
             return 130
+        except Exception:
+            traceback.print_exc()
+            print("verify: internal error in --run (see the traceback above)", file=sys.stderr)
+            return EXIT_ERROR
         if any(not outcome.ok for outcome in runs.values()):
             exit_code = max(exit_code, EXIT_FAILED)
     for index, result in enumerate(results):

@@ -483,7 +483,8 @@ class PlatformRun:
             state = self._state(name)
             elapsed = time.monotonic() - started
             if state is None:
-                return RunResult(False, str(probe), elapsed, reason="the container disappeared")
+                reason = "docker container inspect gave no readable state (was it removed?)"
+                return RunResult(False, str(probe), elapsed, reason=reason)
             if not state.running:
                 reason = f"the container exited with status {state.exit_code}"
                 return RunResult(False, str(probe), elapsed, state.exit_code, reason)
@@ -511,8 +512,11 @@ class PlatformRun:
         )
         if code != 0:
             return None
-        state_text, _, network_text = output.decode().strip().partition("\t")
-        state, network = json.loads(state_text), json.loads(network_text)
+        state_text, _, network_text = output.decode(errors="replace").strip().partition("\t")
+        try:
+            state, network = json.loads(state_text), json.loads(network_text)
+        except ValueError:
+            return None
         bridge = (network.get("Networks") or {}).get("bridge") or {}
         return _State(
             running=bool(state.get("Running")),
