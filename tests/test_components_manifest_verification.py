@@ -153,11 +153,13 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
     )
     options = VerifyOptions(deep=False, allow=(), gcp=True, run=plan)
     both = shlex.split(verify_command("py", REF, ["linux/amd64", "linux/arm64"], options))
-    assert both[both.index("--gcp") + 1 :] == [
+    run = both.index("--run")
+    assert both[run : run + 9] == [
         *("--run", "--probe", "grpc:7070"),
         *("--env", "GREETING=hello world", "--env", "PORT=7070"),
         *("--skip-run", "linux/arm64"),
     ]
+    assert both.count("--run") == 1 and REF in both
     assert "QEMU" not in " ".join(both)
     # perPlatform: the arm64 verification starts nothing, the amd64 one skips nothing.
     assert "--run" not in verify_command("py", REF, ["linux/arm64"], options)

@@ -288,7 +288,7 @@ class RunSession:
         return process.returncode, bytes(output)
 
     def remove(self, name: str) -> None:
-        self.docker_call(["rm", "--force", "--volumes", name], DOCKER_SECONDS, cleanup=True)
+        self.docker_call(["rm", "--force", "--volumes", "--", name], DOCKER_SECONDS, cleanup=True)
 
     def close(self) -> None:
         """Stop every Docker CLI call in flight and remove every container of this run."""
@@ -312,7 +312,9 @@ class RunSession:
         )
         ids = output.decode().split() if code == 0 else []
         if ids:
-            self.docker_call(["rm", "--force", "--volumes", *ids], DOCKER_SECONDS, cleanup=True)
+            self.docker_call(
+                ["rm", "--force", "--volumes", "--", *ids], DOCKER_SECONDS, cleanup=True
+            )
 
 
 def _read_bounded(process: subprocess.Popen[bytes], output: bytearray, limit: int) -> None:
@@ -418,7 +420,9 @@ class PlatformRun:
         credentials = self._credentials_for(ref.registry)
         secrets = secret_values(self._options.env, credentials)
         probe = str(self._options.probe)
-        present = self._session.docker_call(["image", "inspect", image], DOCKER_SECONDS)[0] == 0
+        present = (
+            self._session.docker_call(["image", "inspect", "--", image], DOCKER_SECONDS)[0] == 0
+        )
         if not present:
             failure = self._pull(ref.registry, image, platform, credentials, secrets)
             if failure is not None:
@@ -427,7 +431,9 @@ class PlatformRun:
             return self._start_and_probe(image, platform, secrets)
         finally:
             if not present:
-                self._session.docker_call(["image", "rm", image], DOCKER_SECONDS, cleanup=True)
+                self._session.docker_call(
+                    ["image", "rm", "--", image], DOCKER_SECONDS, cleanup=True
+                )
 
     def _pull(
         self,
@@ -439,7 +445,7 @@ class PlatformRun:
     ) -> str | None:
         with _pull_config(registry, credentials) as config:
             code, output = self._session.docker_call(
-                [*config, "pull", "--quiet", "--platform", str(platform), image],
+                [*config, "pull", "--quiet", "--platform", str(platform), "--", image],
                 self._options.timeout,
             )
         if code == 0:
@@ -460,6 +466,8 @@ class PlatformRun:
             *("--platform", str(platform), "--pull", "never", "--network", "bridge"),
             *("--cap-drop", "ALL", "--security-opt", "no-new-privileges"),
             *(argument for env_name, _ in options.env for argument in ("--env", env_name)),
+            # After `--`, nothing a registry address or repository holds reads as an option.
+            "--",
             image,
         ]
         started = time.monotonic()
@@ -507,7 +515,7 @@ class PlatformRun:
 
     def _state(self, name: str) -> _State | None:
         code, output = self._session.docker_call(
-            ["container", "inspect", "--format", _INSPECT_FORMAT, name],
+            ["container", "inspect", "--format", _INSPECT_FORMAT, "--", name],
             DOCKER_SECONDS,
         )
         if code != 0:
@@ -526,7 +534,7 @@ class PlatformRun:
 
     def _log_tail(self, name: str, secrets: Sequence[str]) -> list[str]:
         code, output = self._session.docker_call(
-            ["logs", "--tail", str(LOG_TAIL_LINES), name], DOCKER_SECONDS, cleanup=True
+            ["logs", "--tail", str(LOG_TAIL_LINES), "--", name], DOCKER_SECONDS, cleanup=True
         )
         return log_tail(output, secrets) if code == 0 else []
 
