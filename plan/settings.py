@@ -15,7 +15,7 @@ from typing import Any
 
 from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
-from verify.probe import PROBE_FORMS, ProbeError, parse_env, parse_probe
+from verify.probe import MAX_TIMEOUT, PROBE_FORMS, ProbeError, parse_env, parse_probe
 
 PROJECT = "boutique-multiarch"
 """The project name, which is also the namespace of every key below."""
@@ -221,6 +221,8 @@ class ProbeOverride:
     """A `verify --probe` value, or None to keep the table's."""
     env: Mapping[str, str]
     """Variables added to (or replacing those of) the table's start env."""
+    timeout: int | None = None
+    """`verify --run-timeout` in seconds, or None for the tool's default (180)."""
 
 
 @dataclass(frozen=True)
@@ -760,7 +762,7 @@ def _per_service(key: str, value: Any, services: list[str]) -> list[tuple[str, s
 def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, ProbeOverride]:
     overrides: dict[str, ProbeOverride] = {}
     for service, service_key, entry in _per_service(key, value, services):
-        override = _parse_object(service_key, entry, ("probe", "env"))
+        override = _parse_object(service_key, entry, ("probe", "env", "timeout"))
         probe = override.get("probe")
         if probe is not None:
             try:
@@ -777,7 +779,23 @@ def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, Pro
                 parse_env(f"{name}={item}")
             except ProbeError as error:
                 raise ConfigError(f"{service_key}.env.{name}", item, str(error)) from None
-        overrides[service] = ProbeOverride(probe=probe, env=MappingProxyType(dict(env)))
+        timeout = override.get("timeout")
+        if timeout is not None:
+            timeout = _parse_int(f"{service_key}.timeout", timeout, minimum=1)
+            # plan.probes reads UPSTREAM_COMMIT from this module, hence imported here.
+            from plan.probes import service_probe
+
+            effective = parse_probe(probe or service_probe(service, None).probe or "tcp:1")
+            least = effective.number + 1 if effective.kind == "up" else 1
+            if not least <= timeout <= MAX_TIMEOUT:
+                raise ConfigError(
+                    f"{service_key}.timeout",
+                    timeout,
+                    f"{least} to {MAX_TIMEOUT} seconds (the probe is {effective})",
+                )
+        overrides[service] = ProbeOverride(
+            probe=probe, env=MappingProxyType(dict(env)), timeout=timeout
+        )
     return MappingProxyType(overrides)
 
 

@@ -29,6 +29,8 @@ class RunPlan:
     """`--env` pairs, sorted by name."""
     skipped: Mapping[str, str]
     """Platforms not started, with the reason (which stays off the command line)."""
+    timeout: int | None = None
+    """`--run-timeout` seconds, or None for the tool's default."""
 
 
 @dataclass(frozen=True)
@@ -68,17 +70,22 @@ def _run_plan(settings: VerifySettings, service: str, commit: str | None) -> Run
     if probe is None:
         skipped = {platform: table.unprobed for platform in PLATFORMS} | skipped
     return RunPlan(
-        probe=probe or "", env=tuple(sorted(env.items())), skipped=MappingProxyType(skipped)
+        probe=probe or "",
+        env=tuple(sorted(env.items())),
+        skipped=MappingProxyType(skipped),
+        timeout=None if override is None else override.timeout,
     )
 
 
 def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
-    """`--run --probe P [--env N=V]... [--skip-run PLATFORM]...`, or nothing when no platform
-    of this verification is started."""
+    """`--run --probe P [--env N=V]... [--run-timeout S] [--skip-run PLATFORM]...`, or nothing
+    when no platform of this verification is started."""
     if plan is None or all(platform in plan.skipped for platform in platforms):
         return []
     argv = ["--run", "--probe", plan.probe]
     argv += [argument for name, value in plan.env for argument in ("--env", f"{name}={value}")]
+    if plan.timeout is not None:
+        argv += ["--run-timeout", str(plan.timeout)]
     skipped = [platform for platform in platforms if platform in plan.skipped]
     return argv + [argument for platform in skipped for argument in ("--skip-run", platform)]
 

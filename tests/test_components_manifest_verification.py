@@ -161,6 +161,9 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
     ]
     assert both.count("--run") == 1 and REF in both
     assert "QEMU" not in " ".join(both)
+    slow = VerifyOptions(False, (), False, RunPlan("grpc:9555", (), {}, timeout=600))
+    assert values_of(verify_command("py", REF, ["linux/arm64"], slow), "--run-timeout") == ["600"]
+    assert "--run-timeout" not in verify_command("py", REF, ["linux/arm64"], options)
     # perPlatform: the arm64 verification starts nothing, the amd64 one skips nothing.
     assert "--run" not in verify_command("py", REF, ["linux/arm64"], options)
     amd64 = shlex.split(verify_command("py", REF, ["linux/amd64"], options))
@@ -182,3 +185,8 @@ def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> Non
     assert verified_proof(["linux/amd64"], None, json.dumps(image_json(result))) == {
         "linux/amd64": {"elfFiles": 3, "probe": None, "seconds": None}
     }
+
+
+def values_of(line: str, flag: str) -> list[str]:
+    argv = shlex.split(line)
+    return [argv[i + 1] for i, argument in enumerate(argv[:-1]) if argument == flag]

@@ -96,12 +96,14 @@ def test_a_probe_change_reruns_only_that_verification_and_a_no_op_run_nothing(
         assert command.inputs["triggers"] == changed[service].inputs["triggers"], command.urn
 
 
-def test_an_env_change_reruns_the_verification(program: ProgramRunner) -> None:
+def test_an_env_or_timeout_change_reruns_the_verification(program: ProgramRunner) -> None:
     base = stack_config("dev")
-    env = {"probes": {"adservice": {"env": {"JAVA_TOOL_OPTIONS": "-Xmx256m"}}}}
+    env = {"probes": {"adservice": {"env": {"JAVA_TOOL_OPTIONS": "-Xmx256m"}, "timeout": 600}}}
     before = verifications(program(base))["adservice"]
     after = verifications(program({**base, f"{P}:verify": env}))["adservice"]
     assert "JAVA_TOOL_OPTIONS=-Xmx256m" in values(argv_of(after), "--env")
+    assert values(argv_of(after), "--run-timeout") == ["600"]
+    assert "--run-timeout" not in argv_of(before)
     assert after.inputs["create"] != before.inputs["create"]
 
 

@@ -657,7 +657,7 @@ def test_runtime_proof_is_on_by_default_with_overrides_and_skips_parsed() -> Non
             "run": "false",
             "probes": {
                 "frontend": {"probe": "tcp:8080"},
-                "adservice": {"env": {"JAVA_TOOL_OPTIONS": "-Xmx256m"}},
+                "adservice": {"env": {"JAVA_TOOL_OPTIONS": "-Xmx256m"}, "timeout": 600},
             },
             "skipRun": {"cartservice": {"linux/arm64": ".NET is unsupported under QEMU"}},
         }
@@ -665,7 +665,7 @@ def test_runtime_proof_is_on_by_default_with_overrides_and_skips_parsed() -> Non
     assert settings.verify.run is False
     assert settings.verify.probes == {
         "frontend": ProbeOverride(probe="tcp:8080", env={}),
-        "adservice": ProbeOverride(probe=None, env={"JAVA_TOOL_OPTIONS": "-Xmx256m"}),
+        "adservice": ProbeOverride(probe=None, env={"JAVA_TOOL_OPTIONS": "-Xmx256m"}, timeout=600),
     }
     assert settings.verify.skip_run == {
         "cartservice": {"linux/arm64": ".NET is unsupported under QEMU"}
@@ -688,9 +688,9 @@ def test_runtime_proof_is_on_by_default_with_overrides_and_skips_parsed() -> Non
             "grpc:PORT, http:PORT/PATH, tcp:PORT or up:SECONDS",
         ),
         (
-            {"probes": {"frontend": {"timeout": 5}}},
-            "verify.probes.frontend.timeout",
-            "one of the fields probe, env",
+            {"probes": {"frontend": {"retries": 5}}},
+            "verify.probes.frontend.retries",
+            "one of the fields probe, env, timeout",
         ),
         ({"probes": {"frontend": {"env": ["A=1"]}}}, "verify.probes.frontend.env", "NAME: value"),
         (
@@ -702,6 +702,21 @@ def test_runtime_proof_is_on_by_default_with_overrides_and_skips_parsed() -> Non
             {"probes": {"frontend": {"env": {"1PORT": "8080"}}}},
             "verify.probes.frontend.env.1PORT",
             "NAME=VALUE with NAME of letters",
+        ),
+        (
+            {"probes": {"loadgenerator": {"timeout": 45}}},
+            "verify.probes.loadgenerator.timeout",
+            "46 to 3600 seconds (the probe is up:45)",
+        ),
+        (
+            {"probes": {"adservice": {"timeout": 3601}}},
+            "verify.probes.adservice.timeout",
+            "1 to 3600 seconds (the probe is grpc:9555)",
+        ),
+        (
+            {"probes": {"adservice": {"timeout": "soon"}}},
+            "verify.probes.adservice.timeout",
+            "an integer >= 1",
         ),
         (
             {"skipRun": {"cartservice": {"linux/arm64": ""}}},

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 PROBE_FORMS = "grpc:PORT, http:PORT/PATH, tcp:PORT or up:SECONDS"
 PROBE_KINDS = ("grpc", "http", "tcp", "up")
 MAX_UP_SECONDS = 3600
+MAX_TIMEOUT = 3600
+"""Longest ``--run-timeout`` in seconds."""
 
 _PROBE = re.compile(r"^(?P<kind>grpc|tcp|up):(?P<number>[0-9]{1,5})$")
 _HTTP = re.compile(r"^http:(?P<number>[0-9]{1,5})(?P<path>/[\x21-\x7e]*)$")

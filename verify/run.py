@@ -54,12 +54,11 @@ from typing import Any
 from verify.auth import Credentials
 from verify.checks import EXIT_VERIFIED, ImageResult
 from verify.platforms import Platform, PlatformError, parse_platform
-from verify.probe import PROBE_FORMS, Probe, ProbeError, parse_env, parse_probe
+from verify.probe import MAX_TIMEOUT, PROBE_FORMS, Probe, ProbeError, parse_env, parse_probe
 from verify.reference import Reference
 
 DEFAULT_TIMEOUT = 180.0
 """``--run-timeout`` default: Java and Python services start slowly under QEMU."""
-MAX_TIMEOUT = 3600
 MAX_JOBS = 64
 RUN_LABEL = "dev.boutique-multiarch.verify-run"
 """Label on every container a run starts; its value is the run's id."""
