@@ -3,11 +3,12 @@
 Creates:
 - `command.local.Command` `<name>-verify`: `python -m verify <repository>@<digest> --json
   [--deep] [--allow GLOB]... --platform P... [--gcp] [--run --probe P [--env N=V]...
-  [--run-timeout S] [--skip-run P]...]`, triggered by the digest; the probe definition is part of the command
-  line, whose change replaces (re-runs) the Command too. A failing verification (exit 1, or 2
-  for registry/auth errors, no Docker or no emulation) fails `pulumi up` with the tool's
-  message on stderr, and the Index that would move the tag, which depends on this Command, is
-  not touched. A platform whose run is skipped is logged as a warning with its reason.
+  [--run-timeout S] [--skip-run P]...]`, triggered by the digest; the probe definition is part
+  of the command line, whose change replaces (re-runs) the Command too. A failing
+  verification (exit 1, or 2 for registry/auth errors, no Docker or no emulation) fails
+  `pulumi up` with the tool's message on stderr, and the Index that would move the tag, which
+  depends on this Command, is not touched. A platform whose run is skipped is logged as a
+  warning with its reason.
 
 No credential is ever an input: the tool reads Application Default Credentials (`--gcp`), or
 `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` or Docker's config.json from the environment of the
