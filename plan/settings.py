@@ -15,6 +15,7 @@ from typing import Any
 
 from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
+from verify.probe import MAX_TIMEOUT, PROBE_FORMS, ProbeError, parse_env, parse_probe
 
 PROJECT = "boutique-multiarch"
 """The project name, which is also the namespace of every key below."""
@@ -214,6 +215,18 @@ class AllowedPath:
 
 
 @dataclass(frozen=True)
+class ProbeOverride:
+    """`verify.probes.<service>`: replaces the probe table's entry (plan/probes.py) in part."""
+
+    probe: str | None
+    """A `verify --probe` value, or None to keep the table's."""
+    env: Mapping[str, str]
+    """Variables added to (or replacing those of) the table's start env."""
+    timeout: int | None = None
+    """`verify --run-timeout` in seconds, or None for the tool's default (180)."""
+
+
+@dataclass(frozen=True)
 class VerifySettings:
     """How each pushed image is verified before its tag moves."""
 
@@ -221,6 +234,13 @@ class VerifySettings:
     """Also check the ELF machine of every file in every layer (`verify --deep`)."""
     allow: Mapping[str, tuple[AllowedPath, ...]]
     """Per service, the paths `--deep` accepts for another architecture."""
+    run: bool = True
+    """Also start each platform's image and probe it (`verify --run`)."""
+    probes: Mapping[str, ProbeOverride] = field(default_factory=lambda: MappingProxyType({}))
+    """Per service, overrides of its probe or start env."""
+    skip_run: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    """Per service and platform, why its image is not started (e.g. a runtime QEMU cannot
+    run); shown in the stack output and the log."""
 
 
 @dataclass(frozen=True)
@@ -287,7 +307,7 @@ def parse_settings(
         builder=builder,
         source=_parse_source(_decode(raw, "source", {})),
         cache=cache,
-        verify=_parse_verify(_decode(raw, "verify", {}), services),
+        verify=_parse_verify(_decode(raw, "verify", {}), services, platforms),
         strategy=strategy,
     )
 
@@ -753,19 +773,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _parse_verify(value: Any, services: tuple[Service, ...]) -> VerifySettings:
+def _parse_verify(
+    value: Any, services: tuple[Service, ...], platforms: tuple[str, ...]
+) -> VerifySettings:
     key = _key("verify")
-    verify = _parse_object(key, value, ("deep", "allow"))
-    allow = verify.get("allow", {})
-    if not isinstance(allow, dict):
-        raise ConfigError(f"{key}.allow", allow, "an object keyed by configured service")
-    configured = [service.name for service in services]
+    verify = _parse_object(key, value, ("deep", "allow", "run", "probes", "skipRun"))
+    configured_services = [service.name for service in services]
     parsed: dict[str, tuple[AllowedPath, ...]] = {}
-    for service, entries in allow.items():
-        service_key = f"{key}.allow.{service}"
-        if service not in configured:
-            allowed = f"a configured service: {', '.join(configured)}"
-            raise ConfigError(service_key, entries, allowed)
+    for service, service_key, entries in _per_service(
+        f"{key}.allow", verify.get("allow", {}), configured_services
+    ):
         paths = _parse_list(service_key, entries, "{path, reason} objects")
         parsed[service] = tuple(
             _parse_allowed_path(f"{service_key}[{index}]", entry)
@@ -774,7 +791,87 @@ def _parse_verify(value: Any, services: tuple[Service, ...]) -> VerifySettings:
     return VerifySettings(
         deep=_parse_bool(f"{key}.deep", verify.get("deep", True)),
         allow=MappingProxyType(parsed),
+        run=_parse_bool(f"{key}.run", verify.get("run", True)),
+        probes=_parse_probes(f"{key}.probes", verify.get("probes", {}), configured_services),
+        skip_run=_parse_skip_run(
+            f"{key}.skipRun", verify.get("skipRun", {}), configured_services, platforms
+        ),
     )
+
+
+def _per_service(key: str, value: Any, services: list[str]) -> list[tuple[str, str, Any]]:
+    """`(service, key of its entry, entry)` of an object keyed by configured service."""
+    if not isinstance(value, dict):
+        raise ConfigError(key, value, "an object keyed by configured service")
+    for service, entry in value.items():
+        if service not in services:
+            allowed = f"a configured service: {', '.join(services)}"
+            raise ConfigError(f"{key}.{service}", entry, allowed)
+    return [(service, f"{key}.{service}", entry) for service, entry in value.items()]
+
+
+def _parse_probes(key: str, value: Any, services: list[str]) -> Mapping[str, ProbeOverride]:
+    overrides: dict[str, ProbeOverride] = {}
+    for service, service_key, entry in _per_service(key, value, services):
+        override = _parse_object(service_key, entry, ("probe", "env", "timeout"))
+        probe = override.get("probe")
+        if probe is not None:
+            try:
+                parse_probe(probe if isinstance(probe, str) else "")
+            except ProbeError:
+                raise ConfigError(f"{service_key}.probe", probe, PROBE_FORMS) from None
+        env = override.get("env", {})
+        if not isinstance(env, dict):
+            raise ConfigError(f"{service_key}.env", env, "an object of NAME: value strings")
+        for name, item in env.items():
+            if not isinstance(item, str):
+                raise ConfigError(f"{service_key}.env.{name}", item, "a string value")
+            try:
+                parse_env(f"{name}={item}")
+            except ProbeError as error:
+                raise ConfigError(f"{service_key}.env.{name}", item, str(error)) from None
+        timeout = override.get("timeout")
+        if timeout is not None:
+            timeout = _parse_int(f"{service_key}.timeout", timeout, minimum=1)
+            # plan.probes reads UPSTREAM_COMMIT from this module, hence imported here.
+            from plan.probes import service_probe
+
+            effective = parse_probe(probe or service_probe(service, None).probe or "tcp:1")
+            least = effective.number + 1 if effective.kind == "up" else 1
+            if not least <= timeout <= MAX_TIMEOUT:
+                raise ConfigError(
+                    f"{service_key}.timeout",
+                    timeout,
+                    f"{least} to {MAX_TIMEOUT} seconds (the probe is {effective})",
+                )
+        overrides[service] = ProbeOverride(
+            probe=probe, env=MappingProxyType(dict(env)), timeout=timeout
+        )
+    return MappingProxyType(overrides)
+
+
+def _parse_skip_run(
+    key: str, value: Any, services: list[str], platforms: tuple[str, ...]
+) -> Mapping[str, Mapping[str, str]]:
+    skips: dict[str, Mapping[str, str]] = {}
+    for service, service_key, entry in _per_service(key, value, services):
+        if not isinstance(entry, dict) or not entry:
+            raise ConfigError(service_key, entry, "an object of platform: reason")
+        for platform, reason in entry.items():
+            if platform not in platforms:
+                raise ConfigError(
+                    f"{service_key}.{platform}",
+                    reason,
+                    f"a configured platform: {', '.join(platforms)}",
+                )
+            if not isinstance(reason, str) or not reason.strip():
+                raise ConfigError(
+                    f"{service_key}.{platform}",
+                    reason,
+                    "why this platform's image is not started (a reason is required)",
+                )
+        skips[service] = MappingProxyType(dict(sorted(entry.items())))
+    return MappingProxyType(skips)
 
 
 def _parse_allowed_path(key: str, value: Any) -> AllowedPath:
