@@ -90,7 +90,10 @@ platform_builders = {
 }
 if isinstance(settings.destination, ArtifactRegistry):
     repository = ArtifactRepository(
-        "artifacts", ArtifactRepositoryArgs(destination=settings.destination, cache=settings.cache)
+        "artifacts",
+        ArtifactRepositoryArgs(
+            destination=settings.destination, cache=settings.cache, tag=settings.tag
+        ),
     )
     target = artifact_registry_target(repository, settings.cache)
 else:

@@ -139,8 +139,9 @@ class ServiceImage(pulumi.ComponentResource):
                 depends_on=[each.verification for each in verifications],
                 # The provider's Index delete removes `<tag>@<digest>` by digest. After a tag
                 # change (a replacement) that digest is often the one the new tag points at, so
-                # the delete would remove the live image; the registry's cleanup policies
-                # remove old tags instead.
+                # the delete would remove the live image. Nothing here deletes an old tag: the
+                # cleanup policies keep tagged versions (except configured ephemeral prefixes)
+                # and `python -m verify gc` deletes only versions no tag reaches.
                 retain_on_delete=True,
             ),
         )
@@ -241,8 +242,8 @@ class ServiceImage(pulumi.ComponentResource):
                 # Images pushed by digest have no tag for the provider to delete. State written
                 # before push-by-digest still lists the service's tag, and deleting such an
                 # Image (it is replaced once by this change) would delete, by digest, the
-                # manifest the Index now points that tag at. Keep what was pushed; the
-                # registry's cleanup policies remove old versions.
+                # manifest the Index now points that tag at. Keep what was pushed; once no tag
+                # reaches it, `python -m verify gc` deletes it (docs/cleanup.md).
                 retain_on_delete=True,
             ),
         )
