@@ -113,7 +113,7 @@ def test_native_nodes_are_appended_to_the_builder(program: Program) -> None:
     plain_owner = builder_owner(plain)
     assert owner.inputs["triggers"] != plain_owner.inputs["triggers"]
     for service, inputs in images(native).items():
-        assert inputs["builder"] == {"name": "multiarch-builder"}, service
+        assert inputs["builder"] == {"name": "boutique-prod"}, service
 
 
 def test_immutable_tags_move_the_cache_to_a_mutable_repository(program: Program) -> None:
