@@ -13,4 +13,6 @@ Pure Python (no Pulumi imports), run as ``python -m verify REF ...``. The module
 - ``checks``: the verification of images, platforms and layers (concurrent, layers deduplicated).
 - ``report``: the ``--json`` document and the failure lines printed on stderr.
 - ``cli``: argument parsing and exit codes.
+- ``artifacts``: Artifact Registry's REST API (packages, versions, tags, deleting a version).
+- ``gc``: ``python -m verify gc``, deleting the versions no tag reaches.
 """

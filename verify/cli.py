@@ -6,6 +6,9 @@ Every argument is validated before the first request. Exit codes: 0 every refere
 auth, not-found or registry errors (2 wins over 1 when several references are given).
 With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
+
+``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
+of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
+from verify import gc
 from verify.auth import AuthError, CredentialResolver
 from verify.checks import EXIT_ERROR, EXIT_FAILED, Options, Verifier
 from verify.elf import PLATFORM_MACHINES
@@ -105,6 +109,8 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
 
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
+    if argv[:1] == ["gc"]:
+        return gc.main(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
