@@ -137,6 +137,8 @@ images = {
             cache_registry=target.cache_registry,
             verify=verify_options(settings.verify, service.name, gcp=target.verify_gcp),
             python=python,
+            immutable_tags=isinstance(settings.destination, ArtifactRegistry)
+            and settings.destination.repository.immutable_tags,
         ),
     )
     for service in settings.services

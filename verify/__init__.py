@@ -15,4 +15,5 @@ Pure Python (no Pulumi imports), run as ``python -m verify REF ...``. The module
 - ``cli``: argument parsing and exit codes.
 - ``artifacts``: Artifact Registry's REST API (packages, versions, tags, deleting a version).
 - ``gc``: ``python -m verify gc``, deleting the versions no tag reaches.
+- ``published``: ``python -m verify published``, the every-run check of exported refs.
 """

@@ -8,7 +8,9 @@ With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 a
 of them when several references are given) and nothing on exit 2.
 
 ``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
-of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`).
+of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`);
+``python -m verify published REF ...`` checks that the registry is still what a stack exported
+(:mod:`verify.published`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from verify import gc
+from verify import gc, published
 from verify.auth import AuthError, CredentialResolver
 from verify.checks import EXIT_ERROR, EXIT_FAILED, Options, Verifier
 from verify.elf import PLATFORM_MACHINES
@@ -111,6 +113,8 @@ def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
     if argv[:1] == ["gc"]:
         return gc.main(argv[1:])
+    if argv[:1] == ["published"]:
+        return published.main(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
