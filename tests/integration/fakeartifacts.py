@@ -9,7 +9,6 @@ API outage would; `requests` records every request for the test to inspect.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import urllib.error
@@ -19,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from tests.integration.dockerenv import Registry
-from tests.integration.loopbackserver import address_of, serve, shut_down
+from tests.integration.loopbackserver import address_of, reply_json, serve, shut_down
 
 PAGE = 2
 
@@ -57,21 +56,11 @@ class FakeArtifactRegistry:
 
             def do_GET(self) -> None:
                 fake._record(self)
-                status, body = fake._get(self.path)
-                self._answer(status, body)
+                reply_json(self, *fake._get(self.path))
 
             def do_DELETE(self) -> None:
                 fake._record(self)
-                status, body = fake._delete(self.path)
-                self._answer(status, body)
-
-            def _answer(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reply_json(self, *fake._delete(self.path))
 
         self._server = serve(Handler)
         return self

@@ -62,22 +62,34 @@ def push_image(
     registry: Registry, repository: str, architecture: str, marker: str
 ) -> dict[str, object]:
     """A single-platform image manifest (made-up layer); `marker` makes its digest unique."""
-    config = push_blob(
+    config = {"architecture": architecture, "os": "linux", "marker": marker}
+    return _push_single(
         registry,
         repository,
-        json.dumps({"architecture": architecture, "os": "linux", "marker": marker}).encode(),
+        (OCI_CONFIG, json.dumps(config).encode()),
+        (OCI_LAYER, f"layer {marker} {architecture}".encode()),
+        {},
     )
-    layer = push_blob(registry, repository, f"layer {marker} {architecture}".encode())
-    return push_manifest(
-        registry,
-        repository,
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, **config},
-            "layers": [{"mediaType": OCI_LAYER, **layer}],
-        },
-    )
+
+
+def _push_single(
+    registry: Registry,
+    repository: str,
+    config: tuple[str, bytes],
+    layer: tuple[str, bytes],
+    fields: dict[str, object],
+) -> dict[str, object]:
+    """An OCI manifest of one config and one layer blob, with more `fields`."""
+    config_type, config_data = config
+    layer_type, layer_data = layer
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": config_type, **push_blob(registry, repository, config_data)},
+        "layers": [{"mediaType": layer_type, **push_blob(registry, repository, layer_data)}],
+        **fields,
+    }
+    return push_manifest(registry, repository, document)
 
 
 def push_multiarch(
@@ -113,19 +125,13 @@ def push_referrer(
     registry: Registry, repository: str, subject: dict[str, object], marker: str
 ) -> dict[str, object]:
     """An artifact manifest (e.g. a signature) whose `subject` is `subject`; untagged."""
-    config = push_blob(registry, repository, b"{}")
-    payload = push_blob(registry, repository, f"signature {marker}".encode())
-    return push_manifest(
+    signature = "application/vnd.example.signature"
+    return _push_single(
         registry,
         repository,
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "artifactType": "application/vnd.example.signature",
-            "config": {"mediaType": "application/vnd.oci.empty.v1+json", **config},
-            "layers": [{"mediaType": "application/vnd.example.signature", **payload}],
-            "subject": subject,
-        },
+        ("application/vnd.oci.empty.v1+json", b"{}"),
+        (signature, f"signature {marker}".encode()),
+        {"artifactType": signature, "subject": subject},
     )
 
 
