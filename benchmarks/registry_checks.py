@@ -65,8 +65,11 @@ def main() -> None:
                 "exported ref (digest, entries, tag)": published_check_command(
                     sys.executable, f"{repository}:v1@{digest}", platforms, URN, [URN], False
                 ),
-                "immutable guard (tag absent)": immutable_tag_command(
-                    sys.executable, f"{repository}:v2", False
+                "immutable guard, preview (tag absent)": immutable_tag_command(
+                    sys.executable, f"{repository}:v2", None, False
+                ),
+                "immutable guard, up (tag holds the verified)": immutable_tag_command(
+                    sys.executable, f"{repository}:v1", platforms, False
                 ),
             }
             results = {name: timed(line, args.runs) for name, line in lines.items()}

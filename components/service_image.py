@@ -159,10 +159,12 @@ class ServiceImage(pulumi.ComponentResource):
                 opts=invoke,
             )
             sources.append(pulumi.Output.all(ref, candidate.stdout).apply(_first))
+        verified = pulumi.Output.all(*[v.platforms for v in verifications]).apply(merged_platforms)
         if args.immutable_tags:
-            # Unknown candidates in preview mean new images will be built: only then can the tag
-            # be refused. `run_with_unknowns` lets preview see that before any build.
-            guard = pulumi.Output.all(*[v.ref for v in verifications]).apply(
+            # `run_with_unknowns`: a preview in which new images will be built (their verified
+            # platforms unknown) checks the tag before any build; otherwise, after verification
+            # and before the Index, the tag must not exist or hold exactly the verified images.
+            guard = verified.apply(
                 partial(_immutable_guard, args.python, tag_ref, args.verify.gcp, invoke),
                 run_with_unknowns=True,
             )
@@ -190,9 +192,7 @@ class ServiceImage(pulumi.ComponentResource):
                 retain_on_delete=True,
             ),
         )
-        self.platforms = pulumi.Output.all(
-            *[verification.platforms for verification in verifications]
-        ).apply(merged_platforms)
+        self.platforms = verified
         # A lost published digest is repaired by the Index alone when it wrote an index of its
         # own (perPlatform); a multi-platform Image's index may be the very digest it publishes.
         lost = [index_urn] if args.per_platform else [*image_urns, index_urn]
@@ -328,14 +328,15 @@ def _immutable_guard(
     tag_ref: pulumi.Output[str],
     gcp: bool,
     invoke: pulumi.InvokeOutputOptions,
-    candidates: Any,
+    platforms: Any,
 ) -> pulumi.Input[str]:
-    """Preview with new images to build: the tag must not exist. An invoke, not a resource, is
-    called here because only inside this callback is it known whether images will be built."""
-    unknown = candidates is pulumi.UNKNOWN or any(c is pulumi.UNKNOWN for c in candidates)
-    if not unknown:
-        return ""
-    check = tag_ref.apply(partial(immutable_tag_command, python, gcp=gcp))
+    """The tag check of an immutable repository. The invoke is called inside this callback, the
+    only place that knows whether the verified platforms are known yet; its command depends on
+    the tag alone, so it runs in a preview that will build new images."""
+    known = platforms is not pulumi.UNKNOWN and pulumi.UNKNOWN not in platforms.values()
+    check = tag_ref.apply(
+        partial(immutable_tag_command, python, platforms=platforms if known else None, gcp=gcp)
+    )
     return command.local.run_output(command=check, opts=invoke).stdout
 
 

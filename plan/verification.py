@@ -92,10 +92,16 @@ def candidate_check_command(python: str, ref: str, replace: Sequence[str], gcp: 
     return shlex.join(argv + (["--gcp"] if gcp else []))
 
 
-def immutable_tag_command(python: str, tag_ref: str, gcp: bool) -> str:
-    """`python -m verify published <repository>:<tag> --immutable`: new images are about to be
-    built for a tag that cannot move, so it must not exist yet."""
+def immutable_tag_command(
+    python: str, tag_ref: str, platforms: Mapping[str, str] | None, gcp: bool
+) -> str:
+    """`python -m verify published <repository>:<tag> --immutable [--manifest P=D]...`: a tag
+    that cannot move is about to be published; it must not exist, or (with the verified
+    `platforms`) already hold exactly them. None: new images will be built, digests unknown."""
     argv = [python, "-m", "verify", "published", tag_ref, "--immutable"]
+    argv += [
+        f"--manifest={platform}={digest}" for platform, digest in sorted((platforms or {}).items())
+    ]
     return shlex.join(argv + (["--gcp"] if gcp else []))
 
 

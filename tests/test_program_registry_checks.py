@@ -72,5 +72,10 @@ def test_immutable_tags_are_guarded_in_preview_before_any_build(program: Program
     tags = sorted(index.inputs["tag"] for index in run.of_type(INDEX))
     assert sorted(g[0] for g in guards) == tags
     assert all(g[1:] == ["--immutable", "--gcp"] for g in guards), guards
-    # An up (digests known) builds nothing more to guard: the exported ref is checked instead.
-    assert all("--immutable" not in c for c in published_checks(program(stack_config("prod"))))
+    # In an up, after verification and before the Index: the tag may hold exactly the verified.
+    up = program(stack_config("prod"))
+    after = [c for c in published_checks(up) if "--immutable" in c]
+    assert sorted(c[0] for c in after) == tags
+    for check in after:
+        manifests = options(check, "--manifest")
+        assert [m.split("=")[0] for m in manifests] == ["linux/amd64", "linux/arm64"], check

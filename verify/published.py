@@ -6,8 +6,10 @@ A shallow check (manifests only, no layer is read) the program runs on every pre
   PLATFORM=DIGEST`` its platform entries (attestation manifests aside) are exactly the verified
   manifests; and TAG still points at DIGEST.
 - ``HOST/REPO@DIGEST`` (a verified candidate the Index is built from): DIGEST still exists.
-- ``HOST/REPO:TAG --immutable``: this run builds new images for TAG in a repository whose tags
-  are immutable, so TAG must not exist yet (the Index would be refused after every build).
+- ``HOST/REPO:TAG --immutable``: TAG is about to be published in a repository whose tags are
+  immutable. Without ``--manifest`` (preview: new images will be built) TAG must not exist yet;
+  with them (the verified manifests) it must not exist or already hold exactly them. Otherwise
+  the Index would be refused after every build.
 
 Exit codes: 0 as exported (stdout: ``{"ref", "digest"}`` as JSON); 1 the registry differs
 (stderr: what was found and the command that repairs it); 2 usage, auth or registry errors.
@@ -28,7 +30,7 @@ from verify.digests import DigestMismatch, check_bytes, sha256_digest
 from verify.manifests import INDEX_TYPES, ManifestError, document_media_type, parse_index
 from verify.platforms import PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
-from verify.registry import NotFoundError, RegistryClient, RegistryError, RetryPolicy
+from verify.registry import Document, NotFoundError, RegistryClient, RegistryError, RetryPolicy
 
 EXIT_AS_EXPORTED, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
 
@@ -103,7 +105,7 @@ class PublishedCheck:
     def check(self, ref: Reference, expected: dict[str, str]) -> str | None:
         """The exported digest when everything is as exported; raises :class:`Differs`."""
         if self._arguments.immutable:
-            self._absent_tag(ref)
+            self._tag_free_for(ref, expected)
             return None
         assert ref.digest is not None
         self._holds(ref, ref.digest, expected)
@@ -111,17 +113,28 @@ class PublishedCheck:
             self._tag_at(ref, ref.digest)
         return ref.digest
 
-    def _absent_tag(self, ref: Reference) -> None:
+    def _tag_free_for(self, ref: Reference, expected: dict[str, str]) -> None:
         assert ref.tag is not None
+        name = f"{ref.registry}/{ref.repository}:{ref.tag}"
         try:
-            found = self._read(ref, ref.tag)
+            document = self._client.get_manifest(ref, ref.tag)
         except NotFoundError:
             return
+        found = sha256_digest(document.data)
+        if not expected:
+            why = (
+                "this run builds new images for it (strategy, source.commit, patches or "
+                "platforms changed)"
+            )
+        else:
+            held = _platform_entries(f"{name} ({found})", document)
+            if held == expected:
+                return
+            why = f"it holds {_listing(held)}, not the verified {_listing(expected)}"
         raise Differs(
-            f"{ref.registry}/{ref.repository}:{ref.tag} exists already (digest {found}) in a "
-            "repository with immutable tags, and this run builds new images for it (strategy, "
-            "source.commit, patches or platforms changed): the Index would be refused after "
-            "every build. Bump the tag: pulumi config set tag <new tag>"
+            f"{name} exists already (digest {found}) in a repository with immutable tags, and "
+            f"{why}: the Index would be refused after every build. Bump the tag: "
+            "pulumi config set tag <new tag>"
         )
 
     def _holds(self, ref: Reference, digest: str, expected: dict[str, str]) -> None:
@@ -136,14 +149,7 @@ class PublishedCheck:
         check_bytes(f"manifest {name}", document.data, digest)
         if not expected:
             return
-        media_type = document_media_type(document.data, document.content_type)
-        if media_type not in INDEX_TYPES:
-            raise ManifestError(f"{name} is a {media_type}, not an index")
-        held = {
-            str(entry.platform): entry.digest
-            for entry in parse_index(document.data, media_type).manifests
-            if not entry.is_attestation and entry.platform is not None
-        }
+        held = _platform_entries(name, document)
         if held != expected:
             raise Differs(
                 f"{name} holds {_listing(held)}, not the verified {_listing(expected)}: it is "
@@ -174,6 +180,18 @@ class PublishedCheck:
 
     def _read(self, ref: Reference, reference: str) -> str:
         return sha256_digest(self._client.get_manifest(ref, reference).data)
+
+
+def _platform_entries(name: str, document: Document) -> dict[str, str]:
+    """`{platform: digest}` of an index's entries, attestation manifests left out."""
+    media_type = document_media_type(document.data, document.content_type)
+    if media_type not in INDEX_TYPES:
+        raise ManifestError(f"{name} is a {media_type}, not an index")
+    return {
+        str(entry.platform): entry.digest
+        for entry in parse_index(document.data, media_type).manifests
+        if not entry.is_attestation and entry.platform is not None
+    }
 
 
 def _listing(platforms: dict[str, str]) -> str:

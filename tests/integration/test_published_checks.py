@@ -117,12 +117,25 @@ def test_an_index_with_other_children_is_not_the_verified_image(published: Publi
 
 
 def test_an_existing_immutable_tag_fails_before_any_build(published: Published) -> None:
-    result = run(immutable_tag_command(sys.executable, published.tag_ref, False))
+    result = run(immutable_tag_command(sys.executable, published.tag_ref, None, False))
     assert result.returncode == 1
     assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
     assert "Bump the tag" in result.stderr
     fresh = published.tag_ref.replace(":v1", ":v2")
-    assert run(immutable_tag_command(sys.executable, fresh, False)).returncode == 0
+    assert run(immutable_tag_command(sys.executable, fresh, None, False)).returncode == 0
+
+
+def test_after_verification_an_immutable_tag_may_hold_exactly_the_verified_images(
+    published: Published,
+) -> None:
+    same = run(immutable_tag_command(sys.executable, published.tag_ref, published.platforms, False))
+    assert same.returncode == 0, same.stderr
+    rebuilt = {**published.platforms, "linux/arm64": "sha256:" + "2" * 64}
+    result = run(immutable_tag_command(sys.executable, published.tag_ref, rebuilt, False))
+    assert result.returncode == 1
+    assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
+    assert f"not the verified linux/amd64={published.platforms['linux/amd64']}" in result.stderr
+    assert "the Index would be refused after every build. Bump the tag" in result.stderr
 
 
 def test_a_registry_that_does_not_answer_is_an_error_not_a_difference(
