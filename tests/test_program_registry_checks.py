@@ -2,10 +2,17 @@
 the program runs, and what it exports). The checks themselves run for real against a registry in
 tests/integration/test_published_checks.py."""
 
+import time
+from typing import Any
+
+import pulumi
+import pytest
+
 from tests.program_mocks import (
     COMMAND,
     IMAGE,
     INDEX,
+    BoutiqueMocks,
     ProgramRun,
     ProgramRunner,
     stack_config,
@@ -79,3 +86,39 @@ def test_immutable_tags_are_guarded_in_preview_before_any_build(program: Program
     for check in after:
         manifests = options(check, "--manifest")
         assert [m.split("=")[0] for m in manifests] == ["linux/amd64", "linux/arm64"], check
+
+
+def failing_checks(monkeypatch: pytest.MonkeyPatch, flag: str, message: str) -> None:
+    """`verify published` command lines containing `flag` exit 1 with `message`, as pulumi-command
+    reports a failing command, after a while (a registry round trip): a resource that did not
+    wait for the check would be registered meanwhile."""
+    answer = BoutiqueMocks.call
+
+    def call(self: BoutiqueMocks, args: pulumi.runtime.MockCallArgs) -> Any:
+        line = args.args.get("command", "")
+        if " -m verify published " in line and flag in line:
+            time.sleep(1)
+            raise RuntimeError(f"exit status 1: running {line!r}: {message}")
+        return answer(self, args)
+
+    monkeypatch.setattr(BoutiqueMocks, "call", call)
+
+
+def test_a_refused_immutable_tag_fails_the_preview_before_any_index(
+    program: ProgramRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing_checks(monkeypatch, "--immutable", "exists already: Bump the tag")
+    with pytest.raises(Exception, match="Bump the tag"):
+        program(stack_config("prod"), preview=True)
+    assert program.monitor is not None
+    assert not [r for r in program.monitor.registrations if r.type == INDEX]
+
+
+def test_a_lost_candidate_fails_the_run_before_its_index(
+    program: ProgramRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing_checks(monkeypatch, "/frontend@sha256:", "no longer exists. Repair: pulumi up")
+    with pytest.raises(Exception, match=r"no longer exists\. Repair: pulumi up"):
+        program(stack_config("dev"))
+    assert program.monitor is not None
+    assert "frontend-index" not in [r.name for r in program.monitor.registrations]
