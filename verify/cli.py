@@ -111,9 +111,9 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
 
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
-    if argv[:1] == ["gc"]:
+    if list(argv[:1]) == ["gc"]:
         return gc.main(argv[1:])
-    if argv[:1] == ["published"]:
+    if list(argv[:1]) == ["published"]:
         return published.main(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
