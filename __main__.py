@@ -20,7 +20,7 @@ from components.local_registry import LocalRegistry, LocalRegistryArgs
 from components.registry_target import artifact_registry_target, external_registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
-from plan.host_commands import builder_spec, interpreter
+from plan.host_commands import builder_spec, interpreter, stack_owner
 from plan.naming import LOCAL_REGISTRY_DIR, arch_of
 from plan.settings import (
     CONFIG_KEYS,
@@ -58,6 +58,7 @@ def read_settings() -> tuple[Settings, pulumi.Output[str] | None]:
 
 settings, registry_password = read_settings()
 python = interpreter(sys.executable, os.getcwd())
+owner = stack_owner(pulumi.get_organization(), pulumi.get_project(), pulumi.get_stack())
 dockerfiles = [service.dockerfile for service in settings.services]
 
 source = UpstreamSource(
@@ -80,18 +81,24 @@ builder = BuildxBuilder(
         name=settings.builder.name,
         spec=builder_spec(settings.builder, settings.platforms),
         python=python,
+        owner=owner,
     ),
 )
 platform_builders = {
     platform: BuildxBuilder(
         f"buildx-{arch_of(platform)}",
-        BuildxBuilderArgs(name=own.name, spec=builder_spec(own, [platform]), python=python),
+        BuildxBuilderArgs(
+            name=own.name, spec=builder_spec(own, [platform]), python=python, owner=owner
+        ),
     )
     for platform, own in settings.builder.platform_builders.items()
 }
 if isinstance(settings.destination, ArtifactRegistry):
     repository = ArtifactRepository(
-        "artifacts", ArtifactRepositoryArgs(destination=settings.destination, cache=settings.cache)
+        "artifacts",
+        ArtifactRepositoryArgs(
+            destination=settings.destination, cache=settings.cache, tag=settings.tag
+        ),
     )
     target = artifact_registry_target(repository, settings.cache)
 else:
@@ -136,6 +143,8 @@ images = {
                 commit=settings.source.commit if isinstance(settings.source, GitSource) else None,
             ),
             python=python,
+            immutable_tags=isinstance(settings.destination, ArtifactRegistry)
+            and settings.destination.repository.immutable_tags,
         ),
     )
     for service in settings.services

@@ -7,6 +7,9 @@ Creates:
 - `command.local.Command` `<name>-builder`, which owns the builder for `pulumi destroy`
   (its delete removes it) and re-runs the ensure when the spec changes; it starts only once the
   every-run ensure has finished, so the two never race for the same builder.
+
+Both name the stack as the builder's owner: a builder another stack on the same machine owns is
+neither reconciled nor removed (the run fails with that stack's name instead).
 """
 
 import hashlib
@@ -30,6 +33,8 @@ class BuildxBuilderArgs:
     """JSON spec for `python -m host builder ensure` (`plan.host_commands.builder_spec`)."""
     python: str
     """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
+    owner: str
+    """The stack, recorded as the builder's owner (`plan.host_commands.stack_owner`)."""
 
 
 class BuildxBuilder(pulumi.ComponentResource):
@@ -42,7 +47,7 @@ class BuildxBuilder(pulumi.ComponentResource):
         self, name: str, args: BuildxBuilderArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("boutique:buildx_builder:BuildxBuilder", name, None, opts)
-        ensure = builder_ensure_command(args.python, args.spec)
+        ensure = builder_ensure_command(args.python, args.spec, args.owner)
         ensured = command.local.run_output(
             command=ensure, opts=pulumi.InvokeOutputOptions(parent=self)
         )
@@ -51,7 +56,7 @@ class BuildxBuilder(pulumi.ComponentResource):
             # Same text, but only once the every-run ensure has finished: run at once, both
             # would create the same builder, and a replacement's delete would remove it mid-ensure.
             create=ensured.stdout.apply(partial(_once_ensured, ensure)),
-            delete=builder_remove_command(args.python, args.name),
+            delete=builder_remove_command(args.python, args.name, args.owner),
             # A spec change replaces the Command (pulumi-command triggers always replace); the
             # content hash, not a timestamp, keeps unchanged specs from replacing it.
             triggers=[hashlib.sha256(args.spec.encode()).hexdigest()],

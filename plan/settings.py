@@ -33,6 +33,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cache",
     "verify",
     "strategy",
+    "ephemeralTagPrefixes",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -88,14 +89,15 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class CleanupSettings:
-    """Artifact Registry cleanup: keep the newest versions, delete old *tagged* versions only."""
+    """Artifact Registry cleanup (`plan.cleanup`): tagged versions are kept, except old tags with
+    an ephemeral prefix; untagged versions are left to `python -m verify gc`."""
 
     keep_count: int
-    """Versions kept per image whatever their age (each multi-arch push adds several versions)."""
+    """The most recent versions kept whatever their age (each multi-arch push adds several)."""
     older_than_days: int
-    """Tagged versions older than this many days are deleted (unless kept by `keep_count`)."""
-    tag_prefixes: tuple[str, ...]
-    """Limit deletion to tags with these prefixes; empty means every tag."""
+    """Age after which an ephemeral tag (and a superseded cache version) is deleted."""
+    ephemeral_tag_prefixes: tuple[str, ...]
+    """`ephemeralTagPrefixes`: tags with these prefixes are deleted once old; empty: no tag is."""
     dry_run: bool
     """Only log what would be deleted."""
 
@@ -299,11 +301,12 @@ def parse_settings(
             "use builder.nodes for native nodes)",
         )
     cache = _parse_bool(_key("cache"), _decode(raw, "cache", True))
+    tag = _parse_tag(_decode(raw, "tag", "v1", json_text=False))
     return Settings(
         services=services,
         platforms=platforms,
-        tag=_parse_tag(_decode(raw, "tag", "v1", json_text=False)),
-        destination=_parse_destination(raw, gcp, registry_password_set, cache),
+        tag=tag,
+        destination=_parse_destination(raw, gcp, registry_password_set, cache, tag),
         builder=builder,
         source=_parse_source(_decode(raw, "source", {})),
         cache=cache,
@@ -313,7 +316,11 @@ def parse_settings(
 
 
 def _parse_destination(
-    raw: Mapping[str, str], gcp: Mapping[str, str], registry_password_set: bool, cache: bool
+    raw: Mapping[str, str],
+    gcp: Mapping[str, str],
+    registry_password_set: bool,
+    cache: bool,
+    tag: str,
 ) -> ArtifactRegistry | ExternalRegistry:
     registry = _decode(raw, "registry", None)
     if registry is None:
@@ -322,9 +329,12 @@ def _parse_destination(
         project = gcp.get("project")
         if not project:
             raise ConfigError("gcp:project", _UNSET, "a GCP project id (or configure `registry`)")
+        ephemeral = _parse_ephemeral_prefixes(_decode(raw, "ephemeralTagPrefixes", []), tag)
         return ArtifactRegistry(
             project=project,
-            repository=_parse_repository(_decode(raw, "repository", {}), gcp.get("region"), cache),
+            repository=_parse_repository(
+                _decode(raw, "repository", {}), gcp.get("region"), cache, ephemeral
+            ),
             writers=_parse_members("writers", _decode(raw, "writers", [])),
             readers=_parse_members("readers", _decode(raw, "readers", [])),
         )
@@ -333,7 +343,7 @@ def _parse_destination(
             _key("repository"), _decode(raw, "repository", None), "unset when `registry` is set"
         )
     # The CLI hands the program Pulumi.yaml's default `[]` for an unset key: empty is unset.
-    for key in ("writers", "readers"):
+    for key in ("writers", "readers", "ephemeralTagPrefixes"):
         if _decode(raw, key, []) != []:
             raise ConfigError(
                 _key(key), _decode(raw, key, None), "unset or [] when `registry` is set"
@@ -496,7 +506,9 @@ def _parse_string_map(
     return MappingProxyType(dict(sorted(value.items())))
 
 
-def _parse_repository(value: Any, region: str | None, cache: bool) -> RepositorySettings:
+def _parse_repository(
+    value: Any, region: str | None, cache: bool, ephemeral: tuple[str, ...]
+) -> RepositorySettings:
     key = _key("repository")
     fields = ("id", "location", "description", "labels", "immutableTags", "cleanup", "protect")
     repository = _parse_object(key, value, fields)
@@ -506,6 +518,13 @@ def _parse_repository(value: Any, region: str | None, cache: bool) -> Repository
             f"{key}.location", _UNSET, "a region such as europe-west1 (or gcp:region)"
         )
     cleanup = repository.get("cleanup")
+    if cleanup is None and ephemeral:
+        raise ConfigError(
+            _key("ephemeralTagPrefixes"),
+            list(ephemeral),
+            "[] unless repository.cleanup is set (its olderThanDays is the age at which "
+            "ephemeral tags are deleted)",
+        )
     settings = RepositorySettings(
         id=_parse_str(
             f"{key}.id",
@@ -528,7 +547,7 @@ def _parse_repository(value: Any, region: str | None, cache: bool) -> Repository
             "letters, digits, '_' and '-', at most 63 characters",
         ),
         immutable_tags=_parse_bool(f"{key}.immutableTags", repository.get("immutableTags", False)),
-        cleanup=None if cleanup is None else _parse_cleanup(f"{key}.cleanup", cleanup),
+        cleanup=None if cleanup is None else _parse_cleanup(f"{key}.cleanup", cleanup, ephemeral),
         protect=_parse_bool(f"{key}.protect", repository.get("protect", True)),
     )
     cache_id = f"{settings.id}{CACHE_REPOSITORY_SUFFIX}"
@@ -548,17 +567,40 @@ def _parse_description(key: str, value: Any) -> str:
     return value
 
 
-def _parse_cleanup(key: str, value: Any) -> CleanupSettings:
-    cleanup = _parse_object(key, value, ("keepCount", "olderThanDays", "tagPrefixes", "dryRun"))
-    prefixes = _parse_list(f"{key}.tagPrefixes", cleanup.get("tagPrefixes", []), "tag prefixes")
-    for index, prefix in enumerate(prefixes):
-        _parse_str(f"{key}.tagPrefixes[{index}]", prefix, _TAG, "a Docker tag prefix")
+def _parse_cleanup(key: str, value: Any, ephemeral: tuple[str, ...]) -> CleanupSettings:
+    if isinstance(value, dict) and "tagPrefixes" in value:
+        # Its empty default meant "delete every old tag", the tags clusters pull included.
+        raise ConfigError(
+            f"{key}.tagPrefixes",
+            value["tagPrefixes"],
+            f"unset: tagged versions are never deleted, except tags with a prefix listed in "
+            f'{_key("ephemeralTagPrefixes")} (e.g. ["pr-"])',
+        )
+    cleanup = _parse_object(key, value, ("keepCount", "olderThanDays", "dryRun"))
     return CleanupSettings(
         keep_count=_parse_int(f"{key}.keepCount", cleanup.get("keepCount", 10), minimum=1),
         older_than_days=_parse_int(f"{key}.olderThanDays", cleanup.get("olderThanDays", 30), 1),
-        tag_prefixes=tuple(prefixes),
+        ephemeral_tag_prefixes=ephemeral,
         dry_run=_parse_bool(f"{key}.dryRun", cleanup.get("dryRun", True)),
     )
+
+
+def _parse_ephemeral_prefixes(value: Any, tag: str) -> tuple[str, ...]:
+    key = _key("ephemeralTagPrefixes")
+    prefixes = _parse_list(key, value, "tag prefixes")
+    for index, prefix in enumerate(prefixes):
+        item_key = f"{key}[{index}]"
+        _parse_str(item_key, prefix, _TAG, "a Docker tag prefix such as pr- (letters, digits, _.-)")
+        if prefix in prefixes[:index]:
+            raise ConfigError(item_key, prefix, "each prefix at most once")
+        if tag.startswith(prefix):
+            raise ConfigError(
+                item_key,
+                prefix,
+                f"a prefix the stack's own tag {tag!r} does not start with (cleanup would "
+                "delete the images this stack publishes)",
+            )
+    return tuple(prefixes)
 
 
 def _parse_builder(value: Any, platforms: tuple[str, ...]) -> BuilderSettings:
