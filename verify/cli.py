@@ -1,5 +1,5 @@
 """Command line: ``python -m verify REF... [--platform P]... [--deep] [--json] [--allow GLOB]...
-[--gcp]``.
+[--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp]``.
 
 Every argument is validated before the first request. Exit codes: 0 every reference verified;
 1 verification failed (missing platform, wrong architecture, mislabelled binaries); 2 usage,
@@ -16,6 +16,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from verify.auth import AuthError, CredentialResolver
 from verify.checks import EXIT_ERROR, EXIT_FAILED, Options, Verifier
@@ -24,6 +25,7 @@ from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_p
 from verify.reference import Reference, ReferenceError, parse_reference
 from verify.registry import RegistryClient, RetryPolicy
 from verify.report import failure_lines, image_json, summary_line
+from verify.sbom.output import SbomUsageError, check_directory, write_documents
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
@@ -59,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GLOB",
         help="absolute-path glob of files allowed to be ELF for another machine (repeatable)",
+    )
+    parser.add_argument(
+        "--sbom",
+        metavar="DIR",
+        help="with --deep: write one SBOM per platform into DIR (linux-amd64.spdx.json, ...)",
+    )
+    parser.add_argument(
+        "--sbom-format",
+        choices=("spdx", "cyclonedx"),
+        default="spdx",
+        help="SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON",
     )
     parser.add_argument(
         "--gcp",
@@ -103,6 +116,18 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
     return tuple(globs)
 
 
+def _check_sbom(
+    directory: str | None, deep: bool, refs: Sequence[tuple[str, Reference]]
+) -> Path | None:
+    if directory is None:
+        return None
+    if not deep:
+        raise UsageError("--sbom needs --deep: the SBOM is read from the layers")
+    if len(refs) != 1:
+        raise UsageError(f"--sbom describes one image; {len(refs)} references were given")
+    return check_directory(directory)
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
     arguments = _parser().parse_args(argv)
@@ -113,9 +138,11 @@ def main(argv: Sequence[str]) -> int:
             platforms=_parse_platforms(arguments.platform, arguments.deep),
             deep=arguments.deep,
             allow=_check_globs(arguments.allow),
+            sbom=arguments.sbom is not None,
         )
+        sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
         credentials.check_environment()
-    except (UsageError, AuthError) as error:
+    except (UsageError, AuthError, SbomUsageError) as error:
         print(f"verify: {error}", file=sys.stderr)
         return EXIT_ERROR
     client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
@@ -127,6 +154,12 @@ def main(argv: Sequence[str]) -> int:
         print("verify: internal error (see the traceback above)", file=sys.stderr)
         return EXIT_ERROR
     exit_code = max(result.exit_code for result in results)
+    if sbom_directory is not None and exit_code <= EXIT_FAILED:
+        written = write_documents(
+            sbom_directory, refs[0][1], results[0], len(options.platforms), arguments.sbom_format
+        )
+        for path in written:
+            print(f"verify: wrote {path}", file=sys.stderr)
     for result in results:
         for line in failure_lines(result):
             print(line, file=sys.stderr)
