@@ -40,7 +40,7 @@ def _wrapped_modinfo(text: str) -> bytes:
     return gobuildinfo.MODINFO_START + text.encode() + gobuildinfo.MODINFO_END
 
 
-def _elf(segments: list[tuple[int, int, int]], size: int, machine: int = AARCH64) -> bytearray:
+def _elf(segments: list[tuple[int, int, int, int]], size: int, machine: int = AARCH64) -> bytearray:
     """An ELF64 little-endian image of ``size`` bytes with (type, flags, offset..end) headers."""
     image = bytearray(size)
     header = b"\x7fELF\x02\x01\x01".ljust(16, b"\0")

@@ -204,6 +204,7 @@ class BinaryReader:
         self._go_version = ""
         self._modinfo = b""
         self._modinfo_offset: int | None = None
+        self._modinfo_length = 0
         self._version_offset: int | None = None
         self._version_length = 0
         self._version_candidates: dict[int, bytes] = {}
@@ -330,7 +331,6 @@ class BinaryReader:
             self._stream.unwatch(marker)
         try:
             header = gobuildinfo.parse_header(blob)
-            self._go_header = header
             if header.inline:
                 self._go_version, offset, length = gobuildinfo.inline_layout(blob)
                 if length > MODINFO_CAPTURE_BYTES:
@@ -339,10 +339,12 @@ class BinaryReader:
                 self._modinfo = blob[offset : offset + length]
                 rest = length - len(self._modinfo)
                 self._stream.capture_at(start + len(blob), rest, self._more_modinfo)
+                self._go_header = header
                 return
         except BuildInfoError as error:
             self.findings.problems.append(f"Go build information: {error}")
             return
+        self._go_header = header
         size = 2 * header.pointer_size
         for address, handler in (
             (header.version_address, self._version_header),
@@ -364,7 +366,7 @@ class BinaryReader:
 
     def _modinfo_header(self, _start: int, data: bytes) -> None:
         offset, length = self._string(data)
-        self._modinfo_offset = offset
+        self._modinfo_offset, self._modinfo_length = offset, length
         if offset is not None and length <= MODINFO_CAPTURE_BYTES:
             self._stream.capture_at(offset, length, self._modinfo_bytes)
 
@@ -377,14 +379,15 @@ class BinaryReader:
     def _resolve_go(self) -> None:
         header = self._go_header
         if header is None:
-            if self._go_binary:
+            if self._go_binary and not self.findings.problems:
                 self.findings.problems.append("Go binary without build information")
             return
         if not header.inline:
             version = self._version_candidates.get(self._version_offset or -1, b"")
             self._go_version = version[: self._version_length].decode("utf-8", "replace")
             if not self._modinfo and self._modinfo_offset in self._modinfo_candidates:
-                self._modinfo = self._modinfo_candidates[self._modinfo_offset]
+                candidate = self._modinfo_candidates[self._modinfo_offset]
+                self._modinfo = candidate[: self._modinfo_length]
             if not self._modinfo:
                 self._modinfo = self._delimited_modinfo()
         text = gobuildinfo.unwrap_modinfo(self._modinfo)

@@ -144,13 +144,14 @@ def cyclonedx_document(ref: Reference, inventory: Inventory) -> str:
     from cyclonedx.output.json import JsonV1Dot6
 
     bom = Bom()
-    bom.metadata.component = Component(
+    bom.metadata.component = image = Component(
         name=ref.repository,
         version=inventory.manifest_digest,
         type=ComponentType.CONTAINER,
         purl=PackageURL.from_string(image_purl(ref, inventory)),
         bom_ref="image",
     )
+    contained = []
     for number, package in enumerate(inventory.packages, start=1):
         component = package.component
         properties = [Property(name="boutique:source", value=source) for source in package.sources]
@@ -158,7 +159,7 @@ def cyclonedx_document(ref: Reference, inventory: Inventory) -> str:
             machines, foreign = elf_summary(package, inventory)
             properties.append(Property(name=ELF_MACHINES_PROPERTY, value=machines))
             properties.extend(Property(name=ELF_FOREIGN_PROPERTY, value=path) for path in foreign)
-        bom.components.add(
+        contained.append(
             Component(
                 name=component.name,
                 version=component.version or None,
@@ -167,6 +168,9 @@ def cyclonedx_document(ref: Reference, inventory: Inventory) -> str:
                 properties=properties,
             )
         )
+    bom.components.update(contained)
+    # The image holds every component (no finer graph is claimed than what was read).
+    bom.register_dependency(image, contained)
     return JsonV1Dot6(bom).output_as_string(indent=2)
 
 
