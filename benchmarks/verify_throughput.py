@@ -24,6 +24,9 @@ Figures printed (medians over --repeat runs):
   with), so the share of the faster inflater is visible;
 - ratio deep/zlib (target: at least 1.0) and deep/isal (what the whole pipeline, process
   start, HTTP, sha256 and tar parsing included, costs over bare inflation);
+- the same deep run with ``--sbom DIR`` (SPDX documents from the same pass) and its overhead
+  over the plain deep run (target: at most +10 %), and the rate at which a real Go binary is
+  read for its build information (the SBOM's costliest per-byte work);
 - peak RSS of the verifier process (it streams: no layer is held whole);
 - shallow: 22 images in one process, and as 22 sequential processes.
 """
@@ -34,6 +37,7 @@ import argparse
 import gzip
 import io
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,6 +93,24 @@ def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
     for number in range(1, SHALLOW_IMAGES + 1):
         pusher.image(f"bench/svc-{number:02d}", "1", tiny, f"svc-{number}")
     return layers
+
+
+def go_buildinfo_rate() -> tuple[str, float, float]:
+    """MB/s of reading a real Go binary for its build information (in memory, one stream).
+
+    The binary is Debian's ``docker-registry`` (needed here anyway); the deep data set holds no
+    Go binary, and in a Go binary the SBOM reads every byte rather than a header.
+    """
+    from verify.sbom.binaries import BinaryReader
+
+    path = Path(shutil.which("docker-registry") or "docker-registry")
+    data = path.read_bytes()
+    started = time.perf_counter()
+    findings = BinaryReader(len(data)).read(io.BytesIO(data))
+    elapsed = time.perf_counter() - started
+    if findings.go is None:
+        raise SystemExit(f"no Go build information found in {path}")
+    return str(path), len(data) / 1e6, len(data) / 1e6 / elapsed
 
 
 def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
@@ -161,11 +183,14 @@ def main() -> None:
             runs = [verify_run(deep_ref, "--deep") for _ in range(repeat)]
             deep = [seconds for seconds, _ in runs]
             serial = [verify_run(deep_ref, "--deep", layer_workers=1)[0] for _ in range(repeat)]
+            sbom_dir = str(Path(scratch) / "sbom")
+            sbom = [verify_run(deep_ref, "--deep", "--sbom", sbom_dir)[0] for _ in range(repeat)]
             baseline = [inflate_seconds(blobs) for _ in range(repeat)]
             isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
             for label, times in (
                 ("deep verify (process)", deep),
                 ("  same, 1 layer at once", serial),
+                ("  same, with --sbom", sbom),
                 ("zlib, single stream", baseline),
                 ("isal, single stream", isal),
             ):
@@ -183,6 +208,12 @@ def main() -> None:
                 f"ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
                 " (whole process vs bare in-memory inflation with the same library)"
             )
+            overhead = statistics.median(sbom) / statistics.median(deep) - 1
+            print(f"--sbom overhead:        {overhead * 100:+.1f} % (target <= +10 %)")
+            go_path, go_mb, go_rate = max(
+                (go_buildinfo_rate() for _ in range(repeat)), key=lambda run: run[2]
+            )
+            print(f"Go build info read:     {go_rate:.0f} MB/s ({go_path}, {go_mb:.1f} MB, best)")
             print(f"verifier peak RSS:      {max(rss for _, rss in runs):.0f} MB")
 
             refs = [f"{registry.address}/bench/svc-{n:02d}:1" for n in range(1, SHALLOW_IMAGES + 1)]

@@ -33,7 +33,7 @@ GO_VERSION_MARKER = b"go1."
 GO_VERSION_BYTES = 64
 GO_VERSION_CANDIDATES = 512
 """``go1.`` occurs in many places of a Go binary; the version string is one of them."""
-MODINFO_CAPTURE_BYTES = 1 << 20
+MODINFO_CAPTURE_BYTES = 256 << 10
 DOTNET_BUNDLE_SIGNATURE = bytes.fromhex(
     "8b1202b96a612038727b930214d7a03213f5b9e6efae3318ee3b2dce24b36aae"
 )
@@ -108,26 +108,47 @@ class MarkerStream:
         return True
 
     def feed(self, chunk: bytes) -> None:
-        window = self._tail + chunk
-        base = self._window_base
+        tail, tail_base = self._tail, self._window_base
+        chunk_base = self.offset
         self.offset += len(chunk)
-        fresh_from = len(self._tail)
-        self._fill(window, base)
+        self._fill(tail, tail_base, chunk, chunk_base)
         searched: set[int] = set()
-        # A capture completed in this window may start a watch, which must see it too.
+        # A capture completed in this chunk may start a watch, which must see the chunk too.
         while unsearched := [watch for watch in self._watches if id(watch) not in searched]:
             for watch in unsearched:
                 searched.add(id(watch))
-                position = window.find(watch.marker, max(0, fresh_from - len(watch.marker) + 1))
-                while position >= 0 and watch.found < watch.limit:
-                    watch.found += 1
-                    start = max(base, base + position - watch.before)
-                    length = base + position + len(watch.marker) + watch.after - start
+                for position in self._matches(watch, tail, chunk, chunk_base):
+                    start = max(tail_base, position - watch.before)
+                    length = position + len(watch.marker) + watch.after - start
                     self._pending.append(_Capture(start, length, watch.done))
-                    position = window.find(watch.marker, position + 1)
-            self._fill(window, base)
-        self._tail = window[-self._tail_bytes :] if self._tail_bytes else b""
+            self._fill(tail, tail_base, chunk, chunk_base)
+        # The chunk is not copied: only a short tail is kept for markers across the boundary.
+        keep = self._tail_bytes
+        if keep:
+            self._tail = (tail + chunk)[-keep:] if len(chunk) < keep else chunk[-keep:]
+        else:
+            self._tail = b""
         self._window_base = self.offset - len(self._tail)
+
+    @staticmethod
+    def _matches(watch: _Watch, tail: bytes, chunk: bytes, chunk_base: int) -> list[int]:
+        """File offsets of new occurrences: across the boundary, then inside the chunk."""
+        found: list[int] = []
+        overlap = len(watch.marker) - 1
+        if tail and overlap:
+            edge = tail[-overlap:]
+            seam = edge + chunk[:overlap]
+            position = seam.find(watch.marker)
+            while 0 <= position < len(edge) and watch.found < watch.limit:
+                watch.found += 1
+                found.append(chunk_base - len(edge) + position)
+                position = seam.find(watch.marker, position + 1)
+        position = chunk.find(watch.marker)
+        while position >= 0 and watch.found < watch.limit:
+            watch.found += 1
+            found.append(chunk_base + position)
+            position = chunk.find(watch.marker, position + 1)
+        return found
 
     @property
     def idle(self) -> bool:
@@ -145,18 +166,19 @@ class MarkerStream:
             if capture.data:
                 capture.done(capture.start, bytes(capture.data))
 
-    def _fill(self, window: bytes, base: int) -> None:
-        end = base + len(window)
+    def _fill(self, tail: bytes, tail_base: int, chunk: bytes, chunk_base: int) -> None:
+        """Give open captures the bytes they need from the kept tail and the new chunk."""
         progress = True
-        while progress:  # a completed capture may ask for another one in the same window
+        while progress:  # a completed capture may ask for another one in the same chunk
             progress = False
             still_open: list[_Capture] = []
             pending, self._pending = self._pending, []
             for capture in pending:
-                position = capture.start + len(capture.data)
-                if base <= position < end:
-                    need = capture.length - len(capture.data)
-                    capture.data += window[position - base : position - base + need]
+                for piece, base in ((tail, tail_base), (chunk, chunk_base)):
+                    position = capture.start + len(capture.data)
+                    if base <= position < base + len(piece):
+                        need = capture.length - len(capture.data)
+                        capture.data += piece[position - base : position - base + need]
                 if len(capture.data) == capture.length:
                     capture.done(capture.start, bytes(capture.data))
                     progress = True
@@ -301,9 +323,29 @@ class BinaryReader:
     # Go
 
     def _start_go(self) -> None:
-        """A Go binary: look for the build information and keep candidate strings."""
-        self._stream.watch(gobuildinfo.MAGIC, 0, GO_HEADER_CAPTURE_BYTES, self._go_blob)
-        # The pointer format's strings lie before the data segment: keep what may be them.
+        """A Go binary: search its data segment for the build information, and its read-only
+        data for what the pointer format may point at. The code segment is not searched."""
+        data = [segment.offset for segment in self._segments if self._is_data(segment)]
+        readonly = [
+            segment.offset
+            for segment in self._segments
+            if segment.kind == PT_LOAD and not segment.flags & PF_X
+        ]
+        self._at(min(data, default=0), self._watch_magic)
+        self._at(min(readonly, default=0), self._watch_strings)
+
+    def _at(self, offset: int, start: Callable[[], None]) -> None:
+        """Run ``start`` when the stream reaches ``offset`` (now, if it has passed)."""
+        if not self._stream.capture_at(offset, 1, lambda _start, _data: start()):
+            start()
+
+    def _watch_magic(self) -> None:
+        # "\xff" is common in binaries, which makes searching for the whole magic slow;
+        # the rest of it is searched for, and the byte before it checked.
+        after = GO_HEADER_CAPTURE_BYTES - len(gobuildinfo.MAGIC)
+        self._stream.watch(gobuildinfo.MAGIC[1:], 1, after, self._go_blob)
+
+    def _watch_strings(self) -> None:
         version = self._keep(self._version_candidates)
         self._stream.watch(
             GO_VERSION_MARKER, 0, GO_VERSION_BYTES, version, limit=GO_VERSION_CANDIDATES
@@ -311,12 +353,14 @@ class BinaryReader:
         modinfo = self._keep(self._modinfo_candidates)
         self._stream.watch(gobuildinfo.MODINFO_START, 0, MODINFO_CAPTURE_BYTES, modinfo)
 
+    @staticmethod
+    def _is_data(segment: _Segment) -> bool:
+        """A writable, non-executable loaded segment (where the linker puts the header)."""
+        return segment.kind == PT_LOAD and segment.flags & (PF_X | PF_W) == PF_W
+
     def _in_data_segment(self, offset: int) -> bool:
-        """True inside a writable, non-executable loaded segment (where the linker puts it)."""
         return any(
-            segment.kind == PT_LOAD
-            and segment.flags & (PF_X | PF_W) == PF_W
-            and segment.offset <= offset < segment.offset + segment.size
+            self._is_data(segment) and segment.offset <= offset < segment.offset + segment.size
             for segment in self._segments
         )
 
@@ -325,9 +369,9 @@ class BinaryReader:
         # only the 16-byte-aligned one in the data segment is the header (as Go decides).
         if self._go_header is not None or start % gobuildinfo.ALIGNMENT:
             return
-        if not self._in_data_segment(start):
+        if not blob.startswith(gobuildinfo.MAGIC) or not self._in_data_segment(start):
             return
-        for marker in (gobuildinfo.MAGIC, GO_VERSION_MARKER, gobuildinfo.MODINFO_START):
+        for marker in (gobuildinfo.MAGIC[1:], GO_VERSION_MARKER, gobuildinfo.MODINFO_START):
             self._stream.unwatch(marker)
         try:
             header = gobuildinfo.parse_header(blob)
