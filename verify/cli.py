@@ -17,15 +17,23 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from verify.auth import AuthError, CredentialResolver
-from verify.checks import EXIT_ERROR, EXIT_FAILED, Options, Verifier
+from verify.checks import EXIT_ERROR, EXIT_FAILED, EXIT_VERIFIED, ImageResult, Options, Verifier
+from verify.digests import DigestMismatch
 from verify.elf import PLATFORM_MACHINES
+from verify.manifests import ManifestError
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
-from verify.registry import RegistryClient, RetryPolicy
+from verify.registry import RegistryClient, RegistryError, RetryPolicy
 from verify.report import failure_lines, image_json, summary_line
 from verify.sbom.output import SbomUsageError, check_directory, write_documents
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+    from verify.attest.attach import Attested
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
@@ -72,6 +80,15 @@ def _parser() -> argparse.ArgumentParser:
         choices=("spdx", "cyclonedx"),
         default="spdx",
         help="SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON",
+    )
+    parser.add_argument(
+        "--attest",
+        action="store_true",
+        help="with --deep, after every check passed: push signed SBOM and verification "
+        "attestations (DSSE, in-toto) as OCI referrers of the digests",
+    )
+    parser.add_argument(
+        "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
     )
     parser.add_argument(
         "--gcp",
@@ -128,8 +145,48 @@ def _check_sbom(
     return check_directory(directory)
 
 
+def _check_attest(
+    enabled: bool, key: str | None, deep: bool, refs: Sequence[tuple[str, Reference]]
+) -> EllipticCurvePrivateKey | None:
+    if not enabled:
+        if key is not None:
+            raise UsageError("--key signs attestations: it needs --attest")
+        return None
+    if not deep:
+        raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
+    if len(refs) != 1:
+        raise UsageError(f"--attest attests one image; {len(refs)} references were given")
+    if key is None:
+        raise UsageError("--attest needs --key PEM (an ECDSA P-256 private key)")
+    from verify.attest.dsse import KeyFileError, load_private_key  # cryptography: --attest only
+
+    try:
+        return load_private_key(Path(key))
+    except KeyFileError as error:
+        raise UsageError(f"--key {error}") from None
+
+
+def attest(
+    client: RegistryClient,
+    ref: Reference,
+    result: ImageResult,
+    options: Options,
+    key: EllipticCurvePrivateKey,
+) -> Attested:
+    """Sign with the local key and push (the attest modules load only here)."""
+    from verify.attest.attach import attest as push_attestations
+    from verify.attest.dsse import key_id, local_signer
+
+    signer = local_signer(key)
+    return push_attestations(client, ref, result, options, signer, key_id(key.public_key()))
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
+    if argv and argv[0] == "attestations":
+        from verify.attest.check import main as attestations
+
+        return attestations(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
@@ -138,9 +195,10 @@ def main(argv: Sequence[str]) -> int:
             platforms=_parse_platforms(arguments.platform, arguments.deep),
             deep=arguments.deep,
             allow=_check_globs(arguments.allow),
-            sbom=arguments.sbom is not None,
+            sbom=arguments.sbom is not None or arguments.attest,
         )
         sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
+        signing_key = _check_attest(arguments.attest, arguments.key, arguments.deep, refs)
         credentials.check_environment()
     except (UsageError, AuthError, SbomUsageError) as error:
         print(f"verify: {error}", file=sys.stderr)
@@ -165,7 +223,18 @@ def main(argv: Sequence[str]) -> int:
             print(line, file=sys.stderr)
         if not result.problems and not arguments.json:
             print(summary_line(result))
+    referrers: dict[str, str] | None = None
+    if signing_key is not None and exit_code == EXIT_VERIFIED:
+        try:
+            referrers = attest(client, refs[0][1], results[0], options, signing_key).referrers
+        except (RegistryError, AuthError, DigestMismatch, ManifestError) as error:
+            print(f"verify: {refs[0][0]}: attesting failed: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        for subject, digest in referrers.items():
+            print(f"verify: attested {subject}: referrer {digest}", file=sys.stderr)
     if arguments.json and exit_code <= EXIT_FAILED:
         documents = [image_json(result) for result in results]
+        if referrers is not None:
+            documents[0]["referrers"] = referrers
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     return exit_code
