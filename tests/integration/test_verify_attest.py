@@ -98,9 +98,8 @@ def test_attest_then_check_on_the_tag_schema(registry: Registry, tmp_path: Path)
     assert document["subjects"]["linux/arm64"]["valid"] == [referrers["linux/arm64"]]
 
     # Another key: every signature fails.
-    _, other_public, _ = _keys(
-        tmp_path / "other" if (tmp_path / "other").mkdir() is None else tmp_path
-    )
+    (tmp_path / "other").mkdir()
+    _, other_public, _ = _keys(tmp_path / "other")
     wrong = _verify("attestations", ref, "--public-key", str(other_public))
     assert wrong.returncode == 1
     assert "no signature verifies with the public key" in wrong.stderr
