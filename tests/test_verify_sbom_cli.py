@@ -42,3 +42,20 @@ def test_unknown_sbom_format_is_refused(tmp_path: Path) -> None:
     result = run("127.0.0.1:1/a:1", "--deep", "--sbom", str(tmp_path), "--sbom-format", "xml")
     assert result.returncode == 2
     assert "invalid choice: 'xml' (choose from 'spdx', 'cyclonedx')" in result.stderr
+
+
+def test_a_plain_verification_loads_none_of_the_sbom_or_signing_libraries() -> None:
+    import subprocess
+    import sys
+
+    from tests.test_verify_cli import REPO
+
+    probe = (
+        "import sys, verify.cli, verify.checks, verify.layers; "
+        "print(sorted({name.split('.')[0] for name in sys.modules} & "
+        "{'debian', 'packageurl', 'cyclonedx', 'cryptography', 'spdx_tools'}))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
