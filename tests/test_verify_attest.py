@@ -169,3 +169,18 @@ def test_referrers_api_path(stub: ReferrersRegistry, tmp_path: Path) -> None:
     # The registry indexes referrers itself: no fallback tag was read or written.
     assert not [path for _, path in stub.requests if "/manifests/sha256-" in path]
     assert any(path.startswith("/v2/shop/app/referrers/") for _, path in stub.requests)
+
+
+def test_a_key_is_created_once_and_then_reused(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "keys" / "attest-key.pem"
+    with ThreadPoolExecutor(8) as pool:
+        keys = list(pool.map(lambda _: dsse.ensure_private_key(path), range(8)))
+    public_numbers = {key.public_key().public_numbers() for key in keys}
+    assert len(public_numbers) == 1  # every concurrent caller got the one key in place
+    assert path.stat().st_mode & 0o777 == 0o600
+    public = dsse.load_public_key(tmp_path / "keys" / "attest-key.pem.pub")
+    assert public.public_numbers() in public_numbers
+    assert dsse.ensure_private_key(path).public_key().public_numbers() in public_numbers
+    assert sorted(p.name for p in path.parent.iterdir()) == ["attest-key.pem", "attest-key.pem.pub"]

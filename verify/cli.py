@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
         "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
     )
     parser.add_argument(
+        "--create-key",
+        action="store_true",
+        help="create the --key file (and PEM.pub) if it does not exist yet",
+    )
+    parser.add_argument(
         "--gcp",
         action="store_true",
         help="authenticate with Google Application Default Credentials (Artifact Registry)",
@@ -146,24 +151,27 @@ def _check_sbom(
 
 
 def _check_attest(
-    enabled: bool, key: str | None, deep: bool, refs: Sequence[tuple[str, Reference]]
+    arguments: argparse.Namespace, refs: Sequence[tuple[str, Reference]]
 ) -> EllipticCurvePrivateKey | None:
-    if not enabled:
-        if key is not None:
-            raise UsageError("--key signs attestations: it needs --attest")
+    key: str | None = arguments.key
+    if not arguments.attest:
+        if key is not None or arguments.create_key:
+            raise UsageError("--key and --create-key sign attestations: they need --attest")
         return None
-    if not deep:
+    if not arguments.deep:
         raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
     if len(refs) != 1:
         raise UsageError(f"--attest attests one image; {len(refs)} references were given")
     if key is None:
         raise UsageError("--attest needs --key PEM (an ECDSA P-256 private key)")
-    from verify.attest.dsse import KeyFileError, load_private_key  # cryptography: --attest only
+    from verify.attest.dsse import KeyFileError, ensure_private_key, load_private_key
 
     try:
+        if arguments.create_key:
+            return ensure_private_key(Path(key))
         return load_private_key(Path(key))
-    except KeyFileError as error:
-        raise UsageError(f"--key {error}") from None
+    except (KeyFileError, OSError) as error:
+        raise UsageError(f"--key {key}: {error}") from None
 
 
 def attest(
@@ -198,7 +206,7 @@ def main(argv: Sequence[str]) -> int:
             sbom=arguments.sbom is not None or arguments.attest,
         )
         sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
-        signing_key = _check_attest(arguments.attest, arguments.key, arguments.deep, refs)
+        signing_key = _check_attest(arguments, refs)
         credentials.check_environment()
     except (UsageError, AuthError, SbomUsageError) as error:
         print(f"verify: {error}", file=sys.stderr)

@@ -12,6 +12,8 @@ import base64
 import binascii
 import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +71,47 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     _p256(key, path, "private")
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
+
+
+def ensure_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Load ``path``, or create it first: a new P-256 key (mode 0600) and ``<path>.pub``.
+
+    Several verifications may start at once with the same path: each writes a complete key to
+    a temporary file and links it into place, which succeeds for exactly one of them; the
+    others then load the winner's key. The public key is derived from the key in place.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _link_new(path, pem, 0o600)
+    key = load_private_key(path)
+    public = path.with_name(path.name + ".pub")
+    if not public.exists():
+        pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        _link_new(public, pem, 0o644)
+    return key
+
+
+def _link_new(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` unless it exists, never leaving a partial file there."""
+    descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        temporary.chmod(mode)
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process created it first; its key is the one used
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
