@@ -128,7 +128,9 @@ images = {
             platform_builders={platform: own.name for platform, own in platform_builders.items()},
             login=target.login,
             cache_registry=target.cache_registry,
-            verify=verify_options(settings.verify, service.name, gcp=target.verify_gcp),
+            verify=verify_options(
+                settings.verify, service.name, target.verify_gcp, settings.attest.key
+            ),
             python=python,
         ),
     )
@@ -144,6 +146,7 @@ pulumi.export(
             "digest": image.digest,
             "tag": settings.tag,
             "platforms": image.platforms,
+            "attestations": image.attestations,
         }
         for name, image in images.items()
     },

@@ -20,7 +20,13 @@ from functools import partial
 import pulumi
 import pulumi_command as command
 
-from plan.verification import VerifyOptions, candidate_ref, verified_platforms, verify_command
+from plan.verification import (
+    VerifyOptions,
+    attestation_referrers,
+    candidate_ref,
+    verified_platforms,
+    verify_command,
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class ManifestVerification(pulumi.ComponentResource):
     """`{platform: manifest digest}` as the verification read them."""
     verification: command.local.Command
     """The verification Command, for resources that must wait for it."""
+    attestations: pulumi.Output[Mapping[str, str]]
+    """`{"index" | platform: referrer digest}` of the signed attestations (`attest` config)."""
 
     def __init__(
         self,
@@ -66,7 +74,10 @@ class ManifestVerification(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.platforms = self.verification.stdout.apply(verified_platforms)
-        self.register_outputs({"ref": self.ref, "platforms": self.platforms})
+        self.attestations = self.verification.stdout.apply(attestation_referrers)
+        self.register_outputs(
+            {"ref": self.ref, "platforms": self.platforms, "attestations": self.attestations}
+        )
 
 
 def _candidate(repository_and_digest: list[str]) -> str:

@@ -89,6 +89,8 @@ class ServiceImage(pulumi.ComponentResource):
     """`<registry>/<service>:<tag>@<digest>`: what a cluster should pull."""
     platforms: pulumi.Output[dict[str, str]]
     """`{platform: manifest digest}` as verified."""
+    attestations: pulumi.Output[dict[str, str]]
+    """`{"index" | platform: referrer digest}` of the signed attestations (`attest` config)."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -149,11 +151,15 @@ class ServiceImage(pulumi.ComponentResource):
         self.platforms = pulumi.Output.all(
             *[verification.platforms for verification in verifications]
         ).apply(merged_platforms)
+        self.attestations = pulumi.Output.all(
+            *[verification.attestations for verification in verifications]
+        ).apply(merged_platforms)
         self.register_outputs(
             {
                 "digest": self.digest,
                 "ref": self.ref,
                 "platforms": self.platforms,
+                "attestations": self.attestations,
             }
         )
 

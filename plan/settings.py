@@ -32,6 +32,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cache",
     "verify",
     "strategy",
+    "attest",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -223,6 +224,14 @@ class VerifySettings:
 
 
 @dataclass(frozen=True)
+class AttestSettings:
+    """Signed SBOM and verification attestations pushed beside each verified digest."""
+
+    key: str | None = None
+    """ECDSA P-256 private key (PEM path, created on first use); None: no attestations."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the program needs from the stack configuration, validated."""
 
@@ -244,6 +253,8 @@ class Settings:
     """How each pushed digest is verified before its tag moves."""
     strategy: str
     """One of STRATEGIES."""
+    attest: AttestSettings = AttestSettings()
+    """Whether (and with which key) verified digests get signed attestations."""
 
 
 def check_known_keys(config: Mapping[str, object], secret_keys: Collection[str]) -> None:
@@ -288,6 +299,7 @@ def parse_settings(
         cache=cache,
         verify=_parse_verify(_decode(raw, "verify", {}), services),
         strategy=strategy,
+        attest=_parse_attest(_decode(raw, "attest", {}), raw, strategy),
     )
 
 
@@ -724,6 +736,30 @@ def _parse_verify(value: Any, services: tuple[Service, ...]) -> VerifySettings:
         deep=_parse_bool(f"{key}.deep", verify.get("deep", True)),
         allow=MappingProxyType(parsed),
     )
+
+
+_KEY_PATH = re.compile(r"[^\s\x00-\x1f][^\x00-\x1f]*[^\s\x00-\x1f]|[^\s\x00-\x1f]")
+
+
+def _parse_attest(value: Any, raw: Mapping[str, str], strategy: str) -> AttestSettings:
+    key = _key("attest")
+    attest = _parse_object(key, value, ("key",))
+    if "key" not in attest:
+        return AttestSettings()
+    path = _parse_str(
+        f"{key}.key",
+        attest["key"],
+        _KEY_PATH,
+        "a path to the PEM key file, e.g. .pulumi-local/attest-key.pem (no outer spaces)",
+    )
+    verify = _decode(raw, "verify", {})
+    if isinstance(verify, dict) and verify.get("deep", True) in (False, "false"):
+        raise ConfigError(key, attest, "only with verify.deep true (the SBOM is read from layers)")
+    if strategy != STRATEGIES[0]:
+        # perPlatform verifies single-platform manifests; the Index joining them is not
+        # verified itself, so there is no verified index to attest.
+        raise ConfigError(key, attest, f"only with strategy {STRATEGIES[0]}")
+    return AttestSettings(key=path)
 
 
 def _parse_allowed_path(key: str, value: Any) -> AllowedPath:

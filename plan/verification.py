@@ -24,17 +24,23 @@ class VerifyOptions:
     """Globs of paths allowed to be for another architecture (`--allow`)."""
     gcp: bool
     """Authenticate with Application Default Credentials (Artifact Registry)."""
+    attest_key: str | None = None
+    """Sign and push attestations after a pass (`--attest --key K --create-key`)."""
 
 
-def verify_options(settings: VerifySettings, service: str, gcp: bool) -> VerifyOptions:
+def verify_options(
+    settings: VerifySettings, service: str, gcp: bool, attest_key: str | None = None
+) -> VerifyOptions:
     """The options of `service`'s verifications: its allowed paths only (reasons stay in
     config)."""
     allowed = settings.allow.get(service, ())
-    return VerifyOptions(deep=settings.deep, allow=tuple(entry.path for entry in allowed), gcp=gcp)
+    paths = tuple(entry.path for entry in allowed)
+    return VerifyOptions(deep=settings.deep, allow=paths, gcp=gcp, attest_key=attest_key)
 
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
-    """`python -m verify <ref> --json [--deep] [--allow G]... --platform P... [--gcp]`."""
+    """`python -m verify <ref> --json [--deep] [--allow G]... --platform P... [--gcp]
+    [--attest --key K --create-key]`."""
     argv = [python, "-m", "verify", ref, "--json"]
     if options.deep:
         argv.append("--deep")
@@ -42,6 +48,9 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
     argv += [argument for platform in platforms for argument in ("--platform", platform)]
     if options.gcp:
         argv.append("--gcp")
+    if options.attest_key is not None:
+        # A path, never key material: nothing secret is in the Command's inputs or state.
+        argv += ["--attest", "--key", options.attest_key, "--create-key"]
     return shlex.join(argv)
 
 
@@ -54,6 +63,12 @@ def verified_platforms(stdout: str) -> Mapping[str, str]:
     """`{platform: manifest digest}` from the tool's `--json` document (printed on exit 0)."""
     document = json.loads(stdout)
     return {name: platform["digest"] for name, platform in document["platforms"].items()}
+
+
+def attestation_referrers(stdout: str) -> Mapping[str, str]:
+    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it)."""
+    referrers = json.loads(stdout).get("referrers") or {}
+    return {str(subject): str(digest) for subject, digest in referrers.items()}
 
 
 def merged_platforms(results: Sequence[Mapping[str, str]]) -> dict[str, str]:

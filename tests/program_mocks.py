@@ -195,7 +195,13 @@ def verify_stdout(arguments: list[str]) -> str:
         platforms=platforms,
         attestations=len(platforms),
     )
-    return json.dumps(image_json(result), indent=2) + "\n"
+    document = image_json(result)
+    if "--attest" in arguments:
+        subjects = ["index", *platforms]
+        document["referrers"] = {
+            subject: digest_of(f"{ref} {subject} attestation") for subject in subjects
+        }
+    return json.dumps(document, indent=2) + "\n"
 
 
 def digest_of(name: str) -> str:

@@ -263,6 +263,7 @@ def test_outputs_carry_the_verified_platform_digests(monkeypatch: pytest.MonkeyP
                 platform: digest_of(f"127.0.0.1:5000/boutique/frontend@{digest} {platform}")
                 for platform in ("linux/amd64", "linux/arm64")
             },
+            "attestations": {},  # no `attest` config
         }, urn
         assert set(frontend["platforms"].values()).isdisjoint(emailservice["platforms"].values())
 

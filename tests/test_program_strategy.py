@@ -106,7 +106,7 @@ def test_per_platform_outputs_keep_the_shape(monkeypatch: pytest.MonkeyPatch) ->
             for arch in ("amd64", "arm64")
         ]
         digest = digest_of(" ".join(sources))
-        assert set(emailservice) == {"ref", "digest", "tag", "platforms"}, urn
+        assert set(emailservice) == {"ref", "digest", "tag", "platforms", "attestations"}, urn
         assert emailservice["digest"] == digest, urn
         assert emailservice["ref"] == f"{REGISTRY}/emailservice:v1@{digest}", urn
         assert emailservice["platforms"] == {
