@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,11 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
+from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.attest import dsse
 from verify.attest.oras import Subject, artifact_manifest, tag_schema_tag
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -130,15 +127,7 @@ def stub() -> Iterator[ReferrersRegistry]:
     registry.stop()
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verify", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+_verify = run
 
 
 def test_referrers_api_path(stub: ReferrersRegistry, tmp_path: Path) -> None:
@@ -147,20 +136,8 @@ def test_referrers_api_path(stub: ReferrersRegistry, tmp_path: Path) -> None:
         for arch, machine in (("amd64", X86_64), ("arm64", AARCH64))
     }
     Pusher(stub).image("shop/app", "1", layers, "app")  # type: ignore[arg-type]  # duck-typed
-    key = _key()
-    private, public = tmp_path / "key.pem", tmp_path / "key.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = tmp_path / "key.pem", tmp_path / "key.pem.pub"
+    dsse.ensure_private_key(private)
     ref = f"{stub.address}/shop/app:1"
     result = _verify(ref, "--deep", "--json", "--attest", "--key", str(private))
     assert result.returncode == 0, result.stderr

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.integration.dockerenv import Registry
 from tests.integration.registrypush import Pusher
+from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.attest import dsse
 from verify.attest.oras import Registry as ArtifactRegistry
@@ -26,7 +24,6 @@ from verify.reference import parse_reference
 from verify.registry import RegistryClient
 
 pytestmark = pytest.mark.registry
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _push(registry: Registry, repository: str) -> str:
@@ -39,33 +36,13 @@ def _push(registry: Registry, repository: str) -> str:
 
 
 def _keys(directory: Path) -> tuple[Path, Path, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
+    """A new key pair, written as `--create-key` writes it."""
     private = directory / "key.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public = directory / "key.pub.pem"
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public, key
+    key = dsse.ensure_private_key(private)
+    return private, directory / "key.pem.pub", key
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verify", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+_verify = run
 
 
 def _artifacts() -> ArtifactRegistry:

@@ -4,8 +4,6 @@ platform from the same pass, in both formats, also next to a failed verification
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,10 +11,10 @@ import pytest
 from tests.integration.dockerenv import BUSYBOX_CACHE, Registry
 from tests.integration.registrypush import Pusher
 from tests.sbom_bytes import go_binary
+from tests.test_verify_cli import run
 from tests.verify_bytes import X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 
 pytestmark = pytest.mark.registry
-REPO = Path(__file__).resolve().parents[2]
 STATUS = (
     b"Package: busybox-static\nStatus: install ok installed\nArchitecture: {arch}\n"
     b"Version: 1:1.35.0-4\n"
@@ -45,15 +43,7 @@ def _push(registry: Registry, repository: str, foreign_addon: bool) -> str:
     return f"{registry.address}/{repository}:1"
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verify", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+_verify = run
 
 
 def _purls(document: dict) -> set[str]:

@@ -466,9 +466,10 @@ class BinaryReader:
             if major < 2:
                 self.findings.problems.append(f".NET bundle version {major} names no deps.json")
                 return
-            id_length, position = _dotnet_length(data, 12)
+            # A .NET BinaryWriter length is the same 7-bit (LEB128) encoding as Go's uvarint.
+            id_length, position = gobuildinfo.read_uvarint(data, 12)
             deps_offset, deps_size = struct.unpack_from("<qq", data, position + id_length)
-        except (struct.error, IndexError):
+        except (struct.error, BuildInfoError):
             self.findings.problems.append(".NET bundle header is truncated")
             return
         if deps_size > DEPS_JSON_MAX_BYTES:
@@ -494,15 +495,3 @@ class BinaryReader:
 
 def _aligned4(size: int) -> int:
     return (size + 3) & ~3
-
-
-def _dotnet_length(data: bytes, position: int) -> tuple[int, int]:
-    """A .NET BinaryWriter string length (7-bit encoded) and the position after it."""
-    value, shift = 0, 0
-    for index in range(position, position + 5):
-        byte = data[index]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, index + 1
-        shift += 7
-    raise IndexError("overlong length")
