@@ -31,9 +31,8 @@ from verify.report import failure_lines, image_json, summary_line
 from verify.sbom.output import SbomUsageError, check_directory, write_documents
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
-
     from verify.attest.attach import Attested
+    from verify.attest.signing import Signing
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
@@ -89,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
+    )
+    parser.add_argument(
+        "--kms",
+        metavar="KEY_VERSION",
+        help="sign with Cloud KMS: projects/P/locations/L/keyRings/R/cryptoKeys/K/"
+        "cryptoKeyVersions/N (EC_SIGN_P256_SHA256; Application Default Credentials)",
     )
     parser.add_argument(
         "--create-key",
@@ -152,26 +157,28 @@ def _check_sbom(
 
 def _check_attest(
     arguments: argparse.Namespace, refs: Sequence[tuple[str, Reference]]
-) -> EllipticCurvePrivateKey | None:
+) -> Signing | None:
     key: str | None = arguments.key
     if not arguments.attest:
-        if key is not None or arguments.create_key:
-            raise UsageError("--key and --create-key sign attestations: they need --attest")
+        if key is not None or arguments.create_key or arguments.kms is not None:
+            raise UsageError("--key, --create-key and --kms sign attestations: they need --attest")
         return None
     if not arguments.deep:
         raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
     if len(refs) != 1:
         raise UsageError(f"--attest attests one image; {len(refs)} references were given")
-    if key is None:
-        raise UsageError("--attest needs --key PEM (an ECDSA P-256 private key)")
-    from verify.attest.dsse import KeyFileError, ensure_private_key, load_private_key
+    if (key is None) == (arguments.kms is None):
+        raise UsageError("--attest needs exactly one of --key PEM and --kms KEY_VERSION")
+    if arguments.create_key and key is None:
+        raise UsageError("--create-key creates the --key file; KMS keys are made in KMS")
+    from verify.attest import signing  # cryptography and google-auth load with --attest only
 
     try:
-        if arguments.create_key:
-            return ensure_private_key(Path(key))
-        return load_private_key(Path(key))
-    except (KeyFileError, OSError) as error:
-        raise UsageError(f"--key {key}: {error}") from None
+        if key is not None:
+            return signing.local(key, arguments.create_key)
+        return signing.cloud_kms(arguments.kms)
+    except signing.SigningError as error:
+        raise UsageError(str(error)) from None
 
 
 def attest(
@@ -179,14 +186,12 @@ def attest(
     ref: Reference,
     result: ImageResult,
     options: Options,
-    key: EllipticCurvePrivateKey,
+    signer: Signing,
 ) -> Attested:
-    """Sign with the local key and push (the attest modules load only here)."""
+    """Sign and push every statement of the passed verification."""
     from verify.attest.attach import attest as push_attestations
-    from verify.attest.dsse import key_id, local_signer
 
-    signer = local_signer(key)
-    return push_attestations(client, ref, result, options, signer, key_id(key.public_key()))
+    return push_attestations(client, ref, result, options, signer.sign, signer.keyid)
 
 
 def main(argv: Sequence[str]) -> int:
