@@ -200,6 +200,10 @@ def main(argv: Sequence[str]) -> int:
         from verify.attest.check import main as attestations
 
         return attestations(argv[1:])
+    if argv and argv[0] == "binauthz":
+        from verify.attest.binauthz import main as binauthz
+
+        return binauthz(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
