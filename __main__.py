@@ -13,6 +13,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.artifact_repository import ArtifactRepository, ArtifactRepositoryArgs
+from components.binary_authorization import BinaryAuthorization, BinaryAuthorizationArgs
 from components.buildx_builder import BuildxBuilder, BuildxBuilderArgs
 from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesArgs
 from components.local_registry import LocalRegistry, LocalRegistryArgs
@@ -111,6 +112,19 @@ else:
         started=None if local_registry is None else local_registry.address,
     )
 
+binauthz = (
+    BinaryAuthorization(
+        "binauthz",
+        BinaryAuthorizationArgs(
+            project=settings.destination.project,
+            location=settings.destination.repository.location,
+            enforce=settings.attest.enforce,
+        ),
+    )
+    if settings.attest.binary_authorization and isinstance(settings.destination, ArtifactRegistry)
+    else None
+)
+
 images = {
     service.name: ServiceImage(
         service.name,
@@ -132,6 +146,8 @@ images = {
                 settings.verify, service.name, target.verify_gcp, settings.attest.key
             ),
             python=python,
+            binauthz_note=None if binauthz is None else binauthz.note,
+            binauthz_key=None if binauthz is None else binauthz.key_version,
         ),
     )
     for service in settings.services

@@ -176,9 +176,17 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) ->
     return json.dumps({"revision": commit, "files": files}, indent=2) + "\n"
 
 
+MOCK_KMS_PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----\nmock\n-----END PUBLIC KEY-----\n"
+"""What the mocked `getKMSCryptoKeyVersion` returns as the key version's public key."""
+
+
 def verify_stdout(arguments: list[str]) -> str:
     """What `python -m verify REF --json [--deep] --platform P...` prints for a verified image:
-    a distinct manifest digest per (image, platform), two attestations skipped."""
+    a distinct manifest digest per (image, platform), two attestations skipped; and what
+    `python -m verify binauthz REF@DIGEST ... --json` prints (a new occurrence)."""
+    if arguments[0] == "binauthz":
+        occurrence = f"projects/shop-123/occurrences/{digest_of(arguments[1])[7:19]}"
+        return json.dumps({"occurrence": occurrence, "created": True}) + "\n"
     ref, deep = arguments[0], "--deep" in arguments
     platforms = {
         platform: PlatformResult(
@@ -267,6 +275,18 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
             except PatchToolError as error:
                 # What pulumi-command's run reports for a command that exits non-zero.
                 raise RuntimeError(f"exit status 2: running {line!r}: {error}") from error
+        if args.token == "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion":
+            crypto_key = args.args["cryptoKey"]
+            return {
+                "id": f"{crypto_key}/cryptoKeyVersions/1",
+                "name": f"{crypto_key}/cryptoKeyVersions/1",
+                "cryptoKey": crypto_key,
+                "version": 1,
+                "algorithm": "EC_SIGN_P256_SHA256",
+                "publicKeys": [
+                    {"algorithm": "EC_SIGN_P256_SHA256", "pem": MOCK_KMS_PUBLIC_KEY_PEM}
+                ],
+            }, []
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "accessToken": MOCK_ACCESS_TOKEN,

@@ -41,6 +41,9 @@ def test_attest_is_off_unless_a_key_is_configured() -> None:
     assert parse() == AttestSettings(key=None)
     assert parse(attest={}) == AttestSettings(key=None)
     assert parse(attest={"key": "keys/attest.pem"}) == AttestSettings(key="keys/attest.pem")
+    assert parse(attest={"binaryAuthorization": True, "enforce": "true"}) == AttestSettings(
+        key=None, binary_authorization=True, enforce=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -60,6 +63,22 @@ def test_attest_is_off_unless_a_key_is_configured() -> None:
             {"attest": {"key": "k.pem"}, "strategy": "perPlatform"},
             f"{P}:attest",
             "only with strategy multiPlatform",
+        ),
+        (
+            {"attest": {"enforce": True}},
+            f"{P}:attest.enforce",
+            "only with attest.binaryAuthorization",
+        ),
+        ({"attest": {"binaryAuthorization": "yes"}}, f"{P}:attest.binaryAuthorization", "true or"),
+        (
+            {"attest": {"binaryAuthorization": True}, "registry": {"address": "127.0.0.1:5000"}},
+            f"{P}:attest.binaryAuthorization",
+            "only on Artifact Registry stacks",
+        ),
+        (
+            {"attest": {"binaryAuthorization": True}, "verify": {"deep": False}},
+            f"{P}:attest",
+            "only with verify.deep true",
         ),
     ],
 )
