@@ -524,3 +524,25 @@ def test_struct_layout_of_the_crafted_bundle_is_what_the_reader_expects() -> Non
     at = data.index(DOTNET_BUNDLE_SIGNATURE)
     (header_offset,) = struct.unpack_from("<q", data, at - 8)
     assert struct.unpack_from("<I", data, header_offset)[0] == 6
+
+
+def test_hostile_metadata_is_noted_or_read_leniently_never_fatal() -> None:
+    inventory = _inventory(
+        [
+            Entry("var/lib/dpkg/status", b"\xff\xfe\x00junk: \x80\n\nPackage: ok\nVersion: 1\n"),
+            Entry("var/lib/dpkg/status.d/x", b"\x00\x01\x02"),
+            Entry("site/bad-1.0.dist-info/METADATA", b"Name: bad\nVersion: 1.0\n"),
+            Entry("site/bad-1.0.dist-info/RECORD", b"a" * 140_000 + b",sha256=x,1\n"),
+            Entry("app/node_modules/n/package.json", b"[1, 2"),
+            Entry("app/x.deps.json", b'{"libraries": 7}'),
+            Entry("var/lib/chisel/manifest.wall", b"not zstd"),
+            Entry("lib/apk/db/installed", b"P\nV:\n\n\x00:\n"),
+        ]
+    )
+    assert {p.component.purl for p in inventory.packages} == {
+        "pkg:deb/debian/ok@1",
+        "pkg:pypi/bad@1.0",
+    }
+    assert any("RECORD: not CSV" in note for note in inventory.notes)
+    assert any("package.json: not JSON" in note for note in inventory.notes)
+    assert any("manifest.wall: not zstd" in note for note in inventory.notes)

@@ -92,6 +92,13 @@ def distro(view: FinalView) -> Distro:
 # Debian: dpkg's status database and distroless's status.d
 
 
+def _paragraphs(data: bytes) -> list[deb822.Deb822]:
+    """deb822 paragraphs of text decoded here, leniently: python-debian would otherwise guess
+    encodings of invalid UTF-8 (logging on stderr) and may raise on it."""
+    lines = _text(data).splitlines(keepends=True)
+    return list(deb822.Deb822.iter_paragraphs(lines, use_apt_pkg=False))
+
+
 def _deb(paragraph: deb822.Deb822, source: str, os: Distro) -> Component | None:
     name, version = paragraph.get("Package"), paragraph.get("Version")
     if not name or not version:
@@ -109,7 +116,7 @@ def dpkg(view: FinalView, os: Distro) -> list[Component]:
     if data is None:
         return []
     found = []
-    for paragraph in deb822.Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False):
+    for paragraph in _paragraphs(data):
         if paragraph.get("Status", "install ok installed").split()[-1:] != ["installed"]:
             continue
         component = _deb(paragraph, "/var/lib/dpkg/status", os)
@@ -130,7 +137,7 @@ def dpkg_status_d(view: FinalView, os: Distro) -> list[Component]:
     for path, data in sorted(view.files.items()):
         if not path.startswith(prefix) or path.endswith(".md5sums"):
             continue
-        for paragraph in deb822.Deb822.iter_paragraphs(io.BytesIO(data), use_apt_pkg=False):
+        for paragraph in _paragraphs(data):
             component = _deb(paragraph, path, os)
             if component is None:
                 continue
@@ -196,9 +203,12 @@ def python(view: FinalView) -> list[Component]:
         dist_info = posixpath.dirname(path)
         site = posixpath.dirname(dist_info)
         record = view.files.get(f"{dist_info}/RECORD", b"")
-        for row in csv.reader(io.StringIO(_text(record))):
-            if row and row[0]:
-                component.files.add(posixpath.normpath(posixpath.join(site, row[0])))
+        try:
+            for row in csv.reader(io.StringIO(_text(record))):
+                if row and row[0]:
+                    component.files.add(posixpath.normpath(posixpath.join(site, row[0])))
+        except csv.Error as error:
+            view.notes.append(f"{dist_info}/RECORD: not CSV ({error})")
         found.append(component)
     return found
 
