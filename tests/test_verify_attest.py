@@ -161,3 +161,8 @@ def test_a_key_is_created_once_and_then_reused(tmp_path: Path) -> None:
     assert public.public_numbers() in public_numbers
     assert dsse.ensure_private_key(path).public_key().public_numbers() in public_numbers
     assert sorted(p.name for p in path.parent.iterdir()) == ["attest-key.pem", "attest-key.pem.pub"]
+
+
+def test_a_deeply_nested_envelope_is_refused_not_a_crash() -> None:
+    with pytest.raises(dsse.EnvelopeError, match="not JSON"):
+        dsse.open_envelope(b"[" * 100_000, _key().public_key())

@@ -534,6 +534,7 @@ def test_hostile_metadata_is_noted_or_read_leniently_never_fatal() -> None:
             Entry("site/bad-1.0.dist-info/METADATA", b"Name: bad\nVersion: 1.0\n"),
             Entry("site/bad-1.0.dist-info/RECORD", b"a" * 140_000 + b",sha256=x,1\n"),
             Entry("app/node_modules/n/package.json", b"[1, 2"),
+            Entry("app/node_modules/deep/package.json", b"[" * 100_000),
             Entry("app/x.deps.json", b'{"libraries": 7}'),
             Entry("var/lib/chisel/manifest.wall", b"not zstd"),
             Entry("lib/apk/db/installed", b"P\nV:\n\n\x00:\n"),

@@ -83,7 +83,7 @@ class ContainerAnalysis:
             raise OccurrenceError(f"Container Analysis answered HTTP {status} {detail}".rstrip())
         try:
             document = json.loads(answer[:MAX_ANSWER_BYTES])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise OccurrenceError("Container Analysis answer is not JSON (or too large)") from None
         if not isinstance(document, dict):
             raise OccurrenceError("Container Analysis answer is not an object")

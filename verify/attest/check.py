@@ -96,7 +96,7 @@ def _check_referrer(
 ) -> None:
     try:
         manifest = json.loads(registry.get_manifest(ref, referrer))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _Invalid("manifest is not JSON") from None
     named = (manifest.get("subject") or {}).get("digest") if isinstance(manifest, dict) else None
     if named != subject.digest:

@@ -185,7 +185,7 @@ def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Verifie
         raise EnvelopeError(f"envelope is larger than {MAX_ENVELOPE_BYTES} bytes")
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise EnvelopeError("envelope is not JSON") from None
     if not isinstance(document, dict) or document.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
         raise EnvelopeError(f"envelope payloadType is not {IN_TOTO_PAYLOAD_TYPE}")
@@ -205,7 +205,7 @@ def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Verifie
         raise EnvelopeError("no signature verifies with the public key")
     try:
         body = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise EnvelopeError("signed payload is not JSON") from None
     if not isinstance(body, dict) or body.get("_type") != STATEMENT_TYPE:
         raise EnvelopeError(f"signed payload is not an in-toto Statement v1 ({STATEMENT_TYPE})")

@@ -81,7 +81,7 @@ class KmsKey:
             raise KmsError(f"{self.name}: KMS answer is larger than {MAX_ANSWER_BYTES} bytes")
         try:
             document = json.loads(answer)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise KmsError(f"{self.name}: KMS answer is not JSON") from None
         if not isinstance(document, dict):
             raise KmsError(f"{self.name}: KMS answer is not an object")

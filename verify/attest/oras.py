@@ -294,7 +294,7 @@ class Registry:
 def _manifests(data: bytes, what: str) -> list[dict[str, Any]]:
     try:
         document = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise RegistryError(f"{what} is not JSON") from None
     manifests = document.get("manifests") if isinstance(document, dict) else None
     if not isinstance(manifests, list):

@@ -224,7 +224,7 @@ def npm(view: FinalView) -> list[Component]:
             continue
         try:
             document = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             view.notes.append(f"{path}: not JSON")
             continue
         if not isinstance(document, dict):
@@ -333,7 +333,7 @@ def dotnet(view: FinalView) -> list[Component]:
     for source, data, directory in sorted(documents):
         try:
             components = list(_deps_json_components(data, source, directory))
-        except (ValueError, AttributeError) as error:
+        except (ValueError, AttributeError, RecursionError) as error:
             view.notes.append(f"{source}: deps.json is not readable ({error})")
             continue
         for component in components:
@@ -365,7 +365,7 @@ def chisel(view: FinalView, os: Distro) -> list[Component]:
     for line in _text(text).splitlines():
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(entry, dict):
             continue
