@@ -27,6 +27,8 @@ from verify.sbom import gobuildinfo
 from verify.sbom.gobuildinfo import BuildInfoError
 
 CHUNK_BYTES = 1 << 20
+HEAD_BYTES = 16 << 10
+"""The first read of a file: its ELF header, program headers and notes."""
 GO_HEADER_CAPTURE_BYTES = 128
 """Bytes kept from the Go magic on: the header, and inline, the version and the lengths."""
 GO_VERSION_MARKER = b"go1."
@@ -242,8 +244,11 @@ class BinaryReader:
         """
         if first:
             self._stream.feed(first)
-        while not self._stream.idle and (chunk := content.read(CHUNK_BYTES)):
+        # Headers and notes sit in the first page: most files are done after a small read.
+        size = HEAD_BYTES
+        while not self._stream.idle and (chunk := content.read(size)):
             self._stream.feed(chunk)
+            size = CHUNK_BYTES
         self._stream.finish()
         self._resolve_go()
         self._resolve_bundle()
