@@ -8,8 +8,10 @@ offset still ahead. Nothing is seeked and nothing is buffered beyond those captu
   bytes after the magic. The pointer format names addresses; they are turned into file offsets
   with the program headers (captured at the start of the file). String headers lie ahead in the
   data segment and are captured there; the strings themselves lie behind, in the read-only
-  segment, so every ``go1.`` and module-information sentinel seen on the way is kept (bounded in
-  number and size) and the one at the resolved offset is taken.
+  segment, so every module-information sentinel seen on the way is kept (bounded in number and
+  size) and the one at the resolved offset is taken. The Go version string of that format is
+  not kept (finding it would mean searching all read-only data for ``go1.``, which doubled the
+  cost of the deep pass on Go images): pre-1.18 binaries get their modules, not their version.
 - .NET single-file bundles: the host holds the bundle signature, preceded by the offset of the
   bundle header (at the end of the file, ahead). The header names the offset and size of the
   embedded ``*.deps.json``, which lies behind: each ``"runtimeTarget"`` seen (the first key of a
@@ -31,10 +33,7 @@ HEAD_BYTES = 16 << 10
 """The first read of a file: its ELF header, program headers and notes."""
 GO_HEADER_CAPTURE_BYTES = 128
 """Bytes kept from the Go magic on: the header, and inline, the version and the lengths."""
-GO_VERSION_MARKER = b"go1."
 GO_VERSION_BYTES = 64
-GO_VERSION_CANDIDATES = 512
-"""``go1.`` occurs in many places of a Go binary; the version string is one of them."""
 MODINFO_CAPTURE_BYTES = 256 << 10
 DOTNET_BUNDLE_SIGNATURE = bytes.fromhex(
     "8b1202b96a612038727b930214d7a03213f5b9e6efae3318ee3b2dce24b36aae"
@@ -229,9 +228,6 @@ class BinaryReader:
         self._modinfo = b""
         self._modinfo_offset: int | None = None
         self._modinfo_length = 0
-        self._version_offset: int | None = None
-        self._version_length = 0
-        self._version_candidates: dict[int, bytes] = {}
         self._modinfo_candidates: dict[int, bytes] = {}
         self._deps_candidates: dict[int, bytes] = {}
         self._deps_location: tuple[int, int] | None = None
@@ -351,10 +347,9 @@ class BinaryReader:
         self._stream.watch(gobuildinfo.MAGIC[1:], 1, after, self._go_blob)
 
     def _watch_strings(self) -> None:
-        version = self._keep(self._version_candidates)
-        self._stream.watch(
-            GO_VERSION_MARKER, 0, GO_VERSION_BYTES, version, limit=GO_VERSION_CANDIDATES
-        )
+        # Only the module information is kept (its sentinels are a fast 16-byte search). The
+        # pointer format's Go version string is not: searching the read-only data for "go1."
+        # cost more than the whole rest of the SBOM on Go images (see docs/attestations.md).
         modinfo = self._keep(self._modinfo_candidates)
         self._stream.watch(gobuildinfo.MODINFO_START, 0, MODINFO_CAPTURE_BYTES, modinfo)
 
@@ -376,7 +371,7 @@ class BinaryReader:
             return
         if not blob.startswith(gobuildinfo.MAGIC) or not self._in_data_segment(start):
             return
-        for marker in (gobuildinfo.MAGIC[1:], GO_VERSION_MARKER, gobuildinfo.MODINFO_START):
+        for marker in (gobuildinfo.MAGIC[1:], gobuildinfo.MODINFO_START):
             self._stream.unwatch(marker)
         try:
             header = gobuildinfo.parse_header(blob)
@@ -411,7 +406,17 @@ class BinaryReader:
         return self._file_offset(address), length
 
     def _version_header(self, _start: int, data: bytes) -> None:
-        self._version_offset, self._version_length = self._string(data)
+        offset, length = self._string(data)
+        if offset is None or length > GO_VERSION_BYTES:
+            return
+        if not self._stream.capture_at(offset, length, self._version_bytes):
+            self.findings.problems.append(
+                "Go version of a pre-1.18 (pointer-format) binary lies before its build "
+                "information and is not read in one pass; its modules are"
+            )
+
+    def _version_bytes(self, _start: int, data: bytes) -> None:
+        self._go_version = data.decode("utf-8", "replace")
 
     def _modinfo_header(self, _start: int, data: bytes) -> None:
         offset, length = self._string(data)
@@ -432,8 +437,6 @@ class BinaryReader:
                 self.findings.problems.append("Go binary without build information")
             return
         if not header.inline:
-            version = self._version_candidates.get(self._version_offset or -1, b"")
-            self._go_version = version[: self._version_length].decode("utf-8", "replace")
             if not self._modinfo and self._modinfo_offset in self._modinfo_candidates:
                 candidate = self._modinfo_candidates[self._modinfo_offset]
                 self._modinfo = candidate[: self._modinfo_length]

@@ -76,6 +76,8 @@ def platform_inventory(
 ) -> Inventory:
     """Merge the layers' captures and read every inventory source."""
     view = final_view(scans)
+    for path, findings in sorted(view.binaries.items()):
+        view.notes.extend(f"{path}: {problem}" for problem in findings.problems)
     packages = _merged(all_components(view))
     owners_of_file: dict[str, list[Package]] = {}
     owners_of_directory: dict[str, list[Package]] = {}
