@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from verify.attest.kms import Http, KmsError, KmsKey, check_name
+from verify.attest import google_api
+from verify.attest.google_api import Http
+from verify.attest.kms import KmsError, KmsKey, check_name
 from verify.auth import AuthError, CredentialResolver
 from verify.digests import DigestMismatch, check_bytes
 from verify.manifests import INDEX_TYPES, ManifestError, document_media_type, parse_index
@@ -67,27 +69,12 @@ class ContainerAnalysis:
         self._base = f"{endpoint.rstrip('/')}/v1/projects/{project}/occurrences"
 
     def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
         try:
-            response = self._http.urlopen(
-                method, url, body=data, headers=headers, preload_content=False, redirect=False
+            return google_api.call(
+                self._http, "Container Analysis", method, url, body, MAX_ANSWER_BYTES
             )
-            answer = response.read(MAX_ANSWER_BYTES + 1)
-            status = response.status
-            response.release_conn()
-        except Exception as error:  # transport errors of any HTTP stack
-            raise OccurrenceError(f"{method} {url}: {error}") from None
-        if status != 200:
-            detail = answer[:300].decode("utf-8", "replace").strip()
-            raise OccurrenceError(f"Container Analysis answered HTTP {status} {detail}".rstrip())
-        try:
-            document = json.loads(answer[:MAX_ANSWER_BYTES])
-        except (ValueError, RecursionError):
-            raise OccurrenceError("Container Analysis answer is not JSON (or too large)") from None
-        if not isinstance(document, dict):
-            raise OccurrenceError("Container Analysis answer is not an object")
-        return document
+        except google_api.ApiError as error:
+            raise OccurrenceError(str(error)) from None
 
     def find(self, note: str, uri: str) -> str | None:
         """The name of an ATTESTATION occurrence of ``note`` on ``uri``, if one exists."""

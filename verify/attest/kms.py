@@ -13,13 +13,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from verify.attest import google_api
+from verify.attest.google_api import Http
 
 ENDPOINT = "https://cloudkms.googleapis.com"
 ALGORITHM = "EC_SIGN_P256_SHA256"
@@ -32,14 +34,6 @@ MAX_ANSWER_BYTES = 64 << 10
 
 class KmsError(Exception):
     """KMS could not sign, or answered something that is not a valid P-256 signature."""
-
-
-class Http(Protocol):
-    """``google.auth.transport.urllib3.AuthorizedHttp`` (adds the ADC bearer token)."""
-
-    def urlopen(
-        self, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any
-    ) -> Any: ...
 
 
 def check_name(name: str) -> str:
@@ -63,29 +57,10 @@ class KmsKey:
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self._endpoint}/v1/{path}"
-        data = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if data is not None else {}
         try:
-            response = self._http.urlopen(
-                method, url, body=data, headers=headers, preload_content=False, redirect=False
-            )
-            answer = response.read(MAX_ANSWER_BYTES + 1)
-            status = response.status
-            response.release_conn()
-        except Exception as error:  # transport errors of any HTTP stack
-            raise KmsError(f"{method} {url}: {error}") from None
-        if status != 200:
-            detail = answer[:300].decode("utf-8", "replace").strip()
-            raise KmsError(f"{self.name}: KMS answered HTTP {status} {detail}".rstrip())
-        if len(answer) > MAX_ANSWER_BYTES:
-            raise KmsError(f"{self.name}: KMS answer is larger than {MAX_ANSWER_BYTES} bytes")
-        try:
-            document = json.loads(answer)
-        except (ValueError, RecursionError):
-            raise KmsError(f"{self.name}: KMS answer is not JSON") from None
-        if not isinstance(document, dict):
-            raise KmsError(f"{self.name}: KMS answer is not an object")
-        return document
+            return google_api.call(self._http, "KMS", method, url, body, MAX_ANSWER_BYTES)
+        except google_api.ApiError as error:
+            raise KmsError(f"{self.name}: {error}") from None
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         """The version's public key; the version must be ``EC_SIGN_P256_SHA256``."""
