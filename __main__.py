@@ -14,6 +14,7 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components.artifact_repository import ArtifactRepository, ArtifactRepositoryArgs
+from components.binary_authorization import BinaryAuthorization, BinaryAuthorizationArgs
 from components.buildx_builder import BuildxBuilder, BuildxBuilderArgs
 from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesArgs
 from components.local_registry import LocalRegistry, LocalRegistryArgs
@@ -119,6 +120,19 @@ else:
         started=None if local_registry is None else local_registry.address,
     )
 
+binauthz = (
+    BinaryAuthorization(
+        "binauthz",
+        BinaryAuthorizationArgs(
+            project=settings.destination.project,
+            location=settings.destination.repository.location,
+            enforce=settings.attest.enforce,
+        ),
+    )
+    if settings.attest.binary_authorization and isinstance(settings.destination, ArtifactRegistry)
+    else None
+)
+
 images = {
     service.name: ServiceImage(
         service.name,
@@ -141,10 +155,13 @@ images = {
                 service.name,
                 gcp=target.verify_gcp,
                 commit=settings.source.commit if isinstance(settings.source, GitSource) else None,
+                attest_key=settings.attest.key,
             ),
             python=python,
             immutable_tags=isinstance(settings.destination, ArtifactRegistry)
             and settings.destination.repository.immutable_tags,
+            binauthz_note=None if binauthz is None else binauthz.note,
+            binauthz_key=None if binauthz is None else binauthz.key_version,
         ),
     )
     for service in settings.services
@@ -160,6 +177,7 @@ pulumi.export(
             "tag": settings.tag,
             "platforms": image.platforms,
             "proof": image.proof,
+            "attestations": image.attestations,
         }
         for name, image in images.items()
     },

@@ -24,6 +24,11 @@ Figures printed (medians over --repeat runs):
   with), so the share of the faster inflater is visible;
 - ratio deep/zlib (target: at least 1.0) and deep/isal (what the whole pipeline, process
   start, HTTP, sha256 and tar parsing included, costs over bare inflation);
+- the same deep run with ``--sbom DIR`` (SPDX documents from the same pass) and its overhead
+  over the plain deep run (target: at most +10 %), and the rate at which a real Go binary is
+  read for its build information (the SBOM's costliest per-byte work), and the plain and
+  ``--sbom`` deep runs of ``bench/go:1`` (the host's platform; 2 layers of 3 copies each of
+  Debian's ``docker-registry``, a 20 MB Go binary), where that work is all there is;
 - peak RSS of the verifier process (it streams: no layer is held whole);
 - shallow: 22 images in one process, and as 22 sequential processes.
 """
@@ -32,20 +37,18 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
-import json
+import platform
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +57,8 @@ from isal import isal_zlib
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.dockerenv import BUSYBOX_CACHE, Registry, start_registry  # noqa: E402
+from tests.integration.dockerenv import BUSYBOX_CACHE, start_registry  # noqa: E402
+from tests.integration.registrypush import Pusher  # noqa: E402
 
 SEED = 20261127
 PLATFORMS = ("amd64", "arm64")
@@ -62,14 +66,8 @@ LAYERS_PER_PLATFORM = 5
 RANDOM_BYTES_PER_LAYER = 11 << 20
 ELF_COPIES_PER_LAYER = 11
 SHALLOW_IMAGES = 22
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+GO_LAYERS = 2
+GO_COPIES_PER_LAYER = 3
 
 
 def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
@@ -87,68 +85,6 @@ def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
     return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
 
 
-@dataclass
-class Pusher:
-    """Pushes blobs and manifests to a loopback registry over the HTTP API."""
-
-    registry: Registry
-
-    def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
-        request = urllib.request.Request(
-            url, data=data, method=method, headers={"Content-Type": content_type}
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return dict(response.headers.items())
-
-    def blob(self, repository: str, data: bytes) -> dict[str, object]:
-        digest = digest_of(data)
-        base = self.registry.url
-        location = self._send("POST", f"{base}/v2/{repository}/blobs/uploads/", b"", "")["Location"]
-        if location.startswith("/"):
-            location = base + location
-        separator = "&" if "?" in location else "?"
-        self._send("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
-        return {"digest": digest, "size": len(data)}
-
-    def manifest(self, repository: str, reference: str, document: dict[str, object]) -> str:
-        data = json.dumps(document).encode()
-        media_type = str(document["mediaType"])
-        url = f"{self.registry.url}/v2/{repository}/manifests/{reference}"
-        self._send("PUT", url, data, media_type)
-        return digest_of(data)
-
-    def image(self, repository: str, tag: str, layers: dict[str, list[bytes]], label: str) -> None:
-        """Push a two-platform OCI index; ``layers`` maps each architecture to its blobs."""
-        entries = []
-        for arch, blobs in layers.items():
-            config = json.dumps(
-                {
-                    "architecture": arch,
-                    "os": "linux",
-                    "config": {"Labels": {"bench": label}},
-                    "rootfs": {"type": "layers", "diff_ids": []},
-                }
-            ).encode()
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, **self.blob(repository, config)},
-                "layers": [{"mediaType": OCI_LAYER, **self.blob(repository, b)} for b in blobs],
-            }
-            size = len(json.dumps(manifest).encode())
-            digest = self.manifest(repository, digest_of(json.dumps(manifest).encode()), manifest)
-            entries.append(
-                {
-                    "mediaType": OCI_MANIFEST,
-                    "digest": digest,
-                    "size": size,
-                    "platform": {"os": "linux", "architecture": arch},
-                }
-            )
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        self.manifest(repository, tag, index)
-
-
 def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
     busybox = {arch: (BUSYBOX_CACHE / arch / "bin" / "busybox").read_bytes() for arch in PLATFORMS}
     jobs = [(arch, number) for arch in PLATFORMS for number in range(LAYERS_PER_PLATFORM)]
@@ -162,6 +98,43 @@ def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
     for number in range(1, SHALLOW_IMAGES + 1):
         pusher.image(f"bench/svc-{number:02d}", "1", tiny, f"svc-{number}")
     return layers
+
+
+def go_image(pusher: Pusher) -> tuple[str, float]:
+    """``bench/go:1``: the host's platform only, layers of copies of a real Go binary (Debian's
+    ``docker-registry``), where the SBOM reads every Go byte rather than headers. Returns the
+    platform and the compressed megabytes."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()]
+    binary = Path(shutil.which("docker-registry") or "docker-registry").read_bytes()
+    blobs = []
+    for number in range(GO_LAYERS):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+            for copy in range(GO_COPIES_PER_LAYER):
+                info = tarfile.TarInfo(f"app/registry-{number}-{copy}")
+                info.size, info.mode, info.mtime = len(binary), 0o755, 0
+                archive.addfile(info, io.BytesIO(binary))
+        blobs.append(gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0))
+    pusher.image("bench/go", "1", {arch: blobs}, "go")
+    return f"linux/{arch}", sum(len(blob) for blob in blobs) / 1e6
+
+
+def go_buildinfo_rate() -> tuple[str, float, float]:
+    """MB/s of reading a real Go binary for its build information (in memory, one stream).
+
+    The binary is Debian's ``docker-registry`` (needed here anyway); the deep data set holds no
+    Go binary, and in a Go binary the SBOM reads every byte rather than a header.
+    """
+    from verify.sbom.binaries import BinaryReader
+
+    path = Path(shutil.which("docker-registry") or "docker-registry")
+    data = path.read_bytes()
+    started = time.perf_counter()
+    findings = BinaryReader(len(data)).read(io.BytesIO(data))
+    elapsed = time.perf_counter() - started
+    if findings.go is None:
+        raise SystemExit(f"no Go build information found in {path}")
+    return str(path), len(data) / 1e6, len(data) / 1e6 / elapsed
 
 
 def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
@@ -231,7 +204,12 @@ def main() -> None:
             )
 
             deep_ref = f"{registry.address}/bench/deep:1"
-            runs = [verify_run(deep_ref, "--deep") for _ in range(repeat)]
+            # Plain and --sbom runs alternate, so load from other work weighs on both alike.
+            sbom_dir = str(Path(scratch) / "sbom")
+            runs, sbom = [], []
+            for _ in range(repeat):
+                runs.append(verify_run(deep_ref, "--deep"))
+                sbom.append(verify_run(deep_ref, "--deep", "--sbom", sbom_dir)[0])
             deep = [seconds for seconds, _ in runs]
             serial = [verify_run(deep_ref, "--deep", layer_workers=1)[0] for _ in range(repeat)]
             baseline = [inflate_seconds(blobs) for _ in range(repeat)]
@@ -239,6 +217,7 @@ def main() -> None:
             for label, times in (
                 ("deep verify (process)", deep),
                 ("  same, 1 layer at once", serial),
+                ("  same, with --sbom", sbom),
                 ("zlib, single stream", baseline),
                 ("isal, single stream", isal),
             ):
@@ -256,6 +235,25 @@ def main() -> None:
                 f"ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
                 " (whole process vs bare in-memory inflation with the same library)"
             )
+            overhead = statistics.median(sbom) / statistics.median(deep) - 1
+            print(f"--sbom overhead:        {overhead * 100:+.1f} % (target <= +10 %)")
+            go_platform, go_total_mb = go_image(Pusher(registry))
+            go_ref = f"{registry.address}/bench/go:1"
+            go_plain, go_sbom = [], []
+            for _ in range(repeat):
+                go_plain.append(verify_run(go_ref, "--deep", "--platform", go_platform)[0])
+                go_sbom.append(
+                    verify_run(go_ref, "--deep", "--platform", go_platform, "--sbom", sbom_dir)[0]
+                )
+            go_overhead = statistics.median(go_sbom) / statistics.median(go_plain) - 1
+            print(
+                f"Go-heavy image ({go_total_mb:.1f} MB): deep {statistics.median(go_plain):.2f} s, "
+                f"with --sbom {statistics.median(go_sbom):.2f} s ({go_overhead * 100:+.1f} %)"
+            )
+            go_path, go_mb, go_rate = max(
+                (go_buildinfo_rate() for _ in range(repeat)), key=lambda run: run[2]
+            )
+            print(f"Go build info read:     {go_rate:.0f} MB/s ({go_path}, {go_mb:.1f} MB, best)")
             print(f"verifier peak RSS:      {max(rss for _, rss in runs):.0f} MB")
 
             refs = [f"{registry.address}/bench/svc-{n:02d}:1" for n in range(1, SHALLOW_IMAGES + 1)]

@@ -34,6 +34,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "verify",
     "strategy",
     "ephemeralTagPrefixes",
+    "attest",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -246,6 +247,19 @@ class VerifySettings:
 
 
 @dataclass(frozen=True)
+class AttestSettings:
+    """Signed SBOM and verification attestations pushed beside each verified digest."""
+
+    key: str | None = None
+    """ECDSA P-256 private key (PEM path, created on first use); None: no referrers pushed."""
+    binary_authorization: bool = False
+    """Declare a KMS key, a note and an attestor, and attest each published digest for
+    Binary Authorization (Artifact Registry stacks only)."""
+    enforce: bool = False
+    """Also declare the project's Binary Authorization policy requiring the attestor."""
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the program needs from the stack configuration, validated."""
 
@@ -267,6 +281,8 @@ class Settings:
     """How each pushed digest is verified before its tag moves."""
     strategy: str
     """One of STRATEGIES."""
+    attest: AttestSettings = AttestSettings()
+    """Whether (and with which key) verified digests get signed attestations."""
 
 
 def check_known_keys(config: Mapping[str, object], secret_keys: Collection[str]) -> None:
@@ -312,6 +328,9 @@ def parse_settings(
         cache=cache,
         verify=_parse_verify(_decode(raw, "verify", {}), services, platforms),
         strategy=strategy,
+        attest=_parse_attest(
+            _decode(raw, "attest", {}), raw, strategy, _decode(raw, "registry", None) is None
+        ),
     )
 
 
@@ -914,6 +933,44 @@ def _parse_skip_run(
                 )
         skips[service] = MappingProxyType(dict(sorted(entry.items())))
     return MappingProxyType(skips)
+
+
+_KEY_PATH = re.compile(r"[^\s\x00-\x1f][^\x00-\x1f]*[^\s\x00-\x1f]|[^\s\x00-\x1f]")
+
+
+def _parse_attest(
+    value: Any, raw: Mapping[str, str], strategy: str, artifact_registry: bool
+) -> AttestSettings:
+    key = _key("attest")
+    attest = _parse_object(key, value, ("key", "binaryAuthorization", "enforce"))
+    binary_authorization = _parse_bool(
+        f"{key}.binaryAuthorization", attest.get("binaryAuthorization", False)
+    )
+    enforce = _parse_bool(f"{key}.enforce", attest.get("enforce", False))
+    if enforce and not binary_authorization:
+        raise ConfigError(f"{key}.enforce", True, "only with attest.binaryAuthorization true")
+    if binary_authorization and not artifact_registry:
+        raise ConfigError(
+            f"{key}.binaryAuthorization", True, "only on Artifact Registry stacks (no `registry`)"
+        )
+    if "key" not in attest and not binary_authorization:
+        return AttestSettings()
+    path = None
+    if "key" in attest:
+        path = _parse_str(
+            f"{key}.key",
+            attest["key"],
+            _KEY_PATH,
+            "a path to the PEM key file, e.g. .pulumi-local/attest-key.pem (no outer spaces)",
+        )
+    verify = _decode(raw, "verify", {})
+    if isinstance(verify, dict) and verify.get("deep", True) in (False, "false"):
+        raise ConfigError(key, attest, "only with verify.deep true (the SBOM is read from layers)")
+    if strategy != STRATEGIES[0]:
+        # perPlatform verifies single-platform manifests; the Index joining them is not
+        # verified itself, so there is no verified index to attest.
+        raise ConfigError(key, attest, f"only with strategy {STRATEGIES[0]}")
+    return AttestSettings(path, binary_authorization, enforce)
 
 
 def _parse_allowed_path(key: str, value: Any) -> AllowedPath:

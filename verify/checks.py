@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from verify.auth import AuthError
 from verify.digests import DigestingReader, DigestMismatch, check_bytes, sha256_digest
@@ -34,6 +35,10 @@ from verify.manifests import (
 from verify.platforms import Platform
 from verify.reference import Reference
 from verify.registry import Document, RegistryClient, RegistryError, StreamError
+from verify.sbom.capture import LayerCapture
+
+if TYPE_CHECKING:
+    from verify.sbom.inventory import Inventory
 
 MISMATCHED_PATHS_REPORTED = 20
 """``mismatchedPaths`` (and the failure lines) list at most this many paths per platform."""
@@ -49,6 +54,8 @@ class Options:
     deep: bool
     allow: tuple[str, ...] = ()
     """Globs (fnmatch, ``*`` also crosses ``/``) of absolute paths whose ELF machine may differ."""
+    sbom: bool = False
+    """With ``deep``: also take each platform's inventory from the same pass (``--sbom``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,8 @@ class PlatformResult:
     digest: str
     config_architecture: str
     elf: ElfReport | None = None
+    inventory: Inventory | None = None
+    """The platform's SBOM inventory (``--sbom``), when all its layers were read."""
 
 
 @dataclass
@@ -130,8 +139,11 @@ class _Fatal(Exception):
 class LayerScanner:
     """Scans each layer digest once per run, however many platforms or images share it."""
 
-    def __init__(self, client: RegistryClient, pool: ThreadPoolExecutor, attempts: int) -> None:
+    def __init__(
+        self, client: RegistryClient, pool: ThreadPoolExecutor, attempts: int, sbom: bool = False
+    ) -> None:
         self._client = client
+        self._sbom = sbom
         self._pool = pool
         self._attempts = attempts
         self._scans: dict[str, Future[LayerScan]] = {}
@@ -151,7 +163,8 @@ class LayerScanner:
                 with self._client.open_blob(ref, layer.digest, what) as body:
                     digesting = DigestingReader(body, layer.digest, what)
                     try:
-                        scan = scan_tar(decompressed(digesting))
+                        capture = LayerCapture() if self._sbom else None
+                        scan = scan_tar(decompressed(digesting), capture)
                     except LayerFormatError:
                         # Content that is not what its digest names explains a broken archive
                         # better: finish() raises DigestMismatch in that case.
@@ -175,7 +188,7 @@ class Verifier:
         self._allow = tuple(normalize_allow_glob(glob) for glob in options.allow)
         self._layer_pool = ThreadPoolExecutor(layer_workers, thread_name_prefix="layer")
         self._platform_pool = ThreadPoolExecutor(8, thread_name_prefix="platform")
-        self._layers = LayerScanner(client, self._layer_pool, attempts=3)
+        self._layers = LayerScanner(client, self._layer_pool, attempts=3, sbom=options.sbom)
 
     def verify_all(self, refs: Sequence[tuple[str, Reference]]) -> list[ImageResult]:
         """Verify each ``(as_written, parsed)`` reference; results keep the input order."""
@@ -312,7 +325,18 @@ class Verifier:
                 return outcome, [Problem(str(platform), str(error), EXIT_FAILED)]
             except _Fatal as fatal:
                 return outcome, [Problem(str(platform), str(fatal), EXIT_ERROR)]
+            if self._options.sbom:
+                outcome.inventory = self._inventory(ref, platform, entry.digest, manifest)
         return outcome, []
+
+    def _inventory(
+        self, ref: Reference, platform: Platform, digest: str, manifest: ImageManifest
+    ) -> Inventory:
+        """The SBOM inventory from the layer scans just checked (finished, cached)."""
+        from verify.sbom.inventory import platform_inventory  # its libraries load with --sbom
+
+        scans = [self._layers.scan(ref, layer).result() for layer in manifest.layers]
+        return platform_inventory(scans, platform, digest)
 
     def _check_layers(
         self, ref: Reference, platform: Platform, manifest: ImageManifest

@@ -1,5 +1,6 @@
 """Command line: ``python -m verify REF... [--platform P]... [--deep] [--json] [--allow GLOB]...
-[--gcp] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
+[--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp]
+[--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
 Every argument is validated before the first request. Exit codes: 0 every reference verified;
 1 verification failed (missing platform, wrong architecture, mislabelled binaries); 2 usage,
@@ -24,16 +25,25 @@ import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from verify import gc, published, run
 from verify.auth import AuthError, CredentialResolver, environment_credentials
-from verify.checks import EXIT_ERROR, EXIT_FAILED, ImageResult, Options, Verifier
+from verify.checks import EXIT_ERROR, EXIT_FAILED, EXIT_VERIFIED, ImageResult, Options, Verifier
+from verify.digests import DigestMismatch
 from verify.elf import PLATFORM_MACHINES
+from verify.manifests import ManifestError
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
-from verify.registry import RegistryClient, RetryPolicy
+from verify.registry import RegistryClient, RegistryError, RetryPolicy
 from verify.report import failure_lines, image_json, summary_line
+from verify.sbom.output import SbomUsageError, check_directory, write_documents
+
+if TYPE_CHECKING:
+    from verify.attest.attach import Attested
+    from verify.attest.signing import Signing
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
@@ -69,6 +79,37 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="GLOB",
         help="absolute-path glob of files allowed to be ELF for another machine (repeatable)",
+    )
+    parser.add_argument(
+        "--sbom",
+        metavar="DIR",
+        help="with --deep: write one SBOM per platform into DIR (linux-amd64.spdx.json, ...)",
+    )
+    parser.add_argument(
+        "--sbom-format",
+        choices=("spdx", "cyclonedx"),
+        default="spdx",
+        help="SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON",
+    )
+    parser.add_argument(
+        "--attest",
+        action="store_true",
+        help="with --deep, after every check passed: push signed SBOM and verification "
+        "attestations (DSSE, in-toto) as OCI referrers of the digests",
+    )
+    parser.add_argument(
+        "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
+    )
+    parser.add_argument(
+        "--kms",
+        metavar="KEY_VERSION",
+        help="sign with Cloud KMS: projects/P/locations/L/keyRings/R/cryptoKeys/K/"
+        "cryptoKeyVersions/N (EC_SIGN_P256_SHA256; Application Default Credentials)",
+    )
+    parser.add_argument(
+        "--create-key",
+        action="store_true",
+        help="create the --key file (and PEM.pub) if it does not exist yet",
     )
     parser.add_argument(
         "--gcp",
@@ -114,12 +155,71 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
     return tuple(globs)
 
 
+def _check_sbom(
+    directory: str | None, deep: bool, refs: Sequence[tuple[str, Reference]]
+) -> Path | None:
+    if directory is None:
+        return None
+    if not deep:
+        raise UsageError("--sbom needs --deep: the SBOM is read from the layers")
+    if len(refs) != 1:
+        raise UsageError(f"--sbom describes one image; {len(refs)} references were given")
+    return check_directory(directory)
+
+
+def _check_attest(
+    arguments: argparse.Namespace, refs: Sequence[tuple[str, Reference]]
+) -> Signing | None:
+    key: str | None = arguments.key
+    if not arguments.attest:
+        if key is not None or arguments.create_key or arguments.kms is not None:
+            raise UsageError("--key, --create-key and --kms sign attestations: they need --attest")
+        return None
+    if not arguments.deep:
+        raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
+    if len(refs) != 1:
+        raise UsageError(f"--attest attests one image; {len(refs)} references were given")
+    if (key is None) == (arguments.kms is None):
+        raise UsageError("--attest needs exactly one of --key PEM and --kms KEY_VERSION")
+    if arguments.create_key and key is None:
+        raise UsageError("--create-key creates the --key file; KMS keys are made in KMS")
+    from verify.attest import signing  # cryptography and google-auth load with --attest only
+
+    try:
+        if key is not None:
+            return signing.local(key, arguments.create_key)
+        return signing.cloud_kms(arguments.kms)
+    except signing.SigningError as error:
+        raise UsageError(str(error)) from None
+
+
+def attest(
+    client: RegistryClient,
+    ref: Reference,
+    result: ImageResult,
+    options: Options,
+    signer: Signing,
+) -> Attested:
+    """Sign and push every statement of the passed verification."""
+    from verify.attest.attach import attest as push_attestations
+
+    return push_attestations(client, ref, result, options, signer.sign, signer.keyid)
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
     if list(argv[:1]) == ["gc"]:
         return gc.main(argv[1:])
     if list(argv[:1]) == ["published"]:
         return published.main(argv[1:])
+    if argv and argv[0] == "attestations":
+        from verify.attest.check import main as attestations
+
+        return attestations(argv[1:])
+    if argv and argv[0] == "binauthz":
+        from verify.attest.binauthz import main as binauthz
+
+        return binauthz(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
@@ -128,12 +228,15 @@ def main(argv: Sequence[str]) -> int:
             platforms=_parse_platforms(arguments.platform, arguments.deep),
             deep=arguments.deep,
             allow=_check_globs(arguments.allow),
+            sbom=arguments.sbom is not None or arguments.attest,
         )
+        sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
+        signing_key = _check_attest(arguments, refs)
         credentials.check_environment()
         run_options = run.options_from(arguments, options.platforms)
         if run_options is not None:
             run.check_prerequisites(run_options.started(options.platforms))
-    except (UsageError, AuthError, run.RunUsageError, run.RunUnavailable) as error:
+    except (UsageError, AuthError, SbomUsageError, run.RunUsageError, run.RunUnavailable) as error:
         print(f"verify: {error}", file=sys.stderr)
         return EXIT_ERROR
     client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
@@ -163,6 +266,12 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_ERROR
         if any(not outcome.ok for outcome in runs.values()):
             exit_code = max(exit_code, EXIT_FAILED)
+    if sbom_directory is not None and exit_code <= EXIT_FAILED:
+        written = write_documents(
+            sbom_directory, refs[0][1], results[0], len(options.platforms), arguments.sbom_format
+        )
+        for path in written:
+            print(f"verify: wrote {path}", file=sys.stderr)
     for index, result in enumerate(results):
         for line in failure_lines(result):
             print(line, file=sys.stderr)
@@ -174,10 +283,21 @@ def main(argv: Sequence[str]) -> int:
                     print(line, file=sys.stderr)
         if not result.problems and not run_failed and not arguments.json:
             print(summary_line(result))
+    referrers: dict[str, str] | None = None
+    if signing_key is not None and exit_code == EXIT_VERIFIED:
+        try:
+            referrers = attest(client, refs[0][1], results[0], options, signing_key).referrers
+        except (RegistryError, AuthError, DigestMismatch, ManifestError) as error:
+            print(f"verify: {refs[0][0]}: attesting failed: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        for subject, digest in referrers.items():
+            print(f"verify: attested {subject}: referrer {digest}", file=sys.stderr)
     if arguments.json and exit_code <= EXIT_FAILED:
         documents = [image_json(result) for result in results]
         for (index, platform), outcome in runs.items():
             documents[index]["platforms"][platform]["run"] = run.run_json(outcome)
+        if referrers is not None:
+            documents[0]["referrers"] = referrers
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     return exit_code
 

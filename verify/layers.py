@@ -17,6 +17,7 @@ from isal import isal_zlib
 
 from verify.digests import Readable
 from verify.elf import HEADER_BYTES, elf_machine
+from verify.sbom.capture import LayerCapture, LayerInventory
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -47,6 +48,8 @@ class LayerScan:
 
     regular_files: int
     elf_files: tuple[ElfFile, ...]
+    inventory: LayerInventory | None = None
+    """What the SBOM needs from this layer (only when a capture was asked for)."""
 
 
 class _Prefixed:
@@ -165,12 +168,13 @@ def is_whiteout(path: str) -> bool:
     return path.rsplit("/", 1)[-1].startswith(WHITEOUT_PREFIX)
 
 
-def scan_tar(stream: Readable) -> LayerScan:
+def scan_tar(stream: Readable, capture: LayerCapture | None = None) -> LayerScan:
     """Read every entry of a tar stream; record the ELF machine of each regular file.
 
     Symlinks, hard links, directories and devices are not regular files and are not read;
     whiteouts are regular (empty) files in the archive but mark deletions, so they are skipped.
     Only the first bytes of each file are read; the tar reader skips the rest in chunks.
+    A ``capture`` (``--sbom``) sees every entry and may read further into regular files.
     """
     regular = 0
     elf_files: list[ElfFile] = []
@@ -180,20 +184,26 @@ def scan_tar(stream: Readable) -> LayerScan:
         while (member := archive.next()) is not None:
             # Stream mode appends every member to archive.members; dropping them keeps memory flat.
             archive.members.clear()  # type: ignore[attr-defined]  # not in typeshed
+            path = normalized_path(member.name)
+            if capture is not None:
+                capture.member(member, path)
             if not member.isreg():
                 continue
-            path = normalized_path(member.name)
             if is_whiteout(path):
                 continue
             regular += 1
             content = archive.extractfile(member)
             if content is None:
                 continue
-            machine = elf_machine(content.read(HEADER_BYTES))
+            header = content.read(HEADER_BYTES)
+            machine = elf_machine(header)
             if machine is not None:
                 elf_files.append(ElfFile(path=path, machine=machine))
+            if capture is not None:
+                capture.regular(member, path, header, machine is not None, content)
     except (tarfile.TarError, EOFError) as error:
         raise LayerFormatError(f"layer is not a valid tar archive: {error}") from None
     except zstandard.ZstdError as error:
         raise LayerFormatError(f"zstd data is corrupt: {error}") from None
-    return LayerScan(regular_files=regular, elf_files=tuple(elf_files))
+    inventory = capture.inventory if capture is not None else None
+    return LayerScan(regular_files=regular, elf_files=tuple(elf_files), inventory=inventory)

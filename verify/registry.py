@@ -141,6 +141,10 @@ class RegistryClient:
         with self._get(ref, path, "*/*", what) as response:
             yield BlobReader(response, what)
 
+    def authorization(self, ref: Reference, scope: str, challenge_header: str) -> str:
+        """The Authorization value answering a 401 challenge for ``scope`` (the write side)."""
+        return self._answer_challenge(ref, scope, challenge_header)
+
     # Requests, authentication and retries
 
     @contextmanager
