@@ -18,6 +18,7 @@ from verify.auth import AuthError
 from verify.digests import (
     DigestingReader,
     DigestMismatch,
+    Readable,
     SizeMismatch,
     check_bytes,
     sha256_digest,
@@ -147,6 +148,19 @@ class _Failed(Exception):
     """Stops an image's verification with a problem of exit code 1 (e.g. a size mismatch)."""
 
 
+class _WithinDeadline:
+    """A stream whose every read first checks the request's deadline (a small zstd blob may
+    inflate for minutes without another byte from the network)."""
+
+    def __init__(self, stream: Readable, check: Callable[[], None]) -> None:
+        self._stream = stream
+        self._check = check
+
+    def read(self, size: int = -1, /) -> bytes:
+        self._check()
+        return self._stream.read(size)
+
+
 class LayerScanner:
     """Scans each layer digest once per run, however many platforms or images share it."""
 
@@ -174,7 +188,8 @@ class LayerScanner:
                 with self._client.open_blob(ref, layer.digest, what, layer.size) as body:
                     digesting = DigestingReader(body, layer.digest, layer.size, what)
                     try:
-                        scan = scan_tar(decompressed(digesting), self._max_bytes)
+                        inflated = _WithinDeadline(decompressed(digesting), body.check_deadline)
+                        scan = scan_tar(inflated, self._max_bytes)
                     except LayerFormatError:
                         # Content that is not what its digest names explains a broken archive
                         # better: finish() raises DigestMismatch in that case.

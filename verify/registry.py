@@ -158,6 +158,14 @@ class BlobReader:
         self._watch.bytes_read += len(chunk)
         return chunk
 
+    def check_deadline(self) -> None:
+        """Raise :class:`TimedOut` once the request is past its deadline.
+
+        For work on bytes already received (inflating them), which no socket read interrupts.
+        """
+        if self._watch.expired:
+            raise _timed_out(self._watch)
+
 
 def _timed_out(watch: Watch) -> TimedOut:
     return TimedOut(
