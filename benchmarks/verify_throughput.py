@@ -136,7 +136,7 @@ class Pusher:
         request = urllib.request.Request(
             url, data=data, method=method, headers={"Content-Type": content_type}
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=600) as response:
             return dict(response.headers.items())
 
     def blob(self, repository: str, data: bytes) -> dict[str, object]:
@@ -296,7 +296,7 @@ def main() -> None:
     repeat = parser.parse_args().repeat
 
     with tempfile.TemporaryDirectory(prefix="verify-bench-") as scratch:
-        registry = start_registry(Path(scratch))
+        registry = start_registry(Path(scratch), on_disk=True)
         try:
             started = time.perf_counter()
             layers = build_data_set(Pusher(registry))

@@ -24,7 +24,7 @@ from verify.digests import (
     sha256_digest,
 )
 from verify.elf import PLATFORM_MACHINES, machine_name
-from verify.layers import LayerFormatError, decompressed
+from verify.layers import CHUNK_BYTES, LayerFormatError, decompressed
 from verify.manifests import (
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
@@ -39,6 +39,7 @@ from verify.manifests import (
     parse_index,
 )
 from verify.platforms import Platform
+from verify.prefetch import PrefetchingReader
 from verify.reference import Reference
 from verify.registry import Document, RegistryClient, RegistryError, StreamError
 from verify.tarscan import DEFAULT_MAX_LAYER_BYTES, ElfFile, LayerScan, scan_tar
@@ -187,16 +188,21 @@ class LayerScanner:
             try:
                 with self._client.open_blob(ref, layer.digest, what, layer.size) as body:
                     digesting = DigestingReader(body, layer.digest, layer.size, what)
+                    # Download and sha256 in a thread of their own, inflation in this one.
+                    blob = PrefetchingReader(digesting, CHUNK_BYTES)
                     try:
-                        inflated = _WithinDeadline(decompressed(digesting), body.check_deadline)
-                        scan = scan_tar(inflated, self._max_bytes)
-                    except LayerFormatError:
-                        # Content that is not what its digest names explains a broken archive
-                        # better: finish() raises DigestMismatch in that case.
-                        digesting.finish()
-                        raise
-                    digesting.finish()
-                    return scan
+                        try:
+                            inflated = _WithinDeadline(decompressed(blob), body.check_deadline)
+                            scan = scan_tar(inflated, self._max_bytes)
+                        except LayerFormatError:
+                            # Content that is not what its digest names explains a broken
+                            # archive better: finish() raises DigestMismatch in that case.
+                            blob.finish()
+                            raise
+                        blob.finish()
+                        return scan
+                    finally:
+                        blob.close()
             except StreamError:
                 # A download that broke off mid-stream restarts the whole layer from byte 0.
                 if attempt + 1 == self._attempts:
