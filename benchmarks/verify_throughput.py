@@ -31,6 +31,8 @@ Figures printed (medians over --repeat runs):
   start, HTTP, sha256 and tar parsing included, costs over bare inflation), for ``bench/deep``
   and for ``bench/two-layer`` (each against zlib and ISA-L on its own blobs);
 - peak RSS of the verifier process (it streams: no layer is held whole);
+- CPU seconds of the verifier process (all threads) and of single-stream zlib: a figure that
+  holds when other work loads the machine and the wall-time ratios do not;
 - shallow: 22 images in one process, and as 22 sequential processes.
 """
 
@@ -215,8 +217,9 @@ def compare(label: str, ref: str, blobs: list[bytes], repeat: int, *args: str) -
     in the same run, and print the figures, the two ratios and the verifier's peak RSS."""
     total_mb = sum(len(blob) for blob in blobs) / 1e6
     runs = [verify_run(ref, "--deep", *args) for _ in range(repeat)]
-    deep = [seconds for seconds, _ in runs]
-    baseline = [inflate_seconds(blobs) for _ in range(repeat)]
+    deep = [seconds for seconds, _, _ in runs]
+    zlib_runs = [inflate_run(blobs) for _ in range(repeat)]
+    baseline = [seconds for seconds, _ in zlib_runs]
     isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
     print(f"{label}: {len(blobs)} layers, {total_mb:.1f} MB compressed")
     for name, times in (
@@ -238,17 +241,30 @@ def compare(label: str, ref: str, blobs: list[bytes], repeat: int, *args: str) -
         f"  ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
         " (whole process vs bare in-memory inflation with the same library)"
     )
-    print(f"  verifier peak RSS:      {max(rss for _, rss in runs):.0f} MB")
+    print(f"  verifier peak RSS:      {max(rss for _, rss, _ in runs):.0f} MB")
+    # CPU seconds do not depend on how many other processes share the cores; the verifier's
+    # include process start, HTTP and sha256 (the registry's own CPU is not counted).
+    verifier_cpu = statistics.median(cpu for _, _, cpu in runs)
+    zlib_cpu = statistics.median(cpu for _, cpu in zlib_runs)
+    print(
+        f"  CPU seconds:            verifier {verifier_cpu:.2f}, zlib {zlib_cpu:.2f} "
+        f"(zlib/verifier {zlib_cpu / verifier_cpu:.2f}x)"
+    )
 
 
 def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
     """Single-stream decompression of every blob, 1 MiB input chunks, timed alone."""
-    started = time.perf_counter()
+    return inflate_run(blobs, module)[0]
+
+
+def inflate_run(blobs: list[bytes], module: Any = zlib) -> tuple[float, float]:
+    """Wall and CPU seconds of :func:`inflate_seconds`' work (one thread: CPU = its own)."""
+    started, cpu = time.perf_counter(), time.process_time()
     for blob in blobs:
         inflater = module.decompressobj(16 + zlib.MAX_WBITS)
         for offset in range(0, len(blob), 1 << 20):
             inflater.decompress(blob[offset : offset + (1 << 20)])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 # Runs the verifier and reports its wall time and peak RSS. A small launcher process is used
@@ -265,13 +281,14 @@ entry = ["-m", "verify"] if workers == "default" else [
 started = time.perf_counter()
 code = subprocess.run([sys.executable, *entry, *args], stdout=subprocess.DEVNULL).returncode
 elapsed = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(code, elapsed, peak)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(code, elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, float]:
-    """Wall seconds (process start included) and peak RSS (MB) of one ``python -m verify``.
+def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, float, float]:
+    """Wall seconds (process start included), peak RSS (MB) and CPU seconds (user + system,
+    all threads) of one ``python -m verify``.
 
     ``layer_workers`` overrides the number of layers scanned at once (for the comparison only;
     the CLI has no such option).
@@ -280,10 +297,10 @@ def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, flo
     result = subprocess.run(
         [sys.executable, "-c", LAUNCHER, workers, *args], cwd=REPO, capture_output=True, text=True
     )
-    code, elapsed, peak_kb = result.stdout.split()
+    code, elapsed, peak_kb, cpu = result.stdout.split()
     if code != "0":
         raise SystemExit(f"verify {' '.join(args)} exited {code}:\n{result.stderr}")
-    return float(elapsed), int(peak_kb) / 1024
+    return float(elapsed), int(peak_kb) / 1024, float(cpu)
 
 
 def verify_seconds(*args: str) -> float:
