@@ -148,7 +148,9 @@ class BlobReader:
 
     def read(self, size: int = -1, /) -> bytes:
         try:
-            chunk = self._response.read(None if size < 0 else size, decode_content=False)
+            # read1: what one socket read brings (at most ``size``), copied once; read(size)
+            # would wait for the whole size and copy it twice.
+            chunk = self._response.read1(None if size < 0 else size, decode_content=False)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             if self._watch.expired:
                 raise _timed_out(self._watch) from None
