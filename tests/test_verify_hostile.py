@@ -388,30 +388,29 @@ def test_a_zstd_bomb_stops_at_the_run_timeout(
     )
 
 
+def _drip(handler: Handler, byte: bytes) -> None:
+    """Write ``byte`` every 0.2 s until the client hangs up."""
+    for _ in range(100000):
+        try:
+            handler.wfile.write(byte)
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
 def _drip_body(handler: Handler) -> None:
     """Headers at once, then one byte of the body every 0.2 s."""
     handler.send_response(200)
     handler.send_header("Content-Length", "100000")
     handler.end_headers()
-    for _ in range(100000):
-        try:
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-        except OSError:
-            return
-        time.sleep(0.2)
+    _drip(handler, b" ")
 
 
 def _drip_headers(handler: Handler) -> None:
     """A status line, then the headers one byte every 0.2 s (never ending)."""
     handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
-    for _ in range(100000):
-        try:
-            handler.wfile.write(b"X")
-            handler.wfile.flush()
-        except OSError:
-            return
-        time.sleep(0.2)
+    _drip(handler, b"X")
 
 
 @pytest.mark.parametrize("responder", [_drip_body, _drip_headers])
