@@ -97,6 +97,16 @@ class Handler(BaseHTTPRequestHandler):
             200, data, {"Content-Type": media_type, "Docker-Content-Digest": sha256_digest(data)}
         )
 
+    def do_POST(self) -> None:
+        """Only for responders (e.g. an OAuth2 token endpoint); the body is left unread."""
+        registry = self.server.registry
+        registry.record(Seen(self.path, dict(self.headers.items())))
+        responder = registry.responder(self.path)
+        if responder is None:
+            self.reply(404)
+        else:
+            responder(self)
+
     def _basic_ok(self, pair: tuple[str, str]) -> bool:
         expected = base64.b64encode(f"{pair[0]}:{pair[1]}".encode()).decode()
         return self.headers.get("Authorization") == f"Basic {expected}"
@@ -105,6 +115,9 @@ class Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: HostileRegistry
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet: clients hanging up mid-answer (cut by a deadline) is what the tests provoke."""
 
 
 @dataclass
@@ -126,6 +139,10 @@ class HostileRegistry:
     def address(self) -> str:
         assert self._server is not None, "the registry was not started"
         return f"{self.host}:{self._server.server_port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
 
     def start(self) -> HostileRegistry:
         self._server = _Server((self.host, 0), Handler)

@@ -23,6 +23,7 @@ import pytest
 import zstandard
 
 from tests.hostile_registry import Handler, HostileRegistry, Responder
+from tests.integration.test_verify_registry import _service_account_key
 from tests.verify_bytes import (
     AARCH64,
     END_OF_ARCHIVE,
@@ -77,17 +78,19 @@ def run_verify(
     *args: str,
     credentials: tuple[str | bytes, str | bytes] | None = None,
     memory_limit: int | None = None,
+    environ: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    environ: dict[str | bytes, str | bytes] = {
+    environment: dict[str | bytes, str | bytes] = {
         name: value
         for name, value in os.environ.items()
         if name not in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "DOCKER_CONFIG")
     }
-    environ["DOCKER_CONFIG"] = str(docker_config)
+    environment.update(environ or {})
+    environment["DOCKER_CONFIG"] = str(docker_config)
     # Few malloc arenas, so the address-space limit measures the heap, not thread reservations.
-    environ["MALLOC_ARENA_MAX"] = "2"
+    environment["MALLOC_ARENA_MAX"] = "2"
     if credentials is not None:
-        environ["REGISTRY_USERNAME"], environ["REGISTRY_PASSWORD"] = credentials
+        environment["REGISTRY_USERNAME"], environment["REGISTRY_PASSWORD"] = credentials
 
     def limit_memory() -> None:
         if memory_limit is not None:
@@ -96,7 +99,7 @@ def run_verify(
     return subprocess.run(
         [sys.executable, "-m", "verify", *args],
         cwd=REPO,
-        env=environ,  # type: ignore[arg-type]  # bytes values are valid on POSIX
+        env=environment,  # type: ignore[arg-type]  # bytes values are valid on POSIX
         capture_output=True,
         text=True,
         errors="backslashreplace",
@@ -425,6 +428,26 @@ def test_a_server_that_drips_is_given_up_at_the_run_timeout(
     assert result.stderr.startswith(
         f"verify: {ref(hostile)}: linux/amd64, linux/arm64: manifest v1: no complete answer "
         f"from {hostile.address} within --timeout 1.5 s ("
+    )
+    assert_clean(result)
+
+
+def test_work_no_deadline_can_interrupt_ends_at_the_run_timeout(
+    hostile: HostileRegistry, docker_config: Path, tmp_path: Path
+) -> None:
+    # google-auth's token refresh (--gcp) runs outside the client's watchdog: a token endpoint
+    # that drips holds it forever, so the run stops itself and names what it was waiting for.
+    hostile.basic = ("oauth2accesstoken", "never-issued")
+    hostile.on("/oauth2", _drip_body)
+    adc = tmp_path / "adc.json"
+    _service_account_key(adc, "v@boutique-test.iam.gserviceaccount.com", f"{hostile.url}/oauth2")
+    environ = {"GOOGLE_APPLICATION_CREDENTIALS": str(adc)}
+
+    result = run_verify(docker_config, ref(hostile), "--gcp", "--timeout", "1", environ=environ)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"verify: --timeout 1 s reached; still busy with manifest v1 from {hostile.address} ("
     )
     assert_clean(result)
 
