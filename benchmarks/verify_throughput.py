@@ -13,6 +13,11 @@ built by this script (deterministic, seeded), then pushed to a registry it start
   compressed layers in all, 10 distinct layers.
 - ``bench/svc-01:1`` ... ``bench/svc-22:1``: 22 small two-platform indexes (the size of the
   Online Boutique fleet twice over), each with its own configs, for the shallow timing.
+- ``bench/two-layer:1``: a linux/arm64 image of two gzip layers, about 400 MB compressed: one of
+  about 280 MB that mixes seeded random files (incompressible) with copies of arm64 busybox
+  (ELF files), and one of about 120 MB of 1 MiB random files. Few, large layers: the case where
+  layer parallelism helps least and every per-byte check (sha256, descriptor size, tar
+  checksums, the ``--max-layer-bytes`` count) shows most.
 
 Figures printed (medians over --repeat runs):
 
@@ -23,13 +28,11 @@ Figures printed (medians over --repeat runs):
   ``zlib`` (the reference of the target) and with ISA-L (``isal``, what the verifier inflates
   with), so the share of the faster inflater is visible;
 - ratio deep/zlib (target: at least 1.0) and deep/isal (what the whole pipeline, process
-  start, HTTP, sha256 and tar parsing included, costs over bare inflation);
-- the same deep run with ``--sbom DIR`` (SPDX documents from the same pass) and its overhead
-  over the plain deep run (target: at most +10 %), and the rate at which a real Go binary is
-  read for its build information (the SBOM's costliest per-byte work), and the plain and
-  ``--sbom`` deep runs of ``bench/go:1`` (the host's platform; 2 layers of 3 copies each of
-  Debian's ``docker-registry``, a 20 MB Go binary), where that work is all there is;
+  start, HTTP, sha256 and tar parsing included, costs over bare inflation), for ``bench/deep``
+  and for ``bench/two-layer`` (each against zlib and ISA-L on its own blobs);
 - peak RSS of the verifier process (it streams: no layer is held whole);
+- CPU seconds of the verifier process (all threads) and of single-stream zlib: a figure that
+  holds when other work loads the machine and the wall-time ratios do not;
 - shallow: 22 images in one process, and as 22 sequential processes.
 """
 
@@ -37,18 +40,20 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import io
-import platform
+import json
 import random
-import shutil
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
+import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +62,7 @@ from isal import isal_zlib
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.dockerenv import BUSYBOX_CACHE, start_registry  # noqa: E402
-from tests.integration.registrypush import Pusher  # noqa: E402
+from tests.integration.dockerenv import BUSYBOX_CACHE, Registry, start_registry  # noqa: E402
 
 SEED = 20261127
 PLATFORMS = ("amd64", "arm64")
@@ -66,8 +70,20 @@ LAYERS_PER_PLATFORM = 5
 RANDOM_BYTES_PER_LAYER = 11 << 20
 ELF_COPIES_PER_LAYER = 11
 SHALLOW_IMAGES = 22
-GO_LAYERS = 2
-GO_COPIES_PER_LAYER = 3
+BIG_LAYER_RANDOM_FILES = 20
+BIG_LAYER_RANDOM_BYTES = 9 << 20
+"""Per random file of the ~280 MB layer (with the busybox copies below)."""
+BIG_LAYER_ELF_COPIES = 110
+SMALL_LAYER_FILES = 115
+SMALL_LAYER_FILE_BYTES = 1 << 20
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
@@ -85,6 +101,95 @@ def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
     return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
 
 
+def tar_gzip(entries: list[tuple[str, bytes]]) -> bytes:
+    """A gzip (level 6, as BuildKit) tar layer of ``(name, data)`` files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o755, 0
+            archive.addfile(info, io.BytesIO(data))
+    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
+
+
+def two_layer_blobs(busybox: bytes) -> list[bytes]:
+    """The ~280 MB layer (random files and ELF files interleaved) and the ~120 MB layer."""
+    rng = random.Random(f"{SEED}-two-layer")
+    big: list[tuple[str, bytes]] = []
+    per_file = BIG_LAYER_ELF_COPIES // BIG_LAYER_RANDOM_FILES
+    for number in range(BIG_LAYER_RANDOM_FILES):
+        big.append((f"opt/data/random-{number}.bin", rng.randbytes(BIG_LAYER_RANDOM_BYTES)))
+        big += [(f"usr/lib/tool-{number}-{copy}", busybox) for copy in range(per_file)]
+    small = [
+        (f"srv/assets/file-{number}.bin", rng.randbytes(SMALL_LAYER_FILE_BYTES))
+        for number in range(SMALL_LAYER_FILES)
+    ]
+    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: use both cores
+        return list(pool.map(tar_gzip, [big, small]))
+
+
+@dataclass
+class Pusher:
+    """Pushes blobs and manifests to a loopback registry over the HTTP API."""
+
+    registry: Registry
+
+    def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return dict(response.headers.items())
+
+    def blob(self, repository: str, data: bytes) -> dict[str, object]:
+        digest = digest_of(data)
+        base = self.registry.url
+        location = self._send("POST", f"{base}/v2/{repository}/blobs/uploads/", b"", "")["Location"]
+        if location.startswith("/"):
+            location = base + location
+        separator = "&" if "?" in location else "?"
+        self._send("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
+        return {"digest": digest, "size": len(data)}
+
+    def manifest(self, repository: str, reference: str, document: dict[str, object]) -> str:
+        data = json.dumps(document).encode()
+        media_type = str(document["mediaType"])
+        url = f"{self.registry.url}/v2/{repository}/manifests/{reference}"
+        self._send("PUT", url, data, media_type)
+        return digest_of(data)
+
+    def image(self, repository: str, tag: str, layers: dict[str, list[bytes]], label: str) -> None:
+        """Push a two-platform OCI index; ``layers`` maps each architecture to its blobs."""
+        entries = []
+        for arch, blobs in layers.items():
+            config = json.dumps(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "config": {"Labels": {"bench": label}},
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                }
+            ).encode()
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, **self.blob(repository, config)},
+                "layers": [{"mediaType": OCI_LAYER, **self.blob(repository, b)} for b in blobs],
+            }
+            size = len(json.dumps(manifest).encode())
+            digest = self.manifest(repository, digest_of(json.dumps(manifest).encode()), manifest)
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": size,
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        self.manifest(repository, tag, index)
+
+
 def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
     busybox = {arch: (BUSYBOX_CACHE / arch / "bin" / "busybox").read_bytes() for arch in PLATFORMS}
     jobs = [(arch, number) for arch in PLATFORMS for number in range(LAYERS_PER_PLATFORM)]
@@ -100,51 +205,66 @@ def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
     return layers
 
 
-def go_image(pusher: Pusher) -> tuple[str, float]:
-    """``bench/go:1``: the host's platform only, layers of copies of a real Go binary (Debian's
-    ``docker-registry``), where the SBOM reads every Go byte rather than headers. Returns the
-    platform and the compressed megabytes."""
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()]
-    binary = Path(shutil.which("docker-registry") or "docker-registry").read_bytes()
-    blobs = []
-    for number in range(GO_LAYERS):
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for copy in range(GO_COPIES_PER_LAYER):
-                info = tarfile.TarInfo(f"app/registry-{number}-{copy}")
-                info.size, info.mode, info.mtime = len(binary), 0o755, 0
-                archive.addfile(info, io.BytesIO(binary))
-        blobs.append(gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0))
-    pusher.image("bench/go", "1", {arch: blobs}, "go")
-    return f"linux/{arch}", sum(len(blob) for blob in blobs) / 1e6
+def build_two_layer_image(pusher: Pusher) -> list[bytes]:
+    busybox = (BUSYBOX_CACHE / "arm64" / "bin" / "busybox").read_bytes()
+    blobs = two_layer_blobs(busybox)
+    pusher.image("bench/two-layer", "1", {"arm64": blobs}, "two-layer")
+    return blobs
 
 
-def go_buildinfo_rate() -> tuple[str, float, float]:
-    """MB/s of reading a real Go binary for its build information (in memory, one stream).
-
-    The binary is Debian's ``docker-registry`` (needed here anyway); the deep data set holds no
-    Go binary, and in a Go binary the SBOM reads every byte rather than a header.
-    """
-    from verify.sbom.binaries import BinaryReader
-
-    path = Path(shutil.which("docker-registry") or "docker-registry")
-    data = path.read_bytes()
-    started = time.perf_counter()
-    findings = BinaryReader(len(data)).read(io.BytesIO(data))
-    elapsed = time.perf_counter() - started
-    if findings.go is None:
-        raise SystemExit(f"no Go build information found in {path}")
-    return str(path), len(data) / 1e6, len(data) / 1e6 / elapsed
+def compare(label: str, ref: str, blobs: list[bytes], repeat: int, *args: str) -> None:
+    """Time deep verification of ``ref`` against single-stream zlib and ISA-L on ``blobs``,
+    in the same run, and print the figures, the two ratios and the verifier's peak RSS."""
+    total_mb = sum(len(blob) for blob in blobs) / 1e6
+    runs = [verify_run(ref, "--deep", *args) for _ in range(repeat)]
+    deep = [seconds for seconds, _, _ in runs]
+    zlib_runs = [inflate_run(blobs) for _ in range(repeat)]
+    baseline = [seconds for seconds, _ in zlib_runs]
+    isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
+    print(f"{label}: {len(blobs)} layers, {total_mb:.1f} MB compressed")
+    for name, times in (
+        ("  deep verify (process)", deep),
+        ("  zlib, single stream", baseline),
+        ("  isal, single stream", isal),
+    ):
+        print(
+            f"{name:<25} {statistics.median(times):6.2f} s "
+            f"{total_mb / statistics.median(times):7.1f} MB/s   "
+            f"runs: {', '.join(f'{t:.2f}' for t in times)}"
+        )
+    deep_rate = total_mb / statistics.median(deep)
+    print(
+        f"  ratio deep/zlib:        {deep_rate * statistics.median(baseline) / total_mb:.2f}x"
+        " (target >= 1.0x)"
+    )
+    print(
+        f"  ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
+        " (whole process vs bare in-memory inflation with the same library)"
+    )
+    print(f"  verifier peak RSS:      {max(rss for _, rss, _ in runs):.0f} MB")
+    # CPU seconds do not depend on how many other processes share the cores; the verifier's
+    # include process start, HTTP and sha256 (the registry's own CPU is not counted).
+    verifier_cpu = statistics.median(cpu for _, _, cpu in runs)
+    zlib_cpu = statistics.median(cpu for _, cpu in zlib_runs)
+    print(
+        f"  CPU seconds:            verifier {verifier_cpu:.2f}, zlib {zlib_cpu:.2f} "
+        f"(zlib/verifier {zlib_cpu / verifier_cpu:.2f}x)"
+    )
 
 
 def inflate_seconds(blobs: list[bytes], module: Any = zlib) -> float:
     """Single-stream decompression of every blob, 1 MiB input chunks, timed alone."""
-    started = time.perf_counter()
+    return inflate_run(blobs, module)[0]
+
+
+def inflate_run(blobs: list[bytes], module: Any = zlib) -> tuple[float, float]:
+    """Wall and CPU seconds of :func:`inflate_seconds`' work (one thread: CPU = its own)."""
+    started, cpu = time.perf_counter(), time.process_time()
     for blob in blobs:
         inflater = module.decompressobj(16 + zlib.MAX_WBITS)
         for offset in range(0, len(blob), 1 << 20):
             inflater.decompress(blob[offset : offset + (1 << 20)])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 # Runs the verifier and reports its wall time and peak RSS. A small launcher process is used
@@ -161,13 +281,14 @@ entry = ["-m", "verify"] if workers == "default" else [
 started = time.perf_counter()
 code = subprocess.run([sys.executable, *entry, *args], stdout=subprocess.DEVNULL).returncode
 elapsed = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(code, elapsed, peak)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(code, elapsed, usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, float]:
-    """Wall seconds (process start included) and peak RSS (MB) of one ``python -m verify``.
+def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, float, float]:
+    """Wall seconds (process start included), peak RSS (MB) and CPU seconds (user + system,
+    all threads) of one ``python -m verify``.
 
     ``layer_workers`` overrides the number of layers scanned at once (for the comparison only;
     the CLI has no such option).
@@ -176,10 +297,10 @@ def verify_run(*args: str, layer_workers: int | None = None) -> tuple[float, flo
     result = subprocess.run(
         [sys.executable, "-c", LAUNCHER, workers, *args], cwd=REPO, capture_output=True, text=True
     )
-    code, elapsed, peak_kb = result.stdout.split()
+    code, elapsed, peak_kb, cpu = result.stdout.split()
     if code != "0":
         raise SystemExit(f"verify {' '.join(args)} exited {code}:\n{result.stderr}")
-    return float(elapsed), int(peak_kb) / 1024
+    return float(elapsed), int(peak_kb) / 1024, float(cpu)
 
 
 def verify_seconds(*args: str) -> float:
@@ -192,7 +313,7 @@ def main() -> None:
     repeat = parser.parse_args().repeat
 
     with tempfile.TemporaryDirectory(prefix="verify-bench-") as scratch:
-        registry = start_registry(Path(scratch))
+        registry = start_registry(Path(scratch), on_disk=True)
         try:
             started = time.perf_counter()
             layers = build_data_set(Pusher(registry))
@@ -204,57 +325,21 @@ def main() -> None:
             )
 
             deep_ref = f"{registry.address}/bench/deep:1"
-            # Plain and --sbom runs alternate, so load from other work weighs on both alike.
-            sbom_dir = str(Path(scratch) / "sbom")
-            runs, sbom = [], []
-            for _ in range(repeat):
-                runs.append(verify_run(deep_ref, "--deep"))
-                sbom.append(verify_run(deep_ref, "--deep", "--sbom", sbom_dir)[0])
-            deep = [seconds for seconds, _ in runs]
+            compare("deep image", deep_ref, blobs, repeat)
             serial = [verify_run(deep_ref, "--deep", layer_workers=1)[0] for _ in range(repeat)]
-            baseline = [inflate_seconds(blobs) for _ in range(repeat)]
-            isal = [inflate_seconds(blobs, isal_zlib) for _ in range(repeat)]
-            for label, times in (
-                ("deep verify (process)", deep),
-                ("  same, 1 layer at once", serial),
-                ("  same, with --sbom", sbom),
-                ("zlib, single stream", baseline),
-                ("isal, single stream", isal),
-            ):
-                print(
-                    f"{label:<23} {statistics.median(times):6.2f} s "
-                    f"{total_mb / statistics.median(times):7.1f} MB/s   "
-                    f"runs: {', '.join(f'{t:.2f}' for t in times)}"
-                )
-            deep_rate = total_mb / statistics.median(deep)
             print(
-                f"ratio deep/zlib:        {deep_rate * statistics.median(baseline) / total_mb:.2f}x"
-                " (target >= 1.0x)"
+                f"  same, 1 layer at once   {statistics.median(serial):6.2f} s "
+                f"{total_mb / statistics.median(serial):7.1f} MB/s   "
+                f"runs: {', '.join(f'{t:.2f}' for t in serial)}"
             )
-            print(
-                f"ratio deep/isal:        {deep_rate * statistics.median(isal) / total_mb:.2f}x"
-                " (whole process vs bare in-memory inflation with the same library)"
+
+            started = time.perf_counter()
+            two_layer = build_two_layer_image(Pusher(registry))
+            print(f"two-layer image built and pushed in {time.perf_counter() - started:.1f} s")
+            two_layer_ref = f"{registry.address}/bench/two-layer:1"
+            compare(
+                "two-layer image", two_layer_ref, two_layer, repeat, "--platform", "linux/arm64"
             )
-            overhead = statistics.median(sbom) / statistics.median(deep) - 1
-            print(f"--sbom overhead:        {overhead * 100:+.1f} % (target <= +10 %)")
-            go_platform, go_total_mb = go_image(Pusher(registry))
-            go_ref = f"{registry.address}/bench/go:1"
-            go_plain, go_sbom = [], []
-            for _ in range(repeat):
-                go_plain.append(verify_run(go_ref, "--deep", "--platform", go_platform)[0])
-                go_sbom.append(
-                    verify_run(go_ref, "--deep", "--platform", go_platform, "--sbom", sbom_dir)[0]
-                )
-            go_overhead = statistics.median(go_sbom) / statistics.median(go_plain) - 1
-            print(
-                f"Go-heavy image ({go_total_mb:.1f} MB): deep {statistics.median(go_plain):.2f} s, "
-                f"with --sbom {statistics.median(go_sbom):.2f} s ({go_overhead * 100:+.1f} %)"
-            )
-            go_path, go_mb, go_rate = max(
-                (go_buildinfo_rate() for _ in range(repeat)), key=lambda run: run[2]
-            )
-            print(f"Go build info read:     {go_rate:.0f} MB/s ({go_path}, {go_mb:.1f} MB, best)")
-            print(f"verifier peak RSS:      {max(rss for _, rss in runs):.0f} MB")
 
             refs = [f"{registry.address}/bench/svc-{n:02d}:1" for n in range(1, SHALLOW_IMAGES + 1)]
             together = [verify_seconds(*refs) for _ in range(repeat)]

@@ -18,7 +18,7 @@ import zstandard
 from tests.sbom_bytes import dotnet_bundle, go_binary
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.digests import Readable
-from verify.layers import LayerScan, decompressed, scan_tar
+from verify.layers import decompressed
 from verify.platforms import Platform
 from verify.reference import parse_reference
 from verify.sbom import gobuildinfo
@@ -26,6 +26,7 @@ from verify.sbom.binaries import BinaryReader
 from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
 from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
 from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.tarscan import LayerScan, scan_tar
 
 ARM64 = Platform.of("linux", "arm64")
 DIGEST = "sha256:" + "ab" * 32
@@ -33,7 +34,9 @@ REF = parse_reference("127.0.0.1:5000/shop/frontend:1")
 
 
 def _scan(entries: list[Entry]) -> LayerScan:
-    return scan_tar(decompressed(io.BytesIO(gzip_bytes(tar_bytes(entries)))), LayerCapture())
+    return scan_tar(
+        decompressed(io.BytesIO(gzip_bytes(tar_bytes(entries)))), capture=LayerCapture()
+    )
 
 
 def _inventory(*layers: list[Entry]) -> Inventory:
@@ -380,8 +383,8 @@ def test_maven_pom_properties_in_jars_and_the_jar_bound() -> None:
         [Entry("app/lib/grpc-core-1.68.1.jar", jar), Entry("app/lib/broken.jar", b"PK no")]
     )
     scans = [
-        scan_tar(io.BytesIO(layer), LayerCapture()),
-        scan_tar(io.BytesIO(big.tar()), LayerCapture()),
+        scan_tar(io.BytesIO(layer), capture=LayerCapture()),
+        scan_tar(io.BytesIO(big.tar()), capture=LayerCapture()),
     ]
     inventory = platform_inventory(scans, ARM64, DIGEST)
     (package,) = inventory.packages
@@ -516,7 +519,7 @@ def test_cyclonedx_document_validates_against_the_1_6_schema() -> None:
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
     status = TarEntryOfSize("var/lib/dpkg/status", (16 << 20) + 1)
-    scan = scan_tar(io.BytesIO(status.tar()), LayerCapture())
+    scan = scan_tar(io.BytesIO(status.tar()), capture=LayerCapture())
     assert scan.inventory is not None
     assert scan.inventory.files == {}
     assert scan.inventory.notes == [

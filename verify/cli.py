@@ -1,12 +1,13 @@
 """Command line: ``python -m verify REF... [--platform P]... [--deep] [--json] [--allow GLOB]...
-[--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp]
-[--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
+[--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp] [--trust-realm HOST]... [--max-layer-bytes SIZE]
+[--timeout SECONDS] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
 Every argument is validated before the first request. Exit codes: 0 every reference verified;
-1 verification failed (missing platform, wrong architecture, mislabelled binaries); 2 usage,
-auth, not-found or registry errors (2 wins over 1 when several references are given); with
-``--run`` also a platform whose container failed its probe (1), or no Docker Engine or no
-emulation for a platform (2, before any request). See :mod:`verify.run`.
+1 verification failed (missing platform, wrong architecture, mislabelled binaries, a layer or
+document that is not what its descriptor says); 2 usage, auth, not-found, registry errors and
+timeouts (2 wins over 1 when several references are given); with ``--run`` also a platform
+whose container failed its probe (1), or no Docker Engine or no emulation for a platform (2,
+before any request). See :mod:`verify.run`.
 With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
 
@@ -20,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +43,9 @@ from verify.manifests import ManifestError
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
 from verify.registry import RegistryClient, RegistryError, RetryPolicy
-from verify.report import failure_lines, image_json, summary_line
+from verify.report import failure_lines, image_json, printable, summary_line
 from verify.sbom.output import SbomUsageError, check_directory, write_documents
+from verify.tarscan import DEFAULT_MAX_LAYER_BYTES
 
 if TYPE_CHECKING:
     from verify.attest.attach import Attested
@@ -47,6 +53,17 @@ if TYPE_CHECKING:
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
+
+DEFAULT_TIMEOUT_SECONDS = 900.0
+"""Default of ``--timeout``: the whole run, every reference and layer included."""
+STOP_GRACE_SECONDS = 10.0
+"""After ``--timeout``, how long the run may take to report its timed-out requests itself."""
+
+_SIZE = re.compile(r"([0-9]{1,20})(KiB|MiB|GiB|TiB)?")
+_SIZE_UNITS = {None: 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_REALM_HOST = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|[0-9a-f:.]+"
+)
 
 
 class UsageError(Exception):
@@ -117,6 +134,27 @@ def _parser() -> argparse.ArgumentParser:
         help="authenticate with Google Application Default Credentials (Artifact Registry)",
     )
     run.add_arguments(parser)
+    parser.add_argument(
+        "--trust-realm",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a token-service host (not the registry's host or domain) that may receive the "
+        "registry credentials (repeatable)",
+    )
+    parser.add_argument(
+        "--max-layer-bytes",
+        default=str(DEFAULT_MAX_LAYER_BYTES),
+        metavar="SIZE",
+        help="uncompressed bytes read from one layer at most: a number, optionally with KiB, "
+        "MiB, GiB or TiB (default 64GiB)",
+    )
+    parser.add_argument(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT_SECONDS),
+        metavar="SECONDS",
+        help=f"seconds the whole run may take (default {DEFAULT_TIMEOUT_SECONDS:.0f})",
+    )
     return parser
 
 
@@ -206,6 +244,80 @@ def attest(
     return push_attestations(client, ref, result, options, signer.sign, signer.keyid)
 
 
+def _parse_trusted_realms(values: Sequence[str]) -> frozenset[str]:
+    hosts = set()
+    for value in values:
+        host = value.strip().lower().rstrip(".")
+        if not _REALM_HOST.fullmatch(host):
+            raise UsageError(
+                f"--trust-realm {value!r}: expected a host name such as auth.example.com "
+                "(no scheme, port or path)"
+            )
+        hosts.add(host)
+    return frozenset(hosts)
+
+
+def _parse_size(value: str) -> int:
+    match = _SIZE.fullmatch(value.strip())
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2)] if match else 0
+    if size < 1:
+        raise UsageError(
+            f"--max-layer-bytes {value!r}: expected a number of bytes greater than 0, "
+            "optionally followed by KiB, MiB, GiB or TiB (e.g. 64GiB)"
+        )
+    return size
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise UsageError(f"--timeout {value!r}: expected a number of seconds greater than 0")
+    return seconds
+
+
+def _run_within(
+    verifier: Verifier,
+    client: RegistryClient,
+    refs: list[tuple[str, Reference]],
+    seconds: float,
+) -> list[ImageResult]:
+    """Verify in a worker thread; past ``seconds`` (+ grace) name what was busy and exit 2.
+
+    Requests past the run's deadline are cut by the client's watchdog and reported as problems
+    like any other; the hard stop is for work no socket read interrupts (e.g. inflating a
+    layer already downloaded), which no thread can be made to abandon.
+    """
+    outcome: list[list[ImageResult]] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(verifier.verify_all(refs))
+        except BaseException as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=work, name="verify", daemon=True)
+    worker.start()
+    worker.join(seconds + STOP_GRACE_SECONDS)
+    if worker.is_alive():
+        busy = [watch.describe() for watch in client.watchdog.in_flight()] or ["layer scans"]
+        for item in busy:
+            print(
+                printable(f"verify: --timeout {seconds:g} s reached; still busy with {item}"),
+                file=sys.stderr,
+            )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Threads cannot be stopped; the process can (exit code 2: an error, not a verdict).
+        os._exit(EXIT_ERROR)
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
     if list(argv[:1]) == ["gc"]:
@@ -221,6 +333,7 @@ def main(argv: Sequence[str]) -> int:
 
         return binauthz(argv[1:])
     arguments = _parser().parse_args(argv)
+    started = time.monotonic()
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
         refs = _parse_refs(arguments.refs)
@@ -229,7 +342,10 @@ def main(argv: Sequence[str]) -> int:
             deep=arguments.deep,
             allow=_check_globs(arguments.allow),
             sbom=arguments.sbom is not None or arguments.attest,
+            max_layer_bytes=_parse_size(arguments.max_layer_bytes),
         )
+        trusted = _parse_trusted_realms(arguments.trust_realm)
+        seconds = _parse_seconds(arguments.timeout)
         sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
         signing_key = _check_attest(arguments, refs)
         credentials.check_environment()
@@ -237,11 +353,18 @@ def main(argv: Sequence[str]) -> int:
         if run_options is not None:
             run.check_prerequisites(run_options.started(options.platforms))
     except (UsageError, AuthError, SbomUsageError, run.RunUsageError, run.RunUnavailable) as error:
-        print(f"verify: {error}", file=sys.stderr)
+        print(printable(f"verify: {error}"), file=sys.stderr)
         return EXIT_ERROR
-    client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
+    client = RegistryClient(
+        credentials,
+        RetryPolicy(),
+        connections=LAYER_WORKERS + 8,
+        trusted_realms=trusted,
+        run_deadline=started + seconds,
+        run_limit=f"--timeout {seconds:g} s",
+    )
     try:
-        results = Verifier(client, options, LAYER_WORKERS).verify_all(refs)
+        results = _run_within(Verifier(client, options, LAYER_WORKERS), client, refs, seconds)
     except Exception:
         # A bug must not exit with 1, which callers read as "the image failed verification".
         traceback.print_exc()
@@ -255,7 +378,7 @@ def main(argv: Sequence[str]) -> int:
                 results, [ref for _, ref in refs], run_options, credentials, arguments.gcp
             )
         except AuthError as error:
-            print(f"verify: --run: {error}", file=sys.stderr)
+            print(printable(f"verify: --run: {error}"), file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
             print("verify: interrupted; the run's containers were removed", file=sys.stderr)
@@ -288,7 +411,7 @@ def main(argv: Sequence[str]) -> int:
         try:
             referrers = attest(client, refs[0][1], results[0], options, signing_key).referrers
         except (RegistryError, AuthError, DigestMismatch, ManifestError) as error:
-            print(f"verify: {refs[0][0]}: attesting failed: {error}", file=sys.stderr)
+            print(printable(f"verify: {refs[0][0]}: attesting failed: {error}"), file=sys.stderr)
             return EXIT_ERROR
         for subject, digest in referrers.items():
             print(f"verify: attested {subject}: referrer {digest}", file=sys.stderr)

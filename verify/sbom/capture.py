@@ -1,6 +1,6 @@
 """What one layer yields for the SBOM while the deep pass reads its tar stream anyway.
 
-:class:`LayerCapture` is handed every tar member by :func:`verify.layers.scan_tar`. It keeps:
+:class:`LayerCapture` is handed every tar member by :func:`verify.tarscan.scan_tar`. It keeps:
 
 - every non-directory path, every whiteout and every opaque directory, so that
   :mod:`verify.sbom.overlay` can tell which captured file survives in the final filesystem;
@@ -16,11 +16,10 @@ Nothing here depends on the platform: a layer shared by several platforms is cap
 from __future__ import annotations
 
 import io
-import tarfile
 import zipfile
 from dataclasses import dataclass, field
-from typing import IO
 
+from verify.digests import Readable
 from verify.sbom.binaries import BinaryFindings, BinaryReader
 
 METADATA_MAX_BYTES = 16 << 20
@@ -86,38 +85,36 @@ class LayerCapture:
     def __init__(self) -> None:
         self.inventory = LayerInventory()
 
-    def member(self, member: tarfile.TarInfo, path: str) -> None:
+    def member(self, path: str, is_dir: bool) -> None:
         """Any entry: record whiteouts, opaque directories and non-directory paths."""
         directory, _, name = path.rpartition("/")
         if name == OPAQUE_MARKER:
             self.inventory.opaque.add(directory or "/")
         elif name.startswith(WHITEOUT_PREFIX):
             self.inventory.whiteouts.add(f"{directory}/{name[len(WHITEOUT_PREFIX) :]}")
-        elif not member.isdir():
+        elif not is_dir:
             self.inventory.paths.add(path)
 
-    def regular(
-        self, member: tarfile.TarInfo, path: str, header: bytes, elf: bool, content: IO[bytes]
-    ) -> None:
+    def regular(self, size: int, path: str, header: bytes, elf: bool, content: Readable) -> None:
         """A regular file whose first bytes (``header``) were read already."""
         if elf:
-            findings = BinaryReader(member.size).read(content, header)
+            findings = BinaryReader(size).read(content, header)
             if findings.go or findings.deps_json or findings.problems:
                 self.inventory.binaries[path] = findings
         elif path.endswith(".jar"):
-            self._jar(member, path, header, content)
+            self._jar(size, path, header, content)
         elif is_metadata(path):
-            if member.size > METADATA_MAX_BYTES:
+            if size > METADATA_MAX_BYTES:
                 self.inventory.notes.append(
-                    f"{path}: {member.size} bytes, over the {METADATA_MAX_BYTES}-byte bound"
+                    f"{path}: {size} bytes, over the {METADATA_MAX_BYTES}-byte bound"
                 )
                 return
             self.inventory.files[path] = header + content.read()
 
-    def _jar(self, member: tarfile.TarInfo, path: str, header: bytes, content: IO[bytes]) -> None:
-        if member.size > JAR_MAX_BYTES:
+    def _jar(self, size: int, path: str, header: bytes, content: Readable) -> None:
+        if size > JAR_MAX_BYTES:
             self.inventory.notes.append(
-                f"{path}: a {member.size}-byte jar, over the {JAR_MAX_BYTES}-byte bound"
+                f"{path}: a {size}-byte jar, over the {JAR_MAX_BYTES}-byte bound"
             )
             return
         try:

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from verify.elf import PLATFORM_MACHINES, machine_name
-from verify.layers import LayerScan
 from verify.platforms import Platform
 from verify.sbom.overlay import final_view
 from verify.sbom.sources import Component, all_components
+from verify.tarscan import LayerScan
 
 FOREIGN_PATHS_LISTED = 20
 """Per component, at most this many ELF files for another machine are named."""

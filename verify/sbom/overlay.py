@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from verify.layers import LayerScan
 from verify.sbom.binaries import BinaryFindings
+from verify.tarscan import LayerScan
 
 T = TypeVar("T")
 
