@@ -9,6 +9,8 @@ The verifier is pointed at the proxy's address instead of the registry's. The pr
 - answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
 - or cuts the next N matching answers off after half of their body (a dropped connection);
 - or flips the last byte of the next N matching answers (content that is not what it claims);
+- or answers the next N matching requests with a crafted 200 body and headers of the test's own
+  (a registry that lies in its headers, or sends a document larger than any image needs);
 - optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
   for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
   otherwise (the registry token flow, with the upstream registry itself left anonymous).
@@ -44,6 +46,8 @@ class _Fault:
     status: int
     """The status to answer with, or :data:`CUT` / :data:`CORRUPT` to alter the real answer."""
     remaining: int
+    body: bytes = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
 CUT = 0
@@ -81,6 +85,13 @@ class FaultProxy:
         with self._lock:
             self._faults.append(_Fault(re.compile(path_pattern), CORRUPT, count))
 
+    def answer_next(
+        self, path_pattern: str, body: bytes, headers: dict[str, str], count: int
+    ) -> None:
+        """Answer the next ``count`` matching requests with 200, ``headers`` and ``body``."""
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_pattern), 200, count, body, headers))
+
     def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
         """Logged requests whose path matches (and whose status equals ``status`` if given)."""
         pattern = re.compile(path_pattern)
@@ -98,12 +109,12 @@ class FaultProxy:
     def stop(self) -> None:
         shut_down(self._server)
 
-    def _take_fault(self, path: str) -> int | None:
+    def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.remaining and fault.pattern.search(path):
                     fault.remaining -= 1
-                    return fault.status
+                    return fault
         return None
 
     def _record(self, method: str, path: str, status: int) -> None:
@@ -157,10 +168,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             return False
 
         def _forward(self) -> None:
-            fault = proxy._take_fault(self.path)
-            if fault is not None and fault not in (CUT, CORRUPT):
-                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
-                self._answer(fault, {"Content-Type": "application/json"}, body)
+            taken = proxy._take_fault(self.path)
+            fault = taken.status if taken is not None else None
+            if taken is not None and fault not in (CUT, CORRUPT):
+                self._answer(taken.status, taken.headers, taken.body)
                 return
             if not self._authorized():
                 return

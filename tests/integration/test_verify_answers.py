@@ -1,0 +1,273 @@
+"""The verifier's verdicts on hand-made images in a real registry, run in-process.
+
+Each image is pushed to Debian's docker-registry over its HTTP API (no Docker Engine needed):
+gzip layers of crafted ELF headers, image configs and an OCI index. Registry answers a real
+registry never gives (a 429, a lying Docker-Content-Digest header, an oversized index) come from
+the fault proxy in front of it. `verify.cli.main` runs in this process, so mutation testing sees
+which of these tests reach which function (docs/mutation.md). The assertions are on exit codes,
+JSON documents and the digests or counts named in stderr, not on the wording of messages.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.dockerenv import Registry
+from tests.integration.faultproxy import FaultProxy
+from tests.integration.registrycopy import manifest_digest, push_blob, put_manifest
+from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify import cli
+from verify.manifests import MAX_DOCUMENT_BYTES, OCI_INDEX, OCI_MANIFEST
+
+pytestmark = pytest.mark.registry
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MACHINES = {"amd64": X86_64, "arm64": AARCH64}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one in-process ``python -m verify`` run gave."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def document(self) -> dict[str, object]:
+        parsed = json.loads(self.stdout)
+        assert isinstance(parsed, dict), self.stdout
+        return parsed
+
+
+Verify = Callable[..., Verdict]
+
+
+@pytest.fixture
+def verify(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Verify:
+    """Run the CLI with no credentials from the environment or a Docker config."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+
+    def run(*args: str) -> Verdict:
+        capsys.readouterr()
+        code = cli.main(list(args))
+        out, err = capsys.readouterr()
+        return Verdict(code, out, err)
+
+    return run
+
+
+@pytest.fixture
+def proxy(registry: Registry) -> Iterator[FaultProxy]:
+    running = FaultProxy(upstream=registry.address).start()
+    yield running
+    running.stop()
+
+
+def descriptor(media_type: str, data: bytes, platform: str | None = None) -> dict[str, object]:
+    found: dict[str, object] = {
+        "mediaType": media_type,
+        "digest": manifest_digest(data),
+        "size": len(data),
+    }
+    if platform:
+        os_name, architecture = platform.split("/")
+        found["platform"] = {"os": os_name, "architecture": architecture}
+    return found
+
+
+def push_image(registry: Registry, repository: str, architecture: str, binaries: int = 1) -> bytes:
+    """An image manifest for linux/<architecture> whose layer holds ``binaries`` ELF files
+    built for ``MACHINES[architecture]``, its config saying ``architecture``; returns its bytes.
+    """
+    return push_manifest(registry, repository, architecture, architecture, binaries)
+
+
+def push_manifest(
+    registry: Registry, repository: str, architecture: str, elf_for: str, binaries: int = 1
+) -> bytes:
+    """Like :func:`push_image`, with the ELF files built for ``elf_for`` instead."""
+    entries = [
+        Entry(f"usr/bin/tool-{number:02d}", elf_header(MACHINES[elf_for]) + bytes([number]))
+        for number in range(binaries)
+    ]
+    layer = gzip_bytes(tar_bytes(entries))
+    config = json.dumps({"os": "linux", "architecture": architecture, "rootfs": {}}).encode()
+    push_blob(registry, repository, layer)
+    push_blob(registry, repository, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer)],
+        }
+    ).encode()
+    put_manifest(registry, repository, manifest_digest(manifest), manifest, OCI_MANIFEST)
+    return manifest
+
+
+def index_of(entries: list[tuple[str, bytes]]) -> bytes:
+    return json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [descriptor(OCI_MANIFEST, body, platform) for platform, body in entries],
+        }
+    ).encode()
+
+
+def push_index(
+    registry: Registry, repository: str, tag: str, entries: list[tuple[str, bytes]]
+) -> str:
+    """PUT an index of ``(platform, manifest bytes)`` as ``tag``; returns its reference."""
+    put_manifest(registry, repository, tag, index_of(entries), OCI_INDEX)
+    return f"{registry.address}/{repository}:{tag}"
+
+
+def good_image(registry: Registry, repository: str) -> tuple[str, bytes]:
+    """``repository:1``, a correct two-platform image; returns its reference and index bytes."""
+    entries = [
+        ("linux/amd64", push_image(registry, repository, "amd64")),
+        ("linux/arm64", push_image(registry, repository, "arm64")),
+    ]
+    return push_index(registry, repository, "1", entries), index_of(entries)
+
+
+def via(proxy: FaultProxy, ref: str) -> str:
+    return proxy.address + ref[ref.index("/") :]
+
+
+def test_a_good_hand_made_image_passes_deep(registry: Registry, verify: Verify) -> None:
+    # The baseline the failures below are measured against: the same images pass.
+    ref, _ = good_image(registry, "answers/good")
+    verdict = verify(ref, "--deep", "--json")
+    assert verdict.exit_code == 0, verdict.stderr
+    platforms = verdict.document["platforms"]
+    assert isinstance(platforms, dict)
+    assert {name: entry["elf"]["mismatched"] for name, entry in platforms.items()} == {
+        "linux/amd64": 0,
+        "linux/arm64": 0,
+    }
+
+
+def test_a_tag_whose_digest_header_contradicts_its_content_is_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    # The real index, served with the digest of other content: had the check gone, the image
+    # would pass, so only the header check can make this exit 2.
+    ref, content = good_image(registry, "answers/lying-header")
+    claimed = manifest_digest(index_of([]))
+    headers = {"Content-Type": OCI_INDEX, "Docker-Content-Digest": claimed}
+    proxy.answer_next("/manifests/1$", content, headers, 1)
+    verdict = verify(via(proxy, ref), "--json")
+    assert verdict.exit_code == 2
+    assert verdict.stdout == ""
+    assert claimed in verdict.stderr and manifest_digest(content) in verdict.stderr
+
+
+def test_429_is_retried_like_a_server_error(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    ref, _ = good_image(registry, "answers/rate-limited")
+    proxy.fail_next("/manifests/1$", 429, 2)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 0, verdict.stderr
+    assert [entry.status for entry in proxy.requests_to("/manifests/1$")] == [429, 429, 200]
+
+
+def test_an_index_larger_than_the_document_cap_is_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    # The real index padded with whitespace: it parses and its header digest is right, only
+    # its size is wrong.
+    ref, index = good_image(registry, "answers/oversized")
+    padded = index[:-1] + b" " * (MAX_DOCUMENT_BYTES + 1 - len(index)) + b"}"
+    assert len(padded) == MAX_DOCUMENT_BYTES + 1
+    headers = {"Content-Type": OCI_INDEX, "Docker-Content-Digest": manifest_digest(padded)}
+    proxy.answer_next("/manifests/1$", padded, headers, 1)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 2
+    assert str(MAX_DOCUMENT_BYTES) in verdict.stderr
+
+
+def test_an_image_manifest_larger_than_the_document_cap_is_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    repository = "answers/oversized-child"
+    ref, _ = good_image(registry, repository)
+    arm64 = push_image(registry, repository, "arm64")
+    padded = arm64[:-1] + b" " * (MAX_DOCUMENT_BYTES + 1 - len(arm64)) + b"}"
+    proxy.answer_next(
+        f"/manifests/{manifest_digest(arm64)}$", padded, {"Content-Type": OCI_MANIFEST}, 1
+    )
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 2
+    assert [line.split(": ")[2] for line in verdict.stderr.splitlines()] == ["linux/arm64"]
+
+
+def test_an_error_on_one_platform_outranks_a_failure_on_another(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    repository = "answers/mixed"
+    mislabelled = push_image(registry, repository, "arm64")  # its config says arm64
+    unreadable = push_manifest(registry, repository, "arm64", "amd64")  # another digest
+    entries = [("linux/amd64", mislabelled), ("linux/arm64", unreadable)]
+    ref = push_index(registry, repository, "1", entries)
+    # linux/amd64 fails (exit 1: its config says arm64); linux/arm64 cannot be read (exit 2).
+    proxy.fail_next(f"/manifests/{manifest_digest(unreadable)}$", 404, 1)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 2
+    assert sorted(line.split(": ")[2] for line in verdict.stderr.splitlines()) == [
+        "linux/amd64",
+        "linux/arm64",
+    ]
+
+
+def test_an_error_in_one_reference_outranks_a_failure_in_another(
+    registry: Registry, verify: Verify
+) -> None:
+    failing = push_index(
+        registry,
+        "answers/one-platform",
+        "1",
+        [("linux/amd64", push_image(registry, "answers/one-platform", "amd64"))],
+    )
+    missing = f"{registry.address}/answers/one-platform:no-such-tag"
+    assert verify(failing).exit_code == 1
+    assert verify(failing, missing).exit_code == 2
+    assert verify(missing, failing).exit_code == 2
+
+
+@pytest.mark.parametrize(("binaries", "listed", "more"), [(20, 20, 0), (21, 20, 1), (23, 20, 3)])
+def test_mismatched_paths_are_listed_up_to_twenty_then_counted(
+    registry: Registry, verify: Verify, binaries: int, listed: int, more: int
+) -> None:
+    repository = f"answers/mismatched-{binaries}"
+    amd64 = push_image(registry, repository, "amd64")
+    arm64 = push_manifest(registry, repository, "arm64", "amd64", binaries)
+    ref = push_index(registry, repository, "1", [("linux/amd64", amd64), ("linux/arm64", arm64)])
+    verdict = verify(ref, "--deep", "--json")
+    assert verdict.exit_code == 1
+    platforms = verdict.document["platforms"]
+    assert isinstance(platforms, dict)
+    elf = platforms["linux/arm64"]["elf"]
+    assert elf["checked"] == binaries and elf["mismatched"] == binaries
+    assert elf["mismatchedPaths"] == [f"/usr/bin/tool-{number:02d}" for number in range(listed)]
+    lines = verdict.stderr.splitlines()
+    assert len(lines) == listed + (1 if more else 0)
+    assert all(": linux/arm64: " in line for line in lines)
+    named = [line for line in lines if "/usr/bin/tool-" in line]
+    assert len(named) == listed
+    if more:
+        assert f" {more} " in lines[-1] and "/usr/bin/tool-" not in lines[-1]
