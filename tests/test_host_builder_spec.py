@@ -127,3 +127,11 @@ def test_invalid_spec_is_an_error() -> None:
 def test_interpreter_inside_the_project_is_written_relative_to_it() -> None:
     assert interpreter("/work/p/.venv/bin/python", "/work/p") == ".venv/bin/python"
     assert interpreter("/usr/bin/python3", "/work/p") == "/usr/bin/python3"
+
+
+@pytest.mark.parametrize("driver", ["docker", "kubernetes", "remote"])
+def test_a_builder_whose_driver_alone_differs_is_reconciled(driver: str) -> None:
+    # Same name, nodes, endpoints, options and platforms: only the driver tells them apart.
+    current = parse_inspect(INACTIVE_WITH_NODE)
+    assert not matches(current, spec_of(settings(driver=driver)))
+    assert matches(current, spec_of(settings(driver="docker-container")))

@@ -647,3 +647,17 @@ def test_invalid_value_is_refused_naming_key_value_and_what_is_allowed(
     assert allowed in message, message
     shown = message.removeprefix(f"config {key} = ").split(" is not valid; allowed: ")[0]
     assert shown == "<unset>" or json.loads(shown) == raised.value.value, message
+
+
+@pytest.mark.parametrize(
+    ("port", "valid"), [("0", False), ("1", True), ("65535", True), ("65536", False)]
+)
+def test_registry_ports_are_1_to_65535_inclusive(port: str, valid: bool) -> None:
+    address = f"127.0.0.1:{port}"
+    if valid:
+        destination = parse(gcp={}, registry={"address": address}).destination
+        assert isinstance(destination, ExternalRegistry) and destination.host == address
+        return
+    with pytest.raises(ConfigError) as raised:
+        parse(gcp={}, registry={"address": address})
+    assert (raised.value.key, raised.value.value) == (f"{P}:registry.address", address)
