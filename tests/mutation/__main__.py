@@ -1,0 +1,147 @@
+"""`python -m tests.mutation [PACKAGE ...]`: mutation-test packages, print a score each.
+
+Each package runs in its own directory, .cache/mutation/<package>/, which links to the
+repository's files and holds a pyproject.toml whose [tool.mutmut] mutates only that package
+against its test selection ([tool.mutation.tests]). mutmut then runs, for each mutant, only the
+tests that called the mutated function. The report (scores, and the diff of every surviving
+mutant) is printed and written to .cache/mutation/report.md. Exit status 0 when every package
+meets its target ([tool.mutation.targets]) with no stale equivalent-mutant entry, 1 otherwise.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tests.mutation.results import (
+    MutationError,
+    PackageScore,
+    package_score,
+    parse_equivalents,
+    read_exit_codes,
+    summary_line,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".cache" / "mutation"
+EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
+# Not linked into a package's directory: its own config, mutmut's output, caches.
+NOT_LINKED = {".cache", ".git", ".venv", "mutants", "pyproject.toml", ".mypy_cache", ".ruff_cache"}
+
+
+def project_config() -> dict[str, Any]:
+    with (ROOT / "pyproject.toml").open("rb") as file:
+        return tomllib.load(file)
+
+
+def package_config(config: dict[str, Any], package: str) -> dict[str, Any]:
+    """The project's pyproject.toml with [tool.mutmut] narrowed to one package."""
+    tool = dict(config["tool"])
+    mutmut = dict(tool["mutmut"])
+    mutmut["source_paths"] = [f"{package}/"]
+    others = [name for name in tool["mutation"]["tests"] if name != package]
+    mutmut["also_copy"] = [*mutmut["also_copy"], *(f"{name}/" for name in others)]
+    mutmut["pytest_add_cli_args_test_selection"] = list(tool["mutation"]["tests"][package])
+    tool["mutmut"] = mutmut
+    return {**config, "tool": tool}
+
+
+def prepare(config: dict[str, Any], package: str, fresh: bool) -> Path:
+    """.cache/mutation/<package>/ with links to the repository and the narrowed config."""
+    directory = WORK / package
+    if fresh and directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for entry in ROOT.iterdir():
+        link = directory / entry.name
+        if entry.name not in NOT_LINKED and not link.is_symlink():
+            link.symlink_to(entry)
+    (directory / "pyproject.toml").write_text(tomli_w.dumps(package_config(config, package)))
+    return directory
+
+
+def run_mutmut(directory: Path, mutants: list[str], workers: int) -> None:
+    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
+    print(f"mutation: {' '.join(command[1:])} (in {directory.relative_to(ROOT)})", flush=True)
+    # mutmut's own exit status says nothing about the score; its result files do.
+    subprocess.run(command, cwd=directory, check=False, env={**os.environ, "CI": "true"})
+
+
+def diff_of(directory: Path, mutant: str) -> str:
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", mutant],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return shown.stdout.strip() or shown.stderr.strip()
+
+
+def report(results: list[tuple[PackageScore, float, Path]]) -> str:
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    lines = [f"# Mutation scores ({date})", ""]
+    lines += [f"- {summary_line(result, target)}" for result, target, _ in results]
+    for result, _, directory in results:
+        for name in result.stale:
+            lines.append(f"- {result.package}: stale equivalent.txt entry (not a survivor): {name}")
+        if result.survivors:
+            lines += ["", f"## Surviving mutants of {result.package}", ""]
+            for name in result.survivors:
+                lines += ["```diff", diff_of(directory, name), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    config = project_config()
+    packages = list(config["tool"]["mutation"]["tests"])
+    parser = argparse.ArgumentParser(prog="scripts/mutation", description=__doc__)
+    parser.add_argument("packages", nargs="*", metavar="PACKAGE", help=f"one of {packages}")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="keep the previous results and run again only the mutants that survived them",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="parallel mutmut workers")
+    arguments = parser.parse_args(argv)
+    unknown = [name for name in arguments.packages if name not in packages]
+    if unknown or arguments.workers < 1:
+        parser.error(
+            f"unknown package {unknown} (allowed: {packages})"
+            if unknown
+            else f"--workers {arguments.workers}: must be 1 or more"
+        )
+    try:
+        equivalents = parse_equivalents(EQUIVALENTS.read_text(), EQUIVALENTS.name)
+        results = []
+        for package in arguments.packages or packages:
+            directory = prepare(config, package, fresh=not arguments.survivors)
+            rerun: list[str] = []
+            if arguments.survivors:
+                previous = read_exit_codes(directory / "mutants", package)
+                rerun = list(package_score(package, previous, {}).survivors)
+            if rerun or not arguments.survivors:
+                run_mutmut(directory, rerun, arguments.workers)
+            codes = read_exit_codes(directory / "mutants", package)
+            if not codes:
+                raise MutationError(f"{package}: mutmut produced no results (see its output)")
+            target = float(config["tool"]["mutation"]["targets"][package])
+            results.append((package_score(package, codes, equivalents), target, directory))
+    except MutationError as error:
+        print(f"mutation: error: {error}", file=sys.stderr)
+        return 1
+    text = report(results)
+    (WORK / "report.md").write_text(text)
+    print(text)
+    return 0 if all(result.meets(target) for result, target, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
