@@ -1,0 +1,76 @@
+"""The small pure planners of plan/, run without Pulumi mocks: names and labels, cleanup
+policies, the service catalog. (Settings: test_settings.py; the verification and patch command
+lines: test_components_manifest_verification.py, test_components_dockerfile_patches.py.)"""
+
+import pytest
+
+from plan.cleanup import cleanup_policies
+from plan.naming import arch_of, member_slug, oci_labels
+from plan.services import CATALOG, DEFAULT_SERVICES
+from plan.settings import CleanupSettings
+
+
+def test_platform_arch_names_per_platform_resources() -> None:
+    assert [arch_of(p) for p in ("linux/amd64", "linux/arm64", "linux/arm/v7")] == [
+        "amd64",
+        "arm64",
+        "arm",
+    ]
+
+
+def test_oci_labels_leave_out_what_is_unknown() -> None:
+    source, revision = "org.opencontainers.image.source", "org.opencontainers.image.revision"
+    url, commit = "https://github.com/GoogleCloudPlatform/microservices-demo", "5f4ccc7d" * 5
+    assert oci_labels(url, commit) == {source: url, revision: commit}
+    assert oci_labels(None, commit) == {revision: commit}
+    assert oci_labels(url, None) == {source: url}
+    assert oci_labels(None, None) == {}
+
+
+@pytest.mark.parametrize(
+    ("member", "slug"),
+    [
+        (
+            "serviceAccount:ci@p.iam.gserviceaccount.com",
+            "serviceAccount-ci@p.iam.gserviceaccount.com",
+        ),
+        (
+            "principalSet://iam.googleapis.com/projects/1/x",
+            "principalSet-iam.googleapis.com-projects-1-x",
+        ),
+    ],
+)
+def test_member_slugs_keep_only_name_safe_separators(member: str, slug: str) -> None:
+    assert member_slug(member) == slug
+
+
+def test_cleanup_keeps_the_newest_and_deletes_only_old_tagged_versions_with_the_prefixes() -> None:
+    settings = CleanupSettings(
+        keep_count=5, older_than_days=30, tag_prefixes=("sha-", "pr-"), dry_run=False
+    )
+    keep, delete = cleanup_policies(settings)
+    assert keep.id != delete.id
+    assert (keep.action, keep.keep_count, keep.tag_state, keep.older_than) == (
+        "KEEP",
+        5,
+        None,
+        None,
+    )
+    assert (delete.action, delete.tag_state, delete.keep_count) == ("DELETE", "TAGGED", None)
+    assert delete.older_than == f"{30 * 24 * 60 * 60}s"
+    assert delete.tag_prefixes == ("sha-", "pr-")
+
+
+def test_the_catalog_builds_cartservice_from_its_nested_context() -> None:
+    cart = CATALOG["cartservice"]
+    assert (cart.context, cart.dockerfile) == (
+        "src/cartservice/src",
+        "src/cartservice/src/Dockerfile",
+    )
+    for name, service in CATALOG.items():
+        assert service.name == name
+        assert service.dockerfile == f"{service.context}/Dockerfile"
+        if name != "cartservice":
+            assert service.context == f"src/{name}"
+    assert len(CATALOG) == 12 and len(DEFAULT_SERVICES) == 11
+    assert set(CATALOG) - set(DEFAULT_SERVICES) == {"shoppingassistantservice"}
