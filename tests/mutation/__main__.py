@@ -9,6 +9,7 @@ meets its target ([tool.mutation.targets]) with no stale equivalent-mutant entry
 """
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -34,6 +35,16 @@ WORK = ROOT / ".cache" / "mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
 # Not linked into a package's directory: its own config, mutmut's output, caches.
 NOT_LINKED = {".cache", ".git", ".venv", "mutants", "pyproject.toml", ".mypy_cache", ".ruff_cache"}
+# Tests run `python -m host ...` in other directories with PYTHONPATH at the project, which is
+# mutants/ under mutmut. While mutmut collects which tests reach which function ("stats"), such
+# a child would look for mutmut's config in its own directory and crash; its hits could not
+# reach the parent anyway. Python imports this file in those children at startup.
+CHILD_STARTUP = """\
+import os
+
+if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
 
 
 def project_config() -> dict[str, Any]:
@@ -47,7 +58,11 @@ def package_config(config: dict[str, Any], package: str) -> dict[str, Any]:
     mutmut = dict(tool["mutmut"])
     mutmut["source_paths"] = [f"{package}/"]
     others = [name for name in tool["mutation"]["tests"] if name != package]
-    mutmut["also_copy"] = [*mutmut["also_copy"], *(f"{name}/" for name in others)]
+    mutmut["also_copy"] = [
+        *mutmut["also_copy"],
+        *(f"{name}/" for name in others),
+        "sitecustomize.py",
+    ]
     mutmut["pytest_add_cli_args_test_selection"] = list(tool["mutation"]["tests"][package])
     tool["mutmut"] = mutmut
     return {**config, "tool": tool}
@@ -64,6 +79,7 @@ def prepare(config: dict[str, Any], package: str, fresh: bool) -> Path:
         if entry.name not in NOT_LINKED and not link.is_symlink():
             link.symlink_to(entry)
     (directory / "pyproject.toml").write_text(tomli_w.dumps(package_config(config, package)))
+    (directory / "sitecustomize.py").write_text(CHILD_STARTUP)
     return directory
 
 
@@ -74,15 +90,37 @@ def run_mutmut(directory: Path, mutants: list[str], workers: int) -> None:
     subprocess.run(command, cwd=directory, check=False, env={**os.environ, "CI": "true"})
 
 
-def diff_of(directory: Path, mutant: str) -> str:
+# mutmut's own diff of each named mutant, in one process (`mutmut show` costs one per mutant).
+SHOW_DIFFS = """\
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+diffs = {name: get_diff_for_mutant(name, path=path) for name, path in json.load(sys.stdin)}
+print(json.dumps(diffs))
+"""
+
+
+def source_of(directory: Path, mutant: str) -> str:
+    """`verify/checks.py` for `verify.checks.x_f__mutmut_3` (a package's `__init__.py` too)."""
+    module = mutant.split(".x_")[0].split(".x\u01c1")[0]
+    path = module.replace(".", "/") + ".py"
+    return path if (directory / path).exists() else module.replace(".", "/") + "/__init__.py"
+
+
+def diffs_of(directory: Path, mutants: tuple[str, ...]) -> dict[str, str]:
+    if not mutants:
+        return {}
     shown = subprocess.run(
-        [sys.executable, "-m", "mutmut", "show", mutant],
+        [sys.executable, "-c", SHOW_DIFFS],
         cwd=directory,
+        input=json.dumps([(name, source_of(directory, name)) for name in mutants]),
         capture_output=True,
         text=True,
         check=False,
     )
-    return shown.stdout.strip() or shown.stderr.strip()
+    if shown.returncode != 0:
+        return {name: f"(no diff: {shown.stderr.strip()[-300:]})" for name in mutants}
+    found: dict[str, str] = json.loads(shown.stdout)
+    return found
 
 
 def report(results: list[tuple[PackageScore, float, Path]]) -> str:
@@ -94,8 +132,8 @@ def report(results: list[tuple[PackageScore, float, Path]]) -> str:
             lines.append(f"- {result.package}: stale equivalent.txt entry (not a survivor): {name}")
         if result.survivors:
             lines += ["", f"## Surviving mutants of {result.package}", ""]
-            for name in result.survivors:
-                lines += ["```diff", diff_of(directory, name), "```"]
+            for name, diff in diffs_of(directory, result.survivors).items():
+                lines += [f"### {name}", "", "```diff", diff.strip(), "```", ""]
     return "\n".join(lines) + "\n"
 
 
