@@ -2,9 +2,15 @@
 policies, the service catalog. (Settings: test_settings.py; the verification and patch command
 lines: test_components_manifest_verification.py, test_components_dockerfile_patches.py.)"""
 
+import argparse
+import json
+import shlex
+
 import pytest
 
+from host.__main__ import _parser as host_parser
 from plan.cleanup import cleanup_policies
+from plan.host_commands import builder_ensure_command, builder_remove_command
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES
 from plan.settings import CleanupSettings
@@ -74,3 +80,19 @@ def test_the_catalog_builds_cartservice_from_its_nested_context() -> None:
             assert service.context == f"src/{name}"
     assert len(CATALOG) == 12 and len(DEFAULT_SERVICES) == 11
     assert set(CATALOG) - set(DEFAULT_SERVICES) == {"shoppingassistantservice"}
+
+
+def host_arguments(line: str) -> argparse.Namespace:
+    """The arguments `python -m host` reads from a command line the program generates."""
+    python, module_flag, module, *argv = shlex.split(line)
+    assert (python, module_flag, module) == ("/venv/bin/python", "-m", "host")
+    parsed: argparse.Namespace = host_parser().parse_args(argv)
+    return parsed
+
+
+def test_builder_command_lines_reach_the_host_tool_intact() -> None:
+    spec = json.dumps({"name": "multi arch", "driver": "docker-container", "nodes": []})
+    ensure = host_arguments(builder_ensure_command("/venv/bin/python", spec))
+    assert (ensure.command, ensure.action, ensure.spec) == ("builder", "ensure", spec)
+    remove = host_arguments(builder_remove_command("/venv/bin/python", "multi arch"))
+    assert (remove.command, remove.action, remove.name) == ("builder", "remove", "multi arch")
