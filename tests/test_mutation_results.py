@@ -1,6 +1,7 @@
 """scripts/mutation's bookkeeping: scores from mutmut's result files, the equivalent-mutant list,
 and the per-package configuration (the mutation runs themselves are docs/mutation.md's)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from mutmut.mutation.data import SourceFileMutationData
 
 from tests.mutation.__main__ import EQUIVALENTS, WORK, package_config, project_config
+from tests.mutation.childstats import CHILD_STARTUP, HITS_VARIABLE
 from tests.mutation.results import (
     MutationError,
     package_score,
@@ -126,3 +128,30 @@ def test_an_unknown_package_is_refused_before_anything_runs() -> None:
     assert result.returncode == 2
     assert "verfiy" in result.stderr and "'verify', 'patches', 'plan', 'host'" in result.stderr
     assert not (WORK / "verfiy").exists()
+
+
+def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -> None:
+    """What scripts/mutation's sitecustomize.py does in a child while mutmut collects stats."""
+    (tmp_path / "startup").mkdir()
+    (tmp_path / "startup" / "sitecustomize.py").write_text(CHILD_STARTUP)
+    hits = tmp_path / "hits"
+    hits.mkdir()
+    child = (
+        "import mutmut.mutation.trampoline as t\n"
+        "t.record_trampoline_hit('host.builder.x_matches')\n"
+        "t.record_trampoline_hit('host.builder.x_inspect', caller='host.builder.x_ensure')\n"
+    )
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "startup"),
+        "MUTANT_UNDER_TEST": "stats",
+        HITS_VARIABLE: str(hits),
+    }
+    subprocess.run([sys.executable, "-c", child], env=environ, check=True, cwd=tmp_path)
+    [written] = hits.glob("*.hits")
+    assert written.read_text().split() == ["host.builder.x_inspect", "host.builder.x_matches"]
+    # Outside a stats run the startup file does nothing.
+    environ["MUTANT_UNDER_TEST"] = "host.builder.x_matches__mutmut_1"
+    written.unlink()
+    subprocess.run([sys.executable, "-c", "pass"], env=environ, check=True, cwd=tmp_path)
+    assert list(hits.iterdir()) == []

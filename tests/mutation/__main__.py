@@ -21,6 +21,7 @@ from typing import Any
 
 import tomli_w
 
+from tests.mutation.childstats import CHILD_STARTUP
 from tests.mutation.results import (
     MutationError,
     PackageScore,
@@ -35,16 +36,6 @@ WORK = ROOT / ".cache" / "mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
 # Not linked into a package's directory: its own config, mutmut's output, caches.
 NOT_LINKED = {".cache", ".git", ".venv", "mutants", "pyproject.toml", ".mypy_cache", ".ruff_cache"}
-# Tests run `python -m host ...` in other directories with PYTHONPATH at the project, which is
-# mutants/ under mutmut. While mutmut collects which tests reach which function ("stats"), such
-# a child would look for mutmut's config in its own directory and crash; its hits could not
-# reach the parent anyway. Python imports this file in those children at startup.
-CHILD_STARTUP = """\
-import os
-
-if os.environ.get("MUTANT_UNDER_TEST") == "stats":
-    os.environ["MUTANT_UNDER_TEST"] = ""
-"""
 
 
 def project_config() -> dict[str, Any]:
@@ -58,6 +49,11 @@ def package_config(config: dict[str, Any], package: str) -> dict[str, Any]:
     mutmut = dict(tool["mutmut"])
     mutmut["source_paths"] = [f"{package}/"]
     others = [name for name in tool["mutation"]["tests"] if name != package]
+    mutmut["pytest_add_cli_args"] = [
+        *mutmut["pytest_add_cli_args"],
+        "-p",
+        "tests.mutation.childstats",
+    ]
     mutmut["also_copy"] = [
         *mutmut["also_copy"],
         *(f"{name}/" for name in others),
