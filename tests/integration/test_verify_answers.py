@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ class Verdict:
     stderr: str
 
     @property
-    def document(self) -> dict[str, object]:
+    def document(self) -> dict[str, Any]:
         parsed = json.loads(self.stdout)
         assert isinstance(parsed, dict), self.stdout
         return parsed
@@ -271,3 +272,131 @@ def test_mismatched_paths_are_listed_up_to_twenty_then_counted(
     assert len(named) == listed
     if more:
         assert f" {more} " in lines[-1] and "/usr/bin/tool-" not in lines[-1]
+
+
+def test_a_single_platform_manifest_passes_only_for_its_own_platform(
+    registry: Registry, verify: Verify
+) -> None:
+    repository = "answers/single"
+    manifest = push_image(registry, repository, "arm64")
+    put_manifest(registry, repository, "1", manifest, OCI_MANIFEST)
+    ref = f"{registry.address}/{repository}:1"
+    passed = verify(ref, "--platform", "linux/arm64", "--deep", "--json")
+    assert passed.exit_code == 0, passed.stderr
+    assert passed.document["mediaType"] == OCI_MANIFEST
+    assert passed.document["digest"] == manifest_digest(manifest)
+    platforms = passed.document["platforms"]
+    assert isinstance(platforms, dict) and list(platforms) == ["linux/arm64"]
+    assert platforms["linux/arm64"]["elf"]["checked"] == 1
+    other = verify(ref, "--platform", "linux/amd64", "--json")
+    assert other.exit_code == 1
+    assert [line.split(": ")[2] for line in other.stderr.splitlines()] == ["linux/amd64"]
+    assert other.document["platforms"] == {}
+    both = verify(ref)
+    assert both.exit_code == 1
+    assert [line.split(": ")[2] for line in both.stderr.splitlines()] == [
+        "linux/amd64",
+        "linux/arm64",
+    ]
+
+
+def test_attestations_are_counted_and_skipped_and_missing_platforms_fail(
+    registry: Registry, verify: Verify
+) -> None:
+    repository = "answers/attested"
+    amd64 = push_image(registry, repository, "amd64")
+    arm64 = push_image(registry, repository, "arm64")
+    attestation = push_manifest(registry, repository, "unknown", "amd64")
+    entries = [("linux/amd64", amd64), ("linux/arm64", arm64), ("unknown/unknown", attestation)]
+    ref = push_index(registry, repository, "1", entries)
+    verdict = verify(ref, "--json")
+    assert verdict.exit_code == 0, verdict.stderr
+    assert verdict.document["attestations"] == 1
+    assert set(verdict.document["platforms"]) == {"linux/amd64", "linux/arm64"}
+    summary = verify(ref)
+    assert summary.exit_code == 0 and summary.stderr == ""
+    assert manifest_digest(index_of(entries)) in summary.stdout
+    assert "1 attestation" in summary.stdout
+    missing = verify(ref, "--platform", "linux/arm64", "--platform", "linux/riscv64")
+    assert missing.exit_code == 1
+    [line] = missing.stderr.splitlines()
+    assert ": linux/riscv64: " in line and "linux/amd64, linux/arm64" in line
+
+
+def test_a_platform_listed_twice_fails_only_that_platform(
+    registry: Registry, verify: Verify
+) -> None:
+    repository = "answers/twice"
+    amd64 = push_image(registry, repository, "amd64")
+    arm64 = push_image(registry, repository, "arm64")
+    ref = push_index(
+        registry,
+        repository,
+        "1",
+        [("linux/amd64", amd64), ("linux/arm64", arm64), ("linux/arm64", arm64)],
+    )
+    verdict = verify(ref, "--json")
+    assert verdict.exit_code == 1
+    [line] = verdict.stderr.splitlines()
+    assert ": linux/arm64: " in line and " 2 " in line
+    assert list(verdict.document["platforms"]) == ["linux/amd64"]
+
+
+def test_allowed_globs_excuse_only_the_paths_they_match(registry: Registry, verify: Verify) -> None:
+    repository = "answers/allowed"
+    amd64 = push_image(registry, repository, "amd64")
+    arm64 = push_manifest(registry, repository, "arm64", "amd64", binaries=3)
+    ref = push_index(registry, repository, "1", [("linux/amd64", amd64), ("linux/arm64", arm64)])
+    excused = verify(ref, "--deep", "--json", "--allow", "usr/bin/tool-*")
+    assert excused.exit_code == 0, excused.stderr
+    elf = excused.document["platforms"]["linux/arm64"]["elf"]
+    assert (elf["checked"], elf["mismatched"], elf["mismatchedPaths"]) == (3, 0, [])
+    partly = verify(ref, "--deep", "--json", "--allow", "/usr/bin/tool-01")
+    assert partly.exit_code == 1
+    elf = partly.document["platforms"]["linux/arm64"]["elf"]
+    assert elf["mismatchedPaths"] == ["/usr/bin/tool-00", "/usr/bin/tool-02"]
+    # Shallow checks never read a layer.
+    shallow = verify(ref, "--json")
+    assert shallow.exit_code == 0
+    assert shallow.document["platforms"]["linux/arm64"]["elf"] is None
+
+
+def test_a_layer_cut_off_midway_is_fetched_again_and_a_corrupt_one_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    repository = "answers/layers"
+    ref, _ = good_image(registry, repository)
+    arm64 = json.loads(push_image(registry, repository, "arm64"))
+    layer = arm64["layers"][0]["digest"]
+    proxy.cut_next(f"/blobs/{layer}$", 1)
+    again = verify(via(proxy, ref), "--deep")
+    assert again.exit_code == 0, again.stderr
+    assert len(proxy.requests_to(f"/blobs/{layer}$")) == 2
+    proxy.corrupt_next(f"/blobs/{layer}$", 1)
+    refused = verify(via(proxy, ref), "--deep", "--json")
+    assert refused.exit_code == 2 and refused.stdout == ""
+    assert layer in refused.stderr and ": linux/arm64: " in refused.stderr
+
+
+def test_a_layer_that_is_no_archive_fails_its_platform(registry: Registry, verify: Verify) -> None:
+    repository = "answers/not-a-layer"
+    amd64 = push_image(registry, repository, "amd64")
+    garbage = b"this is not a tar archive, compressed or not" * 20
+    push_blob(registry, repository, garbage)
+    config = json.dumps({"os": "linux", "architecture": "arm64", "rootfs": {}}).encode()
+    push_blob(registry, repository, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, garbage)],
+        }
+    ).encode()
+    put_manifest(registry, repository, manifest_digest(manifest), manifest, OCI_MANIFEST)
+    ref = push_index(registry, repository, "1", [("linux/amd64", amd64), ("linux/arm64", manifest)])
+    assert verify(ref).exit_code == 0  # shallow: the config is right
+    deep = verify(ref, "--deep", "--json")
+    assert deep.exit_code == 1
+    [line] = deep.stderr.splitlines()
+    assert ": linux/arm64: " in line and manifest_digest(garbage) in line
