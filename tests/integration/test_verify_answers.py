@@ -102,7 +102,11 @@ def push_manifest(
         Entry(f"usr/bin/tool-{number:02d}", elf_header(MACHINES[elf_for]) + bytes([number]))
         for number in range(binaries)
     ]
-    layer = gzip_bytes(tar_bytes(entries))
+    return push_layer_image(registry, repository, architecture, gzip_bytes(tar_bytes(entries)))
+
+
+def push_layer_image(registry: Registry, repository: str, architecture: str, layer: bytes) -> bytes:
+    """An image manifest of one layer, its config saying linux/<architecture>; its bytes."""
     config = json.dumps({"os": "linux", "architecture": architecture, "rootfs": {}}).encode()
     push_blob(registry, repository, layer)
     push_blob(registry, repository, config)
@@ -382,18 +386,7 @@ def test_a_layer_that_is_no_archive_fails_its_platform(registry: Registry, verif
     repository = "answers/not-a-layer"
     amd64 = push_image(registry, repository, "amd64")
     garbage = b"this is not a tar archive, compressed or not" * 20
-    push_blob(registry, repository, garbage)
-    config = json.dumps({"os": "linux", "architecture": "arm64", "rootfs": {}}).encode()
-    push_blob(registry, repository, config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, garbage)],
-        }
-    ).encode()
-    put_manifest(registry, repository, manifest_digest(manifest), manifest, OCI_MANIFEST)
+    manifest = push_layer_image(registry, repository, "arm64", garbage)
     ref = push_index(registry, repository, "1", [("linux/amd64", amd64), ("linux/arm64", manifest)])
     assert verify(ref).exit_code == 0  # shallow: the config is right
     deep = verify(ref, "--deep", "--json")
