@@ -12,7 +12,7 @@ from host.__main__ import _parser as host_parser
 from plan.cleanup import cleanup_policies
 from plan.host_commands import builder_ensure_command, builder_remove_command
 from plan.naming import arch_of, member_slug, oci_labels
-from plan.services import CATALOG, DEFAULT_SERVICES
+from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
 from plan.settings import CleanupSettings
 
 
@@ -55,7 +55,8 @@ def test_cleanup_keeps_the_newest_and_deletes_only_old_tagged_versions_with_the_
         keep_count=5, older_than_days=30, tag_prefixes=("sha-", "pr-"), dry_run=False
     )
     keep, delete = cleanup_policies(settings)
-    assert keep.id != delete.id
+    # The ids name the policies in Artifact Registry: a new id replaces the policy.
+    assert (keep.id, delete.id) == ("keep-most-recent", "delete-old-tagged")
     assert (keep.action, keep.keep_count, keep.tag_state, keep.older_than) == (
         "KEEP",
         5,
@@ -80,6 +81,16 @@ def test_the_catalog_builds_cartservice_from_its_nested_context() -> None:
             assert service.context == f"src/{name}"
     assert len(CATALOG) == 12 and len(DEFAULT_SERVICES) == 11
     assert set(CATALOG) - set(DEFAULT_SERVICES) == {"shoppingassistantservice"}
+
+
+def test_a_catalog_entry_is_built_from_its_name_and_optional_context() -> None:
+    # CATALOG is built at import time; called here, its builder is seen by mutation testing.
+    assert _service("adservice") == Service(
+        name="adservice", context="src/adservice", dockerfile="src/adservice/Dockerfile"
+    )
+    assert _service("cart", "src/cart/src") == Service(
+        name="cart", context="src/cart/src", dockerfile="src/cart/src/Dockerfile"
+    )
 
 
 def host_arguments(line: str) -> argparse.Namespace:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from plan.settings import (
+    CONFIG_KEYS,
     UPSTREAM_URL,
     ConfigError,
     ExternalRegistry,
@@ -154,6 +155,12 @@ REFUSED: list[tuple[str, dict[str, Any], str, object]] = [
     ),
     ("allow not an object", {"verify": {"allow": ["x"]}}, "verify.allow", ["x"]),
     (
+        "allowed path not an object",
+        {"verify": {"allow": {"frontend": ["/x"]}}},
+        "verify.allow.frontend[0]",
+        "/x",
+    ),
+    (
         "allowed paths not a list",
         {"verify": {"allow": {"frontend": {"path": "/x", "reason": "r"}}}},
         "verify.allow.frontend",
@@ -239,10 +246,11 @@ def test_a_path_source_keeps_its_url_for_the_labels() -> None:
 def test_an_unknown_key_of_the_project_is_refused_and_a_secret_one_hidden() -> None:
     known = {f"{P}:tag": "v1", "gcp:project": "p", "other:anything": "x"}
     check_known_keys(known, secret_keys=())
+    check_known_keys({f"{P}:registryPassword": "s3cret"}, {f"{P}:registryPassword"})
     with pytest.raises(ConfigError) as raised:
         check_known_keys({**known, f"{P}:platform": "linux/arm64"}, secret_keys=())
     assert (raised.value.key, raised.value.value) == (f"{P}:platform", "linux/arm64")
-    assert "platforms" in raised.value.allowed and "registryPassword" in raised.value.allowed
+    assert ", ".join((*CONFIG_KEYS, "registryPassword")) in raised.value.allowed
     with pytest.raises(ConfigError) as raised:
         check_known_keys({**known, f"{P}:registyPassword": "s3cret"}, {f"{P}:registyPassword"})
     assert raised.value.value == "[secret]" and "s3cret" not in str(raised.value)
