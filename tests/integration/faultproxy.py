@@ -9,8 +9,9 @@ The verifier is pointed at the proxy's address instead of the registry's. The pr
 - answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
 - or cuts the next N matching answers off after half of their body (a dropped connection);
 - or flips the last byte of the next N matching answers (content that is not what it claims);
-- or answers the next N matching requests with a crafted 200 body and headers of the test's own
-  (a registry that lies in its headers, or sends a document larger than any image needs);
+- or answers the next N matching requests with a crafted status, body and headers of the test's
+  own (a registry that lies in its headers, sends a document larger than any image needs, or
+  challenges in a way no client should follow);
 - optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
   for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
   otherwise (the registry token flow, with the upstream registry itself left anonymous).
@@ -86,11 +87,16 @@ class FaultProxy:
             self._faults.append(_Fault(re.compile(path_pattern), CORRUPT, count))
 
     def answer_next(
-        self, path_pattern: str, body: bytes, headers: dict[str, str], count: int
+        self,
+        path_pattern: str,
+        body: bytes,
+        headers: dict[str, str],
+        count: int,
+        status: int = 200,
     ) -> None:
-        """Answer the next ``count`` matching requests with 200, ``headers`` and ``body``."""
+        """Answer the next ``count`` matching requests with ``status``, ``headers``, ``body``."""
         with self._lock:
-            self._faults.append(_Fault(re.compile(path_pattern), 200, count, body, headers))
+            self._faults.append(_Fault(re.compile(path_pattern), status, count, body, headers))
 
     def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
         """Logged requests whose path matches (and whose status equals ``status`` if given)."""

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import RegistryFactory
 from tests.integration.dockerenv import Registry
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.registrycopy import manifest_digest, push_blob, put_manifest
+from tests.integration.tokenserver import TokenServer
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify import cli
 from verify.manifests import MAX_DOCUMENT_BYTES, OCI_INDEX, OCI_MANIFEST
@@ -393,3 +395,90 @@ def test_a_layer_that_is_no_archive_fails_its_platform(registry: Registry, verif
     assert deep.exit_code == 1
     [line] = deep.stderr.splitlines()
     assert ": linux/arm64: " in line and manifest_digest(garbage) in line
+
+
+PASSWORD = "s3cret-Pa55"
+
+
+def test_the_registry_token_flow_with_good_wrong_and_no_credentials(
+    registry: Registry, verify: Verify, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, _ = good_image(registry, "answers/bearer")
+    tokens = TokenServer(username="bob", password=PASSWORD).start()
+    proxy = FaultProxy(upstream=registry.address, bearer=tokens).start()
+    try:
+        anonymous = verify(via(proxy, ref))
+        assert anonymous.exit_code == 2 and tokens.issued == {}
+        monkeypatch.setenv("REGISTRY_USERNAME", "bob")
+        monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
+        passed = verify(via(proxy, ref), "--deep", "--json")
+        assert passed.exit_code == 0, passed.stderr
+        assert set(tokens.issued.values()) == {"repository:answers/bearer:pull"}
+        # The token is asked for the challenge's service and the repository's pull scope.
+        asked = {request for request in tokens.requests if request.startswith("GET /token")}
+        assert asked == {
+            "GET /token?scope=repository%3Aanswers%2Fbearer%3Apull&service=boutique-test-registry"
+        }
+        monkeypatch.setenv("REGISTRY_PASSWORD", "wrong")
+        refused = verify(via(proxy, ref), "--json")
+        assert refused.exit_code == 2 and refused.stdout == ""
+        assert tokens.realm in refused.stderr and "wrong" not in refused.stderr
+        assert PASSWORD not in passed.stdout + passed.stderr + refused.stderr
+    finally:
+        proxy.stop()
+        tokens.stop()
+
+
+def test_basic_auth_with_good_wrong_and_no_credentials(
+    registry_factory: RegistryFactory, verify: Verify, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    protected = registry_factory(htpasswd=("alice", PASSWORD))
+    ref, _ = good_image(protected, "answers/basic")
+    anonymous = verify(ref)
+    assert anonymous.exit_code == 2 and "REGISTRY_USERNAME" in anonymous.stderr
+    monkeypatch.setenv("REGISTRY_USERNAME", "alice")
+    monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD)
+    assert verify(ref, "--deep").exit_code == 0
+    monkeypatch.setenv("REGISTRY_PASSWORD", PASSWORD + "!")
+    refused = verify(ref)
+    assert refused.exit_code == 2 and "401" in refused.stderr
+    assert PASSWORD not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "challenge",
+    [
+        'Bearer realm="ftp://127.0.0.1/token",service="registry"',
+        'Bearer realm="http://registry.example.com/token",service="registry"',
+        'Bearer service="registry"',
+        'Negotiate realm="registry"',
+    ],
+    ids=["realm-not-http", "plain-http-off-this-machine", "no-realm", "unknown-scheme"],
+)
+def test_a_challenge_that_cannot_be_answered_safely_is_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify, challenge: str
+) -> None:
+    ref, _ = good_image(registry, "answers/challenged")
+    body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+    proxy.answer_next("/manifests/1$", body, {"WWW-Authenticate": challenge}, 1, status=401)
+    verdict = verify(via(proxy, ref), "--json")
+    assert verdict.exit_code == 2 and verdict.stdout == ""
+    # Nothing but the one challenged request reached the proxy: no token was asked anywhere.
+    assert [entry.status for entry in proxy.log] == [401]
+
+
+@pytest.mark.parametrize("answer", [b'{"expires_in": 300}', b'{"token": ""}', b"not json"])
+def test_a_token_answer_without_a_token_is_refused(
+    registry: Registry, proxy: FaultProxy, verify: Verify, answer: bytes
+) -> None:
+    ref, _ = good_image(registry, "answers/tokenless")
+    realm = f"http://{proxy.address}/token?issuer=test"
+    challenge = f'Bearer realm="{realm}",service="registry",scope="repository:answers/x:pull"'
+    proxy.answer_next("/manifests/1$", b"", {"WWW-Authenticate": challenge}, 1, status=401)
+    proxy.answer_next("^/token", answer, {"Content-Type": "application/json"}, 1)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 2
+    [asked] = [entry.path for entry in proxy.log if entry.path.startswith("/token")]
+    # The realm's own query is kept; the challenge's scope and service are added.
+    assert asked.startswith("/token?issuer=test&")
+    assert "scope=repository%3Aanswers%2Fx%3Apull" in asked and "service=registry" in asked
