@@ -37,8 +37,9 @@ def test_killed_timed_out_and_crashed_mutants_count_as_detected(tmp_path: Path) 
     codes: dict[str, int | None] = {f"{M}1": 1, f"{M}2": 36, f"{M}3": -11, f"{M}4": 0, f"{M}5": 33}
     mutants = write_results(tmp_path, "verify/checks.py", codes)
     write_results(tmp_path, "patches/engine.py", {"patches.engine.x_write__mutmut_1": 0})
-    found = read_exit_codes(mutants, "verify")
-    assert found == codes  # only the package asked for
+    write_results(tmp_path, "verify/__main__.py", {"verify.__main__.x_main__mutmut_1": 0})
+    found = read_exit_codes(mutants, "verify", excluded=["*/__main__.py"])
+    assert found == codes  # only the package asked for, without the excluded module
     result = package_score("verify", found, {})
     assert result.score == pytest.approx(3 / 5)
     assert result.survivors == (f"{M}4", f"{M}5")  # survived, and reached by no test

@@ -163,7 +163,8 @@ def main(argv: list[str]) -> int:
                 rerun = list(package_score(package, previous, {}).survivors)
             if rerun or not arguments.survivors:
                 run_mutmut(directory, rerun, arguments.workers)
-            codes = read_exit_codes(directory / "mutants", package)
+            excluded = config["tool"]["mutmut"].get("do_not_mutate", [])
+            codes = read_exit_codes(directory / "mutants", package, excluded)
             if not codes:
                 raise MutationError(f"{package}: mutmut produced no results (see its output)")
             target = float(config["tool"]["mutation"]["targets"][package])

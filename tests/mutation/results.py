@@ -8,8 +8,9 @@ behaviour can tell apart) are listed with a reason in `equivalent.txt` and left 
 score; an entry whose mutant is no longer a survivor is stale and must be removed.
 """
 
+import fnmatch
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,10 +70,16 @@ def parse_equivalents(text: str, source: str = "equivalent.txt") -> dict[str, st
     return equivalents
 
 
-def read_exit_codes(mutants_dir: Path, package: str) -> dict[str, int | None]:
-    """Every mutant of `package` found in mutmut's `.meta` files, with its exit code."""
+def read_exit_codes(
+    mutants_dir: Path, package: str, excluded: Sequence[str] = ()
+) -> dict[str, int | None]:
+    """Every mutant of `package` found in mutmut's `.meta` files, with its exit code; sources
+    matching an `excluded` glob (mutmut's `do_not_mutate`) are left out."""
     codes: dict[str, int | None] = {}
     for meta in sorted((mutants_dir / package).rglob("*.py.meta")):
+        source = meta.relative_to(mutants_dir).as_posix().removesuffix(".meta")
+        if any(fnmatch.fnmatch(source, glob) for glob in excluded):
+            continue
         try:
             document = json.loads(meta.read_text())
             by_key = document["exit_code_by_key"]
