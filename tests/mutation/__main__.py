@@ -23,6 +23,7 @@ import tomli_w
 
 from tests.mutation.childstats import CHILD_STARTUP
 from tests.mutation.results import (
+    KILLED_CODES,
     MutationError,
     PackageScore,
     package_score,
@@ -141,7 +142,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="keep the previous results and run again only the mutants that survived them",
+        help="keep the previous results and run again the mutants not killed (or not run) yet",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the previous results and run only the mutants that have none yet",
     )
     parser.add_argument("--workers", type=int, default=1, help="parallel mutmut workers")
     arguments = parser.parse_args(argv)
@@ -156,12 +162,14 @@ def main(argv: list[str]) -> int:
         equivalents = parse_equivalents(EQUIVALENTS.read_text(), EQUIVALENTS.name)
         results = []
         for package in arguments.packages or packages:
-            directory = prepare(config, package, fresh=not arguments.survivors)
+            keep = arguments.survivors or arguments.resume
+            directory = prepare(config, package, fresh=not keep)
             rerun: list[str] = []
             if arguments.survivors:
                 previous = read_exit_codes(directory / "mutants", package)
-                rerun = list(package_score(package, previous, {}).survivors)
+                rerun = sorted(name for name, code in previous.items() if code not in KILLED_CODES)
             if rerun or not arguments.survivors:
+                # No names: mutmut runs every mutant without a result (all of them when fresh).
                 run_mutmut(directory, rerun, arguments.workers)
             excluded = config["tool"]["mutmut"].get("do_not_mutate", [])
             codes = read_exit_codes(directory / "mutants", package, excluded)
