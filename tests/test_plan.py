@@ -5,15 +5,16 @@ lines: test_components_manifest_verification.py, test_components_dockerfile_patc
 import argparse
 import json
 import shlex
+from types import MappingProxyType
 
 import pytest
 
 from host.__main__ import _parser as host_parser
 from plan.cleanup import cleanup_policies
-from plan.host_commands import builder_ensure_command, builder_remove_command
+from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
-from plan.settings import CleanupSettings
+from plan.settings import BuilderNode, BuilderSettings, CleanupSettings
 
 
 def test_platform_arch_names_per_platform_resources() -> None:
@@ -107,3 +108,23 @@ def test_builder_command_lines_reach_the_host_tool_intact() -> None:
     assert (ensure.command, ensure.action, ensure.spec) == ("builder", "ensure", spec)
     remove = host_arguments(builder_remove_command("/venv/bin/python", "multi arch"))
     assert (remove.command, remove.action, remove.name) == ("builder", "remove", "multi arch")
+
+
+def test_the_builder_spec_text_does_not_depend_on_the_order_options_were_written() -> None:
+    # The spec is a Command input: other text for the same builder would re-run the Command.
+    node = BuilderNode("arm", ("linux/arm64",), "ssh://arm")
+    first, second = (
+        builder_spec(
+            BuilderSettings(
+                name="b",
+                driver="docker-container",
+                driver_opts=MappingProxyType(options),
+                endpoint=None,
+                nodes=(node,),
+            ),
+            ("linux/amd64", "linux/arm64"),
+        )
+        for options in ({"network": "host", "image": "x"}, {"image": "x", "network": "host"})
+    )
+    assert first == second
+    assert first == json.dumps(json.loads(first), sort_keys=True)

@@ -235,6 +235,10 @@ def test_unset_nested_keys_take_their_documented_defaults() -> None:
     registry = parse(gcp={}, registry={"address": "127.0.0.1:5000"}).destination
     assert registry == ExternalRegistry(address="127.0.0.1:5000", username=None, start=False)
     assert parse(tag="2024.1").tag == "2024.1"
+    # The smallest allowed counts are allowed.
+    least = parse(repository={"cleanup": {"keepCount": 1, "olderThanDays": 1}})
+    cleanup = least.destination.repository.cleanup  # type: ignore[union-attr]
+    assert cleanup is not None and (cleanup.keep_count, cleanup.older_than_days) == (1, 1)
 
 
 def test_a_path_source_keeps_its_url_for_the_labels() -> None:
