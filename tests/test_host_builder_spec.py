@@ -6,7 +6,14 @@ tests/integration/test_host_builder.py.
 
 import pytest
 
-from host.builder import BuilderSpec, InspectedBuilder, InspectedNode, matches, parse_inspect
+from host.builder import (
+    BuilderSpec,
+    InspectedBuilder,
+    InspectedNode,
+    NodeSpec,
+    matches,
+    parse_inspect,
+)
 from host.process import HostError
 from plan.host_commands import builder_spec, interpreter
 from plan.settings import BuilderNode, BuilderSettings
@@ -135,3 +142,36 @@ def test_a_builder_whose_driver_alone_differs_is_reconciled(driver: str) -> None
     current = parse_inspect(INACTIVE_WITH_NODE)
     assert not matches(current, spec_of(settings(driver=driver)))
     assert matches(current, spec_of(settings(driver="docker-container")))
+
+
+BARE_NODE = """\
+Name:   bare
+Driver: docker
+
+Nodes:
+Name:   bare0
+Status: inactive
+"""
+
+
+def test_a_node_without_endpoint_options_or_platforms_reads_as_empty() -> None:
+    builder = parse_inspect(BARE_NODE)
+    assert (builder.name, builder.driver) == ("bare", "docker")
+    assert builder.nodes == (InspectedNode("bare0", "", {}, frozenset()),)
+
+
+def test_several_declared_platforms_of_one_node_are_all_read() -> None:
+    text = BARE_NODE + "Platforms: linux/amd64*, linux/arm64*, linux/386\n"
+    (node,) = parse_inspect(text).nodes
+    assert node.declared_platforms == frozenset({"linux/amd64", "linux/arm64"})
+
+
+@pytest.mark.parametrize("missing", ["Name:   bare\n", "Driver: docker\n"])
+def test_inspect_output_without_builder_name_or_driver_is_an_error(missing: str) -> None:
+    with pytest.raises(HostError, match="docker buildx inspect"):
+        parse_inspect(BARE_NODE.replace(missing, "", 1))
+
+
+def test_a_minimal_spec_is_one_first_node_with_nothing_declared() -> None:
+    spec = BuilderSpec.from_json('{"name": "b", "driver": "docker"}')
+    assert spec == BuilderSpec("b", "docker", {}, (NodeSpec("b0", None, frozenset()),))
