@@ -147,6 +147,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             """Quiet: tests read ``proxy.log`` instead."""
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            # Logged before the client can read the answer: a test may look at the log as soon
+            # as its client is done.
+            proxy._record(self.command, self.path, status)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -154,7 +157,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            proxy._record(self.command, self.path, status)
 
         def _authorized(self) -> bool:
             challenge = proxy._challenge(self.path)
@@ -190,6 +192,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 }
                 upstream.request(self.command, self.path, headers=forwarded)
                 response = upstream.getresponse()
+                # Logged before the client can read the answer (see _answer).
+                logged = fault if fault in (CUT, CORRUPT) else response.status
+                proxy._record(self.command, self.path, logged)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("connection", "transfer-encoding", "keep-alive"):
@@ -202,7 +207,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     half = int(response.getheader("Content-Length") or 0) // 2
                     self.wfile.write(response.read(half))
                     self.close_connection = True
-                    proxy._record(self.command, self.path, CUT)
                     return
                 if self.command != "HEAD":
                     previous = b""
@@ -212,9 +216,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     if fault == CORRUPT and previous:
                         previous = previous[:-1] + bytes([previous[-1] ^ 0xFF])
                     self.wfile.write(previous)
-                proxy._record(
-                    self.command, self.path, CORRUPT if fault == CORRUPT else response.status
-                )
             finally:
                 upstream.close()
 
