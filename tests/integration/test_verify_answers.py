@@ -22,9 +22,11 @@ from tests.integration.conftest import RegistryFactory
 from tests.integration.dockerenv import Registry
 from tests.integration.faultproxy import FaultProxy
 from tests.integration.registrycopy import manifest_digest, push_blob, put_manifest
+from tests.integration.test_verify_registry import _service_account_key as service_account_key
 from tests.integration.tokenserver import TokenServer
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify import cli
+from verify.auth import CredentialResolver, docker_config_credentials
 from verify.manifests import MAX_DOCUMENT_BYTES, OCI_INDEX, OCI_MANIFEST
 
 pytestmark = pytest.mark.registry
@@ -484,3 +486,73 @@ def test_a_token_answer_without_a_token_is_refused(
     # The realm's own query is kept; the challenge's scope and service are added.
     assert asked.startswith("/token?issuer=test&")
     assert "scope=repository%3Aanswers%2Fx%3Apull" in asked and "service=registry" in asked
+
+
+def test_a_missing_tag_exits_2_with_the_registrys_own_error_code(
+    registry: Registry, verify: Verify
+) -> None:
+    ref = f"{registry.address}/answers/nothing:here"
+    verdict = verify(ref, "--json")
+    assert verdict.exit_code == 2 and verdict.stdout == ""
+    # distribution answers 404 with {"errors": [{"code": "MANIFEST_UNKNOWN", ...}]}.
+    assert "404" in verdict.stderr and "MANIFEST_UNKNOWN" in verdict.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "shown", "hidden"),
+    [
+        (
+            b'{"errors": [{"code": "DENIED", "message": "quota exceeded"}]}',
+            "DENIED quota exceeded",
+            "",
+        ),
+        (b'{"errors": [{"code": "DENIED"}]}', "HTTP 400: DENIED\n", "None"),
+        (b'{"errors": [{"message": "no code"}]}', "HTTP 400:  no code", "None"),
+        (b'{"errors": ["DENIED"]}', "HTTP 400\n", "DENIED"),
+        (b'{"errors": []}', "HTTP 400\n", "errors"),
+        (b'["DENIED"]', "HTTP 400\n", "DENIED"),
+        (b"<html>Bad Request</html>", "HTTP 400\n", "html"),
+        (b"", "HTTP 400\n", "{}"),
+    ],
+)
+def test_an_error_answer_shows_the_registrys_code_and_message_when_it_has_them(
+    registry: Registry, proxy: FaultProxy, verify: Verify, body: bytes, shown: str, hidden: str
+) -> None:
+    ref, _ = good_image(registry, "answers/bad-request")
+    proxy.answer_next("/manifests/1$", body, {"Content-Type": "application/json"}, 1, status=400)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 2
+    assert shown in verdict.stderr, verdict.stderr
+    assert not hidden or hidden not in verdict.stderr, verdict.stderr
+
+
+def test_gcp_credentials_come_from_application_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    email = "verifier@boutique-test.iam.gserviceaccount.com"
+    tokens = TokenServer(
+        username="unused", password="unused", service_account=email, access_token="ya29.test"
+    ).start()
+    try:
+        adc = tmp_path / "adc.json"
+        service_account_key(adc, email, tokens.oauth_uri)
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+        found = CredentialResolver(use_gcp=True, environ={}).for_registry("europe-docker.pkg.dev")
+        assert found is not None
+        assert (found.username, found.password) == ("oauth2accesstoken", "ya29.test")
+        assert "Application Default Credentials" in found.source
+        assert tokens.requests == ["POST /oauth2"]
+    finally:
+        tokens.stop()
+
+
+def test_a_credential_helper_gets_the_environment_it_is_given(tmp_path: Path) -> None:
+    helper = tmp_path / "docker-credential-env"
+    helper.write_text(
+        '#!/bin/sh\nread host\necho "{\\"Username\\":\\"$HELPER_USER\\",\\"Secret\\":\\"s\\"}"\n'
+    )
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "env"}))
+    environ = {"DOCKER_CONFIG": str(tmp_path), "PATH": str(tmp_path), "HELPER_USER": "given"}
+    found = docker_config_credentials("r.example", environ)
+    assert found is not None and found.username == "given"
