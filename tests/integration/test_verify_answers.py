@@ -27,6 +27,7 @@ from tests.integration.tokenserver import TokenServer
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify import cli
 from verify.auth import CredentialResolver, docker_config_credentials
+from verify.elf import machine_name
 from verify.manifests import MAX_DOCUMENT_BYTES, OCI_INDEX, OCI_MANIFEST
 
 pytestmark = pytest.mark.registry
@@ -159,15 +160,38 @@ def via(proxy: FaultProxy, ref: str) -> str:
 
 def test_a_good_hand_made_image_passes_deep(registry: Registry, verify: Verify) -> None:
     # The baseline the failures below are measured against: the same images pass.
-    ref, _ = good_image(registry, "answers/good")
+    repository = "answers/good"
+    amd64 = push_image(registry, repository, "amd64")
+    arm64 = push_image(registry, repository, "arm64")
+    ref, index = good_image(registry, repository)
     verdict = verify(ref, "--deep", "--json")
     assert verdict.exit_code == 0, verdict.stderr
-    platforms = verdict.document["platforms"]
-    assert isinstance(platforms, dict)
-    assert {name: entry["elf"]["mismatched"] for name, entry in platforms.items()} == {
-        "linux/amd64": 0,
-        "linux/arm64": 0,
+    # The whole document: its shape is the ManifestVerification component's contract.
+    elf = {"checked": 1, "mismatched": 0, "mismatchedPaths": []}
+    assert verdict.document == {
+        "ref": ref,
+        "digest": manifest_digest(index),
+        "mediaType": OCI_INDEX,
+        "platforms": {
+            "linux/amd64": {
+                "digest": manifest_digest(amd64),
+                "configArchitecture": "amd64",
+                "elf": elf,
+            },
+            "linux/arm64": {
+                "digest": manifest_digest(arm64),
+                "configArchitecture": "arm64",
+                "elf": elf,
+            },
+        },
+        "attestations": 0,
     }
+    summary = verify(ref, "--deep")
+    assert summary.exit_code == 0
+    assert (
+        f"linux/amd64 {manifest_digest(amd64)} (1 ELF files checked); "
+        f"linux/arm64 {manifest_digest(arm64)} (1 ELF files checked)"
+    ) in summary.stdout
 
 
 def test_a_tag_whose_digest_header_contradicts_its_content_is_refused(
@@ -280,6 +304,10 @@ def test_mismatched_paths_are_listed_up_to_twenty_then_counted(
     assert len(named) == listed
     if more:
         assert f" {more} " in lines[-1] and "/usr/bin/tool-" not in lines[-1]
+    # Each line names the machine found and the one expected.
+    found, expected = machine_name(X86_64), machine_name(AARCH64)
+    assert all(found in line and expected in line for line in named)
+    assert not more or expected in lines[-1]
 
 
 def test_a_single_platform_manifest_passes_only_for_its_own_platform(
@@ -382,6 +410,10 @@ def test_a_layer_cut_off_midway_is_fetched_again_and_a_corrupt_one_refused(
     again = verify(via(proxy, ref), "--deep")
     assert again.exit_code == 0, again.stderr
     assert len(proxy.requests_to(f"/blobs/{layer}$")) == 2
+    proxy.cut_next(f"/blobs/{layer}$", 3)
+    broken = verify(via(proxy, ref), "--deep")
+    assert broken.exit_code == 2  # every try broke off
+    assert layer in broken.stderr and ": linux/arm64: " in broken.stderr
     proxy.corrupt_next(f"/blobs/{layer}$", 1)
     refused = verify(via(proxy, ref), "--deep", "--json")
     assert refused.exit_code == 2 and refused.stdout == ""
