@@ -211,7 +211,11 @@ def test_every_step_of_the_local_stack_program_gets_its_line(
     program: ProgramRunner, strategy: str
 ) -> None:
     """The URNs and parents of the real program (under mocks), as the engine reports them."""
-    run = program({**stack_config("local"), "boutique-multiarch:strategy": strategy})
+    config = {**stack_config("local"), "boutique-multiarch:strategy": strategy}
+    if strategy == "perPlatform":
+        # Attestations need a verified index, which perPlatform does not have (refused).
+        del config["boutique-multiarch:attest"]
+    run = program(config)
     events = Events()
     for registration in run.registrations:
         state = {"type": registration.type, "urn": registration.urn, "parent": registration.parent}
