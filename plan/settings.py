@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Annotated, Any, Literal, NoReturn, get_args, get_type_hints
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -139,6 +140,10 @@ def _config_error(error: ValidationError, at: str = "") -> ConfigError:
 # Field rules: each validates a raw config value and returns the typed value, or refuses it.
 
 
+_READ_ONLY = AfterValidator(lambda mapping: MappingProxyType(dict(mapping)))
+"""Mappings in the settings are read-only, as the dataclasses holding them are frozen."""
+
+
 def _rule(check: Callable[[Any], Any]) -> Any:
     """A field rule, run on the raw value before pydantic's own type check."""
     return BeforeValidator(check)
@@ -251,6 +256,105 @@ def _configured(context: Any, name: str) -> tuple[str, ...]:
     return PLATFORMS if name == "platforms" else tuple(CATALOG)
 
 
+def _tag_prefixes(value: Any) -> tuple[str, ...]:
+    for index, prefix in enumerate(_list(value, "tag prefixes")):
+        if not isinstance(prefix, str) or not _TAG.fullmatch(prefix):
+            _refuse("a Docker tag prefix", at=f"[{index}]", value=prefix)
+    return tuple(value)
+
+
+def _description(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 2048:
+        _refuse("a string of at most 2048 characters")
+    return value
+
+
+def _node_platforms(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+    platforms = _configured(info.context, "platforms")
+    return _unique(_list(value, "platforms"), platforms, "configured platforms")
+
+
+def _platform_builders(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
+    """Each entry keyed by a configured platform, a builder with a name and no nodes."""
+    platforms = _configured(info.context, "platforms")
+    fields = ("name", "driver", "driverOpts", "endpoint")
+    for platform, entry in _object(value, "an object keyed by configured platform").items():
+        if platform not in platforms:
+            _refuse(
+                f"a configured platform: {', '.join(platforms)}", at=f".{platform}", value=entry
+            )
+        _object(entry, f"an object with the fields {', '.join(fields)}")
+        for name in entry:
+            if name not in fields:
+                _refuse(
+                    f"one of the fields {', '.join(fields)}",
+                    at=f".{platform}.{name}",
+                    value=entry[name],
+                )
+        if "name" not in entry:
+            _refuse("the name of this platform's builder", at=f".{platform}.name", value=None)
+    # The builders' own checks (name, driver, endpoint) run as pydantic validates each entry;
+    # sorted so the order of the config object does not matter.
+    return dict(sorted(value.items()))
+
+
+def _source_url(url: str) -> str:
+    """A git URL that carries no secret: it reaches the checkout command line, the state and
+    every image's `org.opencontainers.image.source` label. Errors show it redacted, since
+    `pulumi up` prints them."""
+    scheme, rest = _split_scheme(url)
+    user_info, at, _ = _authority(rest).rpartition("@")
+    # ssh (`ssh://` or `user@host:path`) authenticates with keys; its user name (`git@`) is a
+    # login name, not a secret.
+    ssh_user = scheme in ("", "ssh://") and ":" not in user_info
+    if (at and not ssh_user) or "?" in url or "#" in url:
+        _refuse(
+            "a git URL without user-info (except an ssh user name), query or fragment: a token "
+            "there would reach command lines, the state and the images' source label; fetch a "
+            "private fork with a git credential helper in the environment that runs Pulumi",
+            value=_redacted_url(url),
+        )
+    return url
+
+
+def _shown(value: Any) -> Any:
+    return _redacted_url(value) if isinstance(value, str) else value
+
+
+def _username(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _refuse("a non-empty user name")
+    return value
+
+
+def _allowed_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or value.strip() != value:
+        _refuse("an absolute path glob such as /usr/lib/*.node (no outer spaces)")
+    return value
+
+
+def _reason(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        _refuse("why this file may be built for another architecture")
+    return value
+
+
+def _allow(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
+    configured = _configured(info.context, "services")
+    for service, entries in _object(value, "an object keyed by configured service").items():
+        if service not in configured:
+            _refuse(
+                f"a configured service: {', '.join(configured)}", at=f".{service}", value=entries
+            )
+        if not isinstance(entries, list):
+            _refuse("a list of {path, reason} objects", at=f".{service}", value=entries)
+    return value
+
+
+def _nodes(value: Any) -> tuple[Any, ...]:
+    return tuple(_list(value, "nodes"))
+
+
 class _ConfigObject:
     """A settings object given as a config object: only its own fields, by their config keys."""
 
@@ -316,19 +420,10 @@ class CleanupSettings(_ConfigObject):
     """Versions kept per image whatever their age (each multi-arch push adds several versions)."""
     older_than_days: Annotated[int, _at_least(1), Field(alias="olderThanDays")] = 30
     """Tagged versions older than this many days are deleted (unless kept by `keep_count`)."""
-    tag_prefixes: Annotated[
-        tuple[str, ...], _rule(lambda value: _tag_prefixes(value)), Field(alias="tagPrefixes")
-    ] = ()
+    tag_prefixes: Annotated[tuple[str, ...], _rule(_tag_prefixes), Field(alias="tagPrefixes")] = ()
     """Limit deletion to tags with these prefixes; empty means every tag."""
     dry_run: Annotated[Flag, Field(alias="dryRun")] = True
     """Only log what would be deleted."""
-
-
-def _tag_prefixes(value: Any) -> tuple[str, ...]:
-    for index, prefix in enumerate(_list(value, "tag prefixes")):
-        if not isinstance(prefix, str) or not _TAG.fullmatch(prefix):
-            _refuse("a Docker tag prefix", at=f"[{index}]", value=prefix)
-    return tuple(value)
 
 
 @with_config(_SCHEMA)
@@ -346,12 +441,11 @@ class RepositorySettings(_ConfigObject):
     """Repository id (lowercase letters, digits, hyphens)."""
     location: Annotated[str, _text(_LOCATION, "a region or multi-region such as us-central1")] = ""
     """Region or multi-region; defaults to `gcp:region` (empty until then)."""
-    description: Annotated[str, _rule(lambda value: _description(value))] = (
-        "Online Boutique multi-arch images"
-    )
+    description: Annotated[str, _rule(_description)] = "Online Boutique multi-arch images"
     """Human-readable description shown in the console."""
     labels: Annotated[
         Mapping[str, str],
+        _READ_ONLY,
         _string_map(
             _LABEL_KEY,
             _LABEL_VALUE,
@@ -368,12 +462,6 @@ class RepositorySettings(_ConfigObject):
     """Protect the repository from `pulumi destroy` (Pulumi's `protect` option)."""
 
 
-def _description(value: Any) -> str:
-    if not isinstance(value, str) or len(value) > 2048:
-        _refuse("a string of at most 2048 characters")
-    return value
-
-
 @with_config(_SCHEMA)
 @dataclass(frozen=True)
 class BuilderNode(_ConfigObject):
@@ -381,17 +469,10 @@ class BuilderNode(_ConfigObject):
 
     name: Annotated[str, _argument(_BUILDER_NAME, "a node name (letters, digits, '_.-')")]
     """Node name, unique within the builder."""
-    platforms: Annotated[
-        tuple[Platform, ...], _rule(lambda value, info: _node_platforms(value, info))
-    ]
+    platforms: Annotated[tuple[Platform, ...], _rule(_node_platforms)]
     """Platforms this node builds natively."""
     endpoint: Endpoint
     """Docker context, `ssh://`/`tcp://` endpoint or Kubernetes context of the node."""
-
-
-def _node_platforms(value: Any, info: ValidationInfo) -> tuple[str, ...]:
-    platforms = _configured(info.context, "platforms")
-    return _unique(_list(value, "platforms"), platforms, "configured platforms")
 
 
 _DRIVER_OPTS = _string_map(
@@ -414,19 +495,18 @@ class BuilderSettings(_ConfigObject):
         "docker-container"
     )
     """How buildx runs BuildKit."""
-    driver_opts: Annotated[Mapping[str, str], _DRIVER_OPTS, Field(alias="driverOpts")] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
+    driver_opts: Annotated[
+        Mapping[str, str], _READ_ONLY, _DRIVER_OPTS, Field(alias="driverOpts")
+    ] = field(default_factory=lambda: MappingProxyType({}))
     """`--driver-opt` values, applied to every node (e.g. `network=host`)."""
     endpoint: Endpoint | None = None
     """Endpoint of the first node; required by the `remote` driver, else the current context."""
-    nodes: Annotated[
-        tuple[BuilderNode, ...], _rule(lambda value: tuple(_list(value, "nodes")))
-    ] = ()
+    nodes: Annotated[tuple[BuilderNode, ...], _rule(_nodes)] = ()
     """Native nodes appended after the first node."""
     platform_builders: Annotated[
         Mapping[str, "BuilderSettings"],
-        _rule(lambda value, info: _platform_builders(value, info)),
+        _READ_ONLY,
+        _rule(_platform_builders),
         Field(alias="platformBuilders"),
     ] = field(default_factory=lambda: MappingProxyType({}))
     """`perPlatform` only: a builder of its own for a platform (e.g. a native arm64 host); the
@@ -461,30 +541,6 @@ class BuilderSettings(_ConfigObject):
         return self
 
 
-def _platform_builders(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
-    """Each entry keyed by a configured platform, a builder with a name and no nodes."""
-    platforms = _configured(info.context, "platforms")
-    fields = ("name", "driver", "driverOpts", "endpoint")
-    for platform, entry in _object(value, "an object keyed by configured platform").items():
-        if platform not in platforms:
-            _refuse(
-                f"a configured platform: {', '.join(platforms)}", at=f".{platform}", value=entry
-            )
-        _object(entry, f"an object with the fields {', '.join(fields)}")
-        for name in entry:
-            if name not in fields:
-                _refuse(
-                    f"one of the fields {', '.join(fields)}",
-                    at=f".{platform}.{name}",
-                    value=entry[name],
-                )
-        if "name" not in entry:
-            _refuse("the name of this platform's builder", at=f".{platform}.name", value=None)
-    # The builders' own checks (name, driver, endpoint) run as pydantic validates each entry;
-    # sorted so the order of the config object does not matter.
-    return dict(sorted(value.items()))
-
-
 @dataclass(frozen=True)
 class GitSource:
     """Upstream fetched at exactly one commit into a cache directory keyed by that commit."""
@@ -513,10 +569,8 @@ class SourceConfig(_ConfigObject):
     url: (
         Annotated[
             str,
-            _argument(
-                _GIT_URL, "a git URL (https://, ssh://, file://, …)", shown=lambda v: _shown(v)
-            ),
-            _rule(lambda value: _source_url(value)),
+            _argument(_GIT_URL, "a git URL (https://, ssh://, file://, …)", shown=_shown),
+            _rule(_source_url),
         ]
         | None
     ) = None
@@ -545,29 +599,6 @@ class SourceConfig(_ConfigObject):
         if self.path is not None:
             return PathSource(path=self.path, url=self.url)
         return GitSource(url=self.url or UPSTREAM_URL, commit=self.commit or UPSTREAM_COMMIT)
-
-
-def _source_url(url: str) -> str:
-    """A git URL that carries no secret: it reaches the checkout command line, the state and
-    every image's `org.opencontainers.image.source` label. Errors show it redacted, since
-    `pulumi up` prints them."""
-    scheme, rest = _split_scheme(url)
-    user_info, at, _ = _authority(rest).rpartition("@")
-    # ssh (`ssh://` or `user@host:path`) authenticates with keys; its user name (`git@`) is a
-    # login name, not a secret.
-    ssh_user = scheme in ("", "ssh://") and ":" not in user_info
-    if (at and not ssh_user) or "?" in url or "#" in url:
-        _refuse(
-            "a git URL without user-info (except an ssh user name), query or fragment: a token "
-            "there would reach command lines, the state and the images' source label; fetch a "
-            "private fork with a git credential helper in the environment that runs Pulumi",
-            value=_redacted_url(url),
-        )
-    return url
-
-
-def _shown(value: Any) -> Any:
-    return _redacted_url(value) if isinstance(value, str) else value
 
 
 def _authority(text: str) -> str:
@@ -624,7 +655,7 @@ class ExternalRegistry(_ConfigObject):
         ),
     ]
     """Registry path the images go under: `host[:port][/path]`."""
-    username: Annotated[str, _rule(lambda value: _username(value))] | None = None
+    username: Annotated[str, _rule(_username)] | None = None
     """User name for `registryPassword`; None for an anonymous registry."""
     start: Flag = False
     """Start a registry at `address` on this host (a loopback address) for the stack."""
@@ -655,12 +686,6 @@ class ExternalRegistry(_ConfigObject):
         return self
 
 
-def _username(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        _refuse("a non-empty user name")
-    return value
-
-
 @dataclass(frozen=True)
 class ArtifactRegistry:
     """Push to an Artifact Registry repository this program declares, with repository IAM."""
@@ -680,22 +705,10 @@ class ArtifactRegistry:
 class AllowedPath(_ConfigObject):
     """A file that may legitimately be an ELF binary for another architecture."""
 
-    path: Annotated[str, _rule(lambda value: _allowed_path(value))]
+    path: Annotated[str, _rule(_allowed_path)]
     """Absolute-path glob (`fnmatch`, `*` also crosses `/`), as `verify --allow` takes it."""
-    reason: Annotated[str, _rule(lambda value: _reason(value))]
+    reason: Annotated[str, _rule(_reason)]
     """Why the foreign binary is fine; stays in config, never reaches a command line."""
-
-
-def _allowed_path(value: Any) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or value.strip() != value:
-        _refuse("an absolute path glob such as /usr/lib/*.node (no outer spaces)")
-    return value
-
-
-def _reason(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        _refuse("why this file may be built for another architecture")
-    return value
 
 
 @with_config(_SCHEMA)
@@ -705,22 +718,10 @@ class VerifySettings(_ConfigObject):
 
     deep: Flag = True
     """Also check the ELF machine of every file in every layer (`verify --deep`)."""
-    allow: Annotated[
-        Mapping[str, tuple[AllowedPath, ...]], _rule(lambda value, info: _allow(value, info))
-    ] = field(default_factory=lambda: MappingProxyType({}))
+    allow: Annotated[Mapping[str, tuple[AllowedPath, ...]], _READ_ONLY, _rule(_allow)] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
     """Per service, the paths `--deep` accepts for another architecture."""
-
-
-def _allow(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
-    configured = _configured(info.context, "services")
-    for service, entries in _object(value, "an object keyed by configured service").items():
-        if service not in configured:
-            _refuse(
-                f"a configured service: {', '.join(configured)}", at=f".{service}", value=entries
-            )
-        if not isinstance(entries, list):
-            _refuse("a list of {path, reason} objects", at=f".{service}", value=entries)
-    return value
 
 
 @dataclass(frozen=True)
