@@ -129,7 +129,12 @@ images = {
             platform_builders={platform: own.name for platform, own in platform_builders.items()},
             login=target.login,
             cache_registry=target.cache_registry,
-            verify=verify_options(settings.verify, service.name, gcp=target.verify_gcp),
+            verify=verify_options(
+                settings.verify,
+                service.name,
+                gcp=target.verify_gcp,
+                commit=settings.source.commit if isinstance(settings.source, GitSource) else None,
+            ),
             python=python,
         ),
     )
@@ -145,6 +150,7 @@ pulumi.export(
             "digest": image.digest,
             "tag": settings.tag,
             "platforms": image.platforms,
+            "proof": image.proof,
         }
         for name, image in images.items()
     },

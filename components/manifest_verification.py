@@ -2,10 +2,13 @@
 
 Creates:
 - `command.local.Command` `<name>-verify`: `python -m verify --json [--deep] [--allow GLOB]...
-  --platform P... [--gcp] -- <repository>@<digest>`, triggered by the digest only. A failing
-  verification (exit 1, or 2 for registry/auth errors) fails `pulumi up` with the tool's
-  message on stderr, and the Index that would move the tag, which depends on this Command, is
-  not touched.
+  --platform P... [--gcp] [--run --probe P [--env N=V]... [--run-timeout S] [--skip-run P]...]
+  -- <repository>@<digest>`, triggered by the digest; the probe definition is part
+  of the command line, whose change replaces (re-runs) the Command too. A failing
+  verification (exit 1, or 2 for registry/auth errors, no Docker or no emulation) fails
+  `pulumi up` with the tool's message on stderr, and the Index that would move the tag, which
+  depends on this Command, is not touched. A platform whose run is skipped is logged as a
+  warning with its reason.
 
 No credential is ever an input: the tool reads Application Default Credentials (`--gcp`), or
 `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` or Docker's config.json from the environment of the
@@ -16,11 +19,18 @@ verification.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import pulumi
 import pulumi_command as command
 
-from plan.verification import VerifyOptions, candidate_ref, verified_platforms, verify_command
+from plan.verification import (
+    VerifyOptions,
+    candidate_ref,
+    verified_platforms,
+    verified_proof,
+    verify_command,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,7 @@ class ManifestVerificationArgs:
     platforms: Sequence[str]
     """Platforms the image must hold (`--platform`)."""
     options: VerifyOptions
-    """`--deep`, `--allow` globs and `--gcp`."""
+    """`--deep`, `--allow` globs, `--gcp` and the runtime proof (`--run`)."""
     python: str
     """Interpreter that runs `-m verify` (`plan.host_commands.interpreter`)."""
 
@@ -46,6 +56,8 @@ class ManifestVerification(pulumi.ComponentResource):
     """The verified image, `<repository>@<digest>` (an Index source)."""
     platforms: pulumi.Output[Mapping[str, str]]
     """`{platform: manifest digest}` as the verification read them."""
+    proof: pulumi.Output[Mapping[str, Mapping[str, Any]]]
+    """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}`: what was proven."""
     verification: command.local.Command
     """The verification Command, for resources that must wait for it."""
 
@@ -66,7 +78,16 @@ class ManifestVerification(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.platforms = self.verification.stdout.apply(verified_platforms)
-        self.register_outputs({"ref": self.ref, "platforms": self.platforms})
+        self.proof = self.verification.stdout.apply(
+            partial(verified_proof, args.platforms, args.options.run)
+        )
+        skipped = {} if args.options.run is None else args.options.run.skipped
+        for platform in args.platforms:
+            if platform in skipped:
+                pulumi.log.warn(
+                    f"runtime proof of {platform} skipped: {skipped[platform]}", resource=self
+                )
+        self.register_outputs({"ref": self.ref, "platforms": self.platforms, "proof": self.proof})
 
 
 def _candidate(repository_and_digest: list[str]) -> str:

@@ -89,6 +89,8 @@ class ServiceImage(pulumi.ComponentResource):
     """`<registry>/<service>:<tag>@<digest>`: what a cluster should pull."""
     platforms: pulumi.Output[dict[str, str]]
     """`{platform: manifest digest}` as verified."""
+    proof: pulumi.Output[dict[str, Any]]
+    """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}` as verified."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -149,11 +151,15 @@ class ServiceImage(pulumi.ComponentResource):
         self.platforms = pulumi.Output.all(
             *[verification.platforms for verification in verifications]
         ).apply(merged_platforms)
+        self.proof = pulumi.Output.all(
+            *[verification.proof for verification in verifications]
+        ).apply(merged_platforms)
         self.register_outputs(
             {
                 "digest": self.digest,
                 "ref": self.ref,
                 "platforms": self.platforms,
+                "proof": self.proof,
             }
         )
 

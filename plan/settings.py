@@ -35,6 +35,7 @@ from pydantic_core import ArgsKwargs, PydanticCustomError
 
 from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
+from verify.probe import MAX_TIMEOUT, PROBE_FORMS, ProbeError, parse_env, parse_probe
 
 PROJECT = "boutique-multiarch"
 """The project name, which is also the namespace of every key below."""
@@ -339,16 +340,61 @@ def _reason(value: Any) -> str:
     return value
 
 
-def _allow(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
+def _per_service(value: Any, info: ValidationInfo) -> dict[str, Any]:
+    """An object keyed by configured service."""
     configured = _configured(info.context, "services")
-    for service, entries in _object(value, "an object keyed by configured service").items():
+    for service, entry in _object(value, "an object keyed by configured service").items():
         if service not in configured:
-            _refuse(
-                f"a configured service: {', '.join(configured)}", at=f".{service}", value=entries
-            )
+            _refuse(f"a configured service: {', '.join(configured)}", at=f".{service}", value=entry)
+    return value
+
+
+def _allow(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
+    for service, entries in _per_service(value, info).items():
         if not isinstance(entries, list):
             _refuse("a list of {path, reason} objects", at=f".{service}", value=entries)
     return value
+
+
+def _probe(value: Any) -> str | None:
+    if value is not None:
+        try:
+            parse_probe(value if isinstance(value, str) else "")
+        except ProbeError:
+            _refuse(PROBE_FORMS)
+    return value
+
+
+def _start_env(value: Any) -> Mapping[str, str]:
+    for name, item in _object(value, "an object of NAME: value strings").items():
+        if not isinstance(item, str):
+            _refuse("a string value", at=f".{name}", value=item)
+        try:
+            parse_env(f"{name}={item}")
+        except ProbeError as error:
+            _refuse(str(error), at=f".{name}", value=item)
+    return value
+
+
+def _skip_run(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
+    platforms = _configured(info.context, "platforms")
+    for service, entry in _per_service(value, info).items():
+        if not isinstance(entry, dict) or not entry:
+            _refuse("an object of platform: reason", at=f".{service}", value=entry)
+        for platform, reason in entry.items():
+            if platform not in platforms:
+                _refuse(
+                    f"a configured platform: {', '.join(platforms)}",
+                    at=f".{service}.{platform}",
+                    value=reason,
+                )
+            if not isinstance(reason, str) or not reason.strip():
+                _refuse(
+                    "why this platform's image is not started (a reason is required)",
+                    at=f".{service}.{platform}",
+                    value=reason,
+                )
+    return {service: dict(sorted(entry.items())) for service, entry in value.items()}
 
 
 def _nodes(value: Any) -> tuple[Any, ...]:
@@ -713,6 +759,21 @@ class AllowedPath(_ConfigObject):
 
 @with_config(_SCHEMA)
 @dataclass(frozen=True)
+class ProbeOverride(_ConfigObject):
+    """`verify.probes.<service>`: replaces the probe table's entry (plan/probes.py) in part."""
+
+    probe: Annotated[str | None, _rule(_probe)]
+    """A `verify --probe` value, or None to keep the table's."""
+    env: Annotated[Mapping[str, str], _READ_ONLY, _rule(_start_env)] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Variables added to (or replacing those of) the table's start env."""
+    timeout: Annotated[int, _at_least(1)] | None = None
+    """`verify --run-timeout` in seconds, or None for the tool's default (180)."""
+
+
+@with_config(_SCHEMA)
+@dataclass(frozen=True)
 class VerifySettings(_ConfigObject):
     """How each pushed image is verified before its tag moves."""
 
@@ -722,6 +783,35 @@ class VerifySettings(_ConfigObject):
         default_factory=lambda: MappingProxyType({})
     )
     """Per service, the paths `--deep` accepts for another architecture."""
+    run: Flag = True
+    """Also start each platform's image and probe it (`verify --run`)."""
+    probes: Annotated[Mapping[str, ProbeOverride], _READ_ONLY, _rule(_per_service)] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Per service, overrides of its probe or start env."""
+    skip_run: Annotated[
+        Mapping[str, Mapping[str, str]], _READ_ONLY, _rule(_skip_run), Field(alias="skipRun")
+    ] = field(default_factory=lambda: MappingProxyType({}))
+    """Per service and platform, why its image is not started (e.g. a runtime QEMU cannot
+    run); shown in the stack output and the log."""
+
+    @model_validator(mode="after")
+    def _timeouts_outlast_their_probes(self) -> "VerifySettings":
+        # plan.probes reads UPSTREAM_COMMIT from this module, hence imported here.
+        from plan.probes import service_probe
+
+        for service, override in self.probes.items():
+            if override.timeout is None:
+                continue
+            effective = parse_probe(override.probe or service_probe(service, None).probe or "tcp:1")
+            least = effective.number + 1 if effective.kind == "up" else 1
+            if not least <= override.timeout <= MAX_TIMEOUT:
+                _refuse(
+                    f"{least} to {MAX_TIMEOUT} seconds (the probe is {effective})",
+                    at=f".probes.{service}.timeout",
+                    value=override.timeout,
+                )
+        return self
 
 
 @dataclass(frozen=True)

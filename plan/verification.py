@@ -10,8 +10,27 @@ import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, TypeVar
 
-from plan.settings import VerifySettings
+from plan.probes import service_probe
+from plan.settings import PLATFORMS, VerifySettings
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The runtime proof of one service (`verify --run`)."""
+
+    probe: str
+    """`--probe` value."""
+    env: tuple[tuple[str, str], ...]
+    """`--env` pairs, sorted by name."""
+    skipped: Mapping[str, str]
+    """Platforms not started, with the reason (which stays off the command line)."""
+    timeout: int | None = None
+    """`--run-timeout` seconds, or None for the tool's default."""
 
 
 @dataclass(frozen=True)
@@ -24,18 +43,57 @@ class VerifyOptions:
     """Globs of paths allowed to be for another architecture (`--allow`)."""
     gcp: bool
     """Authenticate with Application Default Credentials (Artifact Registry)."""
+    run: RunPlan | None = None
+    """Start each platform's image and probe it; None when `verify.run` is false."""
 
 
-def verify_options(settings: VerifySettings, service: str, gcp: bool) -> VerifyOptions:
+def verify_options(
+    settings: VerifySettings, service: str, gcp: bool, commit: str | None = None
+) -> VerifyOptions:
     """The options of `service`'s verifications: its allowed paths only (reasons stay in
-    config)."""
+    config), and its probe at upstream `commit` with the config's overrides."""
     allowed = settings.allow.get(service, ())
-    return VerifyOptions(deep=settings.deep, allow=tuple(entry.path for entry in allowed), gcp=gcp)
+    return VerifyOptions(
+        deep=settings.deep,
+        allow=tuple(entry.path for entry in allowed),
+        gcp=gcp,
+        run=_run_plan(settings, service, commit) if settings.run else None,
+    )
+
+
+def _run_plan(settings: VerifySettings, service: str, commit: str | None) -> RunPlan:
+    table = service_probe(service, commit)
+    override = settings.probes.get(service)
+    probe = override.probe if override is not None and override.probe else table.probe
+    env = {**dict(table.env), **(dict(override.env) if override is not None else {})}
+    skipped = dict(settings.skip_run.get(service, {}))
+    if probe is None:
+        skipped = {platform: table.unprobed for platform in PLATFORMS} | skipped
+    return RunPlan(
+        probe=probe or "",
+        env=tuple(sorted(env.items())),
+        skipped=MappingProxyType(skipped),
+        timeout=None if override is None else override.timeout,
+    )
+
+
+def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
+    """`--run --probe P [--env N=V]... [--run-timeout S] [--skip-run PLATFORM]...`, or nothing
+    when no platform of this verification is started."""
+    if plan is None or all(platform in plan.skipped for platform in platforms):
+        return []
+    argv = ["--run", "--probe", plan.probe]
+    argv += [argument for name, value in plan.env for argument in ("--env", f"{name}={value}")]
+    if plan.timeout is not None:
+        argv += ["--run-timeout", str(plan.timeout)]
+    skipped = [platform for platform in platforms if platform in plan.skipped]
+    return argv + [argument for platform in skipped for argument in ("--skip-run", platform)]
 
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
-    """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp] -- <ref>`: after
-    `--` the reference is never read as an option, whatever it starts with."""
+    """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp]
+    [--run --probe P [--env N=V]... [--skip-run P]...] -- <ref>`: after `--` the reference is
+    never read as an option, whatever it starts with."""
     argv = [python, "-m", "verify", "--json"]
     if options.deep:
         argv.append("--deep")
@@ -43,6 +101,7 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
     argv += [argument for platform in platforms for argument in ("--platform", platform)]
     if options.gcp:
         argv.append("--gcp")
+    argv += run_arguments(platforms, options.run)
     return shlex.join([*argv, "--", ref])
 
 
@@ -57,8 +116,32 @@ def verified_platforms(stdout: str) -> Mapping[str, str]:
     return {name: platform["digest"] for name, platform in document["platforms"].items()}
 
 
-def merged_platforms(results: Sequence[Mapping[str, str]]) -> dict[str, str]:
-    """The platforms of several single-platform verifications as one mapping."""
+def verified_proof(
+    platforms: Sequence[str], plan: RunPlan | None, stdout: str
+) -> dict[str, dict[str, Any]]:
+    """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}` from the tool's `--json`
+    document: what was proven for each platform (`elfFiles` is None without `--deep`; `probe`
+    and `seconds` are None when `verify.run` is false)."""
+    document = json.loads(stdout)
+    proof: dict[str, dict[str, Any]] = {}
+    for platform in platforms:
+        found = document["platforms"][platform]
+        elf_files = None if found.get("elf") is None else found["elf"]["checked"]
+        if plan is not None and platform in plan.skipped:
+            proof[platform] = {"elfFiles": elf_files, "skipped": plan.skipped[platform]}
+            continue
+        ran = found.get("run")
+        proof[platform] = {
+            "elfFiles": elf_files,
+            "probe": None if ran is None else ran["probe"],
+            "seconds": None if ran is None else ran["seconds"],
+        }
+    return proof
+
+
+def merged_platforms(results: Sequence[Mapping[str, T]]) -> dict[str, T]:
+    """The platforms (digests, proofs) of several single-platform verifications as one
+    mapping."""
     return {name: digest for result in results for name, digest in result.items()}
 
 

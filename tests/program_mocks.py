@@ -34,11 +34,14 @@ from plan.services import CATALOG
 from plan.settings import UPSTREAM_COMMIT
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.report import image_json
+from verify.run import RunResult, run_json
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "boutique-multiarch"
 STACK = "dev"
 MOCK_ACCESS_TOKEN = "ya29.mock-access-token"
+MOCK_RUN_SECONDS = 2.5
+"""How long the mocked `verify --run` says each probe took."""
 PATH_CHECKOUT_HEAD = "a" * 40
 """HEAD the mocked `host checkout --path` reports."""
 
@@ -177,8 +180,9 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) ->
 
 
 def verify_stdout(arguments: list[str]) -> str:
-    """What `python -m verify --json [--deep] --platform P... -- REF` prints for a verified image:
-    a distinct manifest digest per (image, platform), two attestations skipped."""
+    """What `python -m verify --json [--deep] --platform P... [--run --probe P [--skip-run P]...]
+    -- REF` prints for a verified image: a distinct manifest digest per (image, platform), two
+    attestations skipped, each started platform's probe passed."""
     ref, deep = arguments[arguments.index("--") + 1], "--deep" in arguments
     platforms = {
         platform: PlatformResult(
@@ -195,7 +199,13 @@ def verify_stdout(arguments: list[str]) -> str:
         platforms=platforms,
         attestations=len(platforms),
     )
-    return json.dumps(image_json(result), indent=2) + "\n"
+    document = image_json(result)
+    if "--run" in arguments:
+        probe, skipped = options(arguments, "--probe")[0], options(arguments, "--skip-run")
+        for platform in set(platforms) - set(skipped):
+            ran = RunResult(ok=True, probe=probe, seconds=MOCK_RUN_SECONDS)
+            document["platforms"][platform]["run"] = run_json(ran)
+    return json.dumps(document, indent=2) + "\n"
 
 
 def digest_of(name: str) -> str:

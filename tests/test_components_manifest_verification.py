@@ -13,19 +13,23 @@ from types import MappingProxyType
 
 import pytest
 
-from plan.settings import AllowedPath, VerifySettings
+from plan.probes import UPSTREAM_V0_10_6
+from plan.settings import AllowedPath, ProbeOverride, VerifySettings
 from plan.verification import (
+    RunPlan,
     VerifyOptions,
     candidate_ref,
     digest_of_ref,
     merged_platforms,
     verified_platforms,
+    verified_proof,
     verify_command,
     verify_options,
 )
 from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.report import image_json
+from verify.run import RunResult, run_json
 
 DIGEST = "sha256:" + "1" * 64
 REF = f"europe-west1-docker.pkg.dev/p/online-boutique/frontend@{DIGEST}"
@@ -84,6 +88,7 @@ def test_options_of_a_service_take_its_paths_and_never_the_reasons() -> None:
         allow=MappingProxyType(
             {"currencyservice": (AllowedPath("/app/*.node", "profiler addon, disabled"),)}
         ),
+        run=False,
     )
     assert verify_options(settings, "currencyservice", gcp=False) == VerifyOptions(
         deep=True, allow=("/app/*.node",), gcp=False
@@ -91,17 +96,26 @@ def test_options_of_a_service_take_its_paths_and_never_the_reasons() -> None:
     assert verify_options(settings, "frontend", gcp=True) == VerifyOptions(True, (), True)
 
 
-def test_platform_digests_come_from_the_verifiers_json() -> None:
-    result = ImageResult(
+def verified_result(amd64_elf_files: int, arm64_elf_files: int) -> ImageResult:
+    """What the verifier found for a two-platform image (deep)."""
+    return ImageResult(
         ref=REF,
         digest=DIGEST,
         media_type="application/vnd.oci.image.index.v1+json",
         platforms={
-            "linux/amd64": PlatformResult("sha256:" + "a" * 64, "amd64", ElfReport(checked=3)),
-            "linux/arm64": PlatformResult("sha256:" + "b" * 64, "arm64", ElfReport(checked=3)),
+            "linux/amd64": PlatformResult(
+                "sha256:" + "a" * 64, "amd64", ElfReport(amd64_elf_files)
+            ),
+            "linux/arm64": PlatformResult(
+                "sha256:" + "b" * 64, "arm64", ElfReport(arm64_elf_files)
+            ),
         },
         attestations=2,
     )
+
+
+def test_platform_digests_come_from_the_verifiers_json() -> None:
+    result = verified_result(3, 3)
     stdout = json.dumps(image_json(result), indent=2) + "\n"
     assert verified_platforms(stdout) == {
         "linux/amd64": "sha256:" + "a" * 64,
@@ -127,3 +141,70 @@ def test_candidate_and_index_refs() -> None:
 def test_an_index_ref_without_a_digest_is_refused(ref: str) -> None:
     with pytest.raises(ValueError, match="not a reference with a digest"):
         digest_of_ref(ref)
+
+
+def test_the_run_plan_is_the_probe_table_with_the_configs_overrides_and_skips() -> None:
+    settings = VerifySettings(
+        deep=True,
+        allow={},
+        probes={"frontend": ProbeOverride(probe="tcp:8080", env={"PORT": "8080", "EXTRA": "1"})},
+        skip_run={"cartservice": {"linux/arm64": ".NET is unsupported under QEMU"}},
+    )
+    frontend = verify_options(settings, "frontend", gcp=False).run
+    assert frontend is not None and frontend.probe == "tcp:8080"
+    env = dict(frontend.env)
+    assert env["EXTRA"] == "1" and env["PRODUCT_CATALOG_SERVICE_ADDR"] == "127.0.0.1:3550"
+    assert [name for name, _ in frontend.env] == sorted(env)
+    cart = verify_options(settings, "cartservice", gcp=False, commit=UPSTREAM_V0_10_6).run
+    assert cart == RunPlan("grpc:7070", (), {"linux/arm64": ".NET is unsupported under QEMU"})
+    assistant = verify_options(settings, "shoppingassistantservice", gcp=False).run
+    assert assistant is not None
+    assert set(assistant.skipped) == {"linux/amd64", "linux/arm64"}
+    assert "needs Google Cloud" in assistant.skipped["linux/amd64"]
+
+
+def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None:
+    plan = RunPlan(
+        "grpc:7070",
+        (("GREETING", "hello world"), ("PORT", "7070")),
+        {"linux/arm64": ".NET is unsupported under QEMU"},
+    )
+    options = VerifyOptions(deep=False, allow=(), gcp=True, run=plan)
+    both = shlex.split(verify_command("py", REF, ["linux/amd64", "linux/arm64"], options))
+    run = both.index("--run")
+    assert both[run : run + 9] == [
+        *("--run", "--probe", "grpc:7070"),
+        *("--env", "GREETING=hello world", "--env", "PORT=7070"),
+        *("--skip-run", "linux/arm64"),
+    ]
+    assert both.count("--run") == 1 and REF in both
+    assert "QEMU" not in " ".join(both)
+    slow = VerifyOptions(False, (), False, RunPlan("grpc:9555", (), {}, timeout=600))
+    assert values_of(verify_command("py", REF, ["linux/arm64"], slow), "--run-timeout") == ["600"]
+    assert "--run-timeout" not in verify_command("py", REF, ["linux/arm64"], options)
+    # perPlatform: the arm64 verification starts nothing, the amd64 one skips nothing.
+    assert "--run" not in verify_command("py", REF, ["linux/arm64"], options)
+    amd64 = shlex.split(verify_command("py", REF, ["linux/amd64"], options))
+    assert "--run" in amd64 and "--skip-run" not in amd64
+
+
+def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> None:
+    result = verified_result(3, 4)
+    document = image_json(result)
+    document["platforms"]["linux/amd64"]["run"] = run_json(
+        RunResult(ok=True, probe="grpc:7070", seconds=3.14159)
+    )
+    stdout = json.dumps(document)
+    plan = RunPlan("grpc:7070", (), {"linux/arm64": ".NET is unsupported under QEMU"})
+    assert verified_proof(["linux/amd64", "linux/arm64"], plan, stdout) == {
+        "linux/amd64": {"elfFiles": 3, "probe": "grpc:7070", "seconds": 3.14},
+        "linux/arm64": {"elfFiles": 4, "skipped": ".NET is unsupported under QEMU"},
+    }
+    assert verified_proof(["linux/amd64"], None, json.dumps(image_json(result))) == {
+        "linux/amd64": {"elfFiles": 3, "probe": None, "seconds": None}
+    }
+
+
+def values_of(line: str, flag: str) -> list[str]:
+    argv = shlex.split(line)
+    return [argv[i + 1] for i, argument in enumerate(argv[:-1]) if argument == flag]

@@ -176,9 +176,10 @@ def test_each_image_is_verified_by_digest_with_the_configured_options(
         if service == "currencyservice":
             expected += ["--allow", allowed]
         expected += ["--platform", "linux/amd64", "--platform", "linux/arm64", "--gcp"]
-        expected += ["--", f"{REGISTRY}/{service}@{digest}"]
         assert argv[1:3] == ["-m", "verify"], command.urn
-        assert argv[3:] == expected, command.urn
+        assert argv[3 : 3 + len(expected)] == expected, command.urn
+        assert argv[3 + len(expected)] == "--run", command.urn
+        assert argv[-2:] == ["--", f"{REGISTRY}/{service}@{digest}"], command.urn
         assert command.inputs["triggers"] == [digest], command.urn
         assert "reason" not in command.inputs["create"] and "profiler addon" not in str(argv)
         assert images(run)[image_name].urn in command.property_dependencies["create"]
@@ -263,6 +264,11 @@ def test_outputs_carry_the_verified_platform_digests(monkeypatch: pytest.MonkeyP
             "tag": "v1",
             "platforms": {
                 platform: digest_of(f"127.0.0.1:5000/boutique/frontend@{digest} {platform}")
+                for platform in ("linux/amd64", "linux/arm64")
+            },
+            # What the verifier's JSON said (elf.checked, run.probe, run.seconds).
+            "proof": {
+                platform: {"elfFiles": 7, "probe": "http:8080/_healthz", "seconds": 2.5}
                 for platform in ("linux/amd64", "linux/arm64")
             },
         }, urn

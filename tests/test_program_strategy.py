@@ -14,6 +14,7 @@ from tests.program_mocks import (
     DEV_CONFIG,
     IMAGE,
     INDEX,
+    MOCK_RUN_SECONDS,
     REGISTRY,
     ROOT,
     ProgramRun,
@@ -84,7 +85,9 @@ def test_each_platform_is_verified_for_itself_and_joined_after_both(
             digest = digest_of(f"{service}-{arch}-image")
             ref = f"{REGISTRY}/{service}@{digest}"
             argv = shlex.split(command.inputs["create"])
-            assert argv[3:] == ["--json", "--deep", "--platform", platform, "--gcp", "--", ref]
+            assert argv[3:8] == ["--json", "--deep", "--platform", platform, "--gcp"]
+            assert argv[8:10] == ["--run", "--probe"], command.urn
+            assert argv[-2:] == ["--", ref], command.urn
             assert command.inputs["triggers"] == [digest], command.urn
             assert command.urn in index.dependencies, index.urn
             sources.append(ref)
@@ -106,7 +109,11 @@ def test_per_platform_outputs_keep_the_shape(monkeypatch: pytest.MonkeyPatch) ->
             for arch in ("amd64", "arm64")
         ]
         digest = digest_of(" ".join(sources))
-        assert set(emailservice) == {"ref", "digest", "tag", "platforms"}, urn
+        assert set(emailservice) == {"ref", "digest", "tag", "platforms", "proof"}, urn
+        assert emailservice["proof"] == {
+            platform: {"elfFiles": 7, "probe": "grpc:8080", "seconds": MOCK_RUN_SECONDS}
+            for platform in PLATFORMS
+        }, urn
         assert emailservice["digest"] == digest, urn
         assert emailservice["ref"] == f"{REGISTRY}/emailservice:v1@{digest}", urn
         assert emailservice["platforms"] == {

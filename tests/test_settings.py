@@ -18,6 +18,7 @@ from plan.settings import (
     ExternalRegistry,
     GitSource,
     PathSource,
+    ProbeOverride,
     Settings,
     VerifySettings,
     parse_settings,
@@ -793,3 +794,103 @@ def test_invalid_value_is_refused_naming_key_value_and_what_is_allowed(
     assert allowed in message, message
     shown = message.removeprefix(f"config {key} = ").split(" is not valid; allowed: ")[0]
     assert shown == "<unset>" or json.loads(shown) == raised.value.value, message
+
+
+def test_runtime_proof_is_on_by_default_with_overrides_and_skips_parsed() -> None:
+    assert parse().verify.run is True
+    settings = parse(
+        verify={
+            "run": "false",
+            "probes": {
+                "frontend": {"probe": "tcp:8080"},
+                "adservice": {"env": {"JAVA_TOOL_OPTIONS": "-Xmx256m"}, "timeout": 600},
+            },
+            "skipRun": {"cartservice": {"linux/arm64": ".NET is unsupported under QEMU"}},
+        }
+    )
+    assert settings.verify.run is False
+    assert settings.verify.probes == {
+        "frontend": ProbeOverride(probe="tcp:8080", env={}),
+        "adservice": ProbeOverride(probe=None, env={"JAVA_TOOL_OPTIONS": "-Xmx256m"}, timeout=600),
+    }
+    assert settings.verify.skip_run == {
+        "cartservice": {"linux/arm64": ".NET is unsupported under QEMU"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("verify", "key", "allowed"),
+    [
+        ({"run": "yes"}, "verify.run", "true or false"),
+        ({"probes": ["frontend"]}, "verify.probes", "an object keyed by configured service"),
+        (
+            {"probes": {"shoppingassistantservice": {"probe": "up:5"}}},
+            "verify.probes.shoppingassistantservice",
+            "a configured service: adservice",
+        ),
+        (
+            {"probes": {"frontend": {"probe": "http:8080"}}},
+            "verify.probes.frontend.probe",
+            "grpc:PORT, http:PORT/PATH, tcp:PORT or up:SECONDS",
+        ),
+        (
+            {"probes": {"frontend": {"retries": 5}}},
+            "verify.probes.frontend.retries",
+            "one of the fields probe, env, timeout",
+        ),
+        ({"probes": {"frontend": {"env": ["A=1"]}}}, "verify.probes.frontend.env", "NAME: value"),
+        (
+            {"probes": {"frontend": {"env": {"PORT": 8080}}}},
+            "verify.probes.frontend.env.PORT",
+            "a string",
+        ),
+        (
+            {"probes": {"frontend": {"env": {"1PORT": "8080"}}}},
+            "verify.probes.frontend.env.1PORT",
+            "NAME=VALUE with NAME of letters",
+        ),
+        (
+            {"probes": {"loadgenerator": {"timeout": 45}}},
+            "verify.probes.loadgenerator.timeout",
+            "46 to 3600 seconds (the probe is up:45)",
+        ),
+        (
+            {"probes": {"adservice": {"timeout": 3601}}},
+            "verify.probes.adservice.timeout",
+            "1 to 3600 seconds (the probe is grpc:9555)",
+        ),
+        (
+            {"probes": {"adservice": {"timeout": "soon"}}},
+            "verify.probes.adservice.timeout",
+            "an integer >= 1",
+        ),
+        (
+            {"skipRun": {"cartservice": {"linux/arm64": ""}}},
+            "verify.skipRun.cartservice.linux/arm64",
+            "a reason is required",
+        ),
+        (
+            {"skipRun": {"cartservice": {"linux/arm64": None}}},
+            "verify.skipRun.cartservice.linux/arm64",
+            "a reason is required",
+        ),
+        (
+            {"skipRun": {"cartservice": {"linux/s390x": "no emulator"}}},
+            "verify.skipRun.cartservice.linux/s390x",
+            "a configured platform: linux/amd64, linux/arm64",
+        ),
+        ({"skipRun": {"cartservice": {}}}, "verify.skipRun.cartservice", "platform: reason"),
+        (
+            {"skipRun": {"cartservice": "linux/arm64"}},
+            "verify.skipRun.cartservice",
+            "an object of platform: reason",
+        ),
+    ],
+)
+def test_bad_runtime_proof_settings_are_one_error_naming_the_key(
+    verify: dict[str, Any], key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse(verify=verify)
+    assert error.value.key == f"{P}:{key}"
+    assert allowed in error.value.allowed, error.value.allowed

@@ -12,5 +12,7 @@ Pure Python (no Pulumi imports), run as ``python -m verify REF ...``. The module
 - ``registry``: the HTTP client for the registry API (auth flows, retries, streaming).
 - ``checks``: the verification of images, platforms and layers (concurrent, layers deduplicated).
 - ``report``: the ``--json`` document and the failure lines printed on stderr.
+- ``probe``: the ``--probe`` and ``--env`` syntax of ``--run`` (pure; the config uses it too).
+- ``run``: ``--run``, each verified platform's image started with Docker and probed.
 - ``cli``: argument parsing and exit codes.
 """

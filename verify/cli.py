@@ -1,9 +1,11 @@
 """Command line: ``python -m verify REF... [--platform P]... [--deep] [--json] [--allow GLOB]...
-[--gcp]``.
+[--gcp] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
 Every argument is validated before the first request. Exit codes: 0 every reference verified;
 1 verification failed (missing platform, wrong architecture, mislabelled binaries); 2 usage,
-auth, not-found or registry errors (2 wins over 1 when several references are given).
+auth, not-found or registry errors (2 wins over 1 when several references are given); with
+``--run`` also a platform whose container failed its probe (1), or no Docker Engine or no
+emulation for a platform (2, before any request). See :mod:`verify.run`.
 With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
 """
@@ -13,12 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
+from types import FrameType
 
-from verify.auth import AuthError, CredentialResolver
-from verify.checks import EXIT_ERROR, EXIT_FAILED, Options, Verifier
+from verify import run
+from verify.auth import AuthError, CredentialResolver, environment_credentials
+from verify.checks import EXIT_ERROR, EXIT_FAILED, ImageResult, Options, Verifier
 from verify.elf import PLATFORM_MACHINES
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
@@ -65,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="authenticate with Google Application Default Credentials (Artifact Registry)",
     )
+    run.add_arguments(parser)
     return parser
 
 
@@ -115,7 +121,10 @@ def main(argv: Sequence[str]) -> int:
             allow=_check_globs(arguments.allow),
         )
         credentials.check_environment()
-    except (UsageError, AuthError) as error:
+        run_options = run.options_from(arguments, options.platforms)
+        if run_options is not None:
+            run.check_prerequisites(run_options.started(options.platforms))
+    except (UsageError, AuthError, run.RunUsageError, run.RunUnavailable) as error:
         print(f"verify: {error}", file=sys.stderr)
         return EXIT_ERROR
     client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
@@ -127,12 +136,63 @@ def main(argv: Sequence[str]) -> int:
         print("verify: internal error (see the traceback above)", file=sys.stderr)
         return EXIT_ERROR
     exit_code = max(result.exit_code for result in results)
-    for result in results:
+    runs: dict[run.RunKey, run.RunResult] = {}
+    if run_options is not None:
+        try:
+            runs = _run_images(
+                results, [ref for _, ref in refs], run_options, credentials, arguments.gcp
+            )
+        except AuthError as error:
+            print(f"verify: --run: {error}", file=sys.stderr)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            print("verify: interrupted; the run's containers were removed", file=sys.stderr)
+            return 130
+        except Exception:
+            traceback.print_exc()
+            print("verify: internal error in --run (see the traceback above)", file=sys.stderr)
+            return EXIT_ERROR
+        if any(not outcome.ok for outcome in runs.values()):
+            exit_code = max(exit_code, EXIT_FAILED)
+    for index, result in enumerate(results):
         for line in failure_lines(result):
             print(line, file=sys.stderr)
-        if not result.problems and not arguments.json:
+        run_failed = False
+        for (ran, platform), outcome in runs.items():
+            if ran == index and not outcome.ok:
+                run_failed = True
+                for line in run.run_failure_lines(result.ref, platform, outcome):
+                    print(line, file=sys.stderr)
+        if not result.problems and not run_failed and not arguments.json:
             print(summary_line(result))
     if arguments.json and exit_code <= EXIT_FAILED:
         documents = [image_json(result) for result in results]
+        for (index, platform), outcome in runs.items():
+            documents[index]["platforms"][platform]["run"] = run.run_json(outcome)
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     return exit_code
+
+
+def _run_images(
+    results: Sequence[ImageResult],
+    refs: Sequence[Reference],
+    options: run.RunOptions,
+    credentials: CredentialResolver,
+    gcp: bool,
+) -> dict[run.RunKey, run.RunResult]:
+    """``--run`` for the references that passed. A login is handed to ``docker pull`` only when
+    it came from ``--gcp`` or REGISTRY_USERNAME/PASSWORD (Docker reads its own config itself).
+    SIGTERM ends the run like Ctrl-C: every container it started is removed."""
+    explicit = gcp or environment_credentials(os.environ) is not None
+    logins = {
+        ref.registry: credentials.for_registry(ref.registry) if explicit else None for ref in refs
+    }
+
+    def interrupt(_signal: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        return run.run_verified(results, refs, options, logins, run.RunSession())
+    finally:
+        signal.signal(signal.SIGTERM, previous)

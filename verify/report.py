@@ -2,7 +2,8 @@
 
 The JSON shape is a contract with the ManifestVerification component; keep it stable:
 ``{ref, digest, mediaType, platforms: {"linux/amd64": {digest, configArchitecture,
-elf: null | {checked, mismatched, mismatchedPaths}}}, attestations}``.
+elf: null | {checked, mismatched, mismatchedPaths}}}, attestations}``; with ``--run``
+each started platform also gets ``run`` (:func:`verify.run.run_json`), added by the CLI.
 """
 
 from __future__ import annotations

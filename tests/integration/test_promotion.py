@@ -38,6 +38,7 @@ import pytest
 
 from plan.host_commands import interpreter
 from plan.verification import (
+    RunPlan,
     VerifyOptions,
     candidate_ref,
     merged_platforms,
@@ -120,12 +121,12 @@ def push_by_digest(
 
 
 def verify(
-    repository: str, digest: str, platforms: tuple[str, ...]
+    repository: str, digest: str, platforms: tuple[str, ...], options: VerifyOptions = OPTIONS
 ) -> subprocess.CompletedProcess[str]:
     """What the ManifestVerification Command does: its exact command line, via `sh -c`, from the
     project directory, with the project's interpreter written as the program writes it."""
     python = interpreter(sys.executable, str(REPO_ROOT))
-    line = verify_command(python, candidate_ref(repository, digest), platforms, OPTIONS)
+    line = verify_command(python, candidate_ref(repository, digest), platforms, options)
     return subprocess.run(
         ["/bin/sh", "-c", line], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
@@ -139,7 +140,13 @@ def create_index(tag_ref: str, sources: list[str]) -> None:
 
 
 def promote(
-    registry: Registry, service: str, tag: str, dockerfile: str, base: str, per_platform: bool
+    registry: Registry,
+    service: str,
+    tag: str,
+    dockerfile: str,
+    base: str,
+    per_platform: bool,
+    options: VerifyOptions = OPTIONS,
 ) -> tuple[dict[str, str], list[subprocess.CompletedProcess[str]], list[str]]:
     """The ServiceImage flow; returns the verified platforms, the verifications and the pushed
     digests. The tag moves only when every verification exited 0."""
@@ -148,7 +155,7 @@ def promote(
     results, digests, sources = [], [], []
     for platforms in builds:
         digest = push_by_digest(registry, service, dockerfile, base, platforms)
-        verification = verify(repository, digest, platforms)
+        verification = verify(repository, digest, platforms, options)
         results.append(verification)
         digests.append(digest)
         sources.append(candidate_ref(repository, digest))
@@ -246,3 +253,53 @@ def test_defective_image_fails_verification_and_no_tag_moves(
             assert document["platforms"]["linux/arm64"]["elf"]["mismatched"] > 0
     assert tag_manifest(registry, service, "v1")[0] == published_digest
     assert not tag_exists(registry, service, "v2")
+
+
+# Cross-"compiled" correctly for both platforms, so --deep passes; but the arm64 image's
+# entrypoint dies at start (as a service does when a native module is missing for arm64).
+STARTS_ON_AMD64_ONLY = """\
+ARG BASE
+FROM --platform=$BUILDPLATFORM ${BASE} AS builder
+ARG TARGETARCH
+RUN mkdir -p /out && cp /opt/cross/busybox-${TARGETARCH} /out/server
+FROM ${BASE}
+ARG TARGETARCH
+COPY --from=builder /out/server /usr/local/bin/busybox
+RUN mkdir -p /www && echo ok > /www/index.html && \\
+    if [ "$TARGETARCH" = arm64 ]; then \\
+      printf '#!/bin/sh\\necho "cannot load native module"\\nexit 3\\n' > /start; \\
+    else \\
+      printf '#!/bin/sh\\nexec /usr/local/bin/busybox httpd -f -p 8080 -h /www\\n' > /start; \\
+    fi && \\
+    chmod 755 /start
+ENTRYPOINT ["/start"]
+"""
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+@pytest.mark.parametrize("per_platform", [False, True], ids=["multiPlatform", "perPlatform"])
+def test_an_image_whose_arm64_entrypoint_exits_3_never_gets_its_tag(
+    docker_engine: None, registry: Registry, busybox_base: str, per_platform: bool
+) -> None:
+    service = f"paymentservice-{'per' if per_platform else 'multi'}"
+    run = RunPlan(probe="http:8080/", env=(("PORT", "8080"),), skipped={})
+    options = VerifyOptions(deep=True, allow=OPTIONS.allow, gcp=False, run=run)
+    platforms, results, _ = promote(
+        registry, service, "v1", STARTS_ON_AMD64_ONLY, busybox_base, per_platform, options
+    )
+    assert platforms == {}
+    failed = [result for result in results if result.returncode != 0]
+    assert len(failed) == 1, [result.stderr for result in results]
+    (result,) = failed
+    assert result.returncode == 1, result.stderr
+    assert "linux/arm64: run failed (http:8080/): the container exited with status 3" in (
+        result.stderr
+    ), result.stderr
+    assert "linux/arm64: log: cannot load native module" in result.stderr
+    arm64 = json.loads(result.stdout)["platforms"]["linux/arm64"]
+    assert arm64["elf"]["mismatched"] == 0 and arm64["run"]["exitCode"] == 3
+    # The amd64 image started and served: only arm64 holds the tag back.
+    amd64 = [json.loads(r.stdout)["platforms"].get("linux/amd64") for r in results]
+    assert [p["run"]["ok"] for p in amd64 if p is not None] == [True], result.stdout
+    assert not tag_exists(registry, service, "v1")

@@ -1,0 +1,197 @@
+"""`verify --run` without Docker: probe syntax, the probes against real servers in this process
+(a gRPC health server, an HTTP server, a TCP listener), log tails, and the CLI's exit 2 cases.
+
+The container runs themselves are in tests/integration/test_verify_run.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from tests.integration.loopbackserver import serve, shut_down
+from tests.test_verify_cli import closed_port
+from verify.auth import Credentials
+from verify.probe import Probe, ProbeError, parse_env, parse_probe
+from verify.run import LOG_LINE_CHARS, escape_line, log_tail, probe_once, secret_values
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("text", "probe"),
+    [
+        ("grpc:7070", Probe("grpc", 7070)),
+        ("http:8080/_healthz", Probe("http", 8080, "/_healthz")),
+        ("http:80/", Probe("http", 80, "/")),
+        ("tcp:6379", Probe("tcp", 6379)),
+        ("up:45", Probe("up", 45)),
+    ],
+)
+def test_probes_parse_and_print_back(text: str, probe: Probe) -> None:
+    assert parse_probe(text) == probe
+    assert str(probe) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["grpc", "grpc:", "grpc:0", "tcp:65536", "http:8080", "http:8080/a b", "up:0", "ftp:21", ""],
+)
+def test_invalid_probes_are_refused(text: str) -> None:
+    with pytest.raises(ProbeError, match="probe"):
+        parse_probe(text)
+
+
+def test_env_values_keep_equals_signs_and_bad_names_are_not_echoed() -> None:
+    assert parse_env("OPTS=a=b") == ("OPTS", "a=b")
+    assert parse_env("EMPTY=") == ("EMPTY", "")
+    with pytest.raises(ProbeError) as error:
+        parse_env("hunter2-token")
+    assert "hunter2" not in str(error.value)
+    with pytest.raises(ProbeError, match="newline"):
+        parse_env("A=x\ny")
+
+
+@pytest.fixture
+def health_server() -> Iterator[tuple[str, health.HealthServicer]]:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(grace=None)
+
+
+def test_grpc_probe_passes_on_serving_only(
+    health_server: tuple[str, health.HealthServicer],
+) -> None:
+    address, servicer = health_server
+    host, port = address.rsplit(":", 1)
+    probe = Probe("grpc", int(port))
+    servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    assert probe_once(probe, host, 2.0) == f"grpc {address}: health status NOT_SERVING"
+    servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    assert probe_once(probe, host, 2.0) is None
+
+
+def test_grpc_probe_of_a_closed_port_says_unavailable() -> None:
+    port = closed_port()
+    assert probe_once(Probe("grpc", port), "127.0.0.1", 1.0) == (
+        f"grpc 127.0.0.1:{port}: UNAVAILABLE"
+    )
+
+
+class _Paths(BaseHTTPRequestHandler):
+    """200 on /ok, 302 on /moved, 503 elsewhere."""
+
+    def do_GET(self) -> None:
+        status = {"/ok": 200, "/moved": 302}.get(self.path, 503)
+        self.send_response(status)
+        self.send_header("Location", "/ok")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_http_probe_accepts_2xx_and_3xx_only() -> None:
+    server = serve(_Paths)
+    try:
+        port = server.server_port
+        assert probe_once(Probe("http", port, "/ok"), "127.0.0.1", 2.0) is None
+        assert probe_once(Probe("http", port, "/moved"), "127.0.0.1", 2.0) is None
+        assert probe_once(Probe("http", port, "/down"), "127.0.0.1", 2.0) == (
+            f"http://127.0.0.1:{port}/down answered 503"
+        )
+    finally:
+        shut_down(server)
+
+
+def test_tcp_probe_needs_a_listener() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert probe_once(Probe("tcp", port), "127.0.0.1", 2.0) is None
+    assert probe_once(Probe("tcp", port), "127.0.0.1", 2.0) == (
+        f"127.0.0.1:{port}: Connection refused"
+    )
+
+
+def test_log_tail_keeps_the_last_20_lines_escaped_and_masked() -> None:
+    lines = [f"line {n}" for n in range(30)] + ["token=s3cret \x1b[31mred\x1b[0m\r", "x" * 1000]
+    data = "\n".join(lines).encode() + b"\n\xff"
+    secrets = secret_values(
+        [("API_TOKEN", "s3cret"), ("PORT", "8080")], Credentials("u", "pa55word", "test")
+    )
+    assert secrets == ["s3cret", "pa55word"]
+    tail = log_tail(data, secrets)
+    assert len(tail) == 20
+    assert tail[0] == "line 13"
+    assert tail[-3] == "token=*** \\x1b[31mred\\x1b[0m"
+    assert tail[-2] == "x" * LOG_LINE_CHARS + "..."
+    assert tail[-1] == "\ufffd"
+    assert escape_line("a\tb\x00") == "a\\tb\\x00"
+
+
+def run_cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+    if path is not None:
+        environ["PATH"] = path
+    return subprocess.run(
+        [sys.executable, "-m", "verify", *args],
+        cwd=REPO,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--probe", "tcp:80"], "verify: --probe only with --run"),
+        (["--run"], "verify: --run needs --probe (grpc:PORT, http:PORT/PATH, tcp:PORT or up:"),
+        (["--run", "--probe", "http:80"], "verify: --probe/--env: probe 'http:80' is not valid"),
+        (["--run", "--probe", "up:200"], "--probe up:200 needs a --run-timeout above 200 s"),
+        (["--run", "--probe", "tcp:1", "--run-timeout", "0"], "--run-timeout 0: allowed 1 to"),
+        (["--run", "--probe", "tcp:1", "--jobs", "0"], "--jobs 0: allowed 1 to 64"),
+        (["--run", "--probe", "tcp:1", "--env", "1X=2"], "env (an invalid name): expected"),
+        (
+            ["--run", "--probe", "tcp:1", "--skip-run", "linux/s390x"],
+            "--skip-run linux/s390x: not a verified platform (linux/amd64, linux/arm64)",
+        ),
+        (
+            ["--run", "--probe", "tcp:1", "--skip-run", "linux/amd64", "--skip-run", "linux/arm64"],
+            "--skip-run names every platform; leave out --run instead",
+        ),
+    ],
+)
+def test_run_usage_errors_exit_2_before_any_request(args: list[str], message: str) -> None:
+    result = run_cli(f"127.0.0.1:{closed_port()}/a:1", "--json", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr
+
+
+def test_run_without_docker_exits_2_saying_so(tmp_path: Path) -> None:
+    result = run_cli(
+        f"127.0.0.1:{closed_port()}/a:1", "--run", "--probe", "tcp:1", path=str(tmp_path)
+    )
+    assert result.returncode == 2
+    assert result.stderr == "verify: --run needs the Docker CLI ('docker' is not on PATH)\n"
