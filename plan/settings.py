@@ -10,7 +10,6 @@ before any resource is declared. Each rule raises `_refuse(allowed)`; `_config_e
 place that turns pydantic's first error into that message (a secret's value is never shown).
 """
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Collection, Mapping
@@ -36,6 +35,7 @@ from pydantic_core import ArgsKwargs, PydanticCustomError
 from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
 from verify.probe import MAX_TIMEOUT, PROBE_FORMS, ProbeError, parse_env, parse_probe
+from verify.reference import is_loopback, split_host
 
 PROJECT = "boutique-multiarch"
 """The project name, which is also the namespace of every key below."""
@@ -89,7 +89,7 @@ _LABEL_VALUE = re.compile(r"^[a-z0-9_-]{0,63}$")
 _BUILDER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REGISTRY_ADDRESS = re.compile(
-    r"^(?P<host>[A-Za-z0-9.-]+(:[0-9]{1,5})?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
+    r"^(?P<host>([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)(/[a-z0-9]+([._-][a-z0-9]+)*)*$"
 )
 _GIT_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
 # buildx's own options are lowercase; `env.NAME` passes an environment variable to BuildKit,
@@ -670,24 +670,6 @@ def _split_scheme(url: str) -> tuple[str, str]:
     return (head + separator, rest) if separator else ("", url)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether `host` (`name`, `name:port`, `[v6]` or `[v6]:port`) is this machine only:
-    `localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
-    name = host
-    if host.startswith("["):
-        name, bracket, _ = host[1:].partition("]")
-        if not bracket:
-            return False
-    elif host.count(":") == 1:
-        name = host.partition(":")[0]
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
 @with_config(_SCHEMA)
 @dataclass(frozen=True)
 class ExternalRegistry(_ConfigObject):
@@ -713,7 +695,7 @@ class ExternalRegistry(_ConfigObject):
 
     @model_validator(mode="after")
     def _port_in_range(self) -> "ExternalRegistry":
-        port = self.host.partition(":")[2]
+        port = split_host(self.host)[1]
         if port and not 0 < int(port) < 65536:
             _refuse("a port from 1 to 65535", at=".address", value=self.address)
         return self
@@ -722,10 +704,11 @@ class ExternalRegistry(_ConfigObject):
     def _started_on_loopback_with_a_port(self) -> "ExternalRegistry":
         # The registry the stack starts listens on this port: it must be given (host registry
         # ensure refuses an address without one).
-        if self.start and not (self.host.partition(":")[2] and is_loopback(self.host)):
+        hostname, port = split_host(self.host)
+        if self.start and not (port and is_loopback(hostname)):
             _refuse(
-                f"true only with a loopback registry.address with a port (127.0.0.1:PORT or "
-                f"localhost:PORT), not {self.host}",
+                f"true only with a loopback registry.address with a port (127.0.0.1:PORT, "
+                f"localhost:PORT or [::1]:PORT), not {self.host}",
                 at=".start",
                 value=True,
             )
