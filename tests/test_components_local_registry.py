@@ -16,10 +16,11 @@ import pulumi_command as command
 import pytest
 from pulumi.runtime.settings import set_root_resource
 
+from components.host_state import same_report
 from components.local_registry import (
     LocalRegistry,
     LocalRegistryArgs,
-    _ensured_address,
+    registry_address,
     registry_ensure_command,
     registry_remove_command,
 )
@@ -128,10 +129,10 @@ def test_command_lines_quote_their_arguments() -> None:
 def test_ensures_that_disagree_are_an_error() -> None:
     first = RegistryResult(ADDRESS, 1, None, True).to_json()
     reused = RegistryResult(ADDRESS, 1, None, False).to_json()
-    assert _ensured_address([first, reused]) == ADDRESS
+    assert same_report(registry_address, "addresses", [first, reused]) == ADDRESS
     other = RegistryResult("127.0.0.1:5001", None, None, False).to_json()
     with pytest.raises(ValueError, match="different addresses"):
-        _ensured_address([first, other])
+        same_report(registry_address, "addresses", [first, other])
 
 
 def test_local_stack_file_parses_into_a_started_loopback_registry() -> None:
