@@ -14,7 +14,6 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pytest
-from pulumi.runtime.settings import set_root_resource
 
 from components.host_state import same_report
 from components.local_registry import (
@@ -26,7 +25,8 @@ from components.local_registry import (
 )
 from host.results import RegistryResult
 from plan.settings import CONFIG_KEYS, PROJECT, ExternalRegistry, parse_settings
-from tests.program_mocks import COMMAND, RecordingMonitor, Registration, stack_config
+from tests.program_mocks import COMMAND, stack_config
+from tests.recorder import RecordingMonitor, Registration, reset, use_mocks
 
 ADDRESS = "127.0.0.1:5000"
 DATA_DIR = ".cache/local-registry"
@@ -56,12 +56,9 @@ class RegistryMocks(pulumi.runtime.Mocks):
 @pytest.fixture
 def monitor() -> Iterator[RecordingMonitor]:
     recording = RecordingMonitor(RegistryMocks())
-    set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(
-        recording.mocks, project=PROJECT, stack="local", preview=False, monitor=recording
-    )
+    use_mocks(recording.mocks, PROJECT, "local", recording)
     yield recording
-    set_root_resource(None)  # type: ignore[arg-type]
+    reset()
 
 
 def named(monitor: RecordingMonitor, name: str) -> Registration:
