@@ -7,16 +7,20 @@ Creates:
 - `command.local.Command` `<name>-builder`, which owns the builder for `pulumi destroy`
   (its delete removes it) and re-runs the ensure when the spec changes; it starts only once the
   every-run ensure has finished, so the two never race for the same builder.
+`buildx_builders` declares the builder every Image names and the per-platform ones.
 Both through `components.host_state.ensure_every_run`, as every piece of host state.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 
 from components.host_state import HostStateCommands, ensure_every_run
 from host.results import BuilderResult
-from plan.host_commands import builder_ensure_command, builder_remove_command
+from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from plan.naming import arch_of
+from plan.settings import BuilderSettings
 
 
 @dataclass(frozen=True)
@@ -57,3 +61,24 @@ class BuildxBuilder(pulumi.ComponentResource):
 
 def _builder_name(stdout: str) -> str:
     return BuilderResult.from_json(stdout).name
+
+
+def buildx_builders(
+    settings: BuilderSettings, platforms: Sequence[str], python: str
+) -> tuple[BuildxBuilder, dict[str, BuildxBuilder]]:
+    """The builder every Image names (`buildx`), and one per platform that has a builder of its
+    own (`buildx-<arch>`, strategy perPlatform); `python` runs `-m host`."""
+    builder = BuildxBuilder(
+        "buildx",
+        BuildxBuilderArgs(
+            name=settings.name, spec=builder_spec(settings, platforms), python=python
+        ),
+    )
+    own = {
+        platform: BuildxBuilder(
+            f"buildx-{arch_of(platform)}",
+            BuildxBuilderArgs(name=each.name, spec=builder_spec(each, [platform]), python=python),
+        )
+        for platform, each in settings.platform_builders.items()
+    }
+    return builder, own

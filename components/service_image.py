@@ -21,6 +21,7 @@ import pulumi
 import pulumi_docker_build as docker_build
 
 from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
+from components.registry_target import RegistryTarget
 from plan.naming import (
     CACHE_REF,
     IMAGE_REF,
@@ -33,18 +34,6 @@ from plan.verification import VerifyOptions, digest_of_ref, merged_platforms
 
 
 @dataclass(frozen=True)
-class RegistryLogin:
-    """Credentials for pushing (and reading the cache); kept in memory by the provider."""
-
-    address: pulumi.Input[str]
-    """Registry host the credentials apply to."""
-    username: pulumi.Input[str]
-    """User name (`oauth2accesstoken` for Artifact Registry)."""
-    password: pulumi.Input[str]
-    """Password or access token; must be a secret Output."""
-
-
-@dataclass(frozen=True)
 class ServiceImageArgs:
     """How to build, verify and publish one service."""
 
@@ -54,8 +43,8 @@ class ServiceImageArgs:
     """Platforms of the image (`linux/amd64`, `linux/arm64`)."""
     per_platform: bool
     """One single-platform Image per platform (strategy `perPlatform`) instead of one Image."""
-    registry: pulumi.Input[str]
-    """Registry path the image is pushed under."""
+    target: RegistryTarget
+    """Where the image is pushed (registry and cache paths) and with which credentials."""
     tag: str
     """Tag the Index moves to the verified image (`tag` config)."""
     context: pulumi.Input[str]
@@ -70,10 +59,6 @@ class ServiceImageArgs:
     """Name of the buildx builder."""
     platform_builders: Mapping[str, pulumi.Input[str]]
     """`perPlatform`: builder names of the platforms that have a builder of their own."""
-    login: RegistryLogin | None
-    """Credentials, or None for an anonymous registry."""
-    cache_registry: pulumi.Input[str] | None
-    """Registry path of the build cache; None builds without a cache."""
     verify: VerifyOptions
     """How each pushed digest is verified."""
     python: str
@@ -97,10 +82,10 @@ class ServiceImage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("boutique:service_image:ServiceImage", name, None, opts)
         tag_ref = pulumi.Output.format(
-            IMAGE_REF, registry=args.registry, service=args.service, tag=args.tag
+            IMAGE_REF, registry=args.target.registry, service=args.service, tag=args.tag
         )
         repository = pulumi.Output.format(
-            IMAGE_REPOSITORY, registry=args.registry, service=args.service
+            IMAGE_REPOSITORY, registry=args.target.registry, service=args.service
         )
         labels = pulumi.Output.all(args.labels, args.patch_id).apply(_with_patch_id)
         builds = (
@@ -124,7 +109,7 @@ class ServiceImage(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             )
-        login = args.login
+        login = args.target.login
         index = docker_build.Index(
             f"{name}-index",
             tag=tag_ref,
@@ -172,22 +157,21 @@ class ServiceImage(pulumi.ComponentResource):
         labels: pulumi.Input[Mapping[str, str]],
     ) -> docker_build.Image:
         """One Image of `platforms`, pushed to `repository` by digest, with its own cache ref."""
-        login = args.login
+        login = args.target.login
         # perPlatform: one platform per Image, with a cache ref and a builder of its own.
         own = args.per_platform
         cache_ref = None
-        if args.cache_registry is not None:
+        cache_registry = args.target.cache_registry
+        if cache_registry is not None:
             cache_ref = (
                 pulumi.Output.format(
                     PLATFORM_CACHE_REF,
-                    registry=args.cache_registry,
+                    registry=cache_registry,
                     service=args.service,
                     arch=arch_of(platforms[0]),
                 )
                 if own
-                else pulumi.Output.format(
-                    CACHE_REF, registry=args.cache_registry, service=args.service
-                )
+                else pulumi.Output.format(CACHE_REF, registry=cache_registry, service=args.service)
             )
         builder = args.platform_builders.get(platforms[0], args.builder) if own else args.builder
         return docker_build.Image(

@@ -670,10 +670,31 @@ def _split_scheme(url: str) -> tuple[str, str]:
     return (head + separator, rest) if separator else ("", url)
 
 
+@dataclass(frozen=True)
+class ExternalRegistry:
+    """An existing registry used instead of Artifact Registry."""
+
+    address: str
+    """Registry path the images go under: `host[:port][/path]`."""
+    username: str | None = None
+    """User name for `registryPassword`; None for an anonymous registry."""
+
+    @property
+    def host(self) -> str:
+        """The registry host (and port) that credentials apply to."""
+        return self.address.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class StartedRegistry(ExternalRegistry):
+    """A registry this stack starts on this host (`registry.start`) at a loopback address with a
+    port, and stops on destroy; used like an existing registry once it serves."""
+
+
 @with_config(_SCHEMA)
 @dataclass(frozen=True)
-class ExternalRegistry(_ConfigObject):
-    """An existing registry used instead of Artifact Registry."""
+class RegistrySettings(_ConfigObject):
+    """The `registry` key: an existing registry, or one this stack starts."""
 
     address: Annotated[
         str,
@@ -688,27 +709,28 @@ class ExternalRegistry(_ConfigObject):
     start: Flag = False
     """Start a registry at `address` on this host (a loopback address) for the stack."""
 
-    @property
-    def host(self) -> str:
-        """The registry host (and port) that credentials apply to."""
-        return self.address.split("/", 1)[0]
+    def destination(self) -> ExternalRegistry:
+        """The registry these values name."""
+        kind = StartedRegistry if self.start else ExternalRegistry
+        return kind(address=self.address, username=self.username)
 
     @model_validator(mode="after")
-    def _port_in_range(self) -> "ExternalRegistry":
-        port = split_host(self.host)[1]
+    def _port_in_range(self) -> "RegistrySettings":
+        port = split_host(self.address.split("/", 1)[0])[1]
         if port and not 0 < int(port) < 65536:
             _refuse("a port from 1 to 65535", at=".address", value=self.address)
         return self
 
     @model_validator(mode="after")
-    def _started_on_loopback_with_a_port(self) -> "ExternalRegistry":
+    def _started_on_loopback_with_a_port(self) -> "RegistrySettings":
         # The registry the stack starts listens on this port: it must be given (host registry
         # ensure refuses an address without one).
-        hostname, port = split_host(self.host)
+        host = self.address.split("/", 1)[0]
+        hostname, port = split_host(host)
         if self.start and not (port and is_loopback(hostname)):
             _refuse(
                 f"true only with a loopback registry.address with a port (127.0.0.1:PORT, "
-                f"localhost:PORT or [::1]:PORT), not {self.host}",
+                f"localhost:PORT or [::1]:PORT), not {host}",
                 at=".start",
                 value=True,
             )
@@ -808,7 +830,8 @@ class Settings:
     tag: str
     """The tag every service's Index publishes."""
     destination: ArtifactRegistry | ExternalRegistry
-    """Artifact Registry, or an existing registry (then no GCP resource is declared)."""
+    """Artifact Registry, or an existing registry (then no GCP resource is declared), which may
+    be a StartedRegistry."""
     builder: BuilderSettings
     """The buildx builder (with native nodes and per-platform builders)."""
     source: GitSource | PathSource
@@ -819,6 +842,11 @@ class Settings:
     """How each pushed digest is verified before its tag moves."""
     strategy: Strategy
     """One image per service, or one per service and platform joined by an Index."""
+
+    @property
+    def commit(self) -> str | None:
+        """The upstream commit when the source is fetched at one, None for an existing checkout."""
+        return self.source.commit if isinstance(self.source, GitSource) else None
 
 
 def _members(value: Any) -> tuple[str, ...]:
@@ -865,7 +893,7 @@ class StackConfig:
     builder: BuilderSettings = field(default_factory=BuilderSettings)
     cache: Flag = True
     tag: Tag = "v1"
-    registry: ExternalRegistry | None = None
+    registry: RegistrySettings | None = None
     repository: RepositorySettings | None = None
     writers: Members = ()
     readers: Members = ()
@@ -958,7 +986,7 @@ class StackConfig:
         """The settings of this (validated) configuration."""
         destination: ArtifactRegistry | ExternalRegistry
         if self.registry is not None:
-            destination = self.registry
+            destination = self.registry.destination()
         else:
             assert self.repository is not None  # filled in for Artifact Registry
             destination = ArtifactRegistry(

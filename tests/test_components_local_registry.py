@@ -24,7 +24,7 @@ from components.local_registry import (
     registry_remove_command,
 )
 from host.results import RegistryResult
-from plan.settings import CONFIG_KEYS, PROJECT, ExternalRegistry, parse_settings
+from plan.settings import CONFIG_KEYS, PROJECT, StartedRegistry, parse_settings
 from tests.program_mocks import COMMAND, stack_config
 from tests.recorder import RecordingMonitor, Registration, reset, use_mocks
 
@@ -144,7 +144,7 @@ def test_local_stack_file_parses_into_a_started_loopback_registry() -> None:
     # __main__.py only reads CONFIG_KEYS: a key outside them would be silently ignored.
     assert set(raw) <= set(CONFIG_KEYS), set(raw) - set(CONFIG_KEYS)
     settings = parse_settings(raw, gcp={}, registry_password_set=False)
-    assert settings.destination == ExternalRegistry(ADDRESS, username=None, start=True)
+    assert settings.destination == StartedRegistry(ADDRESS, username=None)
     assert settings.builder.name == "boutique-local"
     assert settings.builder.driver == "docker-container"
     assert dict(settings.builder.driver_opts) == {"network": "host"}
