@@ -17,12 +17,13 @@ from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesAr
 from components.registry_target import registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
-from plan.host_commands import interpreter
+from plan.host_commands import interpreter, stack_owner
 from plan.verification import verify_options
 from stack_config import read_settings
 
 settings, registry_password = read_settings()
 python = interpreter(sys.executable, os.getcwd())
+owner = stack_owner(pulumi.get_organization(), pulumi.get_project(), pulumi.get_stack())
 dockerfiles = [service.dockerfile for service in settings.services]
 
 source = UpstreamSource(
@@ -39,8 +40,10 @@ patches = DockerfilePatches(
         python=python,
     ),
 )
-builder, platform_builders = buildx_builders(settings.builder, settings.platforms, python)
-target = registry_target(settings.destination, registry_password, settings.cache, python)
+builder, platform_builders = buildx_builders(settings.builder, settings.platforms, python, owner)
+target = registry_target(
+    settings.destination, registry_password, settings.cache, settings.tag, python
+)
 
 images = {
     service.name: ServiceImage(

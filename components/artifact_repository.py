@@ -2,9 +2,11 @@
 
 Creates:
 - `gcp.artifactregistry.Repository` `<name>-repository` (format DOCKER; `registry_uri` is the
-  registry path), with cleanup policies that only ever delete tagged versions;
+  registry path), with cleanup policies that keep every tagged version except old ephemeral
+  tags and never select an untagged one (`plan.cleanup`; `python -m verify gc` collects those);
 - when tags are immutable, a mutable `<name>-cache-repository` for the build cache (a cache tag
-  is overwritten by every build, which an immutable repository refuses);
+  is overwritten by every build, which an immutable repository refuses), with cleanup policies
+  of its own that delete superseded cache versions;
 - one `gcp.artifactregistry.RepositoryIamMember` per writer (`roles/artifactregistry.writer`, on
   both repositories) and per reader (`roles/artifactregistry.reader`, on the image repository).
   Roles are granted on the repositories only, never on the project.
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from plan.cleanup import CleanupPolicy, cleanup_policies
+from plan.cleanup import CleanupPolicy, cache_cleanup_policies, image_cleanup_policies
 from plan.naming import (
     ARTIFACT_REGISTRY_HOST,
     CACHE_REPOSITORY_SUFFIX,
@@ -23,7 +25,7 @@ from plan.naming import (
     ROLE_WRITER,
     member_slug,
 )
-from plan.settings import ArtifactRegistry, CleanupSettings
+from plan.settings import ArtifactRegistry
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ArtifactRepositoryArgs:
     e.g. GKE node service accounts)."""
     cache: bool
     """Whether builds use a registry cache (decides whether a cache repository is needed)."""
+    tag: str
+    """The stack's `tag`: kept by the cleanup policies even when ephemeral tags are deleted."""
 
 
 class ArtifactRepository(pulumi.ComponentResource):
@@ -61,7 +65,9 @@ class ArtifactRepository(pulumi.ComponentResource):
             description=settings.description,
             labels=dict(settings.labels),
             docker_config={"immutable_tags": settings.immutable_tags},
-            cleanup_policies=_policy_args(settings.cleanup),
+            cleanup_policies=None
+            if settings.cleanup is None
+            else _policy_args(image_cleanup_policies(settings.cleanup, args.tag)),
             cleanup_policy_dry_run=settings.cleanup.dry_run if settings.cleanup else None,
             # The repository holds the images clusters pull: `pulumi destroy` must not delete it
             # by accident. Lift with `repository.protect: false` + `pulumi up` before destroying.
@@ -79,6 +85,10 @@ class ArtifactRepository(pulumi.ComponentResource):
                 format="DOCKER",
                 description=f"Build cache of {settings.id} (mutable tags)",
                 labels=dict(settings.labels),
+                cleanup_policies=None
+                if settings.cleanup is None
+                else _policy_args(cache_cleanup_policies(settings.cleanup)),
+                cleanup_policy_dry_run=settings.cleanup.dry_run if settings.cleanup else None,
                 opts=pulumi.ResourceOptions(parent=self),
             )
             repositories.append(cache_repository)
@@ -107,11 +117,9 @@ class ArtifactRepository(pulumi.ComponentResource):
 
 
 def _policy_args(
-    cleanup: CleanupSettings | None,
-) -> list[gcp.artifactregistry.RepositoryCleanupPolicyArgs] | None:
-    if cleanup is None:
-        return None
-    return [_policy_arg(policy) for policy in cleanup_policies(cleanup)]
+    policies: tuple[CleanupPolicy, ...],
+) -> list[gcp.artifactregistry.RepositoryCleanupPolicyArgs]:
+    return [_policy_arg(policy) for policy in policies]
 
 
 def _policy_arg(policy: CleanupPolicy) -> gcp.artifactregistry.RepositoryCleanupPolicyArgs:

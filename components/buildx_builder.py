@@ -7,8 +7,11 @@ Creates:
 - `command.local.Command` `<name>-builder`, which owns the builder for `pulumi destroy`
   (its delete removes it) and re-runs the ensure when the spec changes; it starts only once the
   every-run ensure has finished, so the two never race for the same builder.
+
+Both through `components.host_state.ensure_every_run`, as every piece of host state; both name
+the stack as the builder's owner: a builder another stack on the same machine owns is
+neither reconciled nor removed (the run fails with that stack's name instead).
 `buildx_builders` declares the builder every Image names and the per-platform ones.
-Both through `components.host_state.ensure_every_run`, as every piece of host state.
 """
 
 from collections.abc import Sequence
@@ -33,6 +36,8 @@ class BuildxBuilderArgs:
     """JSON spec for `python -m host builder ensure` (`plan.host_commands.builder_spec`)."""
     python: str
     """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
+    owner: str
+    """The stack, recorded as the builder's owner (`plan.host_commands.stack_owner`)."""
 
 
 class BuildxBuilder(pulumi.ComponentResource):
@@ -49,8 +54,8 @@ class BuildxBuilder(pulumi.ComponentResource):
             self,
             f"{name}-builder",
             HostStateCommands(
-                ensure=builder_ensure_command(args.python, args.spec),
-                remove=builder_remove_command(args.python, args.name),
+                ensure=builder_ensure_command(args.python, args.spec, args.owner),
+                remove=builder_remove_command(args.python, args.name, args.owner),
                 identity=args.spec,
             ),
             _builder_name,
@@ -64,20 +69,26 @@ def _builder_name(stdout: str) -> str:
 
 
 def buildx_builders(
-    settings: BuilderSettings, platforms: Sequence[str], python: str
+    settings: BuilderSettings, platforms: Sequence[str], python: str, owner: str
 ) -> tuple[BuildxBuilder, dict[str, BuildxBuilder]]:
     """The builder every Image names (`buildx`), and one per platform that has a builder of its
-    own (`buildx-<arch>`, strategy perPlatform); `python` runs `-m host`."""
+    own (`buildx-<arch>`, strategy perPlatform); `python` runs `-m host`, `owner` is the stack
+    (`plan.host_commands.stack_owner`)."""
     builder = BuildxBuilder(
         "buildx",
         BuildxBuilderArgs(
-            name=settings.name, spec=builder_spec(settings, platforms), python=python
+            name=settings.name,
+            spec=builder_spec(settings, platforms),
+            python=python,
+            owner=owner,
         ),
     )
     own = {
         platform: BuildxBuilder(
             f"buildx-{arch_of(platform)}",
-            BuildxBuilderArgs(name=each.name, spec=builder_spec(each, [platform]), python=python),
+            BuildxBuilderArgs(
+                name=each.name, spec=builder_spec(each, [platform]), python=python, owner=owner
+            ),
         )
         for platform, each in settings.platform_builders.items()
     }

@@ -45,21 +45,27 @@ class RegistryTarget:
     """Push credentials (password a secret Output), or None for an anonymous registry."""
     verify_gcp: bool
     """Whether the verification authenticates with Application Default Credentials."""
+    immutable_tags: bool = False
+    """The registry refuses moving a tag (`repository.immutableTags`)."""
 
 
 def registry_target(
     destination: ArtifactRegistry | ExternalRegistry,
     password: pulumi.Output[str] | None,
     cache: bool,
+    tag: str,
     python: str,
 ) -> RegistryTarget:
     """Declare what `destination` needs (see the module docstring) and say where to push.
-    `password` is the `registryPassword` secret; `python` runs `-m host` for a started registry."""
+    `password` is the `registryPassword` secret, `tag` the stack's tag (the repository's cleanup
+    keeps it); `python` runs `-m host` for a started registry."""
     if isinstance(destination, ArtifactRegistry):
         repository = ArtifactRepository(
-            "artifacts", ArtifactRepositoryArgs(destination=destination, cache=cache)
+            "artifacts", ArtifactRepositoryArgs(destination=destination, cache=cache, tag=tag)
         )
-        return artifact_registry_target(repository, cache)
+        return artifact_registry_target(
+            repository, cache, immutable_tags=destination.repository.immutable_tags
+        )
     started = None
     if isinstance(destination, StartedRegistry):
         started = LocalRegistry(
@@ -69,7 +75,9 @@ def registry_target(
     return external_registry_target(destination, password, cache, started)
 
 
-def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> RegistryTarget:
+def artifact_registry_target(
+    repository: ArtifactRepository, cache: bool, immutable_tags: bool = False
+) -> RegistryTarget:
     """Push to the repository with the deployer's own access token (`oauth2accesstoken`)."""
     token = gcp.organizations.get_client_config_output().access_token
     return RegistryTarget(
@@ -81,6 +89,7 @@ def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> Reg
             password=pulumi.Output.secret(token),
         ),
         verify_gcp=True,
+        immutable_tags=immutable_tags,
     )
 
 

@@ -10,14 +10,27 @@ Creates:
 - `pulumi_docker_build.Index` `<name>-index`: points `<registry>/<service>:<tag>` at the
   verified digest(s), after every verification of the service has passed.
 
+And, on every preview and up, `pulumi_command.local.run_output` calls of `python -m verify
+published` (not resources; shallow: manifests only), so a run sees the registry as it is:
+- per verified candidate, once its digest is known: it still exists (the Index waits for this,
+  so a digest deleted by hand fails with the `pulumi up --replace` that repairs it instead of
+  failing inside the Index);
+- once the Index's ref is known (from the state when the Index does not change, else after it):
+  the tag still points at that digest, which exists and holds exactly the verified manifests.
+  Only a digest so confirmed is exported; a tag moved by another writer fails the run with the
+  repair command. On a first run nothing is exported yet and nothing is checked in preview;
+- with immutable tags, in preview, when new images will be built: the tag must not exist yet.
+
 Image labels: the OCI source labels and `dev.boutique-multiarch.patch-id`.
 """
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker_build as docker_build
 
 from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
@@ -30,7 +43,15 @@ from plan.naming import (
     PLATFORM_CACHE_REF,
     arch_of,
 )
-from plan.verification import VerifyOptions, digest_of_ref, merged_platforms
+from plan.verification import (
+    VerifyOptions,
+    candidate_check_command,
+    digest_of_ref,
+    immutable_tag_command,
+    merged_platforms,
+    published_check_command,
+    published_digest,
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +90,8 @@ class ServiceImage(pulumi.ComponentResource):
     """A verified multi-arch image of one Online Boutique service, published under its tag."""
 
     digest: pulumi.Output[str]
-    """Digest of the index the tag points at (`sha256:…`)."""
+    """Digest of the index the tag points at (`sha256:…`), as confirmed in the registry: it holds
+    exactly the verified manifests and the tag points at it."""
     ref: pulumi.Output[str]
     """`<registry>/<service>:<tag>@<digest>`: what a cluster should pull."""
     platforms: pulumi.Output[dict[str, str]]
@@ -80,6 +102,8 @@ class ServiceImage(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        if opts is not None and opts.parent is not None:
+            raise ValueError("ServiceImage is declared at the top of the stack (see _child_urn)")
         super().__init__("boutique:service_image:ServiceImage", name, None, opts)
         tag_ref = pulumi.Output.format(
             IMAGE_REF, registry=args.target.registry, service=args.service, tag=args.tag
@@ -93,9 +117,12 @@ class ServiceImage(pulumi.ComponentResource):
             if args.per_platform
             else [(name, list(args.platforms))]
         )
-        verifications = []
+        index_urn = _child_urn(name, "docker-build:index:Index", f"{name}-index")
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        verifications, image_urns, sources = [], [], []
         for build_name, platforms in builds:
             image = self._image(f"{build_name}-image", args, platforms, repository, labels)
+            image_urns.append(image.urn)
             verifications.append(
                 ManifestVerification(
                     f"{build_name}-verification",
@@ -109,11 +136,29 @@ class ServiceImage(pulumi.ComponentResource):
                     opts=pulumi.ResourceOptions(parent=self),
                 )
             )
+            ref = verifications[-1].ref
+            candidate = command.local.run_output(
+                command=pulumi.Output.all(ref, image.urn, index_urn).apply(
+                    partial(_candidate_check, args.python, args.verify.gcp)
+                ),
+                opts=invoke,
+            )
+            sources.append(pulumi.Output.all(ref, candidate.stdout).apply(_first))
+        verified = pulumi.Output.all(*[v.platforms for v in verifications]).apply(merged_platforms)
+        if args.target.immutable_tags:
+            # `run_with_unknowns`: a preview in which new images will be built (their verified
+            # platforms unknown) checks the tag before any build; otherwise, after verification
+            # and before the Index, the tag must not exist or hold exactly the verified images.
+            guard = verified.apply(
+                partial(_immutable_guard, args.python, tag_ref, args.verify.gcp, invoke),
+                run_with_unknowns=True,
+            )
+            sources = [pulumi.Output.all(source, guard).apply(_first) for source in sources]
         login = args.target.login
         index = docker_build.Index(
             f"{name}-index",
             tag=tag_ref,
-            sources=[verification.ref for verification in verifications],
+            sources=sources,
             push=True,
             registry=None
             if login is None
@@ -126,16 +171,24 @@ class ServiceImage(pulumi.ComponentResource):
                 depends_on=[each.verification for each in verifications],
                 # The provider's Index delete removes `<tag>@<digest>` by digest. After a tag
                 # change (a replacement) that digest is often the one the new tag points at, so
-                # the delete would remove the live image; the registry's cleanup policies
-                # remove old tags instead.
+                # the delete would remove the live image. Nothing here deletes an old tag: the
+                # cleanup policies keep tagged versions (except configured ephemeral prefixes)
+                # and `python -m verify gc` deletes only versions no tag reaches.
                 retain_on_delete=True,
             ),
         )
-        self.digest = index.ref.apply(digest_of_ref)
+        self.platforms = verified
+        # A lost published digest is repaired by the Index alone when it wrote an index of its
+        # own (perPlatform); a multi-platform Image's index may be the very digest it publishes.
+        lost = [index_urn] if args.per_platform else [*image_urns, index_urn]
+        published = command.local.run_output(
+            command=pulumi.Output.all(index.ref, self.platforms, index_urn, *lost).apply(
+                partial(_published_check, args.python, args.verify.gcp)
+            ),
+            opts=invoke,
+        )
+        self.digest = published.stdout.apply(published_digest)
         self.ref = pulumi.Output.concat(tag_ref, "@", self.digest)
-        self.platforms = pulumi.Output.all(
-            *[verification.platforms for verification in verifications]
-        ).apply(merged_platforms)
         self.proof = pulumi.Output.all(
             *[verification.proof for verification in verifications]
         ).apply(merged_platforms)
@@ -231,11 +284,53 @@ class ServiceImage(pulumi.ComponentResource):
                 # Images pushed by digest have no tag for the provider to delete. State written
                 # before push-by-digest still lists the service's tag, and deleting such an
                 # Image (it is replaced once by this change) would delete, by digest, the
-                # manifest the Index now points that tag at. Keep what was pushed; the
-                # registry's cleanup policies remove old versions.
+                # manifest the Index now points that tag at. Keep what was pushed; once no tag
+                # reaches it, `python -m verify gc` deletes it (docs/cleanup.md).
                 retain_on_delete=True,
             ),
         )
+
+
+def _child_urn(name: str, child_type: str, child_name: str) -> str:
+    """The URN of a child of the ServiceImage `name`, which the program declares at the top of
+    the stack. Written out rather than derived from `self.urn`: an invoke that depends on the
+    component waits for all its children, the Index among them, which waits for the invoke."""
+    owner = f"{pulumi.get_project()}::boutique:service_image:ServiceImage"
+    return f"urn:pulumi:{pulumi.get_stack()}::{owner}${child_type}::{child_name}"
+
+
+def _candidate_check(python: str, gcp: bool, values: list[str]) -> str:
+    ref, image_urn, index_urn = values
+    return candidate_check_command(python, ref, [image_urn, index_urn], gcp)
+
+
+def _published_check(python: str, gcp: bool, values: list[Any]) -> str:
+    index_ref, platforms, index_urn, *lost = values
+    # The Index reports `<tag>@<digest>`; the check confirms both halves in the registry.
+    digest_of_ref(index_ref)
+    return published_check_command(python, index_ref, platforms, index_urn, lost, gcp)
+
+
+def _immutable_guard(
+    python: str,
+    tag_ref: pulumi.Output[str],
+    gcp: bool,
+    invoke: pulumi.InvokeOutputOptions,
+    platforms: Any,
+) -> pulumi.Input[str]:
+    """The tag check of an immutable repository. The invoke is called inside this callback, the
+    only place that knows whether the verified platforms are known yet; its command depends on
+    the tag alone, so it runs in a preview that will build new images."""
+    known = platforms is not pulumi.UNKNOWN and pulumi.UNKNOWN not in platforms.values()
+    check = tag_ref.apply(
+        partial(immutable_tag_command, python, platforms=platforms if known else None, gcp=gcp)
+    )
+    return command.local.run_output(command=check, opts=invoke).stdout
+
+
+def _first(values: list[Any]) -> Any:
+    """The first value, as an Output that also waits for the others (checks it depends on)."""
+    return values[0]
 
 
 def _with_patch_id(labels_and_patch_id: list[Any]) -> dict[str, str]:

@@ -2,8 +2,8 @@
 
     python -m host checkout --url URL --commit SHA --cache-dir DIR [--require PATH]...
     python -m host checkout --path DIR [--require PATH]...
-    python -m host builder ensure --spec JSON
-    python -m host builder remove --name NAME
+    python -m host builder ensure --spec JSON --owner STACK
+    python -m host builder remove --name NAME [--owner STACK]
     python -m host registry ensure --address 127.0.0.1:PORT --data-dir DIR [--image IMAGE]
     python -m host registry remove --address 127.0.0.1:PORT --data-dir DIR
 
@@ -37,11 +37,15 @@ def _parser() -> argparse.ArgumentParser:
 
     buildx = commands.add_parser("builder", help="ensure or remove the buildx builder")
     actions = buildx.add_subparsers(dest="action", required=True)
-    actions.add_parser("ensure", help="create or reconcile the builder").add_argument(
-        "--spec", required=True, help="builder spec as JSON"
+    ensure_builder = actions.add_parser("ensure", help="create or reconcile the builder")
+    ensure_builder.add_argument("--spec", required=True, help="builder spec as JSON")
+    ensure_builder.add_argument(
+        "--owner", required=True, help="the stack ensuring it (organization/project/stack)"
     )
-    actions.add_parser("remove", help="remove the builder").add_argument(
-        "--name", required=True, help="builder name"
+    remove_builder = actions.add_parser("remove", help="remove the builder")
+    remove_builder.add_argument("--name", required=True, help="builder name")
+    remove_builder.add_argument(
+        "--owner", help="the stack removing it; without it, an owned builder is kept"
     )
 
     local_registry = commands.add_parser("registry", help="ensure or remove a loopback registry")
@@ -88,9 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else registry.remove(address, args.data_dir)
             )
         elif args.action == "ensure":
-            result = builder.ensure(builder.BuilderSpec.from_json(args.spec))
+            result = builder.ensure(builder.BuilderSpec.from_json(args.spec), args.owner)
         else:
-            result = builder.remove(args.name)
+            result = builder.remove(args.name, args.owner)
     except HostError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

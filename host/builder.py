@@ -6,12 +6,20 @@ platforms to it. The current configuration is read back from `docker buildx insp
 that matches the spec is reused, one that differs is removed and created again, so the result is
 the same whatever state the machine was in. Nothing is bootstrapped: BuildKit starts on the first
 build, and creating a builder never pulls an image.
+
+Ownership: several stacks may run on one machine. The stack that creates (or first ensures) a
+builder is recorded with it, in buildx's own store (`<docker config>/buildx/boutique-owners/
+<name>`), and `ensure` and `remove` refuse a builder another stack owns instead of reconciling or
+removing it under that stack's builds. A `remove` without an owner (the delete command stored by
+versions before ownership existed) removes only a builder nobody owns.
 """
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from host.process import HostError, run, run_checked
 from host.results import BuilderResult
@@ -143,22 +151,74 @@ def inspect(name: str) -> InspectedBuilder | None:
     return parse_inspect(result.stdout)
 
 
-def ensure(spec: BuilderSpec) -> BuilderResult:
-    """Create the builder, keep it if it matches, or re-create it when its configuration differs."""
+def owner_record(name: str) -> Path:
+    """Where the stack owning builder `name` is recorded: beside buildx's own builder records
+    (`$DOCKER_CONFIG/buildx`, else `~/.docker/buildx`)."""
+    config = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    return Path(config) / "buildx" / "boutique-owners" / name
+
+
+def recorded_owner(name: str) -> str | None:
+    """The stack recorded as owning builder `name`, or None when no stack is."""
+    record = owner_record(name)
+    try:
+        owner = json.loads(record.read_text(encoding="utf-8"))["stack"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise HostError(f"owner record {record} of builder {name} is unreadable: {error}") from None
+    if not isinstance(owner, str) or not owner:
+        raise HostError(f"owner record {record} of builder {name} names no stack")
+    return owner
+
+
+def _record_owner(name: str, owner: str) -> None:
+    record = owner_record(name)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    partial = record.with_name(f".{name}.partial")
+    partial.write_text(json.dumps({"stack": owner}), encoding="utf-8")
+    os.replace(partial, record)
+
+
+def _refuse_foreign(name: str, recorded: str | None, owner: str, doing: str) -> None:
+    if recorded is not None and recorded != owner:
+        raise HostError(
+            f"builder {name} belongs to stack {recorded} (recorded in {owner_record(name)}); "
+            f"stack {owner} does not {doing} it. Give this stack a builder of its own "
+            f"(`pulumi config set --path builder.name <name>`), or remove {name} from stack "
+            f"{recorded}"
+        )
+
+
+def ensure(spec: BuilderSpec, owner: str) -> BuilderResult:
+    """Create the builder, keep it if it matches, or re-create it when its configuration differs;
+    refused when another stack owns it. The builder is recorded as `owner`'s."""
     current = inspect(spec.name)
+    if current is not None:
+        _refuse_foreign(spec.name, recorded_owner(spec.name), owner, "reconcile or reuse")
     if current is not None and matches(current, spec):
+        _record_owner(spec.name, owner)
         return BuilderResult(name=spec.name, action="reused")
     if current is not None:
-        remove(spec.name)
+        run_checked(["docker", "buildx", "rm", spec.name], f"removing builder {spec.name}")
     _create(spec)
+    _record_owner(spec.name, owner)
     return BuilderResult(name=spec.name, action="created" if current is None else "reconciled")
 
 
-def remove(name: str) -> BuilderResult:
-    """Remove the builder (and its BuildKit container, if one was started)."""
+def remove(name: str, owner: str | None) -> BuilderResult:
+    """Remove the builder (and its BuildKit container, if one was started) and its owner record;
+    refused when another stack owns it. Without `owner`, an owned builder is kept."""
+    recorded = recorded_owner(name)
     if inspect(name) is None:
+        owner_record(name).unlink(missing_ok=True)
         return BuilderResult(name=name, action="absent")
+    if owner is None and recorded is not None:
+        return BuilderResult(name=name, action="kept")
+    if owner is not None:
+        _refuse_foreign(name, recorded, owner, "remove")
     run_checked(["docker", "buildx", "rm", "--", name], f"removing builder {name}")
+    owner_record(name).unlink(missing_ok=True)
     return BuilderResult(name=name, action="removed")
 
 

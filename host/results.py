@@ -36,7 +36,8 @@ class BuilderResult:
     name: str
     """Builder name."""
     action: str
-    """`created`, `reused`, `reconciled` (re-created with the new spec), `removed` or `absent`."""
+    """`created`, `reused`, `reconciled` (re-created with the new spec), `removed`, `absent`, or
+    `kept` (a remove without an owner left a builder that a stack owns)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)

@@ -53,11 +53,18 @@ def builder_spec(builder: BuilderSettings, platforms: Sequence[str]) -> str:
     )
 
 
-def builder_ensure_command(python: str, spec: str) -> str:
-    """Create the builder or reconcile it with `spec`; prints a `host.results.BuilderResult`."""
-    return shlex.join([python, "-m", "host", "builder", "ensure", "--spec", spec])
+def stack_owner(organization: str | None, project: str, stack: str) -> str:
+    """The name a stack is recorded under as a builder's owner: `organization/project/stack`."""
+    return "/".join(part for part in (organization, project, stack) if part)
 
 
-def builder_remove_command(python: str, name: str) -> str:
-    """Remove the builder; prints a `host.results.BuilderResult`."""
-    return shlex.join([python, "-m", "host", "builder", "remove", "--name", name])
+def builder_ensure_command(python: str, spec: str, owner: str) -> str:
+    """Create the builder or reconcile it with `spec`, unless another stack than `owner` owns
+    it; prints a `host.results.BuilderResult`."""
+    return shlex.join([python, "-m", "host", "builder", "ensure", "--owner", owner, "--spec", spec])
+
+
+def builder_remove_command(python: str, name: str, owner: str) -> str:
+    """Remove the builder unless another stack than `owner` owns it; prints a
+    `host.results.BuilderResult`."""
+    return shlex.join([python, "-m", "host", "builder", "remove", "--owner", owner, "--name", name])

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import cache
 from types import MappingProxyType
-from typing import Annotated, Any, Literal, NoReturn, get_args, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, get_args, get_type_hints
 
 from pydantic import (
     AfterValidator,
@@ -53,6 +53,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "cache",
     "verify",
     "strategy",
+    "ephemeralTagPrefixes",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -100,6 +101,9 @@ _DRIVER_OPT_VALUE = re.compile(r"^[^,\s]*$")
 _UNSET = object()
 
 _OPTION_LIKE = "a command would read it as an option"
+
+_NOT_A_KEY = MappingProxyType({"configKey": False})
+"""Field metadata of a settings field filled in from another key, not set in its own object."""
 
 _SCHEMA = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True)
 """How every settings dataclass is validated: unknown keys refused, fields by config key."""
@@ -258,10 +262,14 @@ def _configured(context: Any, name: str) -> tuple[str, ...]:
 
 
 def _tag_prefixes(value: Any) -> tuple[str, ...]:
-    for index, prefix in enumerate(_list(value, "tag prefixes")):
+    prefixes = _list(value, "tag prefixes")
+    for index, prefix in enumerate(prefixes):
         if not isinstance(prefix, str) or not _TAG.fullmatch(prefix):
-            _refuse("a Docker tag prefix", at=f"[{index}]", value=prefix)
-    return tuple(value)
+            allowed = "a Docker tag prefix such as pr- (letters, digits, _.-)"
+            _refuse(allowed, at=f"[{index}]", value=prefix)
+        if prefix in prefixes[:index]:
+            _refuse("each prefix at most once", at=f"[{index}]", value=prefix)
+    return tuple(prefixes)
 
 
 def _description(value: Any) -> str:
@@ -413,6 +421,9 @@ class _ConfigObject:
         keys = _config_keys(settings_class)
         allowed = ", ".join(keys.values())
         _object(data, f"an object with the fields {allowed}")
+        for name, retired in getattr(cls, "_RETIRED", {}).items():
+            if name in data:
+                _refuse(retired, at=f".{name}", value=data[name])
         for name in data:
             if name not in keys.values():
                 _refuse(f"one of the fields {allowed}", at=f".{name}", value=data[name])
@@ -427,6 +438,8 @@ def _config_keys(cls: Any) -> dict[str, str]:
     hints = get_type_hints(cls, include_extras=True)
     keys = {}
     for item in fields(cls):
+        if item.metadata.get("configKey", True) is False:
+            continue
         metadata = getattr(hints[item.name], "__metadata__", ())
         aliases = [info.alias for info in metadata if isinstance(info, FieldInfo) and info.alias]
         keys[item.name] = aliases[0] if aliases else item.name
@@ -460,14 +473,23 @@ Flag = Annotated[bool, _rule(_flag)]
 @with_config(_SCHEMA)
 @dataclass(frozen=True)
 class CleanupSettings(_ConfigObject):
-    """Artifact Registry cleanup: keep the newest versions, delete old *tagged* versions only."""
+    """Artifact Registry cleanup (`plan.cleanup`): tagged versions are kept, except old tags with
+    an ephemeral prefix; untagged versions are left to `python -m verify gc`."""
+
+    _RETIRED: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            # Its empty default meant "delete every old tag", the tags clusters pull included.
+            "tagPrefixes": "unset: tagged versions are never deleted, except tags with a prefix "
+            f'listed in {PROJECT}:ephemeralTagPrefixes (e.g. ["pr-"])',
+        }
+    )
 
     keep_count: Annotated[int, _at_least(1), Field(alias="keepCount")] = 10
-    """Versions kept per image whatever their age (each multi-arch push adds several versions)."""
+    """The most recent versions kept whatever their age (each multi-arch push adds several)."""
     older_than_days: Annotated[int, _at_least(1), Field(alias="olderThanDays")] = 30
-    """Tagged versions older than this many days are deleted (unless kept by `keep_count`)."""
-    tag_prefixes: Annotated[tuple[str, ...], _rule(_tag_prefixes), Field(alias="tagPrefixes")] = ()
-    """Limit deletion to tags with these prefixes; empty means every tag."""
+    """Age after which an ephemeral tag (and a superseded cache version) is deleted."""
+    ephemeral_tag_prefixes: tuple[str, ...] = field(default=(), metadata=_NOT_A_KEY)
+    """`ephemeralTagPrefixes`: tags with these prefixes are deleted once old; empty: no tag is."""
     dry_run: Annotated[Flag, Field(alias="dryRun")] = True
     """Only log what would be deleted."""
 
@@ -897,6 +919,9 @@ class StackConfig:
     repository: RepositorySettings | None = None
     writers: Members = ()
     readers: Members = ()
+    ephemeral_tag_prefixes: Annotated[
+        tuple[str, ...], _rule(_tag_prefixes), Field(alias="ephemeralTagPrefixes")
+    ] = ()
     source: SourceConfig = field(default_factory=SourceConfig)
     verify: VerifySettings = field(default_factory=VerifySettings)
 
@@ -929,7 +954,7 @@ class StackConfig:
                 value=data["repository"],
             )
         # The CLI hands the program Pulumi.yaml's default `[]` for an unset key: empty is unset.
-        for key in ("writers", "readers"):
+        for key in ("writers", "readers", "ephemeralTagPrefixes"):
             if data.get(key, []) != []:
                 _refuse(
                     "unset or [] when `registry` is set", key=f"{PROJECT}:{key}", value=data[key]
@@ -964,6 +989,27 @@ class StackConfig:
         return self
 
     @model_validator(mode="after")
+    def _ephemeral_tags_need_a_cleanup_and_spare_the_stack_tag(self) -> "StackConfig":
+        key = f"{PROJECT}:ephemeralTagPrefixes"
+        for index, prefix in enumerate(self.ephemeral_tag_prefixes):
+            if self.tag.startswith(prefix):
+                _refuse(
+                    f"a prefix the stack's own tag {self.tag!r} does not start with (cleanup "
+                    "would delete the images this stack publishes)",
+                    key=f"{key}[{index}]",
+                    value=prefix,
+                )
+        repository = self.repository
+        if repository and repository.cleanup is None and self.ephemeral_tag_prefixes:
+            _refuse(
+                "[] unless repository.cleanup is set (its olderThanDays is the age at which "
+                "ephemeral tags are deleted)",
+                key=key,
+                value=list(self.ephemeral_tag_prefixes),
+            )
+        return self
+
+    @model_validator(mode="after")
     def _room_for_the_cache_repository(self) -> "StackConfig":
         repository = self.repository
         cache_id = f"{repository.id}{CACHE_REPOSITORY_SUFFIX}" if repository else ""
@@ -989,10 +1035,14 @@ class StackConfig:
             destination = self.registry.destination()
         else:
             assert self.repository is not None  # filled in for Artifact Registry
+            cleanup = self.repository.cleanup
             destination = ArtifactRegistry(
                 project=gcp["project"],
                 repository=replace(
-                    self.repository, location=self.repository.location or gcp["region"]
+                    self.repository,
+                    location=self.repository.location or gcp["region"],
+                    cleanup=cleanup
+                    and replace(cleanup, ephemeral_tag_prefixes=self.ephemeral_tag_prefixes),
                 ),
                 writers=self.writers,
                 readers=self.readers,

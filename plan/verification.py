@@ -151,3 +151,47 @@ def digest_of_ref(ref: str) -> str:
     if not separator or not name or not digest.startswith("sha256:"):
         raise ValueError(f"{ref!r} is not a reference with a digest (name:tag@sha256:…)")
     return digest
+
+
+def published_check_command(
+    python: str,
+    ref: str,
+    platforms: Mapping[str, str],
+    index_urn: str,
+    replace: Sequence[str],
+    gcp: bool,
+) -> str:
+    """`python -m verify published <tag>@<digest> --manifest P=D... --index-urn U --replace U...`:
+    the exported tag still points at the digest, which exists and holds the verified manifests."""
+    argv = [python, "-m", "verify", "published", ref]
+    argv += [f"--manifest={platform}={digest}" for platform, digest in sorted(platforms.items())]
+    argv += [f"--index-urn={index_urn}", *(f"--replace={urn}" for urn in replace)]
+    return shlex.join(argv + (["--gcp"] if gcp else []))
+
+
+def candidate_check_command(python: str, ref: str, replace: Sequence[str], gcp: bool) -> str:
+    """`python -m verify published <repository>@<digest> --replace U...`: a verified candidate an
+    Index is built from still exists."""
+    argv = [python, "-m", "verify", "published", ref, *(f"--replace={urn}" for urn in replace)]
+    return shlex.join(argv + (["--gcp"] if gcp else []))
+
+
+def immutable_tag_command(
+    python: str, tag_ref: str, platforms: Mapping[str, str] | None, gcp: bool
+) -> str:
+    """`python -m verify published <repository>:<tag> --immutable [--manifest P=D]...`: a tag
+    that cannot move is about to be published; it must not exist, or (with the verified
+    `platforms`) already hold exactly them. None: new images will be built, digests unknown."""
+    argv = [python, "-m", "verify", "published", tag_ref, "--immutable"]
+    argv += [
+        f"--manifest={platform}={digest}" for platform, digest in sorted((platforms or {}).items())
+    ]
+    return shlex.join(argv + (["--gcp"] if gcp else []))
+
+
+def published_digest(stdout: str) -> str:
+    """The digest `python -m verify published` confirmed (its JSON on exit 0)."""
+    digest = json.loads(stdout)["digest"]
+    if not isinstance(digest, str) or not digest.startswith("sha256:"):
+        raise ValueError(f"verify published confirmed no digest: {stdout!r}")
+    return digest

@@ -162,8 +162,12 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
         gcp_project: str | None,
         patch_ids: Mapping[str, str | None] | None = None,
         patch_failure: str | None = None,
+        preview: bool = False,
     ) -> None:
         self.gcp_project = gcp_project
+        self.preview = preview
+        """A preview of a first run: Images, Indexes and Commands are new, so what they
+        compute (digests, refs, stdout) is unknown."""
         self.patch_ids = dict(patch_ids or {})
         """Patch ids the mocked patch tool reports instead of the real definitions' ones."""
         self.patch_failure = patch_failure
@@ -171,6 +175,8 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
+        if self.preview and args.typ in (IMAGE, INDEX, COMMAND):
+            return f"{args.name}-id", outputs
         if args.typ == "gcp:artifactregistry/repository:Repository":
             project = outputs.setdefault("project", self.gcp_project)
             outputs["name"] = outputs["repositoryId"]
@@ -198,6 +204,10 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
         if patches is not None:
             return patches_stdout(patches, self.patch_ids)
         verify = tool_arguments(command_line, "verify")
+        if verify is not None and verify[0] == "published":
+            # The registry is as exported: the digest the ref names (none for --immutable).
+            ref = verify[1]
+            return json.dumps({"ref": ref, "digest": ref.rpartition("@")[2] or None})
         if verify is not None:
             return verify_stdout(verify)
         return host_stdout(command_line)
@@ -259,11 +269,12 @@ def new_monitor(
     config: Mapping[str, object],
     patch_ids: Mapping[str, str | None] | None = None,
     patch_failure: str | None = None,
+    preview: bool = False,
 ) -> RecordingMonitor:
     """A recording monitor whose mocks answer for the configured GCP project."""
     project = config.get("gcp:project")
     gcp_project = project if isinstance(project, str) else None
-    return RecordingMonitor(BoutiqueMocks(gcp_project, patch_ids, patch_failure))
+    return RecordingMonitor(BoutiqueMocks(gcp_project, patch_ids, patch_failure, preview))
 
 
 def start_program(
@@ -274,7 +285,8 @@ def start_program(
     """Set fresh mocks and config, then run `__main__.py` (its RPCs may still be in flight)."""
     monitor = monitor or new_monitor(config)
     secret_values = dict(secrets or {})
-    use_mocks(monitor.mocks, PROJECT, STACK, monitor)
+    preview = isinstance(monitor.mocks, BoutiqueMocks) and monitor.mocks.preview
+    use_mocks(monitor.mocks, PROJECT, STACK, monitor, preview=preview)
     pulumi.runtime.set_all_config({**config_values(config), **secret_values}, list(secret_values))
     run = ProgramRun(monitor)
     run.namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
@@ -305,8 +317,9 @@ class ProgramRunner:
         secrets: Mapping[str, str] | None = None,
         patch_ids: Mapping[str, str | None] | None = None,
         patch_failure: str | None = None,
+        preview: bool = False,
     ) -> ProgramRun:
-        self.monitor = new_monitor(config, patch_ids, patch_failure)
+        self.monitor = new_monitor(config, patch_ids, patch_failure, preview)
         return evaluate_program(config, secrets, self.monitor)
 
 

@@ -102,11 +102,13 @@ def use_mocks(
     project: str,
     stack: str,
     monitor: RecordingMonitor | None = None,
+    preview: bool = False,
 ) -> None:
     """Route the next program's resources to `mock` (through `monitor` when given), under a
-    fresh root stack: `set_mocks` only creates one when none exists."""
+    fresh root stack: `set_mocks` only creates one when none exists. `preview` runs the program
+    as `pulumi preview` does."""
     reset()
-    pulumi.runtime.set_mocks(mock, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mock, project=project, stack=stack, preview=preview, monitor=monitor)
 
 
 def reset() -> None:

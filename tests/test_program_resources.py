@@ -91,7 +91,7 @@ def test_every_image_builds_its_service_for_both_platforms(dev: ProgramRun) -> N
         assert registry_export["ociMediaTypes"] is True, image.urn
         assert inputs["context"] == {"location": context}, image.urn
         assert inputs["dockerfile"] == {"location": f"{context}/Dockerfile"}, image.urn
-        assert inputs["builder"] == {"name": "multiarch-builder"}, image.urn
+        assert inputs["builder"] == {"name": "boutique-dev"}, image.urn
         assert inputs["buildOnPreview"] is False, image.urn
         assert inputs["cacheFrom"] == [{"registry": {"ref": cache_ref}}], image.urn
         (cache_to,) = inputs["cacheTo"]
@@ -189,8 +189,12 @@ def test_every_resource_is_parented_to_its_component(dev: ProgramRun) -> None:
 
 def test_builder_command_owns_the_builder_for_destroy(dev: ProgramRun) -> None:
     (owner,) = [c for c in dev.of_type(COMMAND) if " -m host builder " in c.inputs["create"]]
-    assert " -m host builder ensure --spec " in owner.inputs["create"], owner.urn
-    assert owner.inputs["delete"].endswith("-m host builder remove --name multiarch-builder")
+    assert (
+        " -m host builder ensure --owner boutique-multiarch/dev --spec " in owner.inputs["create"]
+    )
+    assert owner.inputs["delete"].endswith(
+        "-m host builder remove --owner boutique-multiarch/dev --name boutique-dev"
+    )
     (trigger,) = owner.inputs["triggers"]
     assert len(trigger) == 64, owner.urn
     ensures = [

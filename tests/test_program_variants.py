@@ -113,7 +113,7 @@ def test_native_nodes_are_appended_to_the_builder(program: Program) -> None:
     plain_owner = builder_owner(plain)
     assert owner.inputs["triggers"] != plain_owner.inputs["triggers"]
     for service, inputs in images(native).items():
-        assert inputs["builder"] == {"name": "multiarch-builder"}, service
+        assert inputs["builder"] == {"name": "boutique-prod"}, service
 
 
 def test_immutable_tags_move_the_cache_to_a_mutable_repository(program: Program) -> None:
@@ -146,9 +146,11 @@ def test_cleanup_policies_and_lifted_protection(program: Program) -> None:
     run = program(
         {
             **DEV_CONFIG,
+            f"{P}:tag": "v7",
+            f"{P}:ephemeralTagPrefixes": ["pr-"],
             f"{P}:repository": {
                 "protect": False,
-                "cleanup": {"keepCount": 4, "olderThanDays": 10, "tagPrefixes": ["pr-"]},
+                "cleanup": {"keepCount": 4, "olderThanDays": 10},
             },
         }
     )
@@ -158,7 +160,12 @@ def test_cleanup_policies_and_lifted_protection(program: Program) -> None:
     assert repository.inputs["cleanupPolicies"] == [
         {"id": "keep-most-recent", "action": "KEEP", "mostRecentVersions": {"keepCount": 4}},
         {
-            "id": "delete-old-tagged",
+            "id": "keep-stack-tag",
+            "action": "KEEP",
+            "condition": {"tagState": "TAGGED", "tagPrefixes": ["v7"]},
+        },
+        {
+            "id": "delete-old-ephemeral-tags",
             "action": "DELETE",
             "condition": {"tagState": "TAGGED", "olderThan": "864000s", "tagPrefixes": ["pr-"]},
         },

@@ -6,7 +6,6 @@ from typing import Any
 import pytest
 import yaml
 
-from plan.cleanup import cleanup_policies
 from plan.services import CATALOG, DEFAULT_SERVICES
 from plan.settings import (
     PLATFORMS,
@@ -125,7 +124,6 @@ def test_variants_are_parsed_into_typed_settings() -> None:
             "cleanup": {
                 "keepCount": 5,
                 "olderThanDays": "7",
-                "tagPrefixes": ["pr-"],
                 "dryRun": False,
             },
             "protect": "false",
@@ -156,16 +154,6 @@ def test_variants_are_parsed_into_typed_settings() -> None:
     assert repository.cleanup.older_than_days == 7
     assert settings.builder.endpoint == "tcp://buildkit:1234"
     assert settings.builder.nodes[0].platforms == ("linux/arm64",)
-
-
-def test_cleanup_policies_never_delete_untagged_versions() -> None:
-    settings = parse(repository={"cleanup": {"keepCount": 3, "olderThanDays": 2}})
-    assert isinstance(settings.destination, ArtifactRegistry)
-    cleanup = settings.destination.repository.cleanup
-    assert cleanup is not None and cleanup.dry_run is True
-    keep, delete = cleanup_policies(cleanup)
-    assert (keep.action, keep.keep_count) == ("KEEP", 3)
-    assert (delete.action, delete.tag_state, delete.older_than) == ("DELETE", "TAGGED", "172800s")
 
 
 def test_a_long_repository_id_needs_room_for_the_cache_repository_only_when_it_exists() -> None:
@@ -446,7 +434,7 @@ BAD_CONFIG: list[tuple[dict[str, Any], dict[str, str] | None, bool, str, str]] =
         None,
         False,
         f"{P}:repository.cleanup.deleteUntagged",
-        "keepCount, olderThanDays, tagPrefixes, dryRun",
+        "keepCount, olderThanDays, dryRun",
     ),
     ({"repository": {"name": "x"}}, None, False, f"{P}:repository.name", "one of the fields id"),
     ({"repository": ["x"]}, None, False, f"{P}:repository", "an object with the fields"),

@@ -15,4 +15,7 @@ Pure Python (no Pulumi imports), run as ``python -m verify REF ...``. The module
 - ``probe``: the ``--probe`` and ``--env`` syntax of ``--run`` (pure; the config uses it too).
 - ``run``: ``--run``, each verified platform's image started with Docker and probed.
 - ``cli``: argument parsing and exit codes.
+- ``artifacts``: Artifact Registry's REST API (packages, versions, tags, deleting a version).
+- ``gc``: ``python -m verify gc``, deleting the versions no tag reaches.
+- ``published``: ``python -m verify published``, the every-run check of exported refs.
 """

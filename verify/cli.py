@@ -8,6 +8,11 @@ auth, not-found or registry errors (2 wins over 1 when several references are gi
 emulation for a platform (2, before any request). See :mod:`verify.run`.
 With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
+
+``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
+of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`);
+``python -m verify published REF ...`` checks that the registry is still what a stack exported
+(:mod:`verify.published`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import traceback
 from collections.abc import Sequence
 from types import FrameType
 
-from verify import run
+from verify import gc, published, run
 from verify.auth import AuthError, CredentialResolver, environment_credentials
 from verify.checks import EXIT_ERROR, EXIT_FAILED, ImageResult, Options, Verifier
 from verify.elf import PLATFORM_MACHINES
@@ -111,6 +116,10 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
 
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
+    if list(argv[:1]) == ["gc"]:
+        return gc.main(argv[1:])
+    if list(argv[:1]) == ["published"]:
+        return published.main(argv[1:])
     arguments = _parser().parse_args(argv)
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:

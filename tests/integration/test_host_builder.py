@@ -5,6 +5,7 @@ tests create never touch the machine's own. Nothing is pulled: creating a docker
 builder only records it; BuildKit would start on the first build.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -24,6 +25,8 @@ P = "boutique-multiarch"
 PLATFORMS = ("linux/amd64", "linux/arm64")
 UNREACHABLE_NODE = "tcp://10.255.255.1:2375"
 """A node endpoint nobody answers on; creating the node does not connect to it."""
+OWNER = "organization/boutique-multiarch/dev"
+OTHER_STACK = "organization/boutique-multiarch/prod"
 
 Run = Callable[[str], subprocess.CompletedProcess[str]]
 
@@ -68,8 +71,8 @@ def builder(name: str, **changes: object) -> BuilderSettings:
     return BuilderSettings(**{**base, **changes})  # type: ignore[arg-type]
 
 
-def ensure(run: Run, settings: BuilderSettings) -> BuilderResult:
-    result = run(builder_ensure_command(sys.executable, builder_spec(settings, PLATFORMS)))
+def ensure(run: Run, settings: BuilderSettings, owner: str = OWNER) -> BuilderResult:
+    result = run(builder_ensure_command(sys.executable, builder_spec(settings, PLATFORMS), owner))
     assert result.returncode == 0, result.stderr
     return BuilderResult.from_json(result.stdout)
 
@@ -121,18 +124,58 @@ def test_remote_driver_builder_is_created_without_connecting(run: Run) -> None:
 
 def test_remove_deletes_the_builder_and_is_idempotent(run: Run) -> None:
     ensure(run, builder("boutique-test"))
-    removed = run(builder_remove_command(sys.executable, "boutique-test"))
+    removed = run(builder_remove_command(sys.executable, "boutique-test", OWNER))
     assert removed.returncode == 0, removed.stderr
     assert BuilderResult.from_json(removed.stdout) == BuilderResult("boutique-test", "removed")
     assert inspect("boutique-test") is None
-    again = run(builder_remove_command(sys.executable, "boutique-test"))
+    again = run(builder_remove_command(sys.executable, "boutique-test", OWNER))
     assert BuilderResult.from_json(again.stdout) == BuilderResult("boutique-test", "absent")
+
+
+def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
+    run: Run, docker_config: Path
+) -> None:
+    assert ensure(run, builder("boutique-shared")).action == "created"
+    record = docker_config / "buildx" / "boutique-owners" / "boutique-shared"
+    assert json.loads(record.read_text()) == {"stack": OWNER}
+    created = inspect("boutique-shared")
+
+    removed = run(builder_remove_command(sys.executable, "boutique-shared", OTHER_STACK))
+    assert removed.returncode == 2 and removed.stdout == ""
+    assert removed.stderr.startswith(f"error: builder boutique-shared belongs to stack {OWNER}")
+    assert f"stack {OTHER_STACK} does not remove it" in removed.stderr
+    different = builder("boutique-shared", driver_opts={}, nodes=())
+    spec = builder_spec(different, PLATFORMS)
+    reconciled = run(builder_ensure_command(sys.executable, spec, OTHER_STACK))
+    assert reconciled.returncode == 2
+    assert "does not reconcile or reuse it" in reconciled.stderr
+    assert inspect("boutique-shared") == created
+
+    # The delete command stored before ownership existed names no owner: it keeps owned builders.
+    legacy = run(f"{sys.executable} -m host builder remove --name boutique-shared")
+    assert BuilderResult.from_json(legacy.stdout).action == "kept"
+    assert inspect("boutique-shared") == created
+
+    mine = run(builder_remove_command(sys.executable, "boutique-shared", OWNER))
+    assert BuilderResult.from_json(mine.stdout).action == "removed", mine.stderr
+    assert inspect("boutique-shared") is None and not record.exists()
+    # Once removed, the name is free for the other stack.
+    assert ensure(run, different, OTHER_STACK).action == "created"
+    assert json.loads(record.read_text()) == {"stack": OTHER_STACK}
+
+
+def test_an_unowned_builder_is_adopted_by_the_stack_that_ensures_it(run: Run) -> None:
+    made_by_hand = run("docker buildx create --name boutique-adopted --driver docker-container")
+    assert made_by_hand.returncode == 0, made_by_hand.stderr
+    assert ensure(run, builder("boutique-adopted")).action == "reconciled"
+    refused = run(builder_remove_command(sys.executable, "boutique-adopted", OTHER_STACK))
+    assert refused.returncode == 2 and inspect("boutique-adopted") is not None
 
 
 def test_failed_node_append_leaves_no_half_configured_builder(run: Run) -> None:
     broken = BuilderNode("arm64-native", ("linux/arm64",), "unix:///nonexistent/docker.sock")
     spec = builder_spec(builder("boutique-broken", nodes=(broken,)), PLATFORMS)
-    result = run(builder_ensure_command(sys.executable, spec))
+    result = run(builder_ensure_command(sys.executable, spec, OWNER))
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
@@ -147,7 +190,7 @@ def test_an_option_like_endpoint_reaches_buildx_as_an_endpoint_not_an_option(run
     take it as `--driver-opt` (without `--` this creates a builder that runs evil/buildkit)."""
     evil = "--driver-opt=image=evil/buildkit:latest"
     spec = builder_spec(builder("boutique-evil", endpoint=evil, nodes=()), PLATFORMS)
-    result = run(builder_ensure_command(sys.executable, spec))
+    result = run(builder_ensure_command(sys.executable, spec, OWNER))
     current = inspect("boutique-evil")
     assert current is None or all("image" not in node.driver_opts for node in current.nodes)
     assert result.returncode == 2, result.stdout
@@ -156,7 +199,9 @@ def test_an_option_like_endpoint_reaches_buildx_as_an_endpoint_not_an_option(run
 
 
 def test_missing_docker_cli_is_reported(run: Run, tmp_path: Path) -> None:
-    command_line = builder_ensure_command(sys.executable, builder_spec(builder("x"), PLATFORMS))
+    command_line = builder_ensure_command(
+        sys.executable, builder_spec(builder("x"), PLATFORMS), OWNER
+    )
     result = run(f"PATH={tmp_path} {command_line}")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: docker is not installed or not on PATH"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from tests.integration.loopbackserver import address_of, serve, shut_down
+from tests.integration.loopbackserver import address_of, reply_json, serve, shut_down
 
 JWT_BEARER_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # google-auth always addresses service-account assertions to Google's token endpoint.
@@ -78,12 +78,7 @@ def _handler_for(state: TokenServer) -> type[BaseHTTPRequestHandler]:
             """Quiet: the test reads ``state.requests`` instead of a log."""
 
         def _reply(self, status: int, body: dict[str, object]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, status, body)
 
         def do_GET(self) -> None:
             state.requests.append(f"GET {self.path}")

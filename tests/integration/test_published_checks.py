@@ -1,0 +1,147 @@
+"""The every-run registry checks, run for real: the exact command lines the program builds
+(`plan.verification`), against the local registry, after changing it by hand."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from plan.verification import (
+    candidate_check_command,
+    immutable_tag_command,
+    published_check_command,
+)
+from tests.integration.dockerenv import Registry
+from tests.integration.registrypush import delete_manifest, push_multiarch
+from tests.program_mocks import ROOT
+
+COMPONENT = "urn:pulumi:dev::boutique-multiarch::boutique:service_image:ServiceImage"
+INDEX_URN = f"{COMPONENT}$docker-build:index:Index::frontend-index"
+IMAGE_URN = f"{COMPONENT}$docker-build:index:Image::frontend-image"
+
+
+@dataclass
+class Published:
+    """A service as a stack exported it: the tag at a verified index."""
+
+    registry: Registry
+    repository: str
+    digest: str
+    platforms: dict[str, str]
+
+    @property
+    def tag_ref(self) -> str:
+        return f"{self.registry.address}/{self.repository}:v1"
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        line = published_check_command(
+            sys.executable,
+            f"{self.tag_ref}@{self.digest}",
+            self.platforms,
+            INDEX_URN,
+            [IMAGE_URN, INDEX_URN],
+            gcp=False,
+        )
+        return run(line)
+
+
+def run(line: str) -> subprocess.CompletedProcess[str]:
+    """As pulumi-command runs it: `/bin/sh -c` in the project directory."""
+    return subprocess.run(
+        ["/bin/sh", "-c", line], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+
+
+@pytest.fixture
+def published(registry: Registry) -> Published:
+    repository = f"checks-{uuid.uuid4().hex[:8]}/frontend"
+    index, entries = push_multiarch(registry, repository, "exported", tag="v1")
+    platforms = {
+        f"linux/{entry['platform']['architecture']}": str(entry["digest"])  # type: ignore[index]
+        for entry in entries
+        if "annotations" not in entry
+    }
+    return Published(registry, repository, str(index["digest"]), platforms)
+
+
+def test_the_exported_ref_as_exported_passes_and_prints_its_digest(published: Published) -> None:
+    result = published.check()
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["digest"] == published.digest
+
+
+def test_a_tag_moved_by_hand_fails_with_the_repair_command(published: Published) -> None:
+    push_multiarch(published.registry, published.repository, "another-writer", tag="v1")
+    result = published.check()
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"{published.tag_ref} points at sha256:" in result.stderr
+    assert f"not at {published.digest} the stack exported" in result.stderr
+    assert f"Repair: pulumi up --replace '{INDEX_URN}'" in result.stderr
+
+
+def test_a_deleted_digest_fails_with_the_replace_command(published: Published) -> None:
+    delete_manifest(published.registry, published.repository, published.digest)
+    result = published.check()
+    assert result.returncode == 1
+    assert "the digest the stack exported no longer exists" in result.stderr
+    assert f"Repair: pulumi up --replace '{IMAGE_URN}' --replace '{INDEX_URN}'" in result.stderr
+    candidate = f"{published.registry.address}/{published.repository}@{published.digest}"
+    lost = run(candidate_check_command(sys.executable, candidate, [IMAGE_URN, INDEX_URN], False))
+    assert lost.returncode == 1 and f"--replace '{IMAGE_URN}'" in lost.stderr
+
+
+def test_a_deleted_tag_is_repaired_by_a_refresh(published: Published) -> None:
+    # Deleting the tag alone: re-point it at another manifest, then delete that manifest.
+    other, _ = push_multiarch(published.registry, published.repository, "tmp", tag="v1")
+    delete_manifest(published.registry, published.repository, str(other["digest"]))
+    result = published.check()
+    assert result.returncode == 1
+    assert f"{published.tag_ref} no longer exists" in result.stderr
+    assert "Repair: pulumi up --refresh" in result.stderr
+
+
+def test_an_index_with_other_children_is_not_the_verified_image(published: Published) -> None:
+    wrong = {**published.platforms, "linux/arm64": "sha256:" + "1" * 64}
+    line = published_check_command(
+        sys.executable, f"{published.tag_ref}@{published.digest}", wrong, INDEX_URN, [], False
+    )
+    result = run(line)
+    assert result.returncode == 1
+    assert f"not the verified linux/amd64={published.platforms['linux/amd64']}" in result.stderr
+    assert "it is not the image this stack verified" in result.stderr
+
+
+def test_an_existing_immutable_tag_fails_before_any_build(published: Published) -> None:
+    result = run(immutable_tag_command(sys.executable, published.tag_ref, None, False))
+    assert result.returncode == 1
+    assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
+    assert "Bump the tag" in result.stderr
+    fresh = published.tag_ref.replace(":v1", ":v2")
+    assert run(immutable_tag_command(sys.executable, fresh, None, False)).returncode == 0
+
+
+def test_after_verification_an_immutable_tag_may_hold_exactly_the_verified_images(
+    published: Published,
+) -> None:
+    same = run(immutable_tag_command(sys.executable, published.tag_ref, published.platforms, False))
+    assert same.returncode == 0, same.stderr
+    rebuilt = {**published.platforms, "linux/arm64": "sha256:" + "2" * 64}
+    result = run(immutable_tag_command(sys.executable, published.tag_ref, rebuilt, False))
+    assert result.returncode == 1
+    assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
+    assert f"not the verified linux/amd64={published.platforms['linux/amd64']}" in result.stderr
+    assert "the Index would be refused after every build. Bump the tag" in result.stderr
+
+
+def test_a_registry_that_does_not_answer_is_an_error_not_a_difference(
+    published: Published,
+) -> None:
+    unreachable = f"127.0.0.1:1/{published.repository}:v1@{published.digest}"
+    result = run(candidate_check_command(sys.executable, unreachable, [], False))
+    assert result.returncode == 2, result.stderr
+    assert "connection failed" in result.stderr
