@@ -7,7 +7,7 @@ import pytest
 
 from host.process import HostError
 from host.registry import LoopbackAddress
-from plan.settings import ConfigError, ExternalRegistry, parse_settings
+from plan.settings import ConfigError, StartedRegistry, parse_settings
 from verify.reference import parse_reference, split_host
 
 ADDRESSES = [
@@ -36,7 +36,7 @@ def config_starts(address: str) -> bool:
             "boutique-multiarch:registry.address",
         )
         return False
-    assert isinstance(settings.destination, ExternalRegistry)
+    assert isinstance(settings.destination, StartedRegistry)
     return True
 
 
