@@ -12,6 +12,7 @@ import sys
 
 import pulumi
 
+from components.binary_authorization import binary_authorization
 from components.buildx_builder import buildx_builders
 from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesArgs
 from components.registry_target import registry_target
@@ -45,6 +46,8 @@ target = registry_target(
     settings.destination, registry_password, settings.cache, settings.tag, python
 )
 
+binauthz = binary_authorization(settings.destination, settings.attest)
+
 images = {
     service.name: ServiceImage(
         service.name,
@@ -61,9 +64,15 @@ images = {
             builder=builder.name,
             platform_builders={platform: own.name for platform, own in platform_builders.items()},
             verify=verify_options(
-                settings.verify, service.name, gcp=target.verify_gcp, commit=settings.commit
+                settings.verify,
+                service.name,
+                gcp=target.verify_gcp,
+                commit=settings.commit,
+                attest_key=settings.attest.key,
             ),
             python=python,
+            binauthz_note=None if binauthz is None else binauthz.note,
+            binauthz_key=None if binauthz is None else binauthz.key_version,
         ),
     )
     for service in settings.services
@@ -79,6 +88,7 @@ pulumi.export(
             "tag": settings.tag,
             "platforms": image.platforms,
             "proof": image.proof,
+            "attestations": image.attestations,
         }
         for name, image in images.items()
     },

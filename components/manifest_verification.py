@@ -26,6 +26,7 @@ import pulumi_command as command
 
 from plan.verification import (
     VerifyOptions,
+    attestation_referrers,
     candidate_ref,
     verified_platforms,
     verified_proof,
@@ -60,6 +61,8 @@ class ManifestVerification(pulumi.ComponentResource):
     """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}`: what was proven."""
     verification: command.local.Command
     """The verification Command, for resources that must wait for it."""
+    attestations: pulumi.Output[Mapping[str, str]]
+    """`{"index" | platform: referrer digest}` of the signed attestations (`attest` config)."""
 
     def __init__(
         self,
@@ -87,7 +90,15 @@ class ManifestVerification(pulumi.ComponentResource):
                 pulumi.log.warn(
                     f"runtime proof of {platform} skipped: {skipped[platform]}", resource=self
                 )
-        self.register_outputs({"ref": self.ref, "platforms": self.platforms, "proof": self.proof})
+        self.attestations = self.verification.stdout.apply(attestation_referrers)
+        self.register_outputs(
+            {
+                "ref": self.ref,
+                "platforms": self.platforms,
+                "proof": self.proof,
+                "attestations": self.attestations,
+            }
+        )
 
 
 def _candidate(repository_and_digest: list[str]) -> str:

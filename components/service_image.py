@@ -8,7 +8,11 @@ Creates:
 - one ManifestVerification per Image (`<image name>-verification`), verifying that digest
   for the Image's platforms;
 - `pulumi_docker_build.Index` `<name>-index`: points `<registry>/<service>:<tag>` at the
-  verified digest(s), after every verification of the service has passed.
+  verified digest(s), after every verification of the service has passed;
+- with Binary Authorization (`attest.binaryAuthorization`), `command.local.Command`
+  `<name>-binauthz`: `python -m verify binauthz` creates (once) the KMS-signed ATTESTATION
+  occurrence for the digest the tag points at, after checking its children are the verified
+  manifests.
 
 And, on every preview and up, `pulumi_command.local.run_output` calls of `python -m verify
 published` (not resources; shallow: manifests only), so a run sees the registry as it is:
@@ -35,6 +39,7 @@ import pulumi_docker_build as docker_build
 
 from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
 from components.registry_target import RegistryTarget
+from plan.binary_authorization import binauthz_command, occurrence_of
 from plan.naming import (
     CACHE_REF,
     IMAGE_REF,
@@ -84,6 +89,10 @@ class ServiceImageArgs:
     """How each pushed digest is verified."""
     python: str
     """Interpreter that runs `-m verify`."""
+    binauthz_note: pulumi.Input[str] | None = None
+    """The attestor's note (`projects/P/notes/N`); None: no Binary Authorization attestation."""
+    binauthz_key: pulumi.Input[str] | None = None
+    """The KMS key version that signs the occurrence."""
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -98,6 +107,8 @@ class ServiceImage(pulumi.ComponentResource):
     """`{platform: manifest digest}` as verified."""
     proof: pulumi.Output[dict[str, Any]]
     """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}` as verified."""
+    attestations: pulumi.Output[dict[str, str]]
+    """`{"index" | platform: referrer digest}` of the signed attestations (`attest` config)."""
 
     def __init__(
         self, name: str, args: ServiceImageArgs, opts: pulumi.ResourceOptions | None = None
@@ -192,12 +203,26 @@ class ServiceImage(pulumi.ComponentResource):
         self.proof = pulumi.Output.all(
             *[verification.proof for verification in verifications]
         ).apply(merged_platforms)
+        attestations = [verification.attestations for verification in verifications]
+        if args.binauthz_note is not None and args.binauthz_key is not None:
+            occurrence = command.local.Command(
+                f"{name}-binauthz",
+                create=pulumi.Output.all(
+                    repository, self.digest, self.platforms, args.binauthz_note, args.binauthz_key
+                ).apply(partial(_binauthz_line, args.python)),
+                # One occurrence per published digest; the tool reuses an existing one.
+                triggers=[self.digest],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[index]),
+            )
+            attestations.append(occurrence.stdout.apply(_occurrence))
+        self.attestations = pulumi.Output.all(*attestations).apply(merged_platforms)
         self.register_outputs(
             {
                 "digest": self.digest,
                 "ref": self.ref,
                 "platforms": self.platforms,
                 "proof": self.proof,
+                "attestations": self.attestations,
             }
         )
 
@@ -336,3 +361,11 @@ def _first(values: list[Any]) -> Any:
 def _with_patch_id(labels_and_patch_id: list[Any]) -> dict[str, str]:
     labels, patch_id = labels_and_patch_id
     return {**labels, LABEL_PATCH_ID: patch_id}
+
+
+def _binauthz_line(python: str, values: list[Any]) -> str:
+    return binauthz_command(python, *values)
+
+
+def _occurrence(stdout: str) -> dict[str, str]:
+    return {"occurrence": occurrence_of(stdout)}

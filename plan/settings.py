@@ -26,6 +26,8 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
     with_config,
 )
@@ -54,6 +56,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "verify",
     "strategy",
     "ephemeralTagPrefixes",
+    "attest",
 )
 """Plain keys of the project namespace; `registryPassword` (a secret) is read on its own."""
 
@@ -97,6 +100,7 @@ _GIT_URL = re.compile(r"^((https?|ssh|git|file)://\S+|[\w.-]+@[\w.-]+:\S+)$")
 # and those names are usually uppercase (e.g. env.BUILDKIT_STEP_LOG_MAX_SIZE).
 _DRIVER_OPT_NAME = re.compile(r"^([a-z][a-z0-9_.-]*|env\.[A-Za-z_][A-Za-z0-9_]*)$")
 _DRIVER_OPT_VALUE = re.compile(r"^[^,\s]*$")
+_KEY_PATH = re.compile(r"[^\s\x00-\x1f][^\x00-\x1f]*[^\s\x00-\x1f]|[^\s\x00-\x1f]")
 
 _UNSET = object()
 
@@ -841,6 +845,32 @@ class VerifySettings(_ConfigObject):
         return self
 
 
+@with_config(_SCHEMA)
+@dataclass(frozen=True)
+class AttestSettings(_ConfigObject):
+    """Signed SBOM and verification attestations pushed beside each verified digest."""
+
+    key: Annotated[
+        str | None,
+        _text(
+            _KEY_PATH,
+            "a path to the PEM key file, e.g. .pulumi-local/attest-key.pem (no outer spaces)",
+        ),
+    ] = None
+    """ECDSA P-256 private key (PEM path, created on first use); None: no referrers pushed."""
+    binary_authorization: Annotated[Flag, Field(alias="binaryAuthorization")] = False
+    """Declare a KMS key, a note and an attestor, and attest each published digest for
+    Binary Authorization (Artifact Registry stacks only)."""
+    enforce: Flag = False
+    """Also declare the project's Binary Authorization policy requiring the attestor."""
+
+    @model_validator(mode="after")
+    def _enforce_with_binary_authorization(self) -> "AttestSettings":
+        if self.enforce and not self.binary_authorization:
+            _refuse("only with attest.binaryAuthorization true", at=".enforce", value=True)
+        return self
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the program needs from the stack configuration, validated."""
@@ -864,6 +894,9 @@ class Settings:
     """How each pushed digest is verified before its tag moves."""
     strategy: Strategy
     """One image per service, or one per service and platform joined by an Index."""
+
+    attest: AttestSettings = AttestSettings()
+    """Whether (and with which key) verified digests get signed attestations."""
 
     @property
     def commit(self) -> str | None:
@@ -924,6 +957,30 @@ class StackConfig:
     ] = ()
     source: SourceConfig = field(default_factory=SourceConfig)
     verify: VerifySettings = field(default_factory=VerifySettings)
+    attest: AttestSettings = field(default_factory=AttestSettings)
+
+    @field_validator("attest", mode="wrap")
+    @classmethod
+    def _attest_a_deeply_verified_index_on_its_registry(
+        cls, value: Any, validate: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> AttestSettings:
+        attest: AttestSettings = validate(value)
+        if attest.binary_authorization and info.data.get("registry") is not None:
+            _refuse(
+                "only on Artifact Registry stacks (no `registry`)",
+                at=".binaryAuthorization",
+                value=True,
+            )
+        if attest.key is None and not attest.binary_authorization:
+            return attest
+        verify, strategy = info.data.get("verify"), info.data.get("strategy")
+        if verify is not None and not verify.deep:
+            _refuse("only with verify.deep true (the SBOM is read from layers)", value=value)
+        if strategy is not None and strategy != STRATEGIES[0]:
+            # perPlatform verifies single-platform manifests; the Index joining them is not
+            # verified itself, so there is no verified index to attest.
+            _refuse(f"only with strategy {STRATEGIES[0]}", value=value)
+        return attest
 
     @model_validator(mode="before")
     @classmethod
@@ -1057,6 +1114,7 @@ class StackConfig:
             cache=self.cache,
             verify=self.verify,
             strategy=self.strategy,
+            attest=self.attest,
         )
 
 

@@ -45,10 +45,16 @@ class VerifyOptions:
     """Authenticate with Application Default Credentials (Artifact Registry)."""
     run: RunPlan | None = None
     """Start each platform's image and probe it; None when `verify.run` is false."""
+    attest_key: str | None = None
+    """Sign and push attestations after a pass (`--attest --key K --create-key`)."""
 
 
 def verify_options(
-    settings: VerifySettings, service: str, gcp: bool, commit: str | None = None
+    settings: VerifySettings,
+    service: str,
+    gcp: bool,
+    commit: str | None = None,
+    attest_key: str | None = None,
 ) -> VerifyOptions:
     """The options of `service`'s verifications: its allowed paths only (reasons stay in
     config), and its probe at upstream `commit` with the config's overrides."""
@@ -58,6 +64,7 @@ def verify_options(
         allow=tuple(entry.path for entry in allowed),
         gcp=gcp,
         run=_run_plan(settings, service, commit) if settings.run else None,
+        attest_key=attest_key,
     )
 
 
@@ -92,8 +99,8 @@ def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
     """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp]
-    [--run --probe P [--env N=V]... [--skip-run P]...] -- <ref>`: after `--` the reference is
-    never read as an option, whatever it starts with."""
+    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key] -- <ref>`:
+    after `--` the reference is never read as an option, whatever it starts with."""
     argv = [python, "-m", "verify", "--json"]
     if options.deep:
         argv.append("--deep")
@@ -102,6 +109,9 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
     if options.gcp:
         argv.append("--gcp")
     argv += run_arguments(platforms, options.run)
+    if options.attest_key is not None:
+        # A path, never key material: nothing secret is in the Command's inputs or state.
+        argv += ["--attest", "--key", options.attest_key, "--create-key"]
     return shlex.join([*argv, "--", ref])
 
 
@@ -137,6 +147,12 @@ def verified_proof(
             "seconds": None if ran is None else ran["seconds"],
         }
     return proof
+
+
+def attestation_referrers(stdout: str) -> Mapping[str, str]:
+    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it)."""
+    referrers = json.loads(stdout).get("referrers") or {}
+    return {str(subject): str(digest) for subject, digest in referrers.items()}
 
 
 def merged_platforms(results: Sequence[Mapping[str, T]]) -> dict[str, T]:

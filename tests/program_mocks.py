@@ -120,10 +120,18 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) ->
     return json.dumps({"revision": commit, "files": files}, indent=2) + "\n"
 
 
+MOCK_KMS_PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----\nmock\n-----END PUBLIC KEY-----\n"
+"""What the mocked `getKMSCryptoKeyVersion` returns as the key version's public key."""
+
+
 def verify_stdout(arguments: list[str]) -> str:
     """What `python -m verify --json [--deep] --platform P... [--run --probe P [--skip-run P]...]
-    -- REF` prints for a verified image: a distinct manifest digest per (image, platform), two
-    attestations skipped, each started platform's probe passed."""
+    [--attest ...] -- REF` prints for a verified image: a distinct manifest digest per (image,
+    platform), two attestations skipped, each started platform's probe passed; and what
+    `python -m verify binauthz REF@DIGEST ... --json` prints (a new occurrence)."""
+    if arguments[0] == "binauthz":
+        occurrence = f"projects/shop-123/occurrences/{digest_of(arguments[1])[7:19]}"
+        return json.dumps({"occurrence": occurrence, "created": True}) + "\n"
     ref, deep = arguments[arguments.index("--") + 1], "--deep" in arguments
     platforms = {
         platform: PlatformResult(
@@ -146,6 +154,11 @@ def verify_stdout(arguments: list[str]) -> str:
         for platform in set(platforms) - set(skipped):
             ran = RunResult(ok=True, probe=probe, seconds=MOCK_RUN_SECONDS)
             document["platforms"][platform]["run"] = run_json(ran)
+    if "--attest" in arguments:
+        subjects = ["index", *platforms]
+        document["referrers"] = {
+            subject: digest_of(f"{ref} {subject} attestation") for subject in subjects
+        }
     return json.dumps(document, indent=2) + "\n"
 
 
@@ -222,6 +235,18 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
             except PatchToolError as error:
                 # What pulumi-command's run reports for a command that exits non-zero.
                 raise RuntimeError(f"exit status 2: running {line!r}: {error}") from error
+        if args.token == "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion":
+            crypto_key = args.args["cryptoKey"]
+            return {
+                "id": f"{crypto_key}/cryptoKeyVersions/1",
+                "name": f"{crypto_key}/cryptoKeyVersions/1",
+                "cryptoKey": crypto_key,
+                "version": 1,
+                "algorithm": "EC_SIGN_P256_SHA256",
+                "publicKeys": [
+                    {"algorithm": "EC_SIGN_P256_SHA256", "pem": MOCK_KMS_PUBLIC_KEY_PEM}
+                ],
+            }, []
         if args.token == "gcp:organizations/getClientConfig:getClientConfig":
             return {
                 "accessToken": MOCK_ACCESS_TOKEN,

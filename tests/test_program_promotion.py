@@ -271,6 +271,7 @@ def test_outputs_carry_the_verified_platform_digests(monkeypatch: pytest.MonkeyP
                 platform: {"elfFiles": 7, "probe": "http:8080/_healthz", "seconds": 2.5}
                 for platform in ("linux/amd64", "linux/arm64")
             },
+            "attestations": {},  # no `attest` config
         }, urn
         assert set(frontend["platforms"].values()).isdisjoint(emailservice["platforms"].values())
 

@@ -109,7 +109,14 @@ def test_per_platform_outputs_keep_the_shape(monkeypatch: pytest.MonkeyPatch) ->
             for arch in ("amd64", "arm64")
         ]
         digest = digest_of(" ".join(sources))
-        assert set(emailservice) == {"ref", "digest", "tag", "platforms", "proof"}, urn
+        assert set(emailservice) == {
+            "ref",
+            "digest",
+            "tag",
+            "platforms",
+            "proof",
+            "attestations",
+        }, urn
         assert emailservice["proof"] == {
             platform: {"elfFiles": 7, "probe": "grpc:8080", "seconds": MOCK_RUN_SECONDS}
             for platform in PLATFORMS

@@ -19,6 +19,7 @@ from verify.auth import (
     docker_config_credentials,
     environment_credentials,
     parse_challenges,
+    realm_may_receive_credentials,
 )
 
 SECRET = "s3cr3t-Pa55"
@@ -175,3 +176,42 @@ def test_gcp_reports_failing_application_default_credentials(
     resolver = CredentialResolver(use_gcp=True, environ=dict(os.environ))
     with pytest.raises(AuthError, match="--gcp: Application Default Credentials failed"):
         resolver.for_registry("europe-docker.pkg.dev")
+
+
+@pytest.mark.parametrize(
+    ("realm", "registry", "trusted", "allowed"),
+    [
+        ("registry.example", "registry.example", (), True),  # the registry's own host
+        ("REGISTRY.example.", "registry.example", (), True),  # case and root dot do not matter
+        ("auth.docker.io", "registry-1.docker.io", (), True),  # same registrable domain
+        ("europe-docker.pkg.dev", "us-docker.pkg.dev", (), True),
+        ("auth.evil.example", "registry.example", (), False),
+        ("docker.io.evil.example", "registry-1.docker.io", (), False),
+        ("b.appspot.com", "a.appspot.com", (), False),  # a public suffix: other owners
+        ("other.co.uk", "registry.co.uk", (), False),
+        ("127.0.0.2", "127.0.0.1", (), False),  # IP addresses have no domain
+        ("127.0.0.2", "127.0.0.1", ("127.0.0.2",), True),  # --trust-realm
+        ("auth.elsewhere.example", "registry.example", ("auth.elsewhere.example",), True),
+        ("localhost", "registry.example", (), False),
+    ],
+)
+def test_which_token_realms_may_receive_credentials(
+    realm: str, registry: str, trusted: tuple[str, ...], allowed: bool
+) -> None:
+    assert realm_may_receive_credentials(realm, registry, frozenset(trusted)) is allowed
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "message"),
+    [
+        ("u", "pw-\udcff", "the password is not valid UTF-8"),
+        ("u\udcfe", "pw", "the username is not valid UTF-8"),
+        ("u:v", "pw", "the username contains ':'"),
+    ],
+)
+def test_credentials_that_basic_auth_cannot_carry_are_refused(
+    username: str, password: str, message: str
+) -> None:
+    with pytest.raises(AuthError, match=f"^source: {message}") as raised:
+        Credentials(username, password, "source")
+    assert password not in str(raised.value)

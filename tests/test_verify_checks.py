@@ -3,6 +3,7 @@
 import pytest
 
 from verify.checks import is_allowed, normalize_allow_glob
+from verify.report import printable
 
 
 @pytest.mark.parametrize(
@@ -32,3 +33,17 @@ def test_globs_are_made_absolute(glob: str, normalized: str) -> None:
 def test_allowed_paths(path: str, allowed: bool) -> None:
     globs = [normalize_allow_glob(glob) for glob in ("/opt/cross/*", "*/pprof/build/*.node")]
     assert is_allowed(path, globs) is allowed
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text: ünïcode is fine", "plain text: ünïcode is fine"),
+        ("line\nverified x", "line\\nverified x"),
+        ("\x1b[2Kred\x07", "\\x1b[2Kred\\x07"),
+        ("bidi \u202eevil", "bidi \\u202eevil"),
+        ("bad utf-8 \udcff", "bad utf-8 \\udcff"),
+    ],
+)
+def test_printable_escapes_what_a_terminal_would_act_on(text: str, shown: str) -> None:
+    assert printable(text) == shown

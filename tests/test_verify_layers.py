@@ -19,16 +19,8 @@ from tests.verify_bytes import (
     zstd_bytes,
 )
 from verify.digests import DigestingReader, DigestMismatch, sha256_digest
-from verify.layers import (
-    CHUNK_BYTES,
-    ElfFile,
-    GzipReader,
-    LayerFormatError,
-    decompressed,
-    is_whiteout,
-    normalized_path,
-    scan_tar,
-)
+from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, decompressed
+from verify.tarscan import ElfFile, is_whiteout, normalized_path, scan_tar
 
 LONG_DIRECTORY = "usr/lib/" + "/".join(["a-rather-long-directory-name"] * 8)
 
@@ -47,15 +39,17 @@ MIXED_LAYER = [
 MIXED_EXPECTED = (
     ElfFile("/usr/bin/app", X86_64),
     ElfFile("/usr/bin/arm-tool", AARCH64),
+    ElfFile("/usr/bin/hard-app", X86_64, link_target="/usr/bin/app"),
     ElfFile(f"/{LONG_DIRECTORY}/libfar.so", X86_64),
 )
 
 
 @pytest.mark.parametrize("format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT])
-def test_scan_records_regular_elf_files_only(format: int) -> None:
+def test_scan_records_elf_files_under_every_name(format: int) -> None:
     scan = scan_tar(io.BytesIO(tar_bytes(MIXED_LAYER, format)))
     assert scan.elf_files == MIXED_EXPECTED
-    # app, arm-tool, script, empty, libfar.so: links, directories and whiteouts are not counted.
+    # app, arm-tool, script, empty, libfar.so: links, directories and whiteouts are not counted
+    # as regular files, but the hard link to app is one more name of an ELF file.
     assert scan.regular_files == 5
 
 
@@ -150,13 +144,13 @@ def test_corrupt_zstd_is_rejected() -> None:
 
 
 def test_garbage_is_not_a_tar_archive() -> None:
-    with pytest.raises(LayerFormatError, match="not a valid tar"):
+    with pytest.raises(LayerFormatError, match="offset 0: header checksum mismatch"):
         scan_tar(decompressed(io.BytesIO(b"this is not a tar archive" * 40)))
 
 
 def test_digesting_reader_hashes_the_whole_blob_including_the_tail() -> None:
     blob = gzip_bytes(tar_bytes(MIXED_LAYER)) + b"\0" * 5000
-    reader = DigestingReader(io.BytesIO(blob), sha256_digest(blob), "layer")
+    reader = DigestingReader(io.BytesIO(blob), sha256_digest(blob), len(blob), "layer")
     scan_tar(decompressed(reader))
     reader.finish()
     assert reader.bytes_read == len(blob)
@@ -165,7 +159,7 @@ def test_digesting_reader_hashes_the_whole_blob_including_the_tail() -> None:
 def test_digesting_reader_reports_a_mismatch() -> None:
     blob = gzip_bytes(tar_bytes(MIXED_LAYER))
     expected = sha256_digest(blob + b"x")
-    reader = DigestingReader(io.BytesIO(blob), expected, "layer sha256:x")
+    reader = DigestingReader(io.BytesIO(blob), expected, len(blob), "layer sha256:x")
     scan_tar(decompressed(reader))
     with pytest.raises(DigestMismatch, match="expected " + expected) as raised:
         reader.finish()

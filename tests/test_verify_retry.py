@@ -20,6 +20,10 @@ def test_numeric_retry_after_is_honoured_up_to_the_cap(header: str, expected: fl
     assert RetryPolicy().delay(0, header) == expected
 
 
-def test_non_numeric_retry_after_falls_back_to_backoff() -> None:
-    delay = RetryPolicy().delay(0, "Wed, 21 Oct 2015 07:28:00 GMT")
+@pytest.mark.parametrize(
+    "header", ["Wed, 21 Oct 2015 07:28:00 GMT", "²", "١٢", "1e3", "-1", "9" * 400]
+)
+def test_other_retry_after_values_fall_back_to_backoff(header: str) -> None:
+    # "²" and Arabic-Indic digits pass str.isdigit() but not float(): once a traceback.
+    delay = RetryPolicy().delay(0, header)
     assert 0.125 <= delay <= 0.25

@@ -78,3 +78,35 @@ def descriptor(media_type: str, data: bytes, platform: str | None = None) -> dic
 
 def json_bytes(document: object) -> bytes:
     return json.dumps(document).encode()
+
+
+def tar_header(
+    name: str,
+    size: int = 0,
+    typeflag: bytes = b"0",
+    linkname: str = "",
+    *,
+    good_checksum: bool = True,
+) -> bytes:
+    """One raw POSIX (ustar) header block, for archives ``tarfile`` would refuse to write."""
+    block = bytearray(512)
+    block[0:100] = name.encode().ljust(100, b"\0")[:100]
+    block[100:108] = b"0000755\0"
+    block[108:116] = block[116:124] = b"0000000\0"
+    block[124:136] = f"{size:011o}\0".encode()
+    block[136:148] = b"00000000000\0"
+    block[148:156] = b" " * 8
+    block[156:157] = typeflag
+    block[157:257] = linkname.encode().ljust(100, b"\0")[:100]
+    block[257:265] = b"ustar\x0000"
+    checksum = sum(block) + (0 if good_checksum else 1)
+    block[148:156] = f"{checksum:06o}\0 ".encode()
+    return bytes(block)
+
+
+def tar_member(name: str, data: bytes) -> bytes:
+    """A regular-file header and its data padded to whole blocks."""
+    return tar_header(name, len(data)) + data + bytes(-len(data) % 512)
+
+
+END_OF_ARCHIVE = bytes(1024)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import ipaddress
 import json
 import os
 import re
@@ -27,6 +29,8 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from publicsuffixlist import PublicSuffixList
 
 GCP_USERNAME = "oauth2accesstoken"
 GCP_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -51,6 +55,17 @@ class Credentials:
     username: str
     password: str = field(repr=False)
     source: str
+
+    def __post_init__(self) -> None:
+        # Checked here, whatever the source, so a bad value is a clear message and never a
+        # traceback that could show it.
+        for name, value in (("username", self.username), ("password", self.password)):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise AuthError(f"{self.source}: the {name} is not valid UTF-8") from None
+        if ":" in self.username:
+            raise AuthError(f"{self.source}: the username contains ':', which basic auth forbids")
 
     def basic_header(self) -> str:
         """The ``Authorization`` value for HTTP basic authentication."""
@@ -83,6 +98,45 @@ def parse_challenges(header: str) -> list[Challenge]:
             position = param.end()
         challenges.append(Challenge(scheme=scheme.group(1).lower(), params=params))
     return challenges
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List shipped with ``publicsuffixlist`` (no network; read once)."""
+    return PublicSuffixList()
+
+
+def registrable_domain(host: str) -> str | None:
+    """The registrable domain of a host name (``auth.docker.io`` -> ``docker.io``).
+
+    None for IP addresses, single labels (``localhost``) and public suffixes themselves. The
+    list's private section counts: ``appspot.com`` is a suffix, so ``a.appspot.com`` and
+    ``b.appspot.com`` are different domains (different owners).
+    """
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    domain = _public_suffixes().privatesuffix(host)
+    return domain if isinstance(domain, str) else None
+
+
+def realm_may_receive_credentials(
+    realm_host: str, registry_host: str, trusted: frozenset[str]
+) -> bool:
+    """Whether a token realm on ``realm_host`` may be sent the registry's credentials.
+
+    Yes on the registry's own host, on a host of the same registrable domain (the Docker Hub
+    case: ``registry-1.docker.io`` -> ``auth.docker.io``), or on a host the user trusts
+    explicitly (``--trust-realm``). Ports do not matter; hosts are compared case-insensitively.
+    """
+    realm_host, registry_host = realm_host.lower().rstrip("."), registry_host.lower().rstrip(".")
+    if realm_host == registry_host or realm_host in trusted:
+        return True
+    domain = registrable_domain(registry_host)
+    return domain is not None and domain == registrable_domain(realm_host)
 
 
 def gcp_credentials() -> Credentials:

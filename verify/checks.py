@@ -13,11 +13,19 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from verify.auth import AuthError
-from verify.digests import DigestingReader, DigestMismatch, check_bytes, sha256_digest
+from verify.digests import (
+    DigestingReader,
+    DigestMismatch,
+    Readable,
+    SizeMismatch,
+    check_bytes,
+    sha256_digest,
+)
 from verify.elf import PLATFORM_MACHINES, machine_name
-from verify.layers import ElfFile, LayerFormatError, LayerScan, decompressed, scan_tar
+from verify.layers import CHUNK_BYTES, LayerFormatError, decompressed
 from verify.manifests import (
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
@@ -32,8 +40,14 @@ from verify.manifests import (
     parse_index,
 )
 from verify.platforms import Platform
+from verify.prefetch import PrefetchingReader
 from verify.reference import Reference
 from verify.registry import Document, RegistryClient, RegistryError, StreamError
+from verify.sbom.capture import LayerCapture
+
+if TYPE_CHECKING:
+    from verify.sbom.inventory import Inventory
+from verify.tarscan import DEFAULT_MAX_LAYER_BYTES, ElfFile, LayerScan, scan_tar
 
 MISMATCHED_PATHS_REPORTED = 20
 """``mismatchedPaths`` (and the failure lines) list at most this many paths per platform."""
@@ -49,6 +63,10 @@ class Options:
     deep: bool
     allow: tuple[str, ...] = ()
     """Globs (fnmatch, ``*`` also crosses ``/``) of absolute paths whose ELF machine may differ."""
+    sbom: bool = False
+    """With ``deep``: also take each platform's inventory from the same pass (``--sbom``)."""
+    max_layer_bytes: int = DEFAULT_MAX_LAYER_BYTES
+    """Uncompressed bytes read from one layer at most (``--max-layer-bytes``)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +103,8 @@ class PlatformResult:
     digest: str
     config_architecture: str
     elf: ElfReport | None = None
+    inventory: Inventory | None = None
+    """The platform's SBOM inventory (``--sbom``), when all its layers were read."""
 
 
 @dataclass
@@ -115,6 +135,13 @@ def is_allowed(path: str, globs: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(path, glob) for glob in globs)
 
 
+def _elf_name(elf: ElfFile) -> str:
+    """The path of an ELF file, saying which file a hard link names too."""
+    if elf.link_target is None:
+        return elf.path
+    return f"{elf.path} (a hard link to {elf.link_target})"
+
+
 def _platform_list(platforms: Sequence[Platform]) -> str:
     return ", ".join(str(platform) for platform in platforms)
 
@@ -127,13 +154,39 @@ class _Fatal(Exception):
     """Stops an image's verification with a problem of exit code 2."""
 
 
+class _Failed(Exception):
+    """Stops an image's verification with a problem of exit code 1 (e.g. a size mismatch)."""
+
+
+class _WithinDeadline:
+    """A stream whose every read first checks the request's deadline (a small zstd blob may
+    inflate for minutes without another byte from the network)."""
+
+    def __init__(self, stream: Readable, check: Callable[[], None]) -> None:
+        self._stream = stream
+        self._check = check
+
+    def read(self, size: int = -1, /) -> bytes:
+        self._check()
+        return self._stream.read(size)
+
+
 class LayerScanner:
     """Scans each layer digest once per run, however many platforms or images share it."""
 
-    def __init__(self, client: RegistryClient, pool: ThreadPoolExecutor, attempts: int) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        pool: ThreadPoolExecutor,
+        attempts: int,
+        max_bytes: int,
+        sbom: bool = False,
+    ) -> None:
         self._client = client
+        self._sbom = sbom
         self._pool = pool
         self._attempts = attempts
+        self._max_bytes = max_bytes
         self._scans: dict[str, Future[LayerScan]] = {}
         self._lock = threading.Lock()
 
@@ -148,17 +201,24 @@ class LayerScanner:
         what = f"layer {layer.digest}"
         for attempt in range(self._attempts):
             try:
-                with self._client.open_blob(ref, layer.digest, what) as body:
-                    digesting = DigestingReader(body, layer.digest, what)
+                with self._client.open_blob(ref, layer.digest, what, layer.size) as body:
+                    digesting = DigestingReader(body, layer.digest, layer.size, what)
+                    # Download and sha256 in a thread of their own, inflation in this one.
+                    blob = PrefetchingReader(digesting, CHUNK_BYTES)
                     try:
-                        scan = scan_tar(decompressed(digesting))
-                    except LayerFormatError:
-                        # Content that is not what its digest names explains a broken archive
-                        # better: finish() raises DigestMismatch in that case.
-                        digesting.finish()
-                        raise
-                    digesting.finish()
-                    return scan
+                        try:
+                            inflated = _WithinDeadline(decompressed(blob), body.check_deadline)
+                            capture = LayerCapture() if self._sbom else None
+                            scan = scan_tar(inflated, self._max_bytes, capture)
+                        except LayerFormatError:
+                            # Content that is not what its digest names explains a broken
+                            # archive better: finish() raises DigestMismatch in that case.
+                            blob.finish()
+                            raise
+                        blob.finish()
+                        return scan
+                    finally:
+                        blob.close()
             except StreamError:
                 # A download that broke off mid-stream restarts the whole layer from byte 0.
                 if attempt + 1 == self._attempts:
@@ -175,7 +235,13 @@ class Verifier:
         self._allow = tuple(normalize_allow_glob(glob) for glob in options.allow)
         self._layer_pool = ThreadPoolExecutor(layer_workers, thread_name_prefix="layer")
         self._platform_pool = ThreadPoolExecutor(8, thread_name_prefix="platform")
-        self._layers = LayerScanner(client, self._layer_pool, attempts=3)
+        self._layers = LayerScanner(
+            client,
+            self._layer_pool,
+            attempts=3,
+            max_bytes=options.max_layer_bytes,
+            sbom=options.sbom,
+        )
 
     def verify_all(self, refs: Sequence[tuple[str, Reference]]) -> list[ImageResult]:
         """Verify each ``(as_written, parsed)`` reference; results keep the input order."""
@@ -194,6 +260,8 @@ class Verifier:
             self._verify_top(ref, result)
         except _Fatal as fatal:
             result.problems.append(Problem(everything, str(fatal), EXIT_ERROR))
+        except _Failed as failed:
+            result.problems.append(Problem(everything, str(failed), EXIT_FAILED))
         return result
 
     def _verify_top(self, ref: Reference, result: ImageResult) -> None:
@@ -213,7 +281,7 @@ class Verifier:
                 self._verify_index(ref, parse_index(document.data, result.media_type), result)
             elif result.media_type in IMAGE_MANIFEST_TYPES:
                 manifest = parse_image_manifest(document.data, result.media_type)
-                self._verify_single(ref, manifest, result)
+                self._verify_single(ref, manifest, len(document.data), result)
             else:
                 result.problems.append(
                     Problem(
@@ -244,14 +312,16 @@ class Verifier:
                 checks.append((platform, future))
         self._collect(checks, result)
 
-    def _verify_single(self, ref: Reference, manifest: ImageManifest, result: ImageResult) -> None:
+    def _verify_single(
+        self, ref: Reference, manifest: ImageManifest, size: int, result: ImageResult
+    ) -> None:
         assert result.digest is not None
         config = self._fetch_config(ref, manifest)
         found = config.platform
         checks: list[tuple[Platform, Future[Checked]]] = []
         for platform in self._options.platforms:
             if platform == found and len(self._options.platforms) == 1:
-                entry = Descriptor(manifest.media_type, result.digest, 0, found, {})
+                entry = Descriptor(manifest.media_type, result.digest, size, found, {})
                 future = self._platform_pool.submit(self._check_platform, ref, platform, entry)
                 checks.append((platform, future))
             elif len(self._options.platforms) == 1:
@@ -287,7 +357,7 @@ class Verifier:
         """
         try:
             document = self._fetch_checked(
-                lambda: self._client.get_manifest(ref, entry.digest), entry.digest
+                lambda: self._client.get_manifest(ref, entry.digest, entry.size), entry.digest
             )
             media_type = document_media_type(document.data, document.content_type)
             if media_type not in IMAGE_MANIFEST_TYPES:
@@ -299,6 +369,8 @@ class Verifier:
             return None, [Problem(str(platform), f"manifest {entry.digest}: {error}", EXIT_ERROR)]
         except _Fatal as fatal:
             return None, [Problem(str(platform), str(fatal), EXIT_ERROR)]
+        except _Failed as failed:
+            return None, [Problem(str(platform), str(failed), EXIT_FAILED)]
         outcome = PlatformResult(digest=entry.digest, config_architecture=config.architecture)
         declared_variant = entry.platform.variant if entry.platform else None
         found = Platform.of(config.os, config.architecture, config.variant or declared_variant)
@@ -312,7 +384,18 @@ class Verifier:
                 return outcome, [Problem(str(platform), str(error), EXIT_FAILED)]
             except _Fatal as fatal:
                 return outcome, [Problem(str(platform), str(fatal), EXIT_ERROR)]
+            if self._options.sbom:
+                outcome.inventory = self._inventory(ref, platform, entry.digest, manifest)
         return outcome, []
+
+    def _inventory(
+        self, ref: Reference, platform: Platform, digest: str, manifest: ImageManifest
+    ) -> Inventory:
+        """The SBOM inventory from the layer scans just checked (finished, cached)."""
+        from verify.sbom.inventory import platform_inventory  # its libraries load with --sbom
+
+        scans = [self._layers.scan(ref, layer).result() for layer in manifest.layers]
+        return platform_inventory(scans, platform, digest)
 
     def _check_layers(
         self, ref: Reference, platform: Platform, manifest: ImageManifest
@@ -320,14 +403,24 @@ class Verifier:
         expected = PLATFORM_MACHINES[platform.architecture]
         scans = [(layer, self._layers.scan(ref, layer)) for layer in manifest.layers]
         report = ElfReport()
+        # ELF files of the layers below, by path: what a hard link in a layer above may name.
+        lower: dict[str, int] = {}
         for layer, future in scans:
             try:
                 scan = future.result()
             except LayerFormatError as error:
                 raise LayerFormatError(f"layer {layer.digest}: {error}") from None
+            except SizeMismatch as error:
+                raise LayerFormatError(str(error)) from None
             except (RegistryError, AuthError, DigestMismatch) as error:
                 raise _Fatal(str(error)) from None
-            for elf in scan.elf_files:
+            linked = [
+                ElfFile(link.path, lower[link.target], link_target=link.target)
+                for link in scan.hard_links
+                if link.target in lower
+            ]
+            for elf in (*scan.elf_files, *linked):
+                lower[elf.path] = elf.machine
                 report.checked += 1
                 if elf.machine == expected or is_allowed(elf.path, self._allow):
                     continue
@@ -342,7 +435,8 @@ class Verifier:
         problems = [
             Problem(
                 str(platform),
-                f"{elf.path} is an ELF binary for {machine_name(elf.machine)}, expected {expected}",
+                f"{_elf_name(elf)} is an ELF binary for {machine_name(elf.machine)}, "
+                f"expected {expected}",
                 EXIT_FAILED,
             )
             for elf in report.first_mismatches
@@ -361,14 +455,18 @@ class Verifier:
                 check_bytes("manifest", document.data, digest)
         except (RegistryError, AuthError, DigestMismatch) as error:
             raise _Fatal(str(error)) from None
+        except SizeMismatch as error:
+            raise _Failed(str(error)) from None
         return document
 
     def _fetch_config(self, ref: Reference, manifest: ImageManifest) -> ImageConfig:
         """Fetch, digest-check and parse an image config."""
         digest = manifest.config.digest
         try:
-            document = self._client.get_blob(ref, digest, f"config {digest}")
+            document = self._client.get_blob(ref, digest, f"config {digest}", manifest.config.size)
             check_bytes(f"config {digest}", document.data, digest)
         except (RegistryError, AuthError, DigestMismatch) as error:
             raise _Fatal(str(error)) from None
+        except SizeMismatch as error:
+            raise _Failed(str(error)) from None
         return parse_config(document.data)

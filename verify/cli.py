@@ -1,11 +1,13 @@
 """Command line: ``python -m verify REF... [--platform P]... [--deep] [--json] [--allow GLOB]...
-[--gcp] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
+[--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp] [--trust-realm HOST]... [--max-layer-bytes SIZE]
+[--timeout SECONDS] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
 Every argument is validated before the first request. Exit codes: 0 every reference verified;
-1 verification failed (missing platform, wrong architecture, mislabelled binaries); 2 usage,
-auth, not-found or registry errors (2 wins over 1 when several references are given); with
-``--run`` also a platform whose container failed its probe (1), or no Docker Engine or no
-emulation for a platform (2, before any request). See :mod:`verify.run`.
+1 verification failed (missing platform, wrong architecture, mislabelled binaries, a layer or
+document that is not what its descriptor says); 2 usage, auth, not-found, registry errors and
+timeouts (2 wins over 1 when several references are given); with ``--run`` also a platform
+whose container failed its probe (1), or no Docker Engine or no emulation for a platform (2,
+before any request). See :mod:`verify.run`.
 With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
 
@@ -19,24 +21,49 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from verify import gc, published, run
 from verify.auth import AuthError, CredentialResolver, environment_credentials
-from verify.checks import EXIT_ERROR, EXIT_FAILED, ImageResult, Options, Verifier
+from verify.checks import EXIT_ERROR, EXIT_FAILED, EXIT_VERIFIED, ImageResult, Options, Verifier
+from verify.digests import DigestMismatch
 from verify.elf import PLATFORM_MACHINES
+from verify.manifests import ManifestError
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
-from verify.registry import RegistryClient, RetryPolicy
-from verify.report import failure_lines, image_json, summary_line
+from verify.registry import RegistryClient, RegistryError, RetryPolicy
+from verify.report import failure_lines, image_json, printable, summary_line
+from verify.sbom.output import SbomUsageError, check_directory, write_documents
+from verify.tarscan import DEFAULT_MAX_LAYER_BYTES
+
+if TYPE_CHECKING:
+    from verify.attest.attach import Attested
+    from verify.attest.signing import Signing
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
+
+DEFAULT_TIMEOUT_SECONDS = 900.0
+"""Default of ``--timeout``: the whole run, every reference and layer included."""
+STOP_GRACE_SECONDS = 10.0
+"""After ``--timeout``, how long the run may take to report its timed-out requests itself."""
+
+_SIZE = re.compile(r"([0-9]{1,20})(KiB|MiB|GiB|TiB)?")
+_SIZE_UNITS = {None: 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+_REALM_HOST = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*|[0-9a-f:.]+"
+)
 
 
 class UsageError(Exception):
@@ -71,11 +98,63 @@ def _parser() -> argparse.ArgumentParser:
         help="absolute-path glob of files allowed to be ELF for another machine (repeatable)",
     )
     parser.add_argument(
+        "--sbom",
+        metavar="DIR",
+        help="with --deep: write one SBOM per platform into DIR (linux-amd64.spdx.json, ...)",
+    )
+    parser.add_argument(
+        "--sbom-format",
+        choices=("spdx", "cyclonedx"),
+        default="spdx",
+        help="SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON",
+    )
+    parser.add_argument(
+        "--attest",
+        action="store_true",
+        help="with --deep, after every check passed: push signed SBOM and verification "
+        "attestations (DSSE, in-toto) as OCI referrers of the digests",
+    )
+    parser.add_argument(
+        "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
+    )
+    parser.add_argument(
+        "--kms",
+        metavar="KEY_VERSION",
+        help="sign with Cloud KMS: projects/P/locations/L/keyRings/R/cryptoKeys/K/"
+        "cryptoKeyVersions/N (EC_SIGN_P256_SHA256; Application Default Credentials)",
+    )
+    parser.add_argument(
+        "--create-key",
+        action="store_true",
+        help="create the --key file (and PEM.pub) if it does not exist yet",
+    )
+    parser.add_argument(
         "--gcp",
         action="store_true",
         help="authenticate with Google Application Default Credentials (Artifact Registry)",
     )
     run.add_arguments(parser)
+    parser.add_argument(
+        "--trust-realm",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a token-service host (not the registry's host or domain) that may receive the "
+        "registry credentials (repeatable)",
+    )
+    parser.add_argument(
+        "--max-layer-bytes",
+        default=str(DEFAULT_MAX_LAYER_BYTES),
+        metavar="SIZE",
+        help="uncompressed bytes read from one layer at most: a number, optionally with KiB, "
+        "MiB, GiB or TiB (default 64GiB)",
+    )
+    parser.add_argument(
+        "--timeout",
+        default=str(DEFAULT_TIMEOUT_SECONDS),
+        metavar="SECONDS",
+        help=f"seconds the whole run may take (default {DEFAULT_TIMEOUT_SECONDS:.0f})",
+    )
     return parser
 
 
@@ -114,13 +193,147 @@ def _check_globs(globs: Sequence[str]) -> tuple[str, ...]:
     return tuple(globs)
 
 
+def _check_sbom(
+    directory: str | None, deep: bool, refs: Sequence[tuple[str, Reference]]
+) -> Path | None:
+    if directory is None:
+        return None
+    if not deep:
+        raise UsageError("--sbom needs --deep: the SBOM is read from the layers")
+    if len(refs) != 1:
+        raise UsageError(f"--sbom describes one image; {len(refs)} references were given")
+    return check_directory(directory)
+
+
+def _check_attest(
+    arguments: argparse.Namespace, refs: Sequence[tuple[str, Reference]]
+) -> Signing | None:
+    key: str | None = arguments.key
+    if not arguments.attest:
+        if key is not None or arguments.create_key or arguments.kms is not None:
+            raise UsageError("--key, --create-key and --kms sign attestations: they need --attest")
+        return None
+    if not arguments.deep:
+        raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
+    if len(refs) != 1:
+        raise UsageError(f"--attest attests one image; {len(refs)} references were given")
+    if (key is None) == (arguments.kms is None):
+        raise UsageError("--attest needs exactly one of --key PEM and --kms KEY_VERSION")
+    if arguments.create_key and key is None:
+        raise UsageError("--create-key creates the --key file; KMS keys are made in KMS")
+    from verify.attest import signing  # cryptography and google-auth load with --attest only
+
+    try:
+        if key is not None:
+            return signing.local(key, arguments.create_key)
+        return signing.cloud_kms(arguments.kms)
+    except signing.SigningError as error:
+        raise UsageError(str(error)) from None
+
+
+def attest(
+    client: RegistryClient,
+    ref: Reference,
+    result: ImageResult,
+    options: Options,
+    signer: Signing,
+) -> Attested:
+    """Sign and push every statement of the passed verification."""
+    from verify.attest.attach import attest as push_attestations
+
+    return push_attestations(client, ref, result, options, signer.sign, signer.keyid)
+
+
+def _parse_trusted_realms(values: Sequence[str]) -> frozenset[str]:
+    hosts = set()
+    for value in values:
+        host = value.strip().lower().rstrip(".")
+        if not _REALM_HOST.fullmatch(host):
+            raise UsageError(
+                f"--trust-realm {value!r}: expected a host name such as auth.example.com "
+                "(no scheme, port or path)"
+            )
+        hosts.add(host)
+    return frozenset(hosts)
+
+
+def _parse_size(value: str) -> int:
+    match = _SIZE.fullmatch(value.strip())
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2)] if match else 0
+    if size < 1:
+        raise UsageError(
+            f"--max-layer-bytes {value!r}: expected a number of bytes greater than 0, "
+            "optionally followed by KiB, MiB, GiB or TiB (e.g. 64GiB)"
+        )
+    return size
+
+
+def _parse_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds < math.inf):
+        raise UsageError(f"--timeout {value!r}: expected a number of seconds greater than 0")
+    return seconds
+
+
+def _run_within(
+    verifier: Verifier,
+    client: RegistryClient,
+    refs: list[tuple[str, Reference]],
+    seconds: float,
+) -> list[ImageResult]:
+    """Verify in a worker thread; past ``seconds`` (+ grace) name what was busy and exit 2.
+
+    Requests past the run's deadline are cut by the client's watchdog and reported as problems
+    like any other; the hard stop is for work no socket read interrupts (e.g. inflating a
+    layer already downloaded), which no thread can be made to abandon.
+    """
+    outcome: list[list[ImageResult]] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(verifier.verify_all(refs))
+        except BaseException as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=work, name="verify", daemon=True)
+    worker.start()
+    worker.join(seconds + STOP_GRACE_SECONDS)
+    if worker.is_alive():
+        busy = [watch.describe() for watch in client.watchdog.in_flight()] or ["layer scans"]
+        for item in busy:
+            print(
+                printable(f"verify: --timeout {seconds:g} s reached; still busy with {item}"),
+                file=sys.stderr,
+            )
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # Threads cannot be stopped; the process can (exit code 2: an error, not a verdict).
+        os._exit(EXIT_ERROR)
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the CLI; returns the exit code."""
     if list(argv[:1]) == ["gc"]:
         return gc.main(argv[1:])
     if list(argv[:1]) == ["published"]:
         return published.main(argv[1:])
+    if argv and argv[0] == "attestations":
+        from verify.attest.check import main as attestations
+
+        return attestations(argv[1:])
+    if argv and argv[0] == "binauthz":
+        from verify.attest.binauthz import main as binauthz
+
+        return binauthz(argv[1:])
     arguments = _parser().parse_args(argv)
+    started = time.monotonic()
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
     try:
         refs = _parse_refs(arguments.refs)
@@ -128,17 +341,30 @@ def main(argv: Sequence[str]) -> int:
             platforms=_parse_platforms(arguments.platform, arguments.deep),
             deep=arguments.deep,
             allow=_check_globs(arguments.allow),
+            sbom=arguments.sbom is not None or arguments.attest,
+            max_layer_bytes=_parse_size(arguments.max_layer_bytes),
         )
+        trusted = _parse_trusted_realms(arguments.trust_realm)
+        seconds = _parse_seconds(arguments.timeout)
+        sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
+        signing_key = _check_attest(arguments, refs)
         credentials.check_environment()
         run_options = run.options_from(arguments, options.platforms)
         if run_options is not None:
             run.check_prerequisites(run_options.started(options.platforms))
-    except (UsageError, AuthError, run.RunUsageError, run.RunUnavailable) as error:
-        print(f"verify: {error}", file=sys.stderr)
+    except (UsageError, AuthError, SbomUsageError, run.RunUsageError, run.RunUnavailable) as error:
+        print(printable(f"verify: {error}"), file=sys.stderr)
         return EXIT_ERROR
-    client = RegistryClient(credentials, RetryPolicy(), connections=LAYER_WORKERS + 8)
+    client = RegistryClient(
+        credentials,
+        RetryPolicy(),
+        connections=LAYER_WORKERS + 8,
+        trusted_realms=trusted,
+        run_deadline=started + seconds,
+        run_limit=f"--timeout {seconds:g} s",
+    )
     try:
-        results = Verifier(client, options, LAYER_WORKERS).verify_all(refs)
+        results = _run_within(Verifier(client, options, LAYER_WORKERS), client, refs, seconds)
     except Exception:
         # A bug must not exit with 1, which callers read as "the image failed verification".
         traceback.print_exc()
@@ -152,7 +378,7 @@ def main(argv: Sequence[str]) -> int:
                 results, [ref for _, ref in refs], run_options, credentials, arguments.gcp
             )
         except AuthError as error:
-            print(f"verify: --run: {error}", file=sys.stderr)
+            print(printable(f"verify: --run: {error}"), file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
             print("verify: interrupted; the run's containers were removed", file=sys.stderr)
@@ -163,6 +389,12 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_ERROR
         if any(not outcome.ok for outcome in runs.values()):
             exit_code = max(exit_code, EXIT_FAILED)
+    if sbom_directory is not None and exit_code <= EXIT_FAILED:
+        written = write_documents(
+            sbom_directory, refs[0][1], results[0], len(options.platforms), arguments.sbom_format
+        )
+        for path in written:
+            print(f"verify: wrote {path}", file=sys.stderr)
     for index, result in enumerate(results):
         for line in failure_lines(result):
             print(line, file=sys.stderr)
@@ -174,10 +406,21 @@ def main(argv: Sequence[str]) -> int:
                     print(line, file=sys.stderr)
         if not result.problems and not run_failed and not arguments.json:
             print(summary_line(result))
+    referrers: dict[str, str] | None = None
+    if signing_key is not None and exit_code == EXIT_VERIFIED:
+        try:
+            referrers = attest(client, refs[0][1], results[0], options, signing_key).referrers
+        except (RegistryError, AuthError, DigestMismatch, ManifestError) as error:
+            print(printable(f"verify: {refs[0][0]}: attesting failed: {error}"), file=sys.stderr)
+            return EXIT_ERROR
+        for subject, digest in referrers.items():
+            print(f"verify: attested {subject}: referrer {digest}", file=sys.stderr)
     if arguments.json and exit_code <= EXIT_FAILED:
         documents = [image_json(result) for result in results]
         for (index, platform), outcome in runs.items():
             documents[index]["platforms"][platform]["run"] = run.run_json(outcome)
+        if referrers is not None:
+            documents[0]["referrers"] = referrers
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     return exit_code
 

@@ -18,6 +18,10 @@ class DigestMismatch(Exception):
         self.actual = actual
 
 
+class SizeMismatch(Exception):
+    """A blob or document whose length differs from the size its descriptor declares."""
+
+
 class Readable(Protocol):
     """Anything with ``read(n)`` returning bytes (b"" at the end)."""
 
@@ -36,30 +40,51 @@ def check_bytes(what: str, data: bytes, expected: str) -> None:
         raise DigestMismatch(what, expected, actual)
 
 
+def check_size(what: str, data: bytes, expected: int) -> None:
+    """Raise :class:`SizeMismatch` unless ``data`` is exactly ``expected`` bytes long."""
+    if len(data) != expected:
+        raise SizeMismatch(f"{what} is {len(data)} bytes; its descriptor declares {expected}")
+
+
 class DigestingReader:
     """Passes a stream through while hashing it; :meth:`finish` drains it and checks the digest.
 
-    The layer scanner reads decompressed tar data only up to the end-of-archive marker, so the
+    At most ``size`` bytes (the descriptor's) are read: a stream that ends sooner, or goes on
+    after them, raises :class:`SizeMismatch`, so a registry cannot make the verifier read more
+    than the manifest promised. The tar reader stops at the end-of-archive marker, so the
     compressed stream may have bytes left; ``finish`` reads them so the whole blob is hashed.
     """
 
-    def __init__(self, source: Readable, expected: str, what: str) -> None:
+    def __init__(self, source: Readable, expected: str, size: int, what: str) -> None:
         self._source = source
         self._expected = expected
+        self._size = size
         self._what = what
         self._hash = hashlib.sha256()
         self.bytes_read = 0
 
     def read(self, size: int = -1, /) -> bytes:
-        chunk = self._source.read(size)
+        remaining = self._size - self.bytes_read
+        if remaining == 0:
+            return b""
+        chunk = self._source.read(remaining if size < 0 else min(size, remaining))
+        if not chunk:
+            raise SizeMismatch(
+                f"{self._what} ends after {self.bytes_read} bytes; its descriptor declares "
+                f"{self._size}"
+            )
         self._hash.update(chunk)
         self.bytes_read += len(chunk)
         return chunk
 
     def finish(self, chunk_size: int = 1 << 20) -> None:
-        """Read what is left, then raise :class:`DigestMismatch` if the content differs."""
+        """Read what is left, then raise :class:`SizeMismatch` or :class:`DigestMismatch`."""
         while self.read(chunk_size):
             pass
+        if self._source.read(1):
+            raise SizeMismatch(
+                f"{self._what} goes on after the {self._size} bytes its descriptor declares"
+            )
         actual = "sha256:" + self._hash.hexdigest()
         if actual != self._expected:
             raise DigestMismatch(self._what, self._expected, actual)

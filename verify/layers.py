@@ -1,4 +1,4 @@
-"""Layer blobs streamed as tar archives: decompression and the ELF scan of their entries.
+"""Layer blobs: streamed decompression (the tar reader is :mod:`verify.tarscan`).
 
 A layer flows through fixed-size buffers: network -> digest check -> decompressor -> tar reader.
 No layer is ever held whole in memory or written to disk. The compression is recognised from
@@ -8,22 +8,17 @@ label layers loosely.
 
 from __future__ import annotations
 
-import tarfile
-from dataclasses import dataclass
 from typing import IO, cast
 
 import zstandard
 from isal import isal_zlib
 
 from verify.digests import Readable
-from verify.elf import HEADER_BYTES, elf_machine
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 CHUNK_BYTES = 1 << 20
 """Read size at every stage; also the bound on each decompressed buffer."""
-
-WHITEOUT_PREFIX = ".wh."
 
 # isal's stubs declare its error as an instance, not a class; this is the class it raises.
 INFLATE_ERRORS: tuple[type[Exception], ...] = (cast(type[Exception], isal_zlib.error),)
@@ -31,22 +26,6 @@ INFLATE_ERRORS: tuple[type[Exception], ...] = (cast(type[Exception], isal_zlib.e
 
 class LayerFormatError(ValueError):
     """A layer that is not a (gzip- or zstd-compressed) tar archive."""
-
-
-@dataclass(frozen=True)
-class ElfFile:
-    """A regular file in a layer that is an ELF binary."""
-
-    path: str
-    machine: int
-
-
-@dataclass(frozen=True)
-class LayerScan:
-    """What a layer holds, independent of the platform it is checked for."""
-
-    regular_files: int
-    elf_files: tuple[ElfFile, ...]
 
 
 class _Prefixed:
@@ -130,8 +109,23 @@ class GzipReader:
 
 
 def _as_file(stream: Readable) -> IO[bytes]:
-    """Type adapter: tarfile and zstandard call nothing but ``read`` on a stream source."""
+    """Type adapter: zstandard calls nothing but ``read`` on a stream source."""
     return cast(IO[bytes], stream)
+
+
+class ZstdReader:
+    """Streams the decompressed bytes of one or more zstd frames; corruption is a format error."""
+
+    def __init__(self, source: Readable) -> None:
+        self._reader = zstandard.ZstdDecompressor().stream_reader(
+            _as_file(source), read_size=CHUNK_BYTES, read_across_frames=True
+        )
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._reader.read(CHUNK_BYTES if size is None or size < 0 else size)
+        except zstandard.ZstdError as error:
+            raise LayerFormatError(f"zstd data is corrupt: {error}") from None
 
 
 def decompressed(source: Readable) -> Readable:
@@ -146,54 +140,5 @@ def decompressed(source: Readable) -> Readable:
     if head.startswith(GZIP_MAGIC):
         return GzipReader(stream)
     if head.startswith(ZSTD_MAGIC):
-        reader: Readable = zstandard.ZstdDecompressor().stream_reader(
-            _as_file(stream), read_size=CHUNK_BYTES, read_across_frames=True
-        )
-        return reader
+        return ZstdReader(stream)
     return stream
-
-
-def normalized_path(name: str) -> str:
-    """A tar member name as an absolute path (``./usr/bin/x`` -> ``/usr/bin/x``)."""
-    while name.startswith("./"):
-        name = name[2:]
-    return "/" + name.lstrip("/")
-
-
-def is_whiteout(path: str) -> bool:
-    """True for overlay whiteouts (``.wh.<name>``) and opaque markers (``.wh..wh..opq``)."""
-    return path.rsplit("/", 1)[-1].startswith(WHITEOUT_PREFIX)
-
-
-def scan_tar(stream: Readable) -> LayerScan:
-    """Read every entry of a tar stream; record the ELF machine of each regular file.
-
-    Symlinks, hard links, directories and devices are not regular files and are not read;
-    whiteouts are regular (empty) files in the archive but mark deletions, so they are skipped.
-    Only the first bytes of each file are read; the tar reader skips the rest in chunks.
-    """
-    regular = 0
-    elf_files: list[ElfFile] = []
-    try:
-        # Not a context manager: closing a stream-mode archive would close the caller's stream.
-        archive = tarfile.open(fileobj=_as_file(stream), mode="r|", bufsize=CHUNK_BYTES)  # noqa: SIM115
-        while (member := archive.next()) is not None:
-            # Stream mode appends every member to archive.members; dropping them keeps memory flat.
-            archive.members.clear()  # type: ignore[attr-defined]  # not in typeshed
-            if not member.isreg():
-                continue
-            path = normalized_path(member.name)
-            if is_whiteout(path):
-                continue
-            regular += 1
-            content = archive.extractfile(member)
-            if content is None:
-                continue
-            machine = elf_machine(content.read(HEADER_BYTES))
-            if machine is not None:
-                elf_files.append(ElfFile(path=path, machine=machine))
-    except (tarfile.TarError, EOFError) as error:
-        raise LayerFormatError(f"layer is not a valid tar archive: {error}") from None
-    except zstandard.ZstdError as error:
-        raise LayerFormatError(f"zstd data is corrupt: {error}") from None
-    return LayerScan(regular_files=regular, elf_files=tuple(elf_files))

@@ -37,10 +37,25 @@ def image_json(result: ImageResult) -> dict[str, Any]:
     }
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal could act on escaped (``\\n``, ``\\x1b``, ...).
+
+    Registry answers (error messages, headers, manifest fields, tar member names) reach the
+    failure lines; escaped, none of them can end a line early, move the cursor or recolour
+    the output, so no line can be forged (a fake ``verified ...`` line, say).
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
+
+
 def failure_lines(result: ImageResult) -> list[str]:
     """One stderr line per problem: ``verify: REF: PLATFORM: reason``."""
     return [
-        f"verify: {result.ref}: {problem.platforms}: {problem.reason}"
+        printable(f"verify: {result.ref}: {problem.platforms}: {problem.reason}")
         for problem in result.problems
     ]
 
@@ -53,7 +68,7 @@ def summary_line(result: ImageResult) -> str:
         if platform.elf is not None:
             text += f" ({platform.elf.checked} ELF files checked)"
         parts.append(text)
-    return (
+    return printable(
         f"verified {result.ref}@{result.digest}: {'; '.join(parts)}; "
         f"{result.attestations} attestation manifest(s) skipped"
     )

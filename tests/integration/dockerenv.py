@@ -99,10 +99,22 @@ def bcrypt_htpasswd_line(user: str, password: str) -> str:
     return result.stdout.decode().strip() + "\n"
 
 
-def _registry_config(address: str, htpasswd_file: Path | None) -> str:
+def _registry_config(
+    address: str, htpasswd_file: Path | None, storage_root: Path | None = None
+) -> str:
     auth = ""
     if htpasswd_file is not None:
         auth = f"auth:\n  htpasswd:\n    realm: boutique-tests\n    path: {htpasswd_file}\n"
+    if storage_root is not None:
+        # The in-memory driver copies a blob as it grows (about 1 MB/s for a 100 MB upload):
+        # benchmarks that push hundreds of MB over HTTP, once and without buildx, use disk.
+        return (
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {storage_root}\n"
+            f"http:\n  addr: {address}\n"
+            f"{auth}"
+        )
     return (
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
@@ -117,8 +129,13 @@ def _registry_config(address: str, htpasswd_file: Path | None) -> str:
     )
 
 
-def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) -> Registry:
-    """Starts a registry on a free loopback port and waits until /v2/ answers."""
+def start_registry(
+    parent_dir: Path, htpasswd: tuple[str, str] | None = None, on_disk: bool = False
+) -> Registry:
+    """Starts a registry on a free loopback port and waits until /v2/ answers.
+
+    Storage is in memory unless ``on_disk`` (see :func:`_registry_config`).
+    """
     binary = shutil.which("docker-registry")
     if binary is None:
         raise ToolchainError("docker-registry is not on PATH")
@@ -132,7 +149,8 @@ def start_registry(parent_dir: Path, htpasswd: tuple[str, str] | None = None) ->
     for attempt in range(1, PORT_ATTEMPTS + 1):
         address = f"127.0.0.1:{free_loopback_port()}"
         config_file = storage_dir / "config.yml"
-        config_file.write_text(_registry_config(address, htpasswd_file))
+        storage_root = storage_dir / "storage" if on_disk else None
+        config_file.write_text(_registry_config(address, htpasswd_file, storage_root))
         with (storage_dir / "registry.log").open("wb") as log:
             process = subprocess.Popen(
                 [binary, "serve", str(config_file)],

@@ -1,8 +1,10 @@
-"""Writes small, hand-made OCI documents into a loopback registry over its HTTP API.
+"""Writes small, hand-made OCI documents into a loopback registry over its HTTP API (no Docker
+Engine).
 
 The gc and every-run tests need shapes a build produces (an index with per-platform manifests
 and BuildKit attestation manifests), plus shapes no build here produces (a referrer with a
-`subject`, an orphaned candidate), each with known digests. Blobs are tiny and made up.
+`subject`, an orphaned candidate), each with known digests (the functions below). The
+benchmark's data set and the SBOM tests' images are pushed by `Pusher`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
+from dataclasses import dataclass
 
 from tests.integration.dockerenv import Registry
 
@@ -19,7 +22,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
-def _digest(data: bytes) -> str:
+def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -31,7 +34,7 @@ def _send(method: str, url: str, body: bytes, headers: dict[str, str]) -> dict[s
 
 def push_blob(registry: Registry, repository: str, data: bytes) -> dict[str, object]:
     """Upload `data` (POST then PUT); returns its descriptor without media type."""
-    digest = _digest(data)
+    digest = digest_of(data)
     location = _send("POST", f"{registry.url}/v2/{repository}/blobs/uploads/", b"", {})["Location"]
     if location.startswith("/"):
         location = registry.url + location
@@ -51,7 +54,7 @@ def push_manifest(
     """PUT `document` by digest (and under `tag`); returns its descriptor."""
     body = json.dumps(document, sort_keys=True).encode()
     media_type = str(document["mediaType"])
-    digest = _digest(body)
+    digest = digest_of(body)
     for reference in (digest, *([tag] if tag else [])):
         url = f"{registry.url}/v2/{repository}/manifests/{reference}"
         _send("PUT", url, body, {"Content-Type": media_type})
@@ -157,3 +160,65 @@ def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
         f"{registry.url}/v2/{repository}/manifests/{digest}", method="DELETE"
     )
     urllib.request.urlopen(request, timeout=30).close()
+
+
+@dataclass
+class Pusher:
+    """Pushes blobs and manifests to a loopback registry over the HTTP API."""
+
+    registry: Registry
+
+    def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
+        request = urllib.request.Request(
+            url, data=data, method=method, headers={"Content-Type": content_type}
+        )
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return dict(response.headers.items())
+
+    def blob(self, repository: str, data: bytes) -> dict[str, object]:
+        digest = digest_of(data)
+        base = self.registry.url
+        location = self._send("POST", f"{base}/v2/{repository}/blobs/uploads/", b"", "")["Location"]
+        if location.startswith("/"):
+            location = base + location
+        separator = "&" if "?" in location else "?"
+        self._send("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
+        return {"digest": digest, "size": len(data)}
+
+    def manifest(self, repository: str, reference: str, document: dict[str, object]) -> str:
+        data = json.dumps(document).encode()
+        media_type = str(document["mediaType"])
+        url = f"{self.registry.url}/v2/{repository}/manifests/{reference}"
+        self._send("PUT", url, data, media_type)
+        return digest_of(data)
+
+    def image(self, repository: str, tag: str, layers: dict[str, list[bytes]], label: str) -> None:
+        """Push a two-platform OCI index; ``layers`` maps each architecture to its blobs."""
+        entries = []
+        for arch, blobs in layers.items():
+            config = json.dumps(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "config": {"Labels": {"bench": label}},
+                    "rootfs": {"type": "layers", "diff_ids": []},
+                }
+            ).encode()
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, **self.blob(repository, config)},
+                "layers": [{"mediaType": OCI_LAYER, **self.blob(repository, b)} for b in blobs],
+            }
+            size = len(json.dumps(manifest).encode())
+            digest = self.manifest(repository, digest_of(json.dumps(manifest).encode()), manifest)
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": digest,
+                    "size": size,
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        self.manifest(repository, tag, index)

@@ -9,7 +9,8 @@
   the real one would change this shared machine; CI runs the real one through scripts/test).
 - The flow `pulumi up --stack local` drives: the LocalRegistry's exact command lines (ensure as
   `run_output` and the Command's create both run it, then delete), a two-platform
-  `docker buildx build --push` into that registry, and `python -m verify REF --deep --json`.
+  `docker buildx build --push` into that registry, the verification Command's line with
+  `--attest` (key created on first use), and `python -m verify attestations` on the tag.
 
 The build uses the engine's default `docker` driver: the stack's `docker-container` builder
 (`network: host`) needs the moby/buildkit image, which cannot be pulled on these machines.
@@ -35,6 +36,8 @@ import pytest
 from components.local_registry import registry_ensure_command, registry_remove_command
 from host.progress import step_line
 from host.proof_table import render
+from plan.settings import PLATFORMS
+from plan.verification import VerifyOptions, verify_command
 from tests.engine_events import Events
 from tests.integration.conftest import BuildxBuild, missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port, remove_local_images
@@ -449,12 +452,14 @@ def test_local_flow_registry_build_verify_remove(
         repository = f"{address}/boutique/app"
         digest = buildx_build(context, f"{repository}:v1")
 
+        # The verification Command's line as the local stack builds it: deep, attested with a
+        # key created on first use. The fixture base carries both architectures' busybox as its
+        # "cross toolchain".
+        key = tmp_path / "state" / "attest-key.pem"
+        options = VerifyOptions(deep=True, allow=("/opt/cross/*",), gcp=False, attest_key=str(key))
+        line = verify_command(sys.executable, f"{repository}@{digest}", PLATFORMS, options)
         verified = subprocess.run(
-            [
-                *(sys.executable, "-m", "verify", f"{repository}@{digest}", "--deep", "--json"),
-                # The fixture base carries both architectures' busybox as its "cross toolchain".
-                *("--allow", "/opt/cross/*"),
-            ],
+            ["/bin/sh", "-c", line],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -468,6 +473,21 @@ def test_local_flow_registry_build_verify_remove(
         for platform, result in document["platforms"].items():
             assert result["configArchitecture"] == platform.split("/")[1]
             assert result["elf"]["checked"] >= 2 and result["elf"]["mismatched"] == 0, result
+        assert sorted(document["referrers"]) == ["index", "linux/amd64", "linux/arm64"]
+        # What `pulumi up` leaves behind passes `verify attestations` (buildx's own provenance
+        # manifests in the index are skipped like in the verification).
+        checked = subprocess.run(
+            [
+                *(sys.executable, "-m", "verify", "attestations", f"{repository}:v1"),
+                *("--public-key", f"{key}.pub"),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert checked.returncode == 0, checked.stderr
 
         removed = run_line(remove)
         assert removed["stopped"] is True and removed["pid"] == first["pid"]

@@ -1,0 +1,65 @@
+"""Binary Authorization as data: resource names, the policy, and the attestation command.
+
+Pure: the BinaryAuthorization component turns these into resources, ServiceImage runs the
+command after its Index (`python -m verify binauthz`, which needs Application Default
+Credentials of an identity with `roles/cloudkms.signerVerifier` on the key and
+`roles/containeranalysis.notes.attacher` on the note).
+"""
+
+import json
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+KEY_RING = "boutique-attestors"
+KEY = "verified"
+KEY_ALGORITHM = "EC_SIGN_P256_SHA256"
+SIGNATURE_ALGORITHM = "ECDSA_P256_SHA256"
+"""The attestor's name for KMS's EC_SIGN_P256_SHA256."""
+NOTE = "boutique-verified"
+ATTESTOR = "boutique-verified"
+
+
+def key_version(project: str, location: str, key_ring: str, key: str) -> str:
+    """The first (and only) version of the key, as KMS names it."""
+    return (
+        f"projects/{project}/locations/{location}/keyRings/{key_ring}/cryptoKeys/{key}"
+        "/cryptoKeyVersions/1"
+    )
+
+
+def public_key_id(version: str) -> str:
+    """How the attestor and the occurrences name the key."""
+    return f"//cloudkms.googleapis.com/v1/{version}"
+
+
+def policy_rule(attestor: str) -> dict[str, Any]:
+    """The default admission rule: only images the attestor vouched for; block and log."""
+    return {
+        "evaluation_mode": "REQUIRE_ATTESTATION",
+        "enforcement_mode": "ENFORCED_BLOCK_AND_AUDIT_LOG",
+        "require_attestations_bies": [attestor],
+    }
+
+
+def binauthz_command(
+    python: str,
+    repository: str,
+    digest: str,
+    platforms: Mapping[str, str],
+    note: str,
+    version: str,
+) -> str:
+    """`python -m verify binauthz <repository>@<digest> --note N --kms V --platform-digest
+    P=D... --json --gcp`."""
+    argv = [python, "-m", "verify", "binauthz", f"{repository}@{digest}"]
+    argv += ["--note", note, "--kms", version]
+    for platform, manifest in sorted(platforms.items()):
+        argv += ["--platform-digest", f"{platform}={manifest}"]
+    argv += ["--json", "--gcp"]
+    return shlex.join(argv)
+
+
+def occurrence_of(stdout: str) -> str:
+    """The occurrence name from the command's `--json` line."""
+    return str(json.loads(stdout)["occurrence"])

@@ -1,0 +1,120 @@
+"""Loopback fakes of the Google APIs the attestations use: Cloud KMS (``publicKey``,
+``asymmetricSign``) and Container Analysis occurrences. Each checks the bearer token that
+google-auth's own authorized HTTP client sends."""
+
+from __future__ import annotations
+
+import base64
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+import google.auth.transport.urllib3
+import google.oauth2.credentials
+import urllib3
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from tests.integration.loopbackserver import serve
+
+NAME = (
+    "projects/shop-123/locations/europe-west1/keyRings/boutique/cryptoKeys/attest/"
+    "cryptoKeyVersions/1"
+)
+TOKEN = "fake-access-token"
+
+
+def authorized_http() -> google.auth.transport.urllib3.AuthorizedHttp:
+    """google-auth's client with a fixed token (what ADC yields, without a metadata server)."""
+    credentials = google.oauth2.credentials.Credentials(token=TOKEN)
+    return google.auth.transport.urllib3.AuthorizedHttp(credentials, http=urllib3.PoolManager())
+
+
+class _Json(BaseHTTPRequestHandler):
+    status: ClassVar[int] = 200
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _answer(self, document: dict[str, object], status: int | None = None) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status or self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _request(self) -> dict[str, object]:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def _authorized(self) -> bool:
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self._answer({"error": {"code": 401}}, 401)
+            return False
+        return True
+
+
+class FakeKms(_Json):
+    """``cryptoKeyVersions``: ``publicKey`` and ``asymmetricSign`` with one P-256 key."""
+
+    key: ClassVar[ec.EllipticCurvePrivateKey] = ec.generate_private_key(ec.SECP256R1())
+    algorithm: ClassVar[str] = "EC_SIGN_P256_SHA256"
+    corrupt: ClassVar[bool] = False
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(f"GET {self.path} {self.headers.get('Authorization')}")
+        pem = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        self._answer({"pem": pem.decode(), "algorithm": self.algorithm, "name": NAME})
+
+    def do_POST(self) -> None:
+        self.seen.append(f"POST {self.path} {self.headers.get('Authorization')}")
+        request = self._request()
+        digest = base64.b64decode(request["digest"]["sha256"])  # type: ignore[index]
+        signature = self.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+        if self.corrupt:
+            signature = signature[:-1] + bytes([signature[-1] ^ 1])
+        self._answer({"signature": base64.b64encode(signature).decode(), "name": NAME})
+
+
+def start_fake_kms() -> ThreadingHTTPServer:
+    FakeKms.algorithm, FakeKms.corrupt, FakeKms.status = "EC_SIGN_P256_SHA256", False, 200
+    FakeKms.seen.clear()
+    return serve(FakeKms)
+
+
+class FakeContainerAnalysis(_Json):
+    """``projects/P/occurrences``: list (filtered by resource URL, two per page) and create."""
+
+    occurrences: ClassVar[list[dict[str, object]]] = []
+
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
+        query = parse_qs(urlsplit(self.path).query)
+        wanted = query["filter"][0].split('"')[1]
+        matching = [o for o in self.occurrences if o["resourceUri"] == wanted]
+        start = int(query.get("pageToken", ["0"])[0])
+        page: dict[str, object] = {"occurrences": matching[start : start + 2]}
+        if start + 2 < len(matching):
+            page["nextPageToken"] = str(start + 2)
+        self._answer(page)
+
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        occurrence = self._request()
+        project = urlsplit(self.path).path.split("/")[3]
+        occurrence["name"] = f"projects/{project}/occurrences/{len(self.occurrences) + 1}"
+        occurrence["kind"] = "ATTESTATION"
+        self.occurrences.append(occurrence)
+        self._answer(occurrence)
+
+
+def start_fake_container_analysis() -> ThreadingHTTPServer:
+    FakeContainerAnalysis.occurrences.clear()
+    FakeContainerAnalysis.status = 200
+    return serve(FakeContainerAnalysis)

@@ -1,0 +1,156 @@
+"""The `attest` config: parsed once with one clear error, passed to each verification as a key
+path (never key material), and the referrers it pushed exported per image."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+import pulumi
+import pytest
+
+from plan.settings import AttestSettings, ConfigError, parse_settings
+from plan.verification import (
+    VerifyOptions,
+    attestation_referrers,
+    verify_command,
+)
+from tests.program_mocks import (
+    COMMAND,
+    ROOT,
+    ProgramRunner,
+    digest_of,
+    stack_config,
+    start_program,
+)
+
+GCP = {"project": "shop-123", "region": "europe-west1"}
+P = "boutique-multiarch"
+LOCAL_KEY = ".pulumi-local/attest-key.pem"
+
+
+def parse(**values: Any) -> AttestSettings:
+    raw = {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()
+    }
+    return parse_settings(raw, GCP, False).attest
+
+
+def test_attest_is_off_unless_a_key_is_configured() -> None:
+    assert parse() == AttestSettings(key=None)
+    assert parse(attest={}) == AttestSettings(key=None)
+    assert parse(attest={"key": "keys/attest.pem"}) == AttestSettings(key="keys/attest.pem")
+    assert parse(attest={"binaryAuthorization": True, "enforce": "true"}) == AttestSettings(
+        key=None, binary_authorization=True, enforce=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "key", "allowed"),
+    [
+        ({"attest": {"key": ""}}, f"{P}:attest.key", "a path to the PEM key file"),
+        ({"attest": {"key": " k.pem"}}, f"{P}:attest.key", "no outer spaces"),
+        ({"attest": {"key": 7}}, f"{P}:attest.key", "a path to the PEM key file"),
+        ({"attest": {"keys": "k.pem"}}, f"{P}:attest.keys", "one of the fields key"),
+        ({"attest": "k.pem"}, f"{P}:attest", "an object with the fields key"),
+        (
+            {"attest": {"key": "k.pem"}, "verify": {"deep": False}},
+            f"{P}:attest",
+            "only with verify.deep true",
+        ),
+        (
+            {"attest": {"key": "k.pem"}, "strategy": "perPlatform"},
+            f"{P}:attest",
+            "only with strategy multiPlatform",
+        ),
+        (
+            {"attest": {"enforce": True}},
+            f"{P}:attest.enforce",
+            "only with attest.binaryAuthorization",
+        ),
+        ({"attest": {"binaryAuthorization": "yes"}}, f"{P}:attest.binaryAuthorization", "true or"),
+        (
+            {"attest": {"binaryAuthorization": True}, "registry": {"address": "127.0.0.1:5000"}},
+            f"{P}:attest.binaryAuthorization",
+            "only on Artifact Registry stacks",
+        ),
+        (
+            {"attest": {"binaryAuthorization": True}, "verify": {"deep": False}},
+            f"{P}:attest",
+            "only with verify.deep true",
+        ),
+    ],
+)
+def test_bad_attest_config_is_one_error_naming_the_key(
+    values: dict[str, Any], key: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(**values)
+    assert raised.value.key == key
+    assert allowed in str(raised.value)
+
+
+def test_command_line_carries_the_key_path_only() -> None:
+    options = VerifyOptions(deep=True, allow=(), gcp=False, attest_key="keys/my key.pem")
+    argv = shlex.split(verify_command("python", "r/app@sha256:1", ["linux/arm64"], options))
+    assert argv[-6:] == [
+        "--attest",
+        "--key",
+        "keys/my key.pem",
+        "--create-key",
+        "--",
+        "r/app@sha256:1",
+    ]
+    plain = VerifyOptions(deep=True, allow=(), gcp=False)
+    assert "--attest" not in verify_command("python", "r/app@sha256:1", ["linux/arm64"], plain)
+
+
+def test_referrers_are_read_from_the_json_document() -> None:
+    assert attestation_referrers('{"platforms": {}}') == {}
+    document = {"referrers": {"index": "sha256:a", "linux/arm64": "sha256:b"}}
+    assert attestation_referrers(json.dumps(document)) == document["referrers"]
+
+
+def test_local_stack_attests_with_a_key_in_the_git_ignored_state_directory(
+    program: ProgramRunner,
+) -> None:
+    run = program(stack_config("local"))
+    verifications = [c for c in run.of_type(COMMAND) if " -m verify " in c.inputs["create"]]
+    assert len(verifications) == 4
+    for command in verifications:
+        argv = shlex.split(command.inputs["create"])
+        assert argv[argv.index("--key") + 1] == LOCAL_KEY, command.urn
+        assert "--attest" in argv and "--create-key" in argv, command.urn
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert LOCAL_KEY.split("/")[0] + "/" in ignored
+
+
+def test_dev_stack_does_not_attest(program: ProgramRunner) -> None:
+    run = program(stack_config("dev"))
+    for command in run.of_type(COMMAND):
+        assert "--attest" not in command.inputs["create"], command.urn
+
+
+@pulumi.runtime.test
+def test_images_output_names_the_referrers(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.chdir(ROOT)
+    run = start_program(stack_config("local"))
+    images = run.outputs["images"]
+    services = sorted(images)
+
+    def check(values: list[Any]) -> None:
+        for service, digest, attestations in zip(services, values[::2], values[1::2], strict=True):
+            candidate = f"127.0.0.1:5000/{service}@{digest}"
+            assert attestations == {
+                subject: digest_of(f"{candidate} {subject} attestation")
+                for subject in ("index", "linux/amd64", "linux/arm64")
+            }, service
+
+    return pulumi.Output.all(
+        *[
+            value
+            for service in services
+            for value in (images[service]["digest"], images[service]["attestations"])
+        ]
+    ).apply(check)

@@ -1,0 +1,138 @@
+"""The Binary Authorization attestation: the simple-signing payload byte for byte, the index's
+children checked first, and the occurrence created once over loopback fakes of Cloud KMS and
+Container Analysis (google-auth's client, bearer token checked)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+from tests.gcp_fakes import (
+    NAME,
+    FakeContainerAnalysis,
+    FakeKms,
+    authorized_http,
+    start_fake_container_analysis,
+    start_fake_kms,
+)
+from tests.integration.loopbackserver import address_of, shut_down
+from tests.integration.registrypush import Pusher
+from tests.referrers_stub import ReferrersRegistry
+from tests.test_verify_cli import run
+from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify.attest.binauthz import (
+    ContainerAnalysis,
+    attest_digest,
+    check_children,
+    resource_uri,
+    simple_signing_payload,
+)
+from verify.attest.kms import KmsKey
+from verify.auth import CredentialResolver
+from verify.reference import parse_reference
+from verify.registry import RegistryClient
+
+REPOSITORY = "europe-west1-docker.pkg.dev/shop-123/online-boutique/frontend"
+DIGEST = "sha256:" + "e" * 64
+NOTE = "projects/shop-123/notes/boutique-verified"
+
+
+def test_simple_signing_payload_bytes() -> None:
+    assert simple_signing_payload(REPOSITORY, DIGEST) == (
+        b'{"critical":{"identity":{"docker-reference":"' + REPOSITORY.encode() + b'"},'
+        b'"image":{"docker-manifest-digest":"' + DIGEST.encode() + b'"},'
+        b'"type":"Google cloud binauthz container signature"}}'
+    )
+    assert resource_uri(REPOSITORY, DIGEST) == f"https://{REPOSITORY}@{DIGEST}"
+
+
+@pytest.fixture
+def services() -> Iterator[tuple[ContainerAnalysis, KmsKey]]:
+    kms_server, analysis_server = start_fake_kms(), start_fake_container_analysis()
+    http = authorized_http()
+    yield (
+        ContainerAnalysis(http, "shop-123", endpoint=f"http://{address_of(analysis_server)}"),
+        KmsKey(http, NAME, endpoint=f"http://{address_of(kms_server)}"),
+    )
+    shut_down(kms_server)
+    shut_down(analysis_server)
+
+
+def test_occurrence_is_created_once_and_signed_over_the_payload(
+    services: tuple[ContainerAnalysis, KmsKey],
+) -> None:
+    analysis, key = services
+    # Other images' occurrences fill the first pages: the lookup must page through them.
+    for number in range(3):
+        FakeContainerAnalysis.occurrences.append(
+            {
+                "resourceUri": resource_uri(REPOSITORY, DIGEST),
+                "noteName": f"projects/x/notes/{number}",
+            }
+        )
+    name, created = attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST)
+    assert created and name == "projects/shop-123/occurrences/4"
+    occurrence = FakeContainerAnalysis.occurrences[-1]
+    attestation = occurrence["attestation"]
+    assert isinstance(attestation, dict)
+    payload = base64.b64decode(attestation["serializedPayload"])
+    assert payload == simple_signing_payload(REPOSITORY, DIGEST)
+    (signature,) = attestation["signatures"]
+    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
+    FakeKms.key.public_key().verify(
+        base64.b64decode(signature["signature"]),
+        hashlib.sha256(payload).digest(),
+        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
+    )
+    # A re-run finds it and signs nothing.
+    signed_before = [line for line in FakeKms.seen if line.startswith("POST")]
+    assert attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST) == (name, False)
+    assert [line for line in FakeKms.seen if line.startswith("POST")] == signed_before
+    assert len(FakeContainerAnalysis.occurrences) == 4
+
+
+def test_children_must_be_exactly_the_verified_manifests() -> None:
+    stub = ReferrersRegistry()
+    try:
+        layers = {
+            arch: [gzip_bytes(tar_bytes([Entry("bin/app", elf_header(machine))]))]
+            for arch, machine in (("amd64", X86_64), ("arm64", AARCH64))
+        }
+        Pusher(stub).image("shop/app", "1", layers, "app")  # type: ignore[arg-type]  # duck-typed
+        client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
+        tagged = parse_reference(f"{stub.address}/shop/app:1")
+        index_data = client.get_manifest(tagged, "1").data
+        index = json.loads(index_data)
+        digest = "sha256:" + hashlib.sha256(index_data).hexdigest()
+        ref = parse_reference(f"{stub.address}/shop/app@{digest}")
+        proved = {f"linux/{e['platform']['architecture']}": e["digest"] for e in index["manifests"]}
+        assert check_children(client, ref, proved) == []
+        only_arm64 = {"linux/arm64": proved["linux/arm64"]}
+        (problem,) = check_children(client, ref, only_arm64)
+        assert "the verification proved" in problem
+    finally:
+        stub.stop()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["r.example.com/app:1", "--note", NOTE, "--kms", NAME], "give the verified digest"),
+        ([f"r.example.com/app@{DIGEST}", "--note", "notes/x", "--kms", NAME], "projects/P/notes/N"),
+        ([f"r.example.com/app@{DIGEST}", "--note", NOTE, "--kms", "k"], "--kms 'k': expected"),
+        (
+            [f"r.example.com/app@{DIGEST}", "--note", NOTE, "--kms", NAME],
+            "--platform-digest: give every verified PLATFORM=DIGEST",
+        ),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    result = run("binauthz", *args)
+    assert result.returncode == 2
+    assert message in result.stderr

@@ -1,0 +1,695 @@
+"""``python -m verify`` against a hostile registry on loopback and hand-made layers.
+
+Each test plays one attack from issue 8 against the real CLI process and asserts the safe
+outcome: the exit code, the message, that another host saw no credential, and that memory and
+the bytes read stay bounded (the process runs under an address-space limit where it matters).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import resource
+import subprocess
+import sys
+import tarfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.hostile_registry import Handler, HostileRegistry, Responder
+from tests.integration.test_verify_registry import _service_account_key
+from tests.verify_bytes import (
+    AARCH64,
+    END_OF_ARCHIVE,
+    X86_64,
+    Entry,
+    elf_header,
+    gzip_bytes,
+    tar_bytes,
+    tar_header,
+    tar_member,
+)
+from verify import cli, registry
+from verify.digests import sha256_digest
+
+REPO = Path(__file__).resolve().parent.parent
+USER, PASSWORD = "alice", "pw-S3cret-5d8a"
+TOKEN = "tok-3f9c2e"
+REPOSITORY = "boutique/app"
+MEMORY_LIMIT = 2 << 30
+"""Address space of the verifier process in the memory tests (the attacks took 3.1-4.1 GiB)."""
+
+AMD64_LAYER = gzip_bytes(tar_bytes([Entry("bin/app", elf_header(X86_64))]))
+
+
+def arm_layer(*entries: Entry) -> bytes:
+    return gzip_bytes(tar_bytes([Entry("bin/app", elf_header(AARCH64)), *entries]))
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileRegistry]:
+    server = HostileRegistry("127.0.0.1").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def other() -> Iterator[HostileRegistry]:
+    """Another host (127.0.0.2): where a hostile registry sends the verifier."""
+    server = HostileRegistry("127.0.0.2").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path) -> Path:
+    """An empty Docker config directory, so no credentials of this machine are found."""
+    return tmp_path
+
+
+def run_verify(
+    docker_config: Path,
+    *args: str,
+    credentials: tuple[str | bytes, str | bytes] | None = None,
+    memory_limit: int | None = None,
+    environ: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    environment: dict[str | bytes, str | bytes] = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "DOCKER_CONFIG")
+    }
+    environment.update(environ or {})
+    environment["DOCKER_CONFIG"] = str(docker_config)
+    # Few malloc arenas, so the address-space limit measures the heap, not thread reservations.
+    environment["MALLOC_ARENA_MAX"] = "2"
+    if credentials is not None:
+        environment["REGISTRY_USERNAME"], environment["REGISTRY_PASSWORD"] = credentials
+
+    def limit_memory() -> None:
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    return subprocess.run(
+        [sys.executable, "-m", "verify", *args],
+        cwd=REPO,
+        env=environment,  # type: ignore[arg-type]  # bytes values are valid on POSIX
+        capture_output=True,
+        text=True,
+        errors="backslashreplace",
+        timeout=120,
+        check=False,
+        preexec_fn=limit_memory,
+    )
+
+
+def assert_clean(result: subprocess.CompletedProcess[str], *secrets: str) -> None:
+    """No traceback and no secret in anything the process printed."""
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "internal error" not in output, output
+    for secret in (PASSWORD, TOKEN, *secrets):
+        assert secret not in output, f"{secret!r} leaked: {output}"
+
+
+def ref(server: HostileRegistry, tag: str = "v1") -> str:
+    return f"{server.address}/{REPOSITORY}:{tag}"
+
+
+def redirect_to(url: str) -> Responder:
+    def respond(handler: Handler) -> None:
+        handler.reply(307, headers={"Location": url})
+
+    return respond
+
+
+# 1. Credentials go only where they belong.
+
+
+def test_a_host_a_blob_is_redirected_to_never_gets_the_credentials(
+    hostile: HostileRegistry, other: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.basic = (USER, PASSWORD)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    layer_path = hostile.blob_path(REPOSITORY, image.layers["arm64"][0])
+    hostile.on(layer_path, redirect_to(f"http://{other.address}/storage/blob"))
+    # The other host asks for credentials with a token realm of its own, as in the attack.
+    challenge = f'Bearer realm="http://{other.address}/token",service="x"'
+    other.on("/storage/blob", lambda h: h.reply(401, b"{}", {"WWW-Authenticate": challenge}))
+    other.on("/token", lambda h: h.reply(200, json.dumps({"token": "stolen"}).encode()))
+
+    result = run_verify(docker_config, ref(hostile), "--deep", credentials=(USER, PASSWORD))
+
+    assert result.returncode == 2
+    assert (
+        f"{other.address}, where {hostile.address} redirected the request, asks for "
+        f"credentials; they are only ever sent to {hostile.address}" in result.stderr
+    )
+    assert other.authorizations() == []
+    assert [s.path for s in other.seen] == ["/storage/blob"]  # the realm was never asked
+    assert hostile.authorizations()  # the registry itself did get them
+    assert_clean(result)
+
+
+def test_a_blob_redirected_elsewhere_is_fetched_without_authorization(
+    hostile: HostileRegistry, other: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.basic = (USER, PASSWORD)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    blob = image.layers["arm64"][0]
+    hostile.on(
+        hostile.blob_path(REPOSITORY, blob), redirect_to(f"http://{other.address}/storage/b")
+    )
+    other.on("/storage/b", lambda h: h.reply(200, blob))
+
+    result = run_verify(docker_config, ref(hostile), "--deep", credentials=(USER, PASSWORD))
+
+    assert result.returncode == 0, result.stderr
+    assert other.authorizations() == []
+    assert_clean(result)
+
+
+def _token_service(server: HostileRegistry) -> None:
+    """A token realm that issues TOKEN for the right basic credentials, else answers 401."""
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    def respond(handler: Handler) -> None:
+        if handler.headers.get("Authorization") == expected:
+            handler.reply(200, json.dumps({"token": TOKEN}).encode())
+        else:
+            handler.reply(401, b'{"details":"credentials required"}')
+
+    server.on("/token", respond)
+
+
+def test_a_token_realm_on_another_host_is_asked_without_credentials(
+    hostile: HostileRegistry, other: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.bearer = (f"http://{other.address}/token", TOKEN)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    _token_service(other)
+
+    result = run_verify(docker_config, ref(hostile), credentials=(USER, PASSWORD))
+
+    assert result.returncode == 2
+    assert (
+        "anonymous (credentials are not sent to 127.0.0.2, which is neither 127.0.0.1 nor in "
+        "its domain; pass --trust-realm 127.0.0.2 if it is the registry's token service) "
+        "refused (HTTP 401)" in result.stderr
+    )
+    assert other.authorizations() == []
+    assert [s.path.split("?")[0] for s in other.seen] == ["/token"]
+    assert_clean(result)
+
+
+def test_trust_realm_lets_a_token_service_on_another_host_have_the_credentials(
+    hostile: HostileRegistry, other: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.bearer = (f"http://{other.address}/token", TOKEN)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    _token_service(other)
+
+    result = run_verify(
+        docker_config, ref(hostile), "--deep", "--trust-realm", "127.0.0.2",
+        credentials=(USER, PASSWORD),
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert len(other.authorizations()) == 1
+    assert_clean(result)
+
+
+# 2. A layer is read to its true end.
+
+
+def test_a_bad_header_hiding_an_x86_binary_in_the_arm64_layer_fails(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    arm_tool = tar_member("bin/app", elf_header(AARCH64))
+    hidden = tar_member("usr/bin/hidden", elf_header(X86_64))
+    bad = tar_header("usr/bin/decoy", good_checksum=False)
+    layer = gzip_bytes(arm_tool + bad + hidden + END_OF_ARCHIVE)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [layer]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep")
+
+    assert result.returncode == 1
+    assert (
+        f"linux/arm64: layer {sha256_digest(layer)}: tar archive at offset {len(arm_tool)}: "
+        "header checksum mismatch" in result.stderr
+    )
+    assert_clean(result)
+
+
+# 3. Names are normalised before --allow matches them; every name of a file is checked.
+
+
+def test_dot_dot_in_a_name_does_not_slip_past_an_allow_glob(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    sneaky = Entry("usr/lib/node_modules/../../../bin/busybox", elf_header(X86_64))
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer(sneaky)]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep", "--allow", "/usr/lib/node_modules/*")
+
+    assert result.returncode == 1
+    assert "linux/arm64: /bin/busybox is an ELF binary for x86-64" in result.stderr
+
+
+def test_a_name_that_climbs_above_the_root_fails(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    escaping = Entry("../../etc/ld.so.preload", b"/x")
+    layer = arm_layer(escaping)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [layer]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep", "--allow", "*")
+
+    assert result.returncode == 1
+    assert "member name '../../etc/ld.so.preload' climbs above the root" in result.stderr
+
+
+ADDON = "usr/src/app/node_modules/pprof/build"
+NODE_GYP_LINKS = [
+    Entry(f"{ADDON}/Release/obj.target/pprof.node", elf_header(X86_64)),
+    Entry(
+        f"{ADDON}/node-v115-linux-arm64/pprof.node",
+        kind=tarfile.LNKTYPE,
+        target=f"{ADDON}/Release/obj.target/pprof.node",
+    ),
+]
+
+
+def test_allow_must_cover_every_name_of_a_hard_linked_binary(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer(*NODE_GYP_LINKS)]})
+
+    only_build_dir = run_verify(
+        docker_config, ref(hostile), "--deep", "--allow", f"/{ADDON}/Release/*"
+    )
+    every_name = run_verify(docker_config, ref(hostile), "--deep", "--allow", f"/{ADDON}/*")
+
+    assert only_build_dir.returncode == 1
+    assert (
+        f"linux/arm64: /{ADDON}/node-v115-linux-arm64/pprof.node (a hard link to "
+        f"/{ADDON}/Release/obj.target/pprof.node) is an ELF binary for x86-64"
+        in only_build_dir.stderr
+    )
+    assert f"/{ADDON}/Release/obj.target/pprof.node is" not in only_build_dir.stderr
+    assert every_name.returncode == 0, every_name.stderr
+
+
+def test_a_hard_link_to_a_binary_of_a_lower_layer_is_checked(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    lower = gzip_bytes(tar_bytes([Entry("opt/cross/tool", elf_header(X86_64))]))
+    upper = gzip_bytes(
+        tar_bytes([Entry("usr/bin/tool", kind=tarfile.LNKTYPE, target="opt/cross/tool")])
+    )
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [lower, upper]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep", "--allow", "/opt/cross/*")
+
+    assert result.returncode == 1
+    assert "/usr/bin/tool (a hard link to /opt/cross/tool) is an ELF binary for x86-64" in (
+        result.stderr
+    )
+
+
+# 4. Bounded memory and time.
+
+
+def test_a_huge_gnu_long_name_is_refused_in_bounded_memory(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    # A 1 GiB long name in a small layer: 3.1 GiB of memory before; refused unread now.
+    size = 1 << 30
+    layer = zstandard.ZstdCompressor().compress(
+        tar_header("././@LongLink", size, b"L") + b"n" * (4 << 20)
+    )
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [layer]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep", memory_limit=MEMORY_LIMIT)
+
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"tar archive at offset 0: an extended header (GNU long name or PAX) of {size} bytes; "
+        "at most 1048576 are accepted" in result.stderr
+    )
+    assert_clean(result)
+
+
+def _zstd_zeros_member(member_size: int, frame_bytes: int = 1 << 30) -> bytes:
+    """A zstd tar layer of one member of ``member_size`` zero bytes, a few KiB per GiB."""
+    compressor = zstandard.ZstdCompressor(level=1)
+    frame = compressor.compress(bytes(frame_bytes))
+    records = f"size={member_size}\n"
+    record = f"{len(records) + 3} {records}".encode()
+    pax = tar_header("pax", len(record), b"x") + record.ljust(512, b"\0")
+    head = compressor.compress(pax + tar_header("bomb", 0))
+    return head + frame * (member_size // frame_bytes)
+
+
+def test_a_zstd_bomb_stops_at_max_layer_bytes(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    layer = _zstd_zeros_member(256 << 30)  # inflates to 256 GiB (283 s before)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [layer]})
+
+    result = run_verify(
+        docker_config, ref(hostile), "--deep", "--max-layer-bytes", "64MiB",
+        memory_limit=MEMORY_LIMIT,
+    )  # fmt: skip
+
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"layer {sha256_digest(layer)}: the layer inflates to more than 67108864 bytes "
+        "(--max-layer-bytes)" in result.stderr
+    )
+
+
+def test_a_zstd_bomb_stops_at_the_run_timeout(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    layer = _zstd_zeros_member(256 << 30)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [layer]})
+
+    result = run_verify(
+        docker_config, ref(hostile), "--deep", "--max-layer-bytes", "1TiB", "--timeout", "2"
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert (
+        f"linux/arm64: layer {sha256_digest(layer)}: no complete answer from {hostile.address} "
+        "within --timeout 2 s (" in result.stderr
+    )
+
+
+def _drip(handler: Handler, byte: bytes) -> None:
+    """Write ``byte`` every 0.2 s until the client hangs up."""
+    for _ in range(100000):
+        try:
+            handler.wfile.write(byte)
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.2)
+
+
+def _drip_body(handler: Handler) -> None:
+    """Headers at once, then one byte of the body every 0.2 s."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "100000")
+    handler.end_headers()
+    _drip(handler, b" ")
+
+
+def _drip_headers(handler: Handler) -> None:
+    """A status line, then the headers one byte every 0.2 s (never ending)."""
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    _drip(handler, b"X")
+
+
+@pytest.mark.parametrize("responder", [_drip_body, _drip_headers])
+def test_a_server_that_drips_is_given_up_at_the_run_timeout(
+    hostile: HostileRegistry, docker_config: Path, responder: Responder
+) -> None:
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v1", responder)
+
+    result = run_verify(docker_config, ref(hostile), "--timeout", "1.5")
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"verify: {ref(hostile)}: linux/amd64, linux/arm64: manifest v1: no complete answer "
+        f"from {hostile.address} within --timeout 1.5 s ("
+    )
+    assert_clean(result)
+
+
+def test_work_no_deadline_can_interrupt_ends_at_the_run_timeout(
+    hostile: HostileRegistry, docker_config: Path, tmp_path: Path
+) -> None:
+    # google-auth's token refresh (--gcp) runs outside the client's watchdog: a token endpoint
+    # that drips holds it forever, so the run stops itself and names what it was waiting for.
+    hostile.basic = ("oauth2accesstoken", "never-issued")
+    hostile.on("/oauth2", _drip_body)
+    adc = tmp_path / "adc.json"
+    _service_account_key(adc, "v@boutique-test.iam.gserviceaccount.com", f"{hostile.url}/oauth2")
+    environ = {"GOOGLE_APPLICATION_CREDENTIALS": str(adc)}
+
+    result = run_verify(docker_config, ref(hostile), "--gcp", "--timeout", "1", environ=environ)
+
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        f"verify: --timeout 1 s reached; still busy with manifest v1 from {hostile.address} ("
+    )
+    assert_clean(result)
+
+
+def test_one_request_has_its_own_deadline(
+    hostile: HostileRegistry,
+    docker_config: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process to shorten the per-request limit; the run's own --timeout stays at 900 s.
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    hostile.on(hostile.blob_path(REPOSITORY, image.configs["arm64"]), _drip_body)
+    monkeypatch.setattr(registry, "REQUEST_SECONDS", 1.0)
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+    code = cli.main([ref(hostile)])
+
+    assert code == 2
+    config = f"config {sha256_digest(image.configs['arm64'])}"
+    assert (
+        f"linux/arm64: {config}: no complete answer from {hostile.address} within the 1 s "
+        "limit of one request" in capsys.readouterr().err
+    )
+
+
+def _endless(blob: bytes, sent: list[int]) -> Responder:
+    """The real blob, then zeros until the client hangs up (no Content-Length)."""
+
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        total = 0
+        try:
+            handler.wfile.write(blob)
+            total += len(blob)
+            while total < (1 << 34):
+                handler.wfile.write(bytes(1 << 20))
+                total += 1 << 20
+        except OSError:
+            pass
+        sent.append(total)
+
+    return respond
+
+
+def test_a_blob_that_goes_on_after_its_size_is_not_read_on(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    blob = image.layers["arm64"][0]
+    sent: list[int] = []
+    hostile.on(hostile.blob_path(REPOSITORY, blob), _endless(blob, sent))
+
+    result = run_verify(docker_config, ref(hostile), "--deep")
+
+    assert result.returncode == 1
+    assert (
+        f"layer {sha256_digest(blob)} goes on after the {len(blob)} bytes its descriptor "
+        "declares" in result.stderr
+    )
+    # What the server got out before the client hung up: socket buffers, not gigabytes.
+    deadline = time.monotonic() + 10
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sent and sent[0] < 64 << 20
+
+
+@pytest.mark.parametrize(
+    ("announced", "message"),
+    [
+        ("999999", "the registry announces '999999' bytes; its descriptor declares"),
+        (None, "ends after"),
+    ],
+)
+def test_a_blob_shorter_than_its_descriptor_fails(
+    hostile: HostileRegistry, docker_config: Path, announced: str | None, message: str
+) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    blob = image.layers["arm64"][0]
+    truncated = blob[: len(blob) // 2]
+
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        if announced is None:
+            handler.send_header("Connection", "close")
+        else:
+            handler.send_header("Content-Length", announced)
+        handler.end_headers()
+        handler.wfile.write(truncated)
+        handler.close_connection = True
+
+    hostile.on(hostile.blob_path(REPOSITORY, blob), respond)
+
+    result = run_verify(docker_config, ref(hostile), "--deep")
+
+    assert result.returncode == 1, result.stderr
+    assert f"linux/arm64: layer {sha256_digest(blob)}" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("what", ["manifest", "config"])
+def test_a_descriptor_size_that_differs_from_the_document_fails(
+    hostile: HostileRegistry, docker_config: Path, what: str
+) -> None:
+    plain = HostileRegistry().image("x/y", "v1", {"arm64": [arm_layer()]})
+    document = plain.manifests["arm64"] if what == "manifest" else plain.configs["arm64"]
+    hostile.image(
+        REPOSITORY,
+        "v1",
+        {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]},
+        sizes={sha256_digest(document): len(document) - 1},
+    )
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"linux/arm64: {what} {sha256_digest(document)} goes on after the "
+        f"{len(document) - 1} bytes its descriptor declares" in result.stderr
+    )
+
+
+# 5. No traceback, no secret, no forged output.
+
+
+def test_a_non_ascii_retry_after_is_not_a_traceback(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    def busy(handler: Handler) -> None:
+        handler.reply(503, b"{}", {"Retry-After": "²"})
+
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v1", busy)
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert "manifest v1: HTTP 503 (gave up after 4 tries)" in result.stderr
+    assert_clean(result)
+
+
+def test_a_token_with_a_line_break_is_refused_without_showing_it(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.bearer = (f"http://{hostile.address}/token", TOKEN)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    forged = f"{TOKEN}\r\nX-Injected: 1"
+    hostile.on("/token", lambda h: h.reply(200, json.dumps({"token": forged}).encode()))
+
+    result = run_verify(docker_config, ref(hostile), credentials=(USER, PASSWORD))
+
+    assert result.returncode == 2
+    assert "the token holds characters an Authorization header cannot carry" in result.stderr
+    assert_clean(result)
+
+
+def test_a_password_that_is_not_utf8_is_a_clear_error(docker_config: Path) -> None:
+    result = run_verify(
+        docker_config, "127.0.0.1:9/a:1", credentials=(USER, b"pw-\xff\xfe-" + PASSWORD.encode())
+    )
+
+    assert result.returncode == 2
+    assert result.stderr == (
+        "verify: REGISTRY_USERNAME/REGISTRY_PASSWORD: the password is not valid UTF-8\n"
+    )
+    assert_clean(result)
+
+
+def test_registry_strings_cannot_forge_output_lines(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    forged = f"gone\nverified {ref(hostile)}@sha256:{'0' * 64}: all good\x1b[2K\x1b]0;x\x07"
+    body = json.dumps({"errors": [{"code": "NOT_FOUND", "message": forged}]}).encode()
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v1", lambda h: h.reply(404, body))
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert "NOT_FOUND gone\\nverified " in result.stderr
+    assert "\\x1b[2K\\x1b]0;x\\x07" in result.stderr
+
+
+def test_member_names_with_control_characters_are_escaped(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    odd = Entry("bin/evil\nverified everything\x1b[1A", elf_header(X86_64))
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer(odd)]})
+
+    result = run_verify(docker_config, ref(hostile), "--deep")
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "/bin/evil\\nverified everything\\x1b[1A is an ELF binary for x86-64" in result.stderr
+
+
+# 6. A compression bomb in Content-Encoding stays bounded (urllib3 >= 2.6 decodes at most what
+# is asked for; 2.5 decoded whatever one raw read inflated to).
+
+
+def test_a_content_encoding_bomb_is_read_in_bounded_memory(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    member = gzip.compress(b" " * (64 << 20), compresslevel=9)
+    body = member * 64  # 4 GiB once decoded, about 4 MB on the wire
+
+    def respond(handler: Handler) -> None:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        handler.reply(200, body, headers)
+
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v1", respond)
+
+    result = run_verify(docker_config, ref(hostile), memory_limit=MEMORY_LIMIT)
+
+    assert result.returncode == 2
+    assert "manifest v1 is larger than 4194304 bytes" in result.stderr
+    assert_clean(result)
+
+
+def test_usage_errors_of_the_new_options(docker_config: Path) -> None:
+    cases = {
+        ("--trust-realm", "https://auth.example/"): "--trust-realm 'https://auth.example/': "
+        "expected a host name",
+        ("--max-layer-bytes", "10GB"): "--max-layer-bytes '10GB': expected a number of bytes",
+        ("--max-layer-bytes", "0"): "--max-layer-bytes '0': expected a number of bytes",
+        ("--timeout", "nan"): "--timeout 'nan': expected a number of seconds greater than 0",
+        ("--timeout", "-5"): "--timeout '-5': expected a number of seconds greater than 0",
+    }
+    for args, message in cases.items():
+        result = run_verify(docker_config, "127.0.0.1:9/a:1", *args)
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"verify: {message}"), result.stderr
+        assert result.stderr.count("\n") == 1
+
+
+def test_layer_bytes_and_timeouts_in_the_help(docker_config: Path) -> None:
+    result = run_verify(docker_config, "--help")
+    text = " ".join(result.stdout.split())
+    assert "--trust-realm HOST" in text
+    assert "(default 64GiB)" in text
+    assert "(default 900)" in text

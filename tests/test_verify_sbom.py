@@ -1,0 +1,560 @@
+"""The SBOM read from crafted layers: every inventory source, the overlay rules, the binaries'
+build information found across any chunking, and both document formats validated by their
+reference tools (spdx-tools, the CycloneDX 1.6 JSON schema)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import struct
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from tests.sbom_bytes import dotnet_bundle, go_binary
+from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify.digests import Readable
+from verify.layers import decompressed
+from verify.platforms import Platform
+from verify.reference import parse_reference
+from verify.sbom import gobuildinfo
+from verify.sbom.binaries import BinaryReader
+from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
+from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
+from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.tarscan import LayerScan, scan_tar
+
+ARM64 = Platform.of("linux", "arm64")
+DIGEST = "sha256:" + "ab" * 32
+REF = parse_reference("127.0.0.1:5000/shop/frontend:1")
+
+
+def _scan(entries: list[Entry]) -> LayerScan:
+    return scan_tar(
+        decompressed(io.BytesIO(gzip_bytes(tar_bytes(entries)))), capture=LayerCapture()
+    )
+
+
+def _inventory(*layers: list[Entry]) -> Inventory:
+    return platform_inventory([_scan(entries) for entries in layers], ARM64, DIGEST)
+
+
+def _by_purl(inventory: Inventory) -> dict[str, Package]:
+    return {package.component.purl: package for package in inventory.packages}
+
+
+class _Dribble:
+    """A stream that returns at most ``size`` bytes per read (markers split across reads)."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._stream = io.BytesIO(data)
+        self._size = size
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._stream.read(self._size if size < 0 else min(size, self._size))
+
+
+def _read_binary(data: bytes, chunk: int) -> BinaryReader:
+    reader = BinaryReader(len(data))
+    stream: Readable = _Dribble(data[20:], chunk)
+    reader.read(stream, data[:20])
+    return reader
+
+
+# Go build information
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "pointers"])
+@pytest.mark.parametrize("chunk", [1 << 20, 4096, 13, 1])
+def test_go_build_information_in_both_formats_and_any_chunking(inline: bool, chunk: int) -> None:
+    findings = _read_binary(go_binary(inline), chunk).findings
+    info = findings.go
+    assert info is not None
+    if inline:
+        # The decoy magic in rodata and the other "go1." string are not taken.
+        assert findings.problems == []
+        assert info.go_version == "go1.16.15"
+    else:
+        # The pointer format's version string lies behind: modules yes, version no, said so.
+        assert info.go_version == ""
+        assert findings.problems == [
+            "Go version of a pre-1.18 (pointer-format) binary lies before its build "
+            "information and is not read in one pass; its modules are"
+        ]
+    assert info.path == "example.com/shop/cmd/frontend"
+    assert info.main == gobuildinfo.Module("example.com/shop", "(devel)", "")
+    # The "=>" line replaces grpc v1.60.0 by v1.60.1.
+    assert [(dep.path, dep.version) for dep in info.deps] == [
+        ("github.com/google/uuid", "v1.6.0"),
+        ("google.golang.org/grpc", "v1.60.1"),
+    ]
+    assert info.settings["GOARCH"] == "arm64"
+
+
+def test_a_non_go_elf_file_is_not_searched_past_its_headers() -> None:
+    binary = elf_header(AARCH64) + b"\0" * 100 + gobuildinfo.MAGIC + b"\x08\x02" + b"\0" * 200
+    reader = BinaryReader(len(binary))
+    stream = _Dribble(binary[20:], 16)
+    findings = reader.read(stream, binary[:20])
+    assert findings.go is None and findings.problems == []
+    # Without a Go note there is nothing to look for: reading stopped after the ELF header.
+    assert stream._stream.tell() < len(binary) - 20
+
+
+def test_inline_header_with_a_truncated_version_is_a_reported_problem() -> None:
+    data = bytearray(go_binary(inline=True))
+    at = data.index(gobuildinfo.MAGIC, 0x6000)
+    data[at + 32] = 0x7F  # the version's length now runs past the captured header bytes
+    findings = _read_binary(bytes(data), 1 << 20).findings
+    assert findings.go is None
+    assert any("runs past" in problem for problem in findings.problems)
+
+
+def test_real_go_binary(tmp_path: Path) -> None:
+    """A Go binary built by Debian's toolchain (docker-registry, an integration prerequisite)."""
+    registry = shutil.which("docker-registry")
+    if registry is None:
+        from tests.integration.conftest import missing_prerequisite
+
+        missing_prerequisite("docker-registry is not on PATH")
+    data = Path(registry).read_bytes()
+    findings = _read_binary(data, 1 << 20).findings
+    assert findings.go is not None
+    assert findings.go.path == "github.com/docker/distribution/cmd/registry"
+    assert findings.go.go_version.startswith("go1.")
+
+
+# .NET
+
+
+DEPS_JSON = json.dumps(
+    {
+        "runtimeTarget": {"name": ".NETCoreApp,Version=v9.0/linux-arm64"},
+        "targets": {
+            ".NETCoreApp,Version=v9.0/linux-arm64": {
+                "Grpc.Net.Client/2.71.0": {"runtime": {"lib/net9.0/Grpc.Net.Client.dll": {}}},
+                "SQLitePCLRaw.lib.e_sqlite3/2.1.6": {
+                    "native": {"runtimes/linux-arm64/native/libe_sqlite3.so": {}}
+                },
+            }
+        },
+        "libraries": {
+            "cartservice/1.0.0": {"type": "project"},
+            "Grpc.Net.Client/2.71.0": {"type": "package"},
+            "SQLitePCLRaw.lib.e_sqlite3/2.1.6": {"type": "package"},
+            "runtimepack.Microsoft.NETCore.App.Runtime.linux-arm64/9.0.1": {"type": "runtimepack"},
+        },
+    },
+    indent=2,
+).encode()
+NUGET_PURLS = {
+    "pkg:nuget/Grpc.Net.Client@2.71.0",
+    "pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6",
+    "pkg:nuget/Microsoft.NETCore.App.Runtime.linux-arm64@9.0.1",
+}
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 7])
+def test_deps_json_inside_a_single_file_bundle(chunk: int) -> None:
+    findings = _read_binary(dotnet_bundle(DEPS_JSON), chunk).findings
+    assert findings.problems == []
+    assert findings.deps_json == DEPS_JSON
+
+
+def test_dotnet_sources_bundle_and_plain_deps_json() -> None:
+    bundled = _inventory([Entry("app/cartservice", dotnet_bundle(DEPS_JSON))])
+    assert {p.component.purl for p in bundled.packages} == NUGET_PURLS
+    plain = _inventory(
+        [
+            Entry("app/cartservice.deps.json", DEPS_JSON),
+            Entry("app/libe_sqlite3.so", elf_header(X86_64)),
+        ]
+    )
+    packages = _by_purl(plain)
+    assert set(packages) == NUGET_PURLS
+    # The native asset is owned by its package, and its wrong machine is visible.
+    sqlite = packages["pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6"]
+    assert sqlite.elf == {"/app/libe_sqlite3.so": X86_64}
+    assert sqlite.foreign(AARCH64) == ["/app/libe_sqlite3.so"]
+
+
+# OS packages
+
+
+DPKG_STATUS = b"""\
+Package: libc6
+Status: install ok installed
+Architecture: arm64
+Version: 2.36-9+deb12u9
+
+Package: removed-one
+Status: deinstall ok config-files
+Architecture: arm64
+Version: 1.0
+
+Package: tzdata
+Status: install ok installed
+Architecture: all
+Version: 2025b-0+deb12u1
+"""
+OS_RELEASE_DEBIAN = b'PRETTY_NAME="Debian GNU/Linux 12"\nID=debian\nVERSION_ID="12"\n'
+
+
+def test_dpkg_status_with_file_lists() -> None:
+    inventory = _inventory(
+        [
+            Entry("etc/os-release", OS_RELEASE_DEBIAN),
+            Entry("var/lib/dpkg/status", DPKG_STATUS),
+            Entry("var/lib/dpkg/info/libc6:arm64.list", b"/.\n/lib/aarch64-linux-gnu/libc.so.6\n"),
+            Entry("lib/aarch64-linux-gnu/libc.so.6", elf_header(AARCH64)),
+        ]
+    )
+    packages = _by_purl(inventory)
+    assert set(packages) == {
+        "pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=arm64&distro=debian-12",
+        "pkg:deb/debian/tzdata@2025b-0%2Bdeb12u1?arch=all&distro=debian-12",
+    }
+    libc = packages["pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=arm64&distro=debian-12"]
+    assert libc.elf == {"/lib/aarch64-linux-gnu/libc.so.6": AARCH64}
+    assert inventory.unowned_elf == 0
+
+
+def test_distroless_status_d_with_md5sums() -> None:
+    inventory = _inventory(
+        [
+            Entry("var/lib/dpkg/status.d/libssl3", b"Package: libssl3\nVersion: 3.0.15-1\n"),
+            Entry(
+                "var/lib/dpkg/status.d/libssl3.md5sums",
+                b"0123456789abcdef0123456789abcdef  usr/lib/aarch64-linux-gnu/libssl.so.3\n",
+            ),
+            Entry("usr/lib/aarch64-linux-gnu/libssl.so.3", elf_header(AARCH64)),
+        ]
+    )
+    (package,) = inventory.packages
+    assert package.component.purl == "pkg:deb/debian/libssl3@3.0.15-1"
+    assert package.elf == {"/usr/lib/aarch64-linux-gnu/libssl.so.3": AARCH64}
+
+
+def test_chisel_manifest_of_a_chiseled_ubuntu_image() -> None:
+    lines = [
+        {"jsonwall": "1.0", "schema": "1.0", "count": 4},
+        {"kind": "package", "name": "libc6", "version": "2.39-0ubuntu8.3", "arch": "arm64"},
+        {"kind": "package", "name": "libicu74", "version": "74.2-1ubuntu3.1", "arch": "arm64"},
+        {"kind": "path", "path": "/usr/lib/aarch64-linux-gnu/libc.so.6", "slices": ["libc6_libs"]},
+        {"kind": "slice", "name": "libc6_libs"},
+    ]
+    wall = zstandard.ZstdCompressor().compress(
+        "\n".join(json.dumps(line) for line in lines).encode()
+    )
+    inventory = _inventory(
+        [
+            Entry("etc/os-release", b"ID=ubuntu\nVERSION_ID=24.04\n"),
+            Entry("var/lib/chisel/manifest.wall", wall),
+            Entry("usr/lib/aarch64-linux-gnu/libc.so.6", elf_header(AARCH64)),
+        ]
+    )
+    packages = _by_purl(inventory)
+    libc = packages["pkg:deb/ubuntu/libc6@2.39-0ubuntu8.3?arch=arm64&distro=ubuntu-24.04"]
+    assert libc.elf == {"/usr/lib/aarch64-linux-gnu/libc.so.6": AARCH64}
+    assert "pkg:deb/ubuntu/libicu74@74.2-1ubuntu3.1?arch=arm64&distro=ubuntu-24.04" in packages
+
+
+def test_alpine_installed_database() -> None:
+    installed = b"""\
+C:Q1abc=
+P:musl
+V:1.2.5-r0
+A:aarch64
+F:lib
+R:ld-musl-aarch64.so.1
+R:libc.musl-aarch64.so.1
+
+P:python3
+V:3.12.8-r1
+A:aarch64
+F:usr/bin
+R:python3.12
+"""
+    inventory = _inventory(
+        [
+            Entry("etc/os-release", b"ID=alpine\nVERSION_ID=3.21.2\n"),
+            Entry("lib/apk/db/installed", installed),
+            Entry("lib/ld-musl-aarch64.so.1", elf_header(AARCH64)),
+            Entry("usr/bin/python3.12", elf_header(X86_64)),
+        ]
+    )
+    packages = _by_purl(inventory)
+    musl = packages["pkg:apk/alpine/musl@1.2.5-r0?arch=aarch64&distro=alpine-3.21.2"]
+    assert musl.elf == {"/lib/ld-musl-aarch64.so.1": AARCH64}
+    python = packages["pkg:apk/alpine/python3@3.12.8-r1?arch=aarch64&distro=alpine-3.21.2"]
+    assert python.foreign(AARCH64) == ["/usr/bin/python3.12"]
+
+
+# Language packages, on real metadata where this machine has it
+
+
+def _dist_info_entries(distribution: str, site: str) -> list[Entry]:
+    from importlib.metadata import distribution as find
+
+    found = find(distribution)
+    folder = Path(str(found._path))  # type: ignore[attr-defined]  # the dist-info directory
+    return [
+        Entry(f"{site}/{folder.name}/{name}", (folder / name).read_bytes())
+        for name in ("METADATA", "RECORD")
+    ]
+
+
+def test_python_dist_info_from_real_installed_packages() -> None:
+    site = "usr/local/lib/python3.12/site-packages"
+    entries = _dist_info_entries("packageurl-python", site) + _dist_info_entries("zstandard", site)
+    from importlib.metadata import files, version
+
+    native = next(str(f) for f in files("zstandard") or [] if str(f).endswith(".so"))
+    entries.append(Entry(f"{site}/{native}", elf_header(X86_64)))
+    packages = _by_purl(_inventory(entries))
+    assert set(packages) == {
+        f"pkg:pypi/packageurl-python@{version('packageurl-python')}",
+        f"pkg:pypi/zstandard@{version('zstandard')}",
+    }
+    # RECORD paths are relative to site-packages; the extension module is owned by zstandard.
+    zstd = packages[f"pkg:pypi/zstandard@{version('zstandard')}"]
+    assert zstd.foreign(AARCH64) == [f"/{site}/{native}"]
+
+
+NPM_ROOT = Path("/usr/lib/node_modules/npm")
+
+
+def test_node_packages_from_real_npm_metadata() -> None:
+    if not (NPM_ROOT / "node_modules").is_dir():
+        pytest.skip(f"no npm installation with bundled packages at {NPM_ROOT}")
+    app = "usr/src/app/node_modules"
+    entries, expected = [], set()
+    for package_json in sorted((NPM_ROOT / "node_modules").glob("*/package.json"))[:25]:
+        document = json.loads(package_json.read_bytes())
+        entries.append(
+            Entry(f"{app}/{package_json.parent.name}/package.json", package_json.read_bytes())
+        )
+        name = document["name"]
+        scope, _, bare = name.rpartition("/")
+        assert not scope  # the first entries of npm's bundle are unscoped
+        expected.add(f"pkg:npm/{bare}@{document['version']}")
+    # A scoped package and a nested native module, owned by the nearest package.
+    entries += [
+        Entry(
+            f"{app}/@google-cloud/profiler/package.json",
+            b'{"name": "@google-cloud/profiler", "version": "6.0.3"}',
+        ),
+        Entry(f"{app}/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
+        Entry(f"{app}/pprof/build/Release/pprof.node", elf_header(X86_64)),
+        Entry(f"{app}/pprof/test/fixture/package.json", b'{"name": "fixture", "version": "0"}'),
+    ]
+    packages = _by_purl(_inventory(entries))
+    assert expected <= set(packages)
+    assert "pkg:npm/%40google-cloud/profiler@6.0.3" in packages
+    assert "pkg:npm/fixture@0" not in packages  # not directly under node_modules
+    assert packages["pkg:npm/pprof@4.0.0"].foreign(AARCH64) == [
+        f"/{app}/pprof/build/Release/pprof.node"
+    ]
+
+
+def _jar(poms: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as jar:
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+        for name, text in poms.items():
+            jar.writestr(name, text)
+    return buffer.getvalue()
+
+
+def test_maven_pom_properties_in_jars_and_the_jar_bound() -> None:
+    jar = _jar(
+        {
+            "META-INF/maven/io.grpc/grpc-core/pom.properties": (
+                "#Generated by Maven\ngroupId=io.grpc\nartifactId=grpc-core\nversion=1.68.1\n"
+            )
+        }
+    )
+    big = TarEntryOfSize("app/lib/huge.jar", JAR_MAX_BYTES + 1)
+    layer = tar_bytes(
+        [Entry("app/lib/grpc-core-1.68.1.jar", jar), Entry("app/lib/broken.jar", b"PK no")]
+    )
+    scans = [
+        scan_tar(io.BytesIO(layer), capture=LayerCapture()),
+        scan_tar(io.BytesIO(big.tar()), capture=LayerCapture()),
+    ]
+    inventory = platform_inventory(scans, ARM64, DIGEST)
+    (package,) = inventory.packages
+    assert package.component.purl == "pkg:maven/io.grpc/grpc-core@1.68.1"
+    assert any("broken.jar: not a readable jar" in note for note in inventory.notes)
+    assert any("huge.jar" in note and "bound" in note for note in inventory.notes)
+
+
+class TarEntryOfSize:
+    """A tar with one member of a given size, streamed from zeros (not held in a test literal)."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+
+    def tar(self) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo(self.name)
+            info.size = self.size
+            archive.addfile(info, io.BytesIO(b"\0" * self.size))
+        return buffer.getvalue()
+
+
+# Go in the inventory
+
+
+def test_go_modules_are_components_and_the_main_module_owns_the_binary() -> None:
+    binary = go_binary(inline=True)
+    packages = _by_purl(_inventory([Entry("app/server", binary), Entry("app/other", binary)]))
+    assert set(packages) == {
+        "pkg:golang/example.com/shop",
+        "pkg:golang/github.com/google/uuid@v1.6.0",
+        "pkg:golang/google.golang.org/grpc@v1.60.1",
+        "pkg:golang/stdlib@1.16.15",
+    }
+    main = packages["pkg:golang/example.com/shop"]
+    # Two binaries, one module: merged, owning both, each an AArch64 file.
+    assert main.elf == {"/app/server": AARCH64, "/app/other": AARCH64}
+    assert sorted(main.sources) == ["/app/other", "/app/server"]
+
+
+# Whiteouts, opaque directories, replacements
+
+
+def test_overlay_rules_decide_what_is_inventoried() -> None:
+    dist = "usr/lib/python3.12/site-packages"
+
+    def metadata(name: str) -> Entry:
+        return Entry(
+            f"{dist}/{name}-1.0.dist-info/METADATA", f"Name: {name}\nVersion: 1.0\n".encode()
+        )
+
+    lower = [
+        metadata("deleted"),
+        metadata("kept"),
+        Entry("opt/gone/node_modules/a/package.json", b'{"name": "a", "version": "1.0.0"}'),
+        Entry("usr/bin/tool", elf_header(X86_64)),
+        Entry("srv/replaced/node_modules/b/package.json", b'{"name": "b", "version": "1.0.0"}'),
+        metadata("replaced"),
+    ]
+    upper = [
+        Entry(f"{dist}/.wh.deleted-1.0.dist-info"),  # a whiteout of the whole directory
+        Entry("opt/gone/.wh..wh..opq"),  # opaque: the lower content of /opt/gone is hidden
+        Entry("usr/bin/tool", b"#!/bin/sh\n"),  # a script replaces the binary
+        Entry("srv/replaced", kind=tarfile.SYMTYPE, target="/elsewhere"),  # a link replaces a dir
+        Entry(f"{dist}/replaced-1.0.dist-info/METADATA", b"Name: replaced\nVersion: 2.0\n"),
+    ]
+    inventory = _inventory(lower, upper)
+    assert {p.component.purl for p in inventory.packages} == {
+        "pkg:pypi/kept@1.0",
+        "pkg:pypi/replaced@2.0",
+    }
+    assert inventory.unowned_elf == 0  # /usr/bin/tool is no longer an ELF file
+
+
+# Documents
+
+
+def _sample_inventory() -> Inventory:
+    return _inventory(
+        [
+            Entry("etc/os-release", OS_RELEASE_DEBIAN),
+            Entry("var/lib/dpkg/status", DPKG_STATUS),
+            Entry("app/server", go_binary(inline=True)),
+            Entry("app/node_modules/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
+            Entry("app/node_modules/pprof/pprof.node", elf_header(X86_64)),
+            Entry("usr/bin/static-tool", elf_header(AARCH64)),
+            Entry("app/huge.jar", b"PK not a jar"),
+        ]
+    )
+
+
+def test_spdx_document_validates_with_spdx_tools(tmp_path: Path) -> None:
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    document = spdx_document(REF, _sample_inventory())
+    path = tmp_path / "linux-arm64.spdx.json"
+    path.write_text(json.dumps(document))
+    messages = validate_full_spdx_document(parse_file(str(path)), "SPDX-2.3")
+    assert [message.validation_message for message in messages] == []
+    image = document["packages"][0]
+    assert image["externalRefs"][0]["referenceLocator"] == (
+        f"pkg:oci/frontend@sha256:{'ab' * 32}?arch=arm64"
+        "&repository_url=127.0.0.1:5000/shop/frontend"
+    )
+    pprof = next(p for p in document["packages"] if p["name"] == "pprof")
+    assert pprof["annotations"][0]["comment"] == (
+        "ELF machines: x86-64=1; not for linux/arm64: /app/node_modules/pprof/pprof.node"
+    )
+    assert "1 ELF file(s) owned by no listed component" in document["comment"]
+    assert "huge.jar: not a readable jar" in document["comment"]
+
+
+def test_cyclonedx_document_validates_against_the_1_6_schema() -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    text = cyclonedx_document(REF, _sample_inventory())
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    document = json.loads(text)
+    assert document["specVersion"] == "1.6"
+    assert document["metadata"]["component"]["type"] == "container"
+    components = {c["purl"]: c for c in document["components"]}
+    assert "pkg:golang/google.golang.org/grpc@v1.60.1" in components
+    properties = components["pkg:npm/pprof@4.0.0"]["properties"]
+    assert {
+        "name": ELF_FOREIGN_PROPERTY,
+        "value": "/app/node_modules/pprof/pprof.node",
+    } in properties
+
+
+def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
+    status = TarEntryOfSize("var/lib/dpkg/status", (16 << 20) + 1)
+    scan = scan_tar(io.BytesIO(status.tar()), capture=LayerCapture())
+    assert scan.inventory is not None
+    assert scan.inventory.files == {}
+    assert scan.inventory.notes == [
+        f"/var/lib/dpkg/status: {(16 << 20) + 1} bytes, over the {16 << 20}-byte bound"
+    ]
+
+
+def test_struct_layout_of_the_crafted_bundle_is_what_the_reader_expects() -> None:
+    # Guards the fixture itself: the signature is preceded by the header offset.
+    data = dotnet_bundle(DEPS_JSON)
+    from verify.sbom.binaries import DOTNET_BUNDLE_SIGNATURE
+
+    at = data.index(DOTNET_BUNDLE_SIGNATURE)
+    (header_offset,) = struct.unpack_from("<q", data, at - 8)
+    assert struct.unpack_from("<I", data, header_offset)[0] == 6
+
+
+def test_hostile_metadata_is_noted_or_read_leniently_never_fatal() -> None:
+    inventory = _inventory(
+        [
+            Entry("var/lib/dpkg/status", b"\xff\xfe\x00junk: \x80\n\nPackage: ok\nVersion: 1\n"),
+            Entry("var/lib/dpkg/status.d/x", b"\x00\x01\x02"),
+            Entry("site/bad-1.0.dist-info/METADATA", b"Name: bad\nVersion: 1.0\n"),
+            Entry("site/bad-1.0.dist-info/RECORD", b"a" * 140_000 + b",sha256=x,1\n"),
+            Entry("app/node_modules/n/package.json", b"[1, 2"),
+            Entry("app/node_modules/deep/package.json", b"[" * 100_000),
+            Entry("app/x.deps.json", b'{"libraries": 7}'),
+            Entry("var/lib/chisel/manifest.wall", b"not zstd"),
+            Entry("lib/apk/db/installed", b"P\nV:\n\n\x00:\n"),
+        ]
+    )
+    assert {p.component.purl for p in inventory.packages} == {
+        "pkg:deb/debian/ok@1",
+        "pkg:pypi/bad@1.0",
+    }
+    assert any("RECORD: not CSV" in note for note in inventory.notes)
+    assert any("package.json: not JSON" in note for note in inventory.notes)
+    assert any("manifest.wall: not zstd" in note for note in inventory.notes)

@@ -1,0 +1,95 @@
+"""``python -m verify REF --deep --attest --key PEM``: after every check passed, sign and push
+
+- per platform manifest, an in-toto Statement whose predicate is the platform's SPDX document
+  (predicate type ``https://spdx.dev/Document``), subject the platform manifest's digest;
+- on the index, a Statement with the Test Result predicate (``passedTests``: ``platform:P`` for
+  the index entry and image config, ``elf:P`` for the ELF scan), subject the index digest,
+
+each in a DSSE envelope, as an OCI artifact referring to its subject. A verification that did
+not pass is never attested: the caller only gets here on exit 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from verify.attest import dsse
+from verify.attest.oras import Registry, Subject
+from verify.checks import ImageResult, Options
+from verify.manifests import document_media_type
+from verify.reference import Reference
+from verify.registry import RegistryClient
+from verify.sbom.documents import TOOL, spdx_document
+
+
+@dataclass(frozen=True)
+class Attested:
+    """The referrer digests pushed: ``{"index": ..., "linux/amd64": ..., ...}``."""
+
+    referrers: dict[str, str]
+
+
+def test_result(result: ImageResult, options: Options) -> dict[str, object]:
+    """The Test Result predicate of a passed verification."""
+    passed = []
+    for platform in options.platforms:
+        passed.append(f"platform:{platform}")
+        if options.deep:
+            passed.append(f"elf:{platform}")
+    return {
+        "result": "PASSED",
+        "configuration": [
+            {
+                "name": TOOL,
+                "uri": f"urn:boutique-multiarch:{TOOL}",
+                "annotations": {
+                    "platforms": [str(platform) for platform in options.platforms],
+                    "deep": options.deep,
+                    "allow": list(options.allow),
+                },
+            }
+        ],
+        "passedTests": passed,
+        "warnedTests": [],
+        "failedTests": [],
+    }
+
+
+def _subject(client: RegistryClient, ref: Reference, digest: str) -> Subject:
+    document = client.get_manifest(ref, digest)
+    media_type = document_media_type(document.data, document.content_type)
+    return Subject(media_type, digest, len(document.data))
+
+
+def attest(
+    client: RegistryClient,
+    ref: Reference,
+    result: ImageResult,
+    options: Options,
+    sign: dsse.Signer,
+    keyid: str,
+) -> Attested:
+    """Sign and push every statement of a passed verification of ``ref``."""
+    if result.problems or result.digest is None:
+        raise ValueError("only a passed verification is attested")
+    registry = Registry(client)
+    name = f"{ref.registry}/{ref.repository}"
+    pushed: dict[str, str] = {}
+    for platform, outcome in result.platforms.items():
+        if outcome.inventory is None:
+            raise ValueError(f"{platform}: no SBOM inventory (attesting needs --deep)")
+        payload = dsse.statement(
+            [(name, outcome.digest)],
+            dsse.SPDX_PREDICATE,
+            spdx_document(ref, outcome.inventory),
+        )
+        subject = _subject(client, ref, outcome.digest)
+        envelope = dsse.envelope(payload, sign, keyid)
+        pushed[platform] = registry.attach(ref, subject, envelope, dsse.SPDX_PREDICATE)
+    payload = dsse.statement(
+        [(name, result.digest)], dsse.TEST_RESULT_PREDICATE, test_result(result, options)
+    )
+    subject = _subject(client, ref, result.digest)
+    envelope = dsse.envelope(payload, sign, keyid)
+    pushed["index"] = registry.attach(ref, subject, envelope, dsse.TEST_RESULT_PREDICATE)
+    return Attested(pushed)
