@@ -19,3 +19,25 @@ def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     monkeypatch.chdir(ROOT)
     yield ProgramRunner()
     reset()
+
+
+UPSTREAM_CHECKOUT_TESTS = "tests/test_patches_upstream_checkout.py"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """One closing line when the optional upstream-checkout tests were skipped, and how to run
+    them: scripts/test (and CI) stay green without an upstream checkout, but never silently.
+    A wrapper, so the line comes after pytest's short summary, just above the final counts."""
+    yield
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if getattr(report, "nodeid", "").startswith(f"{UPSTREAM_CHECKOUT_TESTS}::")
+    ]
+    if skipped:
+        terminalreporter.write_line(
+            f"{len(skipped)} upstream-checkout tests skipped: BOUTIQUE_UPSTREAM_DIR is not set; "
+            "run them with BOUTIQUE_UPSTREAM_DIR=<a microservices-demo checkout at a supported "
+            f"commit> scripts/test {UPSTREAM_CHECKOUT_TESTS}"
+        )

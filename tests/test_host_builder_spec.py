@@ -10,6 +10,7 @@ from host.builder import (
     BuilderSpec,
     InspectedBuilder,
     InspectedNode,
+    NodeSpec,
     create_commands,
     matches,
     parse_inspect,
@@ -150,3 +151,44 @@ def test_every_endpoint_follows_a_double_dash_on_the_create_command_lines() -> N
         assert [a for a in options if a.startswith("--driver-opt")] == configured, argv
     (without_endpoint,) = create_commands(spec_of(settings(nodes=())))
     assert "--" not in without_endpoint
+
+
+@pytest.mark.parametrize("driver", ["docker", "kubernetes", "remote"])
+def test_a_builder_whose_driver_alone_differs_is_reconciled(driver: str) -> None:
+    # Same name, nodes, endpoints, options and platforms: only the driver tells them apart.
+    current = parse_inspect(INACTIVE_WITH_NODE)
+    assert not matches(current, spec_of(settings(driver=driver)))
+    assert matches(current, spec_of(settings(driver="docker-container")))
+
+
+BARE_NODE = """\
+Name:   bare
+Driver: docker
+
+Nodes:
+Name:   bare0
+Status: inactive
+"""
+
+
+def test_a_node_without_endpoint_options_or_platforms_reads_as_empty() -> None:
+    builder = parse_inspect(BARE_NODE)
+    assert (builder.name, builder.driver) == ("bare", "docker")
+    assert builder.nodes == (InspectedNode("bare0", "", {}, frozenset()),)
+
+
+def test_several_declared_platforms_of_one_node_are_all_read() -> None:
+    text = BARE_NODE + "Platforms: linux/amd64*, linux/arm64*, linux/386\n"
+    (node,) = parse_inspect(text).nodes
+    assert node.declared_platforms == frozenset({"linux/amd64", "linux/arm64"})
+
+
+@pytest.mark.parametrize("missing", ["Name:   bare\n", "Driver: docker\n"])
+def test_inspect_output_without_builder_name_or_driver_is_an_error(missing: str) -> None:
+    with pytest.raises(HostError, match="docker buildx inspect"):
+        parse_inspect(BARE_NODE.replace(missing, "", 1))
+
+
+def test_a_minimal_spec_is_one_first_node_with_nothing_declared() -> None:
+    spec = BuilderSpec.from_json('{"name": "b", "driver": "docker"}')
+    assert spec == BuilderSpec("b", "docker", {}, (NodeSpec("b0", None, frozenset()),))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from patches import record
 from patches.definitions import (
     DEFAULT_DEFINITIONS,
     DefinitionsError,
@@ -151,3 +153,43 @@ def test_malformed_definitions_are_refused_naming_the_entry(
         load(path)
     assert str(raised.value).startswith(str(path))
     assert message in str(raised.value)
+
+
+# The maintainer tool `python -m patches.record`, run in this process (mutation testing sees
+# what it reaches; tests/test_patches_cli.py runs it as a process).
+
+RECORD_FIXTURES = Path(__file__).parent / "fixtures" / "patches"
+
+
+@pytest.mark.parametrize(
+    ("tree", "commit", "tag"),
+    [("old", "a" * 40, "fixture-v0"), ("new", "b" * 40, "fixture-v0.10.6")],
+)
+def test_record_prints_the_recorded_block_of_each_fixture_tree(
+    capsys: pytest.CaptureFixture[str], tree: str, commit: str, tag: str
+) -> None:
+    definitions = str(RECORD_FIXTURES / "definitions.toml")
+    arguments = [str(RECORD_FIXTURES / tree), "--commit", commit, "--tag", tag]
+    assert record.main([*arguments, "--like", commit, "--definitions", definitions]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        printed.startswith("[[revision]]\n")
+        and printed in (RECORD_FIXTURES / "definitions.toml").read_text()
+    )
+    # --like is required: which recorded definitions carry over must always be said.
+    with pytest.raises(SystemExit):
+        record.main([*arguments, "--definitions", definitions])
+
+
+def test_record_refuses_a_tree_an_operation_no_longer_fits(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "new"
+    shutil.copytree(RECORD_FIXTURES / "new", root)
+    node = root / "src" / "nodesvc" / "Dockerfile"
+    node.write_text(node.read_text().replace("node:20-alpine", "node:22-alpine AS deps\nFROM deps"))
+    definitions = str(RECORD_FIXTURES / "definitions.toml")
+    arguments = [str(root), "--commit", "c" * 40, "--like", "b" * 40, "--definitions", definitions]
+    assert record.main(arguments) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "src/nodesvc/Dockerfile" in captured.err

@@ -532,3 +532,38 @@ def test_a_file_edited_while_the_others_are_staged_aborts_the_whole_apply(
     assert (root / "src/nodesvc/Dockerfile").read_text() == fixture_text("old", "nodesvc")
     assert edited.read_text() == fixture_text("old", "pysvc") + "# edited meanwhile\n"
     assert sorted(p.name for p in (root / "src").rglob(".*")) == []
+
+
+def test_a_result_that_differs_from_the_recorded_digest_changes_nothing(tmp_path: Path) -> None:
+    """Definitions whose operations do not produce the recorded `patched` digest are refused."""
+    root = copy_tree(tmp_path, "old")
+    fixture = (FIXTURES / "definitions.toml").read_text()
+    recorded = "c3c0146d440a3e0ffd7abf5077886fcb8464a178282e9ff3c336ca6d4a771945"  # nodesvc
+    assert fixture.count(recorded) == 1
+    path = tmp_path / "definitions.toml"
+    path.write_text(fixture.replace(recorded, "0" * 64))
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        write(plan(root, load(path)))
+    assert "src/nodesvc/Dockerfile" in str(raised.value) and "0" * 64 in str(raised.value)
+    assert snapshot(root) == before
+
+
+def test_a_failed_move_restores_the_files_already_moved(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    """A real OSError on the second os.replace (its target became a directory after planning)."""
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    changed = [f.path for f in result.files if f.after != f.before]
+    assert changed == ["src/nodesvc/Dockerfile", "src/pysvc/Dockerfile"]
+    second = root / changed[1]
+    second.unlink()
+    (second / "occupied").mkdir(parents=True)
+    before = snapshot(root)
+    with pytest.raises(PatchError):
+        write(result)
+    assert snapshot(root) == before
+    assert (root / changed[0]).read_text() == fixture_text("old", "nodesvc")
+    leftovers = [p.name for p in root.rglob(".*") if p.is_file()]
+    assert leftovers == []

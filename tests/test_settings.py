@@ -883,3 +883,17 @@ def test_bad_runtime_proof_settings_are_one_error_naming_the_key(
         parse(verify=verify)
     assert error.value.key == f"{P}:{key}"
     assert allowed in error.value.allowed, error.value.allowed
+
+
+@pytest.mark.parametrize(
+    ("port", "valid"), [("0", False), ("1", True), ("65535", True), ("65536", False)]
+)
+def test_registry_ports_are_1_to_65535_inclusive(port: str, valid: bool) -> None:
+    address = f"127.0.0.1:{port}"
+    if valid:
+        destination = parse(gcp={}, registry={"address": address}).destination
+        assert isinstance(destination, ExternalRegistry) and destination.host == address
+        return
+    with pytest.raises(ConfigError) as raised:
+        parse(gcp={}, registry={"address": address})
+    assert (raised.value.key, raised.value.value) == (f"{P}:registry.address", address)

@@ -215,3 +215,57 @@ def test_credentials_that_basic_auth_cannot_carry_are_refused(
     with pytest.raises(AuthError, match=f"^source: {message}") as raised:
         Credentials(username, password, "source")
     assert password not in str(raised.value)
+
+
+# Docker config `auths` entries: what each form of entry yields.
+
+COLON_SECRET = "pa:ss:word"  # colons belong to the password, not to the user name
+
+
+def credentials_of(tmp_path: Path, entry: dict[str, object]) -> Credentials | None:
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {"r.example": entry}}))
+    return docker_config_credentials("r.example", {"DOCKER_CONFIG": str(tmp_path)})
+
+
+def test_a_password_may_contain_colons(tmp_path: Path) -> None:
+    encoded = base64.b64encode(f"alice:{COLON_SECRET}".encode()).decode()
+    found = credentials_of(tmp_path, {"auth": encoded})
+    assert found is not None and (found.username, found.password) == ("alice", COLON_SECRET)
+    assert str(tmp_path / "config.json") in found.source
+    assert found.basic_header() == "Basic " + encoded
+
+
+def test_plain_fields_serve_when_auth_is_not_a_string(tmp_path: Path) -> None:
+    found = credentials_of(tmp_path, {"auth": 5, "username": "bob", "password": COLON_SECRET})
+    assert found is not None and (found.username, found.password) == ("bob", COLON_SECRET)
+    assert (
+        credentials_of(tmp_path, {"auth": "", "username": "bob", "password": COLON_SECRET}) == found
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"username": "", "password": COLON_SECRET},
+        {"username": "bob"},
+        {"password": COLON_SECRET},
+        {"username": 7, "password": COLON_SECRET},
+    ],
+)
+def test_incomplete_plain_fields_give_no_credentials(
+    tmp_path: Path, entry: dict[str, object]
+) -> None:
+    assert credentials_of(tmp_path, entry) is None
+
+
+def test_an_identity_token_entry_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AuthError) as raised:
+        credentials_of(tmp_path, {"identitytoken": "refresh-token"})
+    assert str(tmp_path / "config.json") in str(raised.value)
+    assert "refresh-token" not in str(raised.value)
+
+
+def test_auth_that_is_not_base64_is_refused_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(AuthError) as raised:
+        credentials_of(tmp_path, {"auth": "***not base64***"})
+    assert str(tmp_path / "config.json") in str(raised.value)

@@ -4,9 +4,10 @@ Each `*_violations` function parses a workflow (YAML 1.2 booleans, so `on:` stay
 returns what breaks one delivery rule: triggers, least-privilege permissions, actions pinned to
 commit SHAs with a version comment, Workload Identity Federation instead of keys, one preview per
 stack commented on the pull request, fork pull requests skipped with a notice, prod deployed after
-dev in the protected `prod` environment, one concurrency group per stack. The tests run every
-check on the real workflows (no violation) and on deliberately broken copies written to a tmp
-directory (the expected violation), so each check is shown to fail. actionlint runs on both too.
+dev in the protected `prod` environment, one concurrency group per stack, mutation testing
+weekly only with its report uploaded even when it fails. The tests run every check on the real
+workflows (no violation) and on deliberately broken copies written to a tmp directory (the
+expected violation), so each check is shown to fail. actionlint runs on both too.
 """
 
 import os
@@ -27,12 +28,15 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 PREVIEW = WORKFLOWS / "preview.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
 TESTS = WORKFLOWS / "tests.yml"
+MUTATION = WORKFLOWS / "mutation.yml"
+MUTATION_REPORT = ".cache/mutation/report.md"
 STACKS = ("dev", "prod")
 
 PULUMI_ACTION = "pulumi/actions"
 GCP_AUTH_ACTION = "google-github-actions/auth"
 QEMU_ACTION = "docker/setup-qemu-action"
 BUILDX_ACTION = "docker/setup-buildx-action"
+UPLOAD_ACTION = "actions/upload-artifact"
 SAME_REPO = "github.event.pull_request.head.repo.full_name == github.repository"
 FROM_FORK = "github.event.pull_request.head.repo.full_name != github.repository"
 PINNED = re.compile(r"(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})")
@@ -361,25 +365,61 @@ def concurrency_violations(workflows: list[Workflow]) -> list[str]:
     return problems
 
 
+def mutation_violations(mutation: Workflow, others: list[Workflow]) -> list[str]:
+    """Weekly (or by hand) only, never per submission; the report uploaded even on failure."""
+    problems = []
+    triggers = mutation.get("on") or {}
+    if set(triggers) - {"workflow_dispatch"} != {"schedule"}:
+        problems.append(f"mutation must run on a schedule (and by hand) only, not {triggers}")
+    for entry in triggers.get("schedule") or []:
+        fields = str(entry.get("cron", "")).split()
+        if len(fields) != 5 or not fields[4].isdigit() or fields[2:4] != ["*", "*"]:
+            problems.append(f"mutation must run weekly (one day of the week), not {entry}")
+    runs = [
+        (job_id, job, at)
+        for job_id, job in job_instances(mutation)
+        for at, step in enumerate(steps(job))
+        if str(step.get("run", "")).strip().startswith("scripts/mutation")
+    ]
+    if not runs:
+        problems.append("the mutation workflow must run scripts/mutation")
+    for job_id, job, at in runs:
+        uploads = [step for step in steps(job)[at + 1 :] if action_of(step) == UPLOAD_ACTION]
+        if not uploads or normalized(uploads[0].get("if", "")) != "always()":
+            problems.append(f"job {job_id}: upload the report after scripts/mutation, if: always()")
+        elif (uploads[0].get("with") or {}).get("path") != MUTATION_REPORT:
+            problems.append(f"job {job_id}: the upload must be the report {MUTATION_REPORT}")
+    for workflow in others:
+        for job_id, job in job_instances(workflow):
+            if any("scripts/mutation" in str(step.get("run", "")) for step in steps(job)):
+                problems.append(f"job {job_id}: only the weekly workflow runs scripts/mutation")
+    return problems
+
+
 def violations(directory: Path) -> dict[str, list[str]]:
     """Every check on the workflows in `directory`, by check name."""
-    preview, deploy, tests = (load_workflow(directory / f.name) for f in (PREVIEW, DEPLOY, TESTS))
+    preview, deploy, tests, mutation = (
+        load_workflow(directory / f.name) for f in (PREVIEW, DEPLOY, TESTS, MUTATION)
+    )
+    every = (preview, deploy, tests, mutation)
     paths = sorted(directory.glob("*.yml"))
     return {
         "triggers": trigger_violations(preview, deploy, tests),
-        "permissions": [p for w in (preview, deploy, tests) for p in permission_violations(w)],
+        "permissions": [p for w in every for p in permission_violations(w)],
         "pins": [p for path in paths for p in pin_violations(path)]
         + pin_consistency_violations(paths),
-        "gcp-auth": [p for w in (preview, deploy, tests) for p in gcp_auth_violations(w)],
+        "gcp-auth": [p for w in every for p in gcp_auth_violations(w)],
         "previews": preview_violations(preview),
         "fork-notice": fork_notice_violations(preview),
         "deploys": deploy_violations(deploy),
         "concurrency": concurrency_violations([preview, deploy]),
+        "mutation": mutation_violations(mutation, [preview, deploy, tests]),
     }
 
 
 def test_the_workflows_keep_every_delivery_rule() -> None:
-    assert {"deploy.yml", "preview.yml", "tests.yml"} <= {p.name for p in WORKFLOWS.glob("*.yml")}
+    expected = {"deploy.yml", "preview.yml", "tests.yml", "mutation.yml"}
+    assert expected <= {p.name for p in WORKFLOWS.glob("*.yml")}
     found = violations(WORKFLOWS)
     assert found == {check: [] for check in found}
 
@@ -604,6 +644,50 @@ BREAKAGES: list[tuple[str, str, Mutation, str]] = [
         "concurrency",
         lambda w: job(w, "deploy.yml", "up-prod").pop("concurrency"),
         "job up-prod (prod): needs a concurrency mapping",
+    ),
+    (
+        "mutation on pull requests",
+        "mutation",
+        lambda w: w["mutation.yml"]["on"].update({"pull_request": None}),
+        "mutation must run on a schedule (and by hand) only",
+    ),
+    (
+        "mutation daily",
+        "mutation",
+        lambda w: w["mutation.yml"]["on"]["schedule"][0].update({"cron": "17 3 * * *"}),
+        "mutation must run weekly",
+    ),
+    (
+        "mutation not run",
+        "mutation",
+        lambda w: job(w, "mutation.yml", "mutation")["steps"][2].update({"run": "true"}),
+        "the mutation workflow must run scripts/mutation",
+    ),
+    (
+        "report lost when mutation fails",
+        "mutation",
+        lambda w: step_of(w, "mutation.yml", "mutation", UPLOAD_ACTION).pop("if"),
+        "job mutation: upload the report after scripts/mutation, if: always()",
+    ),
+    (
+        "another file uploaded",
+        "mutation",
+        lambda w: step_of(w, "mutation.yml", "mutation", UPLOAD_ACTION)["with"].update(
+            {"path": "mutants/"}
+        ),
+        "job mutation: the upload must be the report",
+    ),
+    (
+        "mutation on every submission",
+        "mutation",
+        lambda w: job(w, "tests.yml", "tests")["steps"].append({"run": "scripts/mutation"}),
+        "job tests: only the weekly workflow runs scripts/mutation",
+    ),
+    (
+        "mutation job may write",
+        "permissions",
+        lambda w: job(w, "mutation.yml", "mutation")["permissions"].update({"actions": "write"}),
+        "job mutation: permissions beyond its needs: {'actions': 'write'}",
     ),
 ]
 

@@ -9,6 +9,9 @@ The verifier is pointed at the proxy's address instead of the registry's. The pr
 - answers the next N requests whose path matches a pattern with a chosen status (e.g. 503);
 - or cuts the next N matching answers off after half of their body (a dropped connection);
 - or flips the last byte of the next N matching answers (content that is not what it claims);
+- or answers the next N matching requests with a crafted status, body and headers of the test's
+  own (a registry that lies in its headers, sends a document larger than any image needs, or
+  challenges in a way no client should follow);
 - optionally demands ``Authorization: Bearer <token>`` for tokens a :class:`TokenServer` issued
   for the repository being read, answering 401 with a ``WWW-Authenticate: Bearer`` challenge
   otherwise (the registry token flow, with the upstream registry itself left anonymous).
@@ -44,6 +47,8 @@ class _Fault:
     status: int
     """The status to answer with, or :data:`CUT` / :data:`CORRUPT` to alter the real answer."""
     remaining: int
+    body: bytes = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
 
 
 CUT = 0
@@ -81,6 +86,18 @@ class FaultProxy:
         with self._lock:
             self._faults.append(_Fault(re.compile(path_pattern), CORRUPT, count))
 
+    def answer_next(
+        self,
+        path_pattern: str,
+        body: bytes,
+        headers: dict[str, str],
+        count: int,
+        status: int = 200,
+    ) -> None:
+        """Answer the next ``count`` matching requests with ``status``, ``headers``, ``body``."""
+        with self._lock:
+            self._faults.append(_Fault(re.compile(path_pattern), status, count, body, headers))
+
     def requests_to(self, path_pattern: str, status: int | None = None) -> list[Logged]:
         """Logged requests whose path matches (and whose status equals ``status`` if given)."""
         pattern = re.compile(path_pattern)
@@ -98,12 +115,12 @@ class FaultProxy:
     def stop(self) -> None:
         shut_down(self._server)
 
-    def _take_fault(self, path: str) -> int | None:
+    def _take_fault(self, path: str) -> _Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.remaining and fault.pattern.search(path):
                     fault.remaining -= 1
-                    return fault.status
+                    return fault
         return None
 
     def _record(self, method: str, path: str, status: int) -> None:
@@ -130,6 +147,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             """Quiet: tests read ``proxy.log`` instead."""
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes = b"") -> None:
+            # Logged before the client can read the answer: a test may look at the log as soon
+            # as its client is done.
+            proxy._record(self.command, self.path, status)
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -137,7 +157,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
-            proxy._record(self.command, self.path, status)
 
         def _authorized(self) -> bool:
             challenge = proxy._challenge(self.path)
@@ -157,10 +176,10 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             return False
 
         def _forward(self) -> None:
-            fault = proxy._take_fault(self.path)
-            if fault is not None and fault not in (CUT, CORRUPT):
-                body = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
-                self._answer(fault, {"Content-Type": "application/json"}, body)
+            taken = proxy._take_fault(self.path)
+            fault = taken.status if taken is not None else None
+            if taken is not None and fault not in (CUT, CORRUPT):
+                self._answer(taken.status, taken.headers, taken.body)
                 return
             if not self._authorized():
                 return
@@ -173,6 +192,9 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 }
                 upstream.request(self.command, self.path, headers=forwarded)
                 response = upstream.getresponse()
+                # Logged before the client can read the answer (see _answer).
+                logged = fault if fault in (CUT, CORRUPT) else response.status
+                proxy._record(self.command, self.path, logged)
                 self.send_response(response.status)
                 for name, value in response.getheaders():
                     if name.lower() not in ("connection", "transfer-encoding", "keep-alive"):
@@ -185,7 +207,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     half = int(response.getheader("Content-Length") or 0) // 2
                     self.wfile.write(response.read(half))
                     self.close_connection = True
-                    proxy._record(self.command, self.path, CUT)
                     return
                 if self.command != "HEAD":
                     previous = b""
@@ -195,9 +216,6 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                     if fault == CORRUPT and previous:
                         previous = previous[:-1] + bytes([previous[-1] ^ 0xFF])
                     self.wfile.write(previous)
-                proxy._record(
-                    self.command, self.path, CORRUPT if fault == CORRUPT else response.status
-                )
             finally:
                 upstream.close()
 

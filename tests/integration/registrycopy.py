@@ -39,6 +39,12 @@ def _get_manifest(registry: Registry, repository: str, reference: str) -> tuple[
 
 def _copy_blob(source: Registry, target: Registry, repository: str, digest: str) -> None:
     _, data, _ = _request(source, "GET", f"{source.url}/v2/{repository}/blobs/{digest}")
+    push_blob(target, repository, data)
+
+
+def push_blob(target: Registry, repository: str, data: bytes) -> str:
+    """Upload ``data`` as a blob of ``repository`` (POST, then PUT with its digest)."""
+    digest = manifest_digest(data)
     _, _, headers = _request(target, "POST", f"{target.url}/v2/{repository}/blobs/uploads/", b"")
     location = headers["Location"]
     if location.startswith("/"):
@@ -51,9 +57,10 @@ def _copy_blob(source: Registry, target: Registry, repository: str, digest: str)
         data,
         {"Content-Type": "application/octet-stream"},
     )
+    return digest
 
 
-def _put_manifest(
+def put_manifest(
     target: Registry, repository: str, reference: str, body: bytes, media_type: str
 ) -> None:
     url = f"{target.url}/v2/{repository}/manifests/{reference}"
@@ -74,8 +81,8 @@ def copy_image(source: Registry, target: Registry, repository: str, tag: str) ->
             _copy_blob(source, target, repository, blob["digest"])
         if children:
             digest = manifest_digest(body)
-            _put_manifest(target, repository, digest, body, media_type)
-    _put_manifest(target, repository, tag, top, top_type)
+            put_manifest(target, repository, digest, body, media_type)
+    put_manifest(target, repository, tag, top, top_type)
 
 
 def manifest_digest(body: bytes) -> str:

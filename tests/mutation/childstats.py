@@ -1,0 +1,65 @@
+"""pytest plugin for mutation runs only (scripts/mutation adds `-p tests.mutation.childstats`).
+
+Many tests run the tools as processes (`python -m host`, `python -m patches`), as Pulumi does.
+While mutmut learns which tests reach which function ("stats"), it only sees calls made in its
+own process, so every function those processes run would count as reached by no test, and its
+mutants as surviving. This plugin points the processes at a directory where they record the
+functions they reach (the `sitecustomize.py` scripts/mutation writes, imported by each Python
+process at startup through PYTHONPATH) and adds those to the test that started them.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+HITS_VARIABLE = "MUTATION_CHILD_HITS"
+
+CHILD_STARTUP = """\
+# Written by scripts/mutation (tests/mutation/childstats.py): record, in a test's child process,
+# the mutated functions it reaches while mutmut collects stats.
+import atexit
+import os
+
+_directory = os.environ.get("MUTATION_CHILD_HITS")
+if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _directory:
+    import mutmut.mutation.trampoline as _trampoline
+
+    _hits = set()
+
+    def _record(name, caller=None):
+        _hits.add(name)
+
+    def _save():
+        with open(os.path.join(_directory, f"{os.getpid()}.hits"), "w") as file:
+            file.write("\\n".join(sorted(_hits)))
+
+    _trampoline.record_trampoline_hit = _record
+    atexit.register(_save)
+elif os.environ.get("MUTANT_UNDER_TEST") == "stats":
+    # Not started by a test of this run: record nothing (mutmut's config is not found here).
+    os.environ["MUTANT_UNDER_TEST"] = ""
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    os.environ[HITS_VARIABLE] = tempfile.mkdtemp(prefix="mutation-hits-")
+    # mutmut runs pytest in mutants/, which holds the mutated code and sitecustomize.py.
+    search = [str(Path.cwd()), os.environ.get("PYTHONPATH", "")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(part for part in search if part)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Before mutmut's own teardown hook files the test's hits, add its children's."""
+    directory = os.environ.get(HITS_VARIABLE)
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not directory:
+        return
+    from mutmut.state import state
+
+    for hits in Path(directory).glob("*.hits"):
+        state()._stats.update(hits.read_text().split())
+        hits.unlink()

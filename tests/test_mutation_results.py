@@ -1,0 +1,158 @@
+"""scripts/mutation's bookkeeping: scores from mutmut's result files, the equivalent-mutant list,
+and the per-package configuration (the mutation runs themselves are docs/mutation.md's)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mutmut.mutation.data import SourceFileMutationData
+
+from tests.mutation.__main__ import EQUIVALENTS, WORK, package_config, project_config
+from tests.mutation.childstats import CHILD_STARTUP, HITS_VARIABLE
+from tests.mutation.results import (
+    MutationError,
+    package_score,
+    parse_equivalents,
+    read_exit_codes,
+    summary_line,
+)
+from tests.program_mocks import ROOT
+
+M = "verify.checks.x_exit_code__mutmut_"
+
+
+def write_results(directory: Path, path: str, codes: dict[str, int | None]) -> Path:
+    """Result files as mutmut itself writes them (its own writer), under directory/mutants/."""
+    (directory / "mutants" / path).parent.mkdir(parents=True, exist_ok=True)
+    data = SourceFileMutationData(path=path)
+    data.meta_path = directory / "mutants" / f"{path}.meta"
+    data.exit_code_by_key = dict(codes)
+    data.save()
+    return directory / "mutants"
+
+
+def test_killed_timed_out_and_crashed_mutants_count_as_detected(tmp_path: Path) -> None:
+    codes: dict[str, int | None] = {f"{M}1": 1, f"{M}2": 36, f"{M}3": -11, f"{M}4": 0, f"{M}5": 33}
+    mutants = write_results(tmp_path, "verify/checks.py", codes)
+    write_results(tmp_path, "patches/engine.py", {"patches.engine.x_write__mutmut_1": 0})
+    write_results(tmp_path, "verify/__main__.py", {"verify.__main__.x_main__mutmut_1": 0})
+    found = read_exit_codes(mutants, "verify", excluded=["*/__main__.py"])
+    assert found == codes  # only the package asked for, without the excluded module
+    result = package_score("verify", found, {})
+    assert result.score == pytest.approx(3 / 5)
+    assert result.survivors == (f"{M}4", f"{M}5")  # survived, and reached by no test
+    assert result.meets(0.6) and not result.meets(0.61)
+    assert summary_line(result, 0.9).startswith("verify: 60.0% killed (3/5;")
+    assert "BELOW TARGET" in summary_line(result, 0.9)
+
+
+def test_equivalent_mutants_leave_the_score_and_stale_entries_fail_the_run() -> None:
+    codes = {f"{M}1": 1, f"{M}2": 0, f"{M}3": 0}
+    equivalents = {f"{M}2": "why", "plan.naming.x_arch_of__mutmut_1": "another package"}
+    result = package_score("verify", codes, equivalents)
+    assert (result.killed, result.survivors, result.equivalent) == (
+        (f"{M}1",),
+        (f"{M}3",),
+        (f"{M}2",),
+    )
+    assert result.score == 0.5 and result.stale == () and result.meets(0.5)
+    # An entry whose mutant is now killed, or no longer exists, must be removed by a reviewer.
+    stale = package_score("verify", codes, {**equivalents, f"{M}1": "now killed", f"{M}9": "gone"})
+    assert stale.stale == (f"{M}1", f"{M}9")
+    assert not stale.meets(0.0)
+
+
+def test_mutants_not_run_to_the_end_are_an_error_not_a_score() -> None:
+    with pytest.raises(MutationError, match=r"verify: 1 mutants were not run to the end"):
+        package_score("verify", {f"{M}1": 1, f"{M}2": None}, {})
+
+
+def test_equivalents_are_one_name_and_one_reason_per_line() -> None:
+    text = f"# comment\n\n{M}1: the branch cannot be reached\n  {M}2:  both spellings equal  \n"
+    assert parse_equivalents(text) == {
+        f"{M}1": "the branch cannot be reached",
+        f"{M}2": "both spellings equal",
+    }
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (f"{M}1", "is not `<mutant name>: <reason>`"),
+        (f"{M}1:   ", "is not `<mutant name>: <reason>`"),
+        ("verify.checks: a module, not a mutant", "is not `<mutant name>: <reason>`"),
+        (f"{M}1 {M}2: two names", "is not `<mutant name>: <reason>`"),
+        (f"{M}1: one\n{M}1: twice", "listed twice"),
+    ],
+)
+def test_a_bad_equivalents_line_is_refused_naming_the_line(line: str, problem: str) -> None:
+    with pytest.raises(MutationError, match=r"equivalent\.txt:\d+: ") as raised:
+        parse_equivalents(line)
+    assert problem in str(raised.value)
+
+
+def test_the_committed_equivalents_name_mutants_of_configured_packages() -> None:
+    packages = project_config()["tool"]["mutation"]["tests"]
+    for name in parse_equivalents(EQUIVALENTS.read_text()):
+        assert name.split(".")[0] in packages, name
+
+
+def test_each_package_mutates_itself_against_existing_tests_of_its_own() -> None:
+    config = project_config()
+    selections = config["tool"]["mutation"]["tests"]
+    assert set(selections) == {"verify", "patches", "plan", "host"}
+    assert set(config["tool"]["mutation"]["targets"]) == set(selections)
+    union = set(config["tool"]["mutmut"]["pytest_add_cli_args_test_selection"])
+    for package, tests in selections.items():
+        assert all((ROOT / test).is_file() for test in tests), (package, tests)
+        assert set(tests) <= union, package
+        narrowed = package_config(config, package)["tool"]["mutmut"]
+        assert narrowed["source_paths"] == [f"{package}/"]
+        assert narrowed["pytest_add_cli_args_test_selection"] == tests
+        # The other packages are copied unmutated: the tests import them.
+        others = {f"{other}/" for other in selections if other != package}
+        assert others <= set(narrowed["also_copy"])
+        assert f"{package}/" not in narrowed["also_copy"]
+
+
+def test_an_unknown_package_is_refused_before_anything_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.mutation", "verfiy"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "verfiy" in result.stderr and "'verify', 'patches', 'plan', 'host'" in result.stderr
+    assert not (WORK / "verfiy").exists()
+
+
+def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -> None:
+    """What scripts/mutation's sitecustomize.py does in a child while mutmut collects stats."""
+    (tmp_path / "startup").mkdir()
+    (tmp_path / "startup" / "sitecustomize.py").write_text(CHILD_STARTUP)
+    hits = tmp_path / "hits"
+    hits.mkdir()
+    child = (
+        "import mutmut.mutation.trampoline as t\n"
+        "t.record_trampoline_hit('host.builder.x_matches')\n"
+        "t.record_trampoline_hit('host.builder.x_inspect', caller='host.builder.x_ensure')\n"
+    )
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(tmp_path / "startup"),
+        "MUTANT_UNDER_TEST": "stats",
+        HITS_VARIABLE: str(hits),
+    }
+    subprocess.run([sys.executable, "-c", child], env=environ, check=True, cwd=tmp_path)
+    [written] = hits.glob("*.hits")
+    assert written.read_text().split() == ["host.builder.x_inspect", "host.builder.x_matches"]
+    # Outside a stats run the startup file does nothing.
+    environ["MUTANT_UNDER_TEST"] = "host.builder.x_matches__mutmut_1"
+    written.unlink()
+    subprocess.run([sys.executable, "-c", "pass"], env=environ, check=True, cwd=tmp_path)
+    assert list(hits.iterdir()) == []
