@@ -11,51 +11,16 @@ import os
 import sys
 
 import pulumi
-from pulumi.runtime import config as runtime_config
 
-from components.artifact_repository import ArtifactRepository, ArtifactRepositoryArgs
-from components.binary_authorization import BinaryAuthorization, BinaryAuthorizationArgs
-from components.buildx_builder import BuildxBuilder, BuildxBuilderArgs
+from components.binary_authorization import binary_authorization
+from components.buildx_builder import buildx_builders
 from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesArgs
-from components.local_registry import LocalRegistry, LocalRegistryArgs
-from components.registry_target import artifact_registry_target, external_registry_target
+from components.registry_target import registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
-from plan.host_commands import builder_spec, interpreter, stack_owner
-from plan.naming import LOCAL_REGISTRY_DIR, arch_of
-from plan.settings import (
-    CONFIG_KEYS,
-    PROJECT,
-    ArtifactRegistry,
-    ConfigError,
-    GitSource,
-    Settings,
-    check_known_keys,
-    parse_settings,
-)
+from plan.host_commands import interpreter, stack_owner
 from plan.verification import verify_options
-
-
-def read_settings() -> tuple[Settings, pulumi.Output[str] | None]:
-    """The validated settings and the `registryPassword` secret; one error if anything is wrong."""
-    config, gcp_config = pulumi.Config(PROJECT), pulumi.Config("gcp")
-    password = config.get_secret("registryPassword")
-    try:
-        # The SDK has no public way to list every config key; these are the two places
-        # pulumi.Config itself reads from (the CLI's PULUMI_CONFIG and values set in-process).
-        check_known_keys(
-            {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()},
-            {*runtime_config.get_config_secret_keys_env(), *runtime_config._SECRET_KEYS.get()},
-        )
-        settings = parse_settings(
-            raw={key: value for key in CONFIG_KEYS if (value := config.get(key)) is not None},
-            gcp={key: value for key in ("project", "region") if (value := gcp_config.get(key))},
-            registry_password_set=password is not None,
-        )
-    except ConfigError as error:
-        raise pulumi.RunError(str(error)) from error
-    return settings, password
-
+from stack_config import read_settings
 
 settings, registry_password = read_settings()
 python = interpreter(sys.executable, os.getcwd())
@@ -72,66 +37,16 @@ patches = DockerfilePatches(
         root=source.root,
         services=[service.name for service in settings.services],
         dockerfiles=dockerfiles,
-        commit=settings.source.commit if isinstance(settings.source, GitSource) else None,
+        commit=settings.commit,
         python=python,
     ),
 )
-builder = BuildxBuilder(
-    "buildx",
-    BuildxBuilderArgs(
-        name=settings.builder.name,
-        spec=builder_spec(settings.builder, settings.platforms),
-        python=python,
-        owner=owner,
-    ),
+builder, platform_builders = buildx_builders(settings.builder, settings.platforms, python, owner)
+target = registry_target(
+    settings.destination, registry_password, settings.cache, settings.tag, python
 )
-platform_builders = {
-    platform: BuildxBuilder(
-        f"buildx-{arch_of(platform)}",
-        BuildxBuilderArgs(
-            name=own.name, spec=builder_spec(own, [platform]), python=python, owner=owner
-        ),
-    )
-    for platform, own in settings.builder.platform_builders.items()
-}
-if isinstance(settings.destination, ArtifactRegistry):
-    repository = ArtifactRepository(
-        "artifacts",
-        ArtifactRepositoryArgs(
-            destination=settings.destination, cache=settings.cache, tag=settings.tag
-        ),
-    )
-    target = artifact_registry_target(repository, settings.cache)
-else:
-    local_registry = (
-        LocalRegistry(
-            "local",
-            LocalRegistryArgs(
-                address=settings.destination.host, data_dir=LOCAL_REGISTRY_DIR, python=python
-            ),
-        )
-        if settings.destination.start
-        else None
-    )
-    target = external_registry_target(
-        settings.destination,
-        registry_password,
-        settings.cache,
-        started=None if local_registry is None else local_registry.address,
-    )
 
-binauthz = (
-    BinaryAuthorization(
-        "binauthz",
-        BinaryAuthorizationArgs(
-            project=settings.destination.project,
-            location=settings.destination.repository.location,
-            enforce=settings.attest.enforce,
-        ),
-    )
-    if settings.attest.binary_authorization and isinstance(settings.destination, ArtifactRegistry)
-    else None
-)
+binauthz = binary_authorization(settings.destination, settings.attest)
 
 images = {
     service.name: ServiceImage(
@@ -140,7 +55,7 @@ images = {
             service=service.name,
             platforms=settings.platforms,
             per_platform=settings.strategy == "perPlatform",
-            registry=target.registry,
+            target=target,
             tag=settings.tag,
             context=source.path(service.context),
             dockerfile=patches.dockerfile(service.name),
@@ -148,18 +63,14 @@ images = {
             labels=source.labels,
             builder=builder.name,
             platform_builders={platform: own.name for platform, own in platform_builders.items()},
-            login=target.login,
-            cache_registry=target.cache_registry,
             verify=verify_options(
                 settings.verify,
                 service.name,
                 gcp=target.verify_gcp,
-                commit=settings.source.commit if isinstance(settings.source, GitSource) else None,
+                commit=settings.commit,
                 attest_key=settings.attest.key,
             ),
             python=python,
-            immutable_tags=isinstance(settings.destination, ArtifactRegistry)
-            and settings.destination.repository.immutable_tags,
             binauthz_note=None if binauthz is None else binauthz.note,
             binauthz_key=None if binauthz is None else binauthz.key_version,
         ),

@@ -30,6 +30,7 @@ from plan.binary_authorization import (
     policy_rule,
     public_key_id,
 )
+from plan.settings import ArtifactRegistry, AttestSettings, ExternalRegistry
 
 
 @dataclass(frozen=True)
@@ -132,3 +133,20 @@ def _key_version(names: list[str]) -> str:
 
 def _rule(attestor: str) -> gcp.binaryauthorization.PolicyDefaultAdmissionRuleArgs:
     return gcp.binaryauthorization.PolicyDefaultAdmissionRuleArgs(**policy_rule(attestor))
+
+
+def binary_authorization(
+    destination: ArtifactRegistry | ExternalRegistry, attest: AttestSettings
+) -> BinaryAuthorization | None:
+    """BinaryAuthorization `binauthz` for an Artifact Registry stack with
+    `attest.binaryAuthorization`, else None (nothing declared)."""
+    if not (attest.binary_authorization and isinstance(destination, ArtifactRegistry)):
+        return None
+    return BinaryAuthorization(
+        "binauthz",
+        BinaryAuthorizationArgs(
+            project=destination.project,
+            location=destination.repository.location,
+            enforce=attest.enforce,
+        ),
+    )

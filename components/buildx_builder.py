@@ -8,19 +8,22 @@ Creates:
   (its delete removes it) and re-runs the ensure when the spec changes; it starts only once the
   every-run ensure has finished, so the two never race for the same builder.
 
-Both name the stack as the builder's owner: a builder another stack on the same machine owns is
+Both through `components.host_state.ensure_every_run`, as every piece of host state; both name
+the stack as the builder's owner: a builder another stack on the same machine owns is
 neither reconciled nor removed (the run fails with that stack's name instead).
+`buildx_builders` declares the builder every Image names and the per-platform ones.
 """
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import pulumi
-import pulumi_command as command
 
+from components.host_state import HostStateCommands, ensure_every_run
 from host.results import BuilderResult
-from plan.host_commands import builder_ensure_command, builder_remove_command
+from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from plan.naming import arch_of
+from plan.settings import BuilderSettings
 
 
 @dataclass(frozen=True)
@@ -47,35 +50,46 @@ class BuildxBuilder(pulumi.ComponentResource):
         self, name: str, args: BuildxBuilderArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("boutique:buildx_builder:BuildxBuilder", name, None, opts)
-        ensure = builder_ensure_command(args.python, args.spec, args.owner)
-        ensured = command.local.run_output(
-            command=ensure, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        owner = command.local.Command(
+        self.name = ensure_every_run(
+            self,
             f"{name}-builder",
-            # Same text, but only once the every-run ensure has finished: run at once, both
-            # would create the same builder, and a replacement's delete would remove it mid-ensure.
-            create=ensured.stdout.apply(partial(_once_ensured, ensure)),
-            delete=builder_remove_command(args.python, args.name, args.owner),
-            # A spec change replaces the Command (pulumi-command triggers always replace); the
-            # content hash, not a timestamp, keeps unchanged specs from replacing it.
-            triggers=[hashlib.sha256(args.spec.encode()).hexdigest()],
-            # Create-before-delete would remove the builder the new Command has just ensured
-            # under the same name; deleting first and ensuring after leaves it in place.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            HostStateCommands(
+                ensure=builder_ensure_command(args.python, args.spec, args.owner),
+                remove=builder_remove_command(args.python, args.name, args.owner),
+                identity=args.spec,
+            ),
+            _builder_name,
+            "builders",
         )
-        self.name = pulumi.Output.all(ensured.stdout, owner.stdout).apply(_ensured_name)
         self.register_outputs({"name": self.name})
 
 
-def _ensured_name(outputs: list[str]) -> str:
-    """The builder name both ensures report (they name the same builder)."""
-    names = {BuilderResult.from_json(stdout).name for stdout in outputs}
-    if len(names) != 1:
-        raise ValueError(f"builder ensure reported different builders: {sorted(names)}")
-    return names.pop()
+def _builder_name(stdout: str) -> str:
+    return BuilderResult.from_json(stdout).name
 
 
-def _once_ensured(line: str, ensured_stdout: str) -> str:
-    """`line`, as an Output that resolves only after the ensure printed `ensured_stdout`."""
-    return line
+def buildx_builders(
+    settings: BuilderSettings, platforms: Sequence[str], python: str, owner: str
+) -> tuple[BuildxBuilder, dict[str, BuildxBuilder]]:
+    """The builder every Image names (`buildx`), and one per platform that has a builder of its
+    own (`buildx-<arch>`, strategy perPlatform); `python` runs `-m host`, `owner` is the stack
+    (`plan.host_commands.stack_owner`)."""
+    builder = BuildxBuilder(
+        "buildx",
+        BuildxBuilderArgs(
+            name=settings.name,
+            spec=builder_spec(settings, platforms),
+            python=python,
+            owner=owner,
+        ),
+    )
+    own = {
+        platform: BuildxBuilder(
+            f"buildx-{arch_of(platform)}",
+            BuildxBuilderArgs(
+                name=each.name, spec=builder_spec(each, [platform]), python=python, owner=owner
+            ),
+        )
+        for platform, each in settings.platform_builders.items()
+    }
+    return builder, own

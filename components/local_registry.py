@@ -8,16 +8,15 @@ Creates:
   delete stops what the ensure started; the pushed images stay in the data directory) and ensures
   it again when the address or the data directory changes; it starts only once the every-run
   ensure has finished, so the two never race for the same address.
+Both through `components.host_state.ensure_every_run`, as every piece of host state.
 """
 
-import hashlib
 import shlex
 from dataclasses import dataclass
-from functools import partial
 
 import pulumi
-import pulumi_command as command
 
+from components.host_state import HostStateCommands, ensure_every_run
 from host.results import RegistryResult
 
 
@@ -59,37 +58,20 @@ class LocalRegistry(pulumi.ComponentResource):
         self, name: str, args: LocalRegistryArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("boutique:local_registry:LocalRegistry", name, None, opts)
-        ensure = registry_ensure_command(args.python, args.address, args.data_dir)
-        ensured = command.local.run_output(
-            command=ensure, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        where = f"{args.address}\0{args.data_dir}"
-        owner = command.local.Command(
+        self.address = ensure_every_run(
+            self,
             f"{name}-registry",
-            # Same text, but only once the every-run ensure has finished: run at once, both
-            # would create the same registry, and a replacement's delete would remove it mid-ensure.
-            create=ensured.stdout.apply(partial(_once_ensured, ensure)),
-            delete=registry_remove_command(args.python, args.address, args.data_dir),
-            # A new address or data directory replaces the Command (pulumi-command triggers always
-            # replace); a content hash, not a timestamp, keeps an unchanged registry in place.
-            triggers=[hashlib.sha256(where.encode()).hexdigest()],
-            # With create-before-delete, a new data directory at the same address would go wrong:
-            # the new Command's ensure finds the old registry answering and reuses it, then the
-            # old Command's delete stops it. Deleting first, then ensuring, leaves one serving.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+            HostStateCommands(
+                ensure=registry_ensure_command(args.python, args.address, args.data_dir),
+                remove=registry_remove_command(args.python, args.address, args.data_dir),
+                identity=f"{args.address}\0{args.data_dir}",
+            ),
+            registry_address,
+            "addresses",
         )
-        self.address = pulumi.Output.all(ensured.stdout, owner.stdout).apply(_ensured_address)
         self.register_outputs({"address": self.address})
 
 
-def _ensured_address(outputs: list[str]) -> str:
-    """The address both ensures report (they name the same registry)."""
-    addresses = {RegistryResult.from_json(stdout).address for stdout in outputs}
-    if len(addresses) != 1:
-        raise ValueError(f"registry ensure reported different addresses: {sorted(addresses)}")
-    return addresses.pop()
-
-
-def _once_ensured(line: str, ensured_stdout: str) -> str:
-    """`line`, as an Output that resolves only after the ensure printed `ensured_stdout`."""
-    return line
+def registry_address(stdout: str) -> str:
+    """The address an ensure reports."""
+    return RegistryResult.from_json(stdout).address

@@ -1,8 +1,13 @@
-"""Where images are pushed and with which credentials: Artifact Registry or an existing registry.
+"""Where images are pushed and with which credentials: Artifact Registry, an existing registry,
+or one this stack starts on this host.
 
-Not a resource: a small record the program hands every ServiceImage. The Artifact Registry
-access token is read through the gcp provider on every run (it lives about an hour) and is
-wrapped as a secret so it never reaches state or logs in plain text.
+`registry_target` declares what the destination needs and returns a RegistryTarget, the small
+record (not a resource) every ServiceImage takes whole:
+- Artifact Registry: ArtifactRepository `artifacts` (the repository, its cache repository and
+  IAM); the deployer's access token is read through the gcp provider on every run (it lives
+  about an hour) and wrapped as a secret so it never reaches state or logs in plain text;
+- a registry started here (StartedRegistry): LocalRegistry `local`; images wait for it;
+- an existing registry: nothing; credentials from `registry.username` and `registryPassword`.
 """
 
 from dataclasses import dataclass
@@ -10,10 +15,22 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from components.artifact_repository import ArtifactRepository
-from components.service_image import RegistryLogin
-from plan.naming import ARTIFACT_REGISTRY_USERNAME
-from plan.settings import ExternalRegistry
+from components.artifact_repository import ArtifactRepository, ArtifactRepositoryArgs
+from components.local_registry import LocalRegistry, LocalRegistryArgs
+from plan.naming import ARTIFACT_REGISTRY_USERNAME, LOCAL_REGISTRY_DIR
+from plan.settings import ArtifactRegistry, ExternalRegistry, StartedRegistry
+
+
+@dataclass(frozen=True)
+class RegistryLogin:
+    """Credentials for pushing (and reading the cache); kept in memory by the provider."""
+
+    address: pulumi.Input[str]
+    """Registry host the credentials apply to."""
+    username: pulumi.Input[str]
+    """User name (`oauth2accesstoken` for Artifact Registry)."""
+    password: pulumi.Input[str]
+    """Password or access token; must be a secret Output."""
 
 
 @dataclass(frozen=True)
@@ -28,9 +45,39 @@ class RegistryTarget:
     """Push credentials (password a secret Output), or None for an anonymous registry."""
     verify_gcp: bool
     """Whether the verification authenticates with Application Default Credentials."""
+    immutable_tags: bool = False
+    """The registry refuses moving a tag (`repository.immutableTags`)."""
 
 
-def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> RegistryTarget:
+def registry_target(
+    destination: ArtifactRegistry | ExternalRegistry,
+    password: pulumi.Output[str] | None,
+    cache: bool,
+    tag: str,
+    python: str,
+) -> RegistryTarget:
+    """Declare what `destination` needs (see the module docstring) and say where to push.
+    `password` is the `registryPassword` secret, `tag` the stack's tag (the repository's cleanup
+    keeps it); `python` runs `-m host` for a started registry."""
+    if isinstance(destination, ArtifactRegistry):
+        repository = ArtifactRepository(
+            "artifacts", ArtifactRepositoryArgs(destination=destination, cache=cache, tag=tag)
+        )
+        return artifact_registry_target(
+            repository, cache, immutable_tags=destination.repository.immutable_tags
+        )
+    started = None
+    if isinstance(destination, StartedRegistry):
+        started = LocalRegistry(
+            "local",
+            LocalRegistryArgs(address=destination.host, data_dir=LOCAL_REGISTRY_DIR, python=python),
+        ).address
+    return external_registry_target(destination, password, cache, started)
+
+
+def artifact_registry_target(
+    repository: ArtifactRepository, cache: bool, immutable_tags: bool = False
+) -> RegistryTarget:
     """Push to the repository with the deployer's own access token (`oauth2accesstoken`)."""
     token = gcp.organizations.get_client_config_output().access_token
     return RegistryTarget(
@@ -42,6 +89,7 @@ def artifact_registry_target(repository: ArtifactRepository, cache: bool) -> Reg
             password=pulumi.Output.secret(token),
         ),
         verify_gcp=True,
+        immutable_tags=immutable_tags,
     )
 
 

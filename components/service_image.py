@@ -38,6 +38,7 @@ import pulumi_command as command
 import pulumi_docker_build as docker_build
 
 from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
+from components.registry_target import RegistryTarget
 from plan.binary_authorization import binauthz_command, occurrence_of
 from plan.naming import (
     CACHE_REF,
@@ -59,18 +60,6 @@ from plan.verification import (
 
 
 @dataclass(frozen=True)
-class RegistryLogin:
-    """Credentials for pushing (and reading the cache); kept in memory by the provider."""
-
-    address: pulumi.Input[str]
-    """Registry host the credentials apply to."""
-    username: pulumi.Input[str]
-    """User name (`oauth2accesstoken` for Artifact Registry)."""
-    password: pulumi.Input[str]
-    """Password or access token; must be a secret Output."""
-
-
-@dataclass(frozen=True)
 class ServiceImageArgs:
     """How to build, verify and publish one service."""
 
@@ -80,8 +69,8 @@ class ServiceImageArgs:
     """Platforms of the image (`linux/amd64`, `linux/arm64`)."""
     per_platform: bool
     """One single-platform Image per platform (strategy `perPlatform`) instead of one Image."""
-    registry: pulumi.Input[str]
-    """Registry path the image is pushed under."""
+    target: RegistryTarget
+    """Where the image is pushed (registry and cache paths) and with which credentials."""
     tag: str
     """Tag the Index moves to the verified image (`tag` config)."""
     context: pulumi.Input[str]
@@ -96,16 +85,10 @@ class ServiceImageArgs:
     """Name of the buildx builder."""
     platform_builders: Mapping[str, pulumi.Input[str]]
     """`perPlatform`: builder names of the platforms that have a builder of their own."""
-    login: RegistryLogin | None
-    """Credentials, or None for an anonymous registry."""
-    cache_registry: pulumi.Input[str] | None
-    """Registry path of the build cache; None builds without a cache."""
     verify: VerifyOptions
     """How each pushed digest is verified."""
     python: str
     """Interpreter that runs `-m verify`."""
-    immutable_tags: bool = False
-    """The registry refuses moving a tag (`repository.immutableTags`)."""
     binauthz_note: pulumi.Input[str] | None = None
     """The attestor's note (`projects/P/notes/N`); None: no Binary Authorization attestation."""
     binauthz_key: pulumi.Input[str] | None = None
@@ -134,10 +117,10 @@ class ServiceImage(pulumi.ComponentResource):
             raise ValueError("ServiceImage is declared at the top of the stack (see _child_urn)")
         super().__init__("boutique:service_image:ServiceImage", name, None, opts)
         tag_ref = pulumi.Output.format(
-            IMAGE_REF, registry=args.registry, service=args.service, tag=args.tag
+            IMAGE_REF, registry=args.target.registry, service=args.service, tag=args.tag
         )
         repository = pulumi.Output.format(
-            IMAGE_REPOSITORY, registry=args.registry, service=args.service
+            IMAGE_REPOSITORY, registry=args.target.registry, service=args.service
         )
         labels = pulumi.Output.all(args.labels, args.patch_id).apply(_with_patch_id)
         builds = (
@@ -173,7 +156,7 @@ class ServiceImage(pulumi.ComponentResource):
             )
             sources.append(pulumi.Output.all(ref, candidate.stdout).apply(_first))
         verified = pulumi.Output.all(*[v.platforms for v in verifications]).apply(merged_platforms)
-        if args.immutable_tags:
+        if args.target.immutable_tags:
             # `run_with_unknowns`: a preview in which new images will be built (their verified
             # platforms unknown) checks the tag before any build; otherwise, after verification
             # and before the Index, the tag must not exist or hold exactly the verified images.
@@ -182,7 +165,7 @@ class ServiceImage(pulumi.ComponentResource):
                 run_with_unknowns=True,
             )
             sources = [pulumi.Output.all(source, guard).apply(_first) for source in sources]
-        login = args.login
+        login = args.target.login
         index = docker_build.Index(
             f"{name}-index",
             tag=tag_ref,
@@ -252,22 +235,21 @@ class ServiceImage(pulumi.ComponentResource):
         labels: pulumi.Input[Mapping[str, str]],
     ) -> docker_build.Image:
         """One Image of `platforms`, pushed to `repository` by digest, with its own cache ref."""
-        login = args.login
+        login = args.target.login
         # perPlatform: one platform per Image, with a cache ref and a builder of its own.
         own = args.per_platform
         cache_ref = None
-        if args.cache_registry is not None:
+        cache_registry = args.target.cache_registry
+        if cache_registry is not None:
             cache_ref = (
                 pulumi.Output.format(
                     PLATFORM_CACHE_REF,
-                    registry=args.cache_registry,
+                    registry=cache_registry,
                     service=args.service,
                     arch=arch_of(platforms[0]),
                 )
                 if own
-                else pulumi.Output.format(
-                    CACHE_REF, registry=args.cache_registry, service=args.service
-                )
+                else pulumi.Output.format(CACHE_REF, registry=cache_registry, service=args.service)
             )
         builder = args.platform_builders.get(platforms[0], args.builder) if own else args.builder
         return docker_build.Image(

@@ -12,7 +12,6 @@ treats loopback registries as insecure (plain HTTP) without any daemon configura
 """
 
 import contextlib
-import ipaddress
 import json
 import os
 import re
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from host.process import HostError, run, run_checked
 from host.results import RegistryRemoval, RegistryResult
+from verify.reference import is_loopback, split_host
 
 REGISTRY_BINARY = "docker-registry"
 """Debian's build of CNCF distribution (package `docker-registry`)."""
@@ -69,21 +69,15 @@ class LoopbackAddress:
     def parse(text: str) -> "LoopbackAddress":
         """`text` as a loopback `host:port`, or one HostError naming it and what is allowed."""
         allowed = "a loopback host:port such as 127.0.0.1:5000, localhost:5000 or [::1]:5000"
-        host, separator, port = text.rpartition(":")
-        if not separator or not port.isdigit() or not 0 < int(port) < 65536:
+        hostname, port = split_host(text)
+        if port is None or not port.isdigit() or not 0 < int(port) < 65536:
             raise HostError(f"registry address {text!r} is not valid; allowed: {allowed}")
-        if host != "localhost":
-            try:
-                loopback = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
-            except ValueError:
-                loopback = None
-            bracketed = host.startswith("[") == (loopback is not None and loopback.version == 6)
-            if loopback is None or not loopback.is_loopback or not bracketed:
-                raise HostError(
-                    f"registry address {text!r} is not on loopback; allowed: {allowed} "
-                    "(the registry is anonymous plain HTTP, so it never listens elsewhere)"
-                )
-        return LoopbackAddress(host, int(port))
+        if not is_loopback(hostname):
+            raise HostError(
+                f"registry address {text!r} is not on loopback; allowed: {allowed} "
+                "(the registry is anonymous plain HTTP, so it never listens elsewhere)"
+            )
+        return LoopbackAddress(text.rpartition(":")[0], int(port))
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ project directory, as Pulumi does.
 from collections.abc import Iterator
 
 import pytest
-from pulumi.runtime.settings import set_root_resource
 
 from tests.program_mocks import ROOT, ProgramRunner
+from tests.recorder import reset
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     (where Pulumi runs it)."""
     monkeypatch.chdir(ROOT)
     yield ProgramRunner()
-    set_root_resource(None)  # type: ignore[arg-type]
+    reset()
 
 
 UPSTREAM_CHECKOUT_TESTS = "tests/test_patches_upstream_checkout.py"

@@ -8,9 +8,10 @@ copied as it is, as `imagetools create` does), the access token of `getClientCon
 and `python -m verify --json` (built with `verify.report.image_json`). The tools themselves run
 for real in their own tests and in tests/integration/.
 
-`RecordingMonitor` keeps every registration request, because `MockResourceArgs` carries no
-parent, protect, delete_before_replace or dependencies. No pytest import: benchmarks/program.py
-uses this module too.
+`tests.recorder` (the one module touching SDK internals) records every registration request and
+runs the program to its end; its `Registration`, `Invocation`, `is_secret` and `unwrap` are
+re-exported here for the program tests. No pytest import: benchmarks/program.py uses this
+module too.
 """
 
 import hashlib
@@ -23,15 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from pulumi.runtime import mocks, rpc
-from pulumi.runtime.settings import set_root_resource
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from host.results import BuilderResult, CheckoutResult, RegistryResult
 from patches.definitions import load
 from plan.services import CATALOG
 from plan.settings import UPSTREAM_COMMIT
+from tests.recorder import Invocation as Invocation
+from tests.recorder import RecordingMonitor, root_outputs, run_to_completion, use_mocks
+from tests.recorder import Registration as Registration
+from tests.recorder import is_secret as is_secret
+from tests.recorder import unwrap as unwrap
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.report import image_json
 from verify.run import RunResult, run_json
@@ -53,67 +55,6 @@ IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
 """Resource types the program declares."""
 REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 """The registry path of the dev stack's repository, as the mocks answer it."""
-
-
-@dataclass
-class Registration:
-    """One RegisterResource request, as the engine receives it."""
-
-    urn: str
-    type: str
-    name: str
-    custom: bool
-    parent: str
-    protect: bool
-    delete_before_replace: bool
-    retain_on_delete: bool
-    dependencies: list[str]
-    property_dependencies: dict[str, list[str]]
-    inputs: dict[str, Any]
-    """Deserialized inputs; secret values stay wrapped (see `is_secret`)."""
-
-
-@dataclass
-class Invocation:
-    """One provider function call (an invoke)."""
-
-    token: str
-    args: dict[str, Any]
-
-
-class RecordingMonitor(mocks.MockMonitor):
-    """A MockMonitor that keeps the registration and invoke requests."""
-
-    def __init__(self, mock: mocks.Mocks) -> None:
-        super().__init__(mock)
-        self.registrations: list[Registration] = []
-        self.invocations: list[Invocation] = []
-
-    def RegisterResource(self, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            self.registrations.append(
-                Registration(
-                    urn=self.make_urn(request.parent, request.type, request.name),
-                    type=request.type,
-                    name=request.name,
-                    custom=request.custom,
-                    parent=request.parent,
-                    protect=request.protect,
-                    delete_before_replace=request.deleteBeforeReplace,
-                    retain_on_delete=request.retainOnDelete,
-                    dependencies=sorted(request.dependencies),
-                    property_dependencies={
-                        key: sorted(value.urns)
-                        for key, value in sorted(request.propertyDependencies.items())
-                    },
-                    inputs=rpc.deserialize_properties(request.object),
-                )
-            )
-        return super().RegisterResource(request)
-
-    def Invoke(self, request: Any) -> Any:
-        self.invocations.append(Invocation(request.tok, rpc.deserialize_properties(request.args)))
-        return super().Invoke(request)
 
 
 def host_stdout(command_line: str) -> str:
@@ -369,16 +310,12 @@ def start_program(
     """Set fresh mocks and config, then run `__main__.py` (its RPCs may still be in flight)."""
     monitor = monitor or new_monitor(config)
     secret_values = dict(secrets or {})
-    set_root_resource(None)  # type: ignore[arg-type]
     preview = isinstance(monitor.mocks, BoutiqueMocks) and monitor.mocks.preview
-    pulumi.runtime.set_mocks(
-        monitor.mocks, project=PROJECT, stack=STACK, preview=preview, monitor=monitor
-    )
+    use_mocks(monitor.mocks, PROJECT, STACK, monitor, preview=preview)
     pulumi.runtime.set_all_config({**config_values(config), **secret_values}, list(secret_values))
     run = ProgramRun(monitor)
     run.namespace.update(runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__"))
-    root = pulumi.runtime.get_root_resource()
-    run.outputs.update(getattr(root, "outputs", {}))
+    run.outputs.update(root_outputs())
     return run
 
 
@@ -389,7 +326,7 @@ def evaluate_program(
 ) -> ProgramRun:
     """Run `__main__.py` to completion: every registration request has been recorded."""
     runs: list[ProgramRun] = []
-    _sync_await(run_pulumi_func(lambda: runs.append(start_program(config, secrets, monitor))))
+    run_to_completion(lambda: runs.append(start_program(config, secrets, monitor)))
     return runs[0]
 
 
@@ -409,16 +346,6 @@ class ProgramRunner:
     ) -> ProgramRun:
         self.monitor = new_monitor(config, patch_ids, patch_failure, preview)
         return evaluate_program(config, secrets, self.monitor)
-
-
-def is_secret(value: Any) -> bool:
-    """Whether a deserialized input value is a secret."""
-    return bool(rpc.is_rpc_secret(value))
-
-
-def unwrap(value: Any) -> Any:
-    """The plain value of a deserialized input, secret or not."""
-    return rpc.unwrap_rpc_secret(value) if is_secret(value) else value
 
 
 DEV_CONFIG: dict[str, object] = {

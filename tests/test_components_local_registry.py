@@ -14,18 +14,19 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 import pytest
-from pulumi.runtime.settings import set_root_resource
 
+from components.host_state import same_report
 from components.local_registry import (
     LocalRegistry,
     LocalRegistryArgs,
-    _ensured_address,
+    registry_address,
     registry_ensure_command,
     registry_remove_command,
 )
 from host.results import RegistryResult
-from plan.settings import CONFIG_KEYS, PROJECT, ExternalRegistry, parse_settings
-from tests.program_mocks import COMMAND, RecordingMonitor, Registration, stack_config
+from plan.settings import CONFIG_KEYS, PROJECT, StartedRegistry, parse_settings
+from tests.program_mocks import COMMAND, stack_config
+from tests.recorder import RecordingMonitor, Registration, reset, use_mocks
 
 ADDRESS = "127.0.0.1:5000"
 DATA_DIR = ".cache/local-registry"
@@ -55,12 +56,9 @@ class RegistryMocks(pulumi.runtime.Mocks):
 @pytest.fixture
 def monitor() -> Iterator[RecordingMonitor]:
     recording = RecordingMonitor(RegistryMocks())
-    set_root_resource(None)  # type: ignore[arg-type]
-    pulumi.runtime.set_mocks(
-        recording.mocks, project=PROJECT, stack="local", preview=False, monitor=recording
-    )
+    use_mocks(recording.mocks, PROJECT, "local", recording)
     yield recording
-    set_root_resource(None)  # type: ignore[arg-type]
+    reset()
 
 
 def named(monitor: RecordingMonitor, name: str) -> Registration:
@@ -128,10 +126,10 @@ def test_command_lines_quote_their_arguments() -> None:
 def test_ensures_that_disagree_are_an_error() -> None:
     first = RegistryResult(ADDRESS, 1, None, True).to_json()
     reused = RegistryResult(ADDRESS, 1, None, False).to_json()
-    assert _ensured_address([first, reused]) == ADDRESS
+    assert same_report(registry_address, "addresses", [first, reused]) == ADDRESS
     other = RegistryResult("127.0.0.1:5001", None, None, False).to_json()
     with pytest.raises(ValueError, match="different addresses"):
-        _ensured_address([first, other])
+        same_report(registry_address, "addresses", [first, other])
 
 
 def test_local_stack_file_parses_into_a_started_loopback_registry() -> None:
@@ -146,7 +144,7 @@ def test_local_stack_file_parses_into_a_started_loopback_registry() -> None:
     # __main__.py only reads CONFIG_KEYS: a key outside them would be silently ignored.
     assert set(raw) <= set(CONFIG_KEYS), set(raw) - set(CONFIG_KEYS)
     settings = parse_settings(raw, gcp={}, registry_password_set=False)
-    assert settings.destination == ExternalRegistry(ADDRESS, username=None, start=True)
+    assert settings.destination == StartedRegistry(ADDRESS, username=None)
     assert settings.builder.name == "boutique-local"
     assert settings.builder.driver == "docker-container"
     assert dict(settings.builder.driver_opts) == {"network": "host"}

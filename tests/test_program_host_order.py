@@ -9,18 +9,11 @@ The mocked ensure is slowed down so that a Command registered without waiting fo
 
 import shlex
 import time
-from typing import Any
 
 import pytest
-from pulumi.runtime import rpc
 
-from tests.program_mocks import (
-    ROOT,
-    RecordingMonitor,
-    evaluate_program,
-    new_monitor,
-    stack_config,
-)
+from tests.program_mocks import ROOT, evaluate_program, new_monitor, stack_config
+from tests.recorder import Invocation, RecordingMonitor, Registration
 
 ENSURE_SECONDS = 0.3
 
@@ -32,19 +25,14 @@ class OrderMonitor(RecordingMonitor):
         super().__init__(monitor.mocks)
         self.events: list[tuple[str, str]] = []
 
-    def Invoke(self, request: Any) -> Any:
-        response = super().Invoke(request)
-        if request.tok == "command:local:run":
+    def invoked(self, invocation: Invocation) -> None:
+        if invocation.token == "command:local:run":
             time.sleep(ENSURE_SECONDS)
-            self.events.append(("ran", rpc.deserialize_properties(request.args)["command"]))
-        return response
+            self.events.append(("ran", invocation.args["command"]))
 
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        if request.type == "command:local:Command":
-            inputs = rpc.deserialize_properties(request.object)
-            self.events.append(("registered", inputs.get("create", "")))
-        return response
+    def registered(self, registration: Registration) -> None:
+        if registration.type == "command:local:Command":
+            self.events.append(("registered", registration.inputs.get("create", "")))
 
 
 @pytest.mark.parametrize(("stack", "what"), [("dev", "builder"), ("local", "registry")])

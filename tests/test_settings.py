@@ -19,6 +19,7 @@ from plan.settings import (
     PathSource,
     ProbeOverride,
     Settings,
+    StartedRegistry,
     VerifySettings,
     parse_settings,
 )
@@ -297,7 +298,7 @@ def test_a_checkout_path_starting_with_a_dash_is_written_relative() -> None:
 def test_registry_alternative_accepts_the_empty_member_lists_pulumi_yaml_defaults_to() -> None:
     # The CLI passes every key Pulumi.yaml declares with a default, `writers: []` included.
     settings = parse(gcp={}, registry={"address": "127.0.0.1:5000"}, writers=[], readers=[])
-    assert settings.destination == ExternalRegistry("127.0.0.1:5000", username=None, start=False)
+    assert settings.destination == ExternalRegistry("127.0.0.1:5000", username=None)
 
 
 def test_registry_alternative_needs_no_gcp_project() -> None:
@@ -305,11 +306,11 @@ def test_registry_alternative_needs_no_gcp_project() -> None:
         gcp={}, password=True, registry={"address": "127.0.0.1:5000/boutique", "username": "ci"}
     )
     assert settings.destination == ExternalRegistry(
-        address="127.0.0.1:5000/boutique", username="ci", start=False
+        address="127.0.0.1:5000/boutique", username="ci"
     )
     assert settings.destination.host == "127.0.0.1:5000"
     anonymous = parse(gcp={}, registry={"address": "registry.example.com"})
-    assert anonymous.destination == ExternalRegistry("registry.example.com", None, start=False)
+    assert anonymous.destination == ExternalRegistry("registry.example.com", None)
 
 
 def test_existing_checkout_path() -> None:
@@ -766,8 +767,8 @@ def test_per_platform_builders_are_builders_of_their_own() -> None:
 )
 def test_a_registry_is_started_only_on_loopback(address: str) -> None:
     settings = parse(gcp={}, registry={"address": address, "start": True})
-    assert isinstance(settings.destination, ExternalRegistry)
-    assert settings.destination.start is True
+    # A registry started here is its own destination type (LocalRegistry declares it).
+    assert settings.destination == StartedRegistry(address, username=None)
 
 
 @pytest.mark.parametrize(("values", "gcp", "password", "key", "allowed"), BAD_CONFIG)

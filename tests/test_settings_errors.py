@@ -233,7 +233,7 @@ def test_unset_nested_keys_take_their_documented_defaults() -> None:
         False,
     )
     registry = parse(gcp={}, registry={"address": "127.0.0.1:5000"}).destination
-    assert registry == ExternalRegistry(address="127.0.0.1:5000", username=None, start=False)
+    assert registry == ExternalRegistry(address="127.0.0.1:5000", username=None)
     assert parse(tag="2024.1").tag == "2024.1"
     # The smallest allowed counts are allowed.
     least = parse(repository={"cleanup": {"keepCount": 1, "olderThanDays": 1}})

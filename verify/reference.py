@@ -51,10 +51,7 @@ class Reference:
     @property
     def hostname(self) -> str:
         """The host without port and without IPv6 brackets."""
-        host = self.registry
-        if host.startswith("["):
-            return host[1 : host.index("]")]
-        return host.rsplit(":", 1)[0] if ":" in host else host
+        return split_host(self.registry)[0]
 
     @property
     def scheme(self) -> str:
@@ -70,8 +67,24 @@ class Reference:
         return text
 
 
+def split_host(registry: str) -> tuple[str, str | None]:
+    """``host[:port]`` as (the host without IPv6 brackets, the port or None). An IPv6 address
+    with a port must be bracketed (``[::1]:5000``): unbracketed, every colon is the address's."""
+    if registry.startswith("["):
+        host, bracket, rest = registry[1:].partition("]")
+        if not bracket or ":" not in host or (rest and not rest.startswith(":")):
+            return registry, None  # brackets hold an IPv6 address, nothing else
+        return host, rest[1:] if rest else None
+    if registry.count(":") == 1:
+        host, _, port = registry.partition(":")
+        return host, port
+    return registry, None
+
+
 def is_loopback(hostname: str) -> bool:
-    """True for ``localhost`` and for addresses in 127.0.0.0/8 or ``::1``."""
+    """True for ``localhost`` and for addresses in 127.0.0.0/8 or ``::1``: the one rule for
+    "this machine only" (the config's `registry.start`, `python -m host registry` and the
+    plain-HTTP choice here all use it, with :func:`split_host`)."""
     if hostname.lower() == "localhost":
         return True
     try:

@@ -19,8 +19,11 @@ Ports, environment, probes, resources, security contexts and Services stay as th
 from __future__ import annotations
 
 import copy
+import importlib.util
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 ARCH_LABEL = "kubernetes.io/arch"
@@ -35,21 +38,24 @@ ARM64_TOLERATION = {
 }
 """GKE taints Arm node pools with kubernetes.io/arch=arm64:NoSchedule."""
 
-UPSTREAM_SERVICES = (
-    "adservice",
-    "cartservice",
-    "checkoutservice",
-    "currencyservice",
-    "emailservice",
-    "frontend",
-    "paymentservice",
-    "productcatalogservice",
-    "recommendationservice",
-    "shippingservice",
-    "loadgenerator",
-    "shoppingassistantservice",
-)
-"""Upstream's published service images (the images stack's catalog; a test keeps them equal)."""
+
+def _program_catalog() -> tuple[str, ...]:
+    """The service names of the images program's catalogue (`plan/services.py` of the
+    repository this example lives in), so the two never drift apart. Loaded by path: that
+    module is plain Python, and this project's virtualenv does not hold the program's."""
+    path = Path(__file__).resolve().parents[2] / "plan" / "services.py"
+    spec = importlib.util.spec_from_file_location("boutique_multiarch_services", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"the images program's service catalogue is not at {path}")
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is created.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return tuple(module.CATALOG)
+
+
+UPSTREAM_SERVICES = _program_catalog()
+"""Upstream's published service images: every service the images program can build."""
 UPSTREAM_REGISTRIES = (
     "us-central1-docker.pkg.dev/google-samples/microservices-demo",
     "gcr.io/google-samples/microservices-demo",

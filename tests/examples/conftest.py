@@ -17,9 +17,8 @@ from typing import Any
 
 import pulumi
 import pytest
-from pulumi.runtime import settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
+
+from tests.recorder import reset, resolve, root_outputs, run_to_completion, use_mocks
 
 CONSUMER_DIR = Path(__file__).resolve().parents[2] / "examples" / "gke-consumer"
 CONSUMER_PROJECT = "boutique-gke-consumer"
@@ -89,9 +88,8 @@ class ConsumerHarness:
         then shows what was registered before.
         """
         # A fresh root stack per run: set_mocks only creates one when none exists.
-        settings.reset_options()
         self.mocks = ExampleMocks(stack_outputs)
-        pulumi.runtime.set_mocks(self.mocks, project=CONSUMER_PROJECT, stack="test", preview=False)
+        use_mocks(self.mocks, CONSUMER_PROJECT, "test")
         pulumi.runtime.set_all_config(
             {f"{CONSUMER_PROJECT}:{key}": value for key, value in config.items()}, []
         )
@@ -100,11 +98,10 @@ class ConsumerHarness:
         def program() -> None:
             namespace.update(runpy.run_path(str(CONSUMER_DIR / "consumer.py")))
 
-        _sync_await(run_pulumi_func(program))
-        exported = getattr(pulumi.runtime.get_root_resource(), "outputs", {})
-        outputs = _sync_await(pulumi.Output.all(**exported).future())
+        run_to_completion(program)
+        outputs = resolve(pulumi.Output.all(**root_outputs()))
         # Resources declared inside `apply` register asynchronously: wait for them too.
-        _sync_await(run_pulumi_func(lambda: None))
+        run_to_completion(lambda: None)
         return Evaluation(list(self.mocks.registered), dict(outputs or {}), namespace)
 
 
@@ -113,4 +110,4 @@ def consumer() -> Iterator[ConsumerHarness]:
     """A harness for the GKE consumer example, with the Pulumi runtime reset afterwards."""
     yield ConsumerHarness()
     pulumi.runtime.set_all_config({}, [])
-    settings.reset_options()
+    reset()

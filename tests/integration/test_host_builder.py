@@ -234,6 +234,8 @@ def test_program_command_lines_ensure_and_remove_host_state(
     project.mkdir()
     (project / ".venv").symlink_to(ROOT / ".venv")
     (project / "host").symlink_to(ROOT / "host")
+    # `python -m host` reads the one loopback rule from verify.reference.
+    (project / "verify").symlink_to(ROOT / "verify")
 
     def in_project(command_line: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
