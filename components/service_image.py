@@ -93,6 +93,8 @@ class ServiceImageArgs:
     """The attestor's note (`projects/P/notes/N`); None: no Binary Authorization attestation."""
     binauthz_key: pulumi.Input[str] | None = None
     """The KMS key version that signs the occurrence."""
+    signing_key: pulumi.Resource | None = None
+    """What holds the KMS key that signs the attestations (BinaryAuthorization), or None."""
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -143,6 +145,7 @@ class ServiceImage(pulumi.ComponentResource):
                         platforms=platforms,
                         options=args.verify,
                         python=args.python,
+                        signing_key=args.signing_key,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),
                 )

@@ -47,6 +47,8 @@ class VerifyOptions:
     """Start each platform's image and probe it; None when `verify.run` is false."""
     attest_key: str | None = None
     """Sign and push attestations after a pass (`--attest --key K --create-key`)."""
+    attest_kms: str | None = None
+    """Or sign them with this Cloud KMS key version (`--attest --kms V`)."""
 
 
 def verify_options(
@@ -55,6 +57,7 @@ def verify_options(
     gcp: bool,
     commit: str | None = None,
     attest_key: str | None = None,
+    attest_kms: str | None = None,
 ) -> VerifyOptions:
     """The options of `service`'s verifications: its allowed paths only (reasons stay in
     config), and its probe at upstream `commit` with the config's overrides."""
@@ -65,6 +68,7 @@ def verify_options(
         gcp=gcp,
         run=_run_plan(settings, service, commit) if settings.run else None,
         attest_key=attest_key,
+        attest_kms=attest_kms,
     )
 
 
@@ -99,7 +103,8 @@ def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
     """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp]
-    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key] -- <ref>`:
+    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key |
+    --attest --kms V] -- <ref>`:
     after `--` the reference is never read as an option, whatever it starts with."""
     argv = [python, "-m", "verify", "--json"]
     if options.deep:
@@ -112,6 +117,9 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
     if options.attest_key is not None:
         # A path, never key material: nothing secret is in the Command's inputs or state.
         argv += ["--attest", "--key", options.attest_key, "--create-key"]
+    elif options.attest_kms is not None:
+        # A key version name: the private key never leaves KMS.
+        argv += ["--attest", "--kms", options.attest_kms]
     return shlex.join([*argv, "--", ref])
 
 

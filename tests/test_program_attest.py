@@ -28,6 +28,7 @@ from tests.program_mocks import (
 GCP = {"project": "shop-123", "region": "europe-west1"}
 P = "boutique-multiarch"
 LOCAL_KEY = ".pulumi-local/attest-key.pem"
+KMS = "projects/shop-123/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKeyVersions/2"
 
 
 def parse(**values: Any) -> AttestSettings:
@@ -70,6 +71,20 @@ def test_attest_is_off_unless_a_key_is_configured() -> None:
             "only with attest.binaryAuthorization",
         ),
         ({"attest": {"binaryAuthorization": "yes"}}, f"{P}:attest.binaryAuthorization", "true or"),
+        ({"attest": {"kms": "projects/p/keys/k"}}, f"{P}:attest.kms", "a Cloud KMS key version"),
+        ({"attest": {"kms": KMS + "\n"}}, f"{P}:attest.kms", "cryptoKeyVersions/N"),
+        ({"attest": {"kms": 3}}, f"{P}:attest.kms", "a Cloud KMS key version"),
+        ({"attest": {"kms": KMS, "key": "k.pem"}}, f"{P}:attest.kms", "not both"),
+        (
+            {"attest": {"kms": KMS}, "strategy": "perPlatform"},
+            f"{P}:attest",
+            "only with strategy multiPlatform",
+        ),
+        (
+            {"attest": {"kms": KMS}, "verify": {"deep": False}},
+            f"{P}:attest",
+            "only with verify.deep true",
+        ),
         (
             {"attest": {"binaryAuthorization": True}, "registry": {"address": "127.0.0.1:5000"}},
             f"{P}:attest.binaryAuthorization",
@@ -104,6 +119,14 @@ def test_command_line_carries_the_key_path_only() -> None:
     ]
     plain = VerifyOptions(deep=True, allow=(), gcp=False)
     assert "--attest" not in verify_command("python", "r/app@sha256:1", ["linux/arm64"], plain)
+
+
+def test_command_line_names_a_kms_key_version_instead_of_a_key_file() -> None:
+    assert parse(attest={"kms": KMS}) == AttestSettings(key=None, kms=KMS)
+    options = VerifyOptions(deep=True, allow=(), gcp=True, attest_kms=KMS)
+    argv = shlex.split(verify_command("python", "r/app@sha256:1", ["linux/arm64"], options))
+    assert argv[-5:] == ["--attest", "--kms", KMS, "--", "r/app@sha256:1"]
+    assert "--key" not in argv and "--create-key" not in argv
 
 
 def test_referrers_are_read_from_the_json_document() -> None:
