@@ -14,7 +14,8 @@ of them when several references are given) and nothing on exit 2.
 ``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
 of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`);
 ``python -m verify published REF ...`` checks that the registry is still what a stack exported
-(:mod:`verify.published`).
+(:mod:`verify.published`); ``python -m verify attest-index`` attests an index joined from
+verified candidates (:mod:`verify.attest.join`).
 """
 
 from __future__ import annotations
@@ -348,6 +349,10 @@ def main(argv: Sequence[str]) -> int:
         from verify.attest.binauthz import main as binauthz
 
         return binauthz(argv[1:])
+    if argv and argv[0] == "attest-index":
+        from verify.attest.join import main as attest_index
+
+        return attest_index(argv[1:])
     arguments = _parser().parse_args(argv)
     started = time.monotonic()
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)

@@ -86,7 +86,8 @@ def test_result(
     }
 
 
-def _subject(client: RegistryClient, ref: Reference, digest: str) -> Subject:
+def subject_of(client: RegistryClient, ref: Reference, digest: str) -> Subject:
+    """The manifest ``digest`` of ``ref``'s repository as an artifact's subject."""
     document = client.get_manifest(ref, digest)
     media_type = document_media_type(document.data, document.content_type)
     return Subject(media_type, digest, len(document.data))
@@ -117,11 +118,11 @@ def attest(
             dsse.SPDX_PREDICATE,
             spdx_document(ref, outcome.inventory),
         )
-        subject = _subject(client, ref, outcome.digest)
+        subject = subject_of(client, ref, outcome.digest)
         envelope = dsse.envelope(payload, sign, keyid)
         pushed[platform] = registry.attach(ref, subject, envelope, dsse.SPDX_PREDICATE)
     payload = dsse.statement([(name, result.digest)], dsse.TEST_RESULT_PREDICATE, predicate)
-    subject = _subject(client, ref, result.digest)
+    subject = subject_of(client, ref, result.digest)
     envelope = dsse.envelope(payload, sign, keyid)
     pushed["index"] = registry.attach(ref, subject, envelope, dsse.TEST_RESULT_PREDICATE)
     return Attested(pushed)

@@ -172,7 +172,7 @@ def main(argv: Sequence[str]) -> int:
         if note is None:
             raise ValueError(f"--note {arguments.note!r}: expected projects/P/notes/N")
         check_name(arguments.kms)
-        expected = dict(_pair(value) for value in arguments.platform_digest)
+        expected = dict(platform_digest(value) for value in arguments.platform_digest)
         if not expected:
             raise ValueError("--platform-digest: give every verified PLATFORM=DIGEST")
         credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
@@ -214,7 +214,8 @@ def main(argv: Sequence[str]) -> int:
     return EXIT_DONE
 
 
-def _pair(value: str) -> tuple[str, str]:
+def platform_digest(value: str) -> tuple[str, str]:
+    """``--platform-digest PLATFORM=sha256:<hex>`` as a pair, or ValueError."""
     platform, separator, digest = value.partition("=")
     if not separator or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise ValueError(f"--platform-digest {value!r}: expected PLATFORM=sha256:<hex>")

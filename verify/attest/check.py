@@ -96,7 +96,7 @@ def _check_referrer(
     referrer: str,
     subject: SubjectReport,
     key: ec.EllipticCurvePublicKey,
-) -> None:
+) -> dsse.Verified:
     try:
         manifest = json.loads(registry.get_manifest(ref, referrer))
     except (ValueError, RecursionError):
@@ -129,6 +129,34 @@ def _check_referrer(
         if result not in PASSING_RESULTS or predicate.get("failedTests"):
             failed = predicate.get("failedTests")
             raise _Invalid(f"the test result is {result!r} (failed tests: {failed!r}), not passed")
+    return verified
+
+
+def attested(
+    registry: Registry,
+    ref: Reference,
+    name: str,
+    subject: SubjectReport,
+    key: ec.EllipticCurvePublicKey,
+) -> list[dsse.Verified]:
+    """The valid statements of ``subject.predicate_type`` about ``subject.digest``; records
+    each valid referrer in ``subject.valid`` and each problem (named ``name``) in
+    ``subject.problems``."""
+    referrers = registry.referrers(ref, subject.digest)
+    candidates = [r for r in referrers if r.artifact_type == DSSE_ARTIFACT_TYPE]
+    wanted = subject.predicate_type
+    expected = [r for r in candidates if r.annotations.get(PREDICATE_ANNOTATION) == wanted]
+    if not expected:
+        what = "SBOM" if subject.predicate_type == dsse.SPDX_PREDICATE else "verification"
+        subject.problems.append(f"{name}: no {what} attestation refers to {subject.digest}")
+    statements = []
+    for referrer in expected:
+        try:
+            statements.append(_check_referrer(registry, ref, referrer.digest, subject, key))
+            subject.valid.append(referrer.digest)
+        except _Invalid as invalid:
+            subject.problems.append(f"{name}: attestation {referrer.digest}: {invalid}")
+    return statements
 
 
 def check(
@@ -158,19 +186,7 @@ def check(
         report.subjects[str(platform)] = SubjectReport(matches[0].digest, dsse.SPDX_PREDICATE)
     registry = Registry(client)
     for name, subject in report.subjects.items():
-        referrers = registry.referrers(ref, subject.digest)
-        candidates = [r for r in referrers if r.artifact_type == DSSE_ARTIFACT_TYPE]
-        wanted = subject.predicate_type
-        expected = [r for r in candidates if r.annotations.get(PREDICATE_ANNOTATION) == wanted]
-        if not expected:
-            what = "SBOM" if subject.predicate_type == dsse.SPDX_PREDICATE else "verification"
-            subject.problems.append(f"{name}: no {what} attestation refers to {subject.digest}")
-        for referrer in expected:
-            try:
-                _check_referrer(registry, ref, referrer.digest, subject, key)
-                subject.valid.append(referrer.digest)
-            except _Invalid as invalid:
-                subject.problems.append(f"{name}: attestation {referrer.digest}: {invalid}")
+        attested(registry, ref, name, subject, key)
     return report
 
 
