@@ -986,13 +986,9 @@ class StackConfig:
             )
         if attest.key is None and attest.kms is None and not attest.binary_authorization:
             return attest
-        verify, strategy = info.data.get("verify"), info.data.get("strategy")
+        verify = info.data.get("verify")
         if verify is not None and not verify.deep:
             _refuse("only with verify.deep true (the SBOM is read from layers)", value=value)
-        if strategy is not None and strategy != STRATEGIES[0]:
-            # perPlatform verifies single-platform manifests; the Index joining them is not
-            # verified itself, so there is no verified index to attest.
-            _refuse(f"only with strategy {STRATEGIES[0]}", value=value)
         return attest
 
     @model_validator(mode="before")

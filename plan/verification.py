@@ -115,12 +115,40 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
         argv.append("--gcp")
     argv += run_arguments(platforms, options.run)
     if options.attest_key is not None:
-        # A path, never key material: nothing secret is in the Command's inputs or state.
-        argv += ["--attest", "--key", options.attest_key, "--create-key"]
+        argv += ["--attest", *_signer_arguments(options), "--create-key"]
     elif options.attest_kms is not None:
-        # A key version name: the private key never leaves KMS.
-        argv += ["--attest", "--kms", options.attest_kms]
+        argv += ["--attest", *_signer_arguments(options)]
     return shlex.join([*argv, "--", ref])
+
+
+def _signer_arguments(options: VerifyOptions) -> list[str]:
+    """`--key K` (a path, never key material: nothing secret is in a Command's inputs or
+    state) or `--kms V` (a key version name: the private key never leaves KMS)."""
+    if options.attest_key is not None:
+        return ["--key", options.attest_key]
+    return [] if options.attest_kms is None else ["--kms", options.attest_kms]
+
+
+def attest_index_command(
+    python: str,
+    ref: str,
+    platforms: Mapping[str, str],
+    candidates: Sequence[str],
+    options: VerifyOptions,
+) -> str:
+    """`python -m verify attest-index <repository>@<digest> --platform-digest=P=D...
+    --candidate=C... (--key K | --kms V) [--gcp] --json`: the verification attestation of the
+    index an Index joined from the verified single-platform `candidates` (perPlatform)."""
+    argv = [python, "-m", "verify", "attest-index", ref]
+    argv += [f"--platform-digest={platform}={digest}" for platform, digest in platforms.items()]
+    argv += [f"--candidate={candidate}" for candidate in candidates]
+    argv += _signer_arguments(options) + (["--gcp"] if options.gcp else [])
+    return shlex.join([*argv, "--json"])
+
+
+def attests(options: VerifyOptions) -> bool:
+    """Whether verifications sign and push attestations (`attest` config)."""
+    return options.attest_key is not None or options.attest_kms is not None
 
 
 def candidate_ref(repository: str, digest: str) -> str:
@@ -158,7 +186,8 @@ def verified_proof(
 
 
 def attestation_referrers(stdout: str) -> Mapping[str, str]:
-    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it)."""
+    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it), or by
+    `verify attest-index` (`{"index": …}`)."""
     referrers = json.loads(stdout).get("referrers") or {}
     return {str(subject): str(digest) for subject, digest in referrers.items()}
 

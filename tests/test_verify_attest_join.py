@@ -97,7 +97,7 @@ def test_the_joined_index_is_attested_from_its_candidates_statements(
     joined = _join(stub, key)
     code, stdout, stderr = _attest_index(joined, key)
     assert code == 0, stderr
-    referrer = json.loads(stdout)["index"]
+    referrer = json.loads(stdout)["referrers"]["index"]
     # The tag's index now has a verification attestation, its manifests their SBOMs (pushed by
     # the candidates' verifications): `verify attestations` on the tag passes.
     checked = run("attestations", f"{joined.repository}:v1", "--public-key", f"{key}.pub")

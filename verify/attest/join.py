@@ -18,7 +18,8 @@ The new statement's ``passedTests`` and ``warnedTests`` are those of the candida
 for the index's platforms (``start:P`` included), and its ``configuration`` names the
 candidates it was joined from. Nothing is signed when a check fails (exit 1).
 
-Exit 0 with the referrer pushed (``--json``: ``{"index": DIGEST}``), 1 when a check fails,
+Exit 0 with the referrer pushed (``--json``: ``{"referrers": {"index": DIGEST}}``, as the
+verification's document names its referrers), 1 when a check fails,
 2 on a usage, registry or KMS error.
 """
 
@@ -161,7 +162,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--key", metavar="PEM", help="ECDSA P-256 private key (PEM)")
     parser.add_argument("--kms", metavar="KEY_VERSION", help="or a Cloud KMS key version")
-    parser.add_argument("--json", action="store_true", help='print {"index": DIGEST}')
+    parser.add_argument(
+        "--json", action="store_true", help='print {"referrers": {"index": DIGEST}}'
+    )
     parser.add_argument("--gcp", action="store_true", help="read the registry with ADC")
     return parser
 
@@ -205,5 +208,5 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_ERROR
     print(f"verify: attested index: referrer {referrer}", file=sys.stderr)
     if arguments.json:
-        print(json.dumps({"index": referrer}))
+        print(json.dumps({"referrers": {"index": referrer}}))
     return EXIT_DONE
