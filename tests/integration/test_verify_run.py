@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import BuildxBuild
 from tests.integration.dockerenv import REPO_ROOT, Registry
+from tests.test_verify_cli import run
 from verify.attest import dsse
 from verify.attest.oras import Registry as ArtifactRegistry
 from verify.auth import CredentialResolver
@@ -273,14 +274,7 @@ def index_statement(ref: str, key_path: Path) -> dict[str, object]:
 
 
 def attestations(ref: str, key_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "verify", "attestations", ref, "--public-key", f"{key_path}.pub"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run("attestations", ref, "--public-key", f"{key_path}.pub")
 
 
 @pytest.mark.docker

@@ -35,7 +35,7 @@ from typing import Any
 
 from verify.attest import dsse
 from verify.attest.attach import subject_of
-from verify.attest.binauthz import check_children, platform_digest
+from verify.attest.binauthz import add_platform_digests, check_children, verified_manifests
 from verify.attest.check import SubjectReport, attested
 from verify.attest.kms import KmsError
 from verify.attest.oras import Registry
@@ -146,13 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         "single-platform candidates.",
     )
     parser.add_argument("ref", metavar="REF@DIGEST", help="host/repository@sha256:<hex>")
-    parser.add_argument(
-        "--platform-digest",
-        action="append",
-        default=[],
-        metavar="PLATFORM=DIGEST",
-        help="a verified manifest; the index must list exactly these (repeatable)",
-    )
+    add_platform_digests(parser)
     parser.add_argument(
         "--candidate",
         action="append",
@@ -183,9 +177,7 @@ def main(argv: Sequence[str]) -> int:
         ref = parse_reference(arguments.ref)
         if ref.digest is None:
             raise ValueError(f"{arguments.ref}: give the joined index's digest (REF@sha256:…)")
-        expected = dict(platform_digest(value) for value in arguments.platform_digest)
-        if not expected:
-            raise ValueError("--platform-digest: give every verified PLATFORM=DIGEST")
+        expected = verified_manifests(arguments.platform_digest)
         for candidate in arguments.candidate:
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", candidate):
                 raise ValueError(f"--candidate {candidate!r}: expected sha256:<hex>")
