@@ -171,6 +171,10 @@ def test_the_joined_result_is_what_the_candidates_signed() -> None:
     # A later statement that says arm64 started supersedes the warning.
     started = {"passedTests": ["start:linux/arm64"]}
     assert joined_result(platforms, [], [arm64, amd64, started])["result"] == "PASSED"
+    # Only lists of names count: a string is not read letter by letter.
+    odd = {"passedTests": "platform:linux/arm64", "warnedTests": [3, "start:linux/arm64"]}
+    with pytest.raises(Refused, match="platform:linux/arm64"):
+        joined_result(platforms, [], [amd64, odd])
     # No statement proves arm64's ELF files: refused.
     with pytest.raises(Refused, match="elf:linux/arm64"):
         joined_result(platforms, [], [amd64, {"passedTests": ["platform:linux/arm64"]}])

@@ -60,8 +60,8 @@ def joined_result(
     platforms: Sequence[str], candidates: Sequence[str], statements: Sequence[Any]
 ) -> dict[str, Any]:
     """The Test Result of the joined index from its candidates' verified predicates."""
-    passed = {test for s in statements for test in s.get("passedTests") or ()}
-    warned = {test for s in statements for test in s.get("warnedTests") or ()} - passed
+    passed = {test for s in statements for test in _tests(s, "passedTests")}
+    warned = {test for s in statements for test in _tests(s, "warnedTests")} - passed
     for platform in platforms:
         missing = [f"{kind}:{platform}" for kind in ("platform", "elf")]
         if not all(test in passed for test in missing):
@@ -81,6 +81,12 @@ def joined_result(
         "warnedTests": warned_tests,
         "failedTests": [],
     }
+
+
+def _tests(predicate: Any, field: str) -> list[str]:
+    """The test names a signed predicate lists under ``field`` (strings in a list only)."""
+    tests = predicate.get(field) if isinstance(predicate, dict) else None
+    return [test for test in tests if isinstance(test, str)] if isinstance(tests, list) else []
 
 
 def _candidate_statement(
