@@ -18,6 +18,7 @@ from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesAr
 from components.registry_target import registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
+from plan.binary_authorization import referrer_kms
 from plan.host_commands import interpreter, stack_owner
 from plan.verification import verify_options
 from stack_config import read_settings
@@ -69,10 +70,12 @@ images = {
                 gcp=target.verify_gcp,
                 commit=settings.commit,
                 attest_key=settings.attest.key,
+                attest_kms=referrer_kms(settings.destination, settings.attest),
             ),
             python=python,
             binauthz_note=None if binauthz is None else binauthz.note,
             binauthz_key=None if binauthz is None else binauthz.key_version,
+            signing_key=binauthz,
         ),
     )
     for service in settings.services

@@ -3,7 +3,8 @@
 Creates:
 - `command.local.Command` `<name>-verify`: `python -m verify --json [--deep] [--allow GLOB]...
   --platform P... [--gcp] [--run --probe P [--env N=V]... [--run-timeout S] [--skip-run P]...]
-  -- <repository>@<digest>`, triggered by the digest; the probe definition is part
+  [--attest --key K --create-key | --attest --kms V] -- <repository>@<digest>`, triggered by
+  the digest, after the KMS key that signs its attestations exists; the probe definition is part
   of the command line, whose change replaces (re-runs) the Command too. A failing
   verification (exit 1, or 2 for registry/auth errors, no Docker or no emulation) fails
   `pulumi up` with the tool's message on stderr, and the Index that would move the tag, which
@@ -48,6 +49,8 @@ class ManifestVerificationArgs:
     """`--deep`, `--allow` globs, `--gcp` and the runtime proof (`--run`)."""
     python: str
     """Interpreter that runs `-m verify` (`plan.host_commands.interpreter`)."""
+    signing_key: pulumi.Resource | None = None
+    """What holds the KMS key that signs the attestations (BinaryAuthorization), or None."""
 
 
 class ManifestVerification(pulumi.ComponentResource):
@@ -78,7 +81,12 @@ class ManifestVerification(pulumi.ComponentResource):
             # The digest is the image's content: the verification re-runs exactly when a new
             # image was pushed (pulumi-command triggers replace, which is what a new digest is).
             triggers=[args.digest],
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # `--kms` may sign with the attestor's key version, which must exist (and be
+                # generated: the attestor reads its public key) before the first signature.
+                depends_on=[] if args.signing_key is None else [args.signing_key],
+            ),
         )
         self.platforms = self.verification.stdout.apply(verified_platforms)
         self.proof = self.verification.stdout.apply(

@@ -9,6 +9,9 @@ Creates:
   for the Image's platforms;
 - `pulumi_docker_build.Index` `<name>-index`: points `<registry>/<service>:<tag>` at the
   verified digest(s), after every verification of the service has passed;
+- strategy `perPlatform` with attestations (`attest`): `command.local.Command`
+  `<name>-attest-index` after the Index: `python -m verify attest-index` signs the verification
+  attestation of the joined index from the candidates' own, after checking its children;
 - with Binary Authorization (`attest.binaryAuthorization`), `command.local.Command`
   `<name>-binauthz`: `python -m verify binauthz` creates (once) the KMS-signed ATTESTATION
   occurrence for the digest the tag points at, after checking its children are the verified
@@ -50,6 +53,9 @@ from plan.naming import (
 )
 from plan.verification import (
     VerifyOptions,
+    attest_index_command,
+    attestation_referrers,
+    attests,
     candidate_check_command,
     digest_of_ref,
     immutable_tag_command,
@@ -93,6 +99,8 @@ class ServiceImageArgs:
     """The attestor's note (`projects/P/notes/N`); None: no Binary Authorization attestation."""
     binauthz_key: pulumi.Input[str] | None = None
     """The KMS key version that signs the occurrence."""
+    signing_key: pulumi.Resource | None = None
+    """What holds the KMS key that signs the attestations (BinaryAuthorization), or None."""
 
 
 class ServiceImage(pulumi.ComponentResource):
@@ -130,10 +138,11 @@ class ServiceImage(pulumi.ComponentResource):
         )
         index_urn = _child_urn(name, "docker-build:index:Index", f"{name}-index")
         invoke = pulumi.InvokeOutputOptions(parent=self)
-        verifications, image_urns, sources = [], [], []
+        verifications, image_urns, sources, candidates = [], [], [], []
         for build_name, platforms in builds:
             image = self._image(f"{build_name}-image", args, platforms, repository, labels)
             image_urns.append(image.urn)
+            candidates.append(image.digest)
             verifications.append(
                 ManifestVerification(
                     f"{build_name}-verification",
@@ -143,6 +152,7 @@ class ServiceImage(pulumi.ComponentResource):
                         platforms=platforms,
                         options=args.verify,
                         python=args.python,
+                        signing_key=args.signing_key,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),
                 )
@@ -204,6 +214,23 @@ class ServiceImage(pulumi.ComponentResource):
             *[verification.proof for verification in verifications]
         ).apply(merged_platforms)
         attestations = [verification.attestations for verification in verifications]
+        if args.per_platform and attests(args.verify):
+            # No verification read the index the Index joined: its verification attestation
+            # is signed from the candidates' own (their statements, on candidate indexes that
+            # nothing pulls, are left out of the output).
+            joined = command.local.Command(
+                f"{name}-attest-index",
+                create=pulumi.Output.all(
+                    repository, self.digest, self.platforms, *candidates
+                ).apply(partial(_attest_index_line, args.python, args.verify)),
+                # One statement per published digest.
+                triggers=[self.digest],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[index]),
+            )
+            attestations = [
+                *(attestation.apply(_platform_referrers) for attestation in attestations),
+                joined.stdout.apply(attestation_referrers),
+            ]
         if args.binauthz_note is not None and args.binauthz_key is not None:
             occurrence = command.local.Command(
                 f"{name}-binauthz",
@@ -361,6 +388,15 @@ def _first(values: list[Any]) -> Any:
 def _with_patch_id(labels_and_patch_id: list[Any]) -> dict[str, str]:
     labels, patch_id = labels_and_patch_id
     return {**labels, LABEL_PATCH_ID: patch_id}
+
+
+def _attest_index_line(python: str, options: VerifyOptions, values: list[Any]) -> str:
+    repository, digest, platforms, *candidates = values
+    return attest_index_command(python, f"{repository}@{digest}", platforms, candidates, options)
+
+
+def _platform_referrers(referrers: Mapping[str, str]) -> dict[str, str]:
+    return {subject: digest for subject, digest in referrers.items() if subject != "index"}
 
 
 def _binauthz_line(python: str, values: list[Any]) -> str:

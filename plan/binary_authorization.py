@@ -11,6 +11,8 @@ import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from plan.settings import ArtifactRegistry, AttestSettings, ExternalRegistry
+
 KEY_RING = "boutique-attestors"
 KEY = "verified"
 KEY_ALGORITHM = "EC_SIGN_P256_SHA256"
@@ -26,6 +28,21 @@ def key_version(project: str, location: str, key_ring: str, key: str) -> str:
         f"projects/{project}/locations/{location}/keyRings/{key_ring}/cryptoKeys/{key}"
         "/cryptoKeyVersions/1"
     )
+
+
+def referrer_kms(
+    destination: ArtifactRegistry | ExternalRegistry, attest: AttestSettings
+) -> str | None:
+    """The KMS key version that signs the referrer attestations: `attest.kms`; else, on a stack
+    with Binary Authorization and no local `attest.key`, the attestor's own key (so a CI runner
+    needs no key file); else None (a local key, or no referrers)."""
+    if attest.kms is not None:
+        return attest.kms
+    if attest.key is None and attest.binary_authorization:
+        # The config admits Binary Authorization on Artifact Registry stacks only.
+        assert isinstance(destination, ArtifactRegistry)
+        return key_version(destination.project, destination.repository.location, KEY_RING, KEY)
+    return None
 
 
 def public_key_id(version: str) -> str:

@@ -36,6 +36,7 @@ from pydantic_core import ArgsKwargs, PydanticCustomError
 
 from plan.naming import CACHE_REPOSITORY_SUFFIX
 from plan.services import CATALOG, DEFAULT_SERVICES, Service
+from verify.attest.names import KEY_VERSION, KEY_VERSION_FORM
 from verify.probe import MAX_TIMEOUT, PROBE_FORMS, ProbeError, parse_env, parse_probe
 from verify.reference import is_loopback, split_host
 
@@ -858,6 +859,11 @@ class AttestSettings(_ConfigObject):
         ),
     ] = None
     """ECDSA P-256 private key (PEM path, created on first use); None: no referrers pushed."""
+    kms: Annotated[
+        str | None,
+        _text(KEY_VERSION, f"a Cloud KMS key version, {KEY_VERSION_FORM} (EC_SIGN_P256_SHA256)"),
+    ] = None
+    """Cloud KMS key version that signs the referrers instead of a local key."""
     binary_authorization: Annotated[Flag, Field(alias="binaryAuthorization")] = False
     """Declare a KMS key, a note and an attestor, and attest each published digest for
     Binary Authorization (Artifact Registry stacks only)."""
@@ -868,6 +874,13 @@ class AttestSettings(_ConfigObject):
     def _enforce_with_binary_authorization(self) -> "AttestSettings":
         if self.enforce and not self.binary_authorization:
             _refuse("only with attest.binaryAuthorization true", at=".enforce", value=True)
+        if self.key is not None and self.kms is not None:
+            _refuse(
+                "one signer: attest.key (a local PEM key) or attest.kms (a KMS key version), "
+                "not both",
+                at=".kms",
+                value=self.kms,
+            )
         return self
 
 
@@ -971,15 +984,11 @@ class StackConfig:
                 at=".binaryAuthorization",
                 value=True,
             )
-        if attest.key is None and not attest.binary_authorization:
+        if attest.key is None and attest.kms is None and not attest.binary_authorization:
             return attest
-        verify, strategy = info.data.get("verify"), info.data.get("strategy")
+        verify = info.data.get("verify")
         if verify is not None and not verify.deep:
             _refuse("only with verify.deep true (the SBOM is read from layers)", value=value)
-        if strategy is not None and strategy != STRATEGIES[0]:
-            # perPlatform verifies single-platform manifests; the Index joining them is not
-            # verified itself, so there is no verified index to attest.
-            _refuse(f"only with strategy {STRATEGIES[0]}", value=value)
         return attest
 
     @model_validator(mode="before")

@@ -47,6 +47,8 @@ class VerifyOptions:
     """Start each platform's image and probe it; None when `verify.run` is false."""
     attest_key: str | None = None
     """Sign and push attestations after a pass (`--attest --key K --create-key`)."""
+    attest_kms: str | None = None
+    """Or sign them with this Cloud KMS key version (`--attest --kms V`)."""
 
 
 def verify_options(
@@ -55,6 +57,7 @@ def verify_options(
     gcp: bool,
     commit: str | None = None,
     attest_key: str | None = None,
+    attest_kms: str | None = None,
 ) -> VerifyOptions:
     """The options of `service`'s verifications: its allowed paths only (reasons stay in
     config), and its probe at upstream `commit` with the config's overrides."""
@@ -65,6 +68,7 @@ def verify_options(
         gcp=gcp,
         run=_run_plan(settings, service, commit) if settings.run else None,
         attest_key=attest_key,
+        attest_kms=attest_kms,
     )
 
 
@@ -99,7 +103,8 @@ def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
 
 def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
     """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp]
-    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key] -- <ref>`:
+    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key |
+    --attest --kms V] -- <ref>`:
     after `--` the reference is never read as an option, whatever it starts with."""
     argv = [python, "-m", "verify", "--json"]
     if options.deep:
@@ -110,9 +115,40 @@ def verify_command(python: str, ref: str, platforms: Sequence[str], options: Ver
         argv.append("--gcp")
     argv += run_arguments(platforms, options.run)
     if options.attest_key is not None:
-        # A path, never key material: nothing secret is in the Command's inputs or state.
-        argv += ["--attest", "--key", options.attest_key, "--create-key"]
+        argv += ["--attest", *_signer_arguments(options), "--create-key"]
+    elif options.attest_kms is not None:
+        argv += ["--attest", *_signer_arguments(options)]
     return shlex.join([*argv, "--", ref])
+
+
+def _signer_arguments(options: VerifyOptions) -> list[str]:
+    """`--key K` (a path, never key material: nothing secret is in a Command's inputs or
+    state) or `--kms V` (a key version name: the private key never leaves KMS)."""
+    if options.attest_key is not None:
+        return ["--key", options.attest_key]
+    return [] if options.attest_kms is None else ["--kms", options.attest_kms]
+
+
+def attest_index_command(
+    python: str,
+    ref: str,
+    platforms: Mapping[str, str],
+    candidates: Sequence[str],
+    options: VerifyOptions,
+) -> str:
+    """`python -m verify attest-index <repository>@<digest> --platform-digest=P=D...
+    --candidate=C... (--key K | --kms V) [--gcp] --json`: the verification attestation of the
+    index an Index joined from the verified single-platform `candidates` (perPlatform)."""
+    argv = [python, "-m", "verify", "attest-index", ref]
+    argv += [f"--platform-digest={platform}={digest}" for platform, digest in platforms.items()]
+    argv += [f"--candidate={candidate}" for candidate in candidates]
+    argv += _signer_arguments(options) + (["--gcp"] if options.gcp else [])
+    return shlex.join([*argv, "--json"])
+
+
+def attests(options: VerifyOptions) -> bool:
+    """Whether verifications sign and push attestations (`attest` config)."""
+    return options.attest_key is not None or options.attest_kms is not None
 
 
 def candidate_ref(repository: str, digest: str) -> str:
@@ -150,7 +186,8 @@ def verified_proof(
 
 
 def attestation_referrers(stdout: str) -> Mapping[str, str]:
-    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it)."""
+    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it), or by
+    `verify attest-index` (`{"index": …}`)."""
     referrers = json.loads(stdout).get("referrers") or {}
     return {str(subject): str(digest) for subject, digest in referrers.items()}
 

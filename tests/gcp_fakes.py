@@ -56,7 +56,8 @@ class _Json(BaseHTTPRequestHandler):
 
 
 class FakeKms(_Json):
-    """``cryptoKeyVersions``: ``publicKey`` and ``asymmetricSign`` with one P-256 key."""
+    """``cryptoKeyVersions``: ``publicKey`` and ``asymmetricSign`` with one P-256 key, whatever
+    version name the request has."""
 
     key: ClassVar[ec.EllipticCurvePrivateKey] = ec.generate_private_key(ec.SECP256R1())
     algorithm: ClassVar[str] = "EC_SIGN_P256_SHA256"
@@ -68,7 +69,7 @@ class FakeKms(_Json):
         pem = self.key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        self._answer({"pem": pem.decode(), "algorithm": self.algorithm, "name": NAME})
+        self._answer({"pem": pem.decode(), "algorithm": self.algorithm, "name": self._version()})
 
     def do_POST(self) -> None:
         self.seen.append(f"POST {self.path} {self.headers.get('Authorization')}")
@@ -77,7 +78,11 @@ class FakeKms(_Json):
         signature = self.key.sign(digest, ec.ECDSA(utils.Prehashed(hashes.SHA256())))
         if self.corrupt:
             signature = signature[:-1] + bytes([signature[-1] ^ 1])
-        self._answer({"signature": base64.b64encode(signature).decode(), "name": NAME})
+        self._answer({"signature": base64.b64encode(signature).decode(), "name": self._version()})
+
+    def _version(self) -> str:
+        """The key version the request names, as KMS echoes it (one key serves every name)."""
+        return self.path.removeprefix("/v1/").partition(":")[0].removesuffix("/publicKey")
 
 
 def start_fake_kms() -> ThreadingHTTPServer:

@@ -127,11 +127,15 @@ MOCK_KMS_PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----\nmock\n-----END PUBLIC KEY
 def verify_stdout(arguments: list[str]) -> str:
     """What `python -m verify --json [--deep] --platform P... [--run --probe P [--skip-run P]...]
     [--attest ...] -- REF` prints for a verified image: a distinct manifest digest per (image,
-    platform), two attestations skipped, each started platform's probe passed; and what
-    `python -m verify binauthz REF@DIGEST ... --json` prints (a new occurrence)."""
+    platform), two attestations skipped, each started platform's probe passed; what
+    `python -m verify binauthz REF@DIGEST ... --json` prints (a new occurrence); and what
+    `python -m verify attest-index REF@DIGEST ... --json` prints (the referrer pushed)."""
     if arguments[0] == "binauthz":
         occurrence = f"projects/shop-123/occurrences/{digest_of(arguments[1])[7:19]}"
         return json.dumps({"occurrence": occurrence, "created": True}) + "\n"
+    if arguments[0] == "attest-index":
+        referrer = digest_of(f"{arguments[1]} index attestation")
+        return json.dumps({"referrers": {"index": referrer}}) + "\n"
     ref, deep = arguments[arguments.index("--") + 1], "--deep" in arguments
     platforms = {
         platform: PlatformResult(

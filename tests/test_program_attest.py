@@ -18,6 +18,8 @@ from plan.verification import (
 )
 from tests.program_mocks import (
     COMMAND,
+    IMAGE,
+    INDEX,
     ROOT,
     ProgramRunner,
     digest_of,
@@ -28,6 +30,7 @@ from tests.program_mocks import (
 GCP = {"project": "shop-123", "region": "europe-west1"}
 P = "boutique-multiarch"
 LOCAL_KEY = ".pulumi-local/attest-key.pem"
+KMS = "projects/shop-123/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKeyVersions/2"
 
 
 def parse(**values: Any) -> AttestSettings:
@@ -60,16 +63,20 @@ def test_attest_is_off_unless_a_key_is_configured() -> None:
             "only with verify.deep true",
         ),
         (
-            {"attest": {"key": "k.pem"}, "strategy": "perPlatform"},
-            f"{P}:attest",
-            "only with strategy multiPlatform",
-        ),
-        (
             {"attest": {"enforce": True}},
             f"{P}:attest.enforce",
             "only with attest.binaryAuthorization",
         ),
         ({"attest": {"binaryAuthorization": "yes"}}, f"{P}:attest.binaryAuthorization", "true or"),
+        ({"attest": {"kms": "projects/p/keys/k"}}, f"{P}:attest.kms", "a Cloud KMS key version"),
+        ({"attest": {"kms": KMS + "\n"}}, f"{P}:attest.kms", "cryptoKeyVersions/N"),
+        ({"attest": {"kms": 3}}, f"{P}:attest.kms", "a Cloud KMS key version"),
+        ({"attest": {"kms": KMS, "key": "k.pem"}}, f"{P}:attest.kms", "not both"),
+        (
+            {"attest": {"kms": KMS}, "verify": {"deep": False}},
+            f"{P}:attest",
+            "only with verify.deep true",
+        ),
         (
             {"attest": {"binaryAuthorization": True}, "registry": {"address": "127.0.0.1:5000"}},
             f"{P}:attest.binaryAuthorization",
@@ -104,6 +111,14 @@ def test_command_line_carries_the_key_path_only() -> None:
     ]
     plain = VerifyOptions(deep=True, allow=(), gcp=False)
     assert "--attest" not in verify_command("python", "r/app@sha256:1", ["linux/arm64"], plain)
+
+
+def test_command_line_names_a_kms_key_version_instead_of_a_key_file() -> None:
+    assert parse(attest={"kms": KMS}) == AttestSettings(key=None, kms=KMS)
+    options = VerifyOptions(deep=True, allow=(), gcp=True, attest_kms=KMS)
+    argv = shlex.split(verify_command("python", "r/app@sha256:1", ["linux/arm64"], options))
+    assert argv[-5:] == ["--attest", "--kms", KMS, "--", "r/app@sha256:1"]
+    assert "--key" not in argv and "--create-key" not in argv
 
 
 def test_referrers_are_read_from_the_json_document() -> None:
@@ -152,5 +167,65 @@ def test_images_output_names_the_referrers(monkeypatch: pytest.MonkeyPatch) -> A
             value
             for service in services
             for value in (images[service]["digest"], images[service]["attestations"])
+        ]
+    ).apply(check)
+
+
+PER_PLATFORM_ATTESTED = {
+    **stack_config("dev"),
+    f"{P}:strategy": "perPlatform",
+    f"{P}:attest": {"key": "keys/attest.pem"},
+}
+
+
+def test_per_platform_joined_indexes_are_attested_from_their_candidates(
+    program: ProgramRunner,
+) -> None:
+    run = program(PER_PLATFORM_ATTESTED)
+    indexes = {index.name.removesuffix("-index"): index for index in run.of_type(INDEX)}
+    images = {image.name.removesuffix("-image"): image for image in run.of_type(IMAGE)}
+    joins = [c for c in run.of_type(COMMAND) if " -m verify attest-index " in c.inputs["create"]]
+    assert len(joins) == len(indexes) == 11
+    for command in joins:
+        service = command.name.removesuffix("-attest-index")
+        argv = shlex.split(command.inputs["create"])
+        assert argv[4].split("@")[0].endswith(f"/{service}"), argv
+        # The candidates are the two single-platform images the verifications proved.
+        assert [arg.removeprefix("--candidate=") for arg in argv if "--candidate=" in arg] == [
+            digest_of(images[f"{service}-{arch}"].name) for arch in ("amd64", "arm64")
+        ]
+        pairs = [arg.split("=")[1] for arg in argv if arg.startswith("--platform-digest=")]
+        assert pairs == ["linux/amd64", "linux/arm64"]
+        assert argv[argv.index("--key") + 1] == "keys/attest.pem"
+        assert argv[-2:] == ["--gcp", "--json"]
+        assert indexes[service].urn in command.dependencies, command.urn
+    # Each single-platform verification still attests (the SBOM of its platform).
+    verifications = [c for c in run.of_type(COMMAND) if c.name.endswith("-verify")]
+    assert len(verifications) == 22
+    assert all("--attest" in c.inputs["create"] for c in verifications)
+
+
+@pulumi.runtime.test
+def test_per_platform_output_names_the_joined_index_attestation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    monkeypatch.chdir(ROOT)
+    run = start_program(PER_PLATFORM_ATTESTED)
+    images = run.outputs["images"]
+    services = sorted(images)
+
+    def check(values: list[Any]) -> None:
+        for service, ref, attestations in zip(services, values[::2], values[1::2], strict=True):
+            assert set(attestations) == {"index", "linux/amd64", "linux/arm64"}, service
+            tag_ref, digest = ref.split("@")
+            published = f"{tag_ref.rpartition(':')[0]}@{digest}"
+            # The index's statement is the joined one, not a candidate's.
+            assert attestations["index"] == digest_of(f"{published} index attestation"), service
+
+    return pulumi.Output.all(
+        *[
+            value
+            for service in services
+            for value in (images[service]["ref"], images[service]["attestations"])
         ]
     ).apply(check)

@@ -11,13 +11,27 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.attest import dsse
+from verify.attest.attach import StartProof, attest
+from verify.attest.attach import test_result as predicate_of
 from verify.attest.oras import Subject, artifact_manifest, tag_schema_tag
+from verify.auth import CredentialResolver
+from verify.checks import ImageResult, Options, PlatformResult
+from verify.cli import start_proof
+from verify.platforms import parse_platform
+from verify.probe import parse_probe
+from verify.reference import parse_reference
+from verify.registry import RegistryClient
+from verify.run import RunOptions, RunResult
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -29,6 +43,120 @@ def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
 def test_pae_counts_bytes_not_characters() -> None:
     assert dsse.pae("t\u00e9", "\u00f8\n".encode()) == b"DSSEv1 3 t\xc3\xa9 3 \xc3\xb8\n"
     assert dsse.pae("", b"") == b"DSSEv1 0  0 "
+
+
+def test_pae_of_an_in_toto_payload_byte_for_byte() -> None:
+    body = b'{"_type":"https://in-toto.io/Statement/v1"}'
+    assert dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, body) == (
+        b'DSSEv1 28 application/vnd.in-toto+json 43 {"_type":"https://in-toto.io/Statement/v1"}'
+    )
+    # An empty body still ends with the space after its length.
+    assert dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, b"") == b"DSSEv1 28 application/vnd.in-toto+json 0 "
+
+
+# The DSSE protocol's published test vector (protocol.md, "Test Vectors"): ECDSA over P-256 and
+# SHA-256 with deterministic RFC 6979 nonces, the signature as raw r || s.
+SPEC_D = 97358161215184420915383655311931858321456579547487070936769975997791359926199
+SPEC_X = 46950820868899156662930047687818585632848591499744589407958293238635476079160
+SPEC_Y = 5640078356564379163099075877009565129882514886557779369047442380624545832820
+SPEC_TYPE = "http://example.com/HelloWorld"
+SPEC_SIGNATURE = (
+    "A3JqsQGtVsJ2O2xqrI5IcnXip5GToJ3F+FnZ+O88SjtR6rDAajabZKciJTfUiHqJPcIAriEGAHTVeCUjW2JIZA=="
+)
+SPEC_ENVELOPE = {
+    "payload": "aGVsbG8gd29ybGQ=",
+    "payloadType": SPEC_TYPE,
+    "signatures": [{"sig": SPEC_SIGNATURE}],
+}
+
+
+def _spec_key() -> ec.EllipticCurvePrivateKey:
+    key = ec.derive_private_key(SPEC_D, ec.SECP256R1())
+    numbers = key.public_key().public_numbers()
+    assert (numbers.x, numbers.y) == (SPEC_X, SPEC_Y)
+    return key
+
+
+def test_the_local_signer_reproduces_the_specification_signature() -> None:
+    signed = dsse.pae(SPEC_TYPE, b"hello world")
+    der = dsse.local_signer(_spec_key())(signed)
+    r, s = decode_dss_signature(der)
+    assert base64.b64encode(r.to_bytes(32, "big") + s.to_bytes(32, "big")).decode() == (
+        SPEC_SIGNATURE
+    )
+
+
+def test_the_specification_envelope_verifies_and_a_changed_one_does_not() -> None:
+    public_key = _spec_key().public_key()
+    envelope = json.dumps(SPEC_ENVELOPE).encode()
+    assert dsse.verify_envelope(envelope, public_key, SPEC_TYPE) == b"hello world"
+    # The protocol: verifiers accept URL-safe base64 as well.
+    url_safe = {
+        **SPEC_ENVELOPE,
+        "signatures": [{"sig": SPEC_SIGNATURE.replace("+", "-").replace("/", "_")}],
+    }
+    assert "-" in url_safe["signatures"][0]["sig"]  # type: ignore[index]
+    assert dsse.verify_envelope(json.dumps(url_safe).encode(), public_key, SPEC_TYPE) == (
+        b"hello world"
+    )
+    # The same signature as DER (this project's form) verifies too.
+    raw = base64.b64decode(SPEC_SIGNATURE)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    as_der = {**SPEC_ENVELOPE, "signatures": [{"sig": base64.b64encode(der).decode()}]}
+    assert dsse.verify_envelope(json.dumps(as_der).encode(), public_key, SPEC_TYPE)
+
+    changed = {**SPEC_ENVELOPE, "payload": base64.b64encode(b"hello World").decode()}
+    with pytest.raises(dsse.EnvelopeError, match="no signature verifies"):
+        dsse.verify_envelope(json.dumps(changed).encode(), public_key, SPEC_TYPE)
+    # The signature covers the type: the same bytes claimed as another type are refused.
+    retyped = {**SPEC_ENVELOPE, "payloadType": "http://example.com/HelloWorld2"}
+    with pytest.raises(dsse.EnvelopeError, match="no signature verifies"):
+        dsse.verify_envelope(
+            json.dumps(retyped).encode(), public_key, "http://example.com/HelloWorld2"
+        )
+    with pytest.raises(dsse.EnvelopeError, match="payloadType is not"):
+        dsse.open_envelope(envelope, public_key)
+    truncated = {**SPEC_ENVELOPE, "signatures": [{"sig": base64.b64encode(raw[:63]).decode()}]}
+    with pytest.raises(dsse.EnvelopeError, match="no signature verifies"):
+        dsse.verify_envelope(json.dumps(truncated).encode(), public_key, SPEC_TYPE)
+    with pytest.raises(dsse.EnvelopeError, match="not valid base64"):
+        dsse.verify_envelope(
+            json.dumps({**SPEC_ENVELOPE, "payload": "aGVsbG8*"}).encode(), public_key, SPEC_TYPE
+        )
+
+
+# An attestation envelope as `--attest` writes it, signed with the specification's key (local
+# signatures are deterministic, so these bytes are what the code must produce, and open).
+KNOWN_SUBJECT = "sha256:" + "ab" * 32
+KNOWN_ENVELOPE = (
+    b'{"payloadType":"application/vnd.in-toto+json","payload":"eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90'
+    b"by5pby9TdGF0ZW1lbnQvdjEiLCJwcmVkaWNhdGUiOnsicmVzdWx0IjoiUEFTU0VEIn0sInByZWRpY2F0ZVR5cGUiOiJ"
+    b"odHRwczovL2luLXRvdG8uaW8vYXR0ZXN0YXRpb24vdGVzdC1yZXN1bHQvdjAuMSIsInN1YmplY3QiOlt7ImRpZ2Vzd"
+    b"CI6eyJzaGEyNTYiOiJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJhYmFiYWJ"
+    b'hYmFiYWJhYmFiIn0sIm5hbWUiOiIxMjcuMC4wLjE6NTAwMC9zaG9wL2FwcCJ9XX0=","signatures":[{"keyid":'
+    b'"f793580060562d6ff075d814ea698c282fcc779b0cde64d79ffc6301df00d14b","sig":"MEQCIHS/w1I8TLxv2n'
+    b'je0cOM4Pz5gVUF24CjR1aWVcT+QKsGAiBcDldWX5i53aW1nGePMK8RBmKtHZRb0ijDIhVkgOsjlg=="}]}'
+)
+
+
+def test_a_known_attestation_envelope_is_produced_and_opened_byte_for_byte() -> None:
+    key = _spec_key()
+    payload = dsse.statement(
+        [("127.0.0.1:5000/shop/app", KNOWN_SUBJECT)],
+        dsse.TEST_RESULT_PREDICATE,
+        {"result": "PASSED"},
+    )
+    produced = dsse.envelope(payload, dsse.local_signer(key), dsse.key_id(key.public_key()))
+    assert produced == KNOWN_ENVELOPE
+    verified = dsse.open_envelope(KNOWN_ENVELOPE, key.public_key())
+    assert verified.subjects == {KNOWN_SUBJECT: "127.0.0.1:5000/shop/app"}
+    assert verified.predicate_type == dsse.TEST_RESULT_PREDICATE
+    assert verified.predicate == {"result": "PASSED"}
+    # One base64 character of the payload changed: refused before the payload is read.
+    flipped = KNOWN_ENVELOPE.replace(b"UEFTU0VE", b"UEFTU0VF")
+    assert flipped != KNOWN_ENVELOPE
+    with pytest.raises(dsse.EnvelopeError, match="no signature verifies"):
+        dsse.open_envelope(flipped, key.public_key())
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -166,3 +294,86 @@ def test_a_key_is_created_once_and_then_reused(tmp_path: Path) -> None:
 def test_a_deeply_nested_envelope_is_refused_not_a_crash() -> None:
     with pytest.raises(dsse.EnvelopeError, match="not JSON"):
         dsse.open_envelope(b"[" * 100_000, _key().public_key())
+
+
+def _passed(*platforms: str) -> tuple[ImageResult, Options]:
+    parsed = tuple(parse_platform(platform) for platform in platforms)
+    result = ImageResult(
+        "r/app:1",
+        digest="sha256:" + "1" * 64,
+        platforms={p: PlatformResult("sha256:" + "2" * 64, p.split("/")[1]) for p in platforms},
+    )
+    return result, Options(platforms=parsed, deep=True)
+
+
+def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() -> None:
+    result, options = _passed("linux/amd64", "linux/arm64")
+    plain = predicate_of(result, options)
+    assert plain["result"] == "PASSED"
+    assert plain["passedTests"] == [
+        "platform:linux/amd64",
+        "elf:linux/amd64",
+        "platform:linux/arm64",
+        "elf:linux/arm64",
+    ]
+    assert plain["warnedTests"] == [] and plain["failedTests"] == []
+
+    started = StartProof("grpc:8080", passed=("linux/amd64", "linux/arm64"), skipped=())
+    both = predicate_of(result, options, started)
+    assert both["result"] == "PASSED"
+    assert [test for test in both["passedTests"] if test.startswith("start:")] == [
+        "start:linux/amd64",
+        "start:linux/arm64",
+    ]
+    configuration = both["configuration"][0]
+    assert configuration["annotations"]["run"] == {"probe": "grpc:8080", "skipped": []}
+
+    # cartservice under QEMU: arm64 verified, not started. Said as a warned test, never passed.
+    skipped = StartProof("grpc:7070", passed=("linux/amd64",), skipped=("linux/arm64",))
+    warned = predicate_of(result, options, skipped)
+    assert warned["result"] == "WARNED"
+    assert "start:linux/amd64" in warned["passedTests"]
+    assert "start:linux/arm64" not in warned["passedTests"]
+    assert "elf:linux/arm64" in warned["passedTests"]
+    assert warned["warnedTests"] == ["start:linux/arm64"]
+    assert warned["failedTests"] == []
+    assert warned["configuration"][0]["annotations"]["run"]["skipped"] == ["linux/arm64"]
+
+
+def test_a_start_that_did_not_pass_is_never_attested(stub: ReferrersRegistry) -> None:
+    result, options = _passed("linux/amd64", "linux/arm64")
+    failed = StartProof("tcp:80", passed=("linux/amd64",), skipped=())
+    with pytest.raises(ValueError, match="linux/arm64: its start did not pass"):
+        predicate_of(result, options, failed)
+    # Refused before anything is pushed: not even the platforms' SBOM statements.
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
+    key = _key()
+    with pytest.raises(ValueError, match="its start did not pass"):
+        attest(
+            client,
+            parse_reference(f"{stub.address}/shop/app:1"),
+            result,
+            options,
+            dsse.local_signer(key),
+            "kid",
+            failed,
+        )
+    assert stub.requests == []
+
+
+def test_start_proof_of_the_command_line() -> None:
+    runs = {
+        (0, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
+        (1, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
+    }
+    options = RunOptions(
+        probe=parse_probe("tcp:80"),
+        env=(),
+        timeout=60,
+        jobs=1,
+        skip=(parse_platform("linux/arm64"),),
+    )
+    assert start_proof(options, runs) == StartProof(
+        "tcp:80", passed=("linux/amd64",), skipped=("linux/arm64",)
+    )
+    assert start_proof(None, {}) is None

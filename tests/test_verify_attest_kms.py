@@ -3,16 +3,30 @@ google-auth's own authorized HTTP client (the bearer token is checked by the fak
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
+from plan.binary_authorization import referrer_kms
+from plan.settings import parse_settings
+from plan.verification import VerifyOptions, verify_command
 from tests.gcp_fakes import NAME, TOKEN, authorized_http, start_fake_kms
 from tests.gcp_fakes import FakeKms as _FakeKms
 from tests.integration.loopbackserver import address_of, shut_down
+from tests.integration.registrypush import Pusher
+from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
+from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.attest import dsse
+from verify.attest import kms as kms_module
 from verify.attest.kms import KmsError, KmsKey
+from verify.cli import main
 
 
 @pytest.fixture
@@ -70,3 +84,58 @@ def test_kms_needs_attest() -> None:
     result = run("127.0.0.1:1/a:1", "--deep", "--kms", NAME)
     assert result.returncode == 2
     assert "they need --attest" in result.stderr
+
+
+def test_the_programs_command_line_signs_referrers_with_the_attestors_kms_key(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """The verification Command of a Binary Authorization stack (`--attest --kms V`, V the
+    attestor's key version), run against a registry with the referrers API and the KMS fake:
+    the referrers it pushes check out with the key version's public key."""
+    settings = parse_settings(
+        {"attest": json.dumps({"binaryAuthorization": True})},
+        {"project": "shop-123", "region": "europe-west1"},
+        False,
+    )
+    version = referrer_kms(settings.destination, settings.attest)
+    assert version is not None and version != NAME
+    stub, server = ReferrersRegistry(), start_fake_kms()
+    try:
+        layers = {
+            arch: [gzip_bytes(tar_bytes([Entry("bin/app", elf_header(machine))]))]
+            for arch, machine in (("amd64", X86_64), ("arm64", AARCH64))
+        }
+        Pusher(stub).image("shop/app", "1", layers, "app")  # type: ignore[arg-type]  # duck-typed
+        ref = f"{stub.address}/shop/app:1"
+        # The registry here is not Artifact Registry: no `--gcp`; the KMS part is the program's.
+        options = VerifyOptions(deep=True, allow=(), gcp=False, attest_kms=version)
+        argv = shlex.split(verify_command(sys.executable, ref, ["linux/amd64"], options))
+        assert argv[argv.index("--kms") + 1] == version
+        # Application Default Credentials and the KMS endpoint, pointed at the loopback fake.
+        monkeypatch.setattr(kms_module, "adc_http", authorized_http)
+        monkeypatch.setattr(
+            kms_module, "KmsKey", partial(KmsKey, endpoint=f"http://{address_of(server)}")
+        )
+        assert main(argv[3:]) == 0, capsys.readouterr().err
+        referrers = json.loads(capsys.readouterr().out)["referrers"]
+        assert set(referrers) == {"index", "linux/amd64"}
+        assert f"GET /v1/{version}/publicKey Bearer {TOKEN}" in _FakeKms.seen
+        assert (
+            sum(line.startswith(f"POST /v1/{version}:asymmetricSign") for line in _FakeKms.seen)
+            == 2
+        )
+    finally:
+        shut_down(server)
+    try:
+        public = tmp_path / "kms.pub.pem"
+        public.write_bytes(
+            _FakeKms.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        checked = run("attestations", ref, "--platform", "linux/amd64", "--public-key", str(public))
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        stub.stop()

@@ -14,7 +14,8 @@ of them when several references are given) and nothing on exit 2.
 ``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
 of an Artifact Registry repository that no tag reaches (:mod:`verify.gc`);
 ``python -m verify published REF ...`` checks that the registry is still what a stack exported
-(:mod:`verify.published`).
+(:mod:`verify.published`); ``python -m verify attest-index`` attests an index joined from
+verified candidates (:mod:`verify.attest.join`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from verify.sbom.output import SbomUsageError, check_directory, write_documents
 from verify.tarscan import DEFAULT_MAX_LAYER_BYTES
 
 if TYPE_CHECKING:
-    from verify.attest.attach import Attested
+    from verify.attest.attach import Attested, StartProof
     from verify.attest.signing import Signing
 
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
@@ -237,11 +238,27 @@ def attest(
     result: ImageResult,
     options: Options,
     signer: Signing,
+    start: StartProof | None = None,
 ) -> Attested:
     """Sign and push every statement of the passed verification."""
     from verify.attest.attach import attest as push_attestations
 
-    return push_attestations(client, ref, result, options, signer.sign, signer.keyid)
+    return push_attestations(client, ref, result, options, signer.sign, signer.keyid, start)
+
+
+def start_proof(
+    options: run.RunOptions | None, runs: dict[run.RunKey, run.RunResult]
+) -> StartProof | None:
+    """What ``--run`` proved for the first reference (the one ``--attest`` attests)."""
+    from verify.attest.attach import StartProof
+
+    if options is None:
+        return None
+    passed = tuple(
+        platform for (index, platform), outcome in runs.items() if index == 0 and outcome.ok
+    )
+    skipped = tuple(str(platform) for platform in options.skip)
+    return StartProof(str(options.probe), passed, skipped)
 
 
 def _parse_trusted_realms(values: Sequence[str]) -> frozenset[str]:
@@ -332,6 +349,10 @@ def main(argv: Sequence[str]) -> int:
         from verify.attest.binauthz import main as binauthz
 
         return binauthz(argv[1:])
+    if argv and argv[0] == "attest-index":
+        from verify.attest.join import main as attest_index
+
+        return attest_index(argv[1:])
     arguments = _parser().parse_args(argv)
     started = time.monotonic()
     credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
@@ -409,7 +430,10 @@ def main(argv: Sequence[str]) -> int:
     referrers: dict[str, str] | None = None
     if signing_key is not None and exit_code == EXIT_VERIFIED:
         try:
-            referrers = attest(client, refs[0][1], results[0], options, signing_key).referrers
+            start = start_proof(run_options, runs)
+            referrers = attest(
+                client, refs[0][1], results[0], options, signing_key, start
+            ).referrers
         except (RegistryError, AuthError, DigestMismatch, ManifestError) as error:
             print(printable(f"verify: {refs[0][0]}: attesting failed: {error}"), file=sys.stderr)
             return EXIT_ERROR

@@ -37,7 +37,7 @@ from components.local_registry import registry_ensure_command, registry_remove_c
 from host.progress import step_line
 from host.proof_table import render
 from plan.settings import PLATFORMS
-from plan.verification import VerifyOptions, verify_command
+from plan.verification import RunPlan, VerifyOptions, verify_command
 from tests.engine_events import Events
 from tests.integration.conftest import BuildxBuild, missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port, remove_local_images
@@ -48,6 +48,11 @@ from tests.pulumi_release import (
     release_files,
     write_project_files,
 )
+from verify.attest import dsse
+from verify.attest.oras import Registry as ArtifactRegistry
+from verify.auth import CredentialResolver
+from verify.reference import parse_reference
+from verify.registry import RegistryClient
 
 LOCAL_UP = ROOT / "scripts" / "local-up"
 PINNED = "3.272.0"
@@ -448,15 +453,22 @@ def test_local_flow_registry_build_verify_remove(
             f"FROM {busybox_base}\n"
             "ARG TARGETARCH\n"
             "RUN mkdir -p /usr/local/bin && cp /opt/cross/busybox-$TARGETARCH /usr/local/bin/app\n"
+            'CMD ["sleep", "600"]\n'
         )
         repository = f"{address}/boutique/app"
         digest = buildx_build(context, f"{repository}:v1")
 
-        # The verification Command's line as the local stack builds it: deep, attested with a
-        # key created on first use. The fixture base carries both architectures' busybox as its
-        # "cross toolchain".
+        # The verification Command's line as the local stack builds it: deep, started on both
+        # platforms (a worker's `up` probe here), attested with a key created on first use. The
+        # fixture base carries both architectures' busybox as its "cross toolchain".
         key = tmp_path / "state" / "attest-key.pem"
-        options = VerifyOptions(deep=True, allow=("/opt/cross/*",), gcp=False, attest_key=str(key))
+        options = VerifyOptions(
+            deep=True,
+            allow=("/opt/cross/*",),
+            gcp=False,
+            run=RunPlan(probe="up:2", env=(), skipped={}),
+            attest_key=str(key),
+        )
         line = verify_command(sys.executable, f"{repository}@{digest}", PLATFORMS, options)
         verified = subprocess.run(
             ["/bin/sh", "-c", line],
@@ -474,6 +486,7 @@ def test_local_flow_registry_build_verify_remove(
             assert result["configArchitecture"] == platform.split("/")[1]
             assert result["elf"]["checked"] >= 2 and result["elf"]["mismatched"] == 0, result
         assert sorted(document["referrers"]) == ["index", "linux/amd64", "linux/arm64"]
+        assert all(result["run"]["ok"] for result in document["platforms"].values())
         # What `pulumi up` leaves behind passes `verify attestations` (buildx's own provenance
         # manifests in the index are skipped like in the verification).
         checked = subprocess.run(
@@ -488,6 +501,15 @@ def test_local_flow_registry_build_verify_remove(
             timeout=120,
         )
         assert checked.returncode == 0, checked.stderr
+        # The verification statement names each platform's start.
+        public_key = dsse.load_public_key(Path(f"{key}.pub"))
+        reference = parse_reference(f"{repository}@{digest}")
+        artifacts = ArtifactRegistry(RegistryClient(CredentialResolver(False, environ={})))
+        manifest = json.loads(artifacts.get_manifest(reference, document["referrers"]["index"]))
+        envelope = artifacts.get_envelope(reference, manifest["layers"][0]["digest"])
+        predicate = dsse.open_envelope(envelope, public_key).predicate
+        assert predicate["result"] == "PASSED"
+        assert {"start:linux/amd64", "start:linux/arm64"} <= set(predicate["passedTests"])
 
         removed = run_line(remove)
         assert removed["stopped"] is True and removed["pid"] == first["pid"]

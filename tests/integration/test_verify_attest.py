@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.integration.conftest import BuildxBuild
 from tests.integration.dockerenv import Registry
 from tests.integration.registrypush import Pusher
 from tests.test_verify_cli import run
@@ -19,6 +21,7 @@ from verify.attest import dsse
 from verify.attest.oras import Registry as ArtifactRegistry
 from verify.attest.oras import Subject, tag_schema_tag
 from verify.auth import CredentialResolver
+from verify.digests import sha256_digest
 from verify.manifests import OCI_MANIFEST
 from verify.reference import parse_reference
 from verify.registry import RegistryClient
@@ -152,3 +155,54 @@ def test_tampered_wrong_subject_and_missing_platform_fail(
     assert report["subjects"]["linux/amd64"]["valid"] != []
     assert report["subjects"]["linux/arm64"]["valid"] == []
     assert "linux/arm64: no SBOM attestation refers to" in missing.stderr
+
+
+@pytest.mark.docker
+def test_per_platform_candidates_joined_by_imagetools_are_attested(
+    registry: Registry, buildx_build: BuildxBuild, busybox_base: str, tmp_path: Path
+) -> None:
+    """The perPlatform flow with the real toolchain: one single-platform buildx image per
+    platform, each verified and attested; `imagetools create` joins them (what the Index does);
+    `attest-index` attests the joined index on distribution 2.8 (tag schema), and `verify
+    attestations` on the tag passes."""
+    private, public, _ = _keys(tmp_path)
+    context = tmp_path / "app"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {busybox_base}\n")
+    repository = f"{registry.address}/attest/joined"
+    candidates, manifests = [], {}
+    for platform in ("linux/amd64", "linux/arm64"):
+        arch = platform.split("/")[1]
+        digest = buildx_build(context, f"{repository}:candidate-{arch}", (platform,))
+        verified = _verify(
+            f"{repository}@{digest}",
+            *("--deep", "--allow", "/opt/cross/*", "--platform", platform, "--json"),
+            *("--attest", "--key", str(private)),
+        )
+        assert verified.returncode == 0, verified.stderr
+        candidates.append(digest)
+        manifests[platform] = json.loads(verified.stdout)["platforms"][platform]["digest"]
+    joined = subprocess.run(
+        [
+            *("docker", "buildx", "imagetools", "create", "--tag", f"{repository}:v1"),
+            *(f"{repository}@{digest}" for digest in candidates),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert joined.returncode == 0, joined.stderr
+    reader = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
+    index = sha256_digest(reader.get_manifest(parse_reference(f"{repository}:v1"), "v1").data)
+    result = _verify(
+        "attest-index",
+        f"{repository}@{index}",
+        *(f"--platform-digest={platform}={digest}" for platform, digest in manifests.items()),
+        *(f"--candidate={digest}" for digest in candidates),
+        *("--key", str(private), "--json"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert not _artifacts().has_referrers_api(parse_reference(f"{repository}:v1"), index)
+    checked = _verify("attestations", f"{repository}:v1", "--public-key", str(public))
+    assert checked.returncode == 0, checked.stderr

@@ -22,6 +22,12 @@ import pytest
 
 from tests.integration.conftest import BuildxBuild
 from tests.integration.dockerenv import REPO_ROOT, Registry
+from tests.test_verify_cli import run
+from verify.attest import dsse
+from verify.attest.oras import Registry as ArtifactRegistry
+from verify.auth import CredentialResolver
+from verify.reference import parse_reference
+from verify.registry import RegistryClient
 from verify.run import RUN_LABEL
 
 PLATFORMS = ("linux/amd64", "linux/arm64")
@@ -250,3 +256,89 @@ def test_a_platform_without_emulation_exits_2_naming_it_before_any_request() -> 
     assert result.stderr.startswith("verify: --run: linux/nosucharch: no emulation known"), (
         result.stderr
     )
+
+
+def index_statement(ref: str, key_path: Path) -> dict[str, object]:
+    """The verification statement on `ref`'s index, opened with the public key."""
+    reference = parse_reference(ref)
+    assert reference.digest is not None
+    artifacts = ArtifactRegistry(RegistryClient(CredentialResolver(use_gcp=False, environ={})))
+    (referrer,) = artifacts.referrers(reference, reference.digest)
+    manifest = json.loads(artifacts.get_manifest(reference, referrer.digest))
+    envelope = artifacts.get_envelope(reference, manifest["layers"][0]["digest"])
+    public_key = dsse.load_public_key(key_path.with_name(key_path.name + ".pub"))
+    verified = dsse.open_envelope(envelope, public_key)
+    assert verified.predicate_type == dsse.TEST_RESULT_PREDICATE
+    assert isinstance(verified.predicate, dict)
+    return verified.predicate
+
+
+def attestations(ref: str, key_path: Path) -> subprocess.CompletedProcess[str]:
+    return run("attestations", ref, "--public-key", f"{key_path}.pub")
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_the_attested_test_result_names_each_start_that_passed_and_each_skipped(
+    buildx_build: BuildxBuild, registry: Registry, busybox_base: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "attest-key.pem"
+    # The busybox base carries the other platform's busybox under /opt/cross on purpose.
+    attest = ("--deep", "--allow", "/opt/cross/*", "--attest", "--key", str(key), "--create-key")
+    ref = build(buildx_build, registry, busybox_base, SERVING, "attested-serving")
+    result = verify_run(ref, "--probe", "http:8080/index.html", "--run-timeout", "60", *attest)
+    assert result.returncode == 0, result.stderr
+    predicate = index_statement(ref, key)
+    assert predicate["result"] == "PASSED"
+    assert predicate["passedTests"] == [
+        *("platform:linux/amd64", "elf:linux/amd64", "start:linux/amd64"),
+        *("platform:linux/arm64", "elf:linux/arm64", "start:linux/arm64"),
+    ]
+    assert predicate["warnedTests"] == [] and predicate["failedTests"] == []
+    assert attestations(ref, key).returncode == 0
+
+    # The same image with arm64's start skipped (as cartservice under QEMU): WARNED, and the
+    # skipped start is a warned test, never a passed one. `verify attestations` accepts it.
+    skipped = build(buildx_build, registry, busybox_base, SERVING, "attested-skipped")
+    result = verify_run(
+        skipped, "--probe", "http:8080/index.html", "--skip-run", "linux/arm64", *attest
+    )
+    assert result.returncode == 0, result.stderr
+    predicate = index_statement(skipped, key)
+    assert predicate["result"] == "WARNED"
+    assert predicate["warnedTests"] == ["start:linux/arm64"]
+    assert "start:linux/amd64" in predicate["passedTests"]  # type: ignore[operator]
+    assert "start:linux/arm64" not in predicate["passedTests"]  # type: ignore[operator]
+    checked = attestations(skipped, key)
+    assert checked.returncode == 0, checked.stderr
+
+
+@pytest.mark.docker
+@pytest.mark.registry
+def test_a_failed_start_is_never_attested(
+    buildx_build: BuildxBuild, registry: Registry, busybox_base: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "attest-key.pem"
+    ref = build(buildx_build, registry, busybox_base, ARM64_EXITS_3, "attested-exits")
+    result = verify_run(
+        ref,
+        "--probe",
+        "http:8080/",
+        "--run-timeout",
+        "60",
+        "--deep",
+        "--allow",
+        "/opt/cross/*",
+        "--attest",
+        "--key",
+        str(key),
+        "--create-key",
+    )
+    assert result.returncode == 1, result.stderr
+    assert "linux/arm64: run failed" in result.stderr
+    assert "verify: attested " not in result.stderr
+    assert "referrers" not in json.loads(result.stdout)
+    checked = attestations(ref, key)
+    assert checked.returncode == 1
+    assert "index: no verification attestation refers to" in checked.stderr
+    assert "linux/amd64: no SBOM attestation refers to" in checked.stderr

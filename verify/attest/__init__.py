@@ -5,4 +5,5 @@
   referrers API where the registry has one, the ``sha256-<hex>`` tag schema otherwise).
 - :mod:`verify.attest.attach`: what ``python -m verify --attest`` signs and pushes.
 - :mod:`verify.attest.check`: ``python -m verify attestations REF --public-key PEM``.
+- :mod:`verify.attest.names`: the form of a KMS key version name (also checked in config).
 """

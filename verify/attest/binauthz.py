@@ -150,13 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("ref", metavar="REF@DIGEST", help="host/repository@sha256:<hex>")
     parser.add_argument("--note", required=True, help="projects/P/notes/N (the attestor's note)")
     parser.add_argument("--kms", required=True, metavar="KEY_VERSION", help="the attestor's key")
-    parser.add_argument(
-        "--platform-digest",
-        action="append",
-        default=[],
-        metavar="PLATFORM=DIGEST",
-        help="a verified manifest; the index must list exactly these (repeatable)",
-    )
+    add_platform_digests(parser)
     parser.add_argument("--json", action="store_true", help="print {occurrence, created}")
     parser.add_argument("--gcp", action="store_true", help="read the registry with ADC")
     return parser
@@ -172,9 +166,7 @@ def main(argv: Sequence[str]) -> int:
         if note is None:
             raise ValueError(f"--note {arguments.note!r}: expected projects/P/notes/N")
         check_name(arguments.kms)
-        expected = dict(_pair(value) for value in arguments.platform_digest)
-        if not expected:
-            raise ValueError("--platform-digest: give every verified PLATFORM=DIGEST")
+        expected = verified_manifests(arguments.platform_digest)
         credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
         credentials.check_environment()
     except (ReferenceError, ValueError, AuthError) as error:
@@ -214,7 +206,27 @@ def main(argv: Sequence[str]) -> int:
     return EXIT_DONE
 
 
-def _pair(value: str) -> tuple[str, str]:
+def add_platform_digests(parser: argparse.ArgumentParser) -> None:
+    """``--platform-digest PLATFORM=DIGEST``, repeatable: the manifests a verification proved."""
+    parser.add_argument(
+        "--platform-digest",
+        action="append",
+        default=[],
+        metavar="PLATFORM=DIGEST",
+        help="a verified manifest; the index must list exactly these (repeatable)",
+    )
+
+
+def verified_manifests(values: Sequence[str]) -> dict[str, str]:
+    """``{platform: digest}`` of the ``--platform-digest`` values, or ValueError."""
+    expected = dict(platform_digest(value) for value in values)
+    if not expected:
+        raise ValueError("--platform-digest: give every verified PLATFORM=DIGEST")
+    return expected
+
+
+def platform_digest(value: str) -> tuple[str, str]:
+    """``--platform-digest PLATFORM=sha256:<hex>`` as a pair, or ValueError."""
     platform, separator, digest = value.partition("=")
     if not separator or not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
         raise ValueError(f"--platform-digest {value!r}: expected PLATFORM=sha256:<hex>")

@@ -4,7 +4,8 @@ Lists the DSSE artifacts referring to the index and to each required platform ma
 checks each: its manifest names that digest as ``subject``; its envelope (digest-checked,
 bounded) has a signature over the PAE that verifies with the public key; the signed statement
 names that digest among its subjects; its predicate type is the expected one and equals the
-manifest's annotation; a Test Result says ``PASSED``.
+manifest's annotation; a Test Result says ``PASSED`` (or ``WARNED``: a platform's start was
+skipped) and lists no failed test.
 
 Exit 0 when every platform has a valid SBOM attestation and the index a valid verification
 attestation; 1 when one is missing or invalid; 2 on a usage or registry error.
@@ -34,6 +35,8 @@ from verify.registry import RegistryClient, RegistryError
 
 EXIT_VALID, EXIT_INVALID, EXIT_ERROR = 0, 1, 2
 INDEX = "index"
+PASSING_RESULTS = ("PASSED", "WARNED")
+"""``WARNED``: every test that ran passed; the ``warnedTests`` (a skipped start) were not run."""
 
 
 @dataclass
@@ -93,7 +96,7 @@ def _check_referrer(
     referrer: str,
     subject: SubjectReport,
     key: ec.EllipticCurvePublicKey,
-) -> None:
+) -> dsse.Verified:
     try:
         manifest = json.loads(registry.get_manifest(ref, referrer))
     except (ValueError, RecursionError):
@@ -121,9 +124,39 @@ def _check_referrer(
             f"expected {subject.predicate_type!r}"
         )
     if subject.predicate_type == dsse.TEST_RESULT_PREDICATE:
-        result = verified.predicate.get("result") if isinstance(verified.predicate, dict) else None
-        if result != "PASSED":
-            raise _Invalid(f"the test result is {result!r}, not 'PASSED'")
+        predicate = verified.predicate if isinstance(verified.predicate, dict) else {}
+        result = predicate.get("result")
+        if result not in PASSING_RESULTS or predicate.get("failedTests"):
+            failed = predicate.get("failedTests")
+            raise _Invalid(f"the test result is {result!r} (failed tests: {failed!r}), not passed")
+    return verified
+
+
+def attested(
+    registry: Registry,
+    ref: Reference,
+    name: str,
+    subject: SubjectReport,
+    key: ec.EllipticCurvePublicKey,
+) -> list[dsse.Verified]:
+    """The valid statements of ``subject.predicate_type`` about ``subject.digest``; records
+    each valid referrer in ``subject.valid`` and each problem (named ``name``) in
+    ``subject.problems``."""
+    referrers = registry.referrers(ref, subject.digest)
+    candidates = [r for r in referrers if r.artifact_type == DSSE_ARTIFACT_TYPE]
+    wanted = subject.predicate_type
+    expected = [r for r in candidates if r.annotations.get(PREDICATE_ANNOTATION) == wanted]
+    if not expected:
+        what = "SBOM" if subject.predicate_type == dsse.SPDX_PREDICATE else "verification"
+        subject.problems.append(f"{name}: no {what} attestation refers to {subject.digest}")
+    statements = []
+    for referrer in expected:
+        try:
+            statements.append(_check_referrer(registry, ref, referrer.digest, subject, key))
+            subject.valid.append(referrer.digest)
+        except _Invalid as invalid:
+            subject.problems.append(f"{name}: attestation {referrer.digest}: {invalid}")
+    return statements
 
 
 def check(
@@ -153,19 +186,7 @@ def check(
         report.subjects[str(platform)] = SubjectReport(matches[0].digest, dsse.SPDX_PREDICATE)
     registry = Registry(client)
     for name, subject in report.subjects.items():
-        referrers = registry.referrers(ref, subject.digest)
-        candidates = [r for r in referrers if r.artifact_type == DSSE_ARTIFACT_TYPE]
-        wanted = subject.predicate_type
-        expected = [r for r in candidates if r.annotations.get(PREDICATE_ANNOTATION) == wanted]
-        if not expected:
-            what = "SBOM" if subject.predicate_type == dsse.SPDX_PREDICATE else "verification"
-            subject.problems.append(f"{name}: no {what} attestation refers to {subject.digest}")
-        for referrer in expected:
-            try:
-                _check_referrer(registry, ref, referrer.digest, subject, key)
-                subject.valid.append(referrer.digest)
-            except _Invalid as invalid:
-                subject.problems.append(f"{name}: attestation {referrer.digest}: {invalid}")
+        attested(registry, ref, name, subject, key)
     return report
 
 

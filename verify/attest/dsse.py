@@ -3,7 +3,10 @@
 The signature covers the pre-authentication encoding (PAE) of the payload type and the payload
 bytes, never the JSON of the envelope: ``DSSEv1 <len(type)> <type> <len(body)> <body>``, with
 lengths in bytes as ASCII decimals. Signatures are ECDSA over NIST P-256 with SHA-256, DER
-encoded (as Cloud KMS ``EC_SIGN_P256_SHA256`` returns them), base64 in the envelope.
+encoded (as Cloud KMS ``EC_SIGN_P256_SHA256`` returns them), base64 in the envelope. A local key
+signs deterministically (RFC 6979), so the DSSE specification's published P-256 test vector is
+reproduced byte for byte. Reading, the protocol's rules apply: standard or URL-safe base64, and
+a signature as DER or as the raw ``r || s`` of the specification's reference implementation.
 """
 
 from __future__ import annotations
@@ -21,12 +24,14 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 SPDX_PREDICATE = "https://spdx.dev/Document"
 TEST_RESULT_PREDICATE = "https://in-toto.io/attestation/test-result/v0.1"
+P256_RAW_SIGNATURE_BYTES = 64
+"""``r || s``, 32 bytes each: the form of the DSSE reference implementation's signatures."""
 MAX_ENVELOPE_BYTES = 16 << 20
 """An envelope larger than this is refused unread (an SBOM of a large image is ~1 MB)."""
 
@@ -126,8 +131,12 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 
 
 def local_signer(key: ec.EllipticCurvePrivateKey) -> Signer:
+    """Deterministic ECDSA (RFC 6979): the same statement always gets the same signature, so
+    re-attesting an unchanged result pushes the same artifact, and no signature depends on the
+    quality of the machine's random numbers."""
+
     def sign(data: bytes) -> bytes:
-        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return key.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
 
     return sign
 
@@ -168,18 +177,41 @@ class Verified:
 
 
 def _b64(value: Any, what: str) -> bytes:
+    """Standard or URL-safe base64 (the DSSE protocol: verifiers must accept either)."""
     if not isinstance(value, str):
         raise EnvelopeError(f"{what} is not a string")
+    if "-" in value or "_" in value:
+        value = value.translate(_URL_SAFE)
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise EnvelopeError(f"{what} is not valid base64") from None
 
 
-def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Verified:
-    """Check an envelope's signature with ``public_key``, then read its statement.
+_URL_SAFE = str.maketrans("-_", "+/")
 
-    Nothing in the payload is trusted before a signature over its PAE verifies.
+
+def _verifies(public_key: ec.EllipticCurvePublicKey, signature: bytes, signed: bytes) -> bool:
+    """A DER signature, or a raw ``r || s`` one, that verifies over ``signed``."""
+    forms = [signature]
+    if len(signature) == P256_RAW_SIGNATURE_BYTES:
+        half = P256_RAW_SIGNATURE_BYTES // 2
+        r, s = int.from_bytes(signature[:half]), int.from_bytes(signature[half:])
+        forms.append(utils.encode_dss_signature(r, s))
+    for form in forms:
+        try:
+            public_key.verify(form, signed, ec.ECDSA(hashes.SHA256()))
+            return True
+        except InvalidSignature:
+            continue
+    return False
+
+
+def verify_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey, payload_type: str) -> bytes:
+    """The payload of a DSSE envelope of ``payload_type`` that ``public_key`` signed.
+
+    The envelope is bounded, its type must be the one expected, and one of its signatures must
+    verify over the PAE; only then is the payload returned.
     """
     if len(data) > MAX_ENVELOPE_BYTES:
         raise EnvelopeError(f"envelope is larger than {MAX_ENVELOPE_BYTES} bytes")
@@ -187,22 +219,26 @@ def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Verifie
         document = json.loads(data)
     except (ValueError, RecursionError):
         raise EnvelopeError("envelope is not JSON") from None
-    if not isinstance(document, dict) or document.get("payloadType") != IN_TOTO_PAYLOAD_TYPE:
-        raise EnvelopeError(f"envelope payloadType is not {IN_TOTO_PAYLOAD_TYPE}")
+    if not isinstance(document, dict) or document.get("payloadType") != payload_type:
+        raise EnvelopeError(f"envelope payloadType is not {payload_type}")
     payload = _b64(document.get("payload"), "envelope payload")
     signatures = document.get("signatures")
     if not isinstance(signatures, list) or not signatures:
         raise EnvelopeError("envelope has no signatures")
-    signed = pae(IN_TOTO_PAYLOAD_TYPE, payload)
+    signed = pae(payload_type, payload)
     for entry in signatures:
         signature = _b64(entry.get("sig") if isinstance(entry, dict) else None, "signature")
-        try:
-            public_key.verify(signature, signed, ec.ECDSA(hashes.SHA256()))
-            break
-        except InvalidSignature:
-            continue
-    else:
-        raise EnvelopeError("no signature verifies with the public key")
+        if _verifies(public_key, signature, signed):
+            return payload
+    raise EnvelopeError("no signature verifies with the public key")
+
+
+def open_envelope(data: bytes, public_key: ec.EllipticCurvePublicKey) -> Verified:
+    """Check an in-toto envelope's signature with ``public_key``, then read its statement.
+
+    Nothing in the payload is trusted before a signature over its PAE verifies.
+    """
+    payload = verify_envelope(data, public_key, IN_TOTO_PAYLOAD_TYPE)
     try:
         body = json.loads(payload)
     except (ValueError, RecursionError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import re
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -22,13 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from verify.attest import google_api
 from verify.attest.google_api import Http
+from verify.attest.names import KEY_VERSION, KEY_VERSION_FORM
 
 ENDPOINT = "https://cloudkms.googleapis.com"
 ALGORITHM = "EC_SIGN_P256_SHA256"
-KEY_VERSION = re.compile(
-    r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings/[A-Za-z0-9_-]{1,63}"
-    r"/cryptoKeys/[A-Za-z0-9_-]{1,63}/cryptoKeyVersions/[1-9][0-9]*"
-)
 MAX_ANSWER_BYTES = 64 << 10
 
 
@@ -39,10 +35,7 @@ class KmsError(Exception):
 def check_name(name: str) -> str:
     """A full key version resource name, or :class:`ValueError` saying what is allowed."""
     if not KEY_VERSION.fullmatch(name):
-        raise ValueError(
-            f"--kms {name!r}: expected projects/P/locations/L/keyRings/R/cryptoKeys/K/"
-            "cryptoKeyVersions/N"
-        )
+        raise ValueError(f"--kms {name!r}: expected {KEY_VERSION_FORM}")
     return name
 
 

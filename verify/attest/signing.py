@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from verify.attest import dsse, kms
 
 
@@ -22,6 +24,8 @@ class Signing:
 
     sign: dsse.Signer
     keyid: str
+    public_key: ec.EllipticCurvePublicKey
+    """What checks this signer's signatures."""
 
 
 def local(path: str, create: bool) -> Signing:
@@ -29,7 +33,7 @@ def local(path: str, create: bool) -> Signing:
         key = dsse.ensure_private_key(Path(path)) if create else dsse.load_private_key(Path(path))
     except (dsse.KeyFileError, OSError) as error:
         raise SigningError(f"--key {path}: {error}") from None
-    return Signing(dsse.local_signer(key), dsse.key_id(key.public_key()))
+    return Signing(dsse.local_signer(key), dsse.key_id(key.public_key()), key.public_key())
 
 
 def cloud_kms(name: str) -> Signing:
@@ -46,4 +50,4 @@ def cloud_kms(name: str) -> Signing:
         raise SigningError(f"--kms: Application Default Credentials failed: {error}") from None
     except kms.KmsError as error:
         raise SigningError(f"--kms: {error}") from None
-    return Signing(key.sign, dsse.key_id(public_key))
+    return Signing(key.sign, dsse.key_id(public_key), public_key)
