@@ -252,3 +252,44 @@ def test_the_header_outside_the_data_segment_is_not_taken() -> None:
     assert findings.go is None
     assert findings.problems == ["Go binary without build information"]
     assert gobuildinfo.MAGIC in data[:DATA]
+
+
+PROBE = """
+import io, sys
+from tests.sbom_bytes import go_binary
+from tests.verify_bytes import Entry, gzip_bytes, tar_bytes
+from verify.layers import decompressed
+from verify.platforms import Platform
+from verify.reference import parse_reference
+from verify.sbom.capture import LayerCapture
+from verify.sbom.documents import spdx_document
+from verify.sbom.inventory import platform_inventory
+from verify.tarscan import scan_tar
+
+entries = [Entry("app/server", go_binary(inline=True))]
+if sys.argv[1] == "dpkg":
+    entries.append(Entry("var/lib/dpkg/status", b"Package: a\\nVersion: 1\\n"))
+layer = decompressed(io.BytesIO(gzip_bytes(tar_bytes(entries))))
+scan = scan_tar(layer, capture=LayerCapture())
+inventory = platform_inventory([scan], Platform.of("linux", "arm64"), "sha256:" + "ab" * 32)
+spdx_document(parse_reference("127.0.0.1:5000/shop/a:1"), inventory)
+print(sorted({package.component.ecosystem for package in inventory.packages}))
+print("debian" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("image", "loaded"), [("go", "False"), ("dpkg", "True")])
+def test_python_debian_loads_only_for_an_image_with_a_dpkg_database(
+    image: str, loaded: str
+) -> None:
+    import subprocess
+    import sys
+
+    from tests.test_verify_cli import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, image], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    ecosystems, debian = result.stdout.splitlines()
+    assert ecosystems == ("['deb', 'golang']" if image == "dpkg" else "['golang']")
+    assert debian == loaded
