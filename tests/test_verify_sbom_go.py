@@ -23,7 +23,7 @@ from tests.sbom_bytes import (
     go_binary,
 )
 from tests.verify_bytes import X86_64, Entry, gzip_bytes, tar_bytes
-from verify.layers import decompressed
+from verify.layers import LayerFormatError, decompressed
 from verify.sbom import binaries, gobuildinfo
 from verify.sbom.binaries import BinaryFindings, BinaryReader, ReadableContent
 from verify.sbom.capture import LayerCapture
@@ -258,7 +258,7 @@ PROBE = """
 import io, sys
 from tests.sbom_bytes import go_binary
 from tests.verify_bytes import Entry, gzip_bytes, tar_bytes
-from verify.layers import decompressed
+from verify.layers import LayerFormatError, decompressed
 from verify.platforms import Platform
 from verify.reference import parse_reference
 from verify.sbom.capture import LayerCapture
@@ -293,3 +293,22 @@ def test_python_debian_loads_only_for_an_image_with_a_dpkg_database(
     ecosystems, debian = result.stdout.splitlines()
     assert ecosystems == ("['deb', 'golang']" if image == "dpkg" else "['golang']")
     assert debian == loaded
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["go1.18+", "pre-1.18"])
+@pytest.mark.parametrize("cut_in", ["code", "read-only data", "data"])
+def test_a_layer_cut_inside_a_go_binary_is_a_format_error(inline: bool, cut_in: str) -> None:
+    """Skipping and viewing count what the stream really gave: a member cut short in any
+    segment fails the layer with the member's name, as it does without the capture."""
+    code = 2 << 20
+    entries = [Entry("app/server", go_binary(inline, code_bytes=code))]
+    archive = tar_bytes(entries)
+    member = archive.index(b"\x7fELF")
+    cut = member + {"code": code // 2, "read-only data": RODATA + code + 0x500}.get(
+        cut_in, DATA + code + 0x20
+    )
+    for capture in (None, LayerCapture()):
+        with pytest.raises(
+            LayerFormatError, match="the stream ends inside the data of /app/server"
+        ):
+            scan_tar(io.BytesIO(archive[:cut]), capture=capture)
