@@ -1,12 +1,14 @@
 """Builders of crafted binaries for the SBOM tests: Go binaries in both build-information
-formats, and a .NET single-file bundle, laid out as their linkers lay them out."""
+formats, and a .NET single-file bundle, laid out as their linkers lay them out; and
+:class:`ReadableContent`, to hand a binary to the reader from a plain stream."""
 
 from __future__ import annotations
 
 import struct
 
+from verify.digests import Readable
 from verify.sbom import gobuildinfo
-from verify.sbom.binaries import DOTNET_BUNDLE_SIGNATURE
+from verify.sbom.binaries import CHUNK_BYTES, DOTNET_BUNDLE_SIGNATURE
 
 AARCH64 = 0xB7
 PT_LOAD, PT_NOTE = 1, 4
@@ -138,3 +140,22 @@ def dotnet_bundle(deps_json: bytes) -> bytes:
     placeholder = struct.pack("<q", header_offset) + DOTNET_BUNDLE_SIGNATURE
     host[0x1000 : 0x1000 + len(placeholder)] = placeholder
     return bytes(host + appended + header + b"\0" * 64)
+
+
+class ReadableContent:
+    """:class:`verify.sbom.binaries.MemberContent` over any readable (skip reads and drops)."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._source.read(size)
+
+    def view(self, size: int) -> memoryview:
+        return memoryview(self._source.read(size))
+
+    def skip(self, size: int) -> int:
+        skipped = 0
+        while skipped < size and (data := self._source.read(min(size - skipped, CHUNK_BYTES))):
+            skipped += len(data)
+        return skipped

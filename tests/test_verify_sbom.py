@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.sbom_bytes import dotnet_bundle, go_binary
+from tests.sbom_bytes import ReadableContent, dotnet_bundle, go_binary
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.digests import Readable
 from verify.layers import decompressed
 from verify.platforms import Platform
 from verify.reference import parse_reference
 from verify.sbom import gobuildinfo
-from verify.sbom.binaries import BinaryReader, ReadableContent
+from verify.sbom.binaries import BinaryReader
 from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
 from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
 from verify.sbom.inventory import Inventory, Package, platform_inventory

@@ -20,12 +20,13 @@ from tests.sbom_bytes import (
     MODINFO,
     RODATA,
     STRING_HEADERS,
+    ReadableContent,
     go_binary,
 )
 from tests.verify_bytes import X86_64, Entry, gzip_bytes, tar_bytes
 from verify.layers import LayerFormatError, decompressed
 from verify.sbom import binaries, gobuildinfo
-from verify.sbom.binaries import BinaryFindings, BinaryReader, ReadableContent
+from verify.sbom.binaries import BinaryFindings, BinaryReader
 from verify.sbom.capture import LayerCapture
 from verify.tarscan import scan_tar
 

@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from verify.digests import Readable
 from verify.sbom import gobuildinfo
 from verify.sbom.gobuildinfo import BuildInfoError
 
@@ -79,25 +78,6 @@ class MemberContent(Protocol):
     def skip(self, size: int) -> int:
         """Pass over up to ``size`` bytes; how many were passed (fewer at the end)."""
         ...
-
-
-class ReadableContent:
-    """:class:`MemberContent` over any readable (a file read whole, a test's stream)."""
-
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-
-    def read(self, size: int = -1, /) -> bytes:
-        return self._source.read(size)
-
-    def view(self, size: int) -> memoryview:
-        return memoryview(self._source.read(size))
-
-    def skip(self, size: int) -> int:
-        skipped = 0
-        while skipped < size and (data := self._source.read(min(size - skipped, CHUNK_BYTES))):
-            skipped += len(data)
-        return skipped
 
 
 @dataclass
