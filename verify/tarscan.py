@@ -231,6 +231,8 @@ class _MemberData:
         return data
 
     def view(self, size: int) -> memoryview:
+        if not self.left:
+            return memoryview(b"")
         data = self._source.view(min(size, self.left))
         self.left -= len(data)
         return data
