@@ -40,9 +40,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import io
-import json
 import random
 import statistics
 import subprocess
@@ -50,10 +48,8 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +58,8 @@ from isal import isal_zlib
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.integration.dockerenv import BUSYBOX_CACHE, Registry, start_registry  # noqa: E402
+from tests.integration.dockerenv import BUSYBOX_CACHE, start_registry  # noqa: E402
+from tests.integration.registrypush import Pusher  # noqa: E402
 
 SEED = 20261127
 PLATFORMS = ("amd64", "arm64")
@@ -76,40 +73,33 @@ BIG_LAYER_RANDOM_BYTES = 9 << 20
 BIG_LAYER_ELF_COPIES = 110
 SMALL_LAYER_FILES = 115
 SMALL_LAYER_FILE_BYTES = 1 << 20
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+PUSH_TIMEOUT = 600.0
+"""Seconds one upload may take (the 280 MB layer on a loaded machine)."""
 
 
 def layer_blob(arch: str, number: int, busybox: bytes) -> bytes:
     """One gzip layer: seeded random bytes plus copies of the platform's busybox."""
     noise = random.Random(f"{SEED}-{arch}-{number}").randbytes(RANDOM_BYTES_PER_LAYER)
+    entries = [(f"data/random-{number}.bin", noise)] + [
+        (f"usr/bin/tool-{number}-{copy}", busybox) for copy in range(ELF_COPIES_PER_LAYER)
+    ]
+    return tar_gzip(entries)
+
+
+def tar_bytes(entries: list[tuple[str, bytes]]) -> bytes:
+    """An uncompressed tar archive of ``(name, data)`` files."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        entries = [(f"data/random-{number}.bin", noise)] + [
-            (f"usr/bin/tool-{number}-{copy}", busybox) for copy in range(ELF_COPIES_PER_LAYER)
-        ]
         for name, data in entries:
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o755, 0
             archive.addfile(info, io.BytesIO(data))
-    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
+    return buffer.getvalue()
 
 
 def tar_gzip(entries: list[tuple[str, bytes]]) -> bytes:
     """A gzip (level 6, as BuildKit) tar layer of ``(name, data)`` files."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for name, data in entries:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o755, 0
-            archive.addfile(info, io.BytesIO(data))
-    return gzip.compress(buffer.getvalue(), compresslevel=6, mtime=0)
+    return gzip.compress(tar_bytes(entries), compresslevel=6, mtime=0)
 
 
 def two_layer_blobs(busybox: bytes) -> list[bytes]:
@@ -126,68 +116,6 @@ def two_layer_blobs(busybox: bytes) -> list[bytes]:
     ]
     with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL: use both cores
         return list(pool.map(tar_gzip, [big, small]))
-
-
-@dataclass
-class Pusher:
-    """Pushes blobs and manifests to a loopback registry over the HTTP API."""
-
-    registry: Registry
-
-    def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
-        request = urllib.request.Request(
-            url, data=data, method=method, headers={"Content-Type": content_type}
-        )
-        with urllib.request.urlopen(request, timeout=600) as response:
-            return dict(response.headers.items())
-
-    def blob(self, repository: str, data: bytes) -> dict[str, object]:
-        digest = digest_of(data)
-        base = self.registry.url
-        location = self._send("POST", f"{base}/v2/{repository}/blobs/uploads/", b"", "")["Location"]
-        if location.startswith("/"):
-            location = base + location
-        separator = "&" if "?" in location else "?"
-        self._send("PUT", f"{location}{separator}digest={digest}", data, "application/octet-stream")
-        return {"digest": digest, "size": len(data)}
-
-    def manifest(self, repository: str, reference: str, document: dict[str, object]) -> str:
-        data = json.dumps(document).encode()
-        media_type = str(document["mediaType"])
-        url = f"{self.registry.url}/v2/{repository}/manifests/{reference}"
-        self._send("PUT", url, data, media_type)
-        return digest_of(data)
-
-    def image(self, repository: str, tag: str, layers: dict[str, list[bytes]], label: str) -> None:
-        """Push a two-platform OCI index; ``layers`` maps each architecture to its blobs."""
-        entries = []
-        for arch, blobs in layers.items():
-            config = json.dumps(
-                {
-                    "architecture": arch,
-                    "os": "linux",
-                    "config": {"Labels": {"bench": label}},
-                    "rootfs": {"type": "layers", "diff_ids": []},
-                }
-            ).encode()
-            manifest = {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, **self.blob(repository, config)},
-                "layers": [{"mediaType": OCI_LAYER, **self.blob(repository, b)} for b in blobs],
-            }
-            size = len(json.dumps(manifest).encode())
-            digest = self.manifest(repository, digest_of(json.dumps(manifest).encode()), manifest)
-            entries.append(
-                {
-                    "mediaType": OCI_MANIFEST,
-                    "digest": digest,
-                    "size": size,
-                    "platform": {"os": "linux", "architecture": arch},
-                }
-            )
-        index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
-        self.manifest(repository, tag, index)
 
 
 def build_data_set(pusher: Pusher) -> dict[str, list[bytes]]:
@@ -316,7 +244,7 @@ def main() -> None:
         registry = start_registry(Path(scratch), on_disk=True)
         try:
             started = time.perf_counter()
-            layers = build_data_set(Pusher(registry))
+            layers = build_data_set(Pusher(registry, PUSH_TIMEOUT))
             blobs = [blob for arch in PLATFORMS for blob in layers[arch]]
             total_mb = sum(len(blob) for blob in blobs) / 1e6
             print(
@@ -334,7 +262,7 @@ def main() -> None:
             )
 
             started = time.perf_counter()
-            two_layer = build_two_layer_image(Pusher(registry))
+            two_layer = build_two_layer_image(Pusher(registry, PUSH_TIMEOUT))
             print(f"two-layer image built and pushed in {time.perf_counter() - started:.1f} s")
             two_layer_ref = f"{registry.address}/bench/two-layer:1"
             compare(

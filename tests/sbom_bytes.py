@@ -1,12 +1,14 @@
 """Builders of crafted binaries for the SBOM tests: Go binaries in both build-information
-formats, and a .NET single-file bundle, laid out as their linkers lay them out."""
+formats, and a .NET single-file bundle, laid out as their linkers lay them out; and
+:class:`ReadableContent`, to hand a binary to the reader from a plain stream."""
 
 from __future__ import annotations
 
 import struct
 
+from verify.digests import Readable
 from verify.sbom import gobuildinfo
-from verify.sbom.binaries import DOTNET_BUNDLE_SIGNATURE
+from verify.sbom.binaries import CHUNK_BYTES, DOTNET_BUNDLE_SIGNATURE
 
 AARCH64 = 0xB7
 PT_LOAD, PT_NOTE = 1, 4
@@ -15,6 +17,9 @@ BASE_ADDRESS = 0x400000
 TEXT, RODATA, DATA = 0x1000, 0x3000, 0x6000
 """File offsets of the segments (vaddr = BASE_ADDRESS + offset)."""
 NOTE = 0x200
+BLOB, STRING_HEADERS = 0x40, 0x800
+"""Offsets in the data segment of the build information and (pointer format) the string
+headers: the version's, then the module information's."""
 
 MODINFO = (
     "path\texample.com/shop/cmd/frontend\n"
@@ -64,39 +69,50 @@ def _elf(segments: list[tuple[int, int, int, int]], size: int, machine: int = AA
     return image
 
 
-def go_binary(inline: bool, modinfo: str = MODINFO, version: str = "go1.16.15") -> bytes:
-    """A Go ELF binary: build ID note, text, rodata, data with the build information blob.
+def go_binary(
+    inline: bool,
+    modinfo: str = MODINFO,
+    version: str = "go1.16.15",
+    machine: int = AARCH64,
+    code_bytes: int = 0,
+) -> bytes:
+    """A stripped Go ELF binary: build ID note, text, rodata, data with the build information.
 
-    The rodata also holds a decoy magic (as in a program that reads build information), and
-    extra ``go1.`` strings, so only the right candidate may be taken.
+    The text and rodata also hold decoy magics (as in a program that reads build information),
+    and extra ``go1.`` strings, so only the right candidate may be taken. ``code_bytes`` more
+    of code puts the read-only and data segments past the first reads, as in a real binary
+    (the offsets below then move by that much).
     """
-    size = DATA + 0x2000
+    rodata, data = RODATA + code_bytes, DATA + code_bytes
+    size = data + 0x2000
     image = _elf(
         [
             (PT_NOTE, PF_R, NOTE, NOTE + 0x20),
-            (PT_LOAD, PF_R | PF_X, 0, RODATA),
-            (PT_LOAD, PF_R, RODATA, DATA),
-            (PT_LOAD, PF_R | PF_W, DATA, size),
+            (PT_LOAD, PF_R | PF_X, 0, rodata),
+            (PT_LOAD, PF_R, rodata, data),
+            (PT_LOAD, PF_R | PF_W, data, size),
         ],
         size,
+        machine,
     )
     note = struct.pack("<III", 4, 8, 4) + b"Go\0\0" + b"buildid!"
     image[NOTE : NOTE + len(note)] = note
     decoy = gobuildinfo.MAGIC + b"\x08\x02" + b"\0" * 16
-    image[RODATA : RODATA + len(decoy)] = decoy
-    image[RODATA + 0x100 : RODATA + 0x110] = b"go1.99.0 decoys!"
+    image[TEXT : TEXT + len(decoy)] = decoy
+    image[rodata : rodata + len(decoy)] = decoy
+    image[rodata + 0x100 : rodata + 0x110] = b"go1.99.0 decoys!"
     blob = bytearray(gobuildinfo.MAGIC + bytes([8, gobuildinfo.FLAG_INLINE if inline else 0]))
     blob = blob.ljust(32, b"\0")
     if inline:
         wrapped = _wrapped_modinfo(modinfo)
         blob += _uvarint(len(version)) + version.encode() + _uvarint(len(wrapped)) + wrapped
     else:
-        version_at, modinfo_at = RODATA + 0x400, RODATA + 0x800
+        version_at, modinfo_at = rodata + 0x400, rodata + 0x800
         wrapped = _wrapped_modinfo(modinfo)
         image[version_at : version_at + len(version) + 6] = version.encode() + b"extra!"
         image[modinfo_at : modinfo_at + len(wrapped)] = wrapped
         # Two string headers further into the data segment, and the pointers to them.
-        headers_at = DATA + 0x800
+        headers_at = data + STRING_HEADERS
         image[headers_at : headers_at + 32] = struct.pack(
             "<QQQQ",
             BASE_ADDRESS + version_at,
@@ -106,7 +122,7 @@ def go_binary(inline: bool, modinfo: str = MODINFO, version: str = "go1.16.15") 
         )
         blob[16:32] = struct.pack("<QQ", BASE_ADDRESS + headers_at, BASE_ADDRESS + headers_at + 16)
     # The data segment starts with other data; the blob is 16-byte aligned after it.
-    image[DATA + 0x40 : DATA + 0x40 + len(blob)] = blob
+    image[data + BLOB : data + BLOB + len(blob)] = blob
     return bytes(image)
 
 
@@ -124,3 +140,22 @@ def dotnet_bundle(deps_json: bytes) -> bytes:
     placeholder = struct.pack("<q", header_offset) + DOTNET_BUNDLE_SIGNATURE
     host[0x1000 : 0x1000 + len(placeholder)] = placeholder
     return bytes(host + appended + header + b"\0" * 64)
+
+
+class ReadableContent:
+    """:class:`verify.sbom.binaries.MemberContent` over any readable (skip reads and drops)."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._source.read(size)
+
+    def view(self, size: int) -> memoryview:
+        return memoryview(self._source.read(size))
+
+    def skip(self, size: int) -> int:
+        skipped = 0
+        while skipped < size and (data := self._source.read(min(size - skipped, CHUNK_BYTES))):
+            skipped += len(data)
+        return skipped

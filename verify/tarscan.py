@@ -142,6 +142,17 @@ class _Input:
         self.offset += len(data)
         return data
 
+    def view(self, size: int) -> memoryview:
+        """Up to ``size`` of the next bytes without copying them: fewer at the end of a chunk,
+        none at the end of the stream. The view keeps its chunk (immutable bytes) alive."""
+        if self._at == len(self._chunk) and not self._fill():
+            return memoryview(b"")
+        step = min(size, len(self._chunk) - self._at)
+        data = memoryview(self._chunk)[self._at : self._at + step]
+        self._at += step
+        self.offset += step
+        return data
+
     def skip(self, size: int) -> bool:
         """Pass over ``size`` bytes; False when the stream ends first."""
         while size:
@@ -206,17 +217,32 @@ class _Header:
 
 
 class _MemberData:
-    """The rest of one member's data, for a capture that reads further than the ELF header."""
+    """The rest of one member's data, for a capture that reads further than the ELF header
+    (a :class:`verify.sbom.binaries.MemberContent`: it may also skip, or look without copying)."""
 
     def __init__(self, source: _Input, size: int) -> None:
         self._source = source
         self.left = size
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1, /) -> bytes:
         wanted = self.left if size < 0 else min(size, self.left)
         data = self._source.take(wanted)
         self.left -= len(data)
         return data
+
+    def view(self, size: int) -> memoryview:
+        if not self.left:
+            return memoryview(b"")
+        data = self._source.view(min(size, self.left))
+        self.left -= len(data)
+        return data
+
+    def skip(self, size: int) -> int:
+        before = self._source.offset
+        self._source.skip(min(size, self.left))
+        skipped = self._source.offset - before
+        self.left -= skipped
+        return skipped
 
 
 class TarScanner:

@@ -167,12 +167,14 @@ class Pusher:
     """Pushes blobs and manifests to a loopback registry over the HTTP API."""
 
     registry: Registry
+    timeout: float = 120.0
+    """Seconds one request may take (the benchmarks push layers of hundreds of MB)."""
 
     def _send(self, method: str, url: str, data: bytes, content_type: str) -> dict[str, str]:
         request = urllib.request.Request(
             url, data=data, method=method, headers={"Content-Type": content_type}
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:
             return dict(response.headers.items())
 
     def blob(self, repository: str, data: bytes) -> dict[str, object]:

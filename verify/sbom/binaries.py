@@ -1,17 +1,20 @@
 """What an ELF file's bytes say about the software inside, read once from the layer stream.
 
 The file is fed chunk by chunk through :class:`MarkerStream`, which finds fixed byte markers
-(also across chunk boundaries) and captures a bounded number of bytes around them, or at a file
-offset still ahead. Nothing is seeked and nothing is buffered beyond those captures:
+(also across chunk boundaries), captures a bounded number of bytes around them or at a file
+offset still ahead, and keeps references to ranges it may need later. Nothing is seeked:
+stretches nothing asks for are skipped in the tar stream without being copied or searched.
 
-- Go build information (:mod:`verify.sbom.gobuildinfo`): the inline format is complete in the
-  bytes after the magic. The pointer format names addresses; they are turned into file offsets
-  with the program headers (captured at the start of the file). String headers lie ahead in the
-  data segment and are captured there; the strings themselves lie behind, in the read-only
-  segment, so every module-information sentinel seen on the way is kept (bounded in number and
-  size) and the one at the resolved offset is taken. The Go version string of that format is
-  not kept (finding it would mean searching all read-only data for ``go1.``, which doubled the
-  cost of the deep pass on Go images): pre-1.18 binaries get their modules, not their version.
+- Go build information (:mod:`verify.sbom.gobuildinfo`), found as Go's ``debug/buildinfo``
+  finds it in a file without section headers: in the first writable, non-executable loaded
+  segment, 16-byte aligned. The program headers (at the start of the file) give that segment's
+  file offset, so the code and read-only segments before it are skipped rather than searched,
+  and only that segment is searched (Go 1.18 and later put the header at or near its start).
+  The inline format (1.18+) is complete in the bytes after the magic. The pointer format (Go
+  1.13-1.17) names addresses, turned into file offsets through the program headers: the string
+  headers lie ahead in the data segment, the strings behind, in read-only data. So the first
+  :data:`RETAINED_BYTES` of the read-only segments are kept as references to the chunks the
+  stream already holds (no copy, no search) until the header says which format it is.
 - .NET single-file bundles: the host holds the bundle signature, preceded by the offset of the
   bundle header (at the end of the file, ahead). The header names the offset and size of the
   embedded ``*.deps.json``, which lies behind: each ``"runtimeTarget"`` seen (the first key of a
@@ -23,8 +26,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from verify.digests import Readable
 from verify.sbom import gobuildinfo
 from verify.sbom.gobuildinfo import BuildInfoError
 
@@ -35,6 +38,9 @@ GO_HEADER_CAPTURE_BYTES = 128
 """Bytes kept from the Go magic on: the header, and inline, the version and the lengths."""
 GO_VERSION_BYTES = 64
 MODINFO_CAPTURE_BYTES = 256 << 10
+RETAINED_BYTES = 16 << 20
+"""Read-only data of one Go binary kept for the pointer format's strings (they sit in
+``.rodata``, at the start of the read-only segment; a 20 MB binary has about 11 MB of it)."""
 DOTNET_BUNDLE_SIGNATURE = bytes.fromhex(
     "8b1202b96a612038727b930214d7a03213f5b9e6efae3318ee3b2dce24b36aae"
 )
@@ -55,6 +61,23 @@ GO_NOTE_BUILD_ID = 4
 
 Done = Callable[[int, bytes], None]
 """Called with a capture's file offset and bytes when it is complete."""
+Chunk = bytes | memoryview
+
+
+class MemberContent(Protocol):
+    """The rest of a file after its first bytes, as the tar reader hands it over."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes, copied (b"" at the end)."""
+        ...
+
+    def view(self, size: int) -> memoryview:
+        """Up to ``size`` bytes without copying them (empty at the end)."""
+        ...
+
+    def skip(self, size: int) -> int:
+        """Pass over up to ``size`` bytes; how many were passed (fewer at the end)."""
+        ...
 
 
 @dataclass
@@ -72,11 +95,22 @@ class _Watch:
     after: int
     done: Done
     limit: int
+    until: int | None
     found: int = 0
 
 
+@dataclass
+class _Retained:
+    start: int
+    length: int
+    pieces: list[memoryview] = field(default_factory=list)
+    got: int = 0
+    """Bytes kept so far, from ``start`` on without a gap."""
+
+
 class MarkerStream:
-    """Finds markers in a stream fed chunk by chunk and captures bytes around or at offsets."""
+    """Finds markers in a stream fed chunk by chunk, captures bytes around them or at offsets,
+    and keeps ranges by reference; :meth:`next_needed` says where reading must go on."""
 
     def __init__(self) -> None:
         self.offset = 0
@@ -87,6 +121,9 @@ class MarkerStream:
         self._tail_bytes = 0
         self._watches: list[_Watch] = []
         self._pending: list[_Capture] = []
+        self._retained: list[_Retained] = []
+        self._last: tuple[Chunk, int] = (b"", 0)
+        """The chunk fed last and its offset (a range to keep may start inside it)."""
 
     def watch(
         self,
@@ -95,10 +132,11 @@ class MarkerStream:
         after: int,
         done: Done,
         limit: int = CANDIDATES_PER_MARKER,
+        until: int | None = None,
     ) -> None:
         """Capture ``before`` bytes before and ``after`` bytes after each of the first ``limit``
-        occurrences of ``marker``."""
-        self._watches.append(_Watch(marker, before, after, done, limit))
+        occurrences of ``marker`` (that end at file offset ``until`` at the latest)."""
+        self._watches.append(_Watch(marker, before, after, done, limit, until))
         self._tail_bytes = max(self._tail_bytes, len(marker) - 1 + before)
 
     def capture_at(self, start: int, length: int, done: Done) -> bool:
@@ -108,25 +146,87 @@ class MarkerStream:
         self._pending.append(_Capture(start, length, done))
         return True
 
-    def feed(self, chunk: bytes) -> None:
+    def retain(self, start: int, length: int) -> bool:
+        """Keep references to the ``length`` bytes at ``start`` for :meth:`retained`; False
+        when ``start`` lies before the chunk fed last."""
+        chunk, chunk_base = self._last
+        if start < chunk_base or length <= 0:
+            return False
+        kept = _Retained(start, length)
+        self._retained.append(kept)
+        self._keep(kept, chunk, chunk_base)
+        return True
+
+    def retained(self, start: int, length: int) -> bytes | None:
+        """The ``length`` bytes at ``start`` when a kept range holds them all, else None."""
+        for kept in self._retained:
+            if kept.start <= start and start + length <= kept.start + kept.got:
+                out = bytearray()
+                at = kept.start
+                for piece in kept.pieces:
+                    low, high = max(start, at), min(start + length, at + len(piece))
+                    if low < high:
+                        out += piece[low - at : high - at]
+                    at += len(piece)
+                    if at >= start + length:
+                        break
+                return bytes(out)
+        return None
+
+    def release(self) -> None:
+        """Drop every kept range (and with them the chunks they hold)."""
+        self._retained = []
+        self._last = (b"", self.offset)
+
+    @property
+    def watching(self) -> bool:
+        """True while a marker is searched for (every byte fed must be searchable bytes)."""
+        return bool(self._watches)
+
+    def next_needed(self) -> int | None:
+        """The file offset of the next byte anything needs; None when nothing does."""
+        if self._watches:
+            return self.offset
+        wanted = [capture.start + len(capture.data) for capture in self._pending]
+        wanted += [kept.start + kept.got for kept in self._retained if kept.got < kept.length]
+        return max(self.offset, min(wanted)) if wanted else None
+
+    def skip(self, size: int) -> None:
+        """``size`` bytes passed unseen (only up to :meth:`next_needed`)."""
+        self.offset += size
+        self._tail = b""
+        self._window_base = self.offset
+        self._last = (b"", self.offset)
+
+    def feed(self, chunk: Chunk) -> None:
         tail, tail_base = self._tail, self._window_base
         chunk_base = self.offset
         self.offset += len(chunk)
+        self._last = (chunk, chunk_base)
+        for kept in self._retained:
+            self._keep(kept, chunk, chunk_base)
         self._fill(tail, tail_base, chunk, chunk_base)
+        searchable = chunk if isinstance(chunk, bytes) else None
         searched: set[int] = set()
         # A capture completed in this chunk may start a watch, which must see the chunk too.
         while unsearched := [watch for watch in self._watches if id(watch) not in searched]:
+            if searchable is None:
+                searchable = bytes(chunk)  # a view fed before the watch began
             for watch in unsearched:
                 searched.add(id(watch))
-                for position in self._matches(watch, tail, chunk, chunk_base):
+                for position in self._matches(watch, tail, searchable, chunk_base):
                     start = max(tail_base, position - watch.before)
                     length = position + len(watch.marker) + watch.after - start
                     self._pending.append(_Capture(start, length, watch.done))
             self._fill(tail, tail_base, chunk, chunk_base)
+        self._watches = [
+            watch for watch in self._watches if watch.until is None or watch.until > self.offset
+        ]
         # The chunk is not copied: only a short tail is kept for markers across the boundary.
         keep = self._tail_bytes
         if keep:
-            self._tail = (tail + chunk)[-keep:] if len(chunk) < keep else chunk[-keep:]
+            end = bytes(chunk[-keep:])
+            self._tail = (tail + end)[-keep:] if len(chunk) < keep else end
         else:
             self._tail = b""
         self._window_base = self.offset - len(self._tail)
@@ -136,25 +236,21 @@ class MarkerStream:
         """File offsets of new occurrences: across the boundary, then inside the chunk."""
         found: list[int] = []
         overlap = len(watch.marker) - 1
+        end = len(chunk) if watch.until is None else max(watch.until - chunk_base, 0)
         if tail and overlap:
             edge = tail[-overlap:]
             seam = edge + chunk[:overlap]
-            position = seam.find(watch.marker)
+            position = seam.find(watch.marker, 0, end + len(edge))
             while 0 <= position < len(edge) and watch.found < watch.limit:
                 watch.found += 1
                 found.append(chunk_base - len(edge) + position)
-                position = seam.find(watch.marker, position + 1)
-        position = chunk.find(watch.marker)
+                position = seam.find(watch.marker, position + 1, end + len(edge))
+        position = chunk.find(watch.marker, 0, end)
         while position >= 0 and watch.found < watch.limit:
             watch.found += 1
             found.append(chunk_base + position)
-            position = chunk.find(watch.marker, position + 1)
+            position = chunk.find(watch.marker, position + 1, end)
         return found
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing is watched or awaited: the rest of the file need not be fed."""
-        return not self._watches and not self._pending
 
     def unwatch(self, marker: bytes) -> None:
         """Stop looking for ``marker``."""
@@ -167,7 +263,17 @@ class MarkerStream:
             if capture.data:
                 capture.done(capture.start, bytes(capture.data))
 
-    def _fill(self, tail: bytes, tail_base: int, chunk: bytes, chunk_base: int) -> None:
+    @staticmethod
+    def _keep(kept: _Retained, chunk: Chunk, chunk_base: int) -> None:
+        """Add the part of ``chunk`` a kept range still lacks (a view: nothing is copied)."""
+        position = kept.start + kept.got
+        end = chunk_base + len(chunk)
+        if kept.got < kept.length and chunk_base <= position < end:
+            size = min(kept.length - kept.got, end - position)
+            kept.pieces.append(memoryview(chunk)[position - chunk_base :][:size])
+            kept.got += size
+
+    def _fill(self, tail: bytes, tail_base: int, chunk: Chunk, chunk_base: int) -> None:
         """Give open captures the bytes they need from the kept tail and the new chunk."""
         progress = True
         while progress:  # a completed capture may ask for another one in the same chunk
@@ -223,30 +329,39 @@ class BinaryReader:
         self._big_endian = False
         self._image_end = 0
         self._go_binary = False
+        self._go_data: _Segment | None = None
         self._go_header: gobuildinfo.Header | None = None
         self._go_version = ""
         self._modinfo = b""
-        self._modinfo_offset: int | None = None
-        self._modinfo_length = 0
-        self._modinfo_candidates: dict[int, bytes] = {}
         self._deps_candidates: dict[int, bytes] = {}
         self._deps_location: tuple[int, int] | None = None
         self._stream.capture_at(0, 64, self._elf_header)
 
-    def read(self, content: Readable, first: bytes = b"") -> BinaryFindings:
+    def read(self, content: MemberContent, first: bytes = b"") -> BinaryFindings:
         """Feed the file (``first``: bytes already read from its start) and decode what was seen.
 
-        Reading stops as soon as nothing more is looked for; the caller skips the rest.
+        What nothing asks for is skipped; bytes are copied only while a marker is searched for.
+        Reading stops as soon as nothing more is needed; the caller skips the rest.
         """
         if first:
             self._stream.feed(first)
         # Headers and notes sit in the first page: most files are done after a small read.
         size = HEAD_BYTES
-        while not self._stream.idle and (chunk := content.read(size)):
+        while (needed := self._stream.next_needed()) is not None:
+            if needed > self._stream.offset:
+                skipped = content.skip(needed - self._stream.offset)
+                self._stream.skip(skipped)
+                if self._stream.offset < needed:
+                    break
+                continue
+            chunk = content.read(size) if self._stream.watching else content.view(size)
+            if not chunk:
+                break
             self._stream.feed(chunk)
             size = CHUNK_BYTES
         self._stream.finish()
         self._resolve_go()
+        self._stream.release()
         self._resolve_bundle()
         return self.findings
 
@@ -313,10 +428,12 @@ class BinaryReader:
                 return
             at += 12 + _aligned4(name_size) + _aligned4(desc_size)
 
-    def _file_offset(self, address: int) -> int | None:
+    def _file_offset(self, address: int, length: int) -> int | None:
+        """The file offset of ``length`` bytes at ``address``, all inside one loaded segment's
+        file bytes; None otherwise."""
         for segment in self._segments:
             if segment.kind == PT_LOAD and (
-                segment.address <= address < segment.address + segment.size
+                segment.address <= address and address + length <= segment.address + segment.size
             ):
                 return segment.offset + address - segment.address
         return None
@@ -324,58 +441,48 @@ class BinaryReader:
     # Go
 
     def _start_go(self) -> None:
-        """A Go binary: search its data segment for the build information, and its read-only
-        data for what the pointer format may point at. The code segment is not searched."""
-        data = [segment.offset for segment in self._segments if self._is_data(segment)]
-        readonly = [
-            segment.offset
-            for segment in self._segments
-            if segment.kind == PT_LOAD and not segment.flags & PF_X
-        ]
-        self._at(min(data, default=0), self._watch_magic)
-        self._at(min(readonly, default=0), self._watch_strings)
-
-    def _at(self, offset: int, start: Callable[[], None]) -> None:
-        """Run ``start`` when the stream reaches ``offset`` (now, if it has passed)."""
-        if not self._stream.capture_at(offset, 1, lambda _start, _data: start()):
-            start()
+        """A Go binary: skip to its data segment and search that for the build information;
+        keep the read-only data before it (by reference) for the pointer format's strings."""
+        data = next((segment for segment in self._segments if self._is_data(segment)), None)
+        if data is None:
+            return  # reported as a Go binary without build information
+        self._go_data = data
+        budget = RETAINED_BYTES
+        for segment in self._segments:
+            if segment.kind != PT_LOAD or segment.flags & (PF_X | PF_W) or budget <= 0:
+                continue
+            length = min(segment.size, data.offset - segment.offset, budget)
+            if self._stream.retain(segment.offset, length):
+                budget -= length
+        if not self._stream.capture_at(data.offset, 1, lambda _start, _data: self._watch_magic()):
+            self._watch_magic()
 
     def _watch_magic(self) -> None:
         # "\xff" is common in binaries, which makes searching for the whole magic slow;
         # the rest of it is searched for, and the byte before it checked.
+        assert self._go_data is not None
         after = GO_HEADER_CAPTURE_BYTES - len(gobuildinfo.MAGIC)
-        self._stream.watch(gobuildinfo.MAGIC[1:], 1, after, self._go_blob)
-
-    def _watch_strings(self) -> None:
-        # Only the module information is kept (its sentinels are a fast 16-byte search). The
-        # pointer format's Go version string is not: searching the read-only data for "go1."
-        # cost more than the whole rest of the SBOM on Go images (see docs/attestations.md).
-        modinfo = self._keep(self._modinfo_candidates)
-        self._stream.watch(gobuildinfo.MODINFO_START, 0, MODINFO_CAPTURE_BYTES, modinfo)
+        end = self._go_data.offset + self._go_data.size
+        self._stream.watch(gobuildinfo.MAGIC[1:], 1, after, self._go_blob, until=end)
 
     @staticmethod
     def _is_data(segment: _Segment) -> bool:
         """A writable, non-executable loaded segment (where the linker puts the header)."""
         return segment.kind == PT_LOAD and segment.flags & (PF_X | PF_W) == PF_W
 
-    def _in_data_segment(self, offset: int) -> bool:
-        return any(
-            self._is_data(segment) and segment.offset <= offset < segment.offset + segment.size
-            for segment in self._segments
-        )
-
     def _go_blob(self, start: int, blob: bytes) -> None:
         # The magic also occurs as a constant in programs that read build information:
         # only the 16-byte-aligned one in the data segment is the header (as Go decides).
-        if self._go_header is not None or start % gobuildinfo.ALIGNMENT:
+        data = self._go_data
+        if self._go_header is not None or start % gobuildinfo.ALIGNMENT or data is None:
             return
-        if not blob.startswith(gobuildinfo.MAGIC) or not self._in_data_segment(start):
+        if not blob.startswith(gobuildinfo.MAGIC) or start < data.offset:
             return
-        for marker in (gobuildinfo.MAGIC[1:], gobuildinfo.MODINFO_START):
-            self._stream.unwatch(marker)
+        self._stream.unwatch(gobuildinfo.MAGIC[1:])
         try:
             header = gobuildinfo.parse_header(blob)
             if header.inline:
+                self._stream.release()  # nothing behind is needed
                 self._go_version, offset, length = gobuildinfo.inline_layout(blob)
                 if length > MODINFO_CAPTURE_BYTES:
                     raise BuildInfoError(f"module information of {length} bytes is too large")
@@ -390,39 +497,56 @@ class BinaryReader:
             return
         self._go_header = header
         size = 2 * header.pointer_size
-        for address, handler in (
-            (header.version_address, self._version_header),
-            (header.modinfo_address, self._modinfo_header),
-        ):
-            at = self._file_offset(address)
-            if at is None or not self._stream.capture_at(at, size, handler):
-                self.findings.problems.append(
-                    f"Go build information: string header at 0x{address:x} is not readable"
-                )
+        self._read_at(header.version_address, size, self._version_header, "version")
+        self._read_at(header.modinfo_address, size, self._modinfo_header, "module information")
 
-    def _string(self, data: bytes) -> tuple[int | None, int]:
+    def _read_at(self, address: int, length: int, done: Done, what: str) -> None:
+        """Hand ``done`` the ``length`` bytes at ``address``: from the kept read-only data when
+        they lie behind, captured when they lie ahead; a problem when neither can be."""
+        offset = self._file_offset(address, length)
+        if offset is not None:
+            kept = self._stream.retained(offset, length)
+            if kept is not None:
+                done(offset, kept)
+                return
+            if self._stream.capture_at(offset, length, done):
+                return
+        self.findings.problems.append(
+            f"Go build information: the {what} at 0x{address:x} ({length} bytes) is not read"
+        )
+
+    def _string(self, data: bytes, bound: int, what: str) -> tuple[int, int] | None:
+        """A Go string header's (address, length); None (a problem) when it is cut short or
+        the length is over ``bound``."""
         assert self._go_header is not None
-        address, length = gobuildinfo.string_header(data, self._go_header)
-        return self._file_offset(address), length
+        try:
+            address, length = gobuildinfo.string_header(data, self._go_header)
+        except BuildInfoError as error:
+            self.findings.problems.append(f"Go build information: the {what}'s {error}")
+            return None
+        if length > bound:
+            self.findings.problems.append(
+                f"Go build information: the {what} is {length} bytes, over {bound}"
+            )
+            return None
+        return address, length
 
     def _version_header(self, _start: int, data: bytes) -> None:
-        offset, length = self._string(data)
-        if offset is None or length > GO_VERSION_BYTES:
-            return
-        if not self._stream.capture_at(offset, length, self._version_bytes):
-            self.findings.problems.append(
-                "Go version of a pre-1.18 (pointer-format) binary lies before its build "
-                "information and is not read in one pass; its modules are"
-            )
+        string = self._string(data, GO_VERSION_BYTES, "version")
+        if string is not None:
+            self._read_at(*string, self._version_bytes, "version string")
 
     def _version_bytes(self, _start: int, data: bytes) -> None:
-        self._go_version = data.decode("utf-8", "replace")
+        text = data.decode("ascii") if data.isascii() else ""
+        if text.isprintable() and text.strip() == text and text:
+            self._go_version = text
+        else:
+            self.findings.problems.append("Go build information: the version is not text")
 
     def _modinfo_header(self, _start: int, data: bytes) -> None:
-        offset, length = self._string(data)
-        self._modinfo_offset, self._modinfo_length = offset, length
-        if offset is not None and length <= MODINFO_CAPTURE_BYTES:
-            self._stream.capture_at(offset, length, self._modinfo_bytes)
+        string = self._string(data, MODINFO_CAPTURE_BYTES, "module information")
+        if string is not None:
+            self._read_at(*string, self._modinfo_bytes, "module information string")
 
     def _modinfo_bytes(self, _start: int, data: bytes) -> None:
         self._modinfo = data
@@ -431,27 +555,12 @@ class BinaryReader:
         self._modinfo += data
 
     def _resolve_go(self) -> None:
-        header = self._go_header
-        if header is None:
+        if self._go_header is None:
             if self._go_binary and not self.findings.problems:
                 self.findings.problems.append("Go binary without build information")
             return
-        if not header.inline:
-            if not self._modinfo and self._modinfo_offset in self._modinfo_candidates:
-                candidate = self._modinfo_candidates[self._modinfo_offset]
-                self._modinfo = candidate[: self._modinfo_length]
-            if not self._modinfo:
-                self._modinfo = self._delimited_modinfo()
         text = gobuildinfo.unwrap_modinfo(self._modinfo)
         self.findings.go = gobuildinfo.parse_modinfo(self._go_version, text)
-
-    def _delimited_modinfo(self) -> bytes:
-        """The first sentinel-delimited module information seen (the pointer did not resolve)."""
-        for data in self._modinfo_candidates.values():
-            end = data.find(gobuildinfo.MODINFO_END)
-            if end >= 0:
-                return data[: end + len(gobuildinfo.MODINFO_END)]
-        return b""
 
     # .NET single-file bundles
 

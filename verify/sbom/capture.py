@@ -19,8 +19,7 @@ import io
 import zipfile
 from dataclasses import dataclass, field
 
-from verify.digests import Readable
-from verify.sbom.binaries import BinaryFindings, BinaryReader
+from verify.sbom.binaries import BinaryFindings, BinaryReader, MemberContent
 
 METADATA_MAX_BYTES = 16 << 20
 JAR_MAX_BYTES = 64 << 20
@@ -95,7 +94,9 @@ class LayerCapture:
         elif not is_dir:
             self.inventory.paths.add(path)
 
-    def regular(self, size: int, path: str, header: bytes, elf: bool, content: Readable) -> None:
+    def regular(
+        self, size: int, path: str, header: bytes, elf: bool, content: MemberContent
+    ) -> None:
         """A regular file whose first bytes (``header``) were read already."""
         if elf:
             findings = BinaryReader(size).read(content, header)
@@ -111,7 +112,7 @@ class LayerCapture:
                 return
             self.inventory.files[path] = header + content.read()
 
-    def _jar(self, size: int, path: str, header: bytes, content: Readable) -> None:
+    def _jar(self, size: int, path: str, header: bytes, content: MemberContent) -> None:
         if size > JAR_MAX_BYTES:
             self.inventory.notes.append(
                 f"{path}: a {size}-byte jar, over the {JAR_MAX_BYTES}-byte bound"

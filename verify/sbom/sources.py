@@ -14,13 +14,16 @@ import json
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import zstandard
-from debian import deb822
 from packageurl import PackageURL
 
 from verify.sbom.gobuildinfo import BuildInfo
 from verify.sbom.overlay import FinalView
+
+if TYPE_CHECKING:
+    from debian import deb822
 
 CHISEL_MANIFEST = "/var/lib/chisel/manifest.wall"
 CHISEL_MAX_BYTES = 64 << 20
@@ -95,6 +98,10 @@ def distro(view: FinalView) -> Distro:
 def _paragraphs(data: bytes) -> list[deb822.Deb822]:
     """deb822 paragraphs of text decoded here, leniently: python-debian would otherwise guess
     encodings of invalid UTF-8 (logging on stderr) and may raise on it."""
+    # Imported here: python-debian (with its changelog and charset modules) is about half the
+    # import time of the SBOM, and only images with a dpkg database need it.
+    from debian import deb822
+
     lines = _text(data).splitlines(keepends=True)
     return list(deb822.Deb822.iter_paragraphs(lines, use_apt_pkg=False))
 
