@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host_state import HostStateCommands, ensure_every_run
-from host.results import BuilderResult
+from host.contract import BuilderResult
 from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
 from plan.naming import arch_of
 from plan.settings import BuilderSettings

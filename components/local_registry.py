@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host_state import HostStateCommands, ensure_every_run
-from host.results import RegistryResult
+from host.contract import RegistryResult
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,14 @@ class LocalRegistryArgs:
 
 
 def registry_ensure_command(python: str, address: str, data_dir: str) -> str:
-    """Reuse the registry at `address` or start one; prints a `host.results.RegistryResult`."""
+    """Reuse the registry at `address` or start one; prints a `host.contract.RegistryResult`."""
     return shlex.join(
         [python, "-m", "host", "registry", "ensure", "--address", address, "--data-dir", data_dir]
     )
 
 
 def registry_remove_command(python: str, address: str, data_dir: str) -> str:
-    """Stop what the ensure started for `data_dir`; prints a `host.results.RegistryRemoval`."""
+    """Stop what the ensure started for `data_dir`; prints a `host.contract.RegistryRemoval`."""
     return shlex.join(
         [python, "-m", "host", "registry", "remove", "--address", address, "--data-dir", data_dir]
     )

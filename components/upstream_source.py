@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from host.results import CheckoutResult
+from host.contract import CheckoutResult
 from plan.host_commands import checkout_command
 from plan.naming import oci_labels
 from plan.settings import GitSource, PathSource

@@ -22,7 +22,7 @@ def interpreter(executable: str, project_dir: str) -> str:
 
 
 def checkout_command(python: str, source: GitSource | PathSource, required: Iterable[str]) -> str:
-    """Ensure the checkout; prints a `host.results.CheckoutResult`."""
+    """Ensure the checkout; prints a `host.contract.CheckoutResult`."""
     where = (
         ["--path", source.path]
         if isinstance(source, PathSource)
@@ -60,11 +60,11 @@ def stack_owner(organization: str | None, project: str, stack: str) -> str:
 
 def builder_ensure_command(python: str, spec: str, owner: str) -> str:
     """Create the builder or reconcile it with `spec`, unless another stack than `owner` owns
-    it; prints a `host.results.BuilderResult`."""
+    it; prints a `host.contract.BuilderResult`."""
     return shlex.join([python, "-m", "host", "builder", "ensure", "--owner", owner, "--spec", spec])
 
 
 def builder_remove_command(python: str, name: str, owner: str) -> str:
     """Remove the builder unless another stack than `owner` owns it; prints a
-    `host.results.BuilderResult`."""
+    `host.contract.BuilderResult`."""
     return shlex.join([python, "-m", "host", "builder", "remove", "--owner", owner, "--name", name])

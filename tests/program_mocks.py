@@ -4,7 +4,7 @@
 digest per Image (so cross-wired outputs show), an Index's `ref` (a single source index is
 copied as it is, as `imagetools create` does), the access token of `getClientConfig`, and for
 `command:local:run` / `local.Command` what the tools print: the host scripts' JSON (built with
-`host.results`), `python -m patches apply --json` (the real patch ids of `patches/upstream.toml`)
+`host.contract`), `python -m patches apply --json` (the real patch ids of `patches/upstream.toml`)
 and `python -m verify --json` (built with `verify.report.image_json`). The tools themselves run
 for real in their own tests and in tests/integration/.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import pulumi
 
-from host.results import BuilderResult, CheckoutResult, RegistryResult
+from host.contract import BuilderResult, CheckoutResult, RegistryResult
 from patches.definitions import load
 from plan.services import CATALOG
 from plan.settings import UPSTREAM_COMMIT
@@ -58,7 +58,7 @@ REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 
 
 def host_stdout(command_line: str) -> str:
-    """What `python -m host ...` prints for this command line, per `host.results`."""
+    """What `python -m host ...` prints for this command line, per `host.contract`."""
     argv = shlex.split(command_line)
     arguments = argv[argv.index("host") + 1 :]
 

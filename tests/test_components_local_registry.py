@@ -1,7 +1,7 @@
 """LocalRegistry under Pulumi mocks, and the local stack's configuration file.
 
 The mocks answer `command:local:run` and `local.Command` with what `python -m host registry
-ensure` prints (built with `host.results`, the scripts' own contract); the scripts themselves run
+ensure` prints (built with `host.contract`, the scripts' own contract); the scripts themselves run
 for real in tests/test_host_registry.py and tests/integration/test_local_stack.py.
 """
 
@@ -23,7 +23,7 @@ from components.local_registry import (
     registry_ensure_command,
     registry_remove_command,
 )
-from host.results import RegistryResult
+from host.contract import RegistryResult
 from plan.settings import CONFIG_KEYS, PROJECT, StartedRegistry, parse_settings
 from tests.program_mocks import COMMAND, stack_config
 from tests.recorder import RecordingMonitor, Registration, reset, use_mocks

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from host.results import CheckoutResult
+from host.contract import CheckoutResult
 from plan.host_commands import checkout_command
 from plan.settings import GitSource, PathSource
 from tests.program_mocks import ROOT

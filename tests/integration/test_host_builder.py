@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from host.builder import InspectedBuilder, parse_inspect
-from host.results import BuilderResult, CheckoutResult
+from host.contract import BuilderResult, CheckoutResult
 from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
 from plan.settings import BuilderNode, BuilderSettings
 from tests.program_mocks import ROOT, ProgramRunner

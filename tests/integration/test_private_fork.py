@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from host.results import CheckoutResult
+from host.contract import CheckoutResult
 from plan.host_commands import checkout_command
 from plan.settings import GitSource
 from tests.integration.loopbackserver import address_of, serve, shut_down
