@@ -7,9 +7,6 @@ verified, and only then tagged by an Index. Exports what GKE stacks read: `regis
 and `source` (the upstream URL and commit the images were built from).
 """
 
-import os
-import sys
-
 import pulumi
 
 from components.binary_authorization import binary_authorization
@@ -18,18 +15,17 @@ from components.dockerfile_patches import DockerfilePatches, DockerfilePatchesAr
 from components.registry_target import registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
-from plan.host_commands import interpreter, stack_owner
+from plan.host_commands import stack_owner
 from plan.verification import verify_options
 from stack_config import read_settings
 
 settings, registry_password = read_settings()
-python = interpreter(sys.executable, os.getcwd())
 owner = stack_owner(pulumi.get_organization(), pulumi.get_project(), pulumi.get_stack())
 dockerfiles = [service.dockerfile for service in settings.services]
 
 source = UpstreamSource(
     "upstream",
-    UpstreamSourceArgs(source=settings.source, required=dockerfiles, python=python),
+    UpstreamSourceArgs(source=settings.source, required=dockerfiles),
 )
 patches = DockerfilePatches(
     "patches",
@@ -38,13 +34,10 @@ patches = DockerfilePatches(
         services=[service.name for service in settings.services],
         dockerfiles=dockerfiles,
         commit=settings.commit,
-        python=python,
     ),
 )
-builder, platform_builders = buildx_builders(settings.builder, settings.platforms, python, owner)
-target = registry_target(
-    settings.destination, registry_password, settings.cache, settings.tag, python
-)
+builder, platform_builders = buildx_builders(settings.builder, settings.platforms, owner)
+target = registry_target(settings.destination, registry_password, settings.cache, settings.tag)
 
 binauthz = binary_authorization(settings.destination, settings.attest)
 
@@ -70,7 +63,6 @@ images = {
                 commit=settings.commit,
                 attest_key=settings.attest.key,
             ),
-            python=python,
             binauthz_note=None if binauthz is None else binauthz.note,
             binauthz_key=None if binauthz is None else binauthz.key_version,
         ),
