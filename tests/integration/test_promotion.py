@@ -36,14 +36,14 @@ from pathlib import Path
 
 import pytest
 
-from plan.host_commands import interpreter
+from plan.tools import interpreter, tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
     candidate_ref,
     merged_platforms,
     verified_platforms,
-    verify_command,
+    verify_request,
 )
 from tests.integration.dockerenv import (
     INDEX_MEDIA_TYPES,
@@ -126,7 +126,9 @@ def verify(
     """What the ManifestVerification Command does: its exact command line, via `sh -c`, from the
     project directory, with the project's interpreter written as the program writes it."""
     python = interpreter(sys.executable, str(REPO_ROOT))
-    line = verify_command(python, candidate_ref(repository, digest), platforms, options)
+    line = tool_command(
+        verify_request(candidate_ref(repository, digest), platforms, options), python
+    )
     return subprocess.run(
         ["/bin/sh", "-c", line], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
