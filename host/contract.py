@@ -87,8 +87,16 @@ def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argpar
     return parser
 
 
+def _option(flag: str, value: str | None) -> list[str]:
+    """`flag value`, or `flag=value` for a value argparse would read as an option (`-x`);
+    nothing for None."""
+    if value is None:
+        return []
+    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
+
+
 def _repeated(flag: str, values: Sequence[str]) -> list[str]:
-    return [argument for value in values for argument in (flag, value)]
+    return [argument for value in values for argument in _option(flag, value)]
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,8 @@ class CheckoutRequest:
     """Files the checkout must contain."""
 
     def argv(self) -> list[str]:
-        where = ["--path", self.path] if self.path is not None else []
-        where += [] if self.url is None else ["--url", self.url]
-        where += [] if self.commit is None else ["--commit", self.commit]
-        where += [] if self.cache_dir is None else ["--cache-dir", self.cache_dir]
+        where = _option("--path", self.path) + _option("--url", self.url)
+        where += _option("--commit", self.commit) + _option("--cache-dir", self.cache_dir)
         return ["checkout", *where, *_repeated("--require", self.require)]
 
     @classmethod
@@ -133,7 +139,7 @@ class BuilderEnsureRequest:
     """`organization/project/stack` ensuring it."""
 
     def argv(self) -> list[str]:
-        return ["builder", "ensure", "--owner", self.owner, "--spec", self.spec]
+        return ["builder", "ensure", *_option("--owner", self.owner), *_option("--spec", self.spec)]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "BuilderEnsureRequest":
@@ -152,8 +158,7 @@ class BuilderRemoveRequest:
     """The stack removing it; without it, an owned builder is kept."""
 
     def argv(self) -> list[str]:
-        owner = [] if self.owner is None else ["--owner", self.owner]
-        return ["builder", "remove", *owner, "--name", self.name]
+        return ["builder", "remove", *_option("--owner", self.owner), *_option("--name", self.name)]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "BuilderRemoveRequest":
@@ -175,8 +180,8 @@ class RegistryEnsureRequest:
     """Run under Docker when the registry binary is absent."""
 
     def argv(self) -> list[str]:
-        where = ["--address", self.address, "--data-dir", self.data_dir]
-        image = [] if self.image == REGISTRY_IMAGE else ["--image", self.image]
+        where = _option("--address", self.address) + _option("--data-dir", self.data_dir)
+        image = [] if self.image == REGISTRY_IMAGE else _option("--image", self.image)
         return ["registry", "ensure", *where, *image]
 
     @classmethod
@@ -195,7 +200,8 @@ class RegistryRemoveRequest:
     data_dir: str
 
     def argv(self) -> list[str]:
-        return ["registry", "remove", "--address", self.address, "--data-dir", self.data_dir]
+        where = _option("--address", self.address) + _option("--data-dir", self.data_dir)
+        return ["registry", "remove", *where]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "RegistryRemoveRequest":

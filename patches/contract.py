@@ -74,6 +74,18 @@ def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argpar
     return parser
 
 
+def _option(flag: str, value: str | None) -> list[str]:
+    """`flag value`, or `flag=value` for a value argparse would read as an option (`-x`);
+    nothing for None."""
+    if value is None:
+        return []
+    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
+
+
+def _repeated(flag: str, values: Sequence[str]) -> list[str]:
+    return [argument for value in values for argument in _option(flag, value)]
+
+
 @dataclass(frozen=True)
 class PatchRequest:
     """`COMMAND [--json] [--revision SHA] [--service NAME]... [--definitions FILE] --
@@ -95,9 +107,9 @@ class PatchRequest:
 
     def argv(self) -> list[str]:
         argv: list[str] = [self.command, *(["--json"] if self.json else [])]
-        argv += [] if self.revision is None else ["--revision", self.revision]
-        argv += [argument for service in self.services for argument in ("--service", service)]
-        argv += [] if self.definitions is None else ["--definitions", self.definitions]
+        argv += _option("--revision", self.revision)
+        argv += _repeated("--service", self.services)
+        argv += _option("--definitions", self.definitions)
         return [*argv, "--", self.source_dir]
 
     @staticmethod

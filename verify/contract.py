@@ -41,8 +41,16 @@ class StrictParser(argparse.ArgumentParser):
 Parser = type[argparse.ArgumentParser]
 
 
+def _option(flag: str, value: str | None) -> list[str]:
+    """``flag value``, or ``flag=value`` for a value argparse would read as an option (``-x``);
+    nothing for None."""
+    if value is None:
+        return []
+    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
+
+
 def _repeated(flag: str, values: Sequence[str]) -> list[str]:
-    return [argument for value in values for argument in (flag, value)]
+    return [argument for value in values for argument in _option(flag, value)]
 
 
 def _attached(flag: str, values: Sequence[str]) -> list[str]:
@@ -229,21 +237,21 @@ class CheckRequest:
         argv += _repeated("--allow", self.allow) + _repeated("--platform", self.platforms)
         argv += ["--gcp"] if self.gcp else []
         argv += ["--run"] if self.run else []
-        argv += [] if self.probe is None else ["--probe", self.probe]
+        argv += _option("--probe", self.probe)
         argv += _repeated("--env", self.env)
         argv += [] if self.run_timeout is None else ["--run-timeout", _seconds(self.run_timeout)]
         argv += _repeated("--skip-run", self.skip_run)
         argv += [] if self.jobs is None else ["--jobs", str(self.jobs)]
         argv += ["--attest"] if self.attest else []
-        argv += [] if self.key is None else ["--key", self.key]
-        argv += [] if self.kms is None else ["--kms", self.kms]
+        argv += _option("--key", self.key)
+        argv += _option("--kms", self.kms)
         argv += ["--create-key"] if self.create_key else []
-        argv += [] if self.sbom is None else ["--sbom", self.sbom]
+        argv += _option("--sbom", self.sbom)
         if self.sbom_format != DEFAULT_SBOM_FORMAT:
-            argv += ["--sbom-format", self.sbom_format]
+            argv += _option("--sbom-format", self.sbom_format)
         argv += _repeated("--trust-realm", self.trust_realms)
-        argv += [] if self.max_layer_bytes is None else ["--max-layer-bytes", self.max_layer_bytes]
-        argv += [] if self.timeout is None else ["--timeout", self.timeout]
+        argv += _option("--max-layer-bytes", self.max_layer_bytes)
+        argv += _option("--timeout", self.timeout)
         return [*argv, "--", *self.refs]
 
     @staticmethod
@@ -391,7 +399,7 @@ class BinauthzRequest:
     gcp: bool = False
 
     def argv(self) -> list[str]:
-        argv = ["binauthz", self.ref, "--note", self.note, "--kms", self.kms]
+        argv = ["binauthz", self.ref, *_option("--note", self.note), *_option("--kms", self.kms)]
         argv += _repeated("--platform-digest", self.platform_digests)
         return argv + (["--json"] if self.json else []) + (["--gcp"] if self.gcp else [])
 
