@@ -6,7 +6,7 @@ What each resource of a ServiceImage does, step by step, against Debian's docker
 1. the Image export: a build pushed to `<reg>/<svc>` without moving any release tag, and its
    digest;
 2. ManifestVerification: the exact command line the component builds
-   (`plan.verification.verify_command`), run as the Command runs it (`sh -c` from the project
+   (`plan.verification.verify_request`), run as the Command runs it (`sh -c` from the project
    directory), its stdout read with the component's parser (`verified_platforms`);
 3. the Index: `docker buildx imagetools create -t <reg>/<svc>:<tag> <reg>/<svc>@<digest>...`,
    only when every verification exited 0.
