@@ -2,13 +2,15 @@
 [--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp] [--trust-realm HOST]... [--max-layer-bytes SIZE]
 [--timeout SECONDS] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
-Every argument is validated before the first request. Exit codes: 0 every reference verified;
+The arguments are parsed into a :class:`verify.contract.CheckRequest` (the parser is the
+contract's, so the program's command lines and the CLI cannot drift); every value is validated
+before the first request. Exit codes: 0 every reference verified;
 1 verification failed (missing platform, wrong architecture, mislabelled binaries, a layer or
 document that is not what its descriptor says); 2 usage, auth, not-found, registry errors and
 timeouts (2 wins over 1 when several references are given); with ``--run`` also a platform
 whose container failed its probe (1), or no Docker Engine or no emulation for a platform (2,
 before any request). See :mod:`verify.run`.
-With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
+With ``--json``, stdout carries :class:`verify.contract.ImageReport` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
 
 ``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
