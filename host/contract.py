@@ -15,7 +15,9 @@ import argparse
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar
+
+from tool_argv import ParserClass, StrictParser, expect, option, repeated
 
 REGISTRY_BINARY = "docker-registry"
 """Debian's build of CNCF distribution (package `docker-registry`)."""
@@ -23,18 +25,7 @@ REGISTRY_IMAGE = "registry:2"
 """The fallback when the binary is absent; serves on :5000, stores in /var/lib/registry."""
 
 
-class ArgvError(ValueError):
-    """Arguments the tool's parser refuses (the CLI prints its usage and exits 2 instead)."""
-
-
-class StrictParser(argparse.ArgumentParser):
-    """The tool's parser, raising `ArgvError` where the CLI's would exit."""
-
-    def error(self, message: str) -> Any:
-        raise ArgvError(f"{self.prog}: error: {message}")
-
-
-def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argparse.ArgumentParser:
+def parser(parser_class: ParserClass = StrictParser) -> argparse.ArgumentParser:
     """The parser of `python -m host` (the CLI passes argparse's own class)."""
     parser = parser_class(
         prog="python -m host",
@@ -87,18 +78,6 @@ def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argpar
     return parser
 
 
-def _option(flag: str, value: str | None) -> list[str]:
-    """`flag value`, or `flag=value` for a value argparse would read as an option (`-x`);
-    nothing for None."""
-    if value is None:
-        return []
-    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
-
-
-def _repeated(flag: str, values: Sequence[str]) -> list[str]:
-    return [argument for value in values for argument in _option(flag, value)]
-
-
 @dataclass(frozen=True)
 class CheckoutRequest:
     """`checkout --url URL --commit SHA --cache-dir DIR [--require PATH]...` or
@@ -117,13 +96,13 @@ class CheckoutRequest:
     """Files the checkout must contain."""
 
     def argv(self) -> list[str]:
-        where = _option("--path", self.path) + _option("--url", self.url)
-        where += _option("--commit", self.commit) + _option("--cache-dir", self.cache_dir)
-        return ["checkout", *where, *_repeated("--require", self.require)]
+        where = option("--path", self.path) + option("--url", self.url)
+        where += option("--commit", self.commit) + option("--cache-dir", self.cache_dir)
+        return ["checkout", *where, *repeated("--require", self.require)]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "CheckoutRequest":
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 @dataclass(frozen=True)
@@ -139,11 +118,11 @@ class BuilderEnsureRequest:
     """`organization/project/stack` ensuring it."""
 
     def argv(self) -> list[str]:
-        return ["builder", "ensure", *_option("--owner", self.owner), *_option("--spec", self.spec)]
+        return ["builder", "ensure", *option("--owner", self.owner), *option("--spec", self.spec)]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "BuilderEnsureRequest":
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 @dataclass(frozen=True)
@@ -158,11 +137,11 @@ class BuilderRemoveRequest:
     """The stack removing it; without it, an owned builder is kept."""
 
     def argv(self) -> list[str]:
-        return ["builder", "remove", *_option("--owner", self.owner), *_option("--name", self.name)]
+        return ["builder", "remove", *option("--owner", self.owner), *option("--name", self.name)]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "BuilderRemoveRequest":
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 @dataclass(frozen=True)
@@ -180,13 +159,13 @@ class RegistryEnsureRequest:
     """Run under Docker when the registry binary is absent."""
 
     def argv(self) -> list[str]:
-        where = _option("--address", self.address) + _option("--data-dir", self.data_dir)
-        image = [] if self.image == REGISTRY_IMAGE else _option("--image", self.image)
+        where = option("--address", self.address) + option("--data-dir", self.data_dir)
+        image = [] if self.image == REGISTRY_IMAGE else option("--image", self.image)
         return ["registry", "ensure", *where, *image]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "RegistryEnsureRequest":
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 @dataclass(frozen=True)
@@ -200,12 +179,12 @@ class RegistryRemoveRequest:
     data_dir: str
 
     def argv(self) -> list[str]:
-        where = _option("--address", self.address) + _option("--data-dir", self.data_dir)
+        where = option("--address", self.address) + option("--data-dir", self.data_dir)
         return ["registry", "remove", *where]
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> "RegistryRemoveRequest":
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 HostRequest = (
@@ -217,11 +196,9 @@ HostRequest = (
 )
 
 
-def parse_request(
-    argv: Sequence[str], parser_class: type[argparse.ArgumentParser] = StrictParser
-) -> HostRequest:
-    """The request of `python -m host` arguments; `ArgvError` (or, with argparse's own class,
-    the CLI's usage exit) for what the parser refuses."""
+def parse_request(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> HostRequest:
+    """The request of `python -m host` arguments; `tool_argv.ArgvError` (or, with argparse's
+    own class, the CLI's usage exit) for what the parser refuses."""
     arguments = parser(parser_class)
     parsed = arguments.parse_args(argv)
     if parsed.command == "checkout":
@@ -237,15 +214,6 @@ def parse_request(
     if parsed.action == "ensure":
         return BuilderEnsureRequest(parsed.spec, parsed.owner)
     return BuilderRemoveRequest(parsed.name, parsed.owner)
-
-
-R = TypeVar("R")
-
-
-def _expect(kind: type[R], request: object) -> R:
-    if not isinstance(request, kind):
-        raise ArgvError(f"not a {kind.__name__}: {type(request).__name__}")
-    return request
 
 
 @dataclass(frozen=True)

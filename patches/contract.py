@@ -13,7 +13,9 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, cast
+from typing import ClassVar, Literal, cast
+
+from tool_argv import ParserClass, StrictParser, option, repeated
 
 Command = Literal["apply", "check", "diff"]
 COMMAND_HELP: dict[Command, str] = {
@@ -21,17 +23,6 @@ COMMAND_HELP: dict[Command, str] = {
     "check": "exit 1 when a Dockerfile still needs its patches, 0 when all are patched",
     "diff": "print the unified diff that apply would make",
 }
-
-
-class ArgvError(ValueError):
-    """Arguments the tool's parser refuses (the CLI prints its usage and exits 2 instead)."""
-
-
-class StrictParser(argparse.ArgumentParser):
-    """The tool's parser, raising `ArgvError` where the CLI's would exit."""
-
-    def error(self, message: str) -> Any:
-        raise ArgvError(f"{self.prog}: error: {message}")
 
 
 def _commit(value: str) -> str:
@@ -42,7 +33,7 @@ def _commit(value: str) -> str:
     return value
 
 
-def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argparse.ArgumentParser:
+def parser(parser_class: ParserClass = StrictParser) -> argparse.ArgumentParser:
     """The parser of `python -m patches` (the CLI passes argparse's own class)."""
     parser = parser_class(
         prog="python -m patches",
@@ -74,18 +65,6 @@ def parser(parser_class: type[argparse.ArgumentParser] = StrictParser) -> argpar
     return parser
 
 
-def _option(flag: str, value: str | None) -> list[str]:
-    """`flag value`, or `flag=value` for a value argparse would read as an option (`-x`);
-    nothing for None."""
-    if value is None:
-        return []
-    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
-
-
-def _repeated(flag: str, values: Sequence[str]) -> list[str]:
-    return [argument for value in values for argument in _option(flag, value)]
-
-
 @dataclass(frozen=True)
 class PatchRequest:
     """`COMMAND [--json] [--revision SHA] [--service NAME]... [--definitions FILE] --
@@ -107,17 +86,15 @@ class PatchRequest:
 
     def argv(self) -> list[str]:
         argv: list[str] = [self.command, *(["--json"] if self.json else [])]
-        argv += _option("--revision", self.revision)
-        argv += _repeated("--service", self.services)
-        argv += _option("--definitions", self.definitions)
+        argv += option("--revision", self.revision)
+        argv += repeated("--service", self.services)
+        argv += option("--definitions", self.definitions)
         return [*argv, "--", self.source_dir]
 
     @staticmethod
-    def from_argv(
-        argv: Sequence[str], parser_class: type[argparse.ArgumentParser] = StrictParser
-    ) -> "PatchRequest":
-        """The request of `python -m patches` arguments; `ArgvError` (or, with argparse's own
-        class, the CLI's usage exit) for what the parser refuses."""
+    def from_argv(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> "PatchRequest":
+        """The request of `python -m patches` arguments; `tool_argv.ArgvError` (or, with
+        argparse's own class, the CLI's usage exit) for what the parser refuses."""
         arguments = parser(parser_class).parse_args(argv)
         return PatchRequest(
             command=cast(Command, arguments.command),

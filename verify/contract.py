@@ -16,8 +16,9 @@ import argparse
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
+from tool_argv import ParserClass, StrictParser, expect, option, repeated
 from verify.probe import PROBE_FORMS
 
 DEFAULT_TIMEOUT_SECONDS = 900.0
@@ -25,32 +26,6 @@ DEFAULT_TIMEOUT_SECONDS = 900.0
 DEFAULT_RUN_TIMEOUT = 180.0
 """Default of ``--run-timeout``: seconds each container has to pass its probe."""
 DEFAULT_SBOM_FORMAT = "spdx"
-
-
-class ArgvError(ValueError):
-    """Arguments the tool's parser refuses (the CLI prints its usage and exits 2 instead)."""
-
-
-class StrictParser(argparse.ArgumentParser):
-    """The tool's parser, raising :class:`ArgvError` where the CLI's would exit."""
-
-    def error(self, message: str) -> Any:
-        raise ArgvError(f"{self.prog}: error: {message}")
-
-
-Parser = type[argparse.ArgumentParser]
-
-
-def _option(flag: str, value: str | None) -> list[str]:
-    """``flag value``, or ``flag=value`` for a value argparse would read as an option (``-x``);
-    nothing for None."""
-    if value is None:
-        return []
-    return [f"{flag}={value}"] if value.startswith("-") else [flag, value]
-
-
-def _repeated(flag: str, values: Sequence[str]) -> list[str]:
-    return [argument for value in values for argument in _option(flag, value)]
 
 
 def _attached(flag: str, values: Sequence[str]) -> list[str]:
@@ -63,7 +38,7 @@ def _seconds(value: float) -> str:
     return f"{value:g}"
 
 
-def check_parser(parser_class: Parser = argparse.ArgumentParser) -> argparse.ArgumentParser:
+def check_parser(parser_class: ParserClass = argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The parser of ``python -m verify REF...`` (the image check)."""
     parser = parser_class(
         prog="python -m verify",
@@ -234,24 +209,24 @@ class CheckRequest:
         an option, whatever it starts with."""
         argv = ["--json"] if self.json else []
         argv += ["--deep"] if self.deep else []
-        argv += _repeated("--allow", self.allow) + _repeated("--platform", self.platforms)
+        argv += repeated("--allow", self.allow) + repeated("--platform", self.platforms)
         argv += ["--gcp"] if self.gcp else []
         argv += ["--run"] if self.run else []
-        argv += _option("--probe", self.probe)
-        argv += _repeated("--env", self.env)
+        argv += option("--probe", self.probe)
+        argv += repeated("--env", self.env)
         argv += [] if self.run_timeout is None else ["--run-timeout", _seconds(self.run_timeout)]
-        argv += _repeated("--skip-run", self.skip_run)
+        argv += repeated("--skip-run", self.skip_run)
         argv += [] if self.jobs is None else ["--jobs", str(self.jobs)]
         argv += ["--attest"] if self.attest else []
-        argv += _option("--key", self.key)
-        argv += _option("--kms", self.kms)
+        argv += option("--key", self.key)
+        argv += option("--kms", self.kms)
         argv += ["--create-key"] if self.create_key else []
-        argv += _option("--sbom", self.sbom)
+        argv += option("--sbom", self.sbom)
         if self.sbom_format != DEFAULT_SBOM_FORMAT:
-            argv += _option("--sbom-format", self.sbom_format)
-        argv += _repeated("--trust-realm", self.trust_realms)
-        argv += _option("--max-layer-bytes", self.max_layer_bytes)
-        argv += _option("--timeout", self.timeout)
+            argv += option("--sbom-format", self.sbom_format)
+        argv += repeated("--trust-realm", self.trust_realms)
+        argv += option("--max-layer-bytes", self.max_layer_bytes)
+        argv += option("--timeout", self.timeout)
         return [*argv, "--", *self.refs]
 
     @staticmethod
@@ -283,10 +258,12 @@ class CheckRequest:
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> CheckRequest:
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
-def published_parser(parser_class: Parser = argparse.ArgumentParser) -> argparse.ArgumentParser:
+def published_parser(
+    parser_class: ParserClass = argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
     """The parser of ``python -m verify published``."""
     parser = parser_class(
         prog="python -m verify published",
@@ -359,10 +336,10 @@ class PublishedRequest:
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> PublishedRequest:
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
-def binauthz_parser(parser_class: Parser = argparse.ArgumentParser) -> argparse.ArgumentParser:
+def binauthz_parser(parser_class: ParserClass = argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The parser of ``python -m verify binauthz``."""
     parser = parser_class(
         prog="python -m verify binauthz",
@@ -399,8 +376,8 @@ class BinauthzRequest:
     gcp: bool = False
 
     def argv(self) -> list[str]:
-        argv = ["binauthz", self.ref, *_option("--note", self.note), *_option("--kms", self.kms)]
-        argv += _repeated("--platform-digest", self.platform_digests)
+        argv = ["binauthz", self.ref, *option("--note", self.note), *option("--kms", self.kms)]
+        argv += repeated("--platform-digest", self.platform_digests)
         return argv + (["--json"] if self.json else []) + (["--gcp"] if self.gcp else [])
 
     @staticmethod
@@ -416,30 +393,21 @@ class BinauthzRequest:
 
     @classmethod
     def from_argv(cls, argv: Sequence[str]) -> BinauthzRequest:
-        return _expect(cls, parse_request(argv))
+        return expect(cls, parse_request(argv))
 
 
 VerifyRequest = CheckRequest | PublishedRequest | BinauthzRequest
 
 
-def parse_request(argv: Sequence[str], parser_class: Parser = StrictParser) -> VerifyRequest:
+def parse_request(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> VerifyRequest:
     """The request of ``python -m verify`` arguments, dispatched on the first one as the CLI
-    does; :class:`ArgvError` (or the CLI's usage exit) for what the parser refuses."""
+    does; ``tool_argv.ArgvError`` (or the CLI's usage exit) for what the parser refuses."""
     if list(argv[:1]) == ["published"]:
         published = published_parser(parser_class).parse_args(argv[1:])
         return PublishedRequest.from_namespace(published)
     if list(argv[:1]) == ["binauthz"]:
         return BinauthzRequest.from_namespace(binauthz_parser(parser_class).parse_args(argv[1:]))
     return CheckRequest.from_namespace(check_parser(parser_class).parse_args(argv))
-
-
-R = TypeVar("R")
-
-
-def _expect(kind: type[R], request: object) -> R:
-    if not isinstance(request, kind):
-        raise ArgvError(f"not a {kind.__name__}: {type(request).__name__}")
-    return request
 
 
 @dataclass(frozen=True)
