@@ -5,11 +5,14 @@ Standard library only, no Pulumi: the tools import it as they run.
 """
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 ParserClass = type[argparse.ArgumentParser]
+ParserBuilder = Callable[[ParserClass], argparse.ArgumentParser]
 R = TypeVar("R")
+
+_BUILT: dict[tuple[ParserBuilder, ParserClass], argparse.ArgumentParser] = {}
 
 
 class ArgvError(ValueError):
@@ -21,6 +24,15 @@ class StrictParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> Any:
         raise ArgvError(f"{self.prog}: error: {message}")
+
+
+def built(build: ParserBuilder, parser_class: ParserClass) -> argparse.ArgumentParser:
+    """`build(parser_class)`, built once: parsing leaves a parser as it was, and building one
+    takes milliseconds (the program's test mocks parse every Command they answer)."""
+    key = (build, parser_class)
+    if key not in _BUILT:
+        _BUILT[key] = build(parser_class)
+    return _BUILT[key]
 
 
 def option(flag: str, value: str | None) -> list[str]:

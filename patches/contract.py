@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, cast
 
-from tool_argv import ParserClass, StrictParser, option, repeated
+from tool_argv import ParserClass, StrictParser, built, option, repeated
 
 Command = Literal["apply", "check", "diff"]
 COMMAND_HELP: dict[Command, str] = {
@@ -95,7 +95,7 @@ class PatchRequest:
     def from_argv(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> "PatchRequest":
         """The request of `python -m patches` arguments; `tool_argv.ArgvError` (or, with
         argparse's own class, the CLI's usage exit) for what the parser refuses."""
-        arguments = parser(parser_class).parse_args(argv)
+        arguments = built(parser, parser_class).parse_args(argv)
         return PatchRequest(
             command=cast(Command, arguments.command),
             source_dir=arguments.source_dir,

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tool_argv import ParserClass, StrictParser, expect, option, repeated
+from tool_argv import ParserClass, StrictParser, built, expect, option, repeated
 from verify.probe import PROBE_FORMS
 
 DEFAULT_TIMEOUT_SECONDS = 900.0
@@ -403,11 +403,13 @@ def parse_request(argv: Sequence[str], parser_class: ParserClass = StrictParser)
     """The request of ``python -m verify`` arguments, dispatched on the first one as the CLI
     does; ``tool_argv.ArgvError`` (or the CLI's usage exit) for what the parser refuses."""
     if list(argv[:1]) == ["published"]:
-        published = published_parser(parser_class).parse_args(argv[1:])
+        published = built(published_parser, parser_class).parse_args(argv[1:])
         return PublishedRequest.from_namespace(published)
     if list(argv[:1]) == ["binauthz"]:
-        return BinauthzRequest.from_namespace(binauthz_parser(parser_class).parse_args(argv[1:]))
-    return CheckRequest.from_namespace(check_parser(parser_class).parse_args(argv))
+        return BinauthzRequest.from_namespace(
+            built(binauthz_parser, parser_class).parse_args(argv[1:])
+        )
+    return CheckRequest.from_namespace(built(check_parser, parser_class).parse_args(argv))
 
 
 @dataclass(frozen=True)
