@@ -26,6 +26,7 @@ DEFAULT_TIMEOUT_SECONDS = 900.0
 DEFAULT_RUN_TIMEOUT = 180.0
 """Default of ``--run-timeout``: seconds each container has to pass its probe."""
 DEFAULT_SBOM_FORMAT = "spdx"
+"""Default of ``--sbom-format``: SPDX 2.3 JSON."""
 
 
 def _attached(flag: str, values: Sequence[str]) -> list[str]:
@@ -174,29 +175,41 @@ class CheckRequest:
     TOOL: ClassVar[str] = "verify"
 
     refs: tuple[str, ...]
+    """The images, after ``--``."""
     platforms: tuple[str, ...] = ()
     """``--platform``; empty: the tool's default (linux/amd64 and linux/arm64)."""
     deep: bool = False
+    """``--deep``: check the ELF machine of every file in every layer."""
     json: bool = False
+    """``--json``: print :class:`ImageReport` on stdout."""
     allow: tuple[str, ...] = ()
     """``--allow`` globs."""
     sbom: str | None = None
     """``--sbom DIR``."""
     sbom_format: str = DEFAULT_SBOM_FORMAT
+    """``--sbom-format``: ``spdx`` or ``cyclonedx``."""
     attest: bool = False
+    """``--attest``: sign and push attestations after a pass."""
     key: str | None = None
     """``--key PEM``: a path, never key material."""
     kms: str | None = None
     """``--kms KEY_VERSION``."""
     create_key: bool = False
+    """``--create-key``: create the ``--key`` file when it does not exist."""
     gcp: bool = False
+    """``--gcp``: authenticate with Application Default Credentials."""
     run: bool = False
+    """``--run``: start each verified platform's image and probe it."""
     probe: str | None = None
+    """``--probe``."""
     env: tuple[str, ...] = ()
     """``--env NAME=VALUE`` values."""
     skip_run: tuple[str, ...] = ()
+    """``--skip-run`` platforms."""
     run_timeout: float | None = None
+    """``--run-timeout`` seconds; None: the tool's default."""
     jobs: int | None = None
+    """``--jobs``; None: the number of CPUs."""
     trust_realms: tuple[str, ...] = ()
     """``--trust-realm`` hosts."""
     max_layer_bytes: str | None = None
