@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import ClassVar
 
-from tool_argv import ParserClass, StrictParser, built, expect, option, repeated
+from cli_contract import ParserClass, StrictParser, built, expect, option, repeated
 
 REGISTRY_BINARY = "docker-registry"
 """Debian's build of CNCF distribution (package `docker-registry`)."""
@@ -197,7 +197,7 @@ HostRequest = (
 
 
 def parse_request(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> HostRequest:
-    """The request of `python -m host` arguments; `tool_argv.ArgvError` (or, with argparse's
+    """The request of `python -m host` arguments; `cli_contract.ArgvError` (or, with argparse's
     own class, the CLI's usage exit) for what the parser refuses."""
     arguments = built(parser, parser_class)
     parsed = arguments.parse_args(argv)

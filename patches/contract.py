@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal, cast
 
-from tool_argv import ParserClass, StrictParser, built, option, repeated
+from cli_contract import ParserClass, StrictParser, built, option, repeated
 
 Command = Literal["apply", "check", "diff"]
 COMMAND_HELP: dict[Command, str] = {
@@ -93,7 +93,7 @@ class PatchRequest:
 
     @staticmethod
     def from_argv(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> "PatchRequest":
-        """The request of `python -m patches` arguments; `tool_argv.ArgvError` (or, with
+        """The request of `python -m patches` arguments; `cli_contract.ArgvError` (or, with
         argparse's own class, the CLI's usage exit) for what the parser refuses."""
         arguments = built(parser, parser_class).parse_args(argv)
         return PatchRequest(

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from cli_contract import ArgvError
 from host import contract as host
 from patches import contract as patches
 from plan.tools import tool_argv, tool_command
@@ -34,7 +35,6 @@ from plan.verification import (
 )
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
-from tool_argv import ArgvError
 from verify import contract as verify
 from verify.digests import sha256_digest
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from tool_argv import ParserClass, StrictParser, built, expect, option, repeated
+from cli_contract import ParserClass, StrictParser, built, expect, option, repeated
 from verify.probe import PROBE_FORMS
 
 DEFAULT_TIMEOUT_SECONDS = 900.0
@@ -414,7 +414,7 @@ VerifyRequest = CheckRequest | PublishedRequest | BinauthzRequest
 
 def parse_request(argv: Sequence[str], parser_class: ParserClass = StrictParser) -> VerifyRequest:
     """The request of ``python -m verify`` arguments, dispatched on the first one as the CLI
-    does; ``tool_argv.ArgvError`` (or the CLI's usage exit) for what the parser refuses."""
+    does; ``cli_contract.ArgvError`` (or the CLI's usage exit) for what the parser refuses."""
     if list(argv[:1]) == ["published"]:
         published = built(published_parser, parser_class).parse_args(argv[1:])
         return PublishedRequest.from_namespace(published)
