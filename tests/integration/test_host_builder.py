@@ -243,6 +243,8 @@ def test_program_command_lines_ensure_and_remove_host_state(
     (project / "host").symlink_to(ROOT / "host")
     # `python -m host` reads the one loopback rule from verify.reference.
     (project / "verify").symlink_to(ROOT / "verify")
+    # Its contract (host.contract) shares the tools' argv helpers.
+    (project / "cli_contract.py").symlink_to(ROOT / "cli_contract.py")
 
     def in_project(command_line: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
