@@ -7,9 +7,6 @@ verified, and only then tagged by an Index. Exports what GKE stacks read: `regis
 and `source` (the upstream URL and commit the images were built from).
 """
 
-import os
-import sys
-
 import pulumi
 
 from components.binary_authorization import binary_authorization
@@ -19,18 +16,17 @@ from components.registry_target import registry_target
 from components.service_image import ServiceImage, ServiceImageArgs
 from components.upstream_source import UpstreamSource, UpstreamSourceArgs
 from plan.binary_authorization import referrer_kms
-from plan.host_commands import interpreter, stack_owner
+from plan.host_commands import stack_owner
 from plan.verification import verify_options
 from stack_config import read_settings
 
 settings, registry_password = read_settings()
-python = interpreter(sys.executable, os.getcwd())
 owner = stack_owner(pulumi.get_organization(), pulumi.get_project(), pulumi.get_stack())
 dockerfiles = [service.dockerfile for service in settings.services]
 
 source = UpstreamSource(
     "upstream",
-    UpstreamSourceArgs(source=settings.source, required=dockerfiles, python=python),
+    UpstreamSourceArgs(source=settings.source, required=dockerfiles),
 )
 patches = DockerfilePatches(
     "patches",
@@ -39,13 +35,10 @@ patches = DockerfilePatches(
         services=[service.name for service in settings.services],
         dockerfiles=dockerfiles,
         commit=settings.commit,
-        python=python,
     ),
 )
-builder, platform_builders = buildx_builders(settings.builder, settings.platforms, python, owner)
-target = registry_target(
-    settings.destination, registry_password, settings.cache, settings.tag, python
-)
+builder, platform_builders = buildx_builders(settings.builder, settings.platforms, owner)
+target = registry_target(settings.destination, registry_password, settings.cache, settings.tag)
 
 binauthz = binary_authorization(settings.destination, settings.attest)
 
@@ -72,7 +65,6 @@ images = {
                 attest_key=settings.attest.key,
                 attest_kms=referrer_kms(settings.destination, settings.attest),
             ),
-            python=python,
             binauthz_note=None if binauthz is None else binauthz.note,
             binauthz_key=None if binauthz is None else binauthz.key_version,
             signing_key=binauthz,

@@ -22,10 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from plan.tools import tool_command  # noqa: E402
 from plan.verification import (  # noqa: E402
-    candidate_check_command,
-    immutable_tag_command,
-    published_check_command,
+    candidate_check_request,
+    immutable_tag_request,
+    published_check_request,
 )
 from tests.integration.dockerenv import start_registry  # noqa: E402
 from tests.integration.registrypush import push_multiarch  # noqa: E402
@@ -59,17 +60,20 @@ def main() -> None:
             }
             repository, digest = f"{registry.address}/bench/frontend", str(index["digest"])
             lines = {
-                "candidate (digest exists)": candidate_check_command(
-                    sys.executable, f"{repository}@{digest}", [URN], False
+                "candidate (digest exists)": tool_command(
+                    candidate_check_request(f"{repository}@{digest}", [URN], False), sys.executable
                 ),
-                "exported ref (digest, entries, tag)": published_check_command(
-                    sys.executable, f"{repository}:v1@{digest}", platforms, URN, [URN], False
+                "exported ref (digest, entries, tag)": tool_command(
+                    published_check_request(
+                        f"{repository}:v1@{digest}", platforms, URN, [URN], False
+                    ),
+                    sys.executable,
                 ),
-                "immutable guard, preview (tag absent)": immutable_tag_command(
-                    sys.executable, f"{repository}:v2", None, False
+                "immutable guard, preview (tag absent)": tool_command(
+                    immutable_tag_request(f"{repository}:v2", None, False), sys.executable
                 ),
-                "immutable guard, up (tag holds the verified)": immutable_tag_command(
-                    sys.executable, f"{repository}:v1", platforms, False
+                "immutable guard, up (tag holds the verified)": tool_command(
+                    immutable_tag_request(f"{repository}:v1", platforms, False), sys.executable
                 ),
             }
             results = {name: timed(line, args.runs) for name, line in lines.items()}

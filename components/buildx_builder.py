@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import pulumi
 
 from components.host_state import HostStateCommands, ensure_every_run
-from host.results import BuilderResult
-from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from host.contract import BuilderEnsureRequest, BuilderRemoveRequest, BuilderResult
+from plan.host_commands import builder_spec
 from plan.naming import arch_of
 from plan.settings import BuilderSettings
+from plan.tools import tool_command
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,6 @@ class BuildxBuilderArgs:
     """Builder name (`builder.name`)."""
     spec: str
     """JSON spec for `python -m host builder ensure` (`plan.host_commands.builder_spec`)."""
-    python: str
-    """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
     owner: str
     """The stack, recorded as the builder's owner (`plan.host_commands.stack_owner`)."""
 
@@ -54,8 +53,8 @@ class BuildxBuilder(pulumi.ComponentResource):
             self,
             f"{name}-builder",
             HostStateCommands(
-                ensure=builder_ensure_command(args.python, args.spec, args.owner),
-                remove=builder_remove_command(args.python, args.name, args.owner),
+                ensure=tool_command(BuilderEnsureRequest(spec=args.spec, owner=args.owner)),
+                remove=tool_command(BuilderRemoveRequest(name=args.name, owner=args.owner)),
                 identity=args.spec,
             ),
             _builder_name,
@@ -69,26 +68,23 @@ def _builder_name(stdout: str) -> str:
 
 
 def buildx_builders(
-    settings: BuilderSettings, platforms: Sequence[str], python: str, owner: str
+    settings: BuilderSettings, platforms: Sequence[str], owner: str
 ) -> tuple[BuildxBuilder, dict[str, BuildxBuilder]]:
     """The builder every Image names (`buildx`), and one per platform that has a builder of its
-    own (`buildx-<arch>`, strategy perPlatform); `python` runs `-m host`, `owner` is the stack
+    own (`buildx-<arch>`, strategy perPlatform); `owner` is the stack
     (`plan.host_commands.stack_owner`)."""
     builder = BuildxBuilder(
         "buildx",
         BuildxBuilderArgs(
             name=settings.name,
             spec=builder_spec(settings, platforms),
-            python=python,
             owner=owner,
         ),
     )
     own = {
         platform: BuildxBuilder(
             f"buildx-{arch_of(platform)}",
-            BuildxBuilderArgs(
-                name=each.name, spec=builder_spec(each, [platform]), python=python, owner=owner
-            ),
+            BuildxBuilderArgs(name=each.name, spec=builder_spec(each, [platform]), owner=owner),
         )
         for platform, each in settings.platform_builders.items()
     }

@@ -35,8 +35,6 @@ class DockerfilePatchesArgs:
     """Their Dockerfiles relative to the root, restored from `commit` before patching."""
     commit: str | None
     """Pinned commit of the commit cache; None for a checkout the user provides."""
-    python: str
-    """Interpreter that runs `-m patches` (`plan.host_commands.interpreter`)."""
 
 
 class DockerfilePatches(pulumi.ComponentResource):
@@ -54,7 +52,6 @@ class DockerfilePatches(pulumi.ComponentResource):
         line = pulumi.Output.from_input(args.root).apply(
             partial(
                 patch_command,
-                args.python,
                 services=args.services,
                 dockerfiles=args.dockerfiles,
                 commit=args.commit,

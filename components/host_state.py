@@ -24,7 +24,7 @@ class HostStateCommands:
     """How to ensure and remove one piece of host state."""
 
     ensure: str
-    """Creates or reuses the state; prints one `host.results` JSON object."""
+    """Creates or reuses the state; prints one `host.contract` JSON object."""
     remove: str
     """Removes what the ensure created (the owning Command's delete)."""
     identity: str

@@ -11,13 +11,13 @@ Creates:
 Both through `components.host_state.ensure_every_run`, as every piece of host state.
 """
 
-import shlex
 from dataclasses import dataclass
 
 import pulumi
 
 from components.host_state import HostStateCommands, ensure_every_run
-from host.results import RegistryResult
+from host.contract import RegistryEnsureRequest, RegistryRemoveRequest, RegistryResult
+from plan.tools import tool_command
 
 
 @dataclass(frozen=True)
@@ -29,22 +29,6 @@ class LocalRegistryArgs:
     data_dir: str
     """Config, storage, pid and log files; relative to the project directory, so the Command's
     text is the same on every machine."""
-    python: str
-    """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
-
-
-def registry_ensure_command(python: str, address: str, data_dir: str) -> str:
-    """Reuse the registry at `address` or start one; prints a `host.results.RegistryResult`."""
-    return shlex.join(
-        [python, "-m", "host", "registry", "ensure", "--address", address, "--data-dir", data_dir]
-    )
-
-
-def registry_remove_command(python: str, address: str, data_dir: str) -> str:
-    """Stop what the ensure started for `data_dir`; prints a `host.results.RegistryRemoval`."""
-    return shlex.join(
-        [python, "-m", "host", "registry", "remove", "--address", address, "--data-dir", data_dir]
-    )
 
 
 class LocalRegistry(pulumi.ComponentResource):
@@ -62,8 +46,8 @@ class LocalRegistry(pulumi.ComponentResource):
             self,
             f"{name}-registry",
             HostStateCommands(
-                ensure=registry_ensure_command(args.python, args.address, args.data_dir),
-                remove=registry_remove_command(args.python, args.address, args.data_dir),
+                ensure=tool_command(RegistryEnsureRequest(args.address, args.data_dir)),
+                remove=tool_command(RegistryRemoveRequest(args.address, args.data_dir)),
                 identity=f"{args.address}\0{args.data_dir}",
             ),
             registry_address,

@@ -25,13 +25,14 @@ from typing import Any
 import pulumi
 import pulumi_command as command
 
+from plan.tools import tool_command
 from plan.verification import (
     VerifyOptions,
     attestation_referrers,
     candidate_ref,
     verified_platforms,
     verified_proof,
-    verify_command,
+    verify_request,
 )
 
 
@@ -47,8 +48,6 @@ class ManifestVerificationArgs:
     """Platforms the image must hold (`--platform`)."""
     options: VerifyOptions
     """`--deep`, `--allow` globs, `--gcp` and the runtime proof (`--run`)."""
-    python: str
-    """Interpreter that runs `-m verify` (`plan.host_commands.interpreter`)."""
     signing_key: pulumi.Resource | None = None
     """What holds the KMS key that signs the attestations (BinaryAuthorization), or None."""
 
@@ -77,7 +76,7 @@ class ManifestVerification(pulumi.ComponentResource):
         self.ref = pulumi.Output.all(args.repository, args.digest).apply(_candidate)
         self.verification = command.local.Command(
             f"{name}-verify",
-            create=self.ref.apply(partial(_command, args.python, args.platforms, args.options)),
+            create=self.ref.apply(partial(_command, args.platforms, args.options)),
             # The digest is the image's content: the verification re-runs exactly when a new
             # image was pushed (pulumi-command triggers replace, which is what a new digest is).
             triggers=[args.digest],
@@ -113,5 +112,5 @@ def _candidate(repository_and_digest: list[str]) -> str:
     return candidate_ref(*repository_and_digest)
 
 
-def _command(python: str, platforms: Sequence[str], options: VerifyOptions, ref: str) -> str:
-    return verify_command(python, ref, platforms, options)
+def _command(platforms: Sequence[str], options: VerifyOptions, ref: str) -> str:
+    return tool_command(verify_request(ref, platforms, options))

@@ -54,11 +54,10 @@ def registry_target(
     password: pulumi.Output[str] | None,
     cache: bool,
     tag: str,
-    python: str,
 ) -> RegistryTarget:
     """Declare what `destination` needs (see the module docstring) and say where to push.
     `password` is the `registryPassword` secret, `tag` the stack's tag (the repository's cleanup
-    keeps it); `python` runs `-m host` for a started registry."""
+    keeps it)."""
     if isinstance(destination, ArtifactRegistry):
         repository = ArtifactRepository(
             "artifacts", ArtifactRepositoryArgs(destination=destination, cache=cache, tag=tag)
@@ -70,7 +69,7 @@ def registry_target(
     if isinstance(destination, StartedRegistry):
         started = LocalRegistry(
             "local",
-            LocalRegistryArgs(address=destination.host, data_dir=LOCAL_REGISTRY_DIR, python=python),
+            LocalRegistryArgs(address=destination.host, data_dir=LOCAL_REGISTRY_DIR),
         ).address
     return external_registry_target(destination, password, cache, started)
 

@@ -42,7 +42,7 @@ import pulumi_docker_build as docker_build
 
 from components.manifest_verification import ManifestVerification, ManifestVerificationArgs
 from components.registry_target import RegistryTarget
-from plan.binary_authorization import binauthz_command, occurrence_of
+from plan.binary_authorization import binauthz_request, occurrence_of
 from plan.naming import (
     CACHE_REF,
     IMAGE_REF,
@@ -51,16 +51,17 @@ from plan.naming import (
     PLATFORM_CACHE_REF,
     arch_of,
 )
+from plan.tools import tool_command
 from plan.verification import (
     VerifyOptions,
-    attest_index_command,
-    attestation_referrers,
+    attest_index_request,
     attests,
-    candidate_check_command,
+    candidate_check_request,
     digest_of_ref,
-    immutable_tag_command,
+    immutable_tag_request,
+    joined_attestation_referrers,
     merged_platforms,
-    published_check_command,
+    published_check_request,
     published_digest,
 )
 
@@ -93,8 +94,6 @@ class ServiceImageArgs:
     """`perPlatform`: builder names of the platforms that have a builder of their own."""
     verify: VerifyOptions
     """How each pushed digest is verified."""
-    python: str
-    """Interpreter that runs `-m verify`."""
     binauthz_note: pulumi.Input[str] | None = None
     """The attestor's note (`projects/P/notes/N`); None: no Binary Authorization attestation."""
     binauthz_key: pulumi.Input[str] | None = None
@@ -151,7 +150,6 @@ class ServiceImage(pulumi.ComponentResource):
                         digest=image.digest,
                         platforms=platforms,
                         options=args.verify,
-                        python=args.python,
                         signing_key=args.signing_key,
                     ),
                     opts=pulumi.ResourceOptions(parent=self),
@@ -160,7 +158,7 @@ class ServiceImage(pulumi.ComponentResource):
             ref = verifications[-1].ref
             candidate = command.local.run_output(
                 command=pulumi.Output.all(ref, image.urn, index_urn).apply(
-                    partial(_candidate_check, args.python, args.verify.gcp)
+                    partial(_candidate_check, args.verify.gcp)
                 ),
                 opts=invoke,
             )
@@ -171,7 +169,7 @@ class ServiceImage(pulumi.ComponentResource):
             # platforms unknown) checks the tag before any build; otherwise, after verification
             # and before the Index, the tag must not exist or hold exactly the verified images.
             guard = verified.apply(
-                partial(_immutable_guard, args.python, tag_ref, args.verify.gcp, invoke),
+                partial(_immutable_guard, tag_ref, args.verify.gcp, invoke),
                 run_with_unknowns=True,
             )
             sources = [pulumi.Output.all(source, guard).apply(_first) for source in sources]
@@ -204,7 +202,7 @@ class ServiceImage(pulumi.ComponentResource):
         lost = [index_urn] if args.per_platform else [*image_urns, index_urn]
         published = command.local.run_output(
             command=pulumi.Output.all(index.ref, self.platforms, index_urn, *lost).apply(
-                partial(_published_check, args.python, args.verify.gcp)
+                partial(_published_check, args.verify.gcp)
             ),
             opts=invoke,
         )
@@ -222,21 +220,21 @@ class ServiceImage(pulumi.ComponentResource):
                 f"{name}-attest-index",
                 create=pulumi.Output.all(
                     repository, self.digest, self.platforms, *candidates
-                ).apply(partial(_attest_index_line, args.python, args.verify)),
+                ).apply(partial(_attest_index_line, args.verify)),
                 # One statement per published digest.
                 triggers=[self.digest],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[index]),
             )
             attestations = [
                 *(attestation.apply(_platform_referrers) for attestation in attestations),
-                joined.stdout.apply(attestation_referrers),
+                joined.stdout.apply(joined_attestation_referrers),
             ]
         if args.binauthz_note is not None and args.binauthz_key is not None:
             occurrence = command.local.Command(
                 f"{name}-binauthz",
                 create=pulumi.Output.all(
                     repository, self.digest, self.platforms, args.binauthz_note, args.binauthz_key
-                ).apply(partial(_binauthz_line, args.python)),
+                ).apply(_binauthz_line),
                 # One occurrence per published digest; the tool reuses an existing one.
                 triggers=[self.digest],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[index]),
@@ -351,20 +349,19 @@ def _child_urn(name: str, child_type: str, child_name: str) -> str:
     return f"urn:pulumi:{pulumi.get_stack()}::{owner}${child_type}::{child_name}"
 
 
-def _candidate_check(python: str, gcp: bool, values: list[str]) -> str:
+def _candidate_check(gcp: bool, values: list[str]) -> str:
     ref, image_urn, index_urn = values
-    return candidate_check_command(python, ref, [image_urn, index_urn], gcp)
+    return tool_command(candidate_check_request(ref, [image_urn, index_urn], gcp))
 
 
-def _published_check(python: str, gcp: bool, values: list[Any]) -> str:
+def _published_check(gcp: bool, values: list[Any]) -> str:
     index_ref, platforms, index_urn, *lost = values
     # The Index reports `<tag>@<digest>`; the check confirms both halves in the registry.
     digest_of_ref(index_ref)
-    return published_check_command(python, index_ref, platforms, index_urn, lost, gcp)
+    return tool_command(published_check_request(index_ref, platforms, index_urn, lost, gcp))
 
 
 def _immutable_guard(
-    python: str,
     tag_ref: pulumi.Output[str],
     gcp: bool,
     invoke: pulumi.InvokeOutputOptions,
@@ -374,10 +371,12 @@ def _immutable_guard(
     only place that knows whether the verified platforms are known yet; its command depends on
     the tag alone, so it runs in a preview that will build new images."""
     known = platforms is not pulumi.UNKNOWN and pulumi.UNKNOWN not in platforms.values()
-    check = tag_ref.apply(
-        partial(immutable_tag_command, python, platforms=platforms if known else None, gcp=gcp)
-    )
+    check = tag_ref.apply(partial(_immutable_check, platforms if known else None, gcp))
     return command.local.run_output(command=check, opts=invoke).stdout
+
+
+def _immutable_check(platforms: Mapping[str, str] | None, gcp: bool, tag_ref: str) -> str:
+    return tool_command(immutable_tag_request(tag_ref, platforms, gcp))
 
 
 def _first(values: list[Any]) -> Any:
@@ -390,17 +389,18 @@ def _with_patch_id(labels_and_patch_id: list[Any]) -> dict[str, str]:
     return {**labels, LABEL_PATCH_ID: patch_id}
 
 
-def _attest_index_line(python: str, options: VerifyOptions, values: list[Any]) -> str:
+def _attest_index_line(options: VerifyOptions, values: list[Any]) -> str:
     repository, digest, platforms, *candidates = values
-    return attest_index_command(python, f"{repository}@{digest}", platforms, candidates, options)
+    request = attest_index_request(f"{repository}@{digest}", platforms, candidates, options)
+    return tool_command(request)
 
 
 def _platform_referrers(referrers: Mapping[str, str]) -> dict[str, str]:
     return {subject: digest for subject, digest in referrers.items() if subject != "index"}
 
 
-def _binauthz_line(python: str, values: list[Any]) -> str:
-    return binauthz_command(python, *values)
+def _binauthz_line(values: list[Any]) -> str:
+    return tool_command(binauthz_request(*values))
 
 
 def _occurrence(stdout: str) -> dict[str, str]:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command as command
 
-from host.results import CheckoutResult
-from plan.host_commands import checkout_command
+from host.contract import CheckoutResult
+from plan.host_commands import checkout_request
 from plan.naming import oci_labels
 from plan.settings import GitSource, PathSource
+from plan.tools import tool_command
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,6 @@ class UpstreamSourceArgs:
     """Validated `source` config."""
     required: Sequence[str]
     """Files the checkout must contain (the Dockerfiles of the configured services)."""
-    python: str
-    """Interpreter that runs `-m host` (`plan.host_commands.interpreter`)."""
 
 
 class UpstreamSource(pulumi.ComponentResource):
@@ -48,7 +47,7 @@ class UpstreamSource(pulumi.ComponentResource):
     ) -> None:
         super().__init__("boutique:upstream_source:UpstreamSource", name, None, opts)
         ensured = command.local.run_output(
-            command=checkout_command(args.python, args.source, args.required),
+            command=tool_command(checkout_request(args.source, args.required)),
             opts=pulumi.InvokeOutputOptions(parent=self),
         )
         checkout = ensured.stdout.apply(CheckoutResult.from_json)

@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.contract import BuilderResult
 from host.process import HostError, run, run_checked
-from host.results import BuilderResult
 
 
 @dataclass(frozen=True)

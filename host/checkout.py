@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from host.contract import CheckoutResult
 from host.process import HostError, run, run_checked
-from host.results import CheckoutResult
 
 _GIT_ENV = {
     # Never wait for a password on a CI runner: fail instead.

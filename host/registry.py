@@ -26,14 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.contract import REGISTRY_BINARY, REGISTRY_IMAGE, RegistryRemoval, RegistryResult
 from host.process import HostError, run, run_checked
-from host.results import RegistryRemoval, RegistryResult
 from verify.reference import is_loopback, split_host
 
-REGISTRY_BINARY = "docker-registry"
-"""Debian's build of CNCF distribution (package `docker-registry`)."""
-REGISTRY_IMAGE = "registry:2"
-"""The fallback when the binary is absent; serves on :5000, stores in /var/lib/registry."""
 CONTAINER_NAME = "boutique-local-registry"
 
 STORAGE_DIR = "data"

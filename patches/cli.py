@@ -2,18 +2,17 @@
 
 Exit codes: 0 success; 1 `check` found files not yet patched; 2 drift, unknown upstream or usage
 error (one message on stderr, nothing changed). With --json, stdout carries one JSON document:
-{"revision": sha, "files": [{"service", "path", "status", "patchId"}]} (`diff` adds "diff").
+`patches.contract.PatchReport`. Arguments are parsed by `patches.contract.PatchRequest`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from patches.contract import PatchedFile, PatchReport, PatchRequest
 from patches.definitions import DEFAULT_DEFINITIONS, DefinitionsError, load
 from patches.engine import (
     ALREADY_PATCHED,
@@ -38,41 +37,37 @@ _WORDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code."""
-    arguments = _parser().parse_args(argv)
+    request = PatchRequest.from_argv(
+        sys.argv[1:] if argv is None else argv, argparse.ArgumentParser
+    )
     try:
-        definitions = load(arguments.definitions)
-        result = plan(
-            arguments.source_dir,
-            definitions,
-            tuple(arguments.service or ()),
-            arguments.revision,
+        definitions = load(
+            DEFAULT_DEFINITIONS if request.definitions is None else Path(request.definitions)
         )
-        if arguments.command == "apply":
+        result = plan(Path(request.source_dir), definitions, request.services, request.revision)
+        if request.command == "apply":
             write(result)
     except (PatchError, DefinitionsError) as error:
-        print(f"patches {arguments.command}: {error}", file=sys.stderr)
+        print(f"patches {request.command}: {error}", file=sys.stderr)
         return EXIT_ERROR
-    _report(arguments.command, result, arguments.json)
+    _report(request.command, result, request.json)
     pending = any(f.state == UNPATCHED for f in result.files)
-    return EXIT_NOT_PATCHED if arguments.command == "check" and pending else EXIT_OK
+    return EXIT_NOT_PATCHED if request.command == "check" and pending else EXIT_OK
 
 
 def _report(command: str, result: Plan, as_json: bool) -> None:
     if as_json:
-        files = []
-        for file in result.files:
-            status = PATCHED if command == "apply" and file.state == UNPATCHED else file.state
-            entry: dict[str, object] = {
-                "service": file.service,
-                "path": file.path,
-                "status": status,
-                "patchId": file.patch_id,
-            }
-            if command == "diff":
-                entry["diff"] = file.diff()
-            files.append(entry)
-        document = {"revision": result.revision.commit, "files": files}
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        files = tuple(
+            PatchedFile(
+                service=file.service,
+                path=file.path,
+                status=PATCHED if command == "apply" and file.state == UNPATCHED else file.state,
+                patch_id=file.patch_id,
+                diff=file.diff() if command == "diff" else None,
+            )
+            for file in result.files
+        )
+        sys.stdout.write(PatchReport(result.revision.commit, files).to_json() + "\n")
         return
     print(f"upstream {result.revision.label}", file=sys.stderr)
     if command == "diff":
@@ -80,49 +75,3 @@ def _report(command: str, result: Plan, as_json: bool) -> None:
         return
     for file in result.files:
         print(f"{_WORDS[command][file.state]}: {file.path}")
-
-
-def _commit(value: str) -> str:
-    if not re.fullmatch(r"[0-9a-f]{40}", value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a full commit sha (40 lower-case hex digits)"
-        )
-    return value
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m patches",
-        description="Patch the Online Boutique Dockerfiles so arm64 images hold arm64 binaries.",
-        epilog="Exit codes: 0 ok; 1 check found unpatched files; 2 drift, unknown upstream, usage.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    helps = {
-        "apply": "patch the Dockerfiles in place (idempotent, all or nothing)",
-        "check": "exit 1 when a Dockerfile still needs its patches, 0 when all are patched",
-        "diff": "print the unified diff that apply would make",
-    }
-    for name, text in helps.items():
-        command = commands.add_parser(name, help=text, description=text)
-        command.add_argument("source_dir", type=Path, metavar="SOURCE_DIR", help="checkout root")
-        command.add_argument(
-            "--service",
-            action="append",
-            metavar="NAME",
-            help="only this service (repeatable); default: every patchable service in the tree",
-        )
-        command.add_argument(
-            "--revision",
-            type=_commit,
-            metavar="FULL_SHA",
-            help="the upstream commit the tree is at; default: recognised from the files",
-        )
-        command.add_argument("--json", action="store_true", help="print JSON on stdout")
-        command.add_argument(
-            "--definitions",
-            type=Path,
-            default=DEFAULT_DEFINITIONS,
-            metavar="FILE",
-            help="patch definitions (TOML); default: the upstream definitions shipped here",
-        )
-    return parser

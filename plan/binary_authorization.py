@@ -6,12 +6,11 @@ Credentials of an identity with `roles/cloudkms.signerVerifier` on the key and
 `roles/containeranalysis.notes.attacher` on the note).
 """
 
-import json
-import shlex
 from collections.abc import Mapping
 from typing import Any
 
 from plan.settings import ArtifactRegistry, AttestSettings, ExternalRegistry
+from verify.contract import BinauthzRequest, BinauthzResult
 
 KEY_RING = "boutique-attestors"
 KEY = "verified"
@@ -59,24 +58,27 @@ def policy_rule(attestor: str) -> dict[str, Any]:
     }
 
 
-def binauthz_command(
-    python: str,
+def binauthz_request(
     repository: str,
     digest: str,
     platforms: Mapping[str, str],
     note: str,
     version: str,
-) -> str:
+) -> BinauthzRequest:
     """`python -m verify binauthz <repository>@<digest> --note N --kms V --platform-digest
     P=D... --json --gcp`."""
-    argv = [python, "-m", "verify", "binauthz", f"{repository}@{digest}"]
-    argv += ["--note", note, "--kms", version]
-    for platform, manifest in sorted(platforms.items()):
-        argv += ["--platform-digest", f"{platform}={manifest}"]
-    argv += ["--json", "--gcp"]
-    return shlex.join(argv)
+    return BinauthzRequest(
+        ref=f"{repository}@{digest}",
+        note=note,
+        kms=version,
+        platform_digests=tuple(
+            f"{platform}={manifest}" for platform, manifest in sorted(platforms.items())
+        ),
+        json=True,
+        gcp=True,
+    )
 
 
 def occurrence_of(stdout: str) -> str:
     """The occurrence name from the command's `--json` line."""
-    return str(json.loads(stdout)["occurrence"])
+    return BinauthzResult.from_json(stdout).occurrence

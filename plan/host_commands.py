@@ -1,35 +1,25 @@
-"""The command lines the Pulumi components hand to `pulumi_command` to run `python -m host`.
-
-The interpreter is the one running the program (`sys.executable`; `python` on PATH may be another
-one). Inside the project it is written relative to the project directory, where Pulumi runs
-programs and commands, so a Command's stored text is the same on every machine that uses the
-project's virtualenv and a new CI runner does not replace it.
-"""
+"""What the `python -m host` requests of the Pulumi components are made of: the checkout
+request, the builder spec and the stack as owner. The requests are `host.contract`'s, rendered
+as Command text by `plan.tools.tool_command`."""
 
 import json
-import os
-import shlex
 from collections.abc import Iterable, Sequence
 
+from host.contract import CheckoutRequest
 from plan.naming import CHECKOUT_CACHE_DIR
 from plan.settings import BuilderSettings, GitSource, PathSource
 
 
-def interpreter(executable: str, project_dir: str) -> str:
-    """`executable` relative to `project_dir` when it lies inside it, else as it is."""
-    relative = os.path.relpath(executable, project_dir)
-    return executable if relative.startswith("..") else relative
-
-
-def checkout_command(python: str, source: GitSource | PathSource, required: Iterable[str]) -> str:
-    """Ensure the checkout; prints a `host.results.CheckoutResult`."""
-    where = (
-        ["--path", source.path]
-        if isinstance(source, PathSource)
-        else ["--url", source.url, "--commit", source.commit, "--cache-dir", CHECKOUT_CACHE_DIR]
+def checkout_request(source: GitSource | PathSource, required: Iterable[str]) -> CheckoutRequest:
+    """Ensure the checkout; prints a `host.contract.CheckoutResult`."""
+    if isinstance(source, PathSource):
+        return CheckoutRequest(path=source.path, require=tuple(required))
+    return CheckoutRequest(
+        url=source.url,
+        commit=source.commit,
+        cache_dir=CHECKOUT_CACHE_DIR,
+        require=tuple(required),
     )
-    requirements = [argument for path in required for argument in ("--require", path)]
-    return shlex.join([python, "-m", "host", "checkout", *where, *requirements])
 
 
 def builder_spec(builder: BuilderSettings, platforms: Sequence[str]) -> str:
@@ -56,15 +46,3 @@ def builder_spec(builder: BuilderSettings, platforms: Sequence[str]) -> str:
 def stack_owner(organization: str | None, project: str, stack: str) -> str:
     """The name a stack is recorded under as a builder's owner: `organization/project/stack`."""
     return "/".join(part for part in (organization, project, stack) if part)
-
-
-def builder_ensure_command(python: str, spec: str, owner: str) -> str:
-    """Create the builder or reconcile it with `spec`, unless another stack than `owner` owns
-    it; prints a `host.results.BuilderResult`."""
-    return shlex.join([python, "-m", "host", "builder", "ensure", "--owner", owner, "--spec", spec])
-
-
-def builder_remove_command(python: str, name: str, owner: str) -> str:
-    """Remove the builder unless another stack than `owner` owns it; prints a
-    `host.results.BuilderResult`."""
-    return shlex.join([python, "-m", "host", "builder", "remove", "--owner", owner, "--name", name])

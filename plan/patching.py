@@ -11,10 +11,12 @@ drift there fails the run. `umask 022` keeps restored files' modes, which the im
 includes, the same on every machine.
 """
 
-import json
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from patches.contract import PatchReport, PatchRequest
+from plan.tools import tool_command
 
 NO_PATCH = "none"
 """The patch-id label value of a Dockerfile no patch applies to."""
@@ -31,17 +33,20 @@ class PatchedDockerfile:
 
 
 def patch_command(
-    python: str, root: str, services: Sequence[str], dockerfiles: Sequence[str], commit: str | None
+    root: str,
+    services: Sequence[str],
+    dockerfiles: Sequence[str],
+    commit: str | None,
+    python: str | None = None,
 ) -> str:
     """Apply the patches to `services`, first restoring `dockerfiles` from `commit` (when given)
-    if the tree has drifted; prints `python -m patches apply --json` output."""
-    revision = [] if commit is None else ["--revision", commit]
-    selection = [*revision, *(arg for service in services for arg in ("--service", service))]
-    # After `--` the checkout root is never read as an option, whatever it starts with.
-    apply = shlex.join([python, "-m", "patches", "apply", "--json", *selection, "--", root])
+    if the tree has drifted; prints `python -m patches apply --json` output (`python`: see
+    `plan.tools.tool_command`)."""
+    services = tuple(services)
+    apply = tool_command(PatchRequest("apply", root, services, revision=commit, json=True), python)
     if commit is None:
         return apply
-    check = shlex.join([python, "-m", "patches", "check", *selection, "--", root])
+    check = tool_command(PatchRequest("check", root, services, revision=commit), python)
     git = ["git", "-c", "core.autocrlf=false", "-C", root]
     restore = shlex.join([*git, "checkout", "--quiet", commit, "--", *dockerfiles])
     # `$?` after `||` is check's exit status: 0 (patched) and 1 (pristine) skip the restore.
@@ -49,14 +54,13 @@ def patch_command(
 
 
 def parse_patch_result(root_and_stdout: Sequence[str]) -> Mapping[str, PatchedDockerfile]:
-    """The tool's JSON (`{revision, files: [{service, path, status, patchId}]}`) as the
-    Dockerfile per service. `status` is left out on purpose: it differs between a first and a
-    second run, so it must never reach a resource input."""
+    """The tool's `patches.contract.PatchReport` as the Dockerfile per service. `status` is
+    left out on purpose: it differs between a first and a second run, so it must never reach
+    a resource input."""
     root, stdout = root_and_stdout
-    document = json.loads(stdout)
     return {
-        entry["service"]: PatchedDockerfile(
-            path=f"{root}/{entry['path']}", patch_id=entry["patchId"] or NO_PATCH
+        file.service: PatchedDockerfile(
+            path=f"{root}/{file.path}", patch_id=file.patch_id or NO_PATCH
         )
-        for entry in document["files"]
+        for file in PatchReport.from_json(stdout).files
     }

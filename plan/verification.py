@@ -1,4 +1,5 @@
-"""The verification command line for one pushed digest, and how to read its result.
+"""The verification requests for one pushed digest (`verify.contract`), and how to read their
+results; `plan.tools.tool_command` renders a request as a Command's text.
 
 `python -m verify` fetches its own credentials (Application Default Credentials with `--gcp`,
 otherwise `REGISTRY_USERNAME`/`REGISTRY_PASSWORD` or Docker's config.json from the environment
@@ -6,15 +7,21 @@ of the process that runs Pulumi), so nothing here ever holds a token: a token in
 inputs would change every run and re-run every verification.
 """
 
-import json
-import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
 
 from plan.probes import service_probe
 from plan.settings import PLATFORMS, VerifySettings
+from verify.contract import (
+    AttestIndexRequest,
+    AttestIndexResult,
+    CheckRequest,
+    ImageReport,
+    PublishedRequest,
+    PublishedResult,
+)
 
 T = TypeVar("T")
 
@@ -88,62 +95,58 @@ def _run_plan(settings: VerifySettings, service: str, commit: str | None) -> Run
     )
 
 
-def run_arguments(platforms: Sequence[str], plan: RunPlan | None) -> list[str]:
-    """`--run --probe P [--env N=V]... [--run-timeout S] [--skip-run PLATFORM]...`, or nothing
-    when no platform of this verification is started."""
-    if plan is None or all(platform in plan.skipped for platform in platforms):
-        return []
-    argv = ["--run", "--probe", plan.probe]
-    argv += [argument for name, value in plan.env for argument in ("--env", f"{name}={value}")]
-    if plan.timeout is not None:
-        argv += ["--run-timeout", str(plan.timeout)]
-    skipped = [platform for platform in platforms if platform in plan.skipped]
-    return argv + [argument for platform in skipped for argument in ("--skip-run", platform)]
-
-
-def verify_command(python: str, ref: str, platforms: Sequence[str], options: VerifyOptions) -> str:
+def verify_request(ref: str, platforms: Sequence[str], options: VerifyOptions) -> CheckRequest:
     """`python -m verify --json [--deep] [--allow G]... --platform P... [--gcp]
-    [--run --probe P [--env N=V]... [--skip-run P]...] [--attest --key K --create-key |
-    --attest --kms V] -- <ref>`:
-    after `--` the reference is never read as an option, whatever it starts with."""
-    argv = [python, "-m", "verify", "--json"]
-    if options.deep:
-        argv.append("--deep")
-    argv += [argument for glob in options.allow for argument in ("--allow", glob)]
-    argv += [argument for platform in platforms for argument in ("--platform", platform)]
-    if options.gcp:
-        argv.append("--gcp")
-    argv += run_arguments(platforms, options.run)
-    if options.attest_key is not None:
-        argv += ["--attest", *_signer_arguments(options), "--create-key"]
-    elif options.attest_kms is not None:
-        argv += ["--attest", *_signer_arguments(options)]
-    return shlex.join([*argv, "--", ref])
+    [--run --probe P [--env N=V]... [--run-timeout S] [--skip-run P]...]
+    [--attest --key K --create-key | --attest --kms V] -- <ref>`: `--run` only when a platform
+    of this verification is started."""
+    # A key path, never key material: nothing secret is in the Command's inputs or state; or a
+    # KMS key version name: the private key never leaves KMS.
+    key = options.attest_key
+    request = CheckRequest(
+        refs=(ref,),
+        json=True,
+        deep=options.deep,
+        allow=options.allow,
+        platforms=tuple(platforms),
+        gcp=options.gcp,
+        attest=attests(options),
+        key=key,
+        kms=options.attest_kms if key is None else None,
+        create_key=key is not None,
+    )
+    plan = options.run
+    if plan is None or all(platform in plan.skipped for platform in platforms):
+        return request
+    return replace(
+        request,
+        run=True,
+        probe=plan.probe,
+        env=tuple(f"{name}={value}" for name, value in plan.env),
+        run_timeout=None if plan.timeout is None else float(plan.timeout),
+        skip_run=tuple(platform for platform in platforms if platform in plan.skipped),
+    )
 
 
-def _signer_arguments(options: VerifyOptions) -> list[str]:
-    """`--key K` (a path, never key material: nothing secret is in a Command's inputs or
-    state) or `--kms V` (a key version name: the private key never leaves KMS)."""
-    if options.attest_key is not None:
-        return ["--key", options.attest_key]
-    return [] if options.attest_kms is None else ["--kms", options.attest_kms]
-
-
-def attest_index_command(
-    python: str,
+def attest_index_request(
     ref: str,
     platforms: Mapping[str, str],
     candidates: Sequence[str],
     options: VerifyOptions,
-) -> str:
+) -> AttestIndexRequest:
     """`python -m verify attest-index <repository>@<digest> --platform-digest=P=D...
     --candidate=C... (--key K | --kms V) [--gcp] --json`: the verification attestation of the
     index an Index joined from the verified single-platform `candidates` (perPlatform)."""
-    argv = [python, "-m", "verify", "attest-index", ref]
-    argv += [f"--platform-digest={platform}={digest}" for platform, digest in platforms.items()]
-    argv += [f"--candidate={candidate}" for candidate in candidates]
-    argv += _signer_arguments(options) + (["--gcp"] if options.gcp else [])
-    return shlex.join([*argv, "--json"])
+    key = options.attest_key
+    return AttestIndexRequest(
+        ref=ref,
+        platform_digests=tuple(f"{platform}={digest}" for platform, digest in platforms.items()),
+        candidates=tuple(candidates),
+        key=key,
+        kms=options.attest_kms if key is None else None,
+        gcp=options.gcp,
+        json=True,
+    )
 
 
 def attests(options: VerifyOptions) -> bool:
@@ -158,8 +161,7 @@ def candidate_ref(repository: str, digest: str) -> str:
 
 def verified_platforms(stdout: str) -> Mapping[str, str]:
     """`{platform: manifest digest}` from the tool's `--json` document (printed on exit 0)."""
-    document = json.loads(stdout)
-    return {name: platform["digest"] for name, platform in document["platforms"].items()}
+    return {name: found.digest for name, found in ImageReport.from_json(stdout).platforms.items()}
 
 
 def verified_proof(
@@ -168,27 +170,31 @@ def verified_proof(
     """`{platform: {elfFiles, probe, seconds} | {elfFiles, skipped}}` from the tool's `--json`
     document: what was proven for each platform (`elfFiles` is None without `--deep`; `probe`
     and `seconds` are None when `verify.run` is false)."""
-    document = json.loads(stdout)
+    report = ImageReport.from_json(stdout)
     proof: dict[str, dict[str, Any]] = {}
     for platform in platforms:
-        found = document["platforms"][platform]
-        elf_files = None if found.get("elf") is None else found["elf"]["checked"]
+        found = report.platforms[platform]
+        elf_files = None if found.elf is None else found.elf.checked
         if plan is not None and platform in plan.skipped:
             proof[platform] = {"elfFiles": elf_files, "skipped": plan.skipped[platform]}
             continue
-        ran = found.get("run")
+        ran = found.run
         proof[platform] = {
             "elfFiles": elf_files,
-            "probe": None if ran is None else ran["probe"],
-            "seconds": None if ran is None else ran["seconds"],
+            "probe": None if ran is None else ran.probe,
+            "seconds": None if ran is None else ran.seconds,
         }
     return proof
 
 
+def joined_attestation_referrers(stdout: str) -> Mapping[str, str]:
+    """`{"index": referrer digest}` pushed by `verify attest-index`."""
+    return {"index": AttestIndexResult.from_json(stdout).index}
+
+
 def attestation_referrers(stdout: str) -> Mapping[str, str]:
-    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it), or by
-    `verify attest-index` (`{"index": …}`)."""
-    referrers = json.loads(stdout).get("referrers") or {}
+    """`{"index" | platform: referrer digest}` pushed by `--attest` (empty without it)."""
+    referrers = ImageReport.from_json(stdout).referrers or {}
     return {str(subject): str(digest) for subject, digest in referrers.items()}
 
 
@@ -206,45 +212,42 @@ def digest_of_ref(ref: str) -> str:
     return digest
 
 
-def published_check_command(
-    python: str,
+def _manifests(platforms: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(f"{platform}={digest}" for platform, digest in sorted(platforms.items()))
+
+
+def published_check_request(
     ref: str,
     platforms: Mapping[str, str],
     index_urn: str,
     replace: Sequence[str],
     gcp: bool,
-) -> str:
+) -> PublishedRequest:
     """`python -m verify published <tag>@<digest> --manifest P=D... --index-urn U --replace U...`:
     the exported tag still points at the digest, which exists and holds the verified manifests."""
-    argv = [python, "-m", "verify", "published", ref]
-    argv += [f"--manifest={platform}={digest}" for platform, digest in sorted(platforms.items())]
-    argv += [f"--index-urn={index_urn}", *(f"--replace={urn}" for urn in replace)]
-    return shlex.join(argv + (["--gcp"] if gcp else []))
+    return PublishedRequest(
+        ref, _manifests(platforms), index_urn=index_urn, replace=tuple(replace), gcp=gcp
+    )
 
 
-def candidate_check_command(python: str, ref: str, replace: Sequence[str], gcp: bool) -> str:
+def candidate_check_request(ref: str, replace: Sequence[str], gcp: bool) -> PublishedRequest:
     """`python -m verify published <repository>@<digest> --replace U...`: a verified candidate an
     Index is built from still exists."""
-    argv = [python, "-m", "verify", "published", ref, *(f"--replace={urn}" for urn in replace)]
-    return shlex.join(argv + (["--gcp"] if gcp else []))
+    return PublishedRequest(ref, replace=tuple(replace), gcp=gcp)
 
 
-def immutable_tag_command(
-    python: str, tag_ref: str, platforms: Mapping[str, str] | None, gcp: bool
-) -> str:
+def immutable_tag_request(
+    tag_ref: str, platforms: Mapping[str, str] | None, gcp: bool
+) -> PublishedRequest:
     """`python -m verify published <repository>:<tag> --immutable [--manifest P=D]...`: a tag
     that cannot move is about to be published; it must not exist, or (with the verified
     `platforms`) already hold exactly them. None: new images will be built, digests unknown."""
-    argv = [python, "-m", "verify", "published", tag_ref, "--immutable"]
-    argv += [
-        f"--manifest={platform}={digest}" for platform, digest in sorted((platforms or {}).items())
-    ]
-    return shlex.join(argv + (["--gcp"] if gcp else []))
+    return PublishedRequest(tag_ref, _manifests(platforms or {}), immutable=True, gcp=gcp)
 
 
 def published_digest(stdout: str) -> str:
     """The digest `python -m verify published` confirmed (its JSON on exit 0)."""
-    digest = json.loads(stdout)["digest"]
+    digest = PublishedResult.from_json(stdout).digest
     if not isinstance(digest, str) or not digest.startswith("sha256:"):
         raise ValueError(f"verify published confirmed no digest: {stdout!r}")
     return digest

@@ -3,10 +3,12 @@
 `BoutiqueMocks` answers like the providers would: Artifact Registry's `registryUri`, a distinct
 digest per Image (so cross-wired outputs show), an Index's `ref` (a single source index is
 copied as it is, as `imagetools create` does), the access token of `getClientConfig`, and for
-`command:local:run` / `local.Command` what the tools print: the host scripts' JSON (built with
-`host.results`), `python -m patches apply --json` (the real patch ids of `patches/upstream.toml`)
-and `python -m verify --json` (built with `verify.report.image_json`). The tools themselves run
-for real in their own tests and in tests/integration/.
+`command:local:run` / `local.Command` what the tools print: each command line is parsed with
+the tool's contract (`host.contract`, `patches.contract`, `verify.contract`: the parsers the
+tools' CLIs use) and answered with its result types: the host scripts' JSON, `python -m patches
+apply --json` (the real patch ids of `patches/upstream.toml`) and `python -m verify` (`--json`,
+`published`, `binauthz`). The tools themselves run for real in their own tests and in
+tests/integration/.
 
 `tests.recorder` (the one module touching SDK internals) records every registration request and
 runs the program to its end; its `Registration`, `Invocation`, `is_secret` and `unwrap` are
@@ -17,7 +19,6 @@ module too.
 import hashlib
 import json
 import runpy
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +26,39 @@ from typing import Any
 
 import pulumi
 
-from host.results import BuilderResult, CheckoutResult, RegistryResult
+from host.contract import (
+    BuilderEnsureRequest,
+    BuilderResult,
+    CheckoutRequest,
+    CheckoutResult,
+    RegistryEnsureRequest,
+    RegistryResult,
+)
+from host.contract import parse_request as parse_host_request
+from patches.contract import PatchedFile, PatchReport, PatchRequest
 from patches.definitions import load
+from patches.engine import PATCHED, UNTOUCHED
 from plan.services import CATALOG
 from plan.settings import UPSTREAM_COMMIT
+from plan.tools import tool_argv
 from tests.recorder import Invocation as Invocation
 from tests.recorder import RecordingMonitor, root_outputs, run_to_completion, use_mocks
 from tests.recorder import Registration as Registration
 from tests.recorder import is_secret as is_secret
 from tests.recorder import unwrap as unwrap
-from verify.checks import ElfReport, ImageResult, PlatformResult
-from verify.report import image_json
-from verify.run import RunResult, run_json
+from verify.contract import (
+    AttestIndexRequest,
+    AttestIndexResult,
+    BinauthzRequest,
+    BinauthzResult,
+    ElfSummary,
+    ImageReport,
+    PlatformReport,
+    PublishedRequest,
+    PublishedResult,
+    RunSummary,
+)
+from verify.contract import parse_request as parse_verify_request
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "boutique-multiarch"
@@ -57,41 +79,23 @@ REGISTRY = "europe-west1-docker.pkg.dev/boutique-dev-123456/online-boutique"
 """The registry path of the dev stack's repository, as the mocks answer it."""
 
 
-def host_stdout(command_line: str) -> str:
-    """What `python -m host ...` prints for this command line, per `host.results`."""
-    argv = shlex.split(command_line)
-    arguments = argv[argv.index("host") + 1 :]
-
-    def option(name: str) -> str | None:
-        return arguments[arguments.index(name) + 1] if name in arguments else None
-
-    if arguments[0] == "checkout":
-        path, url, commit = option("--path"), option("--url"), option("--commit")
-        if path is not None:
-            return CheckoutResult(path, PATH_CHECKOUT_HEAD, None, "reused").to_json()
-        return CheckoutResult(f"{option('--cache-dir')}/{commit}", commit, url, "cloned").to_json()
-    if arguments[:2] == ["builder", "ensure"]:
-        return BuilderResult(json.loads(option("--spec") or "{}")["name"], "created").to_json()
-    if arguments[:2] == ["registry", "ensure"]:
-        return RegistryResult(option("--address") or "", 4242, None, True).to_json()
-    raise AssertionError(f"unexpected host command {command_line!r}")
+def host_stdout(arguments: list[str]) -> str:
+    """What `python -m host ...` prints for these arguments (`host.contract`)."""
+    request = parse_host_request(arguments)
+    if isinstance(request, CheckoutRequest):
+        if request.path is not None:
+            return CheckoutResult(request.path, PATH_CHECKOUT_HEAD, None, "reused").to_json()
+        checkout = f"{request.cache_dir}/{request.commit}"
+        return CheckoutResult(checkout, request.commit, request.url, "cloned").to_json()
+    if isinstance(request, BuilderEnsureRequest):
+        return BuilderResult(json.loads(request.spec)["name"], "created").to_json()
+    if isinstance(request, RegistryEnsureRequest):
+        return RegistryResult(request.address, 4242, None, True).to_json()
+    raise AssertionError(f"unexpected host command {arguments!r}")
 
 
 class PatchToolError(RuntimeError):
     """The patch tool exits 2; pulumi-command's run fails the invoke with its stderr."""
-
-
-def tool_arguments(command_line: str, module: str) -> list[str] | None:
-    """The arguments after the last `python -m <module>` of a (possibly chained) command line:
-    the command whose stdout is the line's stdout."""
-    argv = shlex.split(command_line)
-    starts = [i for i in range(len(argv) - 1) if argv[i : i + 2] == ["-m", module]]
-    return argv[starts[-1] + 2 :] if starts else None
-
-
-def options(arguments: list[str], name: str) -> list[str]:
-    """Every value of a repeatable option."""
-    return [arguments[i + 1] for i, argument in enumerate(arguments[:-1]) if argument == name]
 
 
 def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) -> str:
@@ -99,25 +103,19 @@ def patches_stdout(arguments: list[str], patch_ids: Mapping[str, str | None]) ->
     pristine checkout: the real definitions' paths and patch ids. `patch_ids` overrides some; a
     test of a made-up upstream (no patch set) gives one for every service, else the tool
     refuses the revision as the real one does."""
-    assert arguments[0] == "apply" and "--json" in arguments, arguments
-    commit = (options(arguments, "--revision") or [UPSTREAM_COMMIT])[0]
-    services = options(arguments, "--service")
+    request = PatchRequest.from_argv(arguments)
+    assert request.command == "apply" and request.json, arguments
+    commit = request.revision or UPSTREAM_COMMIT
     revision = load().revision(commit)
-    if revision is None and not set(services) <= set(patch_ids):
+    if revision is None and not set(request.services) <= set(patch_ids):
         raise PatchToolError(f"patches apply: --revision {commit!r} is not a supported upstream")
     files = []
-    for service in services:
+    for service in request.services:
         definition = None if revision is None else revision.file(service)
         patch_id = patch_ids.get(service, None if definition is None else definition.patch_id)
-        files.append(
-            {
-                "service": service,
-                "path": CATALOG[service].dockerfile if definition is None else definition.path,
-                "status": "patched" if patch_id else "untouched",
-                "patchId": patch_id,
-            }
-        )
-    return json.dumps({"revision": commit, "files": files}, indent=2) + "\n"
+        path = CATALOG[service].dockerfile if definition is None else definition.path
+        files.append(PatchedFile(service, path, PATCHED if patch_id else UNTOUCHED, patch_id))
+    return PatchReport(commit, tuple(files)).to_json() + "\n"
 
 
 MOCK_KMS_PUBLIC_KEY_PEM = "-----BEGIN PUBLIC KEY-----\nmock\n-----END PUBLIC KEY-----\n"
@@ -129,41 +127,45 @@ def verify_stdout(arguments: list[str]) -> str:
     [--attest ...] -- REF` prints for a verified image: a distinct manifest digest per (image,
     platform), two attestations skipped, each started platform's probe passed; what
     `python -m verify binauthz REF@DIGEST ... --json` prints (a new occurrence); and what
-    `python -m verify attest-index REF@DIGEST ... --json` prints (the referrer pushed)."""
-    if arguments[0] == "binauthz":
-        occurrence = f"projects/shop-123/occurrences/{digest_of(arguments[1])[7:19]}"
-        return json.dumps({"occurrence": occurrence, "created": True}) + "\n"
-    if arguments[0] == "attest-index":
-        referrer = digest_of(f"{arguments[1]} index attestation")
-        return json.dumps({"referrers": {"index": referrer}}) + "\n"
-    ref, deep = arguments[arguments.index("--") + 1], "--deep" in arguments
+    `python -m verify attest-index REF@DIGEST ... --json` prints (the referrer pushed); and what
+    `python -m verify published REF ...` prints when the registry is as exported (the digest
+    the ref names; none for --immutable)."""
+    request = parse_verify_request(arguments)
+    if isinstance(request, BinauthzRequest):
+        occurrence = f"projects/shop-123/occurrences/{digest_of(request.ref)[7:19]}"
+        return BinauthzResult(occurrence, created=True).to_json() + "\n"
+    if isinstance(request, AttestIndexRequest):
+        referrer = digest_of(f"{request.ref} index attestation")
+        return AttestIndexResult(index=referrer).to_json() + "\n"
+    if isinstance(request, PublishedRequest):
+        return PublishedResult(request.ref, request.ref.rpartition("@")[2] or None).to_json()
+    (ref,) = request.refs
+    ran = RunSummary(
+        ok=True, probe=request.probe or "", seconds=MOCK_RUN_SECONDS, exit_code=None, log_tail=()
+    )
+    started = set(request.platforms) - set(request.skip_run) if request.run else set()
     platforms = {
-        platform: PlatformResult(
+        platform: PlatformReport(
             digest=digest_of(f"{ref} {platform}"),
             config_architecture=platform.split("/")[1],
-            elf=ElfReport(checked=7) if deep else None,
+            elf=ElfSummary(checked=7, mismatched=0, mismatched_paths=()) if request.deep else None,
+            run=ran if platform in started else None,
         )
-        for platform in options(arguments, "--platform")
+        for platform in request.platforms
     }
-    result = ImageResult(
+    referrers = None
+    if request.attest:
+        subjects = ["index", *platforms]
+        referrers = {subject: digest_of(f"{ref} {subject} attestation") for subject in subjects}
+    report = ImageReport(
         ref=ref,
         digest=ref.rpartition("@")[2],
         media_type="application/vnd.oci.image.index.v1+json",
         platforms=platforms,
         attestations=len(platforms),
+        referrers=referrers,
     )
-    document = image_json(result)
-    if "--run" in arguments:
-        probe, skipped = options(arguments, "--probe")[0], options(arguments, "--skip-run")
-        for platform in set(platforms) - set(skipped):
-            ran = RunResult(ok=True, probe=probe, seconds=MOCK_RUN_SECONDS)
-            document["platforms"][platform]["run"] = run_json(ran)
-    if "--attest" in arguments:
-        subjects = ["index", *platforms]
-        document["referrers"] = {
-            subject: digest_of(f"{ref} {subject} attestation") for subject in subjects
-        }
-    return json.dumps(document, indent=2) + "\n"
+    return report.to_json() + "\n"
 
 
 def digest_of(name: str) -> str:
@@ -216,24 +218,24 @@ class BoutiqueMocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", outputs
 
     def stdout(self, command_line: str) -> str:
-        """What a command line the program runs prints."""
-        patches = tool_arguments(command_line, "patches")
+        """What a command line the program runs prints: its requests are parsed by the tools'
+        contracts, its results written with their result types."""
+        patches = tool_argv(command_line, "patches")
         if patches is not None:
             return patches_stdout(patches, self.patch_ids)
-        verify = tool_arguments(command_line, "verify")
-        if verify is not None and verify[0] == "published":
-            # The registry is as exported: the digest the ref names (none for --immutable).
-            ref = verify[1]
-            return json.dumps({"ref": ref, "digest": ref.rpartition("@")[2] or None})
+        verify = tool_argv(command_line, "verify")
         if verify is not None:
             return verify_stdout(verify)
-        return host_stdout(command_line)
+        host = tool_argv(command_line, "host")
+        if host is None:
+            raise AssertionError(f"unexpected command {command_line!r}")
+        return host_stdout(host)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "command:local:run":
             line = args.args["command"]
             try:
-                if self.patch_failure and tool_arguments(line, "patches") is not None:
+                if self.patch_failure and tool_argv(line, "patches") is not None:
                     raise PatchToolError(self.patch_failure)
                 return {"stdout": self.stdout(line), "stderr": ""}, []
             except PatchToolError as error:

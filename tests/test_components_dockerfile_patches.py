@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from patches.definitions import load
-from plan.host_commands import interpreter
 from plan.patching import NO_PATCH, PatchedDockerfile, parse_patch_result, patch_command
+from plan.tools import interpreter
 from tests.program_mocks import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "patches"
@@ -57,7 +57,7 @@ def run(line: str) -> subprocess.CompletedProcess[str]:
 
 def patch_line(root: Path, commit: str | None, definitions: Path) -> str:
     """The component's line, with the test definitions given to both `check` and `apply`."""
-    line = patch_command(PYTHON, str(root), SERVICES, DOCKERFILES, commit)
+    line = patch_command(str(root), SERVICES, DOCKERFILES, commit, PYTHON)
     for command in ("check", "apply"):
         line = line.replace(
             f"-m patches {command} ", f"-m patches {command} --definitions {definitions} "
@@ -159,7 +159,7 @@ def test_a_checkout_root_that_looks_like_an_option_is_patched_as_a_directory(
     patched (read as an option, the tool would print its help, exit 0 and patch nothing)."""
     root, _, definitions = checkout
     (tmp_path / "--help").symlink_to(root)
-    line = patch_command(sys.executable, "--help", SERVICES, DOCKERFILES, None).replace(
+    line = patch_command("--help", SERVICES, DOCKERFILES, None, sys.executable).replace(
         " --json ", f" --json --definitions {definitions} "
     )
     result = subprocess.run(

@@ -1,13 +1,15 @@
 """LocalRegistry under Pulumi mocks, and the local stack's configuration file.
 
 The mocks answer `command:local:run` and `local.Command` with what `python -m host registry
-ensure` prints (built with `host.results`, the scripts' own contract); the scripts themselves run
+ensure` prints (built with `host.contract`, the scripts' own contract); the scripts themselves run
 for real in tests/test_host_registry.py and tests/integration/test_local_stack.py.
 """
 
 import hashlib
 import json
+import os
 import shlex
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,17 +22,17 @@ from components.local_registry import (
     LocalRegistry,
     LocalRegistryArgs,
     registry_address,
-    registry_ensure_command,
-    registry_remove_command,
 )
-from host.results import RegistryResult
+from host.contract import RegistryEnsureRequest, RegistryRemoveRequest, RegistryResult
 from plan.settings import CONFIG_KEYS, PROJECT, StartedRegistry, parse_settings
+from plan.tools import interpreter, tool_command
 from tests.program_mocks import COMMAND, stack_config
 from tests.recorder import RecordingMonitor, Registration, reset, use_mocks
 
 ADDRESS = "127.0.0.1:5000"
 DATA_DIR = ".cache/local-registry"
-PYTHON = ".venv/bin/python"
+PYTHON = interpreter(sys.executable, os.getcwd())
+"""The interpreter the program writes (`.venv/bin/python` in the project's virtualenv)."""
 
 
 def ensure_stdout(command_line: str) -> str:
@@ -70,7 +72,7 @@ def named(monitor: RecordingMonitor, name: str) -> Registration:
 def test_registry_is_ensured_every_run_and_owned_by_a_command(
     monitor: RecordingMonitor,
 ) -> pulumi.Output[None]:
-    registry = LocalRegistry("local", LocalRegistryArgs(ADDRESS, DATA_DIR, PYTHON))
+    registry = LocalRegistry("local", LocalRegistryArgs(ADDRESS, DATA_DIR))
     consumer = command.local.Command(
         "consumer", create=pulumi.Output.concat("echo ", registry.address)
     )
@@ -111,13 +113,13 @@ def test_trigger_changes_with_the_address_or_the_data_directory_only() -> None:
 
 
 def test_command_lines_quote_their_arguments() -> None:
-    line = registry_ensure_command("/opt/my python/bin/python", ADDRESS, "data dir")
+    line = tool_command(RegistryEnsureRequest(ADDRESS, "data dir"), "/opt/my python/bin/python")
     assert shlex.split(line) == [
         "/opt/my python/bin/python",
         *("-m", "host", "registry", "ensure"),
         *("--address", ADDRESS, "--data-dir", "data dir"),
     ]
-    assert shlex.split(registry_remove_command(PYTHON, ADDRESS, DATA_DIR))[3:5] == [
+    assert shlex.split(tool_command(RegistryRemoveRequest(ADDRESS, DATA_DIR)))[3:5] == [
         "registry",
         "remove",
     ]

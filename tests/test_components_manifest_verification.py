@@ -15,6 +15,7 @@ import pytest
 
 from plan.probes import UPSTREAM_V0_10_6
 from plan.settings import AllowedPath, ProbeOverride, VerifySettings
+from plan.tools import tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
@@ -23,8 +24,8 @@ from plan.verification import (
     merged_platforms,
     verified_platforms,
     verified_proof,
-    verify_command,
     verify_options,
+    verify_request,
 )
 from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
@@ -37,7 +38,9 @@ REF = f"europe-west1-docker.pkg.dev/p/online-boutique/frontend@{DIGEST}"
 
 def test_command_line_carries_options_in_a_fixed_order_and_quotes_globs() -> None:
     options = VerifyOptions(deep=True, allow=("/opt/my tools/*", "/usr/lib/*.node"), gcp=True)
-    line = verify_command(".venv/bin/python", REF, ["linux/amd64", "linux/arm64"], options)
+    line = tool_command(
+        verify_request(REF, ["linux/amd64", "linux/arm64"], options), ".venv/bin/python"
+    )
     assert shlex.split(line) == [
         ".venv/bin/python",
         "-m",
@@ -56,7 +59,9 @@ def test_command_line_carries_options_in_a_fixed_order_and_quotes_globs() -> Non
         "--",
         REF,
     ]
-    shallow = verify_command("python", REF, ["linux/arm64"], VerifyOptions(False, (), False))
+    shallow = tool_command(
+        verify_request(REF, ["linux/arm64"], VerifyOptions(False, (), False)), "python"
+    )
     assert shlex.split(shallow) == [
         "python",
         "-m",
@@ -73,7 +78,9 @@ def test_a_reference_that_looks_like_an_option_reaches_the_verifier_as_a_referen
     """The reference follows `--`: the verifier refuses it as a reference (exit 2, naming it);
     read as options, `--gcp/...` would be an unknown option and the image never named."""
     ref = f"--gcp/frontend@{DIGEST}"
-    line = verify_command(sys.executable, ref, ["linux/amd64"], VerifyOptions(False, (), False))
+    line = tool_command(
+        verify_request(ref, ["linux/amd64"], VerifyOptions(False, (), False)), sys.executable
+    )
     result = subprocess.run(
         ["/bin/sh", "-c", line], cwd=ROOT, capture_output=True, text=True, check=False
     )
@@ -170,7 +177,9 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
         {"linux/arm64": ".NET is unsupported under QEMU"},
     )
     options = VerifyOptions(deep=False, allow=(), gcp=True, run=plan)
-    both = shlex.split(verify_command("py", REF, ["linux/amd64", "linux/arm64"], options))
+    both = shlex.split(
+        tool_command(verify_request(REF, ["linux/amd64", "linux/arm64"], options), "py")
+    )
     run = both.index("--run")
     assert both[run : run + 9] == [
         *("--run", "--probe", "grpc:7070"),
@@ -180,11 +189,13 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
     assert both.count("--run") == 1 and REF in both
     assert "QEMU" not in " ".join(both)
     slow = VerifyOptions(False, (), False, RunPlan("grpc:9555", (), {}, timeout=600))
-    assert values_of(verify_command("py", REF, ["linux/arm64"], slow), "--run-timeout") == ["600"]
-    assert "--run-timeout" not in verify_command("py", REF, ["linux/arm64"], options)
+    assert values_of(
+        tool_command(verify_request(REF, ["linux/arm64"], slow), "py"), "--run-timeout"
+    ) == ["600"]
+    assert "--run-timeout" not in tool_command(verify_request(REF, ["linux/arm64"], options), "py")
     # perPlatform: the arm64 verification starts nothing, the amd64 one skips nothing.
-    assert "--run" not in verify_command("py", REF, ["linux/arm64"], options)
-    amd64 = shlex.split(verify_command("py", REF, ["linux/amd64"], options))
+    assert "--run" not in tool_command(verify_request(REF, ["linux/arm64"], options), "py")
+    amd64 = shlex.split(tool_command(verify_request(REF, ["linux/amd64"], options), "py"))
     assert "--run" in amd64 and "--skip-run" not in amd64
 
 

@@ -16,8 +16,9 @@ from host.builder import (
     parse_inspect,
 )
 from host.process import HostError
-from plan.host_commands import builder_spec, interpreter
+from plan.host_commands import builder_spec
 from plan.settings import BuilderNode, BuilderSettings
+from plan.tools import interpreter
 
 INACTIVE_WITH_NODE = """\
 Name:          multiarch-builder

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from host.results import CheckoutResult
-from plan.host_commands import checkout_command
+from host.contract import CheckoutResult
+from plan.host_commands import checkout_request
 from plan.settings import GitSource, PathSource
+from plan.tools import tool_command
 from tests.program_mocks import ROOT
 
 DOCKERFILE = "src/emailservice/Dockerfile"
@@ -80,7 +81,9 @@ def run_host(
 def checkout(
     project: Path, upstream: Upstream, commit: str, required: tuple[str, ...] = (DOCKERFILE,)
 ) -> subprocess.CompletedProcess[str]:
-    command_line = checkout_command(sys.executable, GitSource(upstream.url, commit), required)
+    command_line = tool_command(
+        checkout_request(GitSource(upstream.url, commit), required), sys.executable
+    )
     return run_host(command_line, project)
 
 
@@ -186,8 +189,9 @@ def test_checkout_without_a_required_dockerfile_is_refused(
 
 
 def test_existing_path_is_used_as_it_is(project: Path, upstream: Upstream) -> None:
-    command_line = checkout_command(
-        sys.executable, PathSource(str(upstream.work), None), (DOCKERFILE, CART_DOCKERFILE)
+    command_line = tool_command(
+        checkout_request(PathSource(str(upstream.work), None), (DOCKERFILE, CART_DOCKERFILE)),
+        sys.executable,
     )
     result = run_host(command_line, project)
     assert result.returncode == 0, result.stderr
@@ -198,7 +202,9 @@ def test_existing_path_is_used_as_it_is(project: Path, upstream: Upstream) -> No
 
 
 def test_existing_path_that_is_not_a_directory_is_refused(project: Path, tmp_path: Path) -> None:
-    command_line = checkout_command(sys.executable, PathSource(str(tmp_path / "nowhere"), None), ())
+    command_line = tool_command(
+        checkout_request(PathSource(str(tmp_path / "nowhere"), None), ()), sys.executable
+    )
     result = run_host(command_line, project)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: source path {tmp_path / 'nowhere'} is not a directory"

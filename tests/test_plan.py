@@ -10,11 +10,13 @@ from types import MappingProxyType
 
 import pytest
 
-from host.__main__ import _parser as host_parser
-from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from host.contract import BuilderEnsureRequest, BuilderRemoveRequest
+from host.contract import parser as host_parser
+from plan.host_commands import builder_spec
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
 from plan.settings import BuilderNode, BuilderSettings
+from plan.tools import tool_command
 
 
 def test_platform_arch_names_per_platform_resources() -> None:
@@ -87,10 +89,12 @@ def host_arguments(line: str) -> argparse.Namespace:
 def test_builder_command_lines_reach_the_host_tool_intact() -> None:
     spec = json.dumps({"name": "multi arch", "driver": "docker-container", "nodes": []})
     owner = "org/boutique-multiarch/dev"
-    ensure = host_arguments(builder_ensure_command("/venv/bin/python", spec, owner))
+    ensure = host_arguments(tool_command(BuilderEnsureRequest(spec, owner), "/venv/bin/python"))
     assert (ensure.command, ensure.action, ensure.spec) == ("builder", "ensure", spec)
     assert ensure.owner == owner
-    remove = host_arguments(builder_remove_command("/venv/bin/python", "multi arch", owner))
+    remove = host_arguments(
+        tool_command(BuilderRemoveRequest("multi arch", owner), "/venv/bin/python")
+    )
     assert (remove.command, remove.action, remove.name) == ("builder", "remove", "multi arch")
     assert remove.owner == owner
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from typing import Any
 
 import pulumi
 import pytest
 
 from plan.settings import AttestSettings, ConfigError, parse_settings
+from plan.tools import tool_command
 from plan.verification import (
     VerifyOptions,
     attestation_referrers,
-    verify_command,
+    verify_request,
 )
 from tests.program_mocks import (
     COMMAND,
@@ -26,6 +28,7 @@ from tests.program_mocks import (
     stack_config,
     start_program,
 )
+from verify.contract import ImageReport
 
 GCP = {"project": "shop-123", "region": "europe-west1"}
 P = "boutique-multiarch"
@@ -100,7 +103,9 @@ def test_bad_attest_config_is_one_error_naming_the_key(
 
 def test_command_line_carries_the_key_path_only() -> None:
     options = VerifyOptions(deep=True, allow=(), gcp=False, attest_key="keys/my key.pem")
-    argv = shlex.split(verify_command("python", "r/app@sha256:1", ["linux/arm64"], options))
+    argv = shlex.split(
+        tool_command(verify_request("r/app@sha256:1", ["linux/arm64"], options), "python")
+    )
     assert argv[-6:] == [
         "--attest",
         "--key",
@@ -110,21 +115,28 @@ def test_command_line_carries_the_key_path_only() -> None:
         "r/app@sha256:1",
     ]
     plain = VerifyOptions(deep=True, allow=(), gcp=False)
-    assert "--attest" not in verify_command("python", "r/app@sha256:1", ["linux/arm64"], plain)
+    assert "--attest" not in tool_command(
+        verify_request("r/app@sha256:1", ["linux/arm64"], plain), "python"
+    )
 
 
 def test_command_line_names_a_kms_key_version_instead_of_a_key_file() -> None:
     assert parse(attest={"kms": KMS}) == AttestSettings(key=None, kms=KMS)
     options = VerifyOptions(deep=True, allow=(), gcp=True, attest_kms=KMS)
-    argv = shlex.split(verify_command("python", "r/app@sha256:1", ["linux/arm64"], options))
+    argv = shlex.split(
+        tool_command(verify_request("r/app@sha256:1", ["linux/arm64"], options), "python")
+    )
     assert argv[-5:] == ["--attest", "--kms", KMS, "--", "r/app@sha256:1"]
     assert "--key" not in argv and "--create-key" not in argv
 
 
 def test_referrers_are_read_from_the_json_document() -> None:
-    assert attestation_referrers('{"platforms": {}}') == {}
-    document = {"referrers": {"index": "sha256:a", "linux/arm64": "sha256:b"}}
-    assert attestation_referrers(json.dumps(document)) == document["referrers"]
+    # The tool's document (verify.contract.ImageReport), without and with `--attest`.
+    plain = ImageReport("r/app@sha256:1", "sha256:1", None, {}, attestations=0)
+    assert attestation_referrers(plain.to_json()) == {}
+    referrers = {"index": "sha256:a", "linux/arm64": "sha256:b"}
+    attested = replace(plain, referrers=referrers)
+    assert attestation_referrers(attested.to_json()) == referrers
 
 
 def test_local_stack_attests_with_a_key_in_the_git_ignored_state_directory(

@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from plan.tools import tool_argv
 from tests.program_mocks import (
     COMMAND,
     IMAGE,
@@ -16,7 +17,6 @@ from tests.program_mocks import (
     ProgramRun,
     ProgramRunner,
     stack_config,
-    tool_arguments,
 )
 
 P = "boutique-multiarch"
@@ -26,7 +26,7 @@ def published_checks(run: ProgramRun) -> list[list[str]]:
     """The arguments after `-m verify published` of every registry check the run made."""
     checks = []
     for call in run.monitor.invocations:
-        arguments = tool_arguments(call.args.get("command", ""), "verify")
+        arguments = tool_argv(call.args.get("command", ""), "verify")
         if call.token == "command:local:run" and arguments and arguments[0] == "published":
             checks.append(arguments[1:])
     return checks

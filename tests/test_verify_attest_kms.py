@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives import serialization
 
 from plan.binary_authorization import referrer_kms
 from plan.settings import parse_settings
-from plan.verification import VerifyOptions, verify_command
+from plan.tools import tool_command
+from plan.verification import VerifyOptions, verify_request
 from tests.gcp_fakes import NAME, TOKEN, authorized_http, start_fake_kms
 from tests.gcp_fakes import FakeKms as _FakeKms
 from tests.integration.loopbackserver import address_of, shut_down
@@ -111,7 +112,9 @@ def test_the_programs_command_line_signs_referrers_with_the_attestors_kms_key(
         ref = f"{stub.address}/shop/app:1"
         # The registry here is not Artifact Registry: no `--gcp`; the KMS part is the program's.
         options = VerifyOptions(deep=True, allow=(), gcp=False, attest_kms=version)
-        argv = shlex.split(verify_command(sys.executable, ref, ["linux/amd64"], options))
+        argv = shlex.split(
+            tool_command(verify_request(ref, ["linux/amd64"], options), sys.executable)
+        )
         assert argv[argv.index("--kms") + 1] == version
         # Application Default Credentials and the KMS endpoint, pointed at the loopback fake.
         monkeypatch.setattr(kms_module, "adc_http", authorized_http)

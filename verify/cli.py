@@ -2,13 +2,15 @@
 [--sbom DIR [--sbom-format spdx|cyclonedx]] [--gcp] [--trust-realm HOST]... [--max-layer-bytes SIZE]
 [--timeout SECONDS] [--run --probe PROBE [--env NAME=VALUE]... [--run-timeout S] [--jobs N]]``.
 
-Every argument is validated before the first request. Exit codes: 0 every reference verified;
+The arguments are parsed into a :class:`verify.contract.CheckRequest` (the parser is the
+contract's, so the program's command lines and the CLI cannot drift); every value is validated
+before the first request. Exit codes: 0 every reference verified;
 1 verification failed (missing platform, wrong architecture, mislabelled binaries, a layer or
 document that is not what its descriptor says); 2 usage, auth, not-found, registry errors and
 timeouts (2 wins over 1 when several references are given); with ``--run`` also a platform
 whose container failed its probe (1), or no Docker Engine or no emulation for a platform (2,
 before any request). See :mod:`verify.run`.
-With ``--json``, stdout carries the document of :mod:`verify.report` on exit 0 and 1 (an array
+With ``--json``, stdout carries :class:`verify.contract.ImageReport` on exit 0 and 1 (an array
 of them when several references are given) and nothing on exit 2.
 
 ``python -m verify gc REPOSITORY --older-than DAYS [--dry-run | --delete]`` deletes the versions
@@ -20,7 +22,6 @@ verified candidates (:mod:`verify.attest.join`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -38,13 +39,14 @@ from typing import TYPE_CHECKING
 from verify import gc, published, run
 from verify.auth import AuthError, CredentialResolver, environment_credentials
 from verify.checks import EXIT_ERROR, EXIT_FAILED, EXIT_VERIFIED, ImageResult, Options, Verifier
+from verify.contract import DEFAULT_TIMEOUT_SECONDS, CheckRequest, check_parser
 from verify.digests import DigestMismatch
 from verify.elf import PLATFORM_MACHINES
 from verify.manifests import ManifestError
 from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_platform
 from verify.reference import Reference, ReferenceError, parse_reference
 from verify.registry import RegistryClient, RegistryError, RetryPolicy
-from verify.report import failure_lines, image_json, printable, summary_line
+from verify.report import failure_lines, image_report, printable, summary_line
 from verify.sbom.output import SbomUsageError, check_directory, write_documents
 from verify.tarscan import DEFAULT_MAX_LAYER_BYTES
 
@@ -55,8 +57,6 @@ if TYPE_CHECKING:
 LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 """Layers scanned at once: twice the cores, so downloads overlap decompression."""
 
-DEFAULT_TIMEOUT_SECONDS = 900.0
-"""Default of ``--timeout``: the whole run, every reference and layer included."""
 STOP_GRACE_SECONDS = 10.0
 """After ``--timeout``, how long the run may take to report its timed-out requests itself."""
 
@@ -69,94 +69,6 @@ _REALM_HOST = re.compile(
 
 class UsageError(Exception):
     """An argument that is not valid (exit code 2)."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verify",
-        description="Prove that images are really multi-arch: index platforms, image configs "
-        "and (with --deep) the ELF machine of every binary in every layer.",
-    )
-    parser.add_argument(
-        "refs",
-        metavar="REF",
-        nargs="+",
-        help="host[:port]/repository:tag or host[:port]/repository@sha256:<hex>",
-    )
-    parser.add_argument(
-        "--platform",
-        action="append",
-        metavar="OS/ARCH[/VARIANT]",
-        help="required platform (repeatable; default linux/amd64 and linux/arm64)",
-    )
-    parser.add_argument("--deep", action="store_true", help="scan every layer's ELF headers")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    parser.add_argument(
-        "--allow",
-        action="append",
-        default=[],
-        metavar="GLOB",
-        help="absolute-path glob of files allowed to be ELF for another machine (repeatable)",
-    )
-    parser.add_argument(
-        "--sbom",
-        metavar="DIR",
-        help="with --deep: write one SBOM per platform into DIR (linux-amd64.spdx.json, ...)",
-    )
-    parser.add_argument(
-        "--sbom-format",
-        choices=("spdx", "cyclonedx"),
-        default="spdx",
-        help="SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON",
-    )
-    parser.add_argument(
-        "--attest",
-        action="store_true",
-        help="with --deep, after every check passed: push signed SBOM and verification "
-        "attestations (DSSE, in-toto) as OCI referrers of the digests",
-    )
-    parser.add_argument(
-        "--key", metavar="PEM", help="ECDSA P-256 private key (PEM) that signs with --attest"
-    )
-    parser.add_argument(
-        "--kms",
-        metavar="KEY_VERSION",
-        help="sign with Cloud KMS: projects/P/locations/L/keyRings/R/cryptoKeys/K/"
-        "cryptoKeyVersions/N (EC_SIGN_P256_SHA256; Application Default Credentials)",
-    )
-    parser.add_argument(
-        "--create-key",
-        action="store_true",
-        help="create the --key file (and PEM.pub) if it does not exist yet",
-    )
-    parser.add_argument(
-        "--gcp",
-        action="store_true",
-        help="authenticate with Google Application Default Credentials (Artifact Registry)",
-    )
-    run.add_arguments(parser)
-    parser.add_argument(
-        "--trust-realm",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="a token-service host (not the registry's host or domain) that may receive the "
-        "registry credentials (repeatable)",
-    )
-    parser.add_argument(
-        "--max-layer-bytes",
-        default=str(DEFAULT_MAX_LAYER_BYTES),
-        metavar="SIZE",
-        help="uncompressed bytes read from one layer at most: a number, optionally with KiB, "
-        "MiB, GiB or TiB (default 64GiB)",
-    )
-    parser.add_argument(
-        "--timeout",
-        default=str(DEFAULT_TIMEOUT_SECONDS),
-        metavar="SECONDS",
-        help=f"seconds the whole run may take (default {DEFAULT_TIMEOUT_SECONDS:.0f})",
-    )
-    return parser
 
 
 def _parse_platforms(values: Sequence[str] | None, deep: bool) -> tuple[Platform, ...]:
@@ -206,28 +118,27 @@ def _check_sbom(
     return check_directory(directory)
 
 
-def _check_attest(
-    arguments: argparse.Namespace, refs: Sequence[tuple[str, Reference]]
-) -> Signing | None:
-    key: str | None = arguments.key
-    if not arguments.attest:
-        if key is not None or arguments.create_key or arguments.kms is not None:
+def _check_attest(request: CheckRequest, refs: Sequence[tuple[str, Reference]]) -> Signing | None:
+    key = request.key
+    if not request.attest:
+        if key is not None or request.create_key or request.kms is not None:
             raise UsageError("--key, --create-key and --kms sign attestations: they need --attest")
         return None
-    if not arguments.deep:
+    if not request.deep:
         raise UsageError("--attest needs --deep: the attestations carry the layers' SBOM")
     if len(refs) != 1:
         raise UsageError(f"--attest attests one image; {len(refs)} references were given")
-    if (key is None) == (arguments.kms is None):
+    if (key is None) == (request.kms is None):
         raise UsageError("--attest needs exactly one of --key PEM and --kms KEY_VERSION")
-    if arguments.create_key and key is None:
+    if request.create_key and key is None:
         raise UsageError("--create-key creates the --key file; KMS keys are made in KMS")
     from verify.attest import signing  # cryptography and google-auth load with --attest only
 
     try:
-        if key is not None:
-            return signing.local(key, arguments.create_key)
-        return signing.cloud_kms(arguments.kms)
+        if request.kms is not None:
+            return signing.cloud_kms(request.kms)
+        assert key is not None  # exactly one of --key and --kms, checked above
+        return signing.local(key, request.create_key)
     except signing.SigningError as error:
         raise UsageError(str(error)) from None
 
@@ -283,6 +194,11 @@ def _parse_size(value: str) -> int:
             "optionally followed by KiB, MiB, GiB or TiB (e.g. 64GiB)"
         )
     return size
+
+
+def _or_default(value: str | None, default: float) -> str:
+    """An option's text, or its default's as argparse would have given it."""
+    return str(default) if value is None else value
 
 
 def _parse_seconds(value: str) -> float:
@@ -353,24 +269,26 @@ def main(argv: Sequence[str]) -> int:
         from verify.attest.join import main as attest_index
 
         return attest_index(argv[1:])
-    arguments = _parser().parse_args(argv)
+    request = CheckRequest.from_namespace(check_parser().parse_args(argv))
     started = time.monotonic()
-    credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
+    credentials = CredentialResolver(use_gcp=request.gcp, environ=os.environ)
     try:
-        refs = _parse_refs(arguments.refs)
+        refs = _parse_refs(request.refs)
         options = Options(
-            platforms=_parse_platforms(arguments.platform, arguments.deep),
-            deep=arguments.deep,
-            allow=_check_globs(arguments.allow),
-            sbom=arguments.sbom is not None or arguments.attest,
-            max_layer_bytes=_parse_size(arguments.max_layer_bytes),
+            platforms=_parse_platforms(request.platforms, request.deep),
+            deep=request.deep,
+            allow=_check_globs(request.allow),
+            sbom=request.sbom is not None or request.attest,
+            max_layer_bytes=_parse_size(
+                _or_default(request.max_layer_bytes, DEFAULT_MAX_LAYER_BYTES)
+            ),
         )
-        trusted = _parse_trusted_realms(arguments.trust_realm)
-        seconds = _parse_seconds(arguments.timeout)
-        sbom_directory = _check_sbom(arguments.sbom, arguments.deep, refs)
-        signing_key = _check_attest(arguments, refs)
+        trusted = _parse_trusted_realms(request.trust_realms)
+        seconds = _parse_seconds(_or_default(request.timeout, DEFAULT_TIMEOUT_SECONDS))
+        sbom_directory = _check_sbom(request.sbom, request.deep, refs)
+        signing_key = _check_attest(request, refs)
         credentials.check_environment()
-        run_options = run.options_from(arguments, options.platforms)
+        run_options = run.options_from(request, options.platforms)
         if run_options is not None:
             run.check_prerequisites(run_options.started(options.platforms))
     except (UsageError, AuthError, SbomUsageError, run.RunUsageError, run.RunUnavailable) as error:
@@ -396,7 +314,7 @@ def main(argv: Sequence[str]) -> int:
     if run_options is not None:
         try:
             runs = _run_images(
-                results, [ref for _, ref in refs], run_options, credentials, arguments.gcp
+                results, [ref for _, ref in refs], run_options, credentials, request.gcp
             )
         except AuthError as error:
             print(printable(f"verify: --run: {error}"), file=sys.stderr)
@@ -412,7 +330,7 @@ def main(argv: Sequence[str]) -> int:
             exit_code = max(exit_code, EXIT_FAILED)
     if sbom_directory is not None and exit_code <= EXIT_FAILED:
         written = write_documents(
-            sbom_directory, refs[0][1], results[0], len(options.platforms), arguments.sbom_format
+            sbom_directory, refs[0][1], results[0], len(options.platforms), request.sbom_format
         )
         for path in written:
             print(f"verify: wrote {path}", file=sys.stderr)
@@ -425,7 +343,7 @@ def main(argv: Sequence[str]) -> int:
                 run_failed = True
                 for line in run.run_failure_lines(result.ref, platform, outcome):
                     print(line, file=sys.stderr)
-        if not result.problems and not run_failed and not arguments.json:
+        if not result.problems and not run_failed and not request.json:
             print(summary_line(result))
     referrers: dict[str, str] | None = None
     if signing_key is not None and exit_code == EXIT_VERIFIED:
@@ -439,13 +357,19 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_ERROR
         for subject, digest in referrers.items():
             print(f"verify: attested {subject}: referrer {digest}", file=sys.stderr)
-    if arguments.json and exit_code <= EXIT_FAILED:
-        documents = [image_json(result) for result in results]
-        for (index, platform), outcome in runs.items():
-            documents[index]["platforms"][platform]["run"] = run.run_json(outcome)
-        if referrers is not None:
-            documents[0]["referrers"] = referrers
-        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    if request.json and exit_code <= EXIT_FAILED:
+        reports = [
+            image_report(
+                result,
+                {key[1]: run.run_summary(outcome) for key, outcome in runs.items() if key[0] == i},
+                referrers if i == 0 else None,
+            )
+            for i, result in enumerate(results)
+        ]
+        if len(reports) == 1:
+            print(reports[0].to_json())
+        else:
+            print(json.dumps([report.to_dict() for report in reports], indent=2))
     return exit_code
 
 

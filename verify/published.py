@@ -11,21 +11,20 @@ A shallow check (manifests only, no layer is read) the program runs on every pre
   with them (the verified manifests) it must not exist or already hold exactly them. Otherwise
   the Index would be refused after every build.
 
-Exit codes: 0 as exported (stdout: ``{"ref", "digest"}`` as JSON); 1 the registry differs
+Exit codes: 0 as exported (stdout: :class:`verify.contract.PublishedResult`); 1 the registry differs
 (stderr: what was found and the command that repairs it); 2 usage, auth or registry errors.
 The repair commands name the resources to replace (``--index-urn``, ``--replace``).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shlex
 import sys
 from collections.abc import Iterable, Sequence
 
 from verify.auth import AuthError, CredentialResolver
+from verify.contract import PublishedRequest, PublishedResult, published_parser
 from verify.digests import DigestMismatch, check_bytes, sha256_digest
 from verify.manifests import INDEX_TYPES, ManifestError, document_media_type, parse_index
 from verify.platforms import PlatformError, parse_platform
@@ -37,43 +36,6 @@ EXIT_AS_EXPORTED, EXIT_DIFFERS, EXIT_ERROR = 0, 1, 2
 
 class Differs(Exception):
     """The registry is not what the stack exported; the message says what and how to repair."""
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verify published",
-        description="Check that an exported tag still points at the exported digest, that the "
-        "digest exists and holds the verified manifests.",
-    )
-    parser.add_argument(
-        "ref",
-        metavar="REF",
-        help="HOST/REPO:TAG@DIGEST, HOST/REPO@DIGEST or HOST/REPO:TAG (with --immutable)",
-    )
-    parser.add_argument(
-        "--manifest",
-        action="append",
-        default=[],
-        metavar="PLATFORM=DIGEST",
-        help="a verified platform manifest the digest must hold (repeatable)",
-    )
-    parser.add_argument(
-        "--immutable",
-        action="store_true",
-        help="new images are built for this tag in an immutable repository: it must not exist",
-    )
-    parser.add_argument("--index-urn", help="URN of the Index that publishes the tag")
-    parser.add_argument(
-        "--replace",
-        action="append",
-        default=[],
-        metavar="URN",
-        help="a resource to replace when the digest is lost (repeatable)",
-    )
-    parser.add_argument(
-        "--gcp", action="store_true", help="authenticate with Application Default Credentials"
-    )
-    return parser
 
 
 def _expected(values: Sequence[str]) -> dict[str, str]:
@@ -98,13 +60,13 @@ def _repair(urns: Iterable[str]) -> str:
 class PublishedCheck:
     """The checks of one REF, reading through a :class:`RegistryClient`."""
 
-    def __init__(self, client: RegistryClient, arguments: argparse.Namespace) -> None:
+    def __init__(self, client: RegistryClient, request: PublishedRequest) -> None:
         self._client = client
-        self._arguments = arguments
+        self._request = request
 
     def check(self, ref: Reference, expected: dict[str, str]) -> str | None:
         """The exported digest when everything is as exported; raises :class:`Differs`."""
-        if self._arguments.immutable:
+        if self._request.immutable:
             self._tag_free_for(ref, expected)
             return None
         assert ref.digest is not None
@@ -144,7 +106,7 @@ class PublishedCheck:
         except NotFoundError:
             raise Differs(
                 f"{name}: the digest the stack exported no longer exists in the registry "
-                f"(deleted by hand or by a cleanup). Repair: {_repair(self._arguments.replace)}"
+                f"(deleted by hand or by a cleanup). Repair: {_repair(self._request.replace)}"
             ) from None
         check_bytes(f"manifest {name}", document.data, digest)
         if not expected:
@@ -174,7 +136,7 @@ class PublishedCheck:
             )
 
     def _repair_tag(self) -> str:
-        index = self._arguments.index_urn
+        index = self._request.index_urn
         again = f"pulumi up --replace {shlex.quote(index)}" if index else "pulumi up --refresh"
         return f"{again} points it at the verified image again (with immutableTags: bump tag)"
 
@@ -200,10 +162,10 @@ def _listing(platforms: dict[str, str]) -> str:
 
 def main(argv: Iterable[str]) -> int:
     """``python -m verify published ...``; returns the exit code."""
-    arguments = _parser().parse_args(list(argv))
+    arguments = PublishedRequest.from_namespace(published_parser().parse_args(list(argv)))
     try:
         ref = parse_reference(arguments.ref)
-        expected = _expected(arguments.manifest)
+        expected = _expected(arguments.manifests)
         if arguments.immutable and (ref.tag is None or ref.digest is not None):
             raise ValueError("--immutable takes HOST/REPO:TAG (no digest: none is built yet)")
         if not arguments.immutable and ref.digest is None:
@@ -218,5 +180,5 @@ def main(argv: Iterable[str]) -> int:
     except (ReferenceError, ValueError, AuthError, RegistryError, DigestMismatch) as error:
         print(f"verify published: {arguments.ref}: {error}", file=sys.stderr)
         return EXIT_ERROR
-    print(json.dumps({"ref": arguments.ref, "digest": digest}))
+    print(PublishedResult(ref=arguments.ref, digest=digest).to_json())
     return EXIT_AS_EXPORTED

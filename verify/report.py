@@ -1,40 +1,53 @@
 """What the tool prints: the ``--json`` document, the summary line, the failure lines.
 
-The JSON shape is a contract with the ManifestVerification component; keep it stable:
-``{ref, digest, mediaType, platforms: {"linux/amd64": {digest, configArchitecture,
-elf: null | {checked, mismatched, mismatchedPaths}}}, attestations}``; with ``--run``
-each started platform also gets ``run`` (:func:`verify.run.run_json`), added by the CLI.
+The JSON document is :class:`verify.contract.ImageReport`, the contract with the
+ManifestVerification component; this module fills it from an :class:`ImageResult`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from verify.checks import ImageResult
+from verify.contract import ElfSummary, ImageReport, PlatformReport, RunSummary
+
+
+def image_report(
+    result: ImageResult,
+    runs: Mapping[str, RunSummary] | None = None,
+    referrers: Mapping[str, str] | None = None,
+) -> ImageReport:
+    """The ``--json`` document of one reference, with the ``--run`` outcome of each started
+    platform and the ``--attest`` referrers."""
+    started = runs or {}
+    return ImageReport(
+        ref=result.ref,
+        digest=result.digest,
+        media_type=result.media_type,
+        platforms={
+            name: PlatformReport(
+                digest=platform.digest,
+                config_architecture=platform.config_architecture,
+                elf=None
+                if platform.elf is None
+                else ElfSummary(
+                    checked=platform.elf.checked,
+                    mismatched=platform.elf.mismatched,
+                    mismatched_paths=tuple(platform.elf.mismatched_paths),
+                ),
+                run=started.get(name),
+            )
+            for name, platform in result.platforms.items()
+        },
+        attestations=result.attestations,
+        referrers=referrers,
+    )
 
 
 def image_json(result: ImageResult) -> dict[str, Any]:
-    """The ``--json`` document of one reference."""
-    return {
-        "ref": result.ref,
-        "digest": result.digest,
-        "mediaType": result.media_type,
-        "platforms": {
-            name: {
-                "digest": platform.digest,
-                "configArchitecture": platform.config_architecture,
-                "elf": None
-                if platform.elf is None
-                else {
-                    "checked": platform.elf.checked,
-                    "mismatched": platform.elf.mismatched,
-                    "mismatchedPaths": platform.elf.mismatched_paths,
-                },
-            }
-            for name, platform in result.platforms.items()
-        },
-        "attestations": result.attestations,
-    }
+    """The ``--json`` document of one reference, as a dict."""
+    return image_report(result).to_dict()
 
 
 def printable(text: str) -> str:

@@ -31,7 +31,6 @@ are masked.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import http.client
 import json
@@ -53,11 +52,12 @@ from typing import Any
 
 from verify.auth import Credentials
 from verify.checks import EXIT_VERIFIED, ImageResult
+from verify.contract import DEFAULT_RUN_TIMEOUT, CheckRequest, RunSummary, run_dict
 from verify.platforms import Platform, PlatformError, parse_platform
 from verify.probe import MAX_TIMEOUT, PROBE_FORMS, Probe, ProbeError, parse_env, parse_probe
 from verify.reference import Reference
 
-DEFAULT_TIMEOUT = 180.0
+DEFAULT_TIMEOUT = DEFAULT_RUN_TIMEOUT
 """``--run-timeout`` default: Java and Python services start slowly under QEMU."""
 MAX_JOBS = 64
 RUN_LABEL = "dev.boutique-multiarch.verify-run"
@@ -131,15 +131,20 @@ class RunResult:
     """The last :data:`LOG_TAIL_LINES` lines of its log when it failed (escaped, masked)."""
 
 
-def run_json(result: RunResult) -> dict[str, Any]:
+def run_summary(result: RunResult) -> RunSummary:
     """The ``run`` object of a platform in the ``--json`` document."""
-    return {
-        "ok": result.ok,
-        "probe": result.probe,
-        "seconds": round(result.seconds, 2),
-        "exitCode": result.exit_code,
-        "logTail": result.log_tail,
-    }
+    return RunSummary(
+        ok=result.ok,
+        probe=result.probe,
+        seconds=round(result.seconds, 2),
+        exit_code=result.exit_code,
+        log_tail=tuple(result.log_tail),
+    )
+
+
+def run_json(result: RunResult) -> dict[str, Any]:
+    """The ``run`` object of a platform in the ``--json`` document, as a dict."""
+    return run_dict(run_summary(result))
 
 
 def run_failure_lines(ref: str, platform: str, result: RunResult) -> list[str]:
@@ -571,46 +576,7 @@ class RunUsageError(ValueError):
     """A ``--run`` argument that is not valid (exit code 2)."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--run``, ``--probe``, ``--env``, ``--run-timeout`` and ``--jobs``."""
-    group = parser.add_argument_group("runtime proof (--run)")
-    group.add_argument(
-        "--run",
-        action="store_true",
-        help="after the static checks pass, start each platform's image (by digest, with the "
-        "local Docker Engine; the foreign platform through QEMU) and apply --probe",
-    )
-    group.add_argument("--probe", metavar="PROBE", help=f"with --run: {PROBE_FORMS}")
-    group.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="with --run: environment of the container (repeatable)",
-    )
-    group.add_argument(
-        "--skip-run",
-        action="append",
-        default=[],
-        metavar="OS/ARCH",
-        help="with --run: a verified platform not to start (repeatable)",
-    )
-    group.add_argument(
-        "--run-timeout",
-        type=float,
-        metavar="SECONDS",
-        help=f"with --run: seconds each container has to pass its probe (default "
-        f"{DEFAULT_TIMEOUT:g})",
-    )
-    group.add_argument(
-        "--jobs",
-        type=int,
-        metavar="N",
-        help="with --run: platforms started at once (default: the number of CPUs)",
-    )
-
-
-def options_from(arguments: argparse.Namespace, platforms: Sequence[Platform]) -> RunOptions | None:
+def options_from(arguments: CheckRequest, platforms: Sequence[Platform]) -> RunOptions | None:
     """The run options of parsed arguments, None without ``--run``; RunUsageError when any
     ``--run`` argument is wrong or given without ``--run``."""
     if not arguments.run:

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from host.builder import InspectedBuilder, parse_inspect
-from host.results import BuilderResult, CheckoutResult
-from plan.host_commands import builder_ensure_command, builder_remove_command, builder_spec
+from host.contract import BuilderEnsureRequest, BuilderRemoveRequest, BuilderResult, CheckoutResult
+from plan.host_commands import builder_spec
 from plan.settings import BuilderNode, BuilderSettings
+from plan.tools import tool_command
 from tests.program_mocks import ROOT, ProgramRunner
 from tests.test_host_checkout import make_upstream
 
@@ -72,7 +73,9 @@ def builder(name: str, **changes: object) -> BuilderSettings:
 
 
 def ensure(run: Run, settings: BuilderSettings, owner: str = OWNER) -> BuilderResult:
-    result = run(builder_ensure_command(sys.executable, builder_spec(settings, PLATFORMS), owner))
+    result = run(
+        tool_command(BuilderEnsureRequest(builder_spec(settings, PLATFORMS), owner), sys.executable)
+    )
     assert result.returncode == 0, result.stderr
     return BuilderResult.from_json(result.stdout)
 
@@ -124,11 +127,11 @@ def test_remote_driver_builder_is_created_without_connecting(run: Run) -> None:
 
 def test_remove_deletes_the_builder_and_is_idempotent(run: Run) -> None:
     ensure(run, builder("boutique-test"))
-    removed = run(builder_remove_command(sys.executable, "boutique-test", OWNER))
+    removed = run(tool_command(BuilderRemoveRequest("boutique-test", OWNER), sys.executable))
     assert removed.returncode == 0, removed.stderr
     assert BuilderResult.from_json(removed.stdout) == BuilderResult("boutique-test", "removed")
     assert inspect("boutique-test") is None
-    again = run(builder_remove_command(sys.executable, "boutique-test", OWNER))
+    again = run(tool_command(BuilderRemoveRequest("boutique-test", OWNER), sys.executable))
     assert BuilderResult.from_json(again.stdout) == BuilderResult("boutique-test", "absent")
 
 
@@ -140,13 +143,15 @@ def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
     assert json.loads(record.read_text()) == {"stack": OWNER}
     created = inspect("boutique-shared")
 
-    removed = run(builder_remove_command(sys.executable, "boutique-shared", OTHER_STACK))
+    removed = run(
+        tool_command(BuilderRemoveRequest("boutique-shared", OTHER_STACK), sys.executable)
+    )
     assert removed.returncode == 2 and removed.stdout == ""
     assert removed.stderr.startswith(f"error: builder boutique-shared belongs to stack {OWNER}")
     assert f"stack {OTHER_STACK} does not remove it" in removed.stderr
     different = builder("boutique-shared", driver_opts={}, nodes=())
     spec = builder_spec(different, PLATFORMS)
-    reconciled = run(builder_ensure_command(sys.executable, spec, OTHER_STACK))
+    reconciled = run(tool_command(BuilderEnsureRequest(spec, OTHER_STACK), sys.executable))
     assert reconciled.returncode == 2
     assert "does not reconcile or reuse it" in reconciled.stderr
     assert inspect("boutique-shared") == created
@@ -156,7 +161,7 @@ def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
     assert BuilderResult.from_json(legacy.stdout).action == "kept"
     assert inspect("boutique-shared") == created
 
-    mine = run(builder_remove_command(sys.executable, "boutique-shared", OWNER))
+    mine = run(tool_command(BuilderRemoveRequest("boutique-shared", OWNER), sys.executable))
     assert BuilderResult.from_json(mine.stdout).action == "removed", mine.stderr
     assert inspect("boutique-shared") is None and not record.exists()
     # Once removed, the name is free for the other stack.
@@ -168,14 +173,16 @@ def test_an_unowned_builder_is_adopted_by_the_stack_that_ensures_it(run: Run) ->
     made_by_hand = run("docker buildx create --name boutique-adopted --driver docker-container")
     assert made_by_hand.returncode == 0, made_by_hand.stderr
     assert ensure(run, builder("boutique-adopted")).action == "reconciled"
-    refused = run(builder_remove_command(sys.executable, "boutique-adopted", OTHER_STACK))
+    refused = run(
+        tool_command(BuilderRemoveRequest("boutique-adopted", OTHER_STACK), sys.executable)
+    )
     assert refused.returncode == 2 and inspect("boutique-adopted") is not None
 
 
 def test_failed_node_append_leaves_no_half_configured_builder(run: Run) -> None:
     broken = BuilderNode("arm64-native", ("linux/arm64",), "unix:///nonexistent/docker.sock")
     spec = builder_spec(builder("boutique-broken", nodes=(broken,)), PLATFORMS)
-    result = run(builder_ensure_command(sys.executable, spec, OWNER))
+    result = run(tool_command(BuilderEnsureRequest(spec, OWNER), sys.executable))
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith(
@@ -190,7 +197,7 @@ def test_an_option_like_endpoint_reaches_buildx_as_an_endpoint_not_an_option(run
     take it as `--driver-opt` (without `--` this creates a builder that runs evil/buildkit)."""
     evil = "--driver-opt=image=evil/buildkit:latest"
     spec = builder_spec(builder("boutique-evil", endpoint=evil, nodes=()), PLATFORMS)
-    result = run(builder_ensure_command(sys.executable, spec, OWNER))
+    result = run(tool_command(BuilderEnsureRequest(spec, OWNER), sys.executable))
     current = inspect("boutique-evil")
     assert current is None or all("image" not in node.driver_opts for node in current.nodes)
     assert result.returncode == 2, result.stdout
@@ -199,8 +206,8 @@ def test_an_option_like_endpoint_reaches_buildx_as_an_endpoint_not_an_option(run
 
 
 def test_missing_docker_cli_is_reported(run: Run, tmp_path: Path) -> None:
-    command_line = builder_ensure_command(
-        sys.executable, builder_spec(builder("x"), PLATFORMS), OWNER
+    command_line = tool_command(
+        BuilderEnsureRequest(builder_spec(builder("x"), PLATFORMS), OWNER), sys.executable
     )
     result = run(f"PATH={tmp_path} {command_line}")
     assert result.returncode == 2
@@ -236,6 +243,8 @@ def test_program_command_lines_ensure_and_remove_host_state(
     (project / "host").symlink_to(ROOT / "host")
     # `python -m host` reads the one loopback rule from verify.reference.
     (project / "verify").symlink_to(ROOT / "verify")
+    # Its contract (host.contract) shares the tools' argv helpers.
+    (project / "cli_contract.py").symlink_to(ROOT / "cli_contract.py")
 
     def in_project(command_line: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

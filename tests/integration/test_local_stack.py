@@ -33,11 +33,12 @@ from typing import Any
 
 import pytest
 
-from components.local_registry import registry_ensure_command, registry_remove_command
+from host.contract import RegistryEnsureRequest, RegistryRemoveRequest
 from host.progress import step_line
 from host.proof_table import render
 from plan.settings import PLATFORMS
-from plan.verification import RunPlan, VerifyOptions, verify_command
+from plan.tools import tool_command
+from plan.verification import RunPlan, VerifyOptions, verify_request
 from tests.engine_events import Events
 from tests.integration.conftest import BuildxBuild, missing_prerequisite
 from tests.integration.dockerenv import free_loopback_port, remove_local_images
@@ -439,8 +440,8 @@ def test_local_flow_registry_build_verify_remove(
         missing_prerequisite("docker-registry is not on PATH")
     address = f"127.0.0.1:{free_loopback_port()}"
     data_dir = str(tmp_path / "local-registry")
-    ensure = registry_ensure_command(sys.executable, address, data_dir)
-    remove = registry_remove_command(sys.executable, address, data_dir)
+    ensure = tool_command(RegistryEnsureRequest(address, data_dir), sys.executable)
+    remove = tool_command(RegistryRemoveRequest(address, data_dir), sys.executable)
     try:
         # One `pulumi up` runs the ensure twice: as run_output, then as the Command's create.
         first, second = run_line(ensure), run_line(ensure)
@@ -469,7 +470,9 @@ def test_local_flow_registry_build_verify_remove(
             run=RunPlan(probe="up:2", env=(), skipped={}),
             attest_key=str(key),
         )
-        line = verify_command(sys.executable, f"{repository}@{digest}", PLATFORMS, options)
+        line = tool_command(
+            verify_request(f"{repository}@{digest}", PLATFORMS, options), sys.executable
+        )
         verified = subprocess.run(
             ["/bin/sh", "-c", line],
             cwd=ROOT,

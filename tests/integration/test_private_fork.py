@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from host.results import CheckoutResult
-from plan.host_commands import checkout_command
+from host.contract import CheckoutResult
+from plan.host_commands import checkout_request
 from plan.settings import GitSource
+from plan.tools import tool_command
 from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.program_mocks import ROOT
 from tests.test_host_checkout import DOCKERFILE, make_upstream, run_host
@@ -116,7 +117,7 @@ def test_a_private_fork_is_fetched_with_a_credential_helper_from_the_environment
     project, home = tmp_path / "project", tmp_path / "home"
     project.mkdir()
     home.mkdir()
-    line = checkout_command(sys.executable, GitSource(url, commit), (DOCKERFILE,))
+    line = tool_command(checkout_request(GitSource(url, commit), (DOCKERFILE,)), sys.executable)
     assert TOKEN not in line
 
     refused = run_pulumi_command(line, project, home)

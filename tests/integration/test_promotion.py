@@ -6,7 +6,7 @@ What each resource of a ServiceImage does, step by step, against Debian's docker
 1. the Image export: a build pushed to `<reg>/<svc>` without moving any release tag, and its
    digest;
 2. ManifestVerification: the exact command line the component builds
-   (`plan.verification.verify_command`), run as the Command runs it (`sh -c` from the project
+   (`plan.verification.verify_request`), run as the Command runs it (`sh -c` from the project
    directory), its stdout read with the component's parser (`verified_platforms`);
 3. the Index: `docker buildx imagetools create -t <reg>/<svc>:<tag> <reg>/<svc>@<digest>...`,
    only when every verification exited 0.
@@ -36,14 +36,14 @@ from pathlib import Path
 
 import pytest
 
-from plan.host_commands import interpreter
+from plan.tools import interpreter, tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
     candidate_ref,
     merged_platforms,
     verified_platforms,
-    verify_command,
+    verify_request,
 )
 from tests.integration.dockerenv import (
     INDEX_MEDIA_TYPES,
@@ -126,7 +126,9 @@ def verify(
     """What the ManifestVerification Command does: its exact command line, via `sh -c`, from the
     project directory, with the project's interpreter written as the program writes it."""
     python = interpreter(sys.executable, str(REPO_ROOT))
-    line = verify_command(python, candidate_ref(repository, digest), platforms, options)
+    line = tool_command(
+        verify_request(candidate_ref(repository, digest), platforms, options), python
+    )
     return subprocess.run(
         ["/bin/sh", "-c", line], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import pytest
 
+from plan.tools import tool_command
 from plan.verification import (
-    candidate_check_command,
-    immutable_tag_command,
-    published_check_command,
+    candidate_check_request,
+    immutable_tag_request,
+    published_check_request,
 )
 from tests.integration.dockerenv import Registry
 from tests.integration.registrypush import delete_manifest, push_multiarch
@@ -39,13 +40,15 @@ class Published:
         return f"{self.registry.address}/{self.repository}:v1"
 
     def check(self) -> subprocess.CompletedProcess[str]:
-        line = published_check_command(
+        line = tool_command(
+            published_check_request(
+                f"{self.tag_ref}@{self.digest}",
+                self.platforms,
+                INDEX_URN,
+                [IMAGE_URN, INDEX_URN],
+                gcp=False,
+            ),
             sys.executable,
-            f"{self.tag_ref}@{self.digest}",
-            self.platforms,
-            INDEX_URN,
-            [IMAGE_URN, INDEX_URN],
-            gcp=False,
         )
         return run(line)
 
@@ -91,7 +94,11 @@ def test_a_deleted_digest_fails_with_the_replace_command(published: Published) -
     assert "the digest the stack exported no longer exists" in result.stderr
     assert f"Repair: pulumi up --replace '{IMAGE_URN}' --replace '{INDEX_URN}'" in result.stderr
     candidate = f"{published.registry.address}/{published.repository}@{published.digest}"
-    lost = run(candidate_check_command(sys.executable, candidate, [IMAGE_URN, INDEX_URN], False))
+    lost = run(
+        tool_command(
+            candidate_check_request(candidate, [IMAGE_URN, INDEX_URN], False), sys.executable
+        )
+    )
     assert lost.returncode == 1 and f"--replace '{IMAGE_URN}'" in lost.stderr
 
 
@@ -107,8 +114,11 @@ def test_a_deleted_tag_is_repaired_by_a_refresh(published: Published) -> None:
 
 def test_an_index_with_other_children_is_not_the_verified_image(published: Published) -> None:
     wrong = {**published.platforms, "linux/arm64": "sha256:" + "1" * 64}
-    line = published_check_command(
-        sys.executable, f"{published.tag_ref}@{published.digest}", wrong, INDEX_URN, [], False
+    line = tool_command(
+        published_check_request(
+            f"{published.tag_ref}@{published.digest}", wrong, INDEX_URN, [], False
+        ),
+        sys.executable,
     )
     result = run(line)
     assert result.returncode == 1
@@ -117,21 +127,31 @@ def test_an_index_with_other_children_is_not_the_verified_image(published: Publi
 
 
 def test_an_existing_immutable_tag_fails_before_any_build(published: Published) -> None:
-    result = run(immutable_tag_command(sys.executable, published.tag_ref, None, False))
+    result = run(
+        tool_command(immutable_tag_request(published.tag_ref, None, False), sys.executable)
+    )
     assert result.returncode == 1
     assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
     assert "Bump the tag" in result.stderr
     fresh = published.tag_ref.replace(":v1", ":v2")
-    assert run(immutable_tag_command(sys.executable, fresh, None, False)).returncode == 0
+    assert (
+        run(tool_command(immutable_tag_request(fresh, None, False), sys.executable)).returncode == 0
+    )
 
 
 def test_after_verification_an_immutable_tag_may_hold_exactly_the_verified_images(
     published: Published,
 ) -> None:
-    same = run(immutable_tag_command(sys.executable, published.tag_ref, published.platforms, False))
+    same = run(
+        tool_command(
+            immutable_tag_request(published.tag_ref, published.platforms, False), sys.executable
+        )
+    )
     assert same.returncode == 0, same.stderr
     rebuilt = {**published.platforms, "linux/arm64": "sha256:" + "2" * 64}
-    result = run(immutable_tag_command(sys.executable, published.tag_ref, rebuilt, False))
+    result = run(
+        tool_command(immutable_tag_request(published.tag_ref, rebuilt, False), sys.executable)
+    )
     assert result.returncode == 1
     assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
     assert f"not the verified linux/amd64={published.platforms['linux/amd64']}" in result.stderr
@@ -142,6 +162,6 @@ def test_a_registry_that_does_not_answer_is_an_error_not_a_difference(
     published: Published,
 ) -> None:
     unreachable = f"127.0.0.1:1/{published.repository}:v1@{published.digest}"
-    result = run(candidate_check_command(sys.executable, unreachable, [], False))
+    result = run(tool_command(candidate_check_request(unreachable, [], False), sys.executable))
     assert result.returncode == 2, result.stderr
     assert "connection failed" in result.stderr

@@ -14,7 +14,6 @@ once: an existing one for the same resource URI and note is reused (idempotent r
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -28,6 +27,7 @@ from verify.attest import google_api
 from verify.attest.google_api import Http
 from verify.attest.kms import KmsError, KmsKey, check_name
 from verify.auth import AuthError, CredentialResolver
+from verify.contract import BinauthzRequest, BinauthzResult, binauthz_parser
 from verify.digests import DigestMismatch, check_bytes
 from verify.manifests import INDEX_TYPES, ManifestError, document_media_type, parse_index
 from verify.reference import Reference, ReferenceError, parse_reference
@@ -142,22 +142,8 @@ def attest_digest(
     return analysis.create(note, uri, payload, key.sign(payload), key.name), True
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verify binauthz",
-        description="Create (once) the Binary Authorization attestation of a verified digest.",
-    )
-    parser.add_argument("ref", metavar="REF@DIGEST", help="host/repository@sha256:<hex>")
-    parser.add_argument("--note", required=True, help="projects/P/notes/N (the attestor's note)")
-    parser.add_argument("--kms", required=True, metavar="KEY_VERSION", help="the attestor's key")
-    add_platform_digests(parser)
-    parser.add_argument("--json", action="store_true", help="print {occurrence, created}")
-    parser.add_argument("--gcp", action="store_true", help="read the registry with ADC")
-    return parser
-
-
 def main(argv: Sequence[str]) -> int:
-    arguments = _parser().parse_args(argv)
+    arguments = BinauthzRequest.from_namespace(binauthz_parser().parse_args(argv))
     try:
         ref = parse_reference(arguments.ref)
         if ref.digest is None:
@@ -166,7 +152,7 @@ def main(argv: Sequence[str]) -> int:
         if note is None:
             raise ValueError(f"--note {arguments.note!r}: expected projects/P/notes/N")
         check_name(arguments.kms)
-        expected = verified_manifests(arguments.platform_digest)
+        expected = verified_manifests(arguments.platform_digests)
         credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
         credentials.check_environment()
     except (ReferenceError, ValueError, AuthError) as error:
@@ -200,21 +186,10 @@ def main(argv: Sequence[str]) -> int:
         print(f"verify binauthz: {arguments.ref}: {error}", file=sys.stderr)
         return EXIT_ERROR
     if arguments.json:
-        print(json.dumps({"occurrence": name, "created": created}))
+        print(BinauthzResult(occurrence=name, created=created).to_json())
     else:
         print(f"{'created' if created else 'reused'} {name}")
     return EXIT_DONE
-
-
-def add_platform_digests(parser: argparse.ArgumentParser) -> None:
-    """``--platform-digest PLATFORM=DIGEST``, repeatable: the manifests a verification proved."""
-    parser.add_argument(
-        "--platform-digest",
-        action="append",
-        default=[],
-        metavar="PLATFORM=DIGEST",
-        help="a verified manifest; the index must list exactly these (repeatable)",
-    )
 
 
 def verified_manifests(values: Sequence[str]) -> dict[str, str]:

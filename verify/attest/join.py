@@ -25,8 +25,6 @@ verification's document names its referrers), 1 when a check fails,
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import sys
@@ -35,12 +33,13 @@ from typing import Any
 
 from verify.attest import dsse
 from verify.attest.attach import subject_of
-from verify.attest.binauthz import add_platform_digests, check_children, verified_manifests
+from verify.attest.binauthz import check_children, verified_manifests
 from verify.attest.check import SubjectReport, attested
 from verify.attest.kms import KmsError
 from verify.attest.oras import Registry
 from verify.attest.signing import Signing, SigningError
 from verify.auth import AuthError, CredentialResolver
+from verify.contract import AttestIndexRequest, AttestIndexResult, attest_index_parser
 from verify.digests import DigestMismatch, check_bytes
 from verify.manifests import INDEX_TYPES, ManifestError, document_media_type, parse_index
 from verify.reference import Reference, ReferenceError, parse_reference
@@ -145,30 +144,6 @@ def attest_joined(
     return Registry(client).attach(ref, subject, envelope, dsse.TEST_RESULT_PREDICATE)
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m verify attest-index",
-        description="Sign the verification attestation of an index joined from verified "
-        "single-platform candidates.",
-    )
-    parser.add_argument("ref", metavar="REF@DIGEST", help="host/repository@sha256:<hex>")
-    add_platform_digests(parser)
-    parser.add_argument(
-        "--candidate",
-        action="append",
-        default=[],
-        metavar="DIGEST",
-        help="a verified, attested candidate index the manifests come from (repeatable)",
-    )
-    parser.add_argument("--key", metavar="PEM", help="ECDSA P-256 private key (PEM)")
-    parser.add_argument("--kms", metavar="KEY_VERSION", help="or a Cloud KMS key version")
-    parser.add_argument(
-        "--json", action="store_true", help='print {"referrers": {"index": DIGEST}}'
-    )
-    parser.add_argument("--gcp", action="store_true", help="read the registry with ADC")
-    return parser
-
-
 def _signer(key: str | None, kms: str | None) -> Signing:
     from verify.attest import signing
 
@@ -178,16 +153,16 @@ def _signer(key: str | None, kms: str | None) -> Signing:
 
 
 def main(argv: Sequence[str]) -> int:
-    arguments = _parser().parse_args(argv)
+    arguments = AttestIndexRequest.from_namespace(attest_index_parser().parse_args(argv))
     try:
         ref = parse_reference(arguments.ref)
         if ref.digest is None:
             raise ValueError(f"{arguments.ref}: give the joined index's digest (REF@sha256:…)")
-        expected = verified_manifests(arguments.platform_digest)
-        for candidate in arguments.candidate:
+        expected = verified_manifests(arguments.platform_digests)
+        for candidate in arguments.candidates:
             if not re.fullmatch(r"sha256:[0-9a-f]{64}", candidate):
                 raise ValueError(f"--candidate {candidate!r}: expected sha256:<hex>")
-        if not arguments.candidate:
+        if not arguments.candidates:
             raise ValueError("--candidate: give every verified candidate index's digest")
         credentials = CredentialResolver(use_gcp=arguments.gcp, environ=os.environ)
         credentials.check_environment()
@@ -197,7 +172,7 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_ERROR
     client = RegistryClient(credentials)
     try:
-        referrer = attest_joined(client, ref, expected, arguments.candidate, signer)
+        referrer = attest_joined(client, ref, expected, arguments.candidates, signer)
     except Refused as refused:
         print(f"verify attest-index: {arguments.ref}: {refused}", file=sys.stderr)
         return EXIT_REFUSED
@@ -206,5 +181,5 @@ def main(argv: Sequence[str]) -> int:
         return EXIT_ERROR
     print(f"verify: attested index: referrer {referrer}", file=sys.stderr)
     if arguments.json:
-        print(json.dumps({"referrers": {"index": referrer}}))
+        print(AttestIndexResult(index=referrer).to_json())
     return EXIT_DONE
