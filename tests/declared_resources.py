@@ -8,7 +8,7 @@ A refactoring must leave this dump unchanged: run it before and after and compar
 
 Each registration is dumped with its URN (type and name), options, dependencies and inputs
 (secrets stay wrapped, so a value that stops being secret shows), and each invoke with its
-arguments. The dev stack is also dumped with `strategy: perPlatform`.
+arguments. Some stacks are also dumped with other config (`VARIANTS`).
 """
 
 import json
@@ -19,13 +19,28 @@ from typing import Any
 
 from tests.program_mocks import PROJECT, ROOT, evaluate_program, stack_config
 
+KMS_KEY_VERSION = (
+    "projects/shop-123/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKeyVersions/2"
+)
+
 VARIANTS: dict[str, tuple[str, dict[str, object]]] = {
     "dev": ("dev", {}),
     "dev-perPlatform": ("dev", {f"{PROJECT}:strategy": "perPlatform"}),
     "local": ("local", {}),
     "prod": ("prod", {}),
+    "dev-binaryAuthorization": (
+        "dev",
+        {f"{PROJECT}:attest": {"binaryAuthorization": True, "enforce": True}},
+    ),
+    "dev-perPlatform-kms": (
+        "dev",
+        {f"{PROJECT}:strategy": "perPlatform", f"{PROJECT}:attest": {"kms": KMS_KEY_VERSION}},
+    ),
+    "local-perPlatform": ("local", {f"{PROJECT}:strategy": "perPlatform"}),
 }
-"""Name: (stack file, config overrides)."""
+"""Name: (stack file, config overrides). Besides the committed stack files as they are, the
+variants that switch on what they leave off: the other strategy, Binary Authorization and
+referrers signed by Cloud KMS."""
 
 
 def declared(stack: str, overrides: dict[str, object]) -> dict[str, Any]:
