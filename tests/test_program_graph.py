@@ -1,5 +1,6 @@
 """Properties of the resource graph: runs are deterministic and images build in parallel."""
 
+import gc
 from dataclasses import asdict
 
 import pytest
@@ -54,6 +55,17 @@ def test_longest_chain_does_not_grow_with_the_number_of_services(
         "command:local:Command",
         "docker-build:index:Index",
     ], chain_twelve
+
+
+def test_the_program_freezes_what_it_imported(program: ProgramRunner) -> None:
+    import pulumi_docker_build
+
+    program(stack_config("dev"))
+    # gc.get_referrers sees only objects the collector still walks: a frozen module's
+    # namespace is not among them.
+    walked = {id(referrer) for referrer in gc.get_referrers(pulumi_docker_build.Image)}
+    assert id(vars(pulumi_docker_build)) not in walked, "the SDK modules are frozen"
+    assert gc.get_freeze_count() > 0
 
 
 def test_longest_chain_follows_property_dependencies_through_components() -> None:
