@@ -1,7 +1,9 @@
 """Benchmark: evaluating the whole program under mocks for the dev stack (11 services).
 
 Each run is a fresh interpreter (`python benchmarks/program.py --evaluate`), so the wall time
-includes interpreter start and imports, and peak RSS is the child's maximum resident set. The
+includes interpreter start and imports, the CPU time is the child's user + system time (less
+sensitive to other work on the machine than the wall time), and peak RSS is the child's maximum
+resident set. The
 runs' declared resources are compared with each other: a resource whose inputs differ between
 two runs would show as a change in every preview (and a new interpreter per run also catches
 hash-order effects). Prints the figures; asserts nothing.
@@ -45,8 +47,9 @@ def evaluate(strategy: str) -> None:
     print(json.dumps({"declared": declared, "chain": chain, "custom": custom}, default=str))
 
 
-def measure_once(strategy: str) -> tuple[float, dict[str, Any]]:
-    """Wall time of one child evaluation, and what it printed."""
+def measure_once(strategy: str) -> tuple[float, float, dict[str, Any]]:
+    """Wall time and CPU time of one child evaluation, and what it printed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     child = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--evaluate", "--strategy", strategy],
@@ -54,7 +57,10 @@ def measure_once(strategy: str) -> tuple[float, dict[str, Any]]:
         text=True,
         check=True,
     )
-    return time.perf_counter() - started, json.loads(child.stdout)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, json.loads(child.stdout)
 
 
 def main() -> None:
@@ -72,10 +78,11 @@ def main() -> None:
         evaluate(args.strategy)
         return
 
-    times, results = [], []
+    times, cpu_times, results = [], [], []
     for _ in range(args.runs):
-        elapsed, result = measure_once(args.strategy)
+        elapsed, cpu, result = measure_once(args.strategy)
         times.append(elapsed)
+        cpu_times.append(cpu)
         results.append(result)
     # ru_maxrss of the children is the largest peak RSS among them, in KiB on Linux.
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -98,6 +105,11 @@ def main() -> None:
         f"wall time (interpreter start included): median {statistics.median(times):.2f} s, "
         f"max {max(times):.2f} s"
     )
+    print(
+        f"CPU time (user + system): median {statistics.median(cpu_times):.2f} s, "
+        f"max {max(cpu_times):.2f} s"
+    )
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"peak RSS: {peak_mib:.0f} MiB")
     print(f"longest chain of custom resources: {len(chain)}")
     for urn in chain:

@@ -131,7 +131,9 @@ def _key_version(names: list[str]) -> str:
     return key_version(*names)
 
 
-def _rule(attestor: str) -> gcp.binaryauthorization.PolicyDefaultAdmissionRuleArgs:
+# Quoted: evaluated, the annotation would load `gcp.binaryauthorization` (a lazy module) in every
+# stack, also those without Binary Authorization.
+def _rule(attestor: str) -> "gcp.binaryauthorization.PolicyDefaultAdmissionRuleArgs":
     return gcp.binaryauthorization.PolicyDefaultAdmissionRuleArgs(**policy_rule(attestor))
 
 

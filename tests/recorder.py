@@ -13,6 +13,7 @@ names what moved:
 - `resolve` waits for one Output; `is_secret` / `unwrap` read secret-wrapped inputs.
 """
 
+import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -112,8 +113,14 @@ def use_mocks(
 
 
 def reset() -> None:
-    """Forget the root stack and the options of the last program."""
+    """Forget the root stack and the options of the last program, and what it froze: the
+    program freezes everything alive when it starts (`gc.freeze()` in `__main__.py`), which in
+    a test process also holds the garbage of earlier evaluations; unfrozen and collected, it
+    does not pile up from one evaluation to the next."""
     settings.reset_options()
+    if gc.get_freeze_count():
+        gc.unfreeze()
+        gc.collect()
 
 
 def run_to_completion(program: Callable[[], None]) -> None:

@@ -1,11 +1,22 @@
 """Properties of the resource graph: runs are deterministic and images build in parallel."""
 
+import gc
+import json
+import subprocess
+import sys
 from dataclasses import asdict
 
 import pytest
 
 from plan.services import CATALOG
-from tests.program_mocks import DEV_CONFIG, ProgramRun, ProgramRunner, longest_chain, stack_config
+from tests.program_mocks import (
+    DEV_CONFIG,
+    ROOT,
+    ProgramRun,
+    ProgramRunner,
+    longest_chain,
+    stack_config,
+)
 
 P = "boutique-multiarch"
 
@@ -54,6 +65,41 @@ def test_longest_chain_does_not_grow_with_the_number_of_services(
         "command:local:Command",
         "docker-build:index:Index",
     ], chain_twelve
+
+
+def test_the_program_freezes_what_it_imported(program: ProgramRunner) -> None:
+    import pulumi_docker_build
+
+    program(stack_config("dev"))
+    # gc.get_referrers sees only objects the collector still walks: a frozen module's
+    # namespace is not among them.
+    walked = {id(referrer) for referrer in gc.get_referrers(pulumi_docker_build.Image)}
+    assert id(vars(pulumi_docker_build)) not in walked, "the SDK modules are frozen"
+    assert gc.get_freeze_count() > 0
+
+
+LOADED_GCP_PACKAGES = """
+import json, sys
+from tests.program_mocks import evaluate_program, stack_config
+evaluate_program(stack_config("dev"))
+# A loaded package has submodules in sys.modules; a lazy one is only `pulumi_gcp.<package>`.
+modules = [name.split(".") for name in sys.modules if name.startswith("pulumi_gcp.")]
+print(json.dumps(sorted({parts[1] for parts in modules if len(parts) > 2})))
+"""
+
+
+def test_the_dev_stack_loads_only_the_gcp_packages_it_declares_from() -> None:
+    # Each `pulumi_gcp.<package>` is a lazy module, 10-100 ms to load: one the stack declares
+    # nothing from (Binary Authorization and KMS here) must stay unloaded. A fresh interpreter:
+    # other tests load them.
+    printed = subprocess.run(
+        [sys.executable, "-c", LOADED_GCP_PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert json.loads(printed) == ["artifactregistry", "organizations"]
 
 
 def test_longest_chain_follows_property_dependencies_through_components() -> None:

@@ -5,6 +5,8 @@ Invoke request fields, `run_pulumi_func`, `_sync_await`, the secret wrapping of 
 inputs) fails here, naming the field, before it silently weakens every program test.
 """
 
+import gc
+import weakref
 from typing import Any
 
 import pulumi
@@ -107,3 +109,24 @@ def test_the_recorder_reads_what_the_engine_receives() -> None:
     assert monitor.seen.index("invoked command:local:run") < monitor.seen.index(
         "registered second"
     ), "hooks run as the mocks answer"
+
+
+class Cycle:
+    """An object that only the cyclic garbage collector frees."""
+
+    def __init__(self) -> None:
+        self.itself = self
+
+
+def test_reset_frees_the_garbage_a_program_froze() -> None:
+    cycle = Cycle()
+    alive = weakref.ref(cycle)
+    del cycle
+    gc.freeze()  # as `__main__.py` does when it starts: the garbage above is frozen with it
+    try:
+        gc.collect()
+        assert alive() is not None, "a frozen cycle outlives every collection"
+    finally:
+        reset()
+    assert gc.get_freeze_count() == 0, "reset unfreezes"
+    assert alive() is None, "reset collects what was frozen, so evaluations do not pile up"
