@@ -486,17 +486,27 @@ def test_basic_auth_with_good_wrong_and_no_credentials(
 
 
 @pytest.mark.parametrize(
-    "challenge",
+    ("challenge", "refusal"),
     [
-        'Bearer realm="ftp://127.0.0.1/token",service="registry"',
-        'Bearer realm="http://registry.example.com/token",service="registry"',
-        'Bearer service="registry"',
-        'Negotiate realm="registry"',
+        (
+            'Bearer realm="ftp://127.0.0.1/token",service="registry"',
+            ": token realm 'ftp://127.0.0.1/token' is not an http(s) URL",
+        ),
+        (
+            'Bearer realm="http://registry.example.com/token",service="registry"',
+            ": token realm 'http://registry.example.com/token' is plain HTTP off this machine",
+        ),
+        ('Bearer service="registry"', ": token realm '' is not an http(s) URL"),
+        ('Bearer realm="http:///token"', ": token realm 'http:///token' is not an http(s) URL"),
+        (
+            'Negotiate realm="registry"',
+            " answered 401 with no usable challenge ('Negotiate realm=\"registry\"')",
+        ),
     ],
-    ids=["realm-not-http", "plain-http-off-this-machine", "no-realm", "unknown-scheme"],
+    ids=["realm-not-http", "plain-http-off-this-machine", "no-realm", "no-host", "unknown-scheme"],
 )
 def test_a_challenge_that_cannot_be_answered_safely_is_refused(
-    registry: Registry, proxy: FaultProxy, verify: Verify, challenge: str
+    registry: Registry, proxy: FaultProxy, verify: Verify, challenge: str, refusal: str
 ) -> None:
     ref, _ = good_image(registry, "answers/challenged")
     body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
@@ -505,9 +515,14 @@ def test_a_challenge_that_cannot_be_answered_safely_is_refused(
     assert verdict.exit_code == 2 and verdict.stdout == ""
     # Nothing but the one challenged request reached the proxy: no token was asked anywhere.
     assert [entry.status for entry in proxy.log] == [401]
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: {proxy.address}{refusal}\n"
+    )
 
 
-@pytest.mark.parametrize("answer", [b'{"expires_in": 300}', b'{"token": ""}', b"not json"])
+@pytest.mark.parametrize(
+    "answer", [b'{"expires_in": 300}', b'{"token": ""}', b"not json", b'["token"]']
+)
 def test_a_token_answer_without_a_token_is_refused(
     registry: Registry, proxy: FaultProxy, verify: Verify, answer: bytes
 ) -> None:
@@ -518,10 +533,27 @@ def test_a_token_answer_without_a_token_is_refused(
     proxy.answer_next("^/token", answer, {"Content-Type": "application/json"}, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
+    assert verdict.stderr.endswith(
+        f": token from http://{proxy.address}/token: the answer holds no token\n"
+    )
     [asked] = [entry.path for entry in proxy.log if entry.path.startswith("/token")]
     # The realm's own query is kept; the challenge's scope and service are added.
     assert asked.startswith("/token?issuer=test&")
     assert "scope=repository%3Aanswers%2Fx%3Apull" in asked and "service=registry" in asked
+
+
+def test_a_token_answered_as_access_token_is_used(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    ref, _ = good_image(registry, "answers/oauth-style")
+    challenge = f'Bearer realm="http://{proxy.address}/token"'
+    proxy.answer_next("/manifests/1$", b"", {"WWW-Authenticate": challenge}, 1, status=401)
+    proxy.answer_next("^/token", b'{"access_token": "t0k"}', {}, 1)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 0, verdict.stderr
+    # Without a scope in the challenge, the repository's pull scope is asked for (no service).
+    [asked] = [entry.path for entry in proxy.log if entry.path.startswith("/token")]
+    assert asked == "/token?scope=repository%3Aanswers%2Foauth-style%3Apull"
 
 
 def test_a_missing_tag_exits_2_with_the_registrys_own_error_code(
