@@ -224,6 +224,73 @@ def test_trust_realm_lets_a_token_service_on_another_host_have_the_credentials(
     assert_clean(result)
 
 
+MANIFEST_V1 = f"/v2/{REPOSITORY}/manifests/v1"
+
+
+@pytest.mark.parametrize(
+    ("location", "refusal"),
+    [
+        (None, "manifest v1: redirected to '', not an http(s) URL"),
+        ("ftp://127.0.0.1/m", "manifest v1: redirected to 'ftp://127.0.0.1/m', not an http(s) URL"),
+        ("https://:443/m", "manifest v1: redirected to 'https://:443/m', not an http(s) URL"),
+        (
+            "http://registry.example.com/m",
+            "manifest v1: redirected to plain HTTP off this machine (http://registry.example.com/m)",
+        ),
+        (MANIFEST_V1 + "?again", "manifest v1: more than 5 redirects"),
+    ],
+    ids=["no-location", "not-http", "no-host", "plain-http-off-this-machine", "endless"],
+)
+def test_a_redirect_that_cannot_be_followed_safely_is_refused(
+    hostile: HostileRegistry, docker_config: Path, location: str | None, refusal: str
+) -> None:
+    headers = {} if location is None else {"Location": location}
+    hostile.on(MANIFEST_V1, lambda h: h.reply(307, headers=headers))
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert result.stderr == f"verify: {ref(hostile)}: linux/amd64, linux/arm64: {refusal}\n"
+    # The endless one is followed 5 times after the first answer, then given up (no retries).
+    assert len(hostile.seen) == (6 if location == MANIFEST_V1 + "?again" else 1)
+
+
+def test_a_redirect_within_the_registry_keeps_the_credentials(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.basic = (USER, PASSWORD)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    hostile.put("/moved/v1", image.index, "application/vnd.oci.image.index.v1+json")
+    hostile.on(MANIFEST_V1, redirect_to("/moved/v1"))
+
+    result = run_verify(docker_config, ref(hostile), credentials=(USER, PASSWORD))
+
+    assert result.returncode == 0, result.stderr
+    moved = [s for s in hostile.seen if s.path == "/moved/v1"]
+    # Challenged once without credentials, then fetched with them through the redirect.
+    assert ["Authorization" in s.headers for s in moved] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("status", "refusal"),
+    [
+        (403, "manifest v1: anonymous refused (HTTP 403: DENIED no)"),
+        (418, "manifest v1: unexpected HTTP 418: DENIED no"),
+    ],
+)
+def test_an_answer_that_is_neither_content_nor_a_challenge_is_an_error(
+    hostile: HostileRegistry, docker_config: Path, status: int, refusal: str
+) -> None:
+    body = b'{"errors": [{"code": "DENIED", "message": "no"}]}'
+    hostile.on(MANIFEST_V1, lambda h: h.reply(status, body))
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert result.stderr == f"verify: {ref(hostile)}: linux/amd64, linux/arm64: {refusal}\n"
+    assert len(hostile.seen) == 1
+
+
 # 2. A layer is read to its true end.
 
 
