@@ -206,7 +206,10 @@ def test_a_tag_whose_digest_header_contradicts_its_content_is_refused(
     verdict = verify(via(proxy, ref), "--json")
     assert verdict.exit_code == 2
     assert verdict.stdout == ""
-    assert claimed in verdict.stderr and manifest_digest(content) in verdict.stderr
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: the registry says the manifest "
+        f"is {claimed}, its content is {manifest_digest(content)}\n"
+    )
 
 
 def test_429_is_retried_like_a_server_error(
@@ -231,7 +234,10 @@ def test_an_index_larger_than_the_document_cap_is_refused(
     proxy.answer_next("/manifests/1$", padded, headers, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
-    assert str(MAX_DOCUMENT_BYTES) in verdict.stderr
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: manifest 1 is larger than "
+        f"{MAX_DOCUMENT_BYTES} bytes\n"
+    )
 
 
 def test_an_image_manifest_larger_than_the_document_cap_is_refused(
