@@ -271,9 +271,11 @@ def test_an_error_on_one_platform_outranks_a_failure_on_another(
     proxy.fail_next(f"/manifests/{manifest_digest(unreadable)}$", 404, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
-    assert sorted(line.split(": ")[2] for line in verdict.stderr.splitlines()) == [
-        "linux/amd64",
-        "linux/arm64",
+    assert sorted(verdict.stderr.splitlines()) == [
+        f"verify: {via(proxy, ref)}: linux/amd64: the index entry says linux/amd64 but its image "
+        "config says linux/arm64",
+        f"verify: {via(proxy, ref)}: linux/arm64: manifest {manifest_digest(unreadable)} not "
+        "found (HTTP 404: UNAVAILABLE injected fault)",
     ]
 
 
