@@ -22,13 +22,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.hostile_registry import Handler, HostileRegistry, Responder
+from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
 from tests.integration.test_verify_registry import _service_account_key
 from tests.verify_bytes import (
     AARCH64,
     END_OF_ARCHIVE,
     X86_64,
     Entry,
+    descriptor,
     elf_header,
     gzip_bytes,
     tar_bytes,
@@ -289,6 +290,43 @@ def test_an_answer_that_is_neither_content_nor_a_challenge_is_an_error(
     assert result.returncode == 2
     assert result.stderr == f"verify: {ref(hostile)}: linux/amd64, linux/arm64: {refusal}\n"
     assert len(hostile.seen) == 1
+
+
+def test_documents_of_the_wrong_kind_fail_naming_their_media_type(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    odd = json.dumps({"mediaType": "application/vnd.example+json"}).encode()
+    hostile.put(f"/v2/{REPOSITORY}/manifests/odd", odd, "application/json")
+    hostile.put(f"/v2/{REPOSITORY}/manifests/broken", b"{not json", OCI_INDEX)
+    # An index whose linux/arm64 entry is another index, not an image manifest.
+    inner = sha256_digest(image.index)
+    hostile.put(f"/v2/{REPOSITORY}/manifests/{inner}", image.index, OCI_INDEX)
+    entries = json.loads(image.index)["manifests"]
+    entries[1] = {**descriptor(OCI_INDEX, image.index), "platform": entries[1]["platform"]}
+    nested = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    hostile.put(f"/v2/{REPOSITORY}/manifests/nested", nested.encode(), OCI_INDEX)
+
+    neither = run_verify(docker_config, ref(hostile, "odd"))
+    malformed = run_verify(docker_config, ref(hostile, "broken"))
+    not_an_image = run_verify(docker_config, ref(hostile, "nested"))
+
+    assert (neither.returncode, neither.stderr) == (
+        1,
+        f"verify: {ref(hostile, 'odd')}: linux/amd64, linux/arm64: media type "
+        "'application/vnd.example+json' is neither an image index nor an image manifest\n",
+    )
+    assert (malformed.returncode, malformed.stderr) == (
+        2,
+        f"verify: {ref(hostile, 'broken')}: linux/amd64, linux/arm64: the manifest is malformed: "
+        "manifest is not valid JSON: Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)\n",
+    )
+    assert (not_an_image.returncode, not_an_image.stderr) == (
+        1,
+        f"verify: {ref(hostile, 'nested')}: linux/arm64: {inner} has media type "
+        f"'{OCI_INDEX}', not an image manifest\n",
+    )
 
 
 # 2. A layer is read to its true end.
