@@ -19,11 +19,13 @@ DIGEST = "sha256:" + "a" * 64
 
 
 class Api:
-    """Answers one fixed body per path; records the Authorization headers it saw."""
+    """Answers one fixed body per path (with its query, else without); records the requests
+    and the Authorization headers it saw."""
 
     def __init__(self) -> None:
         self.bodies: dict[str, tuple[int, object]] = {}
         self.authorizations: list[str | None] = []
+        self.paths: list[str] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,16 +34,18 @@ class Api:
 
             def do_GET(self) -> None:
                 api.authorizations.append(self.headers.get("Authorization"))
-                reply_json(self, *api.bodies.get(self.path.split("?")[0], (404, {})))
+                api.paths.append(self.path)
+                found = api.bodies.get(self.path) or api.bodies.get(self.path.split("?")[0])
+                reply_json(self, *(found or (404, {})))
 
         self.server = serve(Handler)
 
-    def client(self) -> ArtifactRegistryApi:
+    def client(self, attempts: int = 1) -> ArtifactRegistryApi:
         return ArtifactRegistryApi(
             REPOSITORY,
             f"http://{address_of(self.server)}",
             token=lambda: pytest.fail("an overridden API URL must not get Google credentials"),
-            retry=RetryPolicy(attempts=1),
+            retry=RetryPolicy(attempts=attempts, base_delay=0.01),
         )
 
 
@@ -67,48 +71,109 @@ def test_versions_with_nanosecond_times_are_read(api: Api) -> None:
     assert api.authorizations == [None]
 
 
+LISTED = f"list {VERSIONS[4:]}"
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         (
             {"versions": [{"name": "x/versions/latest", "createTime": "2026-01-02T03:04:05Z"}]},
-            "is not a sha256 digest",
+            "version of frontend: version 'latest' is not a sha256 digest",
         ),
         (
             {"versions": [{"name": f"x/versions/{DIGEST}", "createTime": "yesterday"}]},
-            "is not an RFC 3339 time",
+            "version of frontend: createTime 'yesterday' is not an RFC 3339 time",
         ),
         (
             {"versions": [{"name": f"x/versions/{DIGEST}", "createTime": "2026-01-02T03:04:05"}]},
-            "has no time zone",
+            "version of frontend: createTime '2026-01-02T03:04:05' has no time zone",
         ),
-        ({"versions": {"name": "x"}}, "is not a list of objects"),
-        ({"versions": [], "nextPageToken": 7}, "nextPageToken is not a string"),
-        (["not", "an", "object"], "is not a JSON object"),
+        (
+            {"versions": [{"name": f"x/versions/{DIGEST}"}]},
+            "version of frontend: createTime is missing or not a string",
+        ),
+        (
+            {"versions": [{"name": f"x/tags/{DIGEST}", "createTime": "2026-01-02T03:04:05Z"}]},
+            f"version of frontend: name 'x/tags/{DIGEST}' is not a .../versions/ID resource name",
+        ),
+        (
+            {"versions": [{"createTime": "2026-01-02T03:04:05Z"}]},
+            "version of frontend: name None is not a .../versions/ID resource name",
+        ),
+        ({"versions": {"name": "x"}}, f"{LISTED}: field 'versions' is not a list of objects"),
+        ({"versions": ["x"]}, f"{LISTED}: field 'versions' is not a list of objects"),
+        ({"versions": [], "nextPageToken": 7}, f"{LISTED}: nextPageToken is not a string"),
+        (["not", "an", "object"], f"{LISTED}: the answer is not a JSON object"),
     ],
 )
 def test_malformed_answers_are_one_clear_error(api: Api, body: object, message: str) -> None:
     api.bodies[VERSIONS] = (200, body)
-    with pytest.raises(ApiError, match=message):
+    with pytest.raises(ApiError) as raised:
         api.client().versions("frontend")
+    assert str(raised.value) == message
+
+
+def test_listings_follow_next_page_tokens(api: Api) -> None:
+    first = {"name": f"x/versions/{DIGEST}", "createTime": "2026-01-02T03:04:05Z"}
+    second = {**first, "name": f"x/versions/sha256:{'b' * 64}"}
+    api.bodies[VERSIONS + "?pageSize=1000"] = (200, {"versions": [first], "nextPageToken": "n2"})
+    api.bodies[VERSIONS + "?pageSize=1000&pageToken=n2"] = (200, {"versions": [second]})
+    found = api.client().versions("frontend")
+    assert [version.digest for version in found] == [DIGEST, f"sha256:{'b' * 64}"]
+    assert api.paths == [VERSIONS + "?pageSize=1000", VERSIONS + "?pageSize=1000&pageToken=n2"]
+
+
+def test_tags_and_packages_are_read_from_resource_names(api: Api) -> None:
+    packages = f"/v1/{REPOSITORY.name}/packages"
+    api.bodies[packages] = (200, {"packages": [{"name": "x/packages/team%2Ffrontend"}]})
+    tags = f"{packages}/team%2Ffrontend/tags"
+    tag = {"name": "x/tags/v1%2B1", "version": f"x/versions/{DIGEST}"}
+    api.bodies[tags] = (200, {"tags": [tag]})
+    client = api.client()
+    assert client.packages() == ["team/frontend"]
+    assert client.tags("team/frontend") == {"v1+1": DIGEST}
+
+
+def test_only_transient_statuses_are_tried_again(api: Api) -> None:
+    api.bodies[VERSIONS] = (503, {"error": {"status": "UNAVAILABLE", "message": "later"}})
+    with pytest.raises(ApiError) as raised:
+        api.client(attempts=3).versions("frontend")
+    assert str(raised.value) == f"{LISTED}: HTTP 503: UNAVAILABLE later"
+    assert len(api.paths) == 3
+    api.paths.clear()
+    api.bodies[VERSIONS] = (404, {"error": {"status": "NOT_FOUND"}})
+    with pytest.raises(ApiError) as raised:
+        api.client(attempts=3).versions("frontend")
+    assert str(raised.value) == f"{LISTED}: HTTP 404: NOT_FOUND"
+    assert len(api.paths) == 1
 
 
 def test_an_oversized_answer_is_refused(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(artifacts, "MAX_ANSWER_BYTES", 1024)
     api.bodies[VERSIONS] = (200, {"versions": [], "padding": "x" * 2048})
-    with pytest.raises(ApiError, match="larger than 1024 bytes"):
+    with pytest.raises(ApiError) as raised:
         api.client().versions("frontend")
+    assert str(raised.value) == f"{LISTED}: the answer is larger than 1024 bytes"
 
 
 def test_an_api_refusal_names_the_status_and_message(api: Api) -> None:
     api.bodies[VERSIONS] = (403, {"error": {"status": "PERMISSION_DENIED", "message": "no"}})
-    with pytest.raises(ApiError, match="HTTP 403: PERMISSION_DENIED no"):
+    with pytest.raises(ApiError) as raised:
         api.client().versions("frontend")
+    assert str(raised.value) == f"{LISTED}: HTTP 403: PERMISSION_DENIED no"
 
 
 def test_plain_http_is_for_loopback_only() -> None:
-    with pytest.raises(ApiError, match="plain HTTP off this machine"):
+    with pytest.raises(ApiError) as raised:
         ArtifactRegistryApi(REPOSITORY, "http://artifactregistry.example.com")
+    assert str(raised.value) == (
+        "API URL http://artifactregistry.example.com is plain HTTP off this machine"
+    )
+    for url in ("ftp://127.0.0.1/", "https:///v1"):
+        with pytest.raises(ApiError) as raised:
+            ArtifactRegistryApi(REPOSITORY, url)
+        assert str(raised.value) == f"API URL {url!r} is not an http(s) URL"
 
 
 def test_repository_locations_come_from_the_host_or_the_option() -> None:
