@@ -184,7 +184,15 @@ def test_repository_locations_come_from_the_host_or_the_option() -> None:
         RepositoryPath("proj", "us-east1", "images"),
     )
     assert parse_repository("127.0.0.1:5000/proj/images", "eu")[2].location == "eu"
-    with pytest.raises(GcError, match="pass --location"):
+    with pytest.raises(GcError) as raised:
         parse_repository("127.0.0.1:5000/proj/images", None)
-    with pytest.raises(GcError, match="is not HOST/PROJECT/REPOSITORY"):
-        parse_repository("us-east1-docker.pkg.dev/proj/images/frontend", None)
+    assert str(raised.value) == (
+        "REPOSITORY host '127.0.0.1:5000' is not LOCATION-docker.pkg.dev; pass --location"
+    )
+    for text in ("us-east1-docker.pkg.dev/proj/images/frontend", "us-east1-docker.pkg.dev/P/i"):
+        with pytest.raises(GcError) as raised:
+            parse_repository(text, None)
+        assert str(raised.value) == (
+            f"REPOSITORY {text!r} is not HOST/PROJECT/REPOSITORY, e.g. "
+            "europe-west1-docker.pkg.dev/my-project/online-boutique"
+        )
