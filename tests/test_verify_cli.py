@@ -119,3 +119,39 @@ def test_argparse_errors_exit_2() -> None:
     result = run()
     assert result.returncode == 2
     assert "the following arguments are required: REF" in result.stderr
+
+
+DIGEST = "sha256:" + "a" * 64
+PINNED = f"127.0.0.1:1/a:1@{DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["127.0.0.1:1/a:1"], "'127.0.0.1:1/a:1' names no digest (HOST/REPO[:TAG]@DIGEST)"),
+        ([PINNED, "--immutable"], "--immutable takes HOST/REPO:TAG (no digest: none is built yet)"),
+        (
+            [f"127.0.0.1:1/a@{DIGEST}", "--immutable"],
+            "--immutable takes HOST/REPO:TAG (no digest: none is built yet)",
+        ),
+        (
+            [PINNED, "--manifest", "linux/amd64"],
+            "--manifest 'linux/amd64' is not PLATFORM=sha256:<hex>",
+        ),
+        (
+            [PINNED, "--manifest", "linux/amd64=md5:1"],
+            "--manifest 'linux/amd64=md5:1' is not PLATFORM=sha256:<hex>",
+        ),
+        (
+            [PINNED, "--manifest", "linux=sha256:1"],
+            "--manifest 'linux=sha256:1': platform 'linux' is not valid; expected "
+            "os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8",
+        ),
+    ],
+)
+def test_published_usage_errors_exit_2_before_any_request(args: list[str], message: str) -> None:
+    # Nothing listens on port 1: a request would have been a connection error instead.
+    result = run("published", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"verify published: {args[0]}: {message}\n"
