@@ -18,7 +18,7 @@ from tests.verify_bytes import (
     tar_bytes,
     zstd_bytes,
 )
-from verify.digests import DigestingReader, DigestMismatch, sha256_digest
+from verify.digests import DigestingReader, DigestMismatch, SizeMismatch, sha256_digest
 from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, decompressed
 from verify.tarscan import ElfFile, is_whiteout, normalized_path, scan_tar
 
@@ -183,9 +183,55 @@ def test_digesting_reader_reports_a_mismatch() -> None:
     expected = sha256_digest(blob + b"x")
     reader = DigestingReader(io.BytesIO(blob), expected, len(blob), "layer sha256:x")
     scan_tar(decompressed(reader))
-    with pytest.raises(DigestMismatch, match="expected " + expected) as raised:
+    with pytest.raises(DigestMismatch) as raised:
         reader.finish()
-    assert raised.value.actual == sha256_digest(blob)
+    assert (raised.value.expected, raised.value.actual) == (expected, sha256_digest(blob))
+    assert str(raised.value) == (
+        f"layer sha256:x: content digest is {sha256_digest(blob)}, expected {expected}"
+    )
+
+
+class Pulled:
+    """A byte stream that records how many bytes each read asked for and got."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+        self.given = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        chunk = self._data.read(size)
+        self.given += len(chunk)
+        return chunk
+
+
+def test_a_digesting_reader_never_reads_past_the_declared_size() -> None:
+    data = b"0123456789"
+    whole = Pulled(data)
+    reader = DigestingReader(whole, sha256_digest(data[:6]), 6, "blob b")
+    assert reader.read(4) == b"0123"
+    assert reader.read() == b"45"
+    assert reader.read() == b""
+    assert whole.given == 6
+    with pytest.raises(SizeMismatch) as raised:
+        reader.finish()
+    assert str(raised.value) == "blob b goes on after the 6 bytes its descriptor declares"
+    # One byte more is enough to see that it goes on; the rest is never pulled.
+    assert whole.given == 7
+
+
+def test_finish_reads_and_hashes_what_was_not_read_yet() -> None:
+    data = os.urandom(3000)
+    reader = DigestingReader(io.BytesIO(data), sha256_digest(data), len(data), "blob c")
+    assert reader.read(1000) == data[:1000]
+    reader.finish()
+    assert reader.bytes_read == len(data)
+
+
+def test_a_stream_shorter_than_its_size_names_both_lengths() -> None:
+    reader = DigestingReader(io.BytesIO(b"abc"), sha256_digest(b"abc"), 5, "blob d")
+    with pytest.raises(SizeMismatch) as raised:
+        reader.finish()
+    assert str(raised.value) == "blob d ends after 3 bytes; its descriptor declares 5"
 
 
 @pytest.mark.parametrize(
