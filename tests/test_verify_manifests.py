@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.verify_bytes import descriptor, json_bytes
@@ -238,3 +240,51 @@ def test_check_bytes_reports_both_digests() -> None:
     assert str(raised.value) == (
         f"manifest: content digest is {sha256_digest(b'wrong')}, expected {expected}"
     )
+
+
+@pytest.mark.parametrize(
+    ("document", "content_type", "expected"),
+    [
+        ({"mediaType": "", "manifests": []}, None, OCI_INDEX),
+        ({"schemaVersion": 2}, f"{OCI_INDEX}; charset=utf-8; q=1", OCI_INDEX),
+        ({"layers": []}, OCI_INDEX, OCI_INDEX),
+        ({"manifests": []}, OCI_MANIFEST, OCI_MANIFEST),
+        ({"schemaVersion": 2}, None, "unknown"),
+        ({"schemaVersion": 2}, "", "unknown"),
+        ({"schemaVersion": 2}, "text/plain; charset=utf-8", "text/plain"),
+    ],
+)
+def test_a_known_header_wins_over_the_shape_and_parameters_are_dropped(
+    document: dict[str, object], content_type: str | None, expected: str
+) -> None:
+    assert document_media_type(json_bytes(document), content_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "complaint"),
+    [
+        (lambda data: document_media_type(data, None), "manifest is not a JSON object"),
+        (
+            lambda data: parse_image_manifest(data, OCI_MANIFEST),
+            "image manifest is not a JSON object",
+        ),
+        (parse_config, "image config is not a JSON object"),
+    ],
+    ids=["media-type", "image-manifest", "config"],
+)
+def test_each_document_names_itself_when_it_is_no_object(
+    parse: Callable[[bytes], object], complaint: str
+) -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse(b"[]")
+    assert str(raised.value) == complaint
+
+
+def test_parsed_documents_keep_their_media_type_and_platform_variants() -> None:
+    arm = {**A_ENTRY, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}
+    bare = descriptor(OCI_MANIFEST, b"b")
+    index = parse_index(json_bytes({"manifests": [arm, bare]}), DOCKER_MANIFEST_LIST)
+    assert index.media_type == DOCKER_MANIFEST_LIST
+    assert [entry.platform for entry in index.manifests] == [Platform("linux", "arm", "v7"), None]
+    document = {"config": descriptor(CONFIG_TYPE, b"{}"), "layers": []}
+    assert parse_image_manifest(json_bytes(document), DOCKER_MANIFEST).media_type == DOCKER_MANIFEST
