@@ -196,3 +196,34 @@ def test_repository_locations_come_from_the_host_or_the_option() -> None:
             f"REPOSITORY {text!r} is not HOST/PROJECT/REPOSITORY, e.g. "
             "europe-west1-docker.pkg.dev/my-project/online-boutique"
         )
+
+
+@pytest.mark.parametrize(
+    ("tag", "message"),
+    [
+        (
+            {"name": "x/v1", "version": f"x/versions/{DIGEST}"},
+            "tag of frontend: name 'x/v1' is not a .../tags/ID resource name",
+        ),
+        (
+            {"name": "x/tags/v1", "version": DIGEST},
+            f"tag of frontend: name '{DIGEST}' is not a .../versions/ID resource name",
+        ),
+        (
+            {"name": "x/tags/v1", "version": "x/versions/latest"},
+            "tag of frontend: version 'latest' is not a sha256 digest",
+        ),
+    ],
+)
+def test_a_malformed_tag_names_the_package(api: Api, tag: dict[str, str], message: str) -> None:
+    api.bodies[f"/v1/{REPOSITORY.name}/packages/frontend/tags"] = (200, {"tags": [tag]})
+    with pytest.raises(ApiError) as raised:
+        api.client().tags("frontend")
+    assert str(raised.value) == message
+
+
+def test_a_malformed_package_name_is_refused(api: Api) -> None:
+    api.bodies[f"/v1/{REPOSITORY.name}/packages"] = (200, {"packages": [{"name": "frontend"}]})
+    with pytest.raises(ApiError) as raised:
+        api.client().packages()
+    assert str(raised.value) == "package: name 'frontend' is not a .../packages/ID resource name"
