@@ -227,3 +227,18 @@ def test_a_malformed_package_name_is_refused(api: Api) -> None:
     with pytest.raises(ApiError) as raised:
         api.client().packages()
     assert str(raised.value) == "package: name 'frontend' is not a .../packages/ID resource name"
+
+
+@pytest.mark.parametrize(
+    ("created", "microseconds"),
+    [("2026-01-02T03:04:05.1Z", 100000), ("2026-01-02T03:04:05.000042Z", 42)],
+)
+def test_short_fractions_of_a_second_are_tenths_not_millionths(
+    api: Api, created: str, microseconds: int
+) -> None:
+    api.bodies[VERSIONS] = (
+        200,
+        {"versions": [{"name": f"x/versions/{DIGEST}", "createTime": created}]},
+    )
+    (version,) = api.client().versions("frontend")
+    assert version.created == datetime(2026, 1, 2, 3, 4, 5, microseconds, tzinfo=UTC)

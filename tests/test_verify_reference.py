@@ -13,6 +13,8 @@ DIGEST = "sha256:" + "ab" * 32
     [
         ("127.0.0.1:5000/base/busybox:1", "127.0.0.1:5000", "base/busybox", "1", None, "http"),
         ("localhost:5000/app:v1.2", "localhost:5000", "app", "v1.2", None, "http"),
+        ("localhost/app:1", "localhost", "app", "1", None, "http"),
+        ("LocalHost/app:1", "LocalHost", "app", "1", None, "http"),
         ("127.1.2.3/a/b/c:t", "127.1.2.3", "a/b/c", "t", None, "http"),
         (f"[::1]:5000/x/y@{DIGEST}", "[::1]:5000", "x/y", None, DIGEST, "http"),
         (
@@ -94,6 +96,26 @@ def test_valid_references(
         (
             "127.0.0.1:5000//a:1",
             "repository '/a' is not valid (lowercase components separated by '/')",
+        ),
+        (
+            f"127.0.0.1:5000/a@{DIGEST}@x",
+            f"digest '{DIGEST}@x' is not sha256: followed by 64 lowercase hex digits",
+        ),
+        (
+            "127.0.0.1:5000/x/a:b/c",
+            "repository 'x/a:b/c' is not valid (lowercase components separated by '/')",
+        ),
+        (
+            "127.0.0.1:5000/a/:1",
+            "repository 'a/' is not valid (lowercase components separated by '/')",
+        ),
+        (
+            "127.0.0.1:5000/a:b:c",
+            "repository 'a:b' is not valid (lowercase components separated by '/')",
+        ),
+        (
+            "localhost.:1/a:1",
+            "'localhost.:1' is not a registry host (needs a dot, a port or 'localhost')",
         ),
     ],
 )
