@@ -302,3 +302,20 @@ def test_hard_links_count_under_their_own_names() -> None:
         HardLink("/app/readme-link", "/app/README"),
         HardLink("/app/lower-link", "/usr/bin/in-a-lower-layer"),
     )
+
+
+def test_a_name_relinked_to_a_file_that_is_no_elf_is_no_longer_an_elf_name() -> None:
+    archive = tar_bytes(
+        [
+            Entry("app/tool", elf_header(X86_64)),
+            Entry("app/README", b"text"),
+            Entry("app/tool", kind=tarfile.LNKTYPE, target="app/README"),
+            Entry("app/alias", kind=tarfile.LNKTYPE, target="app/tool"),
+        ]
+    )
+    result = scan_tar(io.BytesIO(archive))
+    assert result.elf_files == (ElfFile("/app/tool", X86_64),)
+    assert result.hard_links == (
+        HardLink("/app/tool", "/app/README"),
+        HardLink("/app/alias", "/app/tool"),
+    )
