@@ -209,6 +209,7 @@ def test_a_digesting_reader_never_reads_past_the_declared_size() -> None:
     whole = Pulled(data)
     reader = DigestingReader(whole, sha256_digest(data[:6]), 6, "blob b")
     assert reader.read(4) == b"0123"
+    assert reader.read(0) == b""  # like any stream: nothing asked, nothing read
     assert reader.read() == b"45"
     assert reader.read() == b""
     assert whole.given == 6

@@ -59,7 +59,7 @@ class DigestingReader:
 
     def read(self, size: int = -1, /) -> bytes:
         remaining = self._size - self.bytes_read
-        if remaining == 0:
+        if remaining == 0 or size == 0:
             return b""
         chunk = self._source.read(remaining if size < 0 else min(size, remaining))
         if not chunk:
