@@ -319,3 +319,28 @@ def test_a_name_relinked_to_a_file_that_is_no_elf_is_no_longer_an_elf_name() -> 
         HardLink("/app/tool", "/app/README"),
         HardLink("/app/alias", "/app/tool"),
     )
+
+
+def test_pax_records_are_read_in_order_up_to_the_zero_padding() -> None:
+    # Two records in one header (path, then linkpath of a hard link), values holding '=' and
+    # ' ', a key that is not UTF-8, and NUL padding inside the declared size.
+    records = pax_record("path", "usr/bin/a b=c") + b"6 \xff=1\n" + pax_record("comment", "x")
+    header = pax(records + bytes(3))
+    member = tar_member("short", elf_header(AARCH64))
+    assert scan(header + member + END_OF_ARCHIVE) == (ElfFile("/usr/bin/a b=c", AARCH64),)
+    link = pax(pax_record("linkpath", "usr/bin/a b=c") + b"18 path=usr/bin/\xff\n")
+    linked = scan(header + member + link + tar_header("l", 0, b"1") + END_OF_ARCHIVE)
+    assert linked[1] == ElfFile("/usr/bin/\udcff", AARCH64, link_target="/usr/bin/a b=c")
+
+
+def test_a_pax_length_of_twenty_digits_is_no_length() -> None:
+    assert refusal(pax(b"0" * 19 + b"1 path=x\n") + END_OF_ARCHIVE) == (
+        "tar archive at offset 0: a PAX record has no valid length"
+    )
+
+
+def test_an_extended_header_of_exactly_the_limit_is_read() -> None:
+    name = "n" * (MAX_EXTENDED_HEADER_BYTES - 1)
+    long_name = tar_header("././@LongLink", MAX_EXTENDED_HEADER_BYTES, b"L") + name.encode() + b"\0"
+    member = tar_member("short", elf_header(X86_64))
+    assert scan(long_name + member + END_OF_ARCHIVE) == (ElfFile("/" + name, X86_64),)
