@@ -19,8 +19,8 @@ DIGEST = "sha256:" + "a" * 64
 
 
 class Api:
-    """Answers one fixed body per path (with its query, else without); records the requests
-    and the Authorization headers it saw."""
+    """Answers one fixed body per path (with its query, else without), as JSON or as the bytes
+    given; records the requests and the Authorization headers it saw."""
 
     def __init__(self) -> None:
         self.bodies: dict[str, tuple[int, object]] = {}
@@ -36,7 +36,14 @@ class Api:
                 api.authorizations.append(self.headers.get("Authorization"))
                 api.paths.append(self.path)
                 found = api.bodies.get(self.path) or api.bodies.get(self.path.split("?")[0])
-                reply_json(self, *(found or (404, {})))
+                status, body = found or (404, {})
+                if not isinstance(body, bytes):
+                    reply_json(self, status, body)
+                    return
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
         self.server = serve(Handler)
 
@@ -242,3 +249,41 @@ def test_short_fractions_of_a_second_are_tenths_not_millionths(
     )
     (version,) = api.client().versions("frontend")
     assert version.created == datetime(2026, 1, 2, 3, 4, 5, microseconds, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, b"<html>", f"{LISTED}: the answer is not JSON"),
+        (503, b"<html>", f"{LISTED}: HTTP 503"),
+        (
+            400,
+            {"error": {"status": "INVALID_ARGUMENT", "message": "m" * 400}},
+            f"{LISTED}: HTTP 400: INVALID_ARGUMENT {'m' * 300}",
+        ),
+    ],
+)
+def test_answers_that_are_no_json_object_are_named_and_not_echoed(
+    api: Api, status: int, body: object, message: str
+) -> None:
+    api.bodies[VERSIONS] = (status, body)
+    with pytest.raises(ApiError) as raised:
+        api.client().versions("frontend")
+    assert str(raised.value) == message
+
+
+def test_an_empty_answer_is_an_empty_listing(api: Api) -> None:
+    api.bodies[VERSIONS] = (200, b"")
+    assert api.client().versions("frontend") == []
+
+
+def test_versions_are_of_their_package_at_utc_whatever_the_name_holds(api: Api) -> None:
+    name = f"x/packages/versions/versions/{DIGEST}"
+    api.bodies[f"/v1/{REPOSITORY.name}/packages/versions/versions"] = (
+        200,
+        {"versions": [{"name": name, "createTime": "2026-01-02T03:04:05+02:00"}]},
+    )
+    (version,) = api.client().versions("versions")
+    assert (version.package, version.digest) == ("versions", DIGEST)
+    assert version.created == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
+    assert version.created.tzinfo is UTC
