@@ -73,8 +73,14 @@ def test_environment_credentials_need_both_variables() -> None:
     assert environment_credentials({}) is None
     found = environment_credentials({"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": SECRET})
     assert found == Credentials("u", SECRET, "REGISTRY_USERNAME/REGISTRY_PASSWORD")
-    with pytest.raises(AuthError, match="REGISTRY_PASSWORD is set but REGISTRY_USERNAME is not"):
-        environment_credentials({"REGISTRY_PASSWORD": SECRET})
+    assert environment_credentials({"REGISTRY_USERNAME": "", "REGISTRY_PASSWORD": ""}) is None
+    for present, missing in (
+        ("REGISTRY_PASSWORD", "REGISTRY_USERNAME"),
+        ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"),
+    ):
+        with pytest.raises(AuthError) as raised:
+            environment_credentials({present: SECRET, missing: ""})
+        assert str(raised.value) == f"{present} is set but {missing} is not; set both or neither"
 
 
 def _write_config(directory: Path, config: dict[str, object]) -> dict[str, str]:

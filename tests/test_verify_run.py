@@ -45,6 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
         ("http:80/", Probe("http", 80, "/")),
         ("tcp:6379", Probe("tcp", 6379)),
         ("up:45", Probe("up", 45)),
+        ("up:1", Probe("up", 1)),
+        ("up:3600", Probe("up", 3600)),
+        ("tcp:1", Probe("tcp", 1)),
+        ("grpc:65535", Probe("grpc", 65535)),
+        ("http:1/a:b", Probe("http", 1, "/a:b")),
     ],
 )
 def test_probes_parse_and_print_back(text: str, probe: Probe) -> None:
@@ -59,6 +64,50 @@ def test_probes_parse_and_print_back(text: str, probe: Probe) -> None:
 def test_invalid_probes_are_refused(text: str) -> None:
     with pytest.raises(ProbeError, match="probe"):
         parse_probe(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("up:0", "probe 'up:0': SECONDS must be from 1 to 3600"),
+        ("up:3601", "probe 'up:3601': SECONDS must be from 1 to 3600"),
+        ("tcp:0", "probe 'tcp:0': PORT must be from 1 to 65535"),
+        ("http:65536/", "probe 'http:65536/': PORT must be from 1 to 65535"),
+        ("grpc:99999", "probe 'grpc:99999': PORT must be from 1 to 65535"),
+        (
+            "tcp:x",
+            "probe 'tcp:x' is not valid; expected grpc:PORT, http:PORT/PATH, tcp:PORT or "
+            "up:SECONDS",
+        ),
+    ],
+)
+def test_out_of_range_probes_name_the_range(text: str, message: str) -> None:
+    with pytest.raises(ProbeError) as raised:
+        parse_probe(text)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "hunter2-token",
+            "env (an invalid name): expected NAME=VALUE with NAME of letters, "
+            "digits and '_', not starting with a digit",
+        ),
+        (
+            "NAME",
+            "env NAME: expected NAME=VALUE with NAME of letters, digits and '_', "
+            "not starting with a digit",
+        ),
+        ("A=x\ny", "env A: the value must not contain a newline or NUL byte"),
+        ("A=x\x00y", "env A: the value must not contain a newline or NUL byte"),
+    ],
+)
+def test_bad_env_values_name_only_a_valid_name(text: str, message: str) -> None:
+    with pytest.raises(ProbeError) as raised:
+        parse_env(text)
+    assert str(raised.value) == message
 
 
 def test_env_values_keep_equals_signs_and_bad_names_are_not_echoed() -> None:
