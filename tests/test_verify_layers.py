@@ -70,15 +70,18 @@ def test_large_incompressible_member_is_skipped_in_chunks() -> None:
 
 
 class _CountingSource:
-    """A source that records the largest read it served, to prove reads stay bounded."""
+    """A source that records the largest read it served and the bytes it gave in all, to prove
+    reads stay bounded."""
 
     def __init__(self, data: bytes) -> None:
         self._stream = io.BytesIO(data)
         self.largest_read = 0
+        self.given = 0
 
     def read(self, size: int = -1, /) -> bytes:
         chunk = self._stream.read(size)
         self.largest_read = max(self.largest_read, len(chunk))
+        self.given += len(chunk)
         return chunk
 
 
@@ -191,22 +194,9 @@ def test_digesting_reader_reports_a_mismatch() -> None:
     )
 
 
-class Pulled:
-    """A byte stream that records how many bytes each read asked for and got."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = io.BytesIO(data)
-        self.given = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        chunk = self._data.read(size)
-        self.given += len(chunk)
-        return chunk
-
-
 def test_a_digesting_reader_never_reads_past_the_declared_size() -> None:
     data = b"0123456789"
-    whole = Pulled(data)
+    whole = _CountingSource(data)
     reader = DigestingReader(whole, sha256_digest(data[:6]), 6, "blob b")
     assert reader.read(4) == b"0123"
     assert reader.read(0) == b""  # like any stream: nothing asked, nothing read
