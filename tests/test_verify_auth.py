@@ -6,11 +6,13 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
 
+from verify import auth
 from verify.auth import (
     AuthError,
     Challenge,
@@ -275,3 +277,48 @@ def test_auth_that_is_not_base64_is_refused_naming_the_file(tmp_path: Path) -> N
     with pytest.raises(AuthError) as raised:
         credentials_of(tmp_path, {"auth": "***not base64***"})
     assert str(tmp_path / "config.json") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("printed", "complaint"),
+    [
+        ("not json", "printed no Username/Secret JSON"),
+        ('{"Username": "u"}', "printed no Username/Secret JSON"),
+        ('{"Username": "u", "Secret": 5}', "printed no Username/Secret strings"),
+        ('{"Username": 5, "Secret": "s"}', "printed no Username/Secret strings"),
+    ],
+)
+def test_a_helper_answer_without_username_and_secret_strings_is_refused(
+    tmp_path: Path, printed: str, complaint: str
+) -> None:
+    _write_helper(tmp_path, "odd", f"echo '{printed}'")
+    environ = _write_config(tmp_path, {"credsStore": "odd"})
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert str(raised.value) == f"credential helper docker-credential-odd {complaint}"
+
+
+def test_a_helper_that_hangs_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "HELPER_TIMEOUT_SECONDS", 1)
+    _write_helper(tmp_path, "slow", f"exec {shutil.which('sleep')} 30")
+    environ = _write_config(tmp_path, {"credsStore": "slow"})
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert str(raised.value).startswith("credential helper docker-credential-slow failed to run: ")
+    assert "timed out after 1 seconds" in str(raised.value)
+
+
+def test_without_path_a_helper_is_looked_up_in_the_default_path_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool's own PATH holds the helper; the environment it was given has no PATH.
+    _write_helper(tmp_path, "local", 'echo \'{"Username": "u", "Secret": "s"}\'')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    environ = _write_config(tmp_path, {"credsStore": "local"})
+    del environ["PATH"]
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert (
+        str(raised.value)
+        == "credential helper docker-credential-local (Docker config) is not on PATH"
+    )
