@@ -19,6 +19,7 @@ from verify.auth import (
     CredentialResolver,
     Credentials,
     docker_config_credentials,
+    docker_config_path,
     environment_credentials,
     parse_challenges,
     realm_may_receive_credentials,
@@ -322,3 +323,14 @@ def test_without_path_a_helper_is_looked_up_in_the_default_path_only(
         str(raised.value)
         == "credential helper docker-credential-local (Docker config) is not on PATH"
     )
+
+
+def test_docker_config_is_found_in_docker_config_else_home() -> None:
+    assert docker_config_path({"DOCKER_CONFIG": "/etc/d", "HOME": "/home/u"}) == Path(
+        "/etc/d/config.json"
+    )
+    assert docker_config_path({"DOCKER_CONFIG": "", "HOME": "/home/u"}) == Path(
+        "/home/u/.docker/config.json"
+    )
+    # Without HOME in the environment it was given: the user's home as Python finds it.
+    assert docker_config_path({}) == Path("~").expanduser() / ".docker" / "config.json"
