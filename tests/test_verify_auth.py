@@ -23,6 +23,7 @@ from verify.auth import (
     environment_credentials,
     parse_challenges,
     realm_may_receive_credentials,
+    registrable_domain,
 )
 
 SECRET = "s3cr3t-Pa55"
@@ -202,6 +203,10 @@ def test_gcp_reports_failing_application_default_credentials(
         ("127.0.0.2", "127.0.0.1", ("127.0.0.2",), True),  # --trust-realm
         ("auth.elsewhere.example", "registry.example", ("auth.elsewhere.example",), True),
         ("localhost", "registry.example", (), False),
+        ("LOCALHOST.", "localhost", (), True),  # no domain: only the same host
+        ("localhost", "LocalHost.", (), True),
+        ("10.2.0.1", "10.1.0.1", (), False),  # the same last labels do not make IPs a domain
+        ("auth.stra\u00dfe.de", "registry.strasse.de", (), False),  # not the same name
     ],
 )
 def test_which_token_realms_may_receive_credentials(
@@ -334,3 +339,56 @@ def test_docker_config_is_found_in_docker_config_else_home() -> None:
     )
     # Without HOME in the environment it was given: the user's home as Python finds it.
     assert docker_config_path({}) == Path("~").expanduser() / ".docker" / "config.json"
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [
+        ("Auth.Docker.IO.", "docker.io"),
+        ("127.0.0.1", None),
+        ("127.0.0.1.", None),
+        ("::1", None),
+        ("localhost", None),
+        ("co.uk", None),
+    ],
+)
+def test_registrable_domains(host: str, domain: str | None) -> None:
+    assert registrable_domain(host) == domain
+
+
+@pytest.mark.parametrize(
+    ("config", "complaint"),
+    [
+        ([], " is not a JSON object"),
+        ({"auths": ["r.example"]}, ": 'auths' is not a JSON object"),
+    ],
+)
+def test_a_docker_config_of_the_wrong_shape_is_refused(
+    tmp_path: Path, config: object, complaint: str
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", {"DOCKER_CONFIG": str(tmp_path)})
+    assert str(raised.value) == f"Docker config {tmp_path / 'config.json'}{complaint}"
+
+
+def test_empty_or_malformed_helper_settings_fall_through_to_auths(tmp_path: Path) -> None:
+    encoded = base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    auths = {"auths": {"r.example": {"auth": encoded}}}
+    for helpers in ({"credHelpers": {"r.example": ""}}, {"credHelpers": ["x"]}, {"credsStore": ""}):
+        environ = _write_config(tmp_path, {**helpers, **auths})
+        found = docker_config_credentials("r.example", environ)
+        assert found is not None and (found.username, found.password) == ("alice", SECRET)
+
+
+def test_the_creds_store_is_asked_for_the_registry_host(tmp_path: Path) -> None:
+    _write_helper(
+        tmp_path,
+        "store",
+        'read host; [ "$host" = "r.example" ] && echo \'{"Username": "u", "Secret": "s"}\' '
+        "|| { echo 'credentials not found'; exit 1; }",
+    )
+    environ = _write_config(tmp_path, {"credsStore": "store"})
+    assert docker_config_credentials("r.example", environ) == Credentials(
+        "u", "s", "credential helper docker-credential-store"
+    )
