@@ -19,7 +19,7 @@ from tests.verify_bytes import (
     zstd_bytes,
 )
 from verify.digests import DigestingReader, DigestMismatch, SizeMismatch, sha256_digest
-from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, decompressed
+from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, ZstdReader, decompressed
 from verify.tarscan import ElfFile, is_whiteout, normalized_path, scan_tar
 
 LONG_DIRECTORY = "usr/lib/" + "/".join(["a-rather-long-directory-name"] * 8)
@@ -238,3 +238,29 @@ def test_whiteouts_are_recognised_by_basename() -> None:
     assert is_whiteout("/etc/.wh..wh..opq")
     assert not is_whiteout("/etc/passwd.wh.")
     assert not is_whiteout("/.whatever/file")
+
+
+def test_an_uncompressed_layer_reads_back_its_first_bytes_then_the_rest() -> None:
+    stream = decompressed(io.BytesIO(b"abcdefgh"))  # not gzip or zstd: the bytes themselves
+    assert stream.read(0) == b""
+    assert stream.read(2) == b"ab"
+    assert stream.read(2) == b"cd"
+    assert stream.read(3) == b"efg"
+    again = decompressed(io.BytesIO(b"abcdefgh"))
+    assert again.read(4) == b"abcd"
+    assert again.read(6) == b"efgh"
+    whole = decompressed(io.BytesIO(b"abcdefgh"))
+    assert whole.read(6) == b"abcdef"
+
+
+def test_zstd_reads_are_bounded_by_the_size_asked_and_cross_frames() -> None:
+    data = os.urandom(3 << 20)
+    source = _CountingSource(zstd_bytes(data))
+    reader = ZstdReader(source)
+    assert reader.read(0) == b""
+    assert reader.read(10) == data[:10]
+    assert reader.read(-1) == data[10 : 10 + CHUNK_BYTES]
+    # The compressed side is read in chunks of CHUNK_BYTES too.
+    assert source.largest_read == CHUNK_BYTES
+    frames = ZstdReader(io.BytesIO(zstd_bytes(b"a" * 100) + zstd_bytes(b"b" * 100)))
+    assert frames.read(150) == b"a" * 100 + b"b" * 50

@@ -18,6 +18,7 @@ from tests.verify_bytes import (
     tar_member,
     zstd_bytes,
 )
+from verify import tarscan
 from verify.digests import Readable
 from verify.layers import CHUNK_BYTES, LayerFormatError, decompressed
 from verify.tarscan import (
@@ -344,3 +345,27 @@ def test_an_extended_header_of_exactly_the_limit_is_read() -> None:
     long_name = tar_header("././@LongLink", MAX_EXTENDED_HEADER_BYTES, b"L") + name.encode() + b"\0"
     member = tar_member("short", elf_header(X86_64))
     assert scan(long_name + member + END_OF_ARCHIVE) == (ElfFile("/" + name, X86_64),)
+
+
+def test_zero_padding_past_a_chunk_is_accepted_and_other_bytes_refused() -> None:
+    assert scan(ARM_TOOL + END_OF_ARCHIVE + bytes(2 * CHUNK_BYTES)) == (
+        ElfFile("/usr/bin/arm-tool", AARCH64),
+    )
+    offset = len(ARM_TOOL) + len(END_OF_ARCHIVE)
+    for tail in (b"XXXX", bytes(CHUNK_BYTES + 512) + b"X"):
+        assert refusal(ARM_TOOL + END_OF_ARCHIVE + tail) == (
+            f"tar archive at offset {offset}: data other than zeros after the end-of-archive blocks"
+        )
+
+
+def test_the_names_one_layer_may_record_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tarscan, "MAX_RECORDED_NAMES", 3)
+    entries = [
+        Entry("a", elf_header(X86_64)),
+        Entry("b", elf_header(X86_64)),
+        Entry("lower", kind=tarfile.LNKTYPE, target="in/a/lower/layer"),
+    ]
+    assert len(scan(tar_bytes(entries))) == 2
+    with pytest.raises(LayerFormatError) as raised:
+        scan(tar_bytes([*entries, Entry("c", elf_header(X86_64))]))
+    assert str(raised.value) == "the layer holds more than 3 ELF files and hard links"
