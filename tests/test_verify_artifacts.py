@@ -26,6 +26,7 @@ class Api:
         self.bodies: dict[str, tuple[int, object]] = {}
         self.authorizations: list[str | None] = []
         self.paths: list[str] = []
+        self.accepts: list[tuple[str | None, str | None]] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -35,6 +36,7 @@ class Api:
             def do_GET(self) -> None:
                 api.authorizations.append(self.headers.get("Authorization"))
                 api.paths.append(self.path)
+                api.accepts.append((self.headers.get("Accept"), self.headers.get("User-Agent")))
                 found = api.bodies.get(self.path) or api.bodies.get(self.path.split("?")[0])
                 status, body = found or (404, {})
                 if not isinstance(body, bytes):
@@ -47,10 +49,10 @@ class Api:
 
         self.server = serve(Handler)
 
-    def client(self, attempts: int = 1) -> ArtifactRegistryApi:
+    def client(self, attempts: int = 1, path: str = "") -> ArtifactRegistryApi:
         return ArtifactRegistryApi(
             REPOSITORY,
-            f"http://{address_of(self.server)}",
+            f"http://{address_of(self.server)}{path}",
             token=lambda: pytest.fail("an overridden API URL must not get Google credentials"),
             retry=RetryPolicy(attempts=attempts, base_delay=0.01),
         )
@@ -287,3 +289,12 @@ def test_versions_are_of_their_package_at_utc_whatever_the_name_holds(api: Api) 
     assert (version.package, version.digest) == ("versions", DIGEST)
     assert version.created == datetime(2026, 1, 2, 1, 4, 5, tzinfo=UTC)
     assert version.created.tzinfo is UTC
+
+
+def test_requests_ask_for_json_name_the_tool_and_join_a_base_url_ending_in_a_slash(
+    api: Api,
+) -> None:
+    api.bodies[VERSIONS] = (200, {"versions": []})
+    assert api.client(path="/").versions("frontend") == []
+    assert api.paths == [VERSIONS + "?pageSize=1000"]
+    assert api.accepts == [("application/json", "boutique-verify-gc/1")]
