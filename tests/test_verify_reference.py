@@ -3,7 +3,7 @@
 import pytest
 
 from verify.platforms import Platform, PlatformError, parse_platform
-from verify.reference import ReferenceError, is_loopback, parse_reference, split_host
+from verify.reference import ReferenceError, is_loopback, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -175,26 +175,6 @@ def test_arm64_matches_arm64_v8_but_arm_variants_differ() -> None:
 def test_invalid_platforms(text: str) -> None:
     with pytest.raises(PlatformError, match="expected os/architecture"):
         parse_platform(text)
-
-
-@pytest.mark.parametrize(
-    ("registry", "parts"),
-    [
-        ("127.0.0.1:5000", ("127.0.0.1", "5000")),
-        ("registry.example", ("registry.example", None)),
-        ("[::1]:5000", ("::1", "5000")),
-        ("[::1]", ("::1", None)),
-        ("::1", ("::1", None)),  # unbracketed, every colon is the address's
-        ("[::1", ("[::1", None)),  # no closing bracket: not split
-        ("[abc]", ("[abc]", None)),  # brackets hold an IPv6 address or nothing
-        ("[::1]5000", ("[::1]5000", None)),
-        ("[::1]]:5", ("[::1]]:5", None)),
-    ],
-)
-def test_split_host_takes_ipv6_brackets_and_one_port(
-    registry: str, parts: tuple[str, str | None]
-) -> None:
-    assert split_host(registry) == parts
 
 
 def test_a_variant_is_part_of_a_platform_name() -> None:
