@@ -69,6 +69,9 @@ def test_config_host_tool_and_verifier_agree_on_loopback(address: str, loopback:
         ("[127.0.0.1]:5000", ("[127.0.0.1]:5000", None)),
         ("[::1]x", ("[::1]x", None)),
         ("[::1", ("[::1", None)),
+        ("[abc]", ("[abc]", None)),
+        ("[::1]]:5", ("[::1]]:5", None)),
+        ("::1", ("::1", None)),
     ],
 )
 def test_split_host(registry: str, parts: tuple[str, str | None]) -> None:

@@ -6,20 +6,24 @@ import base64
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
 import pytest
 
+from verify import auth
 from verify.auth import (
     AuthError,
     Challenge,
     CredentialResolver,
     Credentials,
     docker_config_credentials,
+    docker_config_path,
     environment_credentials,
     parse_challenges,
     realm_may_receive_credentials,
+    registrable_domain,
 )
 
 SECRET = "s3cr3t-Pa55"
@@ -73,8 +77,14 @@ def test_environment_credentials_need_both_variables() -> None:
     assert environment_credentials({}) is None
     found = environment_credentials({"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": SECRET})
     assert found == Credentials("u", SECRET, "REGISTRY_USERNAME/REGISTRY_PASSWORD")
-    with pytest.raises(AuthError, match="REGISTRY_PASSWORD is set but REGISTRY_USERNAME is not"):
-        environment_credentials({"REGISTRY_PASSWORD": SECRET})
+    assert environment_credentials({"REGISTRY_USERNAME": "", "REGISTRY_PASSWORD": ""}) is None
+    for present, missing in (
+        ("REGISTRY_PASSWORD", "REGISTRY_USERNAME"),
+        ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"),
+    ):
+        with pytest.raises(AuthError) as raised:
+            environment_credentials({present: SECRET, missing: ""})
+        assert str(raised.value) == f"{present} is set but {missing} is not; set both or neither"
 
 
 def _write_config(directory: Path, config: dict[str, object]) -> dict[str, str]:
@@ -193,6 +203,10 @@ def test_gcp_reports_failing_application_default_credentials(
         ("127.0.0.2", "127.0.0.1", ("127.0.0.2",), True),  # --trust-realm
         ("auth.elsewhere.example", "registry.example", ("auth.elsewhere.example",), True),
         ("localhost", "registry.example", (), False),
+        ("LOCALHOST.", "localhost", (), True),  # no domain: only the same host
+        ("localhost", "LocalHost.", (), True),
+        ("10.2.0.1", "10.1.0.1", (), False),  # the same last labels do not make IPs a domain
+        ("auth.stra\u00dfe.de", "registry.strasse.de", (), False),  # not the same name
     ],
 )
 def test_which_token_realms_may_receive_credentials(
@@ -269,3 +283,112 @@ def test_auth_that_is_not_base64_is_refused_naming_the_file(tmp_path: Path) -> N
     with pytest.raises(AuthError) as raised:
         credentials_of(tmp_path, {"auth": "***not base64***"})
     assert str(tmp_path / "config.json") in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("printed", "complaint"),
+    [
+        ("not json", "printed no Username/Secret JSON"),
+        ('{"Username": "u"}', "printed no Username/Secret JSON"),
+        ('{"Username": "u", "Secret": 5}', "printed no Username/Secret strings"),
+        ('{"Username": 5, "Secret": "s"}', "printed no Username/Secret strings"),
+    ],
+)
+def test_a_helper_answer_without_username_and_secret_strings_is_refused(
+    tmp_path: Path, printed: str, complaint: str
+) -> None:
+    _write_helper(tmp_path, "odd", f"echo '{printed}'")
+    environ = _write_config(tmp_path, {"credsStore": "odd"})
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert str(raised.value) == f"credential helper docker-credential-odd {complaint}"
+
+
+def test_a_helper_that_hangs_is_given_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(auth, "HELPER_TIMEOUT_SECONDS", 1)
+    _write_helper(tmp_path, "slow", f"exec {shutil.which('sleep')} 30")
+    environ = _write_config(tmp_path, {"credsStore": "slow"})
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert str(raised.value).startswith("credential helper docker-credential-slow failed to run: ")
+    assert "timed out after 1 seconds" in str(raised.value)
+
+
+def test_without_path_a_helper_is_looked_up_in_the_default_path_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tool's own PATH holds the helper; the environment it was given has no PATH.
+    _write_helper(tmp_path, "local", 'echo \'{"Username": "u", "Secret": "s"}\'')
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
+    environ = _write_config(tmp_path, {"credsStore": "local"})
+    del environ["PATH"]
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", environ)
+    assert (
+        str(raised.value)
+        == "credential helper docker-credential-local (Docker config) is not on PATH"
+    )
+
+
+def test_docker_config_is_found_in_docker_config_else_home() -> None:
+    assert docker_config_path({"DOCKER_CONFIG": "/etc/d", "HOME": "/home/u"}) == Path(
+        "/etc/d/config.json"
+    )
+    assert docker_config_path({"DOCKER_CONFIG": "", "HOME": "/home/u"}) == Path(
+        "/home/u/.docker/config.json"
+    )
+    # Without HOME in the environment it was given: the user's home as Python finds it.
+    assert docker_config_path({}) == Path("~").expanduser() / ".docker" / "config.json"
+
+
+@pytest.mark.parametrize(
+    ("host", "domain"),
+    [
+        ("Auth.Docker.IO.", "docker.io"),
+        ("127.0.0.1", None),
+        ("127.0.0.1.", None),
+        ("::1", None),
+        ("localhost", None),
+        ("co.uk", None),
+    ],
+)
+def test_registrable_domains(host: str, domain: str | None) -> None:
+    assert registrable_domain(host) == domain
+
+
+@pytest.mark.parametrize(
+    ("config", "complaint"),
+    [
+        ([], " is not a JSON object"),
+        ({"auths": ["r.example"]}, ": 'auths' is not a JSON object"),
+    ],
+)
+def test_a_docker_config_of_the_wrong_shape_is_refused(
+    tmp_path: Path, config: object, complaint: str
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(AuthError) as raised:
+        docker_config_credentials("r.example", {"DOCKER_CONFIG": str(tmp_path)})
+    assert str(raised.value) == f"Docker config {tmp_path / 'config.json'}{complaint}"
+
+
+def test_empty_or_malformed_helper_settings_fall_through_to_auths(tmp_path: Path) -> None:
+    encoded = base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    auths = {"auths": {"r.example": {"auth": encoded}}}
+    for helpers in ({"credHelpers": {"r.example": ""}}, {"credHelpers": ["x"]}, {"credsStore": ""}):
+        environ = _write_config(tmp_path, {**helpers, **auths})
+        found = docker_config_credentials("r.example", environ)
+        assert found is not None and (found.username, found.password) == ("alice", SECRET)
+
+
+def test_the_creds_store_is_asked_for_the_registry_host(tmp_path: Path) -> None:
+    _write_helper(
+        tmp_path,
+        "store",
+        'read host; [ "$host" = "r.example" ] && echo \'{"Username": "u", "Secret": "s"}\' '
+        "|| { echo 'credentials not found'; exit 1; }",
+    )
+    environ = _write_config(tmp_path, {"credsStore": "store"})
+    assert docker_config_credentials("r.example", environ) == Credentials(
+        "u", "s", "credential helper docker-credential-store"
+    )

@@ -39,6 +39,7 @@ def test_allowed_paths(path: str, allowed: bool) -> None:
     ("text", "shown"),
     [
         ("plain text: ünïcode is fine", "plain text: ünïcode is fine"),
+        ("ünï\tcode", "ünï\\tcode"),
         ("line\nverified x", "line\\nverified x"),
         ("\x1b[2Kred\x07", "\\x1b[2Kred\\x07"),
         ("bidi \u202eevil", "bidi \\u202eevil"),

@@ -30,6 +30,9 @@ def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+NEEDS_ATTEST = "--key, --create-key and --kms sign attestations: they need --attest"
+
+
 def closed_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
@@ -37,27 +40,60 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+REF = "127.0.0.1:5000/a:1"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["busybox:1"], "verify: image reference 'busybox:1': no registry host"),
         (
-            ["127.0.0.1:5000/a:1", "--platform", "linux"],
-            "verify: --platform: platform 'linux' is not valid",
+            ["busybox:1"],
+            "image reference 'busybox:1': no registry host; expected host[:port]/repository[:tag] "
+            "or host[:port]/repository[:tag]@sha256:<64 hex>",
         ),
         (
-            ["127.0.0.1:5000/a:1", "--deep", "--platform", "linux/sparc"],
-            "--deep knows no ELF machine for architecture 'sparc'",
+            [REF, "--platform", "linux"],
+            "--platform: platform 'linux' is not valid; expected os/architecture[/variant], e.g. "
+            "linux/amd64 or linux/arm64/v8",
         ),
-        (["127.0.0.1:5000/a:1", "--allow", ""], "--allow '': a glob must be non-empty"),
+        (
+            [REF, "--deep", "--platform", "linux/sparc"],
+            "--platform linux/sparc: --deep knows no ELF machine for architecture 'sparc'; known: "
+            "386, amd64, arm, arm64, loong64, mips64le, ppc64le, riscv64, s390x",
+        ),
+        ([REF, "--allow", ""], "--allow '': a glob must be non-empty with no outer spaces"),
+        ([REF, "--allow", " /x"], "--allow ' /x': a glob must be non-empty with no outer spaces"),
+        ([REF, "--allow", "/x "], "--allow '/x ': a glob must be non-empty with no outer spaces"),
+        ([REF, "--attest"], "--attest needs --deep: the attestations carry the layers' SBOM"),
+        (
+            [REF, REF, "--deep", "--attest"],
+            "--attest attests one image; 2 references were given",
+        ),
+        (
+            [REF, "--deep", "--attest"],
+            "--attest needs exactly one of --key PEM and --kms KEY_VERSION",
+        ),
+        (
+            [REF, "--deep", "--attest", "--kms", "k", "--create-key"],
+            "--create-key creates the --key file; KMS keys are made in KMS",
+        ),
+        ([REF, "--key", "k.pem"], NEEDS_ATTEST),
+        ([REF, "--create-key"], NEEDS_ATTEST),
+        ([REF, "--kms", "k"], NEEDS_ATTEST),
     ],
 )
 def test_usage_errors_exit_2_with_one_message(args: list[str], message: str) -> None:
     result = run(*args, "--json")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1
-    assert message in result.stderr
+    assert result.stderr == f"verify: {message}\n"
+
+
+def test_a_platform_named_twice_is_required_once() -> None:
+    ref = f"127.0.0.1:{closed_port()}/a:1"
+    result = run(ref, "--platform", "linux/arm64", "--platform", "linux/arm64/v8", "--deep")
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"verify: {ref}: linux/arm64: manifest 1: connection failed")
 
 
 def test_half_set_credentials_are_refused_before_any_request() -> None:
@@ -83,3 +119,39 @@ def test_argparse_errors_exit_2() -> None:
     result = run()
     assert result.returncode == 2
     assert "the following arguments are required: REF" in result.stderr
+
+
+DIGEST = "sha256:" + "a" * 64
+PINNED = f"127.0.0.1:1/a:1@{DIGEST}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["127.0.0.1:1/a:1"], "'127.0.0.1:1/a:1' names no digest (HOST/REPO[:TAG]@DIGEST)"),
+        ([PINNED, "--immutable"], "--immutable takes HOST/REPO:TAG (no digest: none is built yet)"),
+        (
+            [f"127.0.0.1:1/a@{DIGEST}", "--immutable"],
+            "--immutable takes HOST/REPO:TAG (no digest: none is built yet)",
+        ),
+        (
+            [PINNED, "--manifest", "linux/amd64"],
+            "--manifest 'linux/amd64' is not PLATFORM=sha256:<hex>",
+        ),
+        (
+            [PINNED, "--manifest", "linux/amd64=md5:1"],
+            "--manifest 'linux/amd64=md5:1' is not PLATFORM=sha256:<hex>",
+        ),
+        (
+            [PINNED, "--manifest", "linux=sha256:1"],
+            "--manifest 'linux=sha256:1': platform 'linux' is not valid; expected "
+            "os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8",
+        ),
+    ],
+)
+def test_published_usage_errors_exit_2_before_any_request(args: list[str], message: str) -> None:
+    # Nothing listens on port 1: a request would have been a connection error instead.
+    result = run("published", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"verify published: {args[0]}: {message}\n"

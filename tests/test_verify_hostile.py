@@ -22,13 +22,14 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from tests.hostile_registry import Handler, HostileRegistry, Responder
+from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
 from tests.integration.test_verify_registry import _service_account_key
 from tests.verify_bytes import (
     AARCH64,
     END_OF_ARCHIVE,
     X86_64,
     Entry,
+    descriptor,
     elf_header,
     gzip_bytes,
     tar_bytes,
@@ -222,6 +223,110 @@ def test_trust_realm_lets_a_token_service_on_another_host_have_the_credentials(
     assert result.returncode == 0, result.stderr
     assert len(other.authorizations()) == 1
     assert_clean(result)
+
+
+MANIFEST_V1 = f"/v2/{REPOSITORY}/manifests/v1"
+
+
+@pytest.mark.parametrize(
+    ("location", "refusal"),
+    [
+        (None, "manifest v1: redirected to '', not an http(s) URL"),
+        ("ftp://127.0.0.1/m", "manifest v1: redirected to 'ftp://127.0.0.1/m', not an http(s) URL"),
+        ("https://:443/m", "manifest v1: redirected to 'https://:443/m', not an http(s) URL"),
+        (
+            "http://registry.example.com/m",
+            "manifest v1: redirected to plain HTTP off this machine (http://registry.example.com/m)",
+        ),
+        (MANIFEST_V1 + "?again", "manifest v1: more than 5 redirects"),
+    ],
+    ids=["no-location", "not-http", "no-host", "plain-http-off-this-machine", "endless"],
+)
+def test_a_redirect_that_cannot_be_followed_safely_is_refused(
+    hostile: HostileRegistry, docker_config: Path, location: str | None, refusal: str
+) -> None:
+    headers = {} if location is None else {"Location": location}
+    hostile.on(MANIFEST_V1, lambda h: h.reply(307, headers=headers))
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert result.stderr == f"verify: {ref(hostile)}: linux/amd64, linux/arm64: {refusal}\n"
+    # The endless one is followed 5 times after the first answer, then given up (no retries).
+    assert len(hostile.seen) == (6 if location == MANIFEST_V1 + "?again" else 1)
+
+
+def test_a_redirect_within_the_registry_keeps_the_credentials(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    hostile.basic = (USER, PASSWORD)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    hostile.put("/moved/v1", image.index, "application/vnd.oci.image.index.v1+json")
+    hostile.on(MANIFEST_V1, redirect_to("/moved/v1"))
+
+    result = run_verify(docker_config, ref(hostile), credentials=(USER, PASSWORD))
+
+    assert result.returncode == 0, result.stderr
+    moved = [s for s in hostile.seen if s.path == "/moved/v1"]
+    # Challenged once without credentials, then fetched with them through the redirect.
+    assert ["Authorization" in s.headers for s in moved] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("status", "refusal"),
+    [
+        (403, "manifest v1: anonymous refused (HTTP 403: DENIED no)"),
+        (418, "manifest v1: unexpected HTTP 418: DENIED no"),
+    ],
+)
+def test_an_answer_that_is_neither_content_nor_a_challenge_is_an_error(
+    hostile: HostileRegistry, docker_config: Path, status: int, refusal: str
+) -> None:
+    body = b'{"errors": [{"code": "DENIED", "message": "no"}]}'
+    hostile.on(MANIFEST_V1, lambda h: h.reply(status, body))
+
+    result = run_verify(docker_config, ref(hostile))
+
+    assert result.returncode == 2
+    assert result.stderr == f"verify: {ref(hostile)}: linux/amd64, linux/arm64: {refusal}\n"
+    assert len(hostile.seen) == 1
+
+
+def test_documents_of_the_wrong_kind_fail_naming_their_media_type(
+    hostile: HostileRegistry, docker_config: Path
+) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    odd = json.dumps({"mediaType": "application/vnd.example+json"}).encode()
+    hostile.put(f"/v2/{REPOSITORY}/manifests/odd", odd, "application/json")
+    hostile.put(f"/v2/{REPOSITORY}/manifests/broken", b"{not json", OCI_INDEX)
+    # An index whose linux/arm64 entry is another index, not an image manifest.
+    inner = sha256_digest(image.index)
+    hostile.put(f"/v2/{REPOSITORY}/manifests/{inner}", image.index, OCI_INDEX)
+    entries = json.loads(image.index)["manifests"]
+    entries[1] = {**descriptor(OCI_INDEX, image.index), "platform": entries[1]["platform"]}
+    nested = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    hostile.put(f"/v2/{REPOSITORY}/manifests/nested", nested.encode(), OCI_INDEX)
+
+    neither = run_verify(docker_config, ref(hostile, "odd"))
+    malformed = run_verify(docker_config, ref(hostile, "broken"))
+    not_an_image = run_verify(docker_config, ref(hostile, "nested"))
+
+    assert (neither.returncode, neither.stderr) == (
+        1,
+        f"verify: {ref(hostile, 'odd')}: linux/amd64, linux/arm64: media type "
+        "'application/vnd.example+json' is neither an image index nor an image manifest\n",
+    )
+    assert (malformed.returncode, malformed.stderr) == (
+        2,
+        f"verify: {ref(hostile, 'broken')}: linux/amd64, linux/arm64: the manifest is malformed: "
+        "manifest is not valid JSON: Expecting property name enclosed in double quotes: line 1 "
+        "column 2 (char 1)\n",
+    )
+    assert (not_an_image.returncode, not_an_image.stderr) == (
+        1,
+        f"verify: {ref(hostile, 'nested')}: linux/arm64: {inner} has media type "
+        f"'{OCI_INDEX}', not an image manifest\n",
+    )
 
 
 # 2. A layer is read to its true end.

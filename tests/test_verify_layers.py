@@ -18,8 +18,8 @@ from tests.verify_bytes import (
     tar_bytes,
     zstd_bytes,
 )
-from verify.digests import DigestingReader, DigestMismatch, sha256_digest
-from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, decompressed
+from verify.digests import DigestingReader, DigestMismatch, SizeMismatch, sha256_digest
+from verify.layers import CHUNK_BYTES, GzipReader, LayerFormatError, ZstdReader, decompressed
 from verify.tarscan import ElfFile, is_whiteout, normalized_path, scan_tar
 
 LONG_DIRECTORY = "usr/lib/" + "/".join(["a-rather-long-directory-name"] * 8)
@@ -70,15 +70,18 @@ def test_large_incompressible_member_is_skipped_in_chunks() -> None:
 
 
 class _CountingSource:
-    """A source that records the largest read it served, to prove reads stay bounded."""
+    """A source that records the largest read it served and the bytes it gave in all, to prove
+    reads stay bounded."""
 
     def __init__(self, data: bytes) -> None:
         self._stream = io.BytesIO(data)
         self.largest_read = 0
+        self.given = 0
 
     def read(self, size: int = -1, /) -> bytes:
         chunk = self._stream.read(size)
         self.largest_read = max(self.largest_read, len(chunk))
+        self.given += len(chunk)
         return chunk
 
 
@@ -107,26 +110,47 @@ def test_multi_member_gzip_and_zero_padding_are_read_through() -> None:
     assert b"".join(iter(lambda: reader.read(4096), b"")) == first + second
 
 
-def test_trailing_garbage_after_gzip_is_rejected() -> None:
-    reader = GzipReader(io.BytesIO(gzip_bytes(b"data") + b"garbage"))
-    with pytest.raises(LayerFormatError, match="trailing data"):
+@pytest.mark.parametrize(
+    "tail",
+    [b"garbage", b"\0" * 10 + b"garbage", b"\0" * (2 << 20) + b"x"],
+    ids=["garbage", "zeros-then-garbage", "garbage-past-a-chunk-of-zeros"],
+)
+def test_trailing_garbage_after_gzip_is_rejected(tail: bytes) -> None:
+    reader = GzipReader(io.BytesIO(gzip_bytes(b"data") + tail))
+    with pytest.raises(LayerFormatError) as raised:
         while reader.read(4096):
             pass
+    assert str(raised.value) == "gzip stream has trailing data that is not a gzip member"
+
+
+def test_a_gzip_member_split_across_reads_is_found_after_the_first() -> None:
+    # The next member's magic arrives one byte per read: it is awaited, not taken for garbage.
+    class OneByteAtATime:
+        def __init__(self, data: bytes) -> None:
+            self._data = io.BytesIO(data)
+
+        def read(self, size: int = -1, /) -> bytes:
+            return self._data.read(1)
+
+    reader = GzipReader(OneByteAtATime(gzip_bytes(b"first") + gzip_bytes(b"second")))
+    assert b"".join(iter(lambda: reader.read(4096), b"")) == b"firstsecond"
 
 
 def test_truncated_gzip_is_rejected() -> None:
     blob = gzip_bytes(os.urandom(100_000))
     reader = GzipReader(io.BytesIO(blob[: len(blob) // 2]))
-    with pytest.raises(LayerFormatError, match="ends before"):
+    with pytest.raises(LayerFormatError) as raised:
         while reader.read(4096):
             pass
+    assert str(raised.value) == "gzip stream ends before its last member is complete"
 
 
 def test_corrupt_gzip_is_rejected() -> None:
     blob = bytearray(gzip_bytes(tar_bytes(MIXED_LAYER)))
     blob[-8] ^= 0xFF  # the CRC32 of the member
-    with pytest.raises(LayerFormatError, match="corrupt"):
+    with pytest.raises(LayerFormatError) as raised:
         scan_tar(decompressed(io.BytesIO(bytes(blob))))
+    assert str(raised.value) == "gzip data is corrupt: Error -6 Incorrect checksum found"
 
 
 def test_multi_frame_zstd_is_read_across_frames() -> None:
@@ -139,8 +163,9 @@ def test_multi_frame_zstd_is_read_across_frames() -> None:
 def test_corrupt_zstd_is_rejected() -> None:
     blob = bytearray(zstd_bytes(tar_bytes(MIXED_LAYER)))
     blob[len(blob) // 2 :] = b"\xff" * (len(blob) - len(blob) // 2)
-    with pytest.raises(LayerFormatError, match="zstd data is corrupt"):
+    with pytest.raises(LayerFormatError) as raised:
         scan_tar(decompressed(io.BytesIO(bytes(blob))))
+    assert str(raised.value).startswith("zstd data is corrupt: ")
 
 
 def test_garbage_is_not_a_tar_archive() -> None:
@@ -161,9 +186,43 @@ def test_digesting_reader_reports_a_mismatch() -> None:
     expected = sha256_digest(blob + b"x")
     reader = DigestingReader(io.BytesIO(blob), expected, len(blob), "layer sha256:x")
     scan_tar(decompressed(reader))
-    with pytest.raises(DigestMismatch, match="expected " + expected) as raised:
+    with pytest.raises(DigestMismatch) as raised:
         reader.finish()
-    assert raised.value.actual == sha256_digest(blob)
+    assert (raised.value.expected, raised.value.actual) == (expected, sha256_digest(blob))
+    assert str(raised.value) == (
+        f"layer sha256:x: content digest is {sha256_digest(blob)}, expected {expected}"
+    )
+
+
+def test_a_digesting_reader_never_reads_past_the_declared_size() -> None:
+    data = b"0123456789"
+    whole = _CountingSource(data)
+    reader = DigestingReader(whole, sha256_digest(data[:6]), 6, "blob b")
+    assert reader.read(4) == b"0123"
+    assert reader.read(0) == b""  # like any stream: nothing asked, nothing read
+    assert reader.read() == b"45"
+    assert reader.read() == b""
+    assert whole.given == 6
+    with pytest.raises(SizeMismatch) as raised:
+        reader.finish()
+    assert str(raised.value) == "blob b goes on after the 6 bytes its descriptor declares"
+    # One byte more is enough to see that it goes on; the rest is never pulled.
+    assert whole.given == 7
+
+
+def test_finish_reads_and_hashes_what_was_not_read_yet() -> None:
+    data = os.urandom(3000)
+    reader = DigestingReader(io.BytesIO(data), sha256_digest(data), len(data), "blob c")
+    assert reader.read(1000) == data[:1000]
+    reader.finish()
+    assert reader.bytes_read == len(data)
+
+
+def test_a_stream_shorter_than_its_size_names_both_lengths() -> None:
+    reader = DigestingReader(io.BytesIO(b"abc"), sha256_digest(b"abc"), 5, "blob d")
+    with pytest.raises(SizeMismatch) as raised:
+        reader.finish()
+    assert str(raised.value) == "blob d ends after 3 bytes; its descriptor declares 5"
 
 
 @pytest.mark.parametrize(
@@ -179,3 +238,29 @@ def test_whiteouts_are_recognised_by_basename() -> None:
     assert is_whiteout("/etc/.wh..wh..opq")
     assert not is_whiteout("/etc/passwd.wh.")
     assert not is_whiteout("/.whatever/file")
+
+
+def test_an_uncompressed_layer_reads_back_its_first_bytes_then_the_rest() -> None:
+    stream = decompressed(io.BytesIO(b"abcdefgh"))  # not gzip or zstd: the bytes themselves
+    assert stream.read(0) == b""
+    assert stream.read(2) == b"ab"
+    assert stream.read(2) == b"cd"
+    assert stream.read(3) == b"efg"
+    again = decompressed(io.BytesIO(b"abcdefgh"))
+    assert again.read(4) == b"abcd"
+    assert again.read(6) == b"efgh"
+    whole = decompressed(io.BytesIO(b"abcdefgh"))
+    assert whole.read(6) == b"abcdef"
+
+
+def test_zstd_reads_are_bounded_by_the_size_asked_and_cross_frames() -> None:
+    data = os.urandom(3 << 20)
+    source = _CountingSource(zstd_bytes(data))
+    reader = ZstdReader(source)
+    assert reader.read(0) == b""
+    assert reader.read(10) == data[:10]
+    assert reader.read(-1) == data[10 : 10 + CHUNK_BYTES]
+    # The compressed side is read in chunks of CHUNK_BYTES too.
+    assert source.largest_read == CHUNK_BYTES
+    frames = ZstdReader(io.BytesIO(zstd_bytes(b"a" * 100) + zstd_bytes(b"b" * 100)))
+    assert frames.read(150) == b"a" * 100 + b"b" * 50

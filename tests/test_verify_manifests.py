@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.verify_bytes import descriptor, json_bytes
@@ -19,6 +21,7 @@ from verify.manifests import (
 )
 from verify.platforms import Platform
 
+CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 CONFIG = json_bytes({"os": "linux", "architecture": "arm64", "variant": "v8", "rootfs": {}})
 
 
@@ -101,32 +104,111 @@ def test_image_manifest_and_config() -> None:
     assert config.platform == Platform("linux", "arm64")
 
 
+A_ENTRY = descriptor(OCI_MANIFEST, b"a")
+
+
 @pytest.mark.parametrize(
     ("data", "complaint"),
     [
-        (b"{not json", "not valid JSON"),
-        (b"[]", "not a JSON object"),
-        (json_bytes({"manifests": "x"}), "'manifests' is missing"),
-        (json_bytes({"manifests": [{"mediaType": OCI_MANIFEST, "size": 1}]}), "'digest'"),
+        (
+            b"{not json",
+            "index is not valid JSON: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        (
+            b"\xff",
+            "index is not valid JSON: 'utf-8' codec can't decode byte 0xff in position 0: "
+            "invalid start byte",
+        ),
+        (b"[]", "index is not a JSON object"),
+        (json_bytes({"manifests": "x"}), "index: field 'manifests' is missing or not a list"),
+        (json_bytes({}), "index: field 'manifests' is missing or not a list"),
+        (json_bytes({"manifests": ["x"]}), "index entry 0 is not a JSON object"),
+        (
+            json_bytes({"manifests": [{"mediaType": OCI_MANIFEST, "size": 1}]}),
+            "index entry 0: field 'digest' is missing or not a str",
+        ),
         (
             json_bytes(
                 {"manifests": [{"mediaType": OCI_MANIFEST, "size": 1, "digest": "sha256:12"}]}
             ),
-            "not a sha256 digest",
+            "index entry 0: digest 'sha256:12' is not a sha256 digest",
         ),
         (
-            json_bytes({"manifests": [{**descriptor(OCI_MANIFEST, b"a"), "size": True}]}),
-            "'size'",
+            json_bytes({"manifests": [A_ENTRY, {**A_ENTRY, "size": True}]}),
+            "index entry 1: field 'size' is missing or not a int",
         ),
         (
-            json_bytes({"manifests": [{**descriptor(OCI_MANIFEST, b"a"), "platform": {"os": 1}}]}),
-            "'os'",
+            json_bytes({"manifests": [{**A_ENTRY, "mediaType": 3}]}),
+            "index entry 0: field 'mediaType' is missing or not a str",
+        ),
+        (
+            json_bytes({"manifests": [{**A_ENTRY, "platform": {"os": 1}}]}),
+            "index entry 0 platform: field 'os' is missing or not a str",
+        ),
+        (
+            json_bytes({"manifests": [{**A_ENTRY, "platform": {"os": "linux"}}]}),
+            "index entry 0 platform: field 'architecture' is missing or not a str",
+        ),
+        (
+            json_bytes({"manifests": [{**A_ENTRY, "platform": "linux/amd64"}]}),
+            "index entry 0: field 'platform' is not a JSON object",
+        ),
+        (
+            json_bytes({"manifests": [{**A_ENTRY, "annotations": ["x"]}]}),
+            "index entry 0: field 'annotations' is not a JSON object",
         ),
     ],
 )
 def test_malformed_indexes_are_rejected_with_the_field(data: bytes, complaint: str) -> None:
-    with pytest.raises(ManifestError, match=complaint):
+    with pytest.raises(ManifestError) as raised:
         parse_index(data, OCI_INDEX)
+    assert str(raised.value) == complaint
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ({"layers": []}, "image manifest config is not a JSON object"),
+        (
+            {"config": descriptor(CONFIG_TYPE, b"{}"), "layers": {}},
+            "image manifest: field 'layers' is missing or not a list",
+        ),
+        (
+            {"config": descriptor(CONFIG_TYPE, b"{}"), "layers": [1]},
+            "image manifest layer 0 is not a JSON object",
+        ),
+        (
+            {"config": {**descriptor(CONFIG_TYPE, b"{}"), "digest": "md5:0"}},
+            "image manifest config: digest 'md5:0' is not a sha256 digest",
+        ),
+    ],
+)
+def test_malformed_image_manifests_are_rejected_with_the_field(
+    document: dict[str, object], complaint: str
+) -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse_image_manifest(json_bytes(document), OCI_MANIFEST)
+    assert str(raised.value) == complaint
+
+
+def test_a_variant_that_is_not_a_string_or_is_empty_is_no_variant() -> None:
+    entry = {**A_ENTRY, "platform": {"os": "linux", "architecture": "arm", "variant": 7}}
+    [parsed] = parse_index(json_bytes({"manifests": [entry]}), OCI_INDEX).manifests
+    assert parsed.platform == Platform("linux", "arm")
+    for variant in ("", 7):
+        document = {"os": "linux", "architecture": "arm", "variant": variant}
+        assert parse_config(json_bytes(document)).variant is None
+    assert parse_config(json_bytes({**document, "variant": "v7"})).platform == Platform(
+        "linux", "arm", "v7"
+    )
+
+
+def test_annotations_are_kept_as_strings() -> None:
+    entry = {**A_ENTRY, "annotations": {"org.example.count": 3}}
+    [parsed] = parse_index(json_bytes({"manifests": [entry]}), OCI_INDEX).manifests
+    assert parsed.annotations == {"org.example.count": "3"}
+    assert parsed.size == 1 and parsed.media_type == OCI_MANIFEST
 
 
 def test_manifest_with_a_foreign_config_type_is_rejected() -> None:
@@ -134,13 +216,20 @@ def test_manifest_with_a_foreign_config_type_is_rejected() -> None:
         "config": descriptor("application/vnd.cncf.helm.config.v1+json", b"{}"),
         "layers": [],
     }
-    with pytest.raises(ManifestError, match="helm"):
+    with pytest.raises(ManifestError) as raised:
         parse_image_manifest(json_bytes(document), OCI_MANIFEST)
+    assert str(raised.value) == (
+        "image manifest config has media type 'application/vnd.cncf.helm.config.v1+json'"
+    )
 
 
 def test_config_without_architecture_is_rejected() -> None:
-    with pytest.raises(ManifestError, match="'architecture'"):
+    with pytest.raises(ManifestError) as raised:
         parse_config(json_bytes({"os": "linux"}))
+    assert str(raised.value) == "image config: field 'architecture' is missing or not a str"
+    with pytest.raises(ManifestError) as raised:
+        parse_config(json_bytes({"architecture": "arm64"}))
+    assert str(raised.value) == "image config: field 'os' is missing or not a str"
 
 
 def test_check_bytes_reports_both_digests() -> None:
@@ -151,3 +240,51 @@ def test_check_bytes_reports_both_digests() -> None:
     assert str(raised.value) == (
         f"manifest: content digest is {sha256_digest(b'wrong')}, expected {expected}"
     )
+
+
+@pytest.mark.parametrize(
+    ("document", "content_type", "expected"),
+    [
+        ({"mediaType": "", "manifests": []}, None, OCI_INDEX),
+        ({"schemaVersion": 2}, f"{OCI_INDEX}; charset=utf-8; q=1", OCI_INDEX),
+        ({"layers": []}, OCI_INDEX, OCI_INDEX),
+        ({"manifests": []}, OCI_MANIFEST, OCI_MANIFEST),
+        ({"schemaVersion": 2}, None, "unknown"),
+        ({"schemaVersion": 2}, "", "unknown"),
+        ({"schemaVersion": 2}, "text/plain; charset=utf-8", "text/plain"),
+    ],
+)
+def test_a_known_header_wins_over_the_shape_and_parameters_are_dropped(
+    document: dict[str, object], content_type: str | None, expected: str
+) -> None:
+    assert document_media_type(json_bytes(document), content_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("parse", "complaint"),
+    [
+        (lambda data: document_media_type(data, None), "manifest is not a JSON object"),
+        (
+            lambda data: parse_image_manifest(data, OCI_MANIFEST),
+            "image manifest is not a JSON object",
+        ),
+        (parse_config, "image config is not a JSON object"),
+    ],
+    ids=["media-type", "image-manifest", "config"],
+)
+def test_each_document_names_itself_when_it_is_no_object(
+    parse: Callable[[bytes], object], complaint: str
+) -> None:
+    with pytest.raises(ManifestError) as raised:
+        parse(b"[]")
+    assert str(raised.value) == complaint
+
+
+def test_parsed_documents_keep_their_media_type_and_platform_variants() -> None:
+    arm = {**A_ENTRY, "platform": {"os": "linux", "architecture": "arm", "variant": "v7"}}
+    bare = descriptor(OCI_MANIFEST, b"b")
+    index = parse_index(json_bytes({"manifests": [arm, bare]}), DOCKER_MANIFEST_LIST)
+    assert index.media_type == DOCKER_MANIFEST_LIST
+    assert [entry.platform for entry in index.manifests] == [Platform("linux", "arm", "v7"), None]
+    document = {"config": descriptor(CONFIG_TYPE, b"{}"), "layers": []}
+    assert parse_image_manifest(json_bytes(document), DOCKER_MANIFEST).media_type == DOCKER_MANIFEST

@@ -23,7 +23,16 @@ from tests.integration.loopbackserver import serve, shut_down
 from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
-from verify.run import LOG_LINE_CHARS, escape_line, log_tail, probe_once, secret_values
+from verify.run import (
+    LOG_LINE_CHARS,
+    RunResult,
+    escape_line,
+    log_tail,
+    probe_once,
+    run_failure_lines,
+    run_json,
+    secret_values,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,6 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
         ("http:80/", Probe("http", 80, "/")),
         ("tcp:6379", Probe("tcp", 6379)),
         ("up:45", Probe("up", 45)),
+        ("up:1", Probe("up", 1)),
+        ("up:3600", Probe("up", 3600)),
+        ("tcp:1", Probe("tcp", 1)),
+        ("grpc:65535", Probe("grpc", 65535)),
+        ("http:1/a:b", Probe("http", 1, "/a:b")),
     ],
 )
 def test_probes_parse_and_print_back(text: str, probe: Probe) -> None:
@@ -50,6 +64,50 @@ def test_probes_parse_and_print_back(text: str, probe: Probe) -> None:
 def test_invalid_probes_are_refused(text: str) -> None:
     with pytest.raises(ProbeError, match="probe"):
         parse_probe(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("up:0", "probe 'up:0': SECONDS must be from 1 to 3600"),
+        ("up:3601", "probe 'up:3601': SECONDS must be from 1 to 3600"),
+        ("tcp:0", "probe 'tcp:0': PORT must be from 1 to 65535"),
+        ("http:65536/", "probe 'http:65536/': PORT must be from 1 to 65535"),
+        ("grpc:99999", "probe 'grpc:99999': PORT must be from 1 to 65535"),
+        (
+            "tcp:x",
+            "probe 'tcp:x' is not valid; expected grpc:PORT, http:PORT/PATH, tcp:PORT or "
+            "up:SECONDS",
+        ),
+    ],
+)
+def test_out_of_range_probes_name_the_range(text: str, message: str) -> None:
+    with pytest.raises(ProbeError) as raised:
+        parse_probe(text)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "hunter2-token",
+            "env (an invalid name): expected NAME=VALUE with NAME of letters, "
+            "digits and '_', not starting with a digit",
+        ),
+        (
+            "NAME",
+            "env NAME: expected NAME=VALUE with NAME of letters, digits and '_', "
+            "not starting with a digit",
+        ),
+        ("A=x\ny", "env A: the value must not contain a newline or NUL byte"),
+        ("A=x\x00y", "env A: the value must not contain a newline or NUL byte"),
+    ],
+)
+def test_bad_env_values_name_only_a_valid_name(text: str, message: str) -> None:
+    with pytest.raises(ProbeError) as raised:
+        parse_env(text)
+    assert str(raised.value) == message
 
 
 def test_env_values_keep_equals_signs_and_bad_names_are_not_echoed() -> None:
@@ -161,19 +219,51 @@ def run_cli(*args: str, path: str | None = None) -> subprocess.CompletedProcess[
     )
 
 
+PROBES = "grpc:PORT, http:PORT/PATH, tcp:PORT or up:SECONDS"
+RUN_TIMEOUTS = "allowed 1 to 3600 seconds"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--probe", "tcp:80"], "verify: --probe only with --run"),
-        (["--run"], "verify: --run needs --probe (grpc:PORT, http:PORT/PATH, tcp:PORT or up:"),
-        (["--run", "--probe", "http:80"], "verify: --probe/--env: probe 'http:80' is not valid"),
-        (["--run", "--probe", "up:200"], "--probe up:200 needs a --run-timeout above 200 s"),
-        (["--run", "--probe", "tcp:1", "--run-timeout", "0"], "--run-timeout 0: allowed 1 to"),
+        (["--probe", "tcp:80"], "--probe only with --run"),
+        (["--env", "A=1"], "--env only with --run"),
+        (["--skip-run", "linux/amd64"], "--skip-run only with --run"),
+        (["--run-timeout", "5"], "--run-timeout only with --run"),
+        (["--jobs", "2"], "--jobs only with --run"),
+        (["--run"], f"--run needs --probe ({PROBES})"),
+        (
+            ["--run", "--probe", "http:80"],
+            f"--probe/--env: probe 'http:80' is not valid; expected {PROBES}",
+        ),
+        (
+            ["--run", "--probe", "up:200"],
+            "--probe up:200 needs a --run-timeout above 200 s (it is 180)",
+        ),
+        (["--run", "--probe", "tcp:1", "--run-timeout", "0"], f"--run-timeout 0: {RUN_TIMEOUTS}"),
+        (
+            ["--run", "--probe", "tcp:1", "--run-timeout", "3601"],
+            f"--run-timeout 3601: {RUN_TIMEOUTS}",
+        ),
+        (
+            ["--run", "--probe", "tcp:1", "--run-timeout", "nan"],
+            f"--run-timeout nan: {RUN_TIMEOUTS}",
+        ),
         (["--run", "--probe", "tcp:1", "--jobs", "0"], "--jobs 0: allowed 1 to 64"),
-        (["--run", "--probe", "tcp:1", "--env", "1X=2"], "env (an invalid name): expected"),
+        (["--run", "--probe", "tcp:1", "--jobs", "65"], "--jobs 65: allowed 1 to 64"),
+        (
+            ["--run", "--probe", "tcp:1", "--env", "1X=2"],
+            "--probe/--env: env (an invalid name): expected NAME=VALUE with NAME of letters, "
+            "digits and '_', not starting with a digit",
+        ),
         (
             ["--run", "--probe", "tcp:1", "--skip-run", "linux/s390x"],
             "--skip-run linux/s390x: not a verified platform (linux/amd64, linux/arm64)",
+        ),
+        (
+            ["--run", "--probe", "tcp:1", "--skip-run", "linux"],
+            "--skip-run: platform 'linux' is not valid; expected os/architecture[/variant], e.g. "
+            "linux/amd64 or linux/arm64/v8",
         ),
         (
             ["--run", "--probe", "tcp:1", "--skip-run", "linux/amd64", "--skip-run", "linux/arm64"],
@@ -185,8 +275,34 @@ def test_run_usage_errors_exit_2_before_any_request(args: list[str], message: st
     result = run_cli(f"127.0.0.1:{closed_port()}/a:1", "--json", *args)
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert message in result.stderr
+    assert result.stderr == f"verify: {message}\n"
+
+
+def test_run_results_as_json_and_failure_lines() -> None:
+    failed = RunResult(False, "tcp:80", 12.3456, exit_code=3, reason="exited", log_tail=["a", "b"])
+    assert run_json(failed) == {
+        "ok": False,
+        "probe": "tcp:80",
+        "seconds": 12.35,
+        "exitCode": 3,
+        "logTail": ["a", "b"],
+    }
+    assert run_failure_lines("r/a:1", "linux/arm64", failed) == [
+        "verify: r/a:1: linux/arm64: run failed (tcp:80): exited",
+        "verify: r/a:1: linux/arm64: log: a",
+        "verify: r/a:1: linux/arm64: log: b",
+    ]
+    silent = RunResult(False, "up:5", 1.0, reason="stopped")
+    assert run_failure_lines("r/a:1", "linux/amd64", silent) == [
+        "verify: r/a:1: linux/amd64: run failed (up:5): stopped",
+        "verify: r/a:1: linux/amd64: log: (empty)",
+    ]
+
+
+def test_only_values_of_secret_looking_names_and_the_password_are_secrets() -> None:
+    env = [("DB_PASSWORD", "p"), ("AWS_SECRET", "s"), ("GH_TOKEN", ""), ("API_key", "k")]
+    env += [("CREDENTIALS_FILE", "c"), ("PORT", "8080"), ("TOKENIZER", "t")]
+    assert secret_values(env, None) == ["p", "s", "k", "c", "t"]
 
 
 def test_run_without_docker_exits_2_saying_so(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from tests.verify_bytes import (
     tar_member,
     zstd_bytes,
 )
+from verify import tarscan
 from verify.digests import Readable
 from verify.layers import CHUNK_BYTES, LayerFormatError, decompressed
 from verify.tarscan import (
@@ -49,11 +50,108 @@ def scan(data: bytes, max_bytes: int = 1 << 40) -> tuple[ElfFile, ...]:
     return scan_tar(io.BytesIO(data), max_bytes).elf_files
 
 
+def refusal(data: bytes) -> str:
+    """The message the scanner refuses ``data`` with."""
+    with pytest.raises(LayerFormatError) as raised:
+        scan(data)
+    return str(raised.value)
+
+
+def pax(records: bytes, typeflag: bytes = b"x") -> bytes:
+    """A PAX extended header (``x``) or global header (``g``) holding ``records``."""
+    return tar_header("pax", len(records), typeflag) + records + bytes(-len(records) % 512)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """``<length> <key>=<value>\\n``, the length counting itself."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def with_size_field(field: bytes) -> bytes:
+    """An empty member's header whose size field is ``field`` (checksum made right)."""
+    block = bytearray(tar_header("sized", 0))
+    block[124:136] = field
+    block[148:156] = b" " * 8
+    block[148:156] = f"{sum(block):06o}\0 ".encode()
+    return bytes(block)
+
+
 def test_a_header_with_a_bad_checksum_is_not_taken_for_the_end() -> None:
     # tarfile's stream mode stopped here and never saw the x86-64 file behind the bad header.
     bad = tar_header("usr/bin/decoy", 0, good_checksum=False)
-    with pytest.raises(LayerFormatError, match=f"offset {len(ARM_TOOL)}: header checksum"):
-        scan(ARM_TOOL + bad + HIDDEN_X86 + END_OF_ARCHIVE)
+    assert refusal(ARM_TOOL + bad + HIDDEN_X86 + END_OF_ARCHIVE) == (
+        f"tar archive at offset {len(ARM_TOOL)}: header checksum mismatch (not a tar header)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("archive", "why"),
+    [
+        (pax(b"xx path=a\n") + ARM_TOOL, "at offset 0: a PAX record has no valid length"),
+        (
+            pax(b"22path=usr/bin/paxed\n") + ARM_TOOL,
+            "at offset 0: a PAX record has no valid length",
+        ),
+        (pax(b"99 path=a\n") + ARM_TOOL, "at offset 0: a PAX record is malformed"),
+        (pax(b"9 pathx\n\n") + ARM_TOOL, "at offset 0: a PAX record is malformed"),
+        (pax(b"10 path=ab") + ARM_TOOL, "at offset 0: a PAX record is malformed"),
+        (pax(pax_record("size", "1x")) + ARM_TOOL, "at offset 1024: the PAX size is not a number"),
+        (
+            pax(pax_record("size", "\u0661")) + ARM_TOOL,
+            "at offset 1024: the PAX size is not a number",
+        ),
+        (with_size_field(b"0000000009z\0"), "at offset 0: the size field is not a number"),
+        (pax(pax_record("path", "a")), "at offset 1024: the stream ends after an extended header"),
+        (
+            pax(pax_record("path", "a")) + END_OF_ARCHIVE,
+            "at offset 1024: an extended header is followed by a zero block",
+        ),
+        (
+            tar_header("././@LongLink", 600, b"L") + b"a" * 100,
+            "at offset 0: the stream ends inside an extended header",
+        ),
+        (
+            tar_header("././@LongLink", 600, b"L") + b"a" * 600,
+            "at offset 0: the stream ends inside an extended header",
+        ),
+        (
+            pax(pax_record("GNU.sparse.major", "1")) + ARM_TOOL,
+            "at offset 1024: sparse files are not supported",
+        ),
+        (tar_header("sparse", 0, b"S"), "at offset 0: sparse files are not supported"),
+    ],
+)
+def test_malformed_headers_are_refused_with_their_offset(archive: bytes, why: str) -> None:
+    assert refusal(archive) == f"tar archive {why}"
+
+
+def test_pax_and_gnu_headers_name_the_link_target_and_size() -> None:
+    elf = elf_header(X86_64)
+    sized = pax(pax_record("size", str(len(elf)))) + tar_header("usr/bin/big", 0)
+    assert scan(sized + elf + bytes(512 - len(elf)) + END_OF_ARCHIVE) == (
+        ElfFile("/usr/bin/big", X86_64),
+    )
+    link = tar_header("usr/bin/l", 0, b"1", "ignored")
+    linked = (ElfFile("/usr/bin/l", AARCH64, link_target="/usr/bin/arm-tool"),)
+    by_pax = pax(pax_record("linkpath", "usr/bin/arm-tool")) + link
+    assert scan(ARM_TOOL + by_pax + END_OF_ARCHIVE)[1:] == linked
+    long_link = tar_header("././@LongLink", 17, b"K") + b"usr/bin/arm-tool\0".ljust(512, b"\0")
+    assert scan(ARM_TOOL + long_link + link + END_OF_ARCHIVE)[1:] == linked
+    # A global header applies to no member.
+    real = tar_member("usr/bin/real", elf)
+    assert scan(pax(pax_record("path", "x"), b"g") + real + END_OF_ARCHIVE) == (
+        ElfFile("/usr/bin/real", X86_64),
+    )
+
+
+def test_a_base_256_size_field_is_read() -> None:
+    elf = elf_header(X86_64)
+    member = with_size_field(b"\x80" + len(elf).to_bytes(11, "big")) + elf.ljust(512, b"\0")
+    assert scan(member + END_OF_ARCHIVE) == (ElfFile("/sized", X86_64),)
 
 
 @pytest.mark.parametrize(
@@ -66,9 +164,8 @@ def test_a_header_with_a_bad_checksum_is_not_taken_for_the_end() -> None:
 )
 def test_an_archive_cut_short_fails_with_its_offset(cut: int, why: str) -> None:
     archive = ARM_TOOL + HIDDEN_X86 + END_OF_ARCHIVE
-    with pytest.raises(LayerFormatError, match=why) as raised:
-        scan(archive[:cut])
-    assert "tar archive at offset" in str(raised.value)
+    offset = cut - cut % 512 if "header" in why or "end-of" in why else len(ARM_TOOL) + 512
+    assert refusal(archive[:cut]) == f"tar archive at offset {offset}: the stream {why}"
 
 
 @pytest.mark.parametrize("ending", [b"", bytes(512), END_OF_ARCHIVE, END_OF_ARCHIVE + bytes(9216)])
@@ -82,14 +179,21 @@ def test_clean_ends_are_accepted(ending: bytes) -> None:
 
 
 def test_a_header_after_a_single_zero_block_fails() -> None:
-    with pytest.raises(LayerFormatError, match="a header follows a single zero block"):
-        scan(ARM_TOOL + bytes(512) + HIDDEN_X86 + END_OF_ARCHIVE)
+    assert refusal(ARM_TOOL + bytes(512) + HIDDEN_X86 + END_OF_ARCHIVE) == (
+        f"tar archive at offset {len(ARM_TOOL) + 512}: a header follows a single zero block"
+    )
 
 
 def test_data_after_the_end_of_archive_fails() -> None:
     offset = len(ARM_TOOL) + len(END_OF_ARCHIVE)
-    with pytest.raises(LayerFormatError, match=f"offset {offset}: data other than zeros"):
-        scan(ARM_TOOL + END_OF_ARCHIVE + HIDDEN_X86 + END_OF_ARCHIVE)
+    assert refusal(ARM_TOOL + END_OF_ARCHIVE + HIDDEN_X86 + END_OF_ARCHIVE) == (
+        f"tar archive at offset {offset}: data other than zeros after the end-of-archive blocks"
+    )
+    # Zeros past a whole chunk, then data, are found too.
+    tail = bytes(CHUNK_BYTES + 512) + b"x"
+    assert refusal(ARM_TOOL + END_OF_ARCHIVE + tail) == (
+        f"tar archive at offset {offset}: data other than zeros after the end-of-archive blocks"
+    )
 
 
 @pytest.mark.parametrize(
@@ -100,8 +204,12 @@ def test_huge_extended_headers_are_refused_before_they_are_read(typeflag: bytes,
     source = CountingSource(
         io.BytesIO(tar_header("././@LongLink", size, typeflag) + bytes(4 << 20))
     )
-    with pytest.raises(LayerFormatError, match=f"extended header .* of {size} bytes"):
+    with pytest.raises(LayerFormatError) as raised:
         scan_tar(source)
+    assert str(raised.value) == (
+        f"tar archive at offset 0: an extended header (GNU long name or PAX) of {size} bytes; "
+        "at most 1048576 are accepted"
+    )
     assert source.pulled <= CHUNK_BYTES
 
 
@@ -124,18 +232,16 @@ def test_pax_path_and_gnu_long_name_precedence() -> None:
     assert scan(both) == (ElfFile("/usr/bin/gnu", AARCH64),)
 
 
-def test_sparse_files_are_refused() -> None:
-    with pytest.raises(LayerFormatError, match="sparse files are not supported"):
-        scan(tar_header("sparse", 0, b"S") + END_OF_ARCHIVE)
-
-
 def test_decompressed_bytes_are_capped() -> None:
     # 64 MiB of zeros inside a tar member compress to a few KiB of zstd.
     size = 64 << 20
     blob = zstd_bytes(tar_header("bomb", size) + bytes(size) + END_OF_ARCHIVE)
     inflated = CountingSource(decompressed(io.BytesIO(blob)))
-    with pytest.raises(LayerFormatError, match=r"more than 8388608 bytes \(--max-layer-bytes\)"):
+    with pytest.raises(LayerFormatError) as raised:
         scan_tar(inflated, max_bytes=8 << 20)
+    assert str(raised.value) == (
+        "the layer inflates to more than 8388608 bytes (--max-layer-bytes); it is not read further"
+    )
     assert inflated.pulled <= (8 << 20) + CHUNK_BYTES
 
 
@@ -163,8 +269,9 @@ def test_a_name_with_dot_dot_is_checked_under_the_path_it_lands_on() -> None:
 @pytest.mark.parametrize("kind", [tarfile.REGTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE])
 def test_a_name_that_climbs_above_the_root_is_a_finding(kind: bytes) -> None:
     archive = tar_bytes([Entry("../../bin/busybox", elf_header(X86_64), kind, "x")])
-    with pytest.raises(LayerFormatError, match=r"'\.\./\.\./bin/busybox' climbs above the root"):
-        scan(archive)
+    assert refusal(archive) == (
+        "tar archive at offset 0: member name '../../bin/busybox' climbs above the root"
+    )
 
 
 def test_hard_links_count_under_their_own_names() -> None:
@@ -196,3 +303,69 @@ def test_hard_links_count_under_their_own_names() -> None:
         HardLink("/app/readme-link", "/app/README"),
         HardLink("/app/lower-link", "/usr/bin/in-a-lower-layer"),
     )
+
+
+def test_a_name_relinked_to_a_file_that_is_no_elf_is_no_longer_an_elf_name() -> None:
+    archive = tar_bytes(
+        [
+            Entry("app/tool", elf_header(X86_64)),
+            Entry("app/README", b"text"),
+            Entry("app/tool", kind=tarfile.LNKTYPE, target="app/README"),
+            Entry("app/alias", kind=tarfile.LNKTYPE, target="app/tool"),
+        ]
+    )
+    result = scan_tar(io.BytesIO(archive))
+    assert result.elf_files == (ElfFile("/app/tool", X86_64),)
+    assert result.hard_links == (
+        HardLink("/app/tool", "/app/README"),
+        HardLink("/app/alias", "/app/tool"),
+    )
+
+
+def test_pax_records_are_read_in_order_up_to_the_zero_padding() -> None:
+    # Two records in one header (path, then linkpath of a hard link), values holding '=' and
+    # ' ', a key that is not UTF-8, and NUL padding inside the declared size.
+    records = pax_record("path", "usr/bin/a b=c") + b"6 \xff=1\n" + pax_record("comment", "x")
+    header = pax(records + bytes(3))
+    member = tar_member("short", elf_header(AARCH64))
+    assert scan(header + member + END_OF_ARCHIVE) == (ElfFile("/usr/bin/a b=c", AARCH64),)
+    link = pax(pax_record("linkpath", "usr/bin/a b=c") + b"18 path=usr/bin/\xff\n")
+    linked = scan(header + member + link + tar_header("l", 0, b"1") + END_OF_ARCHIVE)
+    assert linked[1] == ElfFile("/usr/bin/\udcff", AARCH64, link_target="/usr/bin/a b=c")
+
+
+def test_a_pax_length_of_twenty_digits_is_no_length() -> None:
+    assert refusal(pax(b"0" * 19 + b"1 path=x\n") + END_OF_ARCHIVE) == (
+        "tar archive at offset 0: a PAX record has no valid length"
+    )
+
+
+def test_an_extended_header_of_exactly_the_limit_is_read() -> None:
+    name = "n" * (MAX_EXTENDED_HEADER_BYTES - 1)
+    long_name = tar_header("././@LongLink", MAX_EXTENDED_HEADER_BYTES, b"L") + name.encode() + b"\0"
+    member = tar_member("short", elf_header(X86_64))
+    assert scan(long_name + member + END_OF_ARCHIVE) == (ElfFile("/" + name, X86_64),)
+
+
+def test_zero_padding_past_a_chunk_is_accepted_and_other_bytes_refused() -> None:
+    assert scan(ARM_TOOL + END_OF_ARCHIVE + bytes(2 * CHUNK_BYTES)) == (
+        ElfFile("/usr/bin/arm-tool", AARCH64),
+    )
+    offset = len(ARM_TOOL) + len(END_OF_ARCHIVE)
+    for tail in (b"XXXX", bytes(CHUNK_BYTES + 512) + b"X"):
+        assert refusal(ARM_TOOL + END_OF_ARCHIVE + tail) == (
+            f"tar archive at offset {offset}: data other than zeros after the end-of-archive blocks"
+        )
+
+
+def test_the_names_one_layer_may_record_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tarscan, "MAX_RECORDED_NAMES", 3)
+    entries = [
+        Entry("a", elf_header(X86_64)),
+        Entry("b", elf_header(X86_64)),
+        Entry("lower", kind=tarfile.LNKTYPE, target="in/a/lower/layer"),
+    ]
+    assert len(scan(tar_bytes(entries))) == 2
+    with pytest.raises(LayerFormatError) as raised:
+        scan(tar_bytes([*entries, Entry("c", elf_header(X86_64))]))
+    assert str(raised.value) == "the layer holds more than 3 ELF files and hard links"

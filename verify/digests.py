@@ -40,12 +40,6 @@ def check_bytes(what: str, data: bytes, expected: str) -> None:
         raise DigestMismatch(what, expected, actual)
 
 
-def check_size(what: str, data: bytes, expected: int) -> None:
-    """Raise :class:`SizeMismatch` unless ``data`` is exactly ``expected`` bytes long."""
-    if len(data) != expected:
-        raise SizeMismatch(f"{what} is {len(data)} bytes; its descriptor declares {expected}")
-
-
 class DigestingReader:
     """Passes a stream through while hashing it; :meth:`finish` drains it and checks the digest.
 
@@ -65,7 +59,7 @@ class DigestingReader:
 
     def read(self, size: int = -1, /) -> bytes:
         remaining = self._size - self.bytes_read
-        if remaining == 0:
+        if remaining == 0 or size == 0:
             return b""
         chunk = self._source.read(remaining if size < 0 else min(size, remaining))
         if not chunk:

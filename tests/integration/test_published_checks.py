@@ -79,21 +79,27 @@ def test_the_exported_ref_as_exported_passes_and_prints_its_digest(published: Pu
 
 
 def test_a_tag_moved_by_hand_fails_with_the_repair_command(published: Published) -> None:
-    push_multiarch(published.registry, published.repository, "another-writer", tag="v1")
+    moved, _ = push_multiarch(published.registry, published.repository, "another-writer", tag="v1")
     result = published.check()
     assert result.returncode == 1 and result.stdout == ""
-    assert f"{published.tag_ref} points at sha256:" in result.stderr
-    assert f"not at {published.digest} the stack exported" in result.stderr
-    assert f"Repair: pulumi up --replace '{INDEX_URN}'" in result.stderr
+    assert result.stderr == (
+        f"verify published: {published.tag_ref} points at {moved['digest']}, not at "
+        f"{published.digest} the stack exported and verified (moved by another writer or by "
+        f"hand). Repair: pulumi up --replace '{INDEX_URN}' points it at the verified image again "
+        "(with immutableTags: bump tag)\n"
+    )
 
 
 def test_a_deleted_digest_fails_with_the_replace_command(published: Published) -> None:
     delete_manifest(published.registry, published.repository, published.digest)
     result = published.check()
-    assert result.returncode == 1
-    assert "the digest the stack exported no longer exists" in result.stderr
-    assert f"Repair: pulumi up --replace '{IMAGE_URN}' --replace '{INDEX_URN}'" in result.stderr
     candidate = f"{published.registry.address}/{published.repository}@{published.digest}"
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"verify published: {candidate}: the digest the stack exported no longer exists in the "
+        "registry (deleted by hand or by a cleanup). Repair: pulumi up --replace "
+        f"'{IMAGE_URN}' --replace '{INDEX_URN}'\n"
+    )
     lost = run(
         tool_command(
             candidate_check_request(candidate, [IMAGE_URN, INDEX_URN], False), sys.executable
@@ -108,8 +114,11 @@ def test_a_deleted_tag_is_repaired_by_a_refresh(published: Published) -> None:
     delete_manifest(published.registry, published.repository, str(other["digest"]))
     result = published.check()
     assert result.returncode == 1
-    assert f"{published.tag_ref} no longer exists" in result.stderr
-    assert "Repair: pulumi up --refresh" in result.stderr
+    assert result.stderr == (
+        f"verify published: {published.tag_ref} no longer exists (deleted by hand?); the stack "
+        f"exported it at {published.digest}, which still exists. Repair: pulumi up --refresh "
+        "(the refresh finds the tag missing and the Index publishes it again)\n"
+    )
 
 
 def test_an_index_with_other_children_is_not_the_verified_image(published: Published) -> None:
@@ -131,8 +140,12 @@ def test_an_existing_immutable_tag_fails_before_any_build(published: Published) 
         tool_command(immutable_tag_request(published.tag_ref, None, False), sys.executable)
     )
     assert result.returncode == 1
-    assert f"{published.tag_ref} exists already (digest {published.digest})" in result.stderr
-    assert "Bump the tag" in result.stderr
+    assert result.stderr == (
+        f"verify published: {published.tag_ref} exists already (digest {published.digest}) in a "
+        "repository with immutable tags, and this run builds new images for it (strategy, "
+        "source.commit, patches or platforms changed): the Index would be refused after every "
+        "build. Bump the tag: pulumi config set tag <new tag>\n"
+    )
     fresh = published.tag_ref.replace(":v1", ":v2")
     assert (
         run(tool_command(immutable_tag_request(fresh, None, False), sys.executable)).returncode == 0

@@ -206,7 +206,10 @@ def test_a_tag_whose_digest_header_contradicts_its_content_is_refused(
     verdict = verify(via(proxy, ref), "--json")
     assert verdict.exit_code == 2
     assert verdict.stdout == ""
-    assert claimed in verdict.stderr and manifest_digest(content) in verdict.stderr
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: the registry says the manifest "
+        f"is {claimed}, its content is {manifest_digest(content)}\n"
+    )
 
 
 def test_429_is_retried_like_a_server_error(
@@ -231,7 +234,10 @@ def test_an_index_larger_than_the_document_cap_is_refused(
     proxy.answer_next("/manifests/1$", padded, headers, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
-    assert str(MAX_DOCUMENT_BYTES) in verdict.stderr
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: manifest 1 is larger than "
+        f"{MAX_DOCUMENT_BYTES} bytes\n"
+    )
 
 
 def test_an_image_manifest_larger_than_the_document_cap_is_refused(
@@ -265,9 +271,11 @@ def test_an_error_on_one_platform_outranks_a_failure_on_another(
     proxy.fail_next(f"/manifests/{manifest_digest(unreadable)}$", 404, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
-    assert sorted(line.split(": ")[2] for line in verdict.stderr.splitlines()) == [
-        "linux/amd64",
-        "linux/arm64",
+    assert sorted(verdict.stderr.splitlines()) == [
+        f"verify: {via(proxy, ref)}: linux/amd64: the index entry says linux/amd64 but its image "
+        "config says linux/arm64",
+        f"verify: {via(proxy, ref)}: linux/arm64: manifest {manifest_digest(unreadable)} not "
+        "found (HTTP 404: UNAVAILABLE injected fault)",
     ]
 
 
@@ -330,16 +338,20 @@ def test_a_single_platform_manifest_passes_only_for_its_own_platform(
     assert platforms["linux/arm64"]["elf"]["checked"] == 1
     other = verify(ref, "--platform", "linux/amd64", "--json")
     assert other.exit_code == 1
-    [line] = other.stderr.splitlines()
     # The failure names the required platform and the one the manifest is for.
-    assert line.split(": ")[2] == "linux/amd64" and line.endswith("linux/arm64")
+    assert other.stderr == (
+        f"verify: {ref}: linux/amd64: the reference is a single-platform image manifest for "
+        "linux/arm64\n"
+    )
     assert other.document["platforms"] == {}
     both = verify(ref)
     assert both.exit_code == 1
-    lines = both.stderr.splitlines()
-    assert [line.split(": ")[2] for line in lines] == ["linux/amd64", "linux/arm64"]
     # With several platforms required, each failure says an index of them was expected.
-    assert all("linux/amd64, linux/arm64" in line for line in lines)
+    assert both.stderr.splitlines() == [
+        f"verify: {ref}: {platform}: the reference is a single-platform image manifest "
+        "(linux/arm64), not an index of linux/amd64, linux/arm64"
+        for platform in ("linux/amd64", "linux/arm64")
+    ]
 
 
 def test_attestations_are_counted_and_skipped_and_missing_platforms_fail(
@@ -357,12 +369,23 @@ def test_attestations_are_counted_and_skipped_and_missing_platforms_fail(
     assert set(verdict.document["platforms"]) == {"linux/amd64", "linux/arm64"}
     summary = verify(ref)
     assert summary.exit_code == 0 and summary.stderr == ""
-    assert manifest_digest(index_of(entries)) in summary.stdout
-    assert "1 attestation" in summary.stdout
+    assert summary.stdout == (
+        f"verified {ref}@{manifest_digest(index_of(entries))}: "
+        f"linux/amd64 {manifest_digest(amd64)}; linux/arm64 {manifest_digest(arm64)}; "
+        "1 attestation manifest(s) skipped\n"
+    )
     missing = verify(ref, "--platform", "linux/arm64", "--platform", "linux/riscv64")
     assert missing.exit_code == 1
-    [line] = missing.stderr.splitlines()
-    assert ": linux/riscv64: " in line and "linux/amd64, linux/arm64" in line
+    assert missing.stderr == (
+        f"verify: {ref}: linux/riscv64: missing from the index (it lists: linux/amd64, "
+        "linux/arm64)\n"
+    )
+    only = push_index(registry, repository, "only", [("unknown/unknown", attestation)])
+    nothing = verify(only, "--platform", "linux/arm64")
+    assert nothing.exit_code == 1
+    assert nothing.stderr == (
+        f"verify: {only}: linux/arm64: missing from the index (it lists: no platforms)\n"
+    )
 
 
 def test_a_platform_listed_twice_fails_only_that_platform(
@@ -379,8 +402,9 @@ def test_a_platform_listed_twice_fails_only_that_platform(
     )
     verdict = verify(ref, "--json")
     assert verdict.exit_code == 1
-    [line] = verdict.stderr.splitlines()
-    assert ": linux/arm64: " in line and " 2 " in line
+    assert verdict.stderr == (
+        f"verify: {ref}: linux/arm64: listed 2 times in the index; expected exactly once\n"
+    )
     assert list(verdict.document["platforms"]) == ["linux/amd64"]
 
 
@@ -486,17 +510,27 @@ def test_basic_auth_with_good_wrong_and_no_credentials(
 
 
 @pytest.mark.parametrize(
-    "challenge",
+    ("challenge", "refusal"),
     [
-        'Bearer realm="ftp://127.0.0.1/token",service="registry"',
-        'Bearer realm="http://registry.example.com/token",service="registry"',
-        'Bearer service="registry"',
-        'Negotiate realm="registry"',
+        (
+            'Bearer realm="ftp://127.0.0.1/token",service="registry"',
+            ": token realm 'ftp://127.0.0.1/token' is not an http(s) URL",
+        ),
+        (
+            'Bearer realm="http://registry.example.com/token",service="registry"',
+            ": token realm 'http://registry.example.com/token' is plain HTTP off this machine",
+        ),
+        ('Bearer service="registry"', ": token realm '' is not an http(s) URL"),
+        ('Bearer realm="http:///token"', ": token realm 'http:///token' is not an http(s) URL"),
+        (
+            'Negotiate realm="registry"',
+            " answered 401 with no usable challenge ('Negotiate realm=\"registry\"')",
+        ),
     ],
-    ids=["realm-not-http", "plain-http-off-this-machine", "no-realm", "unknown-scheme"],
+    ids=["realm-not-http", "plain-http-off-this-machine", "no-realm", "no-host", "unknown-scheme"],
 )
 def test_a_challenge_that_cannot_be_answered_safely_is_refused(
-    registry: Registry, proxy: FaultProxy, verify: Verify, challenge: str
+    registry: Registry, proxy: FaultProxy, verify: Verify, challenge: str, refusal: str
 ) -> None:
     ref, _ = good_image(registry, "answers/challenged")
     body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
@@ -505,9 +539,14 @@ def test_a_challenge_that_cannot_be_answered_safely_is_refused(
     assert verdict.exit_code == 2 and verdict.stdout == ""
     # Nothing but the one challenged request reached the proxy: no token was asked anywhere.
     assert [entry.status for entry in proxy.log] == [401]
+    assert verdict.stderr == (
+        f"verify: {via(proxy, ref)}: linux/amd64, linux/arm64: {proxy.address}{refusal}\n"
+    )
 
 
-@pytest.mark.parametrize("answer", [b'{"expires_in": 300}', b'{"token": ""}', b"not json"])
+@pytest.mark.parametrize(
+    "answer", [b'{"expires_in": 300}', b'{"token": ""}', b"not json", b'["token"]']
+)
 def test_a_token_answer_without_a_token_is_refused(
     registry: Registry, proxy: FaultProxy, verify: Verify, answer: bytes
 ) -> None:
@@ -518,10 +557,27 @@ def test_a_token_answer_without_a_token_is_refused(
     proxy.answer_next("^/token", answer, {"Content-Type": "application/json"}, 1)
     verdict = verify(via(proxy, ref))
     assert verdict.exit_code == 2
+    assert verdict.stderr.endswith(
+        f": token from http://{proxy.address}/token: the answer holds no token\n"
+    )
     [asked] = [entry.path for entry in proxy.log if entry.path.startswith("/token")]
     # The realm's own query is kept; the challenge's scope and service are added.
     assert asked.startswith("/token?issuer=test&")
     assert "scope=repository%3Aanswers%2Fx%3Apull" in asked and "service=registry" in asked
+
+
+def test_a_token_answered_as_access_token_is_used(
+    registry: Registry, proxy: FaultProxy, verify: Verify
+) -> None:
+    ref, _ = good_image(registry, "answers/oauth-style")
+    challenge = f'Bearer realm="http://{proxy.address}/token"'
+    proxy.answer_next("/manifests/1$", b"", {"WWW-Authenticate": challenge}, 1, status=401)
+    proxy.answer_next("^/token", b'{"access_token": "t0k"}', {}, 1)
+    verdict = verify(via(proxy, ref))
+    assert verdict.exit_code == 0, verdict.stderr
+    # Without a scope in the challenge, the repository's pull scope is asked for (no service).
+    [asked] = [entry.path for entry in proxy.log if entry.path.startswith("/token")]
+    assert asked == "/token?scope=repository%3Aanswers%2Foauth-style%3Apull"
 
 
 def test_a_missing_tag_exits_2_with_the_registrys_own_error_code(
