@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -193,3 +194,44 @@ def test_record_refuses_a_tree_an_operation_no_longer_fits(
     assert record.main(arguments) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "src/nodesvc/Dockerfile" in captured.err
+
+
+def test_record_help_shows_its_usage_and_what_each_option_is_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one usage line, whatever the terminal
+    with pytest.raises(SystemExit) as exited:
+        record.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    # --commit and --like are required (no brackets); --tag and --definitions are optional.
+    assert shown.startswith(
+        "usage: python -m patches.record [-h] --commit COMMIT [--tag TAG] --like KNOWN_SHA "
+        "[--definitions DEFINITIONS] SOURCE_DIR\n"
+    )
+    assert "\nMaintainer tool: record a new upstream revision's patch set from a checkout" in shown
+    for option, purpose in [
+        ("--commit COMMIT", "full sha of the new upstream commit"),
+        ("--tag TAG", "its tag, for messages"),
+        ("--like KNOWN_SHA", "revision to copy"),
+    ]:
+        assert re.search(rf"\n  {option} +{purpose}\n", shown), (option, shown)
+    assert re.search(r"\n  SOURCE_DIR\n", shown), shown
+
+
+def test_record_without_a_tag_prints_an_empty_one(capsys: pytest.CaptureFixture[str]) -> None:
+    definitions = str(RECORD_FIXTURES / "definitions.toml")
+    arguments = [str(RECORD_FIXTURES / "old"), "--commit", "c" * 40, "--like", "a" * 40]
+    assert record.main([*arguments, "--definitions", definitions]) == 0
+    assert capsys.readouterr().out.startswith(f'[[revision]]\ncommit = "{"c" * 40}"\ntag = ""\n')
+
+
+def test_record_reads_the_shipped_definitions_by_default_and_names_them_when_like_is_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    unknown = "d" * 40
+    arguments = [str(RECORD_FIXTURES / "old"), "--commit", "c" * 40, "--like", unknown]
+    assert record.main(arguments) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"patches.record: --like {unknown!r} is not in {DEFAULT_DEFINITIONS}\n"

@@ -68,6 +68,11 @@ def test_drop_from_platform_edits_the_continuation_line_that_holds_the_flag() ->
     ("text", "expected_line", "found"),
     [
         ("FROM python:3 AS other\n", 1, "no stage 'base'; stages: \"other\" at line 1"),
+        (
+            "# c\nFROM python:3 AS other\nFROM other\n",
+            2,
+            "no stage 'base'; stages: \"other\" at line 2, #1 (unnamed) at line 3",
+        ),
         ("# c\nFROM --platform=$BUILDPLATFORM node:20 AS base\n", 2, "FROM --platform"),
         ("FROM --platform=linux/arm64 python:3 AS base\n", 1, "--platform=linux/arm64"),
         ("FROM python:3 AS base\n", 1, "FROM python:3 AS base"),
@@ -207,6 +212,25 @@ def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
     assert [stage_platform(unpinned, s) for s in unpinned.stages] == [BUILD] * 3
     ignored = parse("FROM --platform=$BUILDPLATFORM a AS x\nFROM --platform=$TARGETPLATFORM x\n")
     assert stage_platform(ignored, ignored.stages[1]) == BUILD
+
+
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ("${BUILDPLATFORM}", BUILD),
+        ("$BUILDPLATFORM", BUILD),
+        ("${TARGETPLATFORM}", TARGET),
+        ("${PINNED}", "linux/arm64"),
+        # Only $NAME and ${NAME} are references; anything else is a platform as written.
+        ("{{BUILDPLATFORM}", "{{BUILDPLATFORM}"),
+        ("linux/amd64", "linux/amd64"),
+    ],
+)
+def test_stage_platform_reads_both_forms_of_a_variable_reference(
+    platform: str, expected: str
+) -> None:
+    dockerfile = parse(f"ARG PINNED=linux/arm64\nFROM --platform={platform} python:3 AS base\n")
+    assert stage_platform(dockerfile, dockerfile.stages[0]) == expected
 
 
 def test_automatic_arg_problems_flags_defaults_and_bare_global_args() -> None:
