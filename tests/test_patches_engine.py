@@ -207,6 +207,12 @@ def test_write_keeps_the_file_mode(tmp_path: Path, definitions: Definitions) -> 
         ),
         (
             "pysvc",
+            'ENTRYPOINT [ "python", "server.py" ]\n',
+            "",
+            "line 24: expected line 24 of the upstream file (missing here); found end of file",
+        ),
+        (
+            "pysvc",
             "FROM --platform=$BUILDPLATFORM python:",
             "FROM python:",
             "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
