@@ -213,6 +213,12 @@ def test_write_keeps_the_file_mode(tmp_path: Path, definitions: Definitions) -> 
         ),
         (
             "pysvc",
+            'ENTRYPOINT [ "python", "server.py" ]\n',
+            'ENTRYPOINT [ "python", "server.py" ]',
+            "line 24: expected the upstream file byte for byte; found other bytes",
+        ),
+        (
+            "pysvc",
             "FROM --platform=$BUILDPLATFORM python:",
             "FROM python:",
             "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
