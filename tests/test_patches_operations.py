@@ -258,3 +258,25 @@ def test_edit_keeps_lines_outside_the_instruction_as_the_same_objects() -> None:
     unchanged = [i for i, (a, b) in enumerate(zip(dockerfile.lines, edited, strict=True)) if a == b]
     assert len(unchanged) == len(edited) - 1
     assert edited[5] == Line("FROM python:3.12-alpine AS base", "\n")
+
+
+def test_remove_global_arg_takes_only_the_comment_directly_above_it() -> None:
+    text = "# license header\n# why the default\nARG BUILDPLATFORM=linux/amd64\n\nFROM a\n"
+    assert _edit(REMOVE_GLOBAL, text) == "# license header\n\nFROM a\n"
+
+
+@pytest.mark.parametrize(
+    ("operation", "message"),
+    [
+        (REMOVE_GLOBAL, "remove the global ARG BUILDPLATFORM=linux/amd64"),
+        (
+            RemoveArgDefault(stage="base", name="TARGETARCH", default="amd64"),
+            "remove the default of ARG TARGETARCH=amd64 in stage base",
+        ),
+    ],
+)
+def test_edit_without_its_precondition_names_the_operation(
+    operation: Operation, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^edit called without its precondition: {message}$"):
+        operation.edit(parse("FROM python:3 AS base\nRUN true\n"))
