@@ -246,6 +246,33 @@ def test_drift_names_file_line_expected_found_and_changes_nothing(
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Resembling neither the upstream nor the patched file, it is read as upstream.
+        (
+            "FROM scratch\n",
+            "line 1: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
+            "found no stage 'base'; stages: #0 (unnamed) at line 1",
+        ),
+        (
+            "# escape=|\nFROM scratch\n",
+            "line 1: escape directive '|' is not allowed; allowed: '\\\\' or '`'",
+        ),
+    ],
+)
+def test_a_replaced_dockerfile_is_described_against_the_upstream_file(
+    tmp_path: Path, definitions: Definitions, text: str, message: str
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    (root / "src" / "pysvc" / "Dockerfile").write_text(text)
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    assert f"\n  against bbbbbbbb (fixture-v0.10.6): {message}\nNothing" in str(raised.value)
+    assert snapshot(root) == before
+
+
 def test_drift_in_an_untouched_file_is_refused(tmp_path: Path, definitions: Definitions) -> None:
     root = copy_tree(tmp_path, "old")
     target = root / "src" / "gosvc" / "Dockerfile"
