@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from patches import engine
+from patches import engine, record
 from patches.definitions import Definitions, load
 from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
 
@@ -425,6 +425,61 @@ def test_file_shared_by_revisions_with_different_patches_needs_revision(tmp_path
     with pytest.raises(PatchError, match=r"match several supported revisions .* pass --revision"):
         plan(root, definitions)
     assert plan(root, definitions, commit="d" * 40).revision.commit == "d" * 40
+
+
+def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ...]) -> str:
+    """The `[[revision]]` block patches.record writes for `services` of the fixture revision
+    `known`, found in `tree` (their paths as the fixture definitions record them)."""
+    revision = load(FIXTURES / "definitions.toml").revision(known)
+    assert revision is not None
+    files = tuple(f for f in revision.files if f.service in services)
+    return record.record(tree, files, commit, "")
+
+
+def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
+    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
+    its pysvc is drift that c… cannot explain."""
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "new", "d" * 40, NEW, ("gosvc", "pysvc"))
+    )
+    root = copy_tree(tmp_path, "old")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions))
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("drift: src/pysvc/Dockerfile (pysvc) has sha256 ")
+    assert lines[1:] == [
+        "  against cccccccc: the service is not part of it",
+        "Nothing was changed.",
+    ]
+    assert snapshot(root) == before
+
+
+def test_a_service_whose_path_moved_between_revisions_is_looked_for_at_both(
+    tmp_path: Path,
+) -> None:
+    moved = tmp_path / "moved"
+    (moved / "src" / "pysvc" / "src").mkdir(parents=True)
+    shutil.copy(FIXTURES / "new" / "src" / "pysvc" / "Dockerfile", moved / "src" / "pysvc" / "src")
+    block = _revision_block(FIXTURES / "new", "d" * 40, NEW, ("pysvc",))
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc", "pysvc"))
+        + "\n"
+        + block.replace('path = "src/pysvc/Dockerfile"', 'path = "src/pysvc/src/Dockerfile"')
+    )
+    assert plan(moved, load(definitions)).revision.commit == "d" * 40
+    root = copy_tree(tmp_path, "old")
+    (root / "src" / "pysvc" / "Dockerfile").unlink()
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions), ("pysvc",))
+    assert (
+        "\ndrift: src/pysvc/Dockerfile or src/pysvc/src/Dockerfile (pysvc): file not found\n"
+        in str(raised.value)
+    )
 
 
 def test_write_failure_on_one_file_leaves_every_file_untouched(tmp_path: Path) -> None:
