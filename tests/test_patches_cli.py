@@ -155,6 +155,11 @@ def test_drift_exits_2_with_one_message_and_changes_nothing(tmp_path: Path) -> N
     ("arguments", "message"),
     [
         (("apply", "{tree}", "--revision", "5f4ccc7d"), "is not a full commit sha"),
+        (
+            ("apply", "{tree}", "--revision", "5F4CCC7D1C4312C72E97CBA777C4F6A586026E59"),
+            "argument --revision: '5F4CCC7D1C4312C72E97CBA777C4F6A586026E59' is not a full "
+            "commit sha (40 lower-case hex digits)",
+        ),
         (("apply", "{tree}", "--revision", "c" * 40), "is not a supported upstream; allowed:"),
         (("apply", "{tree}", "--service", "websvc"), "--service 'websvc' has no patch definitions"),
         (("apply", "{tree}/missing"), "is not a directory"),
