@@ -153,6 +153,7 @@ def test_remove_global_arg_without_comment_keeps_the_comment_and_crlf() -> None:
     ("text", "line", "expected", "found"),
     [
         (PYTHON.replace("ARG BUILDPLATFORM=linux/amd64\n", ""), 5, "global ARG", "no global"),
+        ("# only a comment\n", 1, "global ARG BUILDPLATFORM=linux/amd64", "no global ARG"),
         (
             PYTHON.replace("=linux/amd64", "=linux/arm64"),
             4,
