@@ -156,6 +156,74 @@ def test_malformed_definitions_are_refused_naming_the_entry(
     assert message in str(raised.value)
 
 
+OPS = 'patches = [{ op = "drop-from-platform", stage = "base", image = "python:" }]\n'
+FIRST_FILE = ": revision #1 (aaaaaaaa) file #1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("revision = [1]\n", ": revision #1: expected a table, found 1"),
+        (
+            "[[revision]]\n" + REVISION + "file = 1\n",
+            ": revision #1: key 'file' must be an array of tables",
+        ),
+        ("[[revision]]\n" + REVISION + "file = [1]\n", f"{FIRST_FILE}: expected a table, found 1"),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"svc"', '"Svc"'),
+            f"{FIRST_FILE}: key 'service' = 'Svc' is not a service name",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"src/svc', '"/src/svc'),
+            f"{FIRST_FILE}: key 'path' = '/src/svc/Dockerfile' is not a relative path",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"0000', '"zz00'),
+            f"{FIRST_FILE}: key 'pristine' = 'zz{'0' * 62}' is not a sha256 hex digest",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('lines = "00"', 'lines = "0"'),
+            f"{FIRST_FILE}: key 'lines' = '0' is not a line fingerprint (hex pairs)",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + 'patched_lines = "01"\n',
+            f"{FIRST_FILE}: 'patched' and 'patched_lines' need 'patches'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + f'patched = "{"1" * 64}"\n',
+            f"{FIRST_FILE}: 'patched' and 'patched_lines' need 'patches'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED.replace("1" * 64, "1" * 63) + OPS,
+            f"{FIRST_FILE}: key 'patched' = '{'1' * 63}' is not a sha256 hex digest",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED.replace('"01"', '"0"') + OPS,
+            f"{FIRST_FILE}: key 'patched_lines' = '0' is not a line fingerprint",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + "patches = [1]\n",
+            f"{FIRST_FILE} patch #1: expected a table, found 1",
+        ),
+    ],
+)
+def test_each_malformed_entry_is_refused_with_the_whole_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "definitions.toml"
+    path.write_text(text)
+    with pytest.raises(DefinitionsError) as raised:
+        load(path)
+    assert str(raised.value) == f"{path}{message}"
+
+
+def test_a_revision_without_a_tag_is_named_by_its_short_commit(tmp_path: Path) -> None:
+    path = tmp_path / "definitions.toml"
+    path.write_text("[[revision]]\n" + REVISION + FILE)
+    (revision,) = load(path).revisions
+    assert (revision.tag, revision.label) == ("", "aaaaaaaa")
+
+
 # The maintainer tool `python -m patches.record`, run in this process (mutation testing sees
 # what it reaches; tests/test_patches_cli.py runs it as a process).
 
