@@ -281,3 +281,15 @@ def test_edit_without_its_precondition_names_the_operation(
 ) -> None:
     with pytest.raises(ValueError, match=f"^edit called without its precondition: {message}$"):
         operation.edit(parse("FROM python:3 AS base\nRUN true\n"))
+
+
+def test_remove_arg_default_postcondition_names_the_missing_stage() -> None:
+    operation = RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64")
+    assert operation.postcondition(parse("# c\nFROM golang AS compile\n")) == Mismatch(
+        2,
+        "ARG TARGETARCH without a default in stage builder",
+        "no stage 'builder'; stages: \"compile\" at line 2",
+    )
+    assert operation.postcondition(parse("FROM golang AS builder\nRUN true\n")) == Mismatch(
+        1, "ARG TARGETARCH without a default in stage builder", "no such ARG"
+    )
