@@ -293,7 +293,9 @@ def test_drift_after_patching_is_compared_with_the_patched_file(
     target = root / "src" / "pysvc" / "Dockerfile"
     target.write_text(target.read_text().replace("WORKDIR /app", "WORKDIR /srv"))
     with pytest.raises(
-        PatchError, match=r"line 17: expected line 17 of the patched file; found 'WORKDIR /srv'"
+        PatchError,
+        match=r"\(fixture-v0\.10\.6\): line 17: expected line 17 of the patched file; "
+        r"found 'WORKDIR /srv'\n",
     ):
         plan(root, definitions)
 

@@ -293,3 +293,11 @@ def test_remove_arg_default_postcondition_names_the_missing_stage() -> None:
     assert operation.postcondition(parse("FROM golang AS builder\nRUN true\n")) == Mismatch(
         1, "ARG TARGETARCH without a default in stage builder", "no such ARG"
     )
+
+
+def test_a_global_arg_on_the_first_or_last_line() -> None:
+    assert REMOVE_GLOBAL.precondition(parse("ARG BUILDPLATFORM=linux/amd64\nFROM a\n")) == Mismatch(
+        1, "# why the default", "(start of file)"
+    )
+    alone = RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64")
+    assert _edit(alone, "ARG BUILDPLATFORM=linux/amd64\n") == ""
