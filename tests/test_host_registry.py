@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -266,3 +267,23 @@ def test_neither_the_binary_nor_docker_is_one_clear_error(tmp_path: Path) -> Non
         "docker-registry) nor docker (to run registry:2) is on PATH"
     )
     assert not (tmp_path / "registry").exists()
+
+
+def test_a_registry_that_exits_at_start_is_reported_with_its_log_and_leaves_no_pid_file(
+    registry_binary: None, tmp_path: Path
+) -> None:
+    """A port bound but not listening refuses connections (so it looks free) and makes the
+    registry's own listen fail: the registry exits, and the error quotes its log."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{blocker.getsockname()[1]}"
+        data_dir = tmp_path / "registry"
+        result = host_registry("ensure", "--address", address, "--data-dir", str(data_dir))
+    files = RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address))
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: the registry for {address} exited at start; last lines of {files.log}: "
+    )
+    assert "address already in use" in line
+    assert not files.pid.exists()
