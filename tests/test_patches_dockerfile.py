@@ -191,3 +191,7 @@ def test_parse_from_takes_the_platform_flag_in_any_case_and_skips_other_flags() 
 
 def test_parse_arg_with_an_unbalanced_quote_splits_on_whitespace() -> None:
     assert parse_arg('A="x B') == (ArgDeclaration("A", '"x'), ArgDeclaration("B", None))
+
+
+def test_a_hash_in_an_arg_is_part_of_the_word_not_a_comment() -> None:
+    assert parse_arg("A=x#y B") == (ArgDeclaration("A", "x#y"), ArgDeclaration("B", None))
