@@ -7,6 +7,7 @@ code, and lets mutation testing switch its functions (it cannot in a module run 
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from host import local_up
 from tests.engine_events import Events
+from tests.pulumi_release import path_without_pulumi, stub_executable, write_project_files
 from tests.test_host_progress import images_output
 
 
@@ -89,7 +91,11 @@ def test_help_names_each_helper_and_its_required_options(
     monkeypatch.setenv("COLUMNS", "200")  # one usage line, whatever the terminal
     shown = help_of([], capsys)
     assert shown.startswith("usage: python -m host.local_up [-h] {pulumi,progress,table} ...\n")
-    assert "\nHelpers `scripts/local-up` runs (standard library only, no Pulumi imports)." in shown
+    # The description is the docstring's first line only.
+    assert (
+        "\n\nHelpers `scripts/local-up` runs (standard library only, no Pulumi imports).\n\n"
+        in (shown)
+    )
     for command, purpose in [
         ("pulumi", "find or install the Pulumi CLI"),
         ("progress", "print one line per step of `pulumi up`"),
@@ -122,3 +128,40 @@ def test_a_helper_must_be_named(capsys: pytest.CaptureFixture[str]) -> None:
         local_up.main([])
     assert exited.value.code == 2
     assert "the following arguments are required" in capsys.readouterr().err
+
+
+def test_pulumi_prints_the_cli_it_reused_or_found(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    write_project_files(project, "3.272.0")
+    installed = project / ".tools" / "pulumi"
+    (installed / "bin").mkdir(parents=True)
+    (installed / "bin" / "pulumi").write_bytes(stub_executable("3.272.0"))
+    (installed / "bin" / "pulumi").chmod(0o755)
+    (installed / "VERSION").write_text("3.272.0\n")
+    arguments = [
+        *("pulumi", "--version-file", str(project / ".pulumi-version")),
+        *("--requirements", str(project / "requirements.txt")),
+        *("--tools-dir", str(project / ".tools")),
+    ]
+    monkeypatch.setenv("PATH", path_without_pulumi())
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+    assert local_up.main(arguments) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "action": "reused",
+        "path": str(installed / "bin" / "pulumi"),
+        "version": "3.272.0",
+    }
+
+    own = tmp_path / "bin" / "pulumi"
+    own.parent.mkdir()
+    own.write_bytes(stub_executable("3.250.1"))
+    own.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{own.parent}{os.pathsep}{path_without_pulumi()}")
+    assert local_up.main(arguments) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "action": "found",
+        "path": str(own),
+        "version": "3.250.1",
+    }
