@@ -349,3 +349,15 @@ def test_follow_keeps_reading_until_the_done_file_appears(tmp_path: Path) -> Non
     reader.join(timeout=30)
     assert not reader.is_alive()
     assert out.getvalue() == f"local-up: {step_line('registry ready', 1)}\n"
+
+
+def test_a_line_that_is_not_utf8_is_skipped_like_any_line_that_is_not_json(
+    tmp_path: Path,
+) -> None:
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    first, second = ({"sequence": n, "timestamp": n} for n in range(2))
+    log.write_bytes(
+        json.dumps(first).encode() + b"\n\xff\xfe not utf-8\n" + json.dumps(second).encode() + b"\n"
+    )
+    done.touch()
+    assert [event["sequence"] for event in events(log, done.exists)] == [0, 1]
