@@ -1,7 +1,8 @@
 """`python -m host registry ensure|remove`, run for real as the local stack's Commands run it.
 
 The lifecycle tests start Debian's `docker-registry` on a free loopback port (fail under CI=true
-when the binary is missing, skip otherwise); the refusals need no registry: they must happen
+when the binary is missing, skip otherwise); the container tests also need the Docker Engine, to
+run an image built here from that binary; the refusals need no registry: they must happen
 before anything is started or written.
 """
 
