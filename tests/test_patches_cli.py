@@ -76,6 +76,7 @@ def test_apply_prints_one_line_per_file_and_is_idempotent(old_tree: Path) -> Non
 def test_apply_json_follows_the_contract(old_tree: Path) -> None:
     result = run("apply", str(old_tree), "--json")
     assert result.returncode == 0
+    assert result.stdout.startswith('{\n  "revision": ')  # indented by two, for readers
     document = json.loads(result.stdout)
     assert document["revision"] == OLD
     assert [(f["service"], f["path"], f["status"]) for f in document["files"]] == [

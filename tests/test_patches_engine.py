@@ -6,6 +6,7 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -648,7 +649,7 @@ def test_a_result_that_differs_from_the_recorded_digest_changes_nothing(tmp_path
 def test_a_failed_move_restores_the_files_already_moved(
     tmp_path: Path, definitions: Definitions
 ) -> None:
-    """A real OSError on the second os.replace (its target became a directory after planning)."""
+    """The second target became a directory after planning: refused before any move."""
     root = copy_tree(tmp_path, "old")
     result = plan(root, definitions)
     changed = [f.path for f in result.files if f.after != f.before]
@@ -663,3 +664,31 @@ def test_a_failed_move_restores_the_files_already_moved(
     assert (root / changed[0]).read_text() == fixture_text("old", "nodesvc")
     leftovers = [p.name for p in root.rglob(".*") if p.is_file()]
     assert leftovers == []
+
+
+def test_a_move_that_fails_restores_the_files_already_moved(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    """A real OSError from the second os.replace: its target is a mount point (EBUSY), whose
+    bytes are still the planned ones, so every check before the moves passes."""
+    if os.geteuid() != 0:
+        pytest.skip("bind-mounting a file needs root")
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    first, second = (root / f.path for f in result.files if f.after != f.before)
+    same_bytes = tmp_path / "same-bytes"
+    shutil.copy(second, same_bytes)
+    mounted = subprocess.run(["mount", "--bind", str(same_bytes), str(second)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("bind mounts are not permitted here")
+    try:
+        with pytest.raises(PatchError) as raised:
+            write(result)
+    finally:
+        subprocess.run(["umount", str(second)], check=True)
+    message = str(raised.value)  # names the temporary file being moved onto the target
+    assert message.startswith(f"cannot replace {second.parent}/.Dockerfile."), message
+    assert message.endswith(": Device or resource busy; the files already replaced were restored")
+    assert first.read_text() == fixture_text("old", "nodesvc")
+    assert second.read_text() == fixture_text("old", "pysvc")
+    assert [p.name for p in root.rglob(".*") if p.is_file()] == []
