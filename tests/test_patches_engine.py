@@ -658,8 +658,11 @@ def test_a_failed_move_restores_the_files_already_moved(
     second.unlink()
     (second / "occupied").mkdir(parents=True)
     before = snapshot(root)
-    with pytest.raises(PatchError):
+    with pytest.raises(PatchError) as raised:
         write(result)
+    assert str(raised.value) == (
+        "cannot read src/pysvc/Dockerfile: Is a directory; nothing was changed"
+    )
     assert snapshot(root) == before
     assert (root / changed[0]).read_text() == fixture_text("old", "nodesvc")
     leftovers = [p.name for p in root.rglob(".*") if p.is_file()]
