@@ -148,11 +148,13 @@ def test_pulumi_prints_the_cli_it_reused_or_found(
     monkeypatch.setenv("PATH", path_without_pulumi())
     monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
     assert local_up.main(arguments) == 0
-    assert json.loads(capsys.readouterr().out) == {
-        "action": "reused",
-        "path": str(installed / "bin" / "pulumi"),
-        "version": "3.272.0",
-    }
+    # One line of JSON with sorted keys, as scripts/local-up reads it.
+    assert capsys.readouterr().out == (
+        json.dumps(
+            {"action": "reused", "path": str(installed / "bin" / "pulumi"), "version": "3.272.0"}
+        )
+        + "\n"
+    )
 
     own = tmp_path / "bin" / "pulumi"
     own.parent.mkdir()

@@ -281,14 +281,19 @@ def test_a_registry_that_exits_at_start_is_reported_with_its_log_and_leaves_no_p
         blocker.bind(("127.0.0.1", 0))
         address = f"127.0.0.1:{blocker.getsockname()[1]}"
         data_dir = tmp_path / "registry"
+        files = RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address))
+        # The log of earlier runs, one line not UTF-8: only the last three lines are quoted.
+        data_dir.mkdir()
+        files.log.write_bytes(b"earlier run \xff\nearlier run 2\nearlier run 3\n")
         result = host_registry("ensure", "--address", address, "--data-dir", str(data_dir))
-    files = RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address))
     assert result.returncode == 2 and result.stdout == ""
     (line,) = result.stderr.strip().splitlines()
-    assert line.startswith(
+    logged = files.log.read_text(errors="replace").strip().splitlines()
+    assert len(logged) > 3 and "address already in use" in logged[-1]
+    assert line == (
         f"error: the registry for {address} exited at start; last lines of {files.log}: "
+        + " | ".join(logged[-3:])
     )
-    assert "address already in use" in line
     assert not files.pid.exists()
 
 
