@@ -365,14 +365,22 @@ def container_tools(registry_binary: None, tmp_path: Path) -> Iterator[dict[str,
             docker("rm", "--force", CONTAINER)
 
 
+def ensure_in_container(
+    image: str, tools: dict[str, str], tmp_path: Path
+) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
+    """`registry ensure --image IMAGE` on a free address: the address, the data dir, the run."""
+    address = f"127.0.0.1:{free_loopback_port()}"
+    data_dir = tmp_path / "registry"
+    arguments = ("--address", address, "--data-dir", str(data_dir), "--image", image)
+    return address, data_dir, host_registry("ensure", *arguments, env=tools)
+
+
 def test_without_the_binary_the_registry_runs_as_a_container(
     container_tools: dict[str, str], tmp_path: Path
 ) -> None:
     image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
-    address = f"127.0.0.1:{free_loopback_port()}"
-    data_dir = tmp_path / "registry"
+    address, data_dir, started = ensure_in_container(image, container_tools, tmp_path)
     arguments = ("--address", address, "--data-dir", str(data_dir))
-    started = host_registry("ensure", *arguments, "--image", image, env=container_tools)
     assert started.returncode == 0, started.stderr
     assert json.loads(started.stdout) == {
         "address": address,
@@ -413,9 +421,7 @@ def test_a_stopped_container_of_an_earlier_run_is_replaced(
 ) -> None:
     image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
     assert docker("create", "--name", CONTAINER, image).returncode == 0
-    address = f"127.0.0.1:{free_loopback_port()}"
-    arguments = ("--address", address, "--data-dir", str(tmp_path / "registry"))
-    started = host_registry("ensure", *arguments, "--image", image, env=container_tools)
+    address, _, started = ensure_in_container(image, container_tools, tmp_path)
     assert started.returncode == 0, started.stderr
     assert v2_status(address) == 200
 
@@ -425,10 +431,7 @@ def test_a_running_container_serving_elsewhere_is_refused(
 ) -> None:
     image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
     assert docker("run", "--detach", "--name", CONTAINER, image).returncode == 0
-    address = f"127.0.0.1:{free_loopback_port()}"
-    data_dir = tmp_path / "registry"
-    arguments = ("--address", address, "--data-dir", str(data_dir))
-    refused = host_registry("ensure", *arguments, "--image", image, env=container_tools)
+    address, data_dir, refused = ensure_in_container(image, container_tools, tmp_path)
     assert refused.returncode == 2 and refused.stdout == ""
     assert refused.stderr.splitlines()[-1] == (
         f"error: container {CONTAINER} is running but does not serve {address}; "
@@ -442,10 +445,7 @@ def test_a_container_that_exits_at_start_is_removed_and_named(
 ) -> None:
     broken = ["/bin/registry", "serve", "/nonexistent.yml"]
     image = build_image(tmp_path / "image", "boutique-test/registry:broken", broken)
-    address = f"127.0.0.1:{free_loopback_port()}"
-    data_dir = tmp_path / "registry"
-    arguments = ("--address", address, "--data-dir", str(data_dir))
-    failed = host_registry("ensure", *arguments, "--image", image, env=container_tools)
+    address, data_dir, failed = ensure_in_container(image, container_tools, tmp_path)
     assert failed.returncode == 2 and failed.stdout == ""
     assert failed.stderr.splitlines()[-1] == (
         f"error: the registry for {address} exited at start; see `docker logs {CONTAINER}`"

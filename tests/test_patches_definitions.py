@@ -148,12 +148,18 @@ PATCHED = f'patched = "{"1" * 64}"\npatched_lines = "01"\n'
 def test_malformed_definitions_are_refused_naming_the_entry(
     tmp_path: Path, text: str, message: str
 ) -> None:
+    path, error = refusal(tmp_path, text)
+    assert error.startswith(str(path))
+    assert message in error
+
+
+def refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """The definitions file written with `text`, and the message `load` refuses it with."""
     path = tmp_path / "definitions.toml"
     path.write_text(text)
     with pytest.raises(DefinitionsError) as raised:
         load(path)
-    assert str(raised.value).startswith(str(path))
-    assert message in str(raised.value)
+    return path, str(raised.value)
 
 
 OPS = 'patches = [{ op = "drop-from-platform", stage = "base", image = "python:" }]\n'
@@ -210,11 +216,8 @@ FIRST_FILE = ": revision #1 (aaaaaaaa) file #1"
 def test_each_malformed_entry_is_refused_with_the_whole_message(
     tmp_path: Path, text: str, message: str
 ) -> None:
-    path = tmp_path / "definitions.toml"
-    path.write_text(text)
-    with pytest.raises(DefinitionsError) as raised:
-        load(path)
-    assert str(raised.value) == f"{path}{message}"
+    path, error = refusal(tmp_path, text)
+    assert error == f"{path}{message}"
 
 
 def test_a_revision_without_a_tag_is_named_by_its_short_commit(tmp_path: Path) -> None:
