@@ -217,3 +217,23 @@ def test_usage_error_exits_2(project: Path, upstream: Upstream) -> None:
     assert result.returncode == 2
     assert "checkout --url needs --commit and --cache-dir" in result.stderr
     assert json.loads(result.stdout or "null") is None
+
+
+@pytest.mark.parametrize("in_git", [False, True])
+def test_an_existing_path_without_a_required_file_names_what_it_is(
+    project: Path, upstream: Upstream, tmp_path: Path, in_git: bool
+) -> None:
+    """A plain directory is named by its working tree, a git work tree by its HEAD commit."""
+    source = upstream.work if in_git else tmp_path / "plain"
+    source.mkdir(exist_ok=True)
+    command_line = tool_command(
+        checkout_request(PathSource(str(source), None), ("src/frontend/Dockerfile",)),
+        sys.executable,
+    )
+    result = run_host(command_line, project)
+    assert result.returncode == 2 and result.stdout == ""
+    what = upstream.second if in_git else "its working tree"
+    assert result.stderr.strip() == (
+        f"error: the checkout at {what} has no src/frontend/Dockerfile; "
+        "is this the Online Boutique repository?"
+    )

@@ -1,5 +1,6 @@
 """Progress lines from engine events (host/progress.py); the proof table (host/proof_table.py)."""
 
+import io
 import json
 import threading
 import time
@@ -15,10 +16,11 @@ from host.progress import (
     SERVICE_IMAGE,
     Progress,
     events,
+    follow,
     format_duration,
     step_line,
 )
-from host.proof_table import render, short_digest
+from host.proof_table import arch, render, short_digest
 from tests.engine_events import STACK_URN, Events
 from tests.program_mocks import ProgramRunner, stack_config
 
@@ -276,3 +278,86 @@ def test_events_are_read_as_they_are_written_and_drained_at_the_end(tmp_path: Pa
 def test_without_an_event_log_the_reader_stops_when_done(tmp_path: Path) -> None:
     (tmp_path / "done").touch()
     assert list(events(tmp_path / "never-written.jsonl", (tmp_path / "done").exists)) == []
+
+
+def test_an_empty_images_output_says_no_service_was_built() -> None:
+    assert render("{}") == ["the stack output `images` is empty: no service was built"]
+
+
+def test_missing_fields_show_a_dash_and_the_example_follows_what_the_output_has() -> None:
+    """Without frontend, the first service by name is the example; without linux/arm64 it is
+    pulled for its first platform, and for linux/arm64 when it lists none."""
+    images = {
+        "cartservice": {"ref": "127.0.0.1:5000/cartservice:v1"},
+        "adservice": {
+            "ref": "127.0.0.1:5000/adservice:v1",
+            "digest": DIGEST_B,
+            "platforms": {"linux/s390x": DIGEST_A, "linux/amd64": DIGEST_A},
+        },
+    }
+    assert render(json.dumps(images)) == [
+        "service      platforms                 digest",
+        "adservice    linux/amd64, linux/s390x  sha256:b2b2b2b2b2b2",
+        "cartservice  -                         -",
+        "",
+        "pull one: docker pull --platform linux/amd64 127.0.0.1:5000/adservice:v1",
+        "check it: .venv/bin/python -m verify 127.0.0.1:5000/adservice:v1 --deep",
+    ]
+    alone = render(json.dumps({"cartservice": images["cartservice"]}))
+    assert alone[-2] == "pull one: docker pull --platform linux/arm64 127.0.0.1:5000/cartservice:v1"
+
+
+def test_proof_entries_that_are_not_objects_or_lack_numbers_are_shown_without_them() -> None:
+    images = {
+        "frontend": {
+            "ref": "r",
+            "digest": DIGEST_A,
+            "platforms": {"linux/amd64": DIGEST_B, "linux/arm64": DIGEST_B},
+            "proof": {
+                "linux/amd64": ["elfFiles", "probe"],
+                "linux/arm64": {"elfFiles": 3, "probe": "grpc:3550", "seconds": "slow"},
+            },
+        }
+    }
+    assert render(json.dumps(images))[1] == (
+        "frontend  linux/amd64, linux/arm64  sha256:a1a1a1a1a1a1  arm64 3            "
+        "arm64 grpc:3550"
+    )
+
+
+def test_short_digest_keeps_the_first_twelve_characters_after_the_algorithm() -> None:
+    assert short_digest("sha256:" + "c3" * 8 + ":tail") == "sha256:c3c3c3c3c3c3"
+    assert short_digest("no-algorithm") == "no-algorithm"
+
+
+def test_arch_is_the_last_part_of_a_platform() -> None:
+    assert [arch("linux/arm64"), arch("arm64")] == ["arm64", "arm64"]
+
+
+def test_follow_keeps_reading_until_the_done_file_appears(tmp_path: Path) -> None:
+    """Steps written after `follow` started are printed: it stops only once `done` exists."""
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    written = Events()
+    written.registry(start=100, end=101)
+    out = io.StringIO()
+    reader = threading.Thread(target=follow, args=(log, done, out, "local-up: "))
+    reader.start()
+    time.sleep(0.5)
+    log.write_text("".join(json.dumps(event) + "\n" for event in written.events))
+    time.sleep(0.5)
+    done.touch()
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert out.getvalue() == f"local-up: {step_line('registry ready', 1)}\n"
+
+
+def test_a_line_that_is_not_utf8_is_skipped_like_any_line_that_is_not_json(
+    tmp_path: Path,
+) -> None:
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    first, second = ({"sequence": n, "timestamp": n} for n in range(2))
+    log.write_bytes(
+        json.dumps(first).encode() + b"\n\xff\xfe not utf-8\n" + json.dumps(second).encode() + b"\n"
+    )
+    done.touch()
+    assert [event["sequence"] for event in events(log, done.exists)] == [0, 1]

@@ -239,6 +239,33 @@ def test_a_redirect_from_https_to_http_is_refused(tmp_path: Path) -> None:
     assert_nothing_installed(tmp_path / "project")
 
 
+def test_redirects_that_keep_the_scheme_are_followed(tmp_path: Path) -> None:
+    """http to http and https to https are followed (the release host answers from a CDN)."""
+    needs_openssl()
+    release = this_release(PINNED)
+    certificate, key = loopback_certificate(tmp_path)
+    names = (release.checksums, release.archive)
+    plain = ReleaseServer(release_files(PINNED)).start()
+    secure = ReleaseServer(release_files(PINNED), tls=(certificate, key)).start()
+    plain_front = ReleaseServer(
+        {}, redirects={name: f"{plain.base_url}/{name}" for name in names}
+    ).start()
+    secure_front = ReleaseServer(
+        {}, redirects={name: f"{secure.base_url}/{name}" for name in names}, tls=(certificate, key)
+    ).start()
+    trust = {"SSL_CERT_FILE": str(certificate)}
+    try:
+        for front, project in ((plain_front, "http"), (secure_front, "https")):
+            write_project_files(tmp_path / project, PINNED)
+            result = ensure_cli(tmp_path / project, front.base_url, extra_env=trust)
+            assert result.returncode == 0, result.stderr
+            assert json.loads(result.stdout)["action"] == "installed"
+            assert front.requests == {name: 1 for name in names}
+    finally:
+        for server in (plain, secure, plain_front, secure_front):
+            server.stop()
+
+
 def test_an_archive_with_paths_outside_pulumi_is_refused(tmp_path: Path) -> None:
     release = this_release(PINNED)
     archive = archive_bytes({"pulumi/pulumi": stub_executable(PINNED), "../escape": b"x"})

@@ -1,17 +1,21 @@
 """`python -m host registry ensure|remove`, run for real as the local stack's Commands run it.
 
 The lifecycle tests start Debian's `docker-registry` on a free loopback port (fail under CI=true
-when the binary is missing, skip otherwise); the refusals need no registry: they must happen
+when the binary is missing, skip otherwise); the container tests also need the Docker Engine, to
+run an image built here from that binary; the refusals need no registry: they must happen
 before anything is started or written.
 """
 
+import fcntl
 import http.server
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.request
@@ -22,8 +26,8 @@ import pytest
 
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
-from tests.integration.conftest import missing_prerequisite
-from tests.integration.dockerenv import free_loopback_port
+from tests.integration.conftest import BUILD_PLATFORMS, missing_prerequisite
+from tests.integration.dockerenv import ToolchainError, check_docker_engine, free_loopback_port
 from tests.program_mocks import ROOT
 
 
@@ -266,3 +270,185 @@ def test_neither_the_binary_nor_docker_is_one_clear_error(tmp_path: Path) -> Non
         "docker-registry) nor docker (to run registry:2) is on PATH"
     )
     assert not (tmp_path / "registry").exists()
+
+
+def test_a_registry_that_exits_at_start_is_reported_with_its_log_and_leaves_no_pid_file(
+    registry_binary: None, tmp_path: Path
+) -> None:
+    """A port bound but not listening refuses connections (so it looks free) and makes the
+    registry's own listen fail: the registry exits, and the error quotes its log."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{blocker.getsockname()[1]}"
+        data_dir = tmp_path / "registry"
+        files = RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address))
+        # The log of earlier runs, one line not UTF-8: only the last three lines are quoted.
+        data_dir.mkdir()
+        files.log.write_bytes(b"earlier run \xff\nearlier run 2\nearlier run 3\n")
+        result = host_registry("ensure", "--address", address, "--data-dir", str(data_dir))
+    assert result.returncode == 2 and result.stdout == ""
+    (line,) = result.stderr.strip().splitlines()
+    logged = files.log.read_text(errors="replace").strip().splitlines()
+    assert len(logged) > 3 and "address already in use" in logged[-1]
+    assert line == (
+        f"error: the registry for {address} exited at start; last lines of {files.log}: "
+        + " | ".join(logged[-3:])
+    )
+    assert not files.pid.exists()
+
+
+# Without the docker-registry binary, `ensure` runs the registry image as a container. The tests
+# build that image here from Debian's docker-registry binary and the libraries it links (nothing
+# can be pulled), and give the tool a PATH that has docker but not docker-registry.
+
+CONTAINER = "boutique-local-registry"
+REGISTRY_ENTRYPOINT = ["/bin/registry", "serve", "/etc/docker/registry/config.yml"]
+CONTAINER_LOCK = Path(tempfile.gettempdir()) / f"{CONTAINER}.test-lock"
+REGISTRY_CONFIG = (
+    "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n"
+    "http:\n  addr: :5000\n"
+)
+
+
+def docker(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *arguments], capture_output=True, text=True, check=False, timeout=120
+    )
+
+
+def build_image(context: Path, tag: str, entrypoint: list[str]) -> str:
+    """A FROM-scratch image holding docker-registry, its libraries and a config on :5000."""
+    binary = shutil.which("docker-registry")
+    assert binary is not None
+    context.mkdir()
+    copies = [(Path(binary), "/bin/registry")]
+    linked = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False)
+    for line in linked.stdout.splitlines():
+        path = line.split("=>")[-1].split("(")[0].strip()
+        if path.startswith("/"):
+            copies.append((Path(path), path))
+    lines = ["FROM scratch"]
+    for number, (source, target) in enumerate(copies):
+        shutil.copy(source, context / f"file{number}")
+        lines.append(f"COPY file{number} {target}")
+    (context / "config.yml").write_text(REGISTRY_CONFIG)
+    lines += [
+        "COPY config.yml /etc/docker/registry/config.yml",
+        f"ENTRYPOINT {json.dumps(entrypoint)}",
+    ]
+    (context / "Dockerfile").write_text("\n".join(lines) + "\n")
+    built = docker("build", "--quiet", "--tag", tag, str(context))
+    assert built.returncode == 0, built.stderr
+    return tag
+
+
+@pytest.fixture
+def container_tools(registry_binary: None, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The environment for `python -m host registry` with docker but without docker-registry;
+    the container name is machine-wide, so these tests hold a lock and remove it afterwards."""
+    try:
+        check_docker_engine(BUILD_PLATFORMS)
+    except ToolchainError as error:
+        missing_prerequisite(str(error))
+    docker_cli = shutil.which("docker")
+    assert docker_cli is not None
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "docker").symlink_to(docker_cli)
+    with CONTAINER_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if docker("inspect", CONTAINER).returncode == 0:
+            pytest.fail(f"a container named {CONTAINER} exists; these tests need the name")
+        try:
+            yield {**os.environ, "PATH": str(tools)}
+        finally:
+            docker("rm", "--force", CONTAINER)
+
+
+def ensure_in_container(
+    image: str, tools: dict[str, str], tmp_path: Path
+) -> tuple[str, Path, subprocess.CompletedProcess[str]]:
+    """`registry ensure --image IMAGE` on a free address: the address, the data dir, the run."""
+    address = f"127.0.0.1:{free_loopback_port()}"
+    data_dir = tmp_path / "registry"
+    arguments = ("--address", address, "--data-dir", str(data_dir), "--image", image)
+    return address, data_dir, host_registry("ensure", *arguments, env=tools)
+
+
+def test_without_the_binary_the_registry_runs_as_a_container(
+    container_tools: dict[str, str], tmp_path: Path
+) -> None:
+    image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
+    address, data_dir, started = ensure_in_container(image, container_tools, tmp_path)
+    arguments = ("--address", address, "--data-dir", str(data_dir))
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout) == {
+        "address": address,
+        "pid": None,
+        "container": CONTAINER,
+        "started": True,
+    }
+    assert started.stderr == (
+        f"docker-registry is not on PATH: running {image} as container {CONTAINER} instead\n"
+    )
+    assert v2_status(address) == 200
+    assert docker("inspect", "--format", "{{.State.Running}}", CONTAINER).stdout.strip() == "true"
+
+    again = host_registry("ensure", *arguments, "--image", image, env=container_tools)
+    assert json.loads(again.stdout)["started"] is False
+    assert json.loads(again.stdout)["container"] == CONTAINER
+
+    removed = host_registry("remove", *arguments, env=container_tools)
+    assert json.loads(removed.stdout) == {
+        "address": address,
+        "pid": None,
+        "container": CONTAINER,
+        "stopped": True,
+    }
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert v2_status(address) is None
+    nothing = host_registry("remove", *arguments, env=container_tools)
+    assert json.loads(nothing.stdout) == {
+        "address": address,
+        "pid": None,
+        "container": None,
+        "stopped": False,
+    }
+
+
+def test_a_stopped_container_of_an_earlier_run_is_replaced(
+    container_tools: dict[str, str], tmp_path: Path
+) -> None:
+    image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
+    assert docker("create", "--name", CONTAINER, image).returncode == 0
+    address, _, started = ensure_in_container(image, container_tools, tmp_path)
+    assert started.returncode == 0, started.stderr
+    assert v2_status(address) == 200
+
+
+def test_a_running_container_serving_elsewhere_is_refused(
+    container_tools: dict[str, str], tmp_path: Path
+) -> None:
+    image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
+    assert docker("run", "--detach", "--name", CONTAINER, image).returncode == 0
+    address, data_dir, refused = ensure_in_container(image, container_tools, tmp_path)
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: container {CONTAINER} is running but does not serve {address}; "
+        f"remove it (`docker rm -f {CONTAINER}`) or use its address"
+    )
+    assert not RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address)).container.exists()
+
+
+def test_a_container_that_exits_at_start_is_removed_and_named(
+    container_tools: dict[str, str], tmp_path: Path
+) -> None:
+    broken = ["/bin/registry", "serve", "/nonexistent.yml"]
+    image = build_image(tmp_path / "image", "boutique-test/registry:broken", broken)
+    address, data_dir, failed = ensure_in_container(image, container_tools, tmp_path)
+    assert failed.returncode == 2 and failed.stdout == ""
+    assert failed.stderr.splitlines()[-1] == (
+        f"error: the registry for {address} exited at start; see `docker logs {CONTAINER}`"
+    )
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert not RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address)).container.exists()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +76,7 @@ def test_apply_prints_one_line_per_file_and_is_idempotent(old_tree: Path) -> Non
 def test_apply_json_follows_the_contract(old_tree: Path) -> None:
     result = run("apply", str(old_tree), "--json")
     assert result.returncode == 0
+    assert result.stdout.startswith('{\n  "revision": ')  # indented by two, for readers
     document = json.loads(result.stdout)
     assert document["revision"] == OLD
     assert [(f["service"], f["path"], f["status"]) for f in document["files"]] == [
@@ -153,6 +156,11 @@ def test_drift_exits_2_with_one_message_and_changes_nothing(tmp_path: Path) -> N
     ("arguments", "message"),
     [
         (("apply", "{tree}", "--revision", "5f4ccc7d"), "is not a full commit sha"),
+        (
+            ("apply", "{tree}", "--revision", "5F4CCC7D1C4312C72E97CBA777C4F6A586026E59"),
+            "argument --revision: '5F4CCC7D1C4312C72E97CBA777C4F6A586026E59' is not a full "
+            "commit sha (40 lower-case hex digits)",
+        ),
         (("apply", "{tree}", "--revision", "c" * 40), "is not a supported upstream; allowed:"),
         (("apply", "{tree}", "--service", "websvc"), "--service 'websvc' has no patch definitions"),
         (("apply", "{tree}/missing"), "is not a directory"),
@@ -165,6 +173,59 @@ def test_usage_errors_exit_2(old_tree: Path, arguments: tuple[str, ...], message
     assert result.returncode == 2
     assert message in result.stderr
     assert result.stdout == ""
+
+
+def help_of(*arguments: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "patches", *arguments, "--help"],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "200"},  # one usage line, whatever the terminal
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    return result.stdout
+
+
+def test_help_names_each_command_what_it_does_and_the_exit_codes() -> None:
+    shown = help_of()
+    assert shown.startswith("usage: python -m patches [-h] COMMAND ...\n")
+    assert "\nPatch the Online Boutique Dockerfiles so arm64 images hold arm64 binaries.\n" in shown
+    for command, purpose in [
+        ("apply", "patch the Dockerfiles in place (idempotent, all or nothing)"),
+        ("check", "exit 1 when a Dockerfile still needs its patches, 0 when all are patched"),
+        ("diff", "print the unified diff that apply would make"),
+    ]:
+        assert re.search(rf"\n    {command} +{re.escape(purpose)}\n", shown), (command, shown)
+    assert shown.endswith(
+        "\nExit codes: 0 ok; 1 check found unpatched files; 2 drift, unknown upstream, usage.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "purpose"),
+    [
+        ("apply", "patch the Dockerfiles in place (idempotent, all or nothing)"),
+        ("check", "exit 1 when a Dockerfile still needs its patches, 0 when all are patched"),
+        ("diff", "print the unified diff that apply would make"),
+    ],
+)
+def test_each_command_s_help_shows_its_options(command: str, purpose: str) -> None:
+    shown = help_of(command)
+    assert shown.startswith(
+        f"usage: python -m patches {command} [-h] [--service NAME] [--revision FULL_SHA] [--json] "
+        "[--definitions FILE] SOURCE_DIR\n"
+    )
+    assert f"\n{purpose}\n" in shown
+    for option, text in [
+        ("SOURCE_DIR", "checkout root"),
+        ("--service NAME", "only this service (repeatable); default: every patchable service"),
+        ("--revision FULL_SHA", "the upstream commit the tree is at; default: recognised from"),
+        ("--json", "print JSON on stdout"),
+        ("--definitions FILE", "patch definitions (TOML); default: the upstream definitions"),
+    ]:
+        assert re.search(rf"\n  {re.escape(option)} +{re.escape(text)}", shown), (option, shown)
 
 
 def test_forced_revision_applies_only_to_a_matching_tree(old_tree: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -147,12 +148,83 @@ PATCHED = f'patched = "{"1" * 64}"\npatched_lines = "01"\n'
 def test_malformed_definitions_are_refused_naming_the_entry(
     tmp_path: Path, text: str, message: str
 ) -> None:
+    path, error = refusal(tmp_path, text)
+    assert error.startswith(str(path))
+    assert message in error
+
+
+def refusal(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """The definitions file written with `text`, and the message `load` refuses it with."""
     path = tmp_path / "definitions.toml"
     path.write_text(text)
     with pytest.raises(DefinitionsError) as raised:
         load(path)
-    assert str(raised.value).startswith(str(path))
-    assert message in str(raised.value)
+    return path, str(raised.value)
+
+
+OPS = 'patches = [{ op = "drop-from-platform", stage = "base", image = "python:" }]\n'
+FIRST_FILE = ": revision #1 (aaaaaaaa) file #1"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("revision = [1]\n", ": revision #1: expected a table, found 1"),
+        (
+            "[[revision]]\n" + REVISION + "file = 1\n",
+            ": revision #1: key 'file' must be an array of tables",
+        ),
+        ("[[revision]]\n" + REVISION + "file = [1]\n", f"{FIRST_FILE}: expected a table, found 1"),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"svc"', '"Svc"'),
+            f"{FIRST_FILE}: key 'service' = 'Svc' is not a service name",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"src/svc', '"/src/svc'),
+            f"{FIRST_FILE}: key 'path' = '/src/svc/Dockerfile' is not a relative path",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('"0000', '"zz00'),
+            f"{FIRST_FILE}: key 'pristine' = 'zz{'0' * 62}' is not a sha256 hex digest",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE.replace('lines = "00"', 'lines = "0"'),
+            f"{FIRST_FILE}: key 'lines' = '0' is not a line fingerprint (hex pairs)",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + 'patched_lines = "01"\n',
+            f"{FIRST_FILE}: 'patched' and 'patched_lines' need 'patches'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + f'patched = "{"1" * 64}"\n',
+            f"{FIRST_FILE}: 'patched' and 'patched_lines' need 'patches'",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED.replace("1" * 64, "1" * 63) + OPS,
+            f"{FIRST_FILE}: key 'patched' = '{'1' * 63}' is not a sha256 hex digest",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED.replace('"01"', '"0"') + OPS,
+            f"{FIRST_FILE}: key 'patched_lines' = '0' is not a line fingerprint",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + "patches = [1]\n",
+            f"{FIRST_FILE} patch #1: expected a table, found 1",
+        ),
+    ],
+)
+def test_each_malformed_entry_is_refused_with_the_whole_message(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path, error = refusal(tmp_path, text)
+    assert error == f"{path}{message}"
+
+
+def test_a_revision_without_a_tag_is_named_by_its_short_commit(tmp_path: Path) -> None:
+    path = tmp_path / "definitions.toml"
+    path.write_text("[[revision]]\n" + REVISION + FILE)
+    (revision,) = load(path).revisions
+    assert (revision.tag, revision.label) == ("", "aaaaaaaa")
 
 
 # The maintainer tool `python -m patches.record`, run in this process (mutation testing sees
@@ -193,3 +265,44 @@ def test_record_refuses_a_tree_an_operation_no_longer_fits(
     assert record.main(arguments) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "src/nodesvc/Dockerfile" in captured.err
+
+
+def test_record_help_shows_its_usage_and_what_each_option_is_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one usage line, whatever the terminal
+    with pytest.raises(SystemExit) as exited:
+        record.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    # --commit and --like are required (no brackets); --tag and --definitions are optional.
+    assert shown.startswith(
+        "usage: python -m patches.record [-h] --commit COMMIT [--tag TAG] --like KNOWN_SHA "
+        "[--definitions DEFINITIONS] SOURCE_DIR\n"
+    )
+    assert "\nMaintainer tool: record a new upstream revision's patch set from a checkout" in shown
+    for option, purpose in [
+        ("--commit COMMIT", "full sha of the new upstream commit"),
+        ("--tag TAG", "its tag, for messages"),
+        ("--like KNOWN_SHA", "revision to copy"),
+    ]:
+        assert re.search(rf"\n  {option} +{purpose}\n", shown), (option, shown)
+    assert re.search(r"\n  SOURCE_DIR\n", shown), shown
+
+
+def test_record_without_a_tag_prints_an_empty_one(capsys: pytest.CaptureFixture[str]) -> None:
+    definitions = str(RECORD_FIXTURES / "definitions.toml")
+    arguments = [str(RECORD_FIXTURES / "old"), "--commit", "c" * 40, "--like", "a" * 40]
+    assert record.main([*arguments, "--definitions", definitions]) == 0
+    assert capsys.readouterr().out.startswith(f'[[revision]]\ncommit = "{"c" * 40}"\ntag = ""\n')
+
+
+def test_record_reads_the_shipped_definitions_by_default_and_names_them_when_like_is_unknown(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    unknown = "d" * 40
+    arguments = [str(RECORD_FIXTURES / "old"), "--commit", "c" * 40, "--like", unknown]
+    assert record.main(arguments) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"patches.record: --like {unknown!r} is not in {DEFAULT_DEFINITIONS}\n"

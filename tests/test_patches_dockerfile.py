@@ -145,3 +145,53 @@ def test_parse_arg_reads_several_declarations_and_quoted_defaults() -> None:
         ArgDeclaration("B", "1"),
         ArgDeclaration("C", "x y"),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "escape", "instructions"),
+    [
+        # A directive seen twice is a comment the second time: the first one holds.
+        ("# escape=`\n# escape=\\\nRUN a `\n  b\n", "`", [("RUN", "a   b", 3, 4)]),
+        # Directive names are case-insensitive.
+        ("# ESCAPE = `\nRUN a `\n  b\n", "`", [("RUN", "a   b", 2, 3)]),
+        ("# escape=`\n", "`", []),
+        # Keywords are case-insensitive; spaces and tabs may follow the escape character.
+        ("from a \\ \t\n  AS b\nrun x\n", "\\", [("FROM", "a   AS b", 1, 2), ("RUN", "x", 3, 3)]),
+        # A continuation on the last line, or followed only by comments, ends the instruction.
+        ("RUN a \\\n", "\\", [("RUN", "a", 1, 1)]),
+        ("RUN a \\\n# c\n\n", "\\", [("RUN", "a", 1, 3)]),
+        # Several heredocs in one instruction are skipped in order; an open one runs to the end.
+        (
+            "RUN <<A <<'B'\na\nA\nb\nB\nRUN y\n",
+            "\\",
+            [("RUN", "<<A <<'B'", 1, 5), ("RUN", "y", 6, 6)],
+        ),
+        ("COPY <<EOF /x\nFROM z\n", "\\", [("COPY", "<<EOF /x", 1, 2)]),
+    ],
+)
+def test_directives_keywords_continuations_and_heredocs(
+    text: str, escape: str, instructions: list[tuple[str, str, int, int]]
+) -> None:
+    dockerfile = parse(text)
+    assert dockerfile.escape == escape
+    assert [(i.keyword, i.arguments, i.line_number, i.end) for i in dockerfile.instructions] == (
+        instructions
+    )
+    assert dockerfile.render() == text
+
+
+def test_parse_from_takes_the_platform_flag_in_any_case_and_skips_other_flags() -> None:
+    assert parse_from("--PLATFORM=linux/arm64 --other=1 img AS x") == FromClause(
+        "linux/arm64", "img", "x"
+    )
+    assert parse_from("--platform=linux/arm64") == FromClause("linux/arm64", "", None)
+    # "AS" needs an image before it to name a stage.
+    assert parse_from("AS x") == FromClause(None, "AS", None)
+
+
+def test_parse_arg_with_an_unbalanced_quote_splits_on_whitespace() -> None:
+    assert parse_arg('A="x B') == (ArgDeclaration("A", '"x'), ArgDeclaration("B", None))
+
+
+def test_a_hash_in_an_arg_is_part_of_the_word_not_a_comment() -> None:
+    assert parse_arg("A=x#y B") == (ArgDeclaration("A", "x#y"), ArgDeclaration("B", None))

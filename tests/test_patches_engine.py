@@ -6,11 +6,12 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from patches import engine
+from patches import engine, record
 from patches.definitions import Definitions, load
 from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
 
@@ -207,6 +208,18 @@ def test_write_keeps_the_file_mode(tmp_path: Path, definitions: Definitions) -> 
         ),
         (
             "pysvc",
+            'ENTRYPOINT [ "python", "server.py" ]\n',
+            "",
+            "line 24: expected line 24 of the upstream file (missing here); found end of file",
+        ),
+        (
+            "pysvc",
+            'ENTRYPOINT [ "python", "server.py" ]\n',
+            'ENTRYPOINT [ "python", "server.py" ]',
+            "line 24: expected the upstream file byte for byte; found other bytes",
+        ),
+        (
+            "pysvc",
             "FROM --platform=$BUILDPLATFORM python:",
             "FROM python:",
             "line 8: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
@@ -234,6 +247,33 @@ def test_drift_names_file_line_expected_found_and_changes_nothing(
     assert snapshot(root) == before
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # Resembling neither the upstream nor the patched file, it is read as upstream.
+        (
+            "FROM scratch\n",
+            "line 1: expected FROM --platform=$BUILDPLATFORM python:… AS base; "
+            "found no stage 'base'; stages: #0 (unnamed) at line 1",
+        ),
+        (
+            "# escape=|\nFROM scratch\n",
+            "line 1: escape directive '|' is not allowed; allowed: '\\\\' or '`'",
+        ),
+    ],
+)
+def test_a_replaced_dockerfile_is_described_against_the_upstream_file(
+    tmp_path: Path, definitions: Definitions, text: str, message: str
+) -> None:
+    root = copy_tree(tmp_path, "new")
+    (root / "src" / "pysvc" / "Dockerfile").write_text(text)
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    assert f"\n  against bbbbbbbb (fixture-v0.10.6): {message}\nNothing" in str(raised.value)
+    assert snapshot(root) == before
+
+
 def test_drift_in_an_untouched_file_is_refused(tmp_path: Path, definitions: Definitions) -> None:
     root = copy_tree(tmp_path, "old")
     target = root / "src" / "gosvc" / "Dockerfile"
@@ -254,7 +294,9 @@ def test_drift_after_patching_is_compared_with_the_patched_file(
     target = root / "src" / "pysvc" / "Dockerfile"
     target.write_text(target.read_text().replace("WORKDIR /app", "WORKDIR /srv"))
     with pytest.raises(
-        PatchError, match=r"line 17: expected line 17 of the patched file; found 'WORKDIR /srv'"
+        PatchError,
+        match=r"\(fixture-v0\.10\.6\): line 17: expected line 17 of the patched file; "
+        r"found 'WORKDIR /srv'\n",
     ):
         plan(root, definitions)
 
@@ -388,6 +430,61 @@ def test_file_shared_by_revisions_with_different_patches_needs_revision(tmp_path
     assert plan(root, definitions, commit="d" * 40).revision.commit == "d" * 40
 
 
+def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ...]) -> str:
+    """The `[[revision]]` block patches.record writes for `services` of the fixture revision
+    `known`, found in `tree` (their paths as the fixture definitions record them)."""
+    revision = load(FIXTURES / "definitions.toml").revision(known)
+    assert revision is not None
+    files = tuple(f for f in revision.files if f.service in services)
+    return record.record(tree, files, commit, "")
+
+
+def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
+    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
+    its pysvc is drift that c… cannot explain."""
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "new", "d" * 40, NEW, ("gosvc", "pysvc"))
+    )
+    root = copy_tree(tmp_path, "old")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions))
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("drift: src/pysvc/Dockerfile (pysvc) has sha256 ")
+    assert lines[1:] == [
+        "  against cccccccc: the service is not part of it",
+        "Nothing was changed.",
+    ]
+    assert snapshot(root) == before
+
+
+def test_a_service_whose_path_moved_between_revisions_is_looked_for_at_both(
+    tmp_path: Path,
+) -> None:
+    moved = tmp_path / "moved"
+    (moved / "src" / "pysvc" / "src").mkdir(parents=True)
+    shutil.copy(FIXTURES / "new" / "src" / "pysvc" / "Dockerfile", moved / "src" / "pysvc" / "src")
+    block = _revision_block(FIXTURES / "new", "d" * 40, NEW, ("pysvc",))
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc", "pysvc"))
+        + "\n"
+        + block.replace('path = "src/pysvc/Dockerfile"', 'path = "src/pysvc/src/Dockerfile"')
+    )
+    assert plan(moved, load(definitions)).revision.commit == "d" * 40
+    root = copy_tree(tmp_path, "old")
+    (root / "src" / "pysvc" / "Dockerfile").unlink()
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions), ("pysvc",))
+    assert (
+        "\ndrift: src/pysvc/Dockerfile or src/pysvc/src/Dockerfile (pysvc): file not found\n"
+        in str(raised.value)
+    )
+
+
 def test_write_failure_on_one_file_leaves_every_file_untouched(tmp_path: Path) -> None:
     """A real OSError while staging the second file (its temp name exceeds NAME_MAX)."""
     root = copy_tree(tmp_path, "old")
@@ -409,7 +506,11 @@ def test_write_failure_on_one_file_leaves_every_file_untouched(tmp_path: Path) -
         ("longsvc", UNPATCHED),
     ]
     before = snapshot(root)
-    with pytest.raises(PatchError, match=r"cannot write .*nothing was changed"):
+    with pytest.raises(
+        PatchError,
+        match=rf"^cannot write src/longsvc/{long_name} with its owner, group and mode kept: "
+        r"File name too long; nothing was changed$",
+    ):
         write(result)
     assert snapshot(root) == before
 
@@ -552,7 +653,7 @@ def test_a_result_that_differs_from_the_recorded_digest_changes_nothing(tmp_path
 def test_a_failed_move_restores_the_files_already_moved(
     tmp_path: Path, definitions: Definitions
 ) -> None:
-    """A real OSError on the second os.replace (its target became a directory after planning)."""
+    """The second target became a directory after planning: refused before any move."""
     root = copy_tree(tmp_path, "old")
     result = plan(root, definitions)
     changed = [f.path for f in result.files if f.after != f.before]
@@ -561,9 +662,40 @@ def test_a_failed_move_restores_the_files_already_moved(
     second.unlink()
     (second / "occupied").mkdir(parents=True)
     before = snapshot(root)
-    with pytest.raises(PatchError):
+    with pytest.raises(PatchError) as raised:
         write(result)
+    assert str(raised.value) == (
+        "cannot read src/pysvc/Dockerfile: Is a directory; nothing was changed"
+    )
     assert snapshot(root) == before
     assert (root / changed[0]).read_text() == fixture_text("old", "nodesvc")
     leftovers = [p.name for p in root.rglob(".*") if p.is_file()]
     assert leftovers == []
+
+
+def test_a_move_that_fails_restores_the_files_already_moved(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    """A real OSError from the second os.replace: its target is a mount point (EBUSY), whose
+    bytes are still the planned ones, so every check before the moves passes."""
+    if os.geteuid() != 0:
+        pytest.skip("bind-mounting a file needs root")
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions)
+    first, second = (root / f.path for f in result.files if f.after != f.before)
+    same_bytes = tmp_path / "same-bytes"
+    shutil.copy(second, same_bytes)
+    mounted = subprocess.run(["mount", "--bind", str(same_bytes), str(second)], check=False)
+    if mounted.returncode != 0:
+        pytest.skip("bind mounts are not permitted here")
+    try:
+        with pytest.raises(PatchError) as raised:
+            write(result)
+    finally:
+        subprocess.run(["umount", str(second)], check=True)
+    message = str(raised.value)  # names the temporary file being moved onto the target
+    assert message.startswith(f"cannot replace {second.parent}/.Dockerfile."), message
+    assert message.endswith(": Device or resource busy; the files already replaced were restored")
+    assert first.read_text() == fixture_text("old", "nodesvc")
+    assert second.read_text() == fixture_text("old", "pysvc")
+    assert [p.name for p in root.rglob(".*") if p.is_file()] == []

@@ -68,6 +68,11 @@ def test_drop_from_platform_edits_the_continuation_line_that_holds_the_flag() ->
     ("text", "expected_line", "found"),
     [
         ("FROM python:3 AS other\n", 1, "no stage 'base'; stages: \"other\" at line 1"),
+        (
+            "# c\nFROM python:3 AS other\nFROM other\n",
+            2,
+            "no stage 'base'; stages: \"other\" at line 2, #1 (unnamed) at line 3",
+        ),
         ("# c\nFROM --platform=$BUILDPLATFORM node:20 AS base\n", 2, "FROM --platform"),
         ("FROM --platform=linux/arm64 python:3 AS base\n", 1, "--platform=linux/arm64"),
         ("FROM python:3 AS base\n", 1, "FROM python:3 AS base"),
@@ -148,6 +153,7 @@ def test_remove_global_arg_without_comment_keeps_the_comment_and_crlf() -> None:
     ("text", "line", "expected", "found"),
     [
         (PYTHON.replace("ARG BUILDPLATFORM=linux/amd64\n", ""), 5, "global ARG", "no global"),
+        ("# only a comment\n", 1, "global ARG BUILDPLATFORM=linux/amd64", "no global ARG"),
         (
             PYTHON.replace("=linux/amd64", "=linux/arm64"),
             4,
@@ -209,6 +215,25 @@ def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
     assert stage_platform(ignored, ignored.stages[1]) == BUILD
 
 
+@pytest.mark.parametrize(
+    ("platform", "expected"),
+    [
+        ("${BUILDPLATFORM}", BUILD),
+        ("$BUILDPLATFORM", BUILD),
+        ("${TARGETPLATFORM}", TARGET),
+        ("${PINNED}", "linux/arm64"),
+        # Only $NAME and ${NAME} are references; anything else is a platform as written.
+        ("{{BUILDPLATFORM}", "{{BUILDPLATFORM}"),
+        ("linux/amd64", "linux/amd64"),
+    ],
+)
+def test_stage_platform_reads_both_forms_of_a_variable_reference(
+    platform: str, expected: str
+) -> None:
+    dockerfile = parse(f"ARG PINNED=linux/arm64\nFROM --platform={platform} python:3 AS base\n")
+    assert stage_platform(dockerfile, dockerfile.stages[0]) == expected
+
+
 def test_automatic_arg_problems_flags_defaults_and_bare_global_args() -> None:
     text = "ARG TARGETPLATFORM\nARG OTHER\nFROM a\nARG TARGETARCH\nARG BUILDARCH=x86\n"
     problems = automatic_arg_problems(parse(text))
@@ -234,3 +259,45 @@ def test_edit_keeps_lines_outside_the_instruction_as_the_same_objects() -> None:
     unchanged = [i for i, (a, b) in enumerate(zip(dockerfile.lines, edited, strict=True)) if a == b]
     assert len(unchanged) == len(edited) - 1
     assert edited[5] == Line("FROM python:3.12-alpine AS base", "\n")
+
+
+def test_remove_global_arg_takes_only_the_comment_directly_above_it() -> None:
+    text = "# license header\n# why the default\nARG BUILDPLATFORM=linux/amd64\n\nFROM a\n"
+    assert _edit(REMOVE_GLOBAL, text) == "# license header\n\nFROM a\n"
+
+
+@pytest.mark.parametrize(
+    ("operation", "message"),
+    [
+        (REMOVE_GLOBAL, "remove the global ARG BUILDPLATFORM=linux/amd64"),
+        (
+            RemoveArgDefault(stage="base", name="TARGETARCH", default="amd64"),
+            "remove the default of ARG TARGETARCH=amd64 in stage base",
+        ),
+    ],
+)
+def test_edit_without_its_precondition_names_the_operation(
+    operation: Operation, message: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^edit called without its precondition: {message}$"):
+        operation.edit(parse("FROM python:3 AS base\nRUN true\n"))
+
+
+def test_remove_arg_default_postcondition_names_the_missing_stage() -> None:
+    operation = RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64")
+    assert operation.postcondition(parse("# c\nFROM golang AS compile\n")) == Mismatch(
+        2,
+        "ARG TARGETARCH without a default in stage builder",
+        "no stage 'builder'; stages: \"compile\" at line 2",
+    )
+    assert operation.postcondition(parse("FROM golang AS builder\nRUN true\n")) == Mismatch(
+        1, "ARG TARGETARCH without a default in stage builder", "no such ARG"
+    )
+
+
+def test_a_global_arg_on_the_first_or_last_line() -> None:
+    assert REMOVE_GLOBAL.precondition(parse("ARG BUILDPLATFORM=linux/amd64\nFROM a\n")) == Mismatch(
+        1, "# why the default", "(start of file)"
+    )
+    alone = RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64")
+    assert _edit(alone, "ARG BUILDPLATFORM=linux/amd64\n") == ""

@@ -30,6 +30,7 @@ DEPLOY = WORKFLOWS / "deploy.yml"
 TESTS = WORKFLOWS / "tests.yml"
 MUTATION = WORKFLOWS / "mutation.yml"
 MUTATION_REPORT = ".cache/mutation/report.md"
+MUTATION_RUN = "scripts/mutation --workers 4"
 STACKS = ("dev", "prod")
 
 PULUMI_ACTION = "pulumi/actions"
@@ -660,7 +661,9 @@ BREAKAGES: list[tuple[str, str, Mutation, str]] = [
     (
         "mutation not run",
         "mutation",
-        lambda w: job(w, "mutation.yml", "mutation")["steps"][2].update({"run": "true"}),
+        lambda w: next(
+            s for s in steps(job(w, "mutation.yml", "mutation")) if s.get("run") == MUTATION_RUN
+        ).update({"run": "true"}),
         "the mutation workflow must run scripts/mutation",
     ),
     (
