@@ -25,7 +25,9 @@ def short_digest(digest: str) -> str:
 
 
 def arch(platform: str) -> str:
-    return platform.rsplit("/", 1)[-1]
+    """`arm64` of `linux/arm64` and of `linux/arm64/v8`: the architecture, never the variant."""
+    parts = platform.split("/")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def elf_cell(proof: Mapping[str, Any]) -> str:

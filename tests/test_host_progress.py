@@ -332,6 +332,8 @@ def test_short_digest_keeps_the_first_twelve_characters_after_the_algorithm() ->
 
 def test_arch_is_the_last_part_of_a_platform() -> None:
     assert [arch("linux/arm64"), arch("arm64")] == ["arm64", "arm64"]
+    # A platform with a variant shows its architecture, not the variant.
+    assert [arch("linux/arm64/v8"), arch("linux/arm/v7")] == ["arm64", "arm"]
 
 
 def test_follow_keeps_reading_until_the_done_file_appears(tmp_path: Path) -> None:
