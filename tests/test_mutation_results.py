@@ -1,6 +1,7 @@
 """scripts/mutation's bookkeeping: scores from mutmut's result files, the equivalent-mutant list,
 and the per-package configuration (the mutation runs themselves are docs/mutation.md's)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,60 @@ def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -
     written.unlink()
     subprocess.run([sys.executable, "-c", "pass"], env=environ, check=True, cwd=tmp_path)
     assert list(hits.iterdir()) == []
+
+
+ORDERED_TESTS = """\
+import json
+import os
+
+def _ran(name):
+    with open("order.txt", "a") as file:
+        file.write(name + "\\n")
+
+def test_unmeasured():
+    _ran("unmeasured")
+
+def test_slow():
+    _ran("slow")
+
+def test_fast():
+    _ran("fast")
+"""
+
+
+@pytest.mark.parametrize(
+    ("mutant", "order"),
+    [
+        ("verify.checks.x_exit_code__mutmut_1", ["fast", "slow", "unmeasured"]),
+        ("stats", ["unmeasured", "slow", "fast"]),
+        ("", ["unmeasured", "slow", "fast"]),
+    ],
+)
+def test_a_mutant_runs_its_fastest_tests_first(
+    tmp_path: Path, mutant: str, order: list[str]
+) -> None:
+    """mutmut stops at a mutant's first failing test: fastest first, by mutmut's durations."""
+    (tmp_path / "test_order.py").write_text(ORDERED_TESTS)
+    durations = {"test_order.py::test_slow": 2.5, "test_order.py::test_fast": 0.01}
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.mutation.childstats",
+            "--rootdir=.",
+            "test_order.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": mutant},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "order.txt").read_text().split() == order
