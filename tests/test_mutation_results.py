@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mutmut.mutation.data import SourceFileMutationData
 
+from tests.integration.dockerenv import BUSYBOX_CACHE
 from tests.mutation.__main__ import EQUIVALENTS, WORK, package_config, project_config
 from tests.mutation.childstats import CHILD_STARTUP, HITS_VARIABLE
 from tests.mutation.results import (
@@ -116,6 +117,9 @@ def test_each_package_mutates_itself_against_existing_tests_of_its_own() -> None
         others = {f"{other}/" for other in selections if other != package}
         assert others <= set(narrowed["also_copy"])
         assert f"{package}/" not in narrowed["also_copy"]
+        # The integration tests find busybox beside the tests, so the copy must hold it.
+        busybox = BUSYBOX_CACHE.relative_to(ROOT)
+        assert f"{busybox}/" in narrowed["also_copy"]
 
 
 def test_an_unknown_package_is_refused_before_anything_runs() -> None:

@@ -59,6 +59,8 @@ def package_config(config: dict[str, Any], package: str) -> dict[str, Any]:
         *mutmut["also_copy"],
         *(f"{name}/" for name in others),
         "sitecustomize.py",
+        # The integration tests' busybox (scripts/install-docker), found beside the tests.
+        ".cache/busybox/",
     ]
     mutmut["pytest_add_cli_args_test_selection"] = list(tool["mutation"]["tests"][package])
     tool["mutmut"] = mutmut
@@ -77,6 +79,10 @@ def prepare(config: dict[str, Any], package: str, fresh: bool) -> Path:
             link.symlink_to(entry)
     (directory / "pyproject.toml").write_text(tomli_w.dumps(package_config(config, package)))
     (directory / "sitecustomize.py").write_text(CHILD_STARTUP)
+    busybox = directory / ".cache" / "busybox"
+    if not busybox.is_symlink():
+        busybox.parent.mkdir(exist_ok=True)
+        busybox.symlink_to(ROOT / ".cache" / "busybox", target_is_directory=True)
     return directory
 
 
