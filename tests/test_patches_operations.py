@@ -206,6 +206,89 @@ def test_apply_operations_reports_the_failed_precondition() -> None:
         apply_operations("FROM python:3 AS base\n", (DROP_BASE,))
 
 
+def test_apply_operations_names_the_platform_arg_that_is_left_and_why() -> None:
+    only_arch = (RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),)
+    with pytest.raises(PatchError) as raised:
+        apply_operations(GO, only_arch)
+    assert str(raised.value) == (
+        "platform ARG check: line 2: expected no ARG that pins or empties it; "
+        "found ARG TARGETOS=linux (a default replaces BuildKit's automatic TARGETOS)"
+    )
+    with pytest.raises(PatchError) as raised:
+        apply_operations("ARG TARGETPLATFORM\n" + PYTHON, (DROP_BASE, REMOVE_GLOBAL))
+    assert str(raised.value) == (
+        "platform ARG check: line 1: expected no ARG that pins or empties it; "
+        "found ARG TARGETPLATFORM (a global ARG TARGETPLATFORM without a value empties it "
+        "on BuildKit older than v0.17)"
+    )
+
+
+def test_an_operation_listed_twice_fails_its_precondition_after_the_first_edit() -> None:
+    """Both preconditions hold on the file as it is; the second is checked again after the
+    first edit, and the flag it expects is gone."""
+    with pytest.raises(PatchError) as raised:
+        apply_operations(PYTHON, (DROP_BASE, DROP_BASE))
+    assert str(raised.value) == (
+        "precondition of drop --platform=$BUILDPLATFORM from FROM python:… AS base, "
+        "after the edits before it: line 6: expected FROM --platform=$BUILDPLATFORM python:… "
+        "AS base; found FROM python:3.12-alpine AS base"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "operation", "message"),
+    [
+        # A stage FROM an earlier stage keeps that stage's platform: its own flag is ignored,
+        # so dropping it does not put the stage on the target platform.
+        (
+            "FROM --platform=$BUILDPLATFORM python:3 AS base\n"
+            "FROM --platform=$BUILDPLATFORM base AS app\n",
+            DropFromPlatform(stage="app", image="base"),
+            "postcondition of drop --platform=$BUILDPLATFORM from FROM base… AS app: line 2: "
+            "expected FROM base… AS app (stage on the target platform); found FROM base AS app",
+        ),
+        # The edit removes one flag; the one left still pins the stage.
+        (
+            "FROM --platform=$BUILDPLATFORM --platform=$BUILDPLATFORM python:3 AS base\n",
+            DROP_BASE,
+            "postcondition of drop --platform=$BUILDPLATFORM from FROM python:… AS base: line 1: "
+            "expected FROM python:… AS base (stage on the target platform); "
+            "found FROM --platform=$BUILDPLATFORM python:3 AS base",
+        ),
+    ],
+    ids=["stage-from-an-earlier-stage", "flag-repeated"],
+)
+def test_apply_operations_refuses_an_edit_whose_postcondition_fails(
+    text: str, operation: Operation, message: str
+) -> None:
+    with pytest.raises(PatchError) as raised:
+        apply_operations(text, (operation,))
+    assert str(raised.value) == message
+
+
+def test_apply_operations_refuses_an_edit_undone_by_a_later_one() -> None:
+    """Removing the global ARG also removes the escape directive above it (the definition names
+    it as the ARG's comment): `\\` becomes the escape character again, RUN's trailing `\\`
+    now continues onto the ARG line, and the stage no longer declares TARGETARCH."""
+    text = (
+        "# escape=`\n"
+        "ARG BUILDPLATFORM=linux/amd64\n"
+        "FROM golang AS builder\n"
+        "RUN echo C:\\\n"
+        "ARG TARGETARCH=amd64\n"
+    )
+    operations: tuple[Operation, ...] = (
+        RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),
+        RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64", comment="escape=`"),
+    )
+    with pytest.raises(PatchError) as raised:
+        apply_operations(text, operations)
+    assert str(raised.value) == (
+        "remove the default of ARG TARGETARCH=amd64 in stage builder undone by a later edit: "
+        "line 1: expected ARG TARGETARCH without a default in stage builder; found no such ARG"
+    )
+
+
 def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
     dockerfile = parse(PYTHON)
     assert [stage_platform(dockerfile, s) for s in dockerfile.stages] == ["linux/amd64"] * 3
