@@ -325,6 +325,51 @@ def test_unknown_upstream_is_diagnosed_against_every_revision(
         assert f"against {label}: line 1: expected line 1 of the patched file; {found}" in error
 
 
+def test_unknown_upstream_is_one_whole_message_and_changes_nothing(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = tmp_path / "tree"
+    (root / "src" / "pysvc").mkdir(parents=True)
+    text = "FROM python:3 AS base\n"
+    (root / "src" / "pysvc" / "Dockerfile").write_text(text)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    found = "line 1: expected line 1 of the patched file; found 'FROM python:3 AS base'"
+    assert str(raised.value) == (
+        "unknown upstream: no selected Dockerfile matches a supported revision.\n"
+        f"drift: src/pysvc/Dockerfile (pysvc) has sha256 {digest}\n"
+        f"  against aaaaaaaa (fixture-v0): {found}\n"
+        f"  against bbbbbbbb (fixture-v0.10.6): {found}\n"
+        "Nothing was changed."
+    )
+    assert (root / "src" / "pysvc" / "Dockerfile").read_text() == text
+
+
+def test_a_mixed_tree_lists_every_revision_each_file_matches(tmp_path: Path) -> None:
+    """pysvc is the same file at c… and d…, gosvc exists only at e…: no revision holds both."""
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("pysvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "old", "d" * 40, OLD, ("pysvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "new", "e" * 40, NEW, ("gosvc",))
+    )
+    root = copy_tree(tmp_path, "old")
+    shutil.copy(FIXTURES / "new" / "src" / "gosvc" / "Dockerfile", root / "src" / "gosvc")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions))
+    assert str(raised.value) == (
+        "mixed tree: the Dockerfiles belong to different supported revisions:\n"
+        "  pysvc: cccccccc, dddddddd\n"
+        "  gosvc: eeeeeeee\n"
+        "Nothing was changed."
+    )
+    assert snapshot(root) == before
+
+
 def test_forced_revision_diagnoses_against_that_revision(
     tmp_path: Path, definitions: Definitions
 ) -> None:
@@ -428,6 +473,22 @@ def test_file_shared_by_revisions_with_different_patches_needs_revision(tmp_path
     with pytest.raises(PatchError, match=r"match several supported revisions .* pass --revision"):
         plan(root, definitions)
     assert plan(root, definitions, commit="d" * 40).revision.commit == "d" * 40
+
+
+def test_revisions_that_patch_a_file_differently_are_named_in_one_message(
+    tmp_path: Path,
+) -> None:
+    other = '{ op = "drop-from-platform", stage = "base", image = "python:3" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, other))
+    root = copy_tree(tmp_path, "old")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    assert str(raised.value) == (
+        f"the selected Dockerfiles match several supported revisions ({'c' * 40}, {'d' * 40}) "
+        "that patch them differently; pass --revision"
+    )
+    assert snapshot(root) == before
 
 
 def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ...]) -> str:
