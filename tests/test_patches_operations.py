@@ -64,6 +64,61 @@ def test_drop_from_platform_edits_the_continuation_line_that_holds_the_flag() ->
     assert parse(after).stages[0].clause.platform is None
 
 
+def test_drop_from_platform_edits_only_the_from_of_its_stage() -> None:
+    text = (
+        "FROM --platform=$BUILDPLATFORM golang:1.23 AS builder\n"
+        "FROM --platform=$BUILDPLATFORM python:3 AS base\n"
+    )
+    assert _edit(DROP_BASE, text) == (
+        "FROM --platform=$BUILDPLATFORM golang:1.23 AS builder\nFROM python:3 AS base\n"
+    )
+
+
+def test_drop_from_platform_leaves_a_comment_inside_the_instruction_alone() -> None:
+    """BuildKit skips comment lines inside a continuation; so does the edit, even when the
+    comment (indented, as it sits among the continued lines) mentions the flag."""
+    text = (
+        "FROM \\\n"
+        "    # --platform=$BUILDPLATFORM is dropped for arm64\n"
+        "    --platform=$BUILDPLATFORM python:3 AS base\n"
+    )
+    assert _edit(DROP_BASE, text) == (
+        "FROM \\\n    # --platform=$BUILDPLATFORM is dropped for arm64\n    python:3 AS base\n"
+    )
+
+
+def test_an_edit_whose_text_is_not_in_its_instruction_names_the_pattern_and_line() -> None:
+    with pytest.raises(ValueError) as raised:
+        DROP_BASE.edit(parse("# c\nFROM python:3 AS base\n"))
+    pattern = r"'(?<!\\S)--platform=\\$BUILDPLATFORM(?!\\S)[ \\t]*'"
+    assert str(raised.value) == f"{pattern} not found in line 2"
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # Still pinned, even if to the value that is the default anyway.
+        (
+            "FROM --platform=$TARGETPLATFORM python:3 AS base\n",
+            "FROM --platform=$TARGETPLATFORM python:3 AS base",
+        ),
+        # On the target platform, but no longer the image the definition names.
+        ("FROM pypy:3 AS base\n", "FROM pypy:3 AS base"),
+        ("FROM python:3 AS other\n", "no stage 'base'; stages: \"other\" at line 1"),
+    ],
+)
+def test_drop_from_platform_postcondition_wants_the_image_without_any_flag(
+    text: str, found: str
+) -> None:
+    mismatch = DROP_BASE.postcondition(parse(text))
+    assert mismatch is not None
+    assert (mismatch.line_number, mismatch.expected) == (
+        1,
+        "FROM python:… AS base (stage on the target platform)",
+    )
+    assert mismatch.found == found
+
+
 @pytest.mark.parametrize(
     ("text", "expected_line", "found"),
     [
@@ -305,6 +360,8 @@ def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
         ("$BUILDPLATFORM", BUILD),
         ("${TARGETPLATFORM}", TARGET),
         ("${PINNED}", "linux/arm64"),
+        # A variable no global ARG declares cannot be resolved here: kept as written.
+        ("$UNDECLARED", "$UNDECLARED"),
         # Only $NAME and ${NAME} are references; anything else is a platform as written.
         ("{{BUILDPLATFORM}", "{{BUILDPLATFORM}"),
         ("linux/amd64", "linux/amd64"),
@@ -325,6 +382,17 @@ def test_automatic_arg_problems_flags_defaults_and_bare_global_args() -> None:
         (5, "ARG BUILDARCH=x86"),
     ]
     assert "older than v0.17" in problems[0].reason
+
+
+def test_automatic_arg_problems_reads_every_name_an_arg_declares() -> None:
+    """One ARG may declare several names: a harmless name before an automatic one, or a stage
+    ARG without a default (fine), does not hide the next declaration."""
+    text = "ARG OTHER=1 BUILDARCH=x86\nFROM a\nARG TARGETARCH TARGETOS=linux\n"
+    problems = automatic_arg_problems(parse(text))
+    assert [(p.line_number, p.reason) for p in problems] == [
+        (1, "a default replaces BuildKit's automatic BUILDARCH"),
+        (3, "a default replaces BuildKit's automatic TARGETOS"),
+    ]
 
 
 def test_as_data_lists_the_op_and_its_fields() -> None:
@@ -357,6 +425,7 @@ def test_remove_global_arg_takes_only_the_comment_directly_above_it() -> None:
             RemoveArgDefault(stage="base", name="TARGETARCH", default="amd64"),
             "remove the default of ARG TARGETARCH=amd64 in stage base",
         ),
+        (DropFromPlatform(stage="builder", image="golang"), "no stage 'builder'"),
     ],
 )
 def test_edit_without_its_precondition_names_the_operation(
