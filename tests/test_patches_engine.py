@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "patches"
 OLD = "a" * 40
 NEW = "b" * 40
 SERVICES = ("gosvc", "nodesvc", "pysvc")
+NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
@@ -708,6 +712,70 @@ def test_a_result_that_differs_from_the_recorded_digest_changes_nothing(tmp_path
     with pytest.raises(PatchError) as raised:
         write(plan(root, load(path)))
     assert "src/nodesvc/Dockerfile" in str(raised.value) and "0" * 64 in str(raised.value)
+    assert str(raised.value) == (
+        f"src/nodesvc/Dockerfile at aaaaaaaa (fixture-v0): the patched result has sha256 "
+        f"{recorded}, the definitions record {'0' * 64}; "
+        "the definitions are inconsistent, nothing was changed"
+    )
+    assert snapshot(root) == before
+
+
+def test_an_operation_that_does_not_fit_a_recognised_file_names_file_and_revision(
+    tmp_path: Path,
+) -> None:
+    """The file is the pristine one d… records, but d…'s operation expects another image."""
+    wrong_image = '{ op = "drop-from-platform", stage = "base", image = "pypy:" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, wrong_image))
+    root = copy_tree(tmp_path, "old")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions, commit="d" * 40)
+    assert str(raised.value) == (
+        "src/pysvc/Dockerfile at dddddddd: precondition of drop --platform=$BUILDPLATFORM "
+        "from FROM pypy:… AS base: line 5: expected FROM --platform=$BUILDPLATFORM pypy:… "
+        "AS base; found FROM --platform=$BUILDPLATFORM python:3.12-alpine AS base"
+    )
+    assert snapshot(root) == before
+
+
+@contextlib.contextmanager
+def without_read_permission(path: Path) -> Iterator[None]:
+    """`path` unreadable for the test process: mode 000, and as root (whom modes do not stop)
+    the effective user is nobody meanwhile, so the tree must be reachable by everyone."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_an_unreadable_dockerfile_is_named_with_the_reason(definitions: Definitions) -> None:
+    with tempfile.TemporaryDirectory() as top:
+        Path(top).chmod(0o755)  # reachable by nobody (see without_read_permission)
+        root = Path(top) / "old"
+        shutil.copytree(FIXTURES / "old", root)
+        unreadable = root / "src" / "pysvc" / "Dockerfile"
+        with without_read_permission(unreadable), pytest.raises(PatchError) as raised:
+            plan(root, definitions)
+        assert str(raised.value) == "src/pysvc/Dockerfile: cannot read: Permission denied"
+
+
+def test_a_dockerfile_that_is_not_utf8_is_named_with_the_decoding_error(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    (root / "src" / "pysvc" / "Dockerfile").write_bytes(b"FROM python:3\n\xff\n")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions)
+    assert str(raised.value) == (
+        "src/pysvc/Dockerfile: not UTF-8 text "
+        "('utf-8' codec can't decode byte 0xff in position 14: invalid start byte)"
+    )
     assert snapshot(root) == before
 
 
