@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from patches import engine, record
-from patches.definitions import Definitions, load
+from patches.definitions import Definitions, FileDefinition, load
 from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
+from patches.operations import Operation, RemoveGlobalArg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "patches"
 OLD = "a" * 40
@@ -303,6 +304,53 @@ def test_drift_after_patching_is_compared_with_the_patched_file(
         r"found 'WORKDIR /srv'\n",
     ):
         plan(root, definitions)
+
+
+def long_file_drift(
+    tmp_path: Path, pristine: str, text: str, operations: tuple[Operation, ...]
+) -> list[str]:
+    """The lines of the drift message for `text`, a changed `pristine` file of 200 lines or
+    more (where difflib's autojunk, were it on, would start ignoring its frequent lines, such
+    as blank ones), recorded by patches.record with `operations` as revision c…."""
+    target = tmp_path / "src" / "longsvc" / "Dockerfile"
+    target.parent.mkdir(parents=True)
+    target.write_text(pristine)
+    unrecorded = FileDefinition("longsvc", "src/longsvc/Dockerfile", "", "", "", "", operations)
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(record.record(tmp_path, (unrecorded,), "c" * 40, ""))
+    target.write_text(text)
+    with pytest.raises(PatchError) as raised:
+        plan(tmp_path, load(definitions))
+    return str(raised.value).splitlines()
+
+
+def test_a_line_moved_in_a_long_file_is_named_where_the_file_departs(tmp_path: Path) -> None:
+    """Its header comment moved below the blank lines that followed it."""
+    steps = "".join(f"RUN echo step {n}\n" for n in range(1, 200))
+    pristine = "# header\n\n\n\n\n\nFROM scratch AS base\n" + steps
+    moved = "\n\n\n\n\n# header\nFROM scratch AS base\n" + steps
+    lines = long_file_drift(tmp_path, pristine, moved, ())
+    assert lines[2] == (
+        "  against cccccccc: line 1: expected line 1 of the upstream file (missing here); found ''"
+    )
+
+
+def test_a_long_upstream_file_with_changed_lines_is_read_as_upstream(tmp_path: Path) -> None:
+    """Ten of its lines changed: it resembles the upstream file more than the patched one
+    (three lines shorter), and is described against the upstream file."""
+    steps = "".join(f"RUN echo step {n}\n\n" for n in range(1, 100))
+    pristine = (
+        "# why the default\nARG BUILDPLATFORM=linux/amd64\n\n"
+        "FROM --platform=$BUILDPLATFORM golang AS builder\n" + steps
+    )
+    changed = pristine
+    for n in range(1, 11):
+        changed = changed.replace(f"RUN echo step {n}\n", f"RUN echo stage {n}\n")
+    remove = RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64", comment="why the default")
+    lines = long_file_drift(tmp_path, pristine, changed, (remove,))
+    assert lines[2] == (
+        "  against cccccccc: line 5: expected line 5 of the upstream file; found 'RUN echo stage 1'"
+    )
 
 
 def test_tree_mixing_revisions_is_refused(tmp_path: Path, definitions: Definitions) -> None:
