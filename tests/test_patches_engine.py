@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import resource
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -648,6 +650,53 @@ def test_a_service_directory_linked_out_of_the_tree_is_refused(
     assert (root / "src/nodesvc/Dockerfile").read_text() == fixture_text("old", "nodesvc")
     with pytest.raises(PatchError, match="outside SOURCE_DIR"):
         plan(root, definitions, ("pysvc",))
+
+
+@contextlib.contextmanager
+def append_only(directory: Path) -> Iterator[None]:
+    """Files can be created in `directory` but not removed (chattr +a: root, and a filesystem
+    that keeps the attribute, such as ext4 or tmpfs)."""
+    if os.geteuid() != 0:
+        pytest.skip("chattr +a needs root")
+    try:
+        subprocess.run(["chattr", "+a", str(directory)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"this filesystem cannot make a directory append-only: {error}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(directory)], check=True)
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """Writing past `size` bytes of any file fails with EFBIG (RLIMIT_FSIZE, with SIGXFSZ
+    ignored so that the process is not killed instead)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_staged_copy_that_can_be_neither_written_nor_removed_is_one_clear_error(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    """Writing the temporary file fails, and so does removing it: the write's error is the
+    one reported, and the Dockerfile is untouched."""
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions, ("pysvc",))
+    directory = root / "src" / "pysvc"
+    with append_only(directory), files_limited_to(16), pytest.raises(PatchError) as raised:
+        write(result)
+    assert str(raised.value) == (
+        "cannot write src/pysvc/Dockerfile with its owner, group and mode kept: "
+        "File too large; nothing was changed"
+    )
+    assert (directory / "Dockerfile").read_text() == fixture_text("old", "pysvc")
 
 
 def test_a_dockerfile_linked_out_of_the_tree_is_refused(
