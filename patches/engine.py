@@ -285,16 +285,14 @@ def _recognise_revision(definitions: Definitions, texts: dict[str, str | None]) 
                 ]
             )
         )
-    if len(candidates) > 1:
-        outcomes = {
-            tuple((r.file(s), _state(r.file(s), texts[s])) for s in texts) for r in candidates
-        }
-        if len(outcomes) > 1:
-            labels = ", ".join(r.commit for r in candidates)
-            raise PatchError(
-                f"the selected Dockerfiles match several supported revisions ({labels}) "
-                "that patch them differently; pass --revision"
-            )
+    # Equal definitions give every file the same state and the same result.
+    definitions_per_candidate = {tuple(r.file(s) for s in texts) for r in candidates}
+    if len(definitions_per_candidate) > 1:
+        labels = ", ".join(r.commit for r in candidates)
+        raise PatchError(
+            f"the selected Dockerfiles match several supported revisions ({labels}) "
+            "that patch them differently; pass --revision"
+        )
     return candidates[0]
 
 

@@ -167,6 +167,17 @@ def test_parse_arg_reads_several_declarations_and_quoted_defaults() -> None:
             [("RUN", "<<A <<'B'", 1, 5), ("RUN", "y", 6, 6)],
         ),
         ("COPY <<EOF /x\nFROM z\n", "\\", [("COPY", "<<EOF /x", 1, 2)]),
+        # Only the delimiter alone on its line ends a heredoc; <<- strips leading tabs only.
+        (
+            "RUN <<EOF\n\tEOF\n EOF\nXEOF\nEOF\nRUN y\n",
+            "\\",
+            [("RUN", "<<EOF", 1, 5), ("RUN", "y", 6, 6)],
+        ),
+        (
+            "RUN <<-EOF\n  EOF\n\tXEOF\n\t\tEOF\nRUN y\n",
+            "\\",
+            [("RUN", "<<-EOF", 1, 4), ("RUN", "y", 5, 5)],
+        ),
     ],
 )
 def test_directives_keywords_continuations_and_heredocs(
@@ -185,6 +196,8 @@ def test_parse_from_takes_the_platform_flag_in_any_case_and_skips_other_flags() 
         "linux/arm64", "img", "x"
     )
     assert parse_from("--platform=linux/arm64") == FromClause("linux/arm64", "", None)
+    # The value is everything after the first "=".
+    assert parse_from("--platform=linux/arm64=x img") == FromClause("linux/arm64=x", "img", None)
     # "AS" needs an image before it to name a stage.
     assert parse_from("AS x") == FromClause(None, "AS", None)
 

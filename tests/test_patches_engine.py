@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import resource
 import shutil
+import signal
 import stat
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from patches import engine, record
-from patches.definitions import Definitions, load
+from patches.definitions import Definitions, FileDefinition, load
 from patches.engine import ALREADY_PATCHED, UNPATCHED, UNTOUCHED, PatchError, plan, write
+from patches.operations import Operation, RemoveGlobalArg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "patches"
 OLD = "a" * 40
 NEW = "b" * 40
 SERVICES = ("gosvc", "nodesvc", "pysvc")
+NOBODY = 65534
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +43,15 @@ def snapshot(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
+
+
+def refused(root: Path, definitions: Definitions, commit: str | None = None) -> str:
+    """The message of the PatchError plan() raises for `root`, which must be left as it was."""
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, definitions, commit=commit)
+    assert snapshot(root) == before
+    return str(raised.value)
 
 
 def fixture_text(tree: str, service: str) -> str:
@@ -301,6 +317,51 @@ def test_drift_after_patching_is_compared_with_the_patched_file(
         plan(root, definitions)
 
 
+def long_file_drift(
+    tmp_path: Path, pristine: str, text: str, operations: tuple[Operation, ...]
+) -> list[str]:
+    """The lines of the drift message for `text`, a changed `pristine` file of 200 lines or
+    more (where difflib's autojunk, were it on, would start ignoring its frequent lines, such
+    as blank ones), recorded by patches.record with `operations` as revision c…."""
+    target = tmp_path / "src" / "longsvc" / "Dockerfile"
+    target.parent.mkdir(parents=True)
+    target.write_text(pristine)
+    unrecorded = FileDefinition("longsvc", "src/longsvc/Dockerfile", "", "", "", "", operations)
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(record.record(tmp_path, (unrecorded,), "c" * 40, ""))
+    target.write_text(text)
+    return refused(tmp_path, load(definitions)).splitlines()
+
+
+def test_a_line_moved_in_a_long_file_is_named_where_the_file_departs(tmp_path: Path) -> None:
+    """Its header comment moved below the blank lines that followed it."""
+    steps = "".join(f"RUN echo step {n}\n" for n in range(1, 200))
+    pristine = "# header\n\n\n\n\n\nFROM scratch AS base\n" + steps
+    moved = "\n\n\n\n\n# header\nFROM scratch AS base\n" + steps
+    lines = long_file_drift(tmp_path, pristine, moved, ())
+    assert lines[2] == (
+        "  against cccccccc: line 1: expected line 1 of the upstream file (missing here); found ''"
+    )
+
+
+def test_a_long_upstream_file_with_changed_lines_is_read_as_upstream(tmp_path: Path) -> None:
+    """Ten of its lines changed: it resembles the upstream file more than the patched one
+    (three lines shorter), and is described against the upstream file."""
+    steps = "".join(f"RUN echo step {n}\n\n" for n in range(1, 100))
+    pristine = (
+        "# why the default\nARG BUILDPLATFORM=linux/amd64\n\n"
+        "FROM --platform=$BUILDPLATFORM golang AS builder\n" + steps
+    )
+    changed = pristine
+    for n in range(1, 11):
+        changed = changed.replace(f"RUN echo step {n}\n", f"RUN echo stage {n}\n")
+    remove = RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64", comment="why the default")
+    lines = long_file_drift(tmp_path, pristine, changed, (remove,))
+    assert lines[2] == (
+        "  against cccccccc: line 5: expected line 5 of the upstream file; found 'RUN echo stage 1'"
+    )
+
+
 def test_tree_mixing_revisions_is_refused(tmp_path: Path, definitions: Definitions) -> None:
     root = copy_tree(tmp_path, "old")
     shutil.copy(FIXTURES / "new" / "src" / "gosvc" / "Dockerfile", root / "src" / "gosvc")
@@ -323,6 +384,44 @@ def test_unknown_upstream_is_diagnosed_against_every_revision(
     for label in ("aaaaaaaa (fixture-v0)", "bbbbbbbb (fixture-v0.10.6)"):
         found = "found 'FROM python:3 AS base'"
         assert f"against {label}: line 1: expected line 1 of the patched file; {found}" in error
+
+
+def test_unknown_upstream_is_one_whole_message_and_changes_nothing(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = tmp_path / "tree"
+    (root / "src" / "pysvc").mkdir(parents=True)
+    text = "FROM python:3 AS base\n"
+    (root / "src" / "pysvc" / "Dockerfile").write_text(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    found = "line 1: expected line 1 of the patched file; found 'FROM python:3 AS base'"
+    assert refused(root, definitions) == (
+        "unknown upstream: no selected Dockerfile matches a supported revision.\n"
+        f"drift: src/pysvc/Dockerfile (pysvc) has sha256 {digest}\n"
+        f"  against aaaaaaaa (fixture-v0): {found}\n"
+        f"  against bbbbbbbb (fixture-v0.10.6): {found}\n"
+        "Nothing was changed."
+    )
+
+
+def test_a_mixed_tree_lists_every_revision_each_file_matches(tmp_path: Path) -> None:
+    """pysvc is the same file at c… and d…, gosvc exists only at e…: no revision holds both."""
+    definitions = tmp_path / "definitions.toml"
+    definitions.write_text(
+        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("pysvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "old", "d" * 40, OLD, ("pysvc",))
+        + "\n"
+        + _revision_block(FIXTURES / "new", "e" * 40, NEW, ("gosvc",))
+    )
+    root = copy_tree(tmp_path, "old")
+    shutil.copy(FIXTURES / "new" / "src" / "gosvc" / "Dockerfile", root / "src" / "gosvc")
+    assert refused(root, load(definitions)) == (
+        "mixed tree: the Dockerfiles belong to different supported revisions:\n"
+        "  pysvc: cccccccc, dddddddd\n"
+        "  gosvc: eeeeeeee\n"
+        "Nothing was changed."
+    )
 
 
 def test_forced_revision_diagnoses_against_that_revision(
@@ -428,6 +527,17 @@ def test_file_shared_by_revisions_with_different_patches_needs_revision(tmp_path
     with pytest.raises(PatchError, match=r"match several supported revisions .* pass --revision"):
         plan(root, definitions)
     assert plan(root, definitions, commit="d" * 40).revision.commit == "d" * 40
+
+
+def test_revisions_that_patch_a_file_differently_are_named_in_one_message(
+    tmp_path: Path,
+) -> None:
+    other = '{ op = "drop-from-platform", stage = "base", image = "python:3" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, other))
+    assert refused(copy_tree(tmp_path, "old"), definitions) == (
+        f"the selected Dockerfiles match several supported revisions ({'c' * 40}, {'d' * 40}) "
+        "that patch them differently; pass --revision"
+    )
 
 
 def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ...]) -> str:
@@ -542,6 +652,53 @@ def test_a_service_directory_linked_out_of_the_tree_is_refused(
         plan(root, definitions, ("pysvc",))
 
 
+@contextlib.contextmanager
+def append_only(directory: Path) -> Iterator[None]:
+    """Files can be created in `directory` but not removed (chattr +a: root, and a filesystem
+    that keeps the attribute, such as ext4 or tmpfs)."""
+    if os.geteuid() != 0:
+        pytest.skip("chattr +a needs root")
+    try:
+        subprocess.run(["chattr", "+a", str(directory)], check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"this filesystem cannot make a directory append-only: {error}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-a", str(directory)], check=True)
+
+
+@contextlib.contextmanager
+def files_limited_to(size: int) -> Iterator[None]:
+    """Writing past `size` bytes of any file fails with EFBIG (RLIMIT_FSIZE, with SIGXFSZ
+    ignored so that the process is not killed instead)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_staged_copy_that_can_be_neither_written_nor_removed_is_one_clear_error(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    """Writing the temporary file fails, and so does removing it: the write's error is the
+    one reported, and the Dockerfile is untouched."""
+    root = copy_tree(tmp_path, "old")
+    result = plan(root, definitions, ("pysvc",))
+    directory = root / "src" / "pysvc"
+    with append_only(directory), files_limited_to(16), pytest.raises(PatchError) as raised:
+        write(result)
+    assert str(raised.value) == (
+        "cannot write src/pysvc/Dockerfile with its owner, group and mode kept: "
+        "File too large; nothing was changed"
+    )
+    assert (directory / "Dockerfile").read_text() == fixture_text("old", "pysvc")
+
+
 def test_a_dockerfile_linked_out_of_the_tree_is_refused(
     tmp_path: Path, definitions: Definitions
 ) -> None:
@@ -647,7 +804,62 @@ def test_a_result_that_differs_from_the_recorded_digest_changes_nothing(tmp_path
     with pytest.raises(PatchError) as raised:
         write(plan(root, load(path)))
     assert "src/nodesvc/Dockerfile" in str(raised.value) and "0" * 64 in str(raised.value)
+    assert str(raised.value) == (
+        f"src/nodesvc/Dockerfile at aaaaaaaa (fixture-v0): the patched result has sha256 "
+        f"{recorded}, the definitions record {'0' * 64}; "
+        "the definitions are inconsistent, nothing was changed"
+    )
     assert snapshot(root) == before
+
+
+def test_an_operation_that_does_not_fit_a_recognised_file_names_file_and_revision(
+    tmp_path: Path,
+) -> None:
+    """The file is the pristine one d… records, but d…'s operation expects another image."""
+    wrong_image = '{ op = "drop-from-platform", stage = "base", image = "pypy:" }'
+    definitions = load(_two_revisions_sharing_a_file(tmp_path, wrong_image))
+    assert refused(copy_tree(tmp_path, "old"), definitions, commit="d" * 40) == (
+        "src/pysvc/Dockerfile at dddddddd: precondition of drop --platform=$BUILDPLATFORM "
+        "from FROM pypy:… AS base: line 5: expected FROM --platform=$BUILDPLATFORM pypy:… "
+        "AS base; found FROM --platform=$BUILDPLATFORM python:3.12-alpine AS base"
+    )
+
+
+@contextlib.contextmanager
+def without_read_permission(path: Path) -> Iterator[None]:
+    """`path` unreadable for the test process: mode 000, and as root (whom modes do not stop)
+    the effective user is nobody meanwhile, so the tree must be reachable by everyone."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_an_unreadable_dockerfile_is_named_with_the_reason(definitions: Definitions) -> None:
+    with tempfile.TemporaryDirectory() as top:
+        Path(top).chmod(0o755)  # reachable by nobody (see without_read_permission)
+        root = Path(top) / "old"
+        shutil.copytree(FIXTURES / "old", root)
+        unreadable = root / "src" / "pysvc" / "Dockerfile"
+        with without_read_permission(unreadable), pytest.raises(PatchError) as raised:
+            plan(root, definitions)
+        assert str(raised.value) == "src/pysvc/Dockerfile: cannot read: Permission denied"
+
+
+def test_a_dockerfile_that_is_not_utf8_is_named_with_the_decoding_error(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    root = copy_tree(tmp_path, "old")
+    (root / "src" / "pysvc" / "Dockerfile").write_bytes(b"FROM python:3\n\xff\n")
+    assert refused(root, definitions) == (
+        "src/pysvc/Dockerfile: not UTF-8 text "
+        "('utf-8' codec can't decode byte 0xff in position 14: invalid start byte)"
+    )
 
 
 def test_a_failed_move_restores_the_files_already_moved(

@@ -64,6 +64,61 @@ def test_drop_from_platform_edits_the_continuation_line_that_holds_the_flag() ->
     assert parse(after).stages[0].clause.platform is None
 
 
+def test_drop_from_platform_edits_only_the_from_of_its_stage() -> None:
+    text = (
+        "FROM --platform=$BUILDPLATFORM golang:1.23 AS builder\n"
+        "FROM --platform=$BUILDPLATFORM python:3 AS base\n"
+    )
+    assert _edit(DROP_BASE, text) == (
+        "FROM --platform=$BUILDPLATFORM golang:1.23 AS builder\nFROM python:3 AS base\n"
+    )
+
+
+def test_drop_from_platform_leaves_a_comment_inside_the_instruction_alone() -> None:
+    """BuildKit skips comment lines inside a continuation; so does the edit, even when the
+    comment (indented, as it sits among the continued lines) mentions the flag."""
+    text = (
+        "FROM \\\n"
+        "    # --platform=$BUILDPLATFORM is dropped for arm64\n"
+        "    --platform=$BUILDPLATFORM python:3 AS base\n"
+    )
+    assert _edit(DROP_BASE, text) == (
+        "FROM \\\n    # --platform=$BUILDPLATFORM is dropped for arm64\n    python:3 AS base\n"
+    )
+
+
+def test_an_edit_whose_text_is_not_in_its_instruction_names_the_pattern_and_line() -> None:
+    with pytest.raises(ValueError) as raised:
+        DROP_BASE.edit(parse("# c\nFROM python:3 AS base\n"))
+    pattern = r"'(?<!\\S)--platform=\\$BUILDPLATFORM(?!\\S)[ \\t]*'"
+    assert str(raised.value) == f"{pattern} not found in line 2"
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        # Still pinned, even if to the value that is the default anyway.
+        (
+            "FROM --platform=$TARGETPLATFORM python:3 AS base\n",
+            "FROM --platform=$TARGETPLATFORM python:3 AS base",
+        ),
+        # On the target platform, but no longer the image the definition names.
+        ("FROM pypy:3 AS base\n", "FROM pypy:3 AS base"),
+        ("FROM python:3 AS other\n", "no stage 'base'; stages: \"other\" at line 1"),
+    ],
+)
+def test_drop_from_platform_postcondition_wants_the_image_without_any_flag(
+    text: str, found: str
+) -> None:
+    mismatch = DROP_BASE.postcondition(parse(text))
+    assert mismatch is not None
+    assert (mismatch.line_number, mismatch.expected) == (
+        1,
+        "FROM python:… AS base (stage on the target platform)",
+    )
+    assert mismatch.found == found
+
+
 @pytest.mark.parametrize(
     ("text", "expected_line", "found"),
     [
@@ -206,6 +261,89 @@ def test_apply_operations_reports_the_failed_precondition() -> None:
         apply_operations("FROM python:3 AS base\n", (DROP_BASE,))
 
 
+def test_apply_operations_names_the_platform_arg_that_is_left_and_why() -> None:
+    only_arch = (RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),)
+    with pytest.raises(PatchError) as raised:
+        apply_operations(GO, only_arch)
+    assert str(raised.value) == (
+        "platform ARG check: line 2: expected no ARG that pins or empties it; "
+        "found ARG TARGETOS=linux (a default replaces BuildKit's automatic TARGETOS)"
+    )
+    with pytest.raises(PatchError) as raised:
+        apply_operations("ARG TARGETPLATFORM\n" + PYTHON, (DROP_BASE, REMOVE_GLOBAL))
+    assert str(raised.value) == (
+        "platform ARG check: line 1: expected no ARG that pins or empties it; "
+        "found ARG TARGETPLATFORM (a global ARG TARGETPLATFORM without a value empties it "
+        "on BuildKit older than v0.17)"
+    )
+
+
+def test_an_operation_listed_twice_fails_its_precondition_after_the_first_edit() -> None:
+    """Both preconditions hold on the file as it is; the second is checked again after the
+    first edit, and the flag it expects is gone."""
+    with pytest.raises(PatchError) as raised:
+        apply_operations(PYTHON, (DROP_BASE, DROP_BASE))
+    assert str(raised.value) == (
+        "precondition of drop --platform=$BUILDPLATFORM from FROM python:… AS base, "
+        "after the edits before it: line 6: expected FROM --platform=$BUILDPLATFORM python:… "
+        "AS base; found FROM python:3.12-alpine AS base"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "operation", "message"),
+    [
+        # A stage FROM an earlier stage keeps that stage's platform: its own flag is ignored,
+        # so dropping it does not put the stage on the target platform.
+        (
+            "FROM --platform=$BUILDPLATFORM python:3 AS base\n"
+            "FROM --platform=$BUILDPLATFORM base AS app\n",
+            DropFromPlatform(stage="app", image="base"),
+            "postcondition of drop --platform=$BUILDPLATFORM from FROM base… AS app: line 2: "
+            "expected FROM base… AS app (stage on the target platform); found FROM base AS app",
+        ),
+        # The edit removes one flag; the one left still pins the stage.
+        (
+            "FROM --platform=$BUILDPLATFORM --platform=$BUILDPLATFORM python:3 AS base\n",
+            DROP_BASE,
+            "postcondition of drop --platform=$BUILDPLATFORM from FROM python:… AS base: line 1: "
+            "expected FROM python:… AS base (stage on the target platform); "
+            "found FROM --platform=$BUILDPLATFORM python:3 AS base",
+        ),
+    ],
+    ids=["stage-from-an-earlier-stage", "flag-repeated"],
+)
+def test_apply_operations_refuses_an_edit_whose_postcondition_fails(
+    text: str, operation: Operation, message: str
+) -> None:
+    with pytest.raises(PatchError) as raised:
+        apply_operations(text, (operation,))
+    assert str(raised.value) == message
+
+
+def test_apply_operations_refuses_an_edit_undone_by_a_later_one() -> None:
+    """Removing the global ARG also removes the escape directive above it (the definition names
+    it as the ARG's comment): `\\` becomes the escape character again, RUN's trailing `\\`
+    now continues onto the ARG line, and the stage no longer declares TARGETARCH."""
+    text = (
+        "# escape=`\n"
+        "ARG BUILDPLATFORM=linux/amd64\n"
+        "FROM golang AS builder\n"
+        "RUN echo C:\\\n"
+        "ARG TARGETARCH=amd64\n"
+    )
+    operations: tuple[Operation, ...] = (
+        RemoveArgDefault(stage="builder", name="TARGETARCH", default="amd64"),
+        RemoveGlobalArg(name="BUILDPLATFORM", default="linux/amd64", comment="escape=`"),
+    )
+    with pytest.raises(PatchError) as raised:
+        apply_operations(text, operations)
+    assert str(raised.value) == (
+        "remove the default of ARG TARGETARCH=amd64 in stage builder undone by a later edit: "
+        "line 1: expected ARG TARGETARCH without a default in stage builder; found no such ARG"
+    )
+
+
 def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
     dockerfile = parse(PYTHON)
     assert [stage_platform(dockerfile, s) for s in dockerfile.stages] == ["linux/amd64"] * 3
@@ -222,6 +360,8 @@ def test_stage_platform_follows_parents_and_pinned_global_defaults() -> None:
         ("$BUILDPLATFORM", BUILD),
         ("${TARGETPLATFORM}", TARGET),
         ("${PINNED}", "linux/arm64"),
+        # A variable no global ARG declares cannot be resolved here: kept as written.
+        ("$UNDECLARED", "$UNDECLARED"),
         # Only $NAME and ${NAME} are references; anything else is a platform as written.
         ("{{BUILDPLATFORM}", "{{BUILDPLATFORM}"),
         ("linux/amd64", "linux/amd64"),
@@ -242,6 +382,17 @@ def test_automatic_arg_problems_flags_defaults_and_bare_global_args() -> None:
         (5, "ARG BUILDARCH=x86"),
     ]
     assert "older than v0.17" in problems[0].reason
+
+
+def test_automatic_arg_problems_reads_every_name_an_arg_declares() -> None:
+    """One ARG may declare several names: a harmless name before an automatic one, or a stage
+    ARG without a default (fine), does not hide the next declaration."""
+    text = "ARG OTHER=1 BUILDARCH=x86\nFROM a\nARG TARGETARCH TARGETOS=linux\n"
+    problems = automatic_arg_problems(parse(text))
+    assert [(p.line_number, p.reason) for p in problems] == [
+        (1, "a default replaces BuildKit's automatic BUILDARCH"),
+        (3, "a default replaces BuildKit's automatic TARGETOS"),
+    ]
 
 
 def test_as_data_lists_the_op_and_its_fields() -> None:
@@ -274,6 +425,7 @@ def test_remove_global_arg_takes_only_the_comment_directly_above_it() -> None:
             RemoveArgDefault(stage="base", name="TARGETARCH", default="amd64"),
             "remove the default of ARG TARGETARCH=amd64 in stage base",
         ),
+        (DropFromPlatform(stage="builder", image="golang"), "no stage 'builder'"),
     ],
 )
 def test_edit_without_its_precondition_names_the_operation(
