@@ -218,3 +218,44 @@ def test_a_mutant_runs_its_fastest_tests_first(
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "order.txt").read_text().split() == order
+
+
+LOOPING_TEST = """\
+import time
+
+def test_loops():
+    while True:
+        time.sleep(0.01)
+"""
+
+
+def test_a_mutant_that_makes_a_test_loop_fails_that_test_at_its_time_limit(
+    tmp_path: Path,
+) -> None:
+    """Measured at 0.05 s, the test may take 10.5 s under a mutant, then fails (the mutant is
+    killed) instead of using mutmut's limit for the whole run."""
+    (tmp_path / "test_loop.py").write_text(LOOPING_TEST)
+    durations = {"test_loop.py::test_loops": 0.05}
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "tests.mutation.childstats",
+            "--rootdir=.",
+            "test_loop.py",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": f"{M}1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "MutantTimeout: test_loop.py::test_loops ran over its limit of 10 s" in run.stdout

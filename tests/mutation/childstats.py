@@ -10,7 +10,9 @@ process at startup through PYTHONPATH) and adds those to the test that started t
 
 import json
 import os
+import signal
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,8 @@ CHILD_STARTUP = """\
 import atexit
 import json
 import os
+import signal
+from collections.abc import Iterator
 
 _directory = os.environ.get("MUTATION_CHILD_HITS")
 if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _directory:
@@ -94,3 +98,37 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if os.environ.get("MUTANT_UNDER_TEST") in (None, "", "stats"):
         return
     fastest_first(items, recorded_durations(Path.cwd() / "mutmut-stats.json"))
+
+
+class MutantTimeout(Exception):
+    """A test ran far longer than mutmut measured it on the unmutated code."""
+
+
+def time_limit(duration: float) -> float:
+    """Wall-clock seconds a test may take under a mutant: ten times its measured time, plus 10 s."""
+    return 10 * duration + 10
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test of a mutant that runs past its time limit (a loop the mutant made endless).
+
+    mutmut's own limit is CPU time for the whole run, sized on every test that reaches the
+    function: a looping mutant of a function every test calls spent a quarter of an hour.
+    """
+    durations = recorded_durations(Path.cwd() / "mutmut-stats.json")
+    if os.environ.get("MUTANT_UNDER_TEST") in (None, "", "stats") or item.nodeid not in durations:
+        yield
+        return
+    limit = time_limit(durations[item.nodeid])
+
+    def expire(signum: int, frame: object) -> None:
+        raise MutantTimeout(f"{item.nodeid} ran over its limit of {limit:.0f} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
