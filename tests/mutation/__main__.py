@@ -35,6 +35,8 @@ from tests.mutation.results import (
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".cache" / "mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
+# Third-party modules the fork server imports once (never the project's own packages).
+PRELOAD = Path(__file__).with_name("preload.txt")
 # Not linked into a package's directory: its own config, mutmut's output, caches.
 NOT_LINKED = {".cache", ".git", ".venv", "mutants", "pyproject.toml", ".mypy_cache", ".ruff_cache"}
 
@@ -63,6 +65,12 @@ def package_config(config: dict[str, Any], package: str) -> dict[str, Any]:
         ".cache/busybox/",
     ]
     mutmut["pytest_add_cli_args_test_selection"] = list(tool["mutation"]["tests"][package])
+    # Each mutant runs in a child of a fork server that has imported the libraries but none of
+    # the project (mutmut's default forks the process that ran every test, so code run while
+    # the packages are imported, such as the settings model's validators, was never mutated).
+    mutmut["process_isolation"] = "forkserver"
+    mutmut["forkserver_warmup"] = "import"
+    mutmut["preload_modules_file"] = str(PRELOAD)
     tool["mutmut"] = mutmut
     return {**config, "tool": tool}
 

@@ -58,14 +58,32 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(part for part in search if part)
 
 
+# Functions the mutated packages run while they are imported (the settings model's validator
+# factories, module-level tables). scripts/mutation runs each mutant in a child of a fork server
+# that has imported none of the project, so the child imports them with the mutant active and
+# every test sees the mutant's version; here they are counted as reached by every test, not only
+# by the first one (mutmut files a test's hits at its teardown, and the first collects them all).
+_import_hits: set[str] = set()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    from mutmut.state import state
+
+    _import_hits.update(state()._stats)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """Before mutmut's own teardown hook files the test's hits, add its children's."""
+    """Before mutmut's own teardown hook files the test's hits, add its children's, and the
+    functions run while the packages were imported."""
     directory = os.environ.get(HITS_VARIABLE)
     if os.environ.get("MUTANT_UNDER_TEST") != "stats" or not directory:
         return
     from mutmut.state import state
 
+    state()._stats.update(_import_hits)
     for hits in Path(directory).glob("*.hits"):
         state()._stats.update(hits.read_text().split())
         hits.unlink()
