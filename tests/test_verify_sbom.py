@@ -26,6 +26,8 @@ from verify.sbom.binaries import BinaryReader
 from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
 from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
 from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.sbom.overlay import FinalView
+from verify.sbom.sources import Component, dotnet
 from verify.tarscan import LayerScan, scan_tar
 
 ARM64 = Platform.of("linux", "arm64")
@@ -173,6 +175,90 @@ def test_dotnet_sources_bundle_and_plain_deps_json() -> None:
     sqlite = packages["pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6"]
     assert sqlite.elf == {"/app/libe_sqlite3.so": X86_64}
     assert sqlite.foreign(AARCH64) == ["/app/libe_sqlite3.so"]
+
+
+def _deps(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_dotnet_components_carry_every_field_and_their_native_assets() -> None:
+    view = FinalView(files={"/app/cartservice.deps.json": DEPS_JSON})
+    assert dotnet(view) == [
+        Component(
+            "nuget",
+            "Grpc.Net.Client",
+            "2.71.0",
+            "pkg:nuget/Grpc.Net.Client@2.71.0",
+            "/app/cartservice.deps.json",
+        ),
+        Component(
+            "nuget",
+            "SQLitePCLRaw.lib.e_sqlite3",
+            "2.1.6",
+            "pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6",
+            "/app/cartservice.deps.json",
+            files={"/app/libe_sqlite3.so"},
+        ),
+        Component(
+            "nuget",
+            "Microsoft.NETCore.App.Runtime.linux-arm64",
+            "9.0.1",
+            "pkg:nuget/Microsoft.NETCore.App.Runtime.linux-arm64@9.0.1",
+            "/app/cartservice.deps.json",
+        ),
+    ]
+    assert view.notes == []
+
+
+def test_dotnet_reads_malformed_parts_of_a_deps_json_leniently() -> None:
+    # Each document has one part of the wrong shape; the libraries around it are still listed,
+    # without native files where the target cannot be read, and nothing is reported.
+    package = {"type": "package"}
+    native = {"native": {"runtimes/linux-arm64/native/libx.so": {}}}
+    view = FinalView(
+        files={
+            # A library entry that is not an object is skipped; a key without a version is a
+            # package without one.
+            "/a/a.deps.json": _deps({"libraries": {"Junk/1": "package", "Lonely": package}}),
+            # Targets that are not an object.
+            "/b/b.deps.json": _deps({"targets": ["net"], "libraries": {"B/2": package}}),
+            # The runtime target that is not an object.
+            "/c/c.deps.json": _deps(
+                {
+                    "runtimeTarget": {"name": "net"},
+                    "targets": {"net": ["C/3"]},
+                    "libraries": {"C/3": package},
+                }
+            ),
+            # A library's assets that are not an object.
+            "/d/d.deps.json": _deps(
+                {
+                    "runtimeTarget": {"name": "net"},
+                    "targets": {"net": {"D/4": "native"}},
+                    "libraries": {"D/4": package},
+                }
+            ),
+            # Libraries that are not an object: nothing to list.
+            "/f/f.deps.json": _deps({"libraries": ["F/6"]}),
+            # A runtime target without a name is looked up as "".
+            "/e/e.deps.json": _deps(
+                {
+                    "runtimeTarget": {},
+                    "targets": {"": {"E/5": native}},
+                    "libraries": {"E/5": package},
+                }
+            ),
+        }
+    )
+    found = {(c.name, c.version, c.purl, c.source): c.files for c in dotnet(view)}
+    assert found == {
+        ("Lonely", "", "pkg:nuget/Lonely", "/a/a.deps.json"): set(),
+        ("B", "2", "pkg:nuget/B@2", "/b/b.deps.json"): set(),
+        ("C", "3", "pkg:nuget/C@3", "/c/c.deps.json"): set(),
+        ("D", "4", "pkg:nuget/D@4", "/d/d.deps.json"): set(),
+        ("E", "5", "pkg:nuget/E@5", "/e/e.deps.json"): {"/e/libx.so"},
+    }
+    assert view.notes == []
 
 
 # OS packages
