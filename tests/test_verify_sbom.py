@@ -22,10 +22,16 @@ from verify.layers import decompressed
 from verify.platforms import Platform
 from verify.reference import parse_reference
 from verify.sbom import gobuildinfo
-from verify.sbom.binaries import BinaryReader
+from verify.sbom.binaries import (
+    DEPS_JSON_MAX_BYTES,
+    DOTNET_BUNDLE_SIGNATURE,
+    BinaryReader,
+)
 from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
 from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
 from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.sbom.overlay import FinalView
+from verify.sbom.sources import Component, dotnet
 from verify.tarscan import LayerScan, scan_tar
 
 ARM64 = Platform.of("linux", "arm64")
@@ -56,6 +62,10 @@ class _Dribble:
 
     def read(self, size: int = -1, /) -> bytes:
         return self._stream.read(self._size if size < 0 else min(size, self._size))
+
+    @property
+    def position(self) -> int:
+        return self._stream.tell()
 
 
 def _read_binary(data: bytes, chunk: int) -> BinaryReader:
@@ -173,6 +183,201 @@ def test_dotnet_sources_bundle_and_plain_deps_json() -> None:
     sqlite = packages["pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6"]
     assert sqlite.elf == {"/app/libe_sqlite3.so": X86_64}
     assert sqlite.foreign(AARCH64) == ["/app/libe_sqlite3.so"]
+
+
+def _bundle_header_at(data: bytes) -> int:
+    at = data.index(DOTNET_BUNDLE_SIGNATURE)
+    (header_offset,) = struct.unpack_from("<q", data, at - 8)
+    return int(header_offset)
+
+
+def _bundle_with(
+    *,
+    header_offset: int | None = None,
+    major: int | None = None,
+    deps: tuple[int, int] | None = None,
+    after: bytes = b"",
+) -> bytes:
+    """The crafted bundle with the signature's header offset, the header's major version or
+    its deps.json (offset, size) replaced, and ``after`` appended."""
+    data = bytearray(dotnet_bundle(DEPS_JSON))
+    header = _bundle_header_at(bytes(data))
+    if header_offset is not None:
+        at = data.index(DOTNET_BUNDLE_SIGNATURE)
+        data[at - 8 : at] = struct.pack("<q", header_offset)
+    if major is not None:
+        data[header : header + 4] = struct.pack("<I", major)
+    if deps is not None:
+        # major, minor, file count (12 bytes), the id's length (1 byte), the 8-byte id.
+        data[header + 21 : header + 37] = struct.pack("<qq", *deps)
+    return bytes(data + after)
+
+
+def _bundle_findings(data: bytes) -> tuple[list[str], bytes | None]:
+    findings = _read_binary(data, 1 << 20).findings
+    return findings.problems, findings.deps_json
+
+
+@pytest.mark.parametrize("major", [2, 6, 0xFFFFFFFF])
+def test_every_bundle_version_from_2_on_names_its_deps_json(major: int) -> None:
+    assert _bundle_findings(_bundle_with(major=major)) == ([], DEPS_JSON)
+
+
+def test_a_bundle_version_before_2_is_a_problem() -> None:
+    assert _bundle_findings(_bundle_with(major=1)) == (
+        [".NET bundle version 1 names no deps.json"],
+        None,
+    )
+
+
+def test_a_bundle_header_cut_short_by_the_end_of_the_file_is_a_problem() -> None:
+    data = dotnet_bundle(DEPS_JSON)
+    assert _bundle_findings(_bundle_with(header_offset=len(data) - 2)) == (
+        [".NET bundle header is truncated"],
+        None,
+    )
+
+
+def test_a_bundle_header_offset_already_passed_is_a_problem() -> None:
+    assert _bundle_findings(_bundle_with(header_offset=16)) == (
+        [".NET bundle header offset lies before its signature"],
+        None,
+    )
+
+
+def test_the_deps_json_size_bound_is_inclusive() -> None:
+    # Exactly the bound is looked for (and here not found); one byte more is refused unread.
+    at_bound = _bundle_with(deps=(0, DEPS_JSON_MAX_BYTES))
+    assert _bundle_findings(at_bound) == (
+        [".NET bundle deps.json was not found at its offset"],
+        None,
+    )
+    over = _bundle_with(deps=(0, DEPS_JSON_MAX_BYTES + 1))
+    message = (
+        f".NET bundle deps.json is {DEPS_JSON_MAX_BYTES + 1} bytes, over {DEPS_JSON_MAX_BYTES}"
+    )
+    assert _bundle_findings(over) == ([message], None)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_bundle_naming_an_empty_deps_json_has_none(size: int) -> None:
+    assert _bundle_findings(_bundle_with(deps=(0, size))) == ([], None)
+
+
+def test_a_one_byte_deps_json_is_looked_for() -> None:
+    assert _bundle_findings(_bundle_with(deps=(0, 1))) == (
+        [".NET bundle deps.json was not found at its offset"],
+        None,
+    )
+
+
+def test_deps_json_is_found_when_the_header_is_read_in_the_same_chunk() -> None:
+    # A long manifest after the header (a self-contained app lists hundreds of files): the
+    # header's 4096 bytes arrive in the chunk that also holds the deps.json.
+    data = _bundle_with(after=bytes(8192))
+    assert _bundle_findings(data) == ([], DEPS_JSON)
+
+
+def test_only_the_first_bundle_signature_counts() -> None:
+    # A second placeholder in a later read (an apphost among the appended files) is not read.
+    second = struct.pack("<q", 16) + DOTNET_BUNDLE_SIGNATURE
+    data = _bundle_with(after=bytes(8192) + second)
+    findings = _read_binary(data, 4096).findings
+    assert (findings.problems, findings.deps_json) == ([], DEPS_JSON)
+
+
+def test_reading_a_bundle_stops_once_its_header_and_deps_json_are_read() -> None:
+    # The deps.json candidate is kept for DEPS_JSON_MAX_BYTES past its marker at most; no
+    # marker is searched for after the header, so the rest of the file is not read.
+    data = _bundle_with(after=bytes(DEPS_JSON_MAX_BYTES + (3 << 20)))
+    stream = _Dribble(data[20:], 1 << 20)
+    findings = BinaryReader(len(data)).read(ReadableContent(stream), data[:20])
+    assert (findings.problems, findings.deps_json) == ([], DEPS_JSON)
+    assert stream.position < DEPS_JSON_MAX_BYTES + (2 << 20) < len(data)
+
+
+def _deps(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_dotnet_components_carry_every_field_and_their_native_assets() -> None:
+    view = FinalView(files={"/app/cartservice.deps.json": DEPS_JSON})
+    assert dotnet(view) == [
+        Component(
+            "nuget",
+            "Grpc.Net.Client",
+            "2.71.0",
+            "pkg:nuget/Grpc.Net.Client@2.71.0",
+            "/app/cartservice.deps.json",
+        ),
+        Component(
+            "nuget",
+            "SQLitePCLRaw.lib.e_sqlite3",
+            "2.1.6",
+            "pkg:nuget/SQLitePCLRaw.lib.e_sqlite3@2.1.6",
+            "/app/cartservice.deps.json",
+            files={"/app/libe_sqlite3.so"},
+        ),
+        Component(
+            "nuget",
+            "Microsoft.NETCore.App.Runtime.linux-arm64",
+            "9.0.1",
+            "pkg:nuget/Microsoft.NETCore.App.Runtime.linux-arm64@9.0.1",
+            "/app/cartservice.deps.json",
+        ),
+    ]
+    assert view.notes == []
+
+
+def test_dotnet_reads_malformed_parts_of_a_deps_json_leniently() -> None:
+    # Each document has one part of the wrong shape; the libraries around it are still listed,
+    # without native files where the target cannot be read, and nothing is reported.
+    package = {"type": "package"}
+    native: dict[str, object] = {"native": {"runtimes/linux-arm64/native/libx.so": {}}}
+    view = FinalView(
+        files={
+            # A library entry that is not an object is skipped; a key without a version is a
+            # package without one.
+            "/a/a.deps.json": _deps({"libraries": {"Junk/1": "package", "Lonely": package}}),
+            # Targets that are not an object.
+            "/b/b.deps.json": _deps({"targets": ["net"], "libraries": {"B/2": package}}),
+            # The runtime target that is not an object.
+            "/c/c.deps.json": _deps(
+                {
+                    "runtimeTarget": {"name": "net"},
+                    "targets": {"net": ["C/3"]},
+                    "libraries": {"C/3": package},
+                }
+            ),
+            # A library's assets that are not an object.
+            "/d/d.deps.json": _deps(
+                {
+                    "runtimeTarget": {"name": "net"},
+                    "targets": {"net": {"D/4": "native"}},
+                    "libraries": {"D/4": package},
+                }
+            ),
+            # Libraries that are not an object: nothing to list.
+            "/f/f.deps.json": _deps({"libraries": ["F/6"]}),
+            # A runtime target without a name is looked up as "".
+            "/e/e.deps.json": _deps(
+                {
+                    "runtimeTarget": {},
+                    "targets": {"": {"E/5": native}},
+                    "libraries": {"E/5": package},
+                }
+            ),
+        }
+    )
+    found = {(c.name, c.version, c.purl, c.source): c.files for c in dotnet(view)}
+    assert found == {
+        ("Lonely", "", "pkg:nuget/Lonely", "/a/a.deps.json"): set(),
+        ("B", "2", "pkg:nuget/B@2", "/b/b.deps.json"): set(),
+        ("C", "3", "pkg:nuget/C@3", "/c/c.deps.json"): set(),
+        ("D", "4", "pkg:nuget/D@4", "/d/d.deps.json"): set(),
+        ("E", "5", "pkg:nuget/E@5", "/e/e.deps.json"): {"/e/libx.so"},
+    }
+    assert view.notes == []
 
 
 # OS packages

@@ -572,12 +572,15 @@ class BinaryReader:
         if not self._stream.capture_at(header_offset, DOTNET_HEADER_BYTES, self._bundle_header):
             self.findings.problems.append(".NET bundle header offset lies before its signature")
             return
-        # The deps.json is one of the files appended after the host: keep what may start it.
+        # The deps.json is one of the files appended after the host, before the header: keep
+        # what may start it. (The header may be read in the chunk that holds the deps.json, before
+        # that chunk is searched, so the watch ends at the header's offset, not when it is read.)
         deps = self._keep(self._deps_candidates)
-        self._stream.watch(DEPS_JSON_MARKER, DEPS_JSON_LEAD, DEPS_JSON_MAX_BYTES, deps)
+        self._stream.watch(
+            DEPS_JSON_MARKER, DEPS_JSON_LEAD, DEPS_JSON_MAX_BYTES, deps, until=header_offset
+        )
 
     def _bundle_header(self, _start: int, data: bytes) -> None:
-        self._stream.unwatch(DEPS_JSON_MARKER)
         try:
             (major,) = struct.unpack_from("<I", data, 0)
             if major < 2:
