@@ -549,15 +549,22 @@ def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ..
     return record.record(tree, files, commit, "")
 
 
-def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
-    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
-    its pysvc is drift that c… cannot explain."""
+def _pysvc_only_at_d(tmp_path: Path) -> Path:
+    """Definitions where c… defines gosvc as in the old tree and d… defines gosvc and pysvc as
+    in the new one."""
     definitions = tmp_path / "definitions.toml"
     definitions.write_text(
         _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc",))
         + "\n"
         + _revision_block(FIXTURES / "new", "d" * 40, NEW, ("gosvc", "pysvc"))
     )
+    return definitions
+
+
+def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
+    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
+    its pysvc is drift that c… cannot explain."""
+    definitions = _pysvc_only_at_d(tmp_path)
     root = copy_tree(tmp_path, "old")
     before = snapshot(root)
     with pytest.raises(PatchError) as raised:
@@ -945,12 +952,7 @@ def test_each_refused_selection_is_one_whole_message(
 def test_a_selected_service_the_forced_revision_lacks_is_refused_by_name(tmp_path: Path) -> None:
     """c… defines only gosvc, d… defines gosvc and pysvc: forcing c… with pysvc selected is a
     usage error naming the service, not a drift report."""
-    definitions = tmp_path / "definitions.toml"
-    definitions.write_text(
-        _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc",))
-        + "\n"
-        + _revision_block(FIXTURES / "new", "d" * 40, NEW, ("gosvc", "pysvc"))
-    )
+    definitions = _pysvc_only_at_d(tmp_path)
     root = copy_tree(tmp_path, "old")
     before = snapshot(root)
     with pytest.raises(PatchError) as raised:
