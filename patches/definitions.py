@@ -86,7 +86,6 @@ class Revision:
 class Definitions:
     """Every supported revision, in the order the file lists them."""
 
-    origin: str
     revisions: tuple[Revision, ...]
 
     def revision(self, commit: str) -> Revision | None:
@@ -140,7 +139,7 @@ def load(path: Path = DEFAULT_DEFINITIONS) -> Definitions:
     commits = [r.commit for r in revisions]
     if len(set(commits)) != len(commits):
         raise DefinitionsError(f"{path}: a commit is listed twice; each revision appears once")
-    return Definitions(str(path), revisions)
+    return Definitions(revisions)
 
 
 def _revision(entry: object, where: str) -> Revision:

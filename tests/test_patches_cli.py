@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from patches import cli
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "patches"
 DEFINITIONS = str(FIXTURES / "definitions.toml")
@@ -284,3 +286,40 @@ def test_apply_through_a_link_out_of_the_tree_exits_2_and_changes_nothing(
     )
     assert (elsewhere / "Dockerfile").read_bytes() == outside
     assert snapshot(old_tree) == inside
+
+
+# `patches.cli.main` run in this process (mutation testing sees what it reaches).
+
+CHECK_OLD = (
+    "untouched: src/gosvc/Dockerfile\n"
+    "needs patch: src/nodesvc/Dockerfile\n"
+    "needs patch: src/pysvc/Dockerfile\n"
+)
+
+
+def test_main_reads_the_arguments_it_is_given_not_the_process_command_line(
+    old_tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["python -m patches", "apply", "--bogus"])
+    assert cli.main(["check", str(old_tree), "--definitions", DEFINITIONS]) == 1
+    assert capsys.readouterr() == (CHECK_OLD, "upstream aaaaaaaa (fixture-v0)\n")
+
+
+def test_main_without_arguments_reads_the_process_command_line(
+    old_tree: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command_line = ["python -m patches", "check", str(old_tree), "--definitions", DEFINITIONS]
+    monkeypatch.setattr(sys, "argv", command_line)
+    assert cli.main() == 1
+    assert capsys.readouterr() == (CHECK_OLD, "upstream aaaaaaaa (fixture-v0)\n")
+
+
+def test_main_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main([])
+    assert exited.value.code == 2
+    assert capsys.readouterr() == (
+        "",
+        "usage: python -m patches [-h] COMMAND ...\n"
+        "python -m patches: error: the following arguments are required: COMMAND\n",
+    )

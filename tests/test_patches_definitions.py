@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import locale
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -211,6 +213,21 @@ FIRST_FILE = ": revision #1 (aaaaaaaa) file #1"
             "[[revision]]\n" + REVISION + FILE + "patches = [1]\n",
             f"{FIRST_FILE} patch #1: expected a table, found 1",
         ),
+        ("branch = 1\n", ": unknown key 'branch'; allowed: revision"),
+        (
+            "[[revision]]\n" + REVISION + FILE + 'why = "x"\n',
+            f"{FIRST_FILE}: unknown key 'why'; "
+            "allowed: lines, patched, patched_lines, patches, path, pristine, service",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + "patches = 1\n",
+            f"{FIRST_FILE}: key 'patches' must be an array of tables",
+        ),
+        (
+            "[[revision]]\n" + REVISION + FILE + PATCHED + 'patches = [{ stage = "base" }]\n',
+            f"{FIRST_FILE} patch #1: key 'op' = None is not an operation; "
+            "allowed: drop-from-platform, remove-arg-default, remove-global-arg",
+        ),
     ],
 )
 def test_each_malformed_entry_is_refused_with_the_whole_message(
@@ -225,6 +242,26 @@ def test_a_revision_without_a_tag_is_named_by_its_short_commit(tmp_path: Path) -
     path.write_text("[[revision]]\n" + REVISION + FILE)
     (revision,) = load(path).revisions
     assert (revision.tag, revision.label) == ("", "aaaaaaaa")
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """The process's character type set to the C locale (ASCII) for the test, as on a
+    maintainer's machine without a UTF-8 locale."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_definitions_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    path = tmp_path / "definitions.toml"
+    path.write_bytes(("[[revision]]\n" + REVISION + 'tag = "v0-β"\n' + FILE).encode())
+    (revision,) = load(path).revisions
+    assert revision.label == "aaaaaaaa (v0-β)"
 
 
 # The maintainer tool `python -m patches.record`, run in this process (mutation testing sees

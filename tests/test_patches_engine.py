@@ -549,15 +549,22 @@ def _revision_block(tree: Path, commit: str, known: str, services: tuple[str, ..
     return record.record(tree, files, commit, "")
 
 
-def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
-    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
-    its pysvc is drift that c… cannot explain."""
+def _pysvc_only_at_d(tmp_path: Path) -> Path:
+    """Definitions where c… defines gosvc as in the old tree and d… defines gosvc and pysvc as
+    in the new one."""
     definitions = tmp_path / "definitions.toml"
     definitions.write_text(
         _revision_block(FIXTURES / "old", "c" * 40, OLD, ("gosvc",))
         + "\n"
         + _revision_block(FIXTURES / "new", "d" * 40, NEW, ("gosvc", "pysvc"))
     )
+    return definitions
+
+
+def test_a_drifted_service_the_recognised_revision_lacks_is_named_so(tmp_path: Path) -> None:
+    """c… defines gosvc as in the old tree; only d… defines pysvc: the old tree is at c…, and
+    its pysvc is drift that c… cannot explain."""
+    definitions = _pysvc_only_at_d(tmp_path)
     root = copy_tree(tmp_path, "old")
     before = snapshot(root)
     with pytest.raises(PatchError) as raised:
@@ -911,3 +918,47 @@ def test_a_move_that_fails_restores_the_files_already_moved(
     assert first.read_text() == fixture_text("old", "nodesvc")
     assert second.read_text() == fixture_text("old", "pysvc")
     assert [p.name for p in root.rglob(".*") if p.is_file()] == []
+
+
+def test_each_refused_selection_is_one_whole_message(
+    tmp_path: Path, definitions: Definitions
+) -> None:
+    missing, empty = tmp_path / "missing", tmp_path / "empty"
+    empty.mkdir()
+    root = copy_tree(tmp_path, "old")
+    refusals = {
+        "not a directory": (lambda: plan(missing, definitions)),
+        "no known Dockerfile": (lambda: plan(empty, definitions)),
+        "unknown service": (lambda: plan(root, definitions, services=("websvc",))),
+        "unknown revision": (lambda: plan(root, definitions, commit="c" * 40)),
+    }
+    messages = {}
+    for case, call in refusals.items():
+        with pytest.raises(PatchError) as raised:
+            call()
+        messages[case] = str(raised.value)
+    assert messages == {
+        "not a directory": f"SOURCE_DIR {str(missing)!r} is not a directory; "
+        "pass the checkout root",
+        "no known Dockerfile": f"SOURCE_DIR {str(empty)!r} holds no Dockerfile of a known "
+        "service (gosvc, nodesvc, pysvc); pass the checkout root",
+        "unknown service": "--service 'websvc' has no patch definitions; "
+        "allowed: gosvc, nodesvc, pysvc",
+        "unknown revision": f"--revision {'c' * 40!r} is not a supported upstream; "
+        f"allowed: {OLD} (fixture-v0), {NEW} (fixture-v0.10.6)",
+    }
+
+
+def test_a_selected_service_the_forced_revision_lacks_is_refused_by_name(tmp_path: Path) -> None:
+    """c… defines only gosvc, d… defines gosvc and pysvc: forcing c… with pysvc selected is a
+    usage error naming the service, not a drift report."""
+    definitions = _pysvc_only_at_d(tmp_path)
+    root = copy_tree(tmp_path, "old")
+    before = snapshot(root)
+    with pytest.raises(PatchError) as raised:
+        plan(root, load(definitions), ("gosvc", "pysvc"), "c" * 40)
+    assert str(raised.value) == "--service 'pysvc' is not defined at cccccccc"
+    assert snapshot(root) == before
+    assert [f.service for f in plan(root, load(definitions), ("gosvc",), "c" * 40).files] == [
+        "gosvc"
+    ]
