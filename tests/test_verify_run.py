@@ -24,9 +24,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tests.integration.loopbackserver import serve, shut_down
 from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
+from verify.platforms import parse_platform
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
 from verify.run import (
     LOG_LINE_CHARS,
+    RunOptions,
     RunResult,
     escape_line,
     grpc_health_once,
@@ -366,11 +368,14 @@ def test_grpc_probe_gives_up_at_its_timeout(
     raw_health_server: tuple[str, list[bytes | threading.Event]],
 ) -> None:
     address, answers = raw_health_server
+    host, port = address.rsplit(":", 1)
     answered = threading.Event()
     answers.append(answered)
     try:
         # Without the deadline the answer (SERVING) would come when the server stops waiting.
-        assert grpc_health_once(address, 0.2) == f"grpc {address}: DEADLINE_EXCEEDED"
+        assert probe_once(Probe("grpc", int(port)), host, 0.2) == (
+            f"grpc {address}: DEADLINE_EXCEEDED"
+        )
     finally:
         answered.set()
 
@@ -442,3 +447,32 @@ def test_log_tail_drops_only_a_final_empty_line() -> None:
 def test_a_line_of_exactly_the_limit_is_kept_whole() -> None:
     assert escape_line("y" * LOG_LINE_CHARS) == "y" * LOG_LINE_CHARS
     assert escape_line("y" * (LOG_LINE_CHARS + 1)) == "y" * LOG_LINE_CHARS + "..."
+
+
+def test_tcp_probe_gives_up_at_its_timeout() -> None:
+    results: list[str | None] = []
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued.connect(("127.0.0.1", port))  # fills the backlog: the kernel drops further SYNs
+        attempt = threading.Thread(
+            target=lambda: results.append(probe_once(Probe("tcp", port), "127.0.0.1", 0.2))
+        )
+        attempt.start()
+        attempt.join(5.0)
+    # An attempt still waiting once the listener is closed is refused, never "timed out".
+    attempt.join()
+    assert results == [f"127.0.0.1:{port}: timed out"]
+
+
+def test_an_up_probe_has_no_attempt_to_make() -> None:
+    with pytest.raises(AssertionError) as error:
+        probe_once(Probe("up", 5), "127.0.0.1", 0.2)
+    assert str(error.value) == "probe kind 'up' has no attempt"
+
+
+def test_skipped_platforms_are_not_started() -> None:
+    amd64, arm64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
+    options = RunOptions(Probe("up", 5), (), 60.0, 1, skip=(arm64,))
+    assert options.started([amd64, arm64]) == [amd64]
