@@ -30,6 +30,8 @@ from verify.run import (
     LOG_LINE_CHARS,
     RunOptions,
     RunResult,
+    RunUnavailable,
+    check_prerequisites,
     escape_line,
     grpc_health_once,
     log_tail,
@@ -476,3 +478,47 @@ def test_skipped_platforms_are_not_started() -> None:
     amd64, arm64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
     options = RunOptions(Probe("up", 5), (), 60.0, 1, skip=(arm64,))
     assert options.started([amd64, arm64]) == [amd64]
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker info --format '{{.Architecture}}<TAB>{{.OperatingSystem}}' as an Engine would answer it
+[ "$FAKE_DOCKER_SLEEP" ] && exec sleep "$FAKE_DOCKER_SLEEP"
+[ "$FAKE_DOCKER_DOWN" ] && { echo 'Cannot connect to the Docker daemon' >&2; exit 1; }
+[ "$*" = "$(printf 'info --format {{.Architecture}}\t{{.OperatingSystem}}')" ] || exit 3
+printf 'x86_64\tDebian GNU/Linux 12 (bookworm)\n'
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> str:
+    """A Docker CLI script answering `docker info` (set FAKE_DOCKER_DOWN or FAKE_DOCKER_SLEEP)."""
+    script = tmp_path / "docker"
+    script.write_text(FAKE_DOCKER)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_an_engine_on_the_platforms_architecture_can_run_it(fake_docker: str) -> None:
+    assert check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker) is None
+
+
+def test_an_engine_that_does_not_answer_is_named_with_its_error(
+    fake_docker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
+    with pytest.raises(RunUnavailable) as error:
+        check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)
+    assert str(error.value) == (
+        "--run needs a running Docker Engine ('docker info': Cannot connect to the Docker daemon)"
+    )
+
+
+def test_docker_info_is_given_up_after_its_time_limit(
+    fake_docker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the limit the call would wait the whole sleep, then read an empty answer.
+    monkeypatch.setenv("FAKE_DOCKER_SLEEP", "5")
+    monkeypatch.setattr("verify.run.DOCKER_SECONDS", 0.3)
+    with pytest.raises(RunUnavailable) as error:
+        check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)
+    assert str(error.value) == "--run: 'docker info' did not answer within 0.3 s"
