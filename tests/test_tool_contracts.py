@@ -107,6 +107,12 @@ REQUESTS: list[Any] = [
         json=True,
         gcp=True,
     ),
+    verify.BinauthzRequest(
+        ref=f"r.example/shop/frontend@{DIGEST}",
+        note="projects/p/notes/boutique-verified",
+        kms="projects/p/locations/l/keyRings/r/cryptoKeys/k/cryptoKeyVersions/1",
+        platform_digests=(f"linux/arm64={DIGEST}",),
+    ),
     verify.AttestIndexRequest(
         ref=f"r.example/shop/frontend@{DIGEST}",
         platform_digests=(f"linux/amd64={DIGEST}", f"linux/arm64={DIGEST}"),

@@ -8,6 +8,8 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from typing import ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -21,13 +23,14 @@ from tests.gcp_fakes import (
     start_fake_container_analysis,
     start_fake_kms,
 )
-from tests.integration.loopbackserver import address_of, shut_down
+from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
 from verify.attest.binauthz import (
     ContainerAnalysis,
+    OccurrenceError,
     attest_digest,
     check_children,
     resource_uri,
@@ -136,3 +139,87 @@ def test_usage_errors(args: list[str], message: str) -> None:
     result = run("binauthz", *args)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_the_occurrence_is_on_the_images_resource_uri(
+    services: tuple[ContainerAnalysis, KmsKey],
+) -> None:
+    analysis, key = services
+    attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST)
+    (occurrence,) = FakeContainerAnalysis.occurrences
+    assert occurrence["resourceUri"] == f"https://{REPOSITORY}@{DIGEST}"
+    assert occurrence["noteName"] == NOTE
+
+
+class _Recording(FakeContainerAnalysis):
+    """Records each GET's path; ``endless`` answers every page with another page token; a
+    create answers an occurrence whose name is ``created_name``."""
+
+    paths: ClassVar[list[str]] = []
+    endless: ClassVar[bool] = False
+    created_name: ClassVar[object] = None
+
+    def do_GET(self) -> None:
+        self.paths.append(self.path)
+        if self.endless:
+            self._answer({"occurrences": [], "nextPageToken": "more"})
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        self._answer({**self._request(), "name": self.created_name})
+
+
+@pytest.fixture
+def recording() -> Iterator[str]:
+    """The address of a fresh _Recording server."""
+    FakeContainerAnalysis.occurrences.clear()
+    _Recording.paths.clear()
+    _Recording.endless, _Recording.created_name = False, None
+    server = serve(_Recording)
+    yield address_of(server)
+    shut_down(server)
+    FakeContainerAnalysis.status = 200
+
+
+def test_the_lookup_asks_for_100_occurrences_a_page_under_the_endpoints_path(
+    recording: str,
+) -> None:
+    # rstrip takes characters, not a suffix: a base path ending in "X/" keeps its X.
+    analysis = ContainerAnalysis(authorized_http(), "shop-123", endpoint=f"http://{recording}/BOX/")
+    uri = resource_uri(REPOSITORY, DIGEST)
+    assert analysis.find(NOTE, uri) is None
+    (path,) = _Recording.paths
+    assert urlsplit(path).path == "/BOX/v1/projects/shop-123/occurrences"
+    assert parse_qs(urlsplit(path).query) == {
+        "filter": [f'resourceUrl="{uri}" AND kind="ATTESTATION"'],
+        "pageSize": ["100"],
+    }
+
+
+def test_the_lookup_stops_after_20_pages(recording: str) -> None:
+    _Recording.endless = True
+    analysis = ContainerAnalysis(authorized_http(), "shop-123", endpoint=f"http://{recording}")
+    uri = resource_uri(REPOSITORY, DIGEST)
+    with pytest.raises(OccurrenceError) as error:
+        analysis.find(NOTE, uri)
+    assert str(error.value) == f"more than 20 pages of occurrences for {uri}"
+    assert len(_Recording.paths) == 20
+
+
+def test_a_refusal_names_container_analysis_and_its_answer(recording: str) -> None:
+    FakeContainerAnalysis.status = 403
+    analysis = ContainerAnalysis(authorized_http(), "shop-123", endpoint=f"http://{recording}")
+    with pytest.raises(OccurrenceError) as error:
+        analysis.find(NOTE, resource_uri(REPOSITORY, DIGEST))
+    assert str(error.value) == 'Container Analysis answered HTTP 403 {"occurrences": []}'
+
+
+@pytest.mark.parametrize("name", ["", 7, None])
+def test_an_occurrence_created_without_a_name_is_an_error(recording: str, name: object) -> None:
+    _Recording.created_name = name
+    analysis = ContainerAnalysis(authorized_http(), "shop-123", endpoint=f"http://{recording}")
+    uri = resource_uri(REPOSITORY, DIGEST)
+    with pytest.raises(OccurrenceError) as error:
+        analysis.create(NOTE, uri, b"payload", b"signature", NAME)
+    assert str(error.value) == "Container Analysis created an occurrence without a name"

@@ -10,10 +10,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import ClassVar
 
 import grpc
 import pytest
@@ -22,11 +24,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tests.integration.loopbackserver import serve, shut_down
 from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
+from verify.platforms import parse_platform
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
 from verify.run import (
     LOG_LINE_CHARS,
+    RunOptions,
     RunResult,
+    RunUnavailable,
+    check_prerequisites,
     escape_line,
+    grpc_health_once,
     log_tail,
     probe_once,
     run_failure_lines,
@@ -311,3 +318,207 @@ def test_run_without_docker_exits_2_saying_so(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "verify: --run needs the Docker CLI ('docker' is not on PATH)\n"
+
+
+def _serving_answer(size: int) -> bytes:
+    """A HealthCheckResponse of exactly `size` bytes saying SERVING: status 1, then an unknown
+    bytes field (number 15) as padding, which a client keeps without reading."""
+    padding = size - 6  # status (2 bytes), the field's tag (1) and its 3-byte varint length
+    assert 1 << 14 <= padding < 1 << 21
+    length = bytes([padding & 0x7F | 0x80, padding >> 7 & 0x7F | 0x80, padding >> 14])
+    return b"\x08\x01\x7a" + length + b"\0" * padding
+
+
+@pytest.fixture
+def raw_health_server() -> Iterator[tuple[str, list[bytes | threading.Event]]]:
+    """A Health/Check that answers the bytes put in the list, or, given an Event, waits (5 s at
+    most) for it to be set and then answers SERVING."""
+    answers: list[bytes | threading.Event] = []
+
+    def check(request: bytes, context: grpc.ServicerContext) -> bytes:
+        answer = answers[0]
+        if isinstance(answer, threading.Event):
+            answer.wait(5.0)
+            return b"\x08\x01"
+        return answer
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", answers
+    server.stop(grace=None)
+
+
+def test_grpc_probe_reads_64_kib_answers_at_most(
+    raw_health_server: tuple[str, list[bytes | threading.Event]],
+) -> None:
+    address, answers = raw_health_server
+    answers.append(_serving_answer(64 * 1024))
+    assert grpc_health_once(address, 2.0) is None
+    answers[0] = _serving_answer(64 * 1024 + 1)
+    assert grpc_health_once(address, 2.0) == f"grpc {address}: RESOURCE_EXHAUSTED"
+
+
+def test_grpc_probe_gives_up_at_its_timeout(
+    raw_health_server: tuple[str, list[bytes | threading.Event]],
+) -> None:
+    address, answers = raw_health_server
+    host, port = address.rsplit(":", 1)
+    answered = threading.Event()
+    answers.append(answered)
+    try:
+        # Without the deadline the answer (SERVING) would come when the server stops waiting.
+        assert probe_once(Probe("grpc", int(port)), host, 0.2) == (
+            f"grpc {address}: DEADLINE_EXCEEDED"
+        )
+    finally:
+        answered.set()
+
+
+class _Recording(BaseHTTPRequestHandler):
+    """Answers /status/N with N and records each request's User-Agent; /garbage answers no
+    HTTP at all; /slow waits (5 s at most) for `released`, then answers 200."""
+
+    user_agents: ClassVar[list[str | None]] = []
+    released: ClassVar[threading.Event] = threading.Event()
+
+    def do_GET(self) -> None:
+        self.user_agents.append(self.headers.get("User-Agent"))
+        if self.path == "/garbage":
+            self.wfile.write(b"not http\r\n\r\n")
+            return
+        if self.path == "/slow":
+            self.released.wait(5.0)
+        self.send_response(
+            int(self.path.removeprefix("/status/")) if "status" in self.path else 200
+        )
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recording_server() -> Iterator[int]:
+    _Recording.user_agents.clear()
+    _Recording.released.clear()
+    server = serve(_Recording)
+    yield server.server_port
+    _Recording.released.set()
+    shut_down(server)
+
+
+def test_http_probe_names_itself_and_refuses_400_and_above(recording_server: int) -> None:
+    port = recording_server
+    assert probe_once(Probe("http", port, "/status/399"), "127.0.0.1", 2.0) is None
+    assert probe_once(Probe("http", port, "/status/400"), "127.0.0.1", 2.0) == (
+        f"http://127.0.0.1:{port}/status/400 answered 400"
+    )
+    assert _Recording.user_agents == ["boutique-verify-run", "boutique-verify-run"]
+
+
+def test_http_probe_names_the_error_of_an_answer_that_is_not_http(recording_server: int) -> None:
+    port = recording_server
+    assert probe_once(Probe("http", port, "/garbage"), "127.0.0.1", 2.0) == (
+        f"http://127.0.0.1:{port}/garbage: BadStatusLine"
+    )
+
+
+def test_http_probe_gives_up_at_its_timeout(recording_server: int) -> None:
+    # Without the timeout the answer (200) would come when the server stops waiting.
+    port = recording_server
+    assert probe_once(Probe("http", port, "/slow"), "127.0.0.1", 0.2) == (
+        f"127.0.0.1:{port}: timed out"
+    )
+
+
+def test_log_tail_drops_only_a_final_empty_line() -> None:
+    assert log_tail(b"first\n\nlast", []) == ["first", "", "last"]
+    assert log_tail(b"first\nlast\n", []) == ["first", "last"]
+    assert log_tail(b"only", []) == ["only"]
+
+
+def test_a_line_of_exactly_the_limit_is_kept_whole() -> None:
+    assert escape_line("y" * LOG_LINE_CHARS) == "y" * LOG_LINE_CHARS
+    assert escape_line("y" * (LOG_LINE_CHARS + 1)) == "y" * LOG_LINE_CHARS + "..."
+
+
+def test_tcp_probe_gives_up_at_its_timeout() -> None:
+    results: list[str | None] = []
+    with socket.socket() as listener, socket.socket() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        queued.connect(("127.0.0.1", port))  # fills the backlog: the kernel drops further SYNs
+        attempt = threading.Thread(
+            target=lambda: results.append(probe_once(Probe("tcp", port), "127.0.0.1", 0.2))
+        )
+        attempt.start()
+        attempt.join(5.0)
+    # An attempt still waiting once the listener is closed is refused, never "timed out".
+    attempt.join()
+    assert results == [f"127.0.0.1:{port}: timed out"]
+
+
+def test_an_up_probe_has_no_attempt_to_make() -> None:
+    with pytest.raises(AssertionError) as error:
+        probe_once(Probe("up", 5), "127.0.0.1", 0.2)
+    assert str(error.value) == "probe kind 'up' has no attempt"
+
+
+def test_skipped_platforms_are_not_started() -> None:
+    amd64, arm64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
+    options = RunOptions(Probe("up", 5), (), 60.0, 1, skip=(arm64,))
+    assert options.started([amd64, arm64]) == [amd64]
+
+
+FAKE_DOCKER = """#!/bin/sh
+# docker info --format '{{.Architecture}}<TAB>{{.OperatingSystem}}' as an Engine would answer it
+[ "$FAKE_DOCKER_SLEEP" ] && exec sleep "$FAKE_DOCKER_SLEEP"
+[ "$FAKE_DOCKER_DOWN" ] && { echo 'Cannot connect to the Docker daemon' >&2; exit 1; }
+[ "$*" = "$(printf 'info --format {{.Architecture}}\t{{.OperatingSystem}}')" ] || exit 3
+printf 'x86_64\tDebian GNU/Linux 12 (bookworm)\n'
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path: Path) -> str:
+    """A Docker CLI script answering `docker info` (set FAKE_DOCKER_DOWN or FAKE_DOCKER_SLEEP)."""
+    script = tmp_path / "docker"
+    script.write_text(FAKE_DOCKER)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_an_engine_on_the_platforms_architecture_can_run_it(fake_docker: str) -> None:
+    check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)  # raises if not
+
+
+def test_an_engine_that_does_not_answer_is_named_with_its_error(
+    fake_docker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_DOCKER_DOWN", "1")
+    with pytest.raises(RunUnavailable) as error:
+        check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)
+    assert str(error.value) == (
+        "--run needs a running Docker Engine ('docker info': Cannot connect to the Docker daemon)"
+    )
+
+
+def test_docker_info_is_given_up_after_its_time_limit(
+    fake_docker: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without the limit the call would wait the whole sleep, then read an empty answer.
+    monkeypatch.setenv("FAKE_DOCKER_SLEEP", "5")
+    monkeypatch.setattr("verify.run.DOCKER_SECONDS", 0.3)
+    with pytest.raises(RunUnavailable) as error:
+        check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)
+    assert str(error.value) == "--run: 'docker info' did not answer within 0.3 s"

@@ -200,7 +200,9 @@ def check_prerequisites(platforms: Sequence[Platform], docker: str = "docker") -
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise RunUnavailable("--run: 'docker info' did not answer within 60 s") from None
+        raise RunUnavailable(
+            f"--run: 'docker info' did not answer within {DOCKER_SECONDS:g} s"
+        ) from None
     if info.returncode != 0:
         detail = escape_line(info.stderr.strip()[:LOG_LINE_CHARS])
         raise RunUnavailable(f"--run needs a running Docker Engine ('docker info': {detail})")
