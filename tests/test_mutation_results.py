@@ -163,6 +163,26 @@ def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -
     assert list(hits.iterdir()) == []
 
 
+PLUGIN = ("-p", "tests.mutation.childstats", "--rootdir=.")
+
+
+def run_under_plugin(
+    directory: Path, test_file: str, durations: dict[str, float], mutant: str
+) -> subprocess.CompletedProcess[str]:
+    """pytest on `test_file` with the mutation plugin, as mutmut runs `mutant` (or "stats", "")
+    with `durations` as mutmut measured them."""
+    (directory / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGIN, test_file],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": mutant},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 ORDERED_TESTS = """\
 import json
 import os
@@ -196,26 +216,7 @@ def test_a_mutant_runs_its_fastest_tests_first(
     """mutmut stops at a mutant's first failing test: fastest first, by mutmut's durations."""
     (tmp_path / "test_order.py").write_text(ORDERED_TESTS)
     durations = {"test_order.py::test_slow": 2.5, "test_order.py::test_fast": 0.01}
-    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "tests.mutation.childstats",
-            "--rootdir=.",
-            "test_order.py",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": mutant},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    run = run_under_plugin(tmp_path, "test_order.py", durations, mutant)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "order.txt").read_text().split() == order
 
@@ -236,26 +237,6 @@ def test_a_mutant_that_makes_a_test_loop_fails_that_test_at_its_time_limit(
     killed) instead of using mutmut's limit for the whole run."""
     (tmp_path / "test_loop.py").write_text(LOOPING_TEST)
     durations = {"test_loop.py::test_loops": 0.05}
-    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-p",
-            "tests.mutation.childstats",
-            "--rootdir=.",
-            "test_loop.py",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": f"{M}1"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = run_under_plugin(tmp_path, "test_loop.py", durations, f"{M}1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "MutantTimeout: test_loop.py::test_loops ran over its limit of 10 s" in run.stdout
