@@ -89,9 +89,10 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         hits.unlink()
 
 
-# mutmut runs a mutant's tests with `-x`, in file order. Most mutants are killed by a fast unit
-# test, so running the tests fastest first (by the durations mutmut measured during "stats")
-# ends most runs after a fraction of a second instead of after the slow process-starting tests.
+# mutmut runs a mutant's tests with `-x`; its fork-server runner passes them in no particular
+# order. Most mutants are killed by a fast unit test, so running the tests fastest first (by the
+# durations mutmut measured during "stats") ends most runs after a fraction of a second instead
+# of after the slow process-starting tests.
 # Read once, in the fork server, so each forked mutant run inherits it.
 _durations: dict[str, float] | None = None
 
