@@ -120,6 +120,12 @@ def test_each_package_mutates_itself_against_existing_tests_of_its_own() -> None
         # The integration tests find busybox beside the tests, so the copy must hold it.
         busybox = BUSYBOX_CACHE.relative_to(ROOT)
         assert f"{busybox}/" in narrowed["also_copy"]
+        assert narrowed["process_isolation"] == "forkserver"
+        # plan builds its settings validators at import: its mutants need a fresh import each.
+        fresh = package in config["tool"]["mutation"]["import_per_mutant"]
+        assert narrowed["forkserver_warmup"] == ("import" if fresh else "collect"), package
+        assert ("preload_modules_file" in narrowed) is fresh, package
+    assert "plan" in config["tool"]["mutation"]["import_per_mutant"]
 
 
 def test_an_unknown_package_is_refused_before_anything_runs() -> None:
