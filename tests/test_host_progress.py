@@ -2,6 +2,9 @@
 
 import io
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -363,3 +366,27 @@ def test_a_line_that_is_not_utf8_is_skipped_like_any_line_that_is_not_json(
     )
     done.touch()
     assert [event["sequence"] for event in events(log, done.exists)] == [0, 1]
+
+
+def test_events_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """The CLI writes its event log in UTF-8; a reader under an ASCII locale (a CI runner with
+    LC_ALL=C, locale coercion off) still sees the names it wrote."""
+    log, done = tmp_path / "events.jsonl", tmp_path / "done"
+    event = {"sequence": 0, "name": "façade-ünïcode"}
+    log.write_text(json.dumps(event, ensure_ascii=False) + "\n", encoding="utf-8")
+    done.touch()
+    read = (
+        "import json, sys; from pathlib import Path; from host.progress import events; "
+        "print(json.dumps([e['name'] for e in events(Path(sys.argv[1]), lambda: True)]))"
+    )
+    ascii_locale = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", read, str(log)],
+        cwd=Path(__file__).resolve().parents[1],
+        env=ascii_locale,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(result.stdout) == ["façade-ünïcode"]
