@@ -19,6 +19,7 @@ from tests.mutation.results import (
     parse_equivalents,
     read_exit_codes,
     summary_line,
+    to_run_again,
 )
 from tests.program_mocks import ROOT
 
@@ -48,6 +49,12 @@ def test_killed_timed_out_and_crashed_mutants_count_as_detected(tmp_path: Path) 
     assert result.meets(0.6) and not result.meets(0.61)
     assert summary_line(result, 0.9).startswith("verify: 60.0% killed (3/5;")
     assert "BELOW TARGET" in summary_line(result, 0.9)
+
+
+def test_survivors_run_again_are_those_neither_killed_nor_reviewed_equivalent() -> None:
+    codes: dict[str, int | None] = {f"{M}1": 1, f"{M}2": 0, f"{M}3": 0, f"{M}4": None, f"{M}5": 33}
+    codes |= {f"{M}6": -24, f"{M}7": 36}
+    assert to_run_again(codes, {f"{M}3": "why"}) == [f"{M}2", f"{M}4", f"{M}5"]
 
 
 def test_equivalent_mutants_leave_the_score_and_stale_entries_fail_the_run() -> None:

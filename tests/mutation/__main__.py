@@ -23,13 +23,13 @@ import tomli_w
 
 from tests.mutation.childstats import CHILD_STARTUP
 from tests.mutation.results import (
-    KILLED_CODES,
     MutationError,
     PackageScore,
     package_score,
     parse_equivalents,
     read_exit_codes,
     summary_line,
+    to_run_again,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,7 +162,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--survivors",
         action="store_true",
-        help="keep the previous results and run again the mutants not killed (or not run) yet",
+        help="keep the previous results and run again the mutants not killed (or not run) yet, "
+        "except the reviewed equivalents",
     )
     parser.add_argument(
         "--resume",
@@ -187,7 +188,7 @@ def main(argv: list[str]) -> int:
             rerun: list[str] = []
             if arguments.survivors:
                 previous = read_exit_codes(directory / "mutants", package)
-                rerun = sorted(name for name, code in previous.items() if code not in KILLED_CODES)
+                rerun = to_run_again(previous, equivalents)
             if rerun or not arguments.survivors:
                 # No names: mutmut runs every mutant without a result (all of them when fresh).
                 run_mutmut(directory, rerun, arguments.workers)

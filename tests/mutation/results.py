@@ -119,3 +119,13 @@ def summary_line(result: PackageScore, target: float) -> str:
         f"{len(result.equivalent)} equivalent, {len(result.survivors)} surviving) "
         f"target {target:.0%}: {verdict}"
     )
+
+
+def to_run_again(exit_codes: dict[str, int | None], equivalents: dict[str, str]) -> list[str]:
+    """The mutants `--survivors` runs again: neither killed nor a reviewed equivalent (no test
+    can kill one of those; a complete run checks each is still a survivor)."""
+    return sorted(
+        name
+        for name, code in exit_codes.items()
+        if code not in KILLED_CODES and name not in equivalents
+    )
