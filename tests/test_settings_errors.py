@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from plan.settings import (
     CONFIG_KEYS,
@@ -14,6 +15,7 @@ from plan.settings import (
     ExternalRegistry,
     GitSource,
     PathSource,
+    _config_error,
     check_known_keys,
 )
 from tests.test_settings import COMMIT, P, parse
@@ -262,3 +264,202 @@ def test_an_unknown_key_of_the_project_is_refused_and_a_secret_one_hidden() -> N
     with pytest.raises(ConfigError) as raised:
         check_known_keys({f"{P}:zz": 1, f"{P}:aa": 2, f"{P}:tag": "v1"}, secret_keys=())
     assert raised.value.key == f"{P}:aa"
+
+
+SOURCE_URL_ALLOWED = (
+    "a git URL without user-info (except an ssh user name), query or fragment: a token there "
+    "would reach command lines, the state and the images' source label; fetch a private fork "
+    "with a git credential helper in the environment that runs Pulumi"
+)
+NOT_A_GIT_URL = (
+    "a git URL (https://, ssh://, file://, …), not starting with '-' "
+    "(a command would read it as an option)"
+)
+BUILDER_FIELDS = "name, driver, driverOpts, endpoint"
+
+# (what is wrong, config values, `key = shown value`, what is allowed): the whole message a user
+# reads is `config <key> = <value> is not valid; allowed: <allowed>`.
+MESSAGES: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "allowed paths not a list",
+        {"verify": {"allow": {"frontend": {"path": "/x"}}}},
+        f'{P}:verify.allow.frontend = {{"path": "/x"}}',
+        "a list of {path, reason} objects",
+    ),
+    (
+        "allowed path not absolute",
+        {"verify": {"allow": {"frontend": [{"path": "usr/lib/x", "reason": "r"}]}}},
+        f'{P}:verify.allow.frontend[0].path = "usr/lib/x"',
+        "an absolute path glob such as /usr/lib/*.node (no outer spaces)",
+    ),
+    (
+        "allowed path with a blank reason",
+        {"verify": {"allow": {"frontend": [{"path": "/x", "reason": " "}]}}},
+        f'{P}:verify.allow.frontend[0].reason = " "',
+        "why this file may be built for another architecture",
+    ),
+    (
+        "node platforms not a list",
+        {"builder": {"nodes": [{**ARM, "platforms": "linux/arm64"}]}},
+        f'{P}:builder.nodes[0].platforms = "linux/arm64"',
+        "a list of platforms",
+    ),
+    (
+        "nodes not a list",
+        {"builder": {"nodes": {"name": "arm"}}},
+        f'{P}:builder.nodes = {{"name": "arm"}}',
+        "a list of nodes",
+    ),
+    (
+        "platform builders not an object",
+        {**PER_PLATFORM, "builder": {"platformBuilders": ["linux/arm64"]}},
+        f'{P}:builder.platformBuilders = ["linux/arm64"]',
+        "an object keyed by configured platform",
+    ),
+    (
+        "platform builder of an unbuilt platform",
+        {**PER_PLATFORM, "builder": {"platformBuilders": {"linux/s390x": {"name": "s"}}}},
+        f'{P}:builder.platformBuilders.linux/s390x = {{"name": "s"}}',
+        "a configured platform: linux/amd64, linux/arm64",
+    ),
+    (
+        "platform builder not an object",
+        {**PER_PLATFORM, "builder": {"platformBuilders": {"linux/arm64": "arm"}}},
+        f'{P}:builder.platformBuilders.linux/arm64 = "arm"',
+        f"an object with the fields {BUILDER_FIELDS}",
+    ),
+    (
+        "platform builder with nodes",
+        {
+            **PER_PLATFORM,
+            "builder": {"platformBuilders": {"linux/arm64": {"name": "arm", "nodes": [ARM]}}},
+        },
+        f"{P}:builder.platformBuilders.linux/arm64.nodes = {json.dumps([ARM])}",
+        f"one of the fields {BUILDER_FIELDS}",
+    ),
+    (
+        "platform builder without a name",
+        {**PER_PLATFORM, "builder": {"platformBuilders": {"linux/arm64": {"driver": "remote"}}}},
+        f"{P}:builder.platformBuilders.linux/arm64.name = <unset>",
+        "the name of this platform's builder",
+    ),
+    (
+        "probe not a string",
+        {"verify": {"probes": {"frontend": {"probe": 8080}}}},
+        f"{P}:verify.probes.frontend.probe = 8080",
+        "grpc:PORT, http:PORT/PATH, tcp:PORT or up:SECONDS",
+    ),
+    (
+        "blank registry user",
+        {"registry": {"address": "127.0.0.1:5000", "username": " "}},
+        f'{P}:registry.username = " "',
+        "a non-empty user name",
+    ),
+    (
+        "a skipped platform that is not built",
+        {
+            "platforms": ["linux/amd64"],
+            "verify": {"skipRun": {"cartservice": {"linux/arm64": "no arm64 runner"}}},
+        },
+        f'{P}:verify.skipRun.cartservice.linux/arm64 = "no arm64 runner"',
+        "a configured platform: linux/amd64",
+    ),
+    (
+        "a skipped platform that is not a platform",
+        {"verify": {"skipRun": {"cartservice": {"linux/s390x": "no emulator"}}}},
+        f'{P}:verify.skipRun.cartservice.linux/s390x = "no emulator"',
+        "a configured platform: linux/amd64, linux/arm64",
+    ),
+    (
+        "skipped platforms not an object",
+        {"verify": {"skipRun": {"cartservice": "linux/arm64"}}},
+        f'{P}:verify.skipRun.cartservice = "linux/arm64"',
+        "an object of platform: reason",
+    ),
+    (
+        "a skipped platform with a blank reason",
+        {"verify": {"skipRun": {"cartservice": {"linux/arm64": " "}}}},
+        f'{P}:verify.skipRun.cartservice.linux/arm64 = " "',
+        "why this platform's image is not started (a reason is required)",
+    ),
+    (
+        "start env not an object",
+        {"verify": {"probes": {"frontend": {"env": ["A=1"]}}}},
+        f'{P}:verify.probes.frontend.env = ["A=1"]',
+        "an object of NAME: value strings",
+    ),
+    (
+        "start env value not a string",
+        {"verify": {"probes": {"frontend": {"env": {"PORT": 8080}}}}},
+        f"{P}:verify.probes.frontend.env.PORT = 8080",
+        "a string value",
+    ),
+    (
+        "start env value with a newline",
+        {"verify": {"probes": {"frontend": {"env": {"GREETING": "a\nb"}}}}},
+        f'{P}:verify.probes.frontend.env.GREETING = "a\\nb"',
+        "env GREETING: the value must not contain a newline or NUL byte",
+    ),
+    (
+        "source URL with a token",
+        {"source": {"url": "https://ghp_s3cret@github.com/example/boutique.git"}},
+        f'{P}:source.url = "https://***@github.com/example/boutique.git"',
+        SOURCE_URL_ALLOWED,
+    ),
+    (
+        # The user name ends at the last `@` of the authority: `git@x:s3cret` holds a password.
+        "ssh URL with a password before a second @",
+        {"source": {"url": "ssh://git@x:s3cret@github.com/example/boutique.git"}},
+        f'{P}:source.url = "ssh://***@github.com/example/boutique.git"',
+        SOURCE_URL_ALLOWED,
+    ),
+    (
+        # The scheme ends at the first `://`, not at one in the path.
+        "URL with a token and a second ://",
+        {"source": {"url": "https://ghp_s3cret@github.com/example/boutique://x"}},
+        f'{P}:source.url = "https://***@github.com/example/boutique://x"',
+        SOURCE_URL_ALLOWED,
+    ),
+    (
+        "scp-like URL with a query",
+        {"source": {"url": "git@github.com:example/boutique.git?token=s3cret"}},
+        f'{P}:source.url = "***@github.com:example/boutique.git?***"',
+        SOURCE_URL_ALLOWED,
+    ),
+    (
+        "source URL not a string",
+        {"source": {"url": ["https://github.com/example/boutique.git"]}},
+        f'{P}:source.url = ["https://github.com/example/boutique.git"]',
+        NOT_A_GIT_URL,
+    ),
+    ("source URL a number", {"source": {"url": 5}}, f"{P}:source.url = 5", NOT_A_GIT_URL),
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "key_and_value", "allowed"),
+    [pytest.param(*case, id=name) for name, *case in MESSAGES],
+)
+def test_a_refusal_reads_in_full(values: dict[str, Any], key_and_value: str, allowed: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse(**values)
+    assert str(raised.value) == f"config {key_and_value} is not valid; allowed: {allowed}"
+
+
+def test_a_null_repository_is_the_default_one_like_a_null_registry() -> None:
+    # It once reached an assertion instead: `null` is how a stack file writes an unset value.
+    assert parse(repository=None) == parse() == parse(registry=None)
+
+
+def test_an_error_pydantic_raised_itself_still_names_the_key_and_the_value() -> None:
+    # Every rule refuses with `_refuse`; an error of pydantic's own (none is known to reach a
+    # user) would still read as one ConfigError, with pydantic's message as what is allowed.
+    with pytest.raises(ValidationError) as raised:
+        TypeAdapter(dict[str, int]).validate_python({"keepCount": "many"})
+    error = _config_error(raised.value, ".repository.cleanup")
+    assert str(error) == (
+        f'config {P}:repository.cleanup.keepCount = "many" is not valid; allowed: '
+        "Input should be a valid integer, unable to parse string as an integer"
+    )
+    assert (error.key, error.value) == (f"{P}:repository.cleanup.keepCount", "many")
+    assert _config_error(raised.value).key == f"{P}:keepCount"
