@@ -19,8 +19,10 @@ from plan.tools import tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
+    attest_index_request,
     candidate_ref,
     digest_of_ref,
+    immutable_tag_request,
     merged_platforms,
     verified_platforms,
     verified_proof,
@@ -219,3 +221,64 @@ def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> Non
 def values_of(line: str, flag: str) -> list[str]:
     argv = shlex.split(line)
     return [argv[i + 1] for i, argument in enumerate(argv[:-1]) if argument == flag]
+
+
+def test_an_immutable_tag_check_names_the_tag_and_the_digests_it_may_already_hold() -> None:
+    # Before new images are built (digests unknown): the tag must not exist yet.
+    fresh = tool_command(immutable_tag_request("r/frontend:v1", None, False), "python")
+    assert shlex.split(fresh) == [
+        "python",
+        "-m",
+        "verify",
+        "published",
+        "r/frontend:v1",
+        "--immutable",
+    ]
+    # After the verification: the tag may already hold exactly these manifests (sorted).
+    verified = {"linux/arm64": "sha256:2", "linux/amd64": "sha256:1"}
+    again = tool_command(immutable_tag_request("r/frontend:v1", verified, True), "python")
+    assert shlex.split(again) == [
+        "python",
+        "-m",
+        "verify",
+        "published",
+        "r/frontend:v1",
+        "--immutable",
+        "--manifest=linux/amd64=sha256:1",
+        "--manifest=linux/arm64=sha256:2",
+        "--gcp",
+    ]
+
+
+KMS = "projects/p/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKeyVersions/1"
+
+
+@pytest.mark.parametrize(
+    ("key", "kms", "signer"),
+    [
+        (None, KMS, ["--kms", KMS]),
+        ("keys/attest.pem", None, ["--key", "keys/attest.pem"]),
+        # A key file wins over a KMS key version, as in each platform's verification (the
+        # settings never hold both).
+        ("keys/attest.pem", KMS, ["--key", "keys/attest.pem"]),
+    ],
+)
+def test_a_joined_index_is_attested_with_the_configured_signer_only(
+    key: str | None, kms: str | None, signer: list[str]
+) -> None:
+    options = VerifyOptions(deep=True, allow=(), gcp=False, attest_key=key, attest_kms=kms)
+    platforms = {"linux/amd64": "sha256:1", "linux/arm64": "sha256:2"}
+    request = attest_index_request(REF, platforms, ["sha256:a", "sha256:b"], options)
+    assert shlex.split(tool_command(request, "python")) == [
+        "python",
+        "-m",
+        "verify",
+        "attest-index",
+        REF,
+        "--platform-digest=linux/amd64=sha256:1",
+        "--platform-digest=linux/arm64=sha256:2",
+        "--candidate=sha256:a",
+        "--candidate=sha256:b",
+        *signer,
+        "--json",
+    ]
