@@ -839,11 +839,14 @@ class VerifySettings(_ConfigObject):
         for service, override in self.probes.items():
             if override.timeout is None:
                 continue
-            effective = parse_probe(override.probe or service_probe(service, None).probe or "tcp:1")
-            least = effective.number + 1 if effective.kind == "up" else 1
+            probe = override.probe or service_probe(service, None).probe
+            # Without a probe (a service the table does not start) no wait is to be outlasted.
+            effective = None if probe is None else parse_probe(probe)
+            least = effective.number + 1 if effective is not None and effective.kind == "up" else 1
             if not least <= override.timeout <= MAX_TIMEOUT:
+                shown = "" if effective is None else f" (the probe is {effective})"
                 _refuse(
-                    f"{least} to {MAX_TIMEOUT} seconds (the probe is {effective})",
+                    f"{least} to {MAX_TIMEOUT} seconds{shown}",
                     at=f".probes.{service}.timeout",
                     value=override.timeout,
                 )
