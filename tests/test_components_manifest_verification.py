@@ -24,6 +24,7 @@ from plan.verification import (
     digest_of_ref,
     immutable_tag_request,
     merged_platforms,
+    published_digest,
     verified_platforms,
     verified_proof,
     verify_options,
@@ -31,6 +32,7 @@ from plan.verification import (
 )
 from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
+from verify.contract import PublishedResult
 from verify.report import image_json
 from verify.run import RunResult, run_json
 
@@ -282,3 +284,14 @@ def test_a_joined_index_is_attested_with_the_configured_signer_only(
         *signer,
         "--json",
     ]
+
+
+def test_the_published_digest_is_read_from_the_tools_json_or_refused() -> None:
+    confirmed = PublishedResult("r/frontend:v1@" + DIGEST, DIGEST).to_json()
+    assert published_digest(confirmed) == DIGEST
+    # `--immutable` confirms no digest; neither may a digest of another algorithm be exported.
+    for digest in (None, "md5:" + "1" * 32):
+        stdout = PublishedResult("r/frontend:v1", digest).to_json()
+        with pytest.raises(ValueError) as raised:
+            published_digest(stdout)
+        assert str(raised.value) == f"verify published confirmed no digest: {stdout!r}"

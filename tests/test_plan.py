@@ -12,7 +12,7 @@ import pytest
 
 from host.contract import BuilderEnsureRequest, BuilderRemoveRequest
 from host.contract import parser as host_parser
-from plan.host_commands import builder_spec
+from plan.host_commands import builder_spec, stack_owner
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
 from plan.settings import BuilderNode, BuilderSettings
@@ -117,3 +117,10 @@ def test_the_builder_spec_text_does_not_depend_on_the_order_options_were_written
     )
     assert first == second
     assert first == json.dumps(json.loads(first), sort_keys=True)
+
+
+def test_a_stack_owner_is_organization_project_and_stack() -> None:
+    assert stack_owner("acme", "boutique-multiarch", "dev") == "acme/boutique-multiarch/dev"
+    # Without an organization (a self-managed backend): the project and stack alone.
+    assert stack_owner(None, "boutique-multiarch", "dev") == "boutique-multiarch/dev"
+    assert stack_owner("", "boutique-multiarch", "dev") == "boutique-multiarch/dev"
