@@ -268,7 +268,7 @@ KMS = "projects/p/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKey
 def test_a_joined_index_is_attested_with_the_configured_signer_only(
     key: str | None, kms: str | None, signer: list[str]
 ) -> None:
-    options = VerifyOptions(deep=True, allow=(), gcp=False, attest_key=key, attest_kms=kms)
+    options = VerifyOptions(deep=True, allow=(), gcp=True, attest_key=key, attest_kms=kms)
     platforms = {"linux/amd64": "sha256:1", "linux/arm64": "sha256:2"}
     request = attest_index_request(REF, platforms, ["sha256:a", "sha256:b"], options)
     assert shlex.split(tool_command(request, "python")) == [
@@ -282,8 +282,53 @@ def test_a_joined_index_is_attested_with_the_configured_signer_only(
         "--candidate=sha256:a",
         "--candidate=sha256:b",
         *signer,
+        "--gcp",
         "--json",
     ]
+    # Each platform's verification signs with the same one.
+    verification = shlex.split(tool_command(verify_request(REF, ["linux/amd64"], options), "py"))
+    assert verification[verification.index("--attest") :] == [
+        "--attest",
+        *signer,
+        *(["--create-key"] if signer[0] == "--key" else []),
+        "--",
+        REF,
+    ]
+
+
+def test_a_services_options_carry_its_run_timeout_and_the_signer() -> None:
+    settings = VerifySettings(
+        deep=False,
+        allow={"adservice": (AllowedPath("/opt/*.so", "a profiler"),)},
+        probes={"adservice": ProbeOverride(probe=None, env={}, timeout=600)},
+    )
+    options = verify_options(settings, "adservice", gcp=True, attest_kms=KMS)
+    assert options == VerifyOptions(
+        deep=False,
+        allow=("/opt/*.so",),
+        gcp=True,
+        run=RunPlan("grpc:9555", (("PORT", "9555"),), {}, timeout=600),
+        attest_key=None,
+        attest_kms=KMS,
+    )
+    keyed = verify_options(settings, "frontend", gcp=False, attest_key="keys/attest.pem")
+    assert (keyed.attest_key, keyed.attest_kms, keyed.allow) == ("keys/attest.pem", None, ())
+    assert keyed.run is not None and keyed.run.timeout is None
+
+
+def test_a_proof_without_deep_checks_has_no_elf_count_and_a_skip_ends_no_other_platform() -> None:
+    result = verified_result(3, 4)
+    document = image_json(result)
+    for platform in document["platforms"].values():
+        platform["elf"] = None
+    document["platforms"]["linux/arm64"]["run"] = run_json(
+        RunResult(ok=True, probe="grpc:7070", seconds=2.0)
+    )
+    plan = RunPlan("grpc:7070", (), {"linux/amd64": "no amd64 runner"})
+    assert verified_proof(["linux/amd64", "linux/arm64"], plan, json.dumps(document)) == {
+        "linux/amd64": {"elfFiles": None, "skipped": "no amd64 runner"},
+        "linux/arm64": {"elfFiles": None, "probe": "grpc:7070", "seconds": 2.0},
+    }
 
 
 def test_the_published_digest_is_read_from_the_tools_json_or_refused() -> None:

@@ -16,7 +16,7 @@ from plan.host_commands import builder_spec, stack_owner
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
 from plan.settings import BuilderNode, BuilderSettings
-from plan.tools import tool_command
+from plan.tools import tool_argv, tool_command
 
 
 def test_platform_arch_names_per_platform_resources() -> None:
@@ -124,3 +124,11 @@ def test_a_stack_owner_is_organization_project_and_stack() -> None:
     # Without an organization (a self-managed backend): the project and stack alone.
     assert stack_owner(None, "boutique-multiarch", "dev") == "boutique-multiarch/dev"
     assert stack_owner("", "boutique-multiarch", "dev") == "boutique-multiarch/dev"
+
+
+def test_a_command_lines_tool_arguments_are_those_of_its_last_run_of_the_tool() -> None:
+    line = "umask 022 && { py -m patches check -- up; } && py -m patches apply --json -- up"
+    assert tool_argv(line, "patches") == ["apply", "--json", "--", "up"]
+    # A run without arguments is still a run of the tool.
+    assert tool_argv("py -m host", "host") == []
+    assert tool_argv("py -m host", "verify") is None
