@@ -297,7 +297,9 @@ def _platform_builders(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
             _refuse(
                 f"a configured platform: {', '.join(platforms)}", at=f".{platform}", value=entry
             )
-        _object(entry, f"an object with the fields {', '.join(fields)}")
+        if not isinstance(entry, dict):
+            allowed = f"an object with the fields {', '.join(fields)}"
+            _refuse(allowed, at=f".{platform}", value=entry)
         for name in entry:
             if name not in fields:
                 _refuse(
@@ -642,8 +644,10 @@ class SourceConfig(_ConfigObject):
     url: (
         Annotated[
             str,
-            _argument(_GIT_URL, "a git URL (https://, ssh://, file://, …)", shown=_shown),
+            # Before-validators run last to first: the URL's shape is checked (a string, a git
+            # URL) before `_source_url` looks for a secret in it.
             _rule(_source_url),
+            _argument(_GIT_URL, "a git URL (https://, ssh://, file://, …)", shown=_shown),
         ]
         | None
     ) = None
@@ -835,11 +839,14 @@ class VerifySettings(_ConfigObject):
         for service, override in self.probes.items():
             if override.timeout is None:
                 continue
-            effective = parse_probe(override.probe or service_probe(service, None).probe or "tcp:1")
-            least = effective.number + 1 if effective.kind == "up" else 1
+            probe = override.probe or service_probe(service, None).probe
+            # Without a probe (a service the table does not start) no wait is to be outlasted.
+            effective = None if probe is None else parse_probe(probe)
+            least = effective.number + 1 if effective is not None and effective.kind == "up" else 1
             if not least <= override.timeout <= MAX_TIMEOUT:
+                shown = "" if effective is None else f" (the probe is {effective})"
                 _refuse(
-                    f"{least} to {MAX_TIMEOUT} seconds (the probe is {effective})",
+                    f"{least} to {MAX_TIMEOUT} seconds{shown}",
                     at=f".probes.{service}.timeout",
                     value=override.timeout,
                 )
@@ -1012,7 +1019,9 @@ class StackConfig:
     @classmethod
     def _registry_excludes_artifact_registry_keys(cls, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("registry") is None:
-            return {**data, "repository": data.get("repository", {})}
+            # An unset `repository` (or one set to null, like `registry`) is the default one.
+            repository = data.get("repository")
+            return {**data, "repository": {} if repository is None else repository}
         if data.get("repository") is not None:
             _refuse(
                 "unset when `registry` is set",

@@ -175,3 +175,19 @@ def test_a_checkout_root_that_looks_like_an_option_is_patched_as_a_directory(
     assert parsed["pysvc"].path == "--help/src/pysvc/Dockerfile"
     assert parsed["pysvc"].patch_id != NO_PATCH
     assert git(root, "status", "--porcelain", "--", "src/pysvc") == "M src/pysvc/Dockerfile"
+
+
+def test_the_line_checks_restores_and_applies_at_the_commit_with_the_given_interpreter() -> None:
+    line = patch_command("up", ["pysvc", "gosvc"], DOCKERFILES[::2], FIXTURE_COMMIT, "py")
+    check = f"py -m patches check --revision {FIXTURE_COMMIT} --service pysvc --service gosvc -- up"
+    restore = (
+        f"git -c core.autocrlf=false -C up checkout --quiet {FIXTURE_COMMIT} -- "
+        "src/pysvc/Dockerfile src/gosvc/Dockerfile"
+    )
+    apply = (
+        f"py -m patches apply --json --revision {FIXTURE_COMMIT} --service pysvc --service gosvc "
+        "-- up"
+    )
+    assert line == (
+        f"umask 022 && {{ {check} >/dev/null 2>&1 || [ $? -ne 2 ] || {restore}; }} && {apply}"
+    )

@@ -19,9 +19,12 @@ from plan.tools import tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
+    attest_index_request,
     candidate_ref,
     digest_of_ref,
+    immutable_tag_request,
     merged_platforms,
+    published_digest,
     verified_platforms,
     verified_proof,
     verify_options,
@@ -29,6 +32,7 @@ from plan.verification import (
 )
 from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
+from verify.contract import PublishedResult
 from verify.report import image_json
 from verify.run import RunResult, run_json
 
@@ -219,3 +223,120 @@ def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> Non
 def values_of(line: str, flag: str) -> list[str]:
     argv = shlex.split(line)
     return [argv[i + 1] for i, argument in enumerate(argv[:-1]) if argument == flag]
+
+
+def test_an_immutable_tag_check_names_the_tag_and_the_digests_it_may_already_hold() -> None:
+    # Before new images are built (digests unknown): the tag must not exist yet.
+    fresh = tool_command(immutable_tag_request("r/frontend:v1", None, False), "python")
+    assert shlex.split(fresh) == [
+        "python",
+        "-m",
+        "verify",
+        "published",
+        "r/frontend:v1",
+        "--immutable",
+    ]
+    # After the verification: the tag may already hold exactly these manifests (sorted).
+    verified = {"linux/arm64": "sha256:2", "linux/amd64": "sha256:1"}
+    again = tool_command(immutable_tag_request("r/frontend:v1", verified, True), "python")
+    assert shlex.split(again) == [
+        "python",
+        "-m",
+        "verify",
+        "published",
+        "r/frontend:v1",
+        "--immutable",
+        "--manifest=linux/amd64=sha256:1",
+        "--manifest=linux/arm64=sha256:2",
+        "--gcp",
+    ]
+
+
+KMS = "projects/p/locations/europe-west1/keyRings/ci/cryptoKeys/attest/cryptoKeyVersions/1"
+
+
+@pytest.mark.parametrize(
+    ("key", "kms", "signer"),
+    [
+        (None, KMS, ["--kms", KMS]),
+        ("keys/attest.pem", None, ["--key", "keys/attest.pem"]),
+        # A key file wins over a KMS key version, as in each platform's verification (the
+        # settings never hold both).
+        ("keys/attest.pem", KMS, ["--key", "keys/attest.pem"]),
+    ],
+)
+def test_a_joined_index_is_attested_with_the_configured_signer_only(
+    key: str | None, kms: str | None, signer: list[str]
+) -> None:
+    options = VerifyOptions(deep=True, allow=(), gcp=True, attest_key=key, attest_kms=kms)
+    platforms = {"linux/amd64": "sha256:1", "linux/arm64": "sha256:2"}
+    request = attest_index_request(REF, platforms, ["sha256:a", "sha256:b"], options)
+    assert shlex.split(tool_command(request, "python")) == [
+        "python",
+        "-m",
+        "verify",
+        "attest-index",
+        REF,
+        "--platform-digest=linux/amd64=sha256:1",
+        "--platform-digest=linux/arm64=sha256:2",
+        "--candidate=sha256:a",
+        "--candidate=sha256:b",
+        *signer,
+        "--gcp",
+        "--json",
+    ]
+    # Each platform's verification signs with the same one.
+    verification = shlex.split(tool_command(verify_request(REF, ["linux/amd64"], options), "py"))
+    assert verification[verification.index("--attest") :] == [
+        "--attest",
+        *signer,
+        *(["--create-key"] if signer[0] == "--key" else []),
+        "--",
+        REF,
+    ]
+
+
+def test_a_services_options_carry_its_run_timeout_and_the_signer() -> None:
+    settings = VerifySettings(
+        deep=False,
+        allow={"adservice": (AllowedPath("/opt/*.so", "a profiler"),)},
+        probes={"adservice": ProbeOverride(probe=None, env={}, timeout=600)},
+    )
+    options = verify_options(settings, "adservice", gcp=True, attest_kms=KMS)
+    assert options == VerifyOptions(
+        deep=False,
+        allow=("/opt/*.so",),
+        gcp=True,
+        run=RunPlan("grpc:9555", (("PORT", "9555"),), {}, timeout=600),
+        attest_key=None,
+        attest_kms=KMS,
+    )
+    keyed = verify_options(settings, "frontend", gcp=False, attest_key="keys/attest.pem")
+    assert (keyed.attest_key, keyed.attest_kms, keyed.allow) == ("keys/attest.pem", None, ())
+    assert keyed.run is not None and keyed.run.timeout is None
+
+
+def test_a_proof_without_deep_checks_has_no_elf_count_and_a_skip_ends_no_other_platform() -> None:
+    result = verified_result(3, 4)
+    document = image_json(result)
+    for platform in document["platforms"].values():
+        platform["elf"] = None
+    document["platforms"]["linux/arm64"]["run"] = run_json(
+        RunResult(ok=True, probe="grpc:7070", seconds=2.0)
+    )
+    plan = RunPlan("grpc:7070", (), {"linux/amd64": "no amd64 runner"})
+    assert verified_proof(["linux/amd64", "linux/arm64"], plan, json.dumps(document)) == {
+        "linux/amd64": {"elfFiles": None, "skipped": "no amd64 runner"},
+        "linux/arm64": {"elfFiles": None, "probe": "grpc:7070", "seconds": 2.0},
+    }
+
+
+def test_the_published_digest_is_read_from_the_tools_json_or_refused() -> None:
+    confirmed = PublishedResult("r/frontend:v1@" + DIGEST, DIGEST).to_json()
+    assert published_digest(confirmed) == DIGEST
+    # `--immutable` confirms no digest; neither may a digest of another algorithm be exported.
+    for digest in (None, "md5:" + "1" * 32):
+        stdout = PublishedResult("r/frontend:v1", digest).to_json()
+        with pytest.raises(ValueError) as raised:
+            published_digest(stdout)
+        assert str(raised.value) == f"verify published confirmed no digest: {stdout!r}"

@@ -12,11 +12,11 @@ import pytest
 
 from host.contract import BuilderEnsureRequest, BuilderRemoveRequest
 from host.contract import parser as host_parser
-from plan.host_commands import builder_spec
+from plan.host_commands import builder_spec, stack_owner
 from plan.naming import arch_of, member_slug, oci_labels
 from plan.services import CATALOG, DEFAULT_SERVICES, Service, _service
 from plan.settings import BuilderNode, BuilderSettings
-from plan.tools import tool_command
+from plan.tools import tool_argv, tool_command
 
 
 def test_platform_arch_names_per_platform_resources() -> None:
@@ -117,3 +117,18 @@ def test_the_builder_spec_text_does_not_depend_on_the_order_options_were_written
     )
     assert first == second
     assert first == json.dumps(json.loads(first), sort_keys=True)
+
+
+def test_a_stack_owner_is_organization_project_and_stack() -> None:
+    assert stack_owner("acme", "boutique-multiarch", "dev") == "acme/boutique-multiarch/dev"
+    # Without an organization (a self-managed backend): the project and stack alone.
+    assert stack_owner(None, "boutique-multiarch", "dev") == "boutique-multiarch/dev"
+    assert stack_owner("", "boutique-multiarch", "dev") == "boutique-multiarch/dev"
+
+
+def test_a_command_lines_tool_arguments_are_those_of_its_last_run_of_the_tool() -> None:
+    line = "umask 022 && { py -m patches check -- up; } && py -m patches apply --json -- up"
+    assert tool_argv(line, "patches") == ["apply", "--json", "--", "up"]
+    # A run without arguments is still a run of the tool.
+    assert tool_argv("py -m host", "host") == []
+    assert tool_argv("py -m host", "verify") is None

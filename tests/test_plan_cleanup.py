@@ -86,6 +86,29 @@ def test_ephemeral_prefixes_delete_only_their_tags_and_never_untagged_versions()
     assert all(p.tag_state != "UNTAGGED" for p in policies)
 
 
+def test_image_policies_are_exactly_the_documented_ones() -> None:
+    # The ids are how the repository (and its console page) names each policy.
+    kept = image_policies(parse(repository={"cleanup": CLEANUP}))
+    assert kept == (
+        CleanupPolicy(id="keep-most-recent", action="KEEP", keep_count=3),
+        CleanupPolicy(id="keep-tagged", action="KEEP", tag_state="TAGGED"),
+    )
+    ephemeral = parse(tag="1.4.0", ephemeralTagPrefixes=["pr-"], repository={"cleanup": CLEANUP})
+    assert image_policies(ephemeral) == (
+        CleanupPolicy(id="keep-most-recent", action="KEEP", keep_count=3),
+        CleanupPolicy(
+            id="keep-stack-tag", action="KEEP", tag_state="TAGGED", tag_prefixes=("1.4.0",)
+        ),
+        CleanupPolicy(
+            id="delete-old-ephemeral-tags",
+            action="DELETE",
+            tag_state="TAGGED",
+            older_than="172800s",
+            tag_prefixes=("pr-",),
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     ("values", "key", "allowed"),
     [
