@@ -13,17 +13,20 @@ from types import MappingProxyType
 
 import pytest
 
-from plan.probes import UPSTREAM_V0_10_6
+from plan.probes import UPSTREAM_V0_10_6, service_probe
+from plan.services import CATALOG
 from plan.settings import AllowedPath, ProbeOverride, VerifySettings
 from plan.tools import tool_command
 from plan.verification import (
     RunPlan,
     VerifyOptions,
     attest_index_request,
+    candidate_check_request,
     candidate_ref,
     digest_of_ref,
     immutable_tag_request,
     merged_platforms,
+    published_check_request,
     published_digest,
     verified_platforms,
     verified_proof,
@@ -172,6 +175,8 @@ def test_the_run_plan_is_the_probe_table_with_the_configs_overrides_and_skips() 
     assert assistant is not None
     assert set(assistant.skipped) == {"linux/amd64", "linux/arm64"}
     assert "needs Google Cloud" in assistant.skipped["linux/amd64"]
+    # No probe of its own: an empty one (never on a command line, since no platform starts).
+    assert (assistant.probe, assistant.timeout) == ("", None)
 
 
 def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None:
@@ -340,3 +345,34 @@ def test_the_published_digest_is_read_from_the_tools_json_or_refused() -> None:
         with pytest.raises(ValueError) as raised:
             published_digest(stdout)
         assert str(raised.value) == f"verify published confirmed no digest: {stdout!r}"
+
+
+def test_a_published_tag_and_a_candidate_are_checked_with_whole_command_lines() -> None:
+    platforms = {"linux/arm64": "sha256:2", "linux/amd64": "sha256:1"}
+    index = "urn:pulumi:dev::boutique-multiarch::docker-build:index:Index::frontend-index"
+    image = "urn:pulumi:dev::boutique-multiarch::docker-build:index:Image::frontend-image"
+    published = published_check_request(f"r/frontend:v1@{DIGEST}", platforms, index, [image], True)
+    assert shlex.split(tool_command(published, "py")) == [
+        *("py", "-m", "verify", "published", f"r/frontend:v1@{DIGEST}"),
+        "--manifest=linux/amd64=sha256:1",
+        "--manifest=linux/arm64=sha256:2",
+        f"--index-urn={index}",
+        f"--replace={image}",
+        "--gcp",
+    ]
+    candidate = candidate_check_request(f"r/frontend@{DIGEST}", [image], True)
+    assert shlex.split(tool_command(candidate, "py")) == [
+        *("py", "-m", "verify", "published", f"r/frontend@{DIGEST}"),
+        f"--replace={image}",
+        "--gcp",
+    ]
+    # Without GCP credentials (an existing registry), no `--gcp`.
+    anonymous = candidate_check_request(f"r/frontend@{DIGEST}", [], False)
+    assert shlex.split(tool_command(anonymous, "py"))[3:] == ["published", f"r/frontend@{DIGEST}"]
+
+
+def test_an_unknown_upstream_revision_gets_the_pinned_revisions_probes() -> None:
+    # A `source.commit` of the user's own (a fork) has no table of its own.
+    pinned = [service_probe(service, None) for service in CATALOG]
+    assert [service_probe(service, "0" * 40) for service in CATALOG] == pinned
+    assert [service_probe(service, UPSTREAM_V0_10_6) for service in CATALOG] == pinned

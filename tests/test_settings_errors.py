@@ -12,6 +12,7 @@ from plan.services import CATALOG
 from plan.settings import (
     CONFIG_KEYS,
     UPSTREAM_URL,
+    ArtifactRegistry,
     BuilderNode,
     ConfigError,
     ExternalRegistry,
@@ -788,6 +789,12 @@ MESSAGES: list[tuple[str, dict[str, Any], str, str]] = [
         "an IAM member starting with user:, serviceAccount:, group:, principal://, principalSet://",
     ),
     (
+        "IAM member of a kind alone",
+        {"readers": ["user:"]},
+        f'{P}:readers[0] = "user:"',
+        "an IAM member starting with user:, serviceAccount:, group:, principal://, principalSet://",
+    ),
+    (
         "IAM member twice",
         {"writers": ["user:a@b.c", "user:a@b.c"]},
         f'{P}:writers[1] = "user:a@b.c"',
@@ -922,3 +929,9 @@ def test_an_error_pydantic_raised_itself_still_names_the_key_and_the_value() -> 
     )
     assert (error.key, error.value) == (f"{P}:repository.cleanup.keepCount", "many")
     assert _config_error(raised.value).key == f"{P}:keepCount"
+
+
+def test_a_description_of_2048_characters_is_the_longest_accepted() -> None:
+    settings = parse(repository={"description": "d" * 2048})
+    assert isinstance(settings.destination, ArtifactRegistry)
+    assert settings.destination.repository.description == "d" * 2048
