@@ -215,8 +215,11 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
-def _object(value: Any, what: str) -> dict[str, Any]:
+def _object(value: Any, what: str, at: str = "") -> dict[str, Any]:
+    """`value` if it is an object; else refused, under the key extended by `at` if given."""
     if not isinstance(value, dict):
+        if at:
+            _refuse(what, at=at, value=value)
         _refuse(what)
     return value
 
@@ -297,9 +300,7 @@ def _platform_builders(value: Any, info: ValidationInfo) -> Mapping[str, Any]:
             _refuse(
                 f"a configured platform: {', '.join(platforms)}", at=f".{platform}", value=entry
             )
-        if not isinstance(entry, dict):
-            allowed = f"an object with the fields {', '.join(fields)}"
-            _refuse(allowed, at=f".{platform}", value=entry)
+        _object(entry, f"an object with the fields {', '.join(fields)}", at=f".{platform}")
         for name in entry:
             if name not in fields:
                 _refuse(
