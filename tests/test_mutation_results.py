@@ -18,6 +18,7 @@ from tests.mutation.results import (
     package_score,
     parse_equivalents,
     read_exit_codes,
+    remove_stale_results,
     summary_line,
     to_run_again,
 )
@@ -49,6 +50,25 @@ def test_killed_timed_out_and_crashed_mutants_count_as_detected(tmp_path: Path) 
     assert result.meets(0.6) and not result.meets(0.61)
     assert summary_line(result, 0.9).startswith("verify: 60.0% killed (3/5;")
     assert "BELOW TARGET" in summary_line(result, 0.9)
+
+
+def test_results_of_a_module_the_project_no_longer_has_are_removed_not_counted(
+    tmp_path: Path,
+) -> None:
+    project = tmp_path / "project"
+    (project / "host").mkdir(parents=True)
+    (project / "host" / "contract.py").write_text("")
+    cache = tmp_path / "cache"
+    mutants = write_results(cache, "host/results.py", {"host.results.x_f__mutmut_1": 1})
+    write_results(cache, "host/contract.py", {"host.contract.x_f__mutmut_1": 0})
+    (mutants / "host" / "results.py").write_text("# mutated copy\n")
+    (mutants / "host" / "contract.py").write_text("# mutated copy\n")
+
+    assert remove_stale_results(mutants, "host", project) == ["host/results.py"]
+    assert read_exit_codes(mutants, "host") == {"host.contract.x_f__mutmut_1": 0}
+    assert not (mutants / "host" / "results.py").exists()
+    assert (mutants / "host" / "contract.py").exists()
+    assert remove_stale_results(mutants, "host", project) == []
 
 
 def test_survivors_run_again_are_those_neither_killed_nor_reviewed_equivalent() -> None:

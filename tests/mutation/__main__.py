@@ -28,6 +28,7 @@ from tests.mutation.results import (
     package_score,
     parse_equivalents,
     read_exit_codes,
+    remove_stale_results,
     summary_line,
     to_run_again,
 )
@@ -185,6 +186,8 @@ def main(argv: list[str]) -> int:
         for package in arguments.packages or packages:
             keep = arguments.survivors or arguments.resume
             directory = prepare(config, package, fresh=not keep)
+            for source in remove_stale_results(directory / "mutants", package, ROOT):
+                print(f"mutation: removed the results of {source} (no such module any more)")
             rerun: list[str] = []
             if arguments.survivors:
                 previous = read_exit_codes(directory / "mutants", package)

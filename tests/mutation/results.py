@@ -89,6 +89,20 @@ def read_exit_codes(
     return codes
 
 
+def remove_stale_results(mutants_dir: Path, package: str, project: Path) -> list[str]:
+    """Remove the mutated copies and result files of modules `project` no longer has (renamed or
+    deleted since the results were written); returns their sources. mutmut keeps them on a
+    resumed run, and their results would otherwise be counted as the package's."""
+    removed = []
+    for meta in sorted((mutants_dir / package).rglob("*.py.meta")):
+        source = meta.relative_to(mutants_dir).as_posix().removesuffix(".meta")
+        if not (project / source).is_file():
+            meta.unlink()
+            (mutants_dir / source).unlink(missing_ok=True)
+            removed.append(source)
+    return removed
+
+
 def package_score(
     package: str, exit_codes: Mapping[str, int | None], equivalents: Mapping[str, str]
 ) -> PackageScore:
