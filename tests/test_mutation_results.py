@@ -175,10 +175,14 @@ def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -
     (tmp_path / "startup" / "sitecustomize.py").write_text(CHILD_STARTUP)
     hits = tmp_path / "hits"
     hits.mkdir()
+    # Ended by os._exit, as verify ends at its --timeout: no atexit handler runs.
     child = (
+        "import os\n"
         "import mutmut.mutation.trampoline as t\n"
         "t.record_trampoline_hit('host.builder.x_matches')\n"
         "t.record_trampoline_hit('host.builder.x_inspect', caller='host.builder.x_ensure')\n"
+        "t.record_trampoline_hit('host.builder.x_matches')\n"
+        "os._exit(2)\n"
     )
     environ = {
         **os.environ,
@@ -186,9 +190,10 @@ def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -
         "MUTANT_UNDER_TEST": "stats",
         HITS_VARIABLE: str(hits),
     }
-    subprocess.run([sys.executable, "-c", child], env=environ, check=True, cwd=tmp_path)
+    ended = subprocess.run([sys.executable, "-c", child], env=environ, check=False, cwd=tmp_path)
+    assert ended.returncode == 2
     [written] = hits.glob("*.hits")
-    assert written.read_text().split() == ["host.builder.x_inspect", "host.builder.x_matches"]
+    assert written.read_text().split() == ["host.builder.x_matches", "host.builder.x_inspect"]
     # Outside a stats run the startup file does nothing.
     environ["MUTANT_UNDER_TEST"] = "host.builder.x_matches__mutmut_1"
     written.unlink()

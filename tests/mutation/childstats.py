@@ -22,27 +22,27 @@ HITS_VARIABLE = "MUTATION_CHILD_HITS"
 CHILD_STARTUP = """\
 # Written by scripts/mutation (tests/mutation/childstats.py): record, in a test's child process,
 # the mutated functions it reaches while mutmut collects stats.
-import atexit
-import json
 import os
-import signal
-from collections.abc import Iterator
 
 _directory = os.environ.get("MUTATION_CHILD_HITS")
 if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _directory:
     import mutmut.mutation.trampoline as _trampoline
 
     _hits = set()
+    _file = []
 
     def _record(name, caller=None):
+        # Each function is written as it is first reached, not at exit: a child that ends with
+        # os._exit (verify's --timeout) runs no atexit handler.
+        if name in _hits:
+            return
         _hits.add(name)
-
-    def _save():
-        with open(os.path.join(_directory, f"{os.getpid()}.hits"), "w") as file:
-            file.write("\\n".join(sorted(_hits)))
+        if not _file:
+            path = os.path.join(_directory, f"{os.getpid()}.hits")
+            _file.append(open(path, "a", buffering=1))
+        _file[0].write(name + "\\n")
 
     _trampoline.record_trampoline_hit = _record
-    atexit.register(_save)
 elif os.environ.get("MUTANT_UNDER_TEST") == "stats":
     # Not started by a test of this run: record nothing (mutmut's config is not found here).
     os.environ["MUTANT_UNDER_TEST"] = ""
