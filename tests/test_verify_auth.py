@@ -8,10 +8,13 @@ import os
 import re
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.test_verify_cli import REPO
 from verify import auth
 from verify.auth import (
     AuthError,
@@ -160,6 +163,30 @@ def test_unreadable_docker_config_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{broken")
     with pytest.raises(AuthError, match=re.escape(str(tmp_path / "config.json"))):
         docker_config_credentials("r.example", {"DOCKER_CONFIG": str(tmp_path)})
+
+
+def test_docker_config_is_read_as_utf_8_whatever_the_locale(tmp_path: Path) -> None:
+    """Docker writes config.json in UTF-8; a process in the C locale (ASCII, no UTF-8 mode, as
+    in a minimal container) still reads a non-ASCII user name from it."""
+    config = {"auths": {"r.example": {"username": "jérôme", "password": SECRET}}}
+    (tmp_path / "config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    reader = (
+        "import json, sys\n"
+        "from verify.auth import docker_config_credentials\n"
+        "found = docker_config_credentials('r.example', {'DOCKER_CONFIG': sys.argv[1]})\n"
+        "print(json.dumps(found and found.username))\n"
+    )
+    locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", reader, str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, **locale},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (result.returncode, result.stdout) == (0, '"j\\u00e9r\\u00f4me"\n'), result.stderr
 
 
 def test_resolver_prefers_environment_over_docker_config(tmp_path: Path) -> None:

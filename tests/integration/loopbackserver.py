@@ -21,7 +21,8 @@ def serve(handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
     """Start answering with `handler` on a free loopback port, in background daemon threads."""
     server = _QuietServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the loop to poll (0.5 s by default): every fixture paid it.
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     return server
 
 

@@ -20,6 +20,7 @@ from plan.verification import (
 from tests.integration.dockerenv import Registry
 from tests.integration.registrypush import delete_manifest, push_multiarch
 from tests.program_mocks import ROOT
+from verify.published import EXIT_DIFFERS, main
 
 COMPONENT = "urn:pulumi:dev::boutique-multiarch::boutique:service_image:ServiceImage"
 INDEX_URN = f"{COMPONENT}$docker-build:index:Index::frontend-index"
@@ -118,6 +119,27 @@ def test_a_deleted_tag_is_repaired_by_a_refresh(published: Published) -> None:
         f"verify published: {published.tag_ref} no longer exists (deleted by hand?); the stack "
         f"exported it at {published.digest}, which still exists. Repair: pulumi up --refresh "
         "(the refresh finds the tag missing and the Index publishes it again)\n"
+    )
+
+
+def test_without_urns_to_replace_the_repair_is_a_refresh(
+    published: Published, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run by hand (no --replace, no --index-urn): the repair names no resource to replace."""
+    candidate = f"{published.registry.address}/{published.repository}@{published.digest}"
+    moved, _ = push_multiarch(published.registry, published.repository, "another-writer", tag="v1")
+    assert main([f"{published.tag_ref}@{published.digest}"]) == EXIT_DIFFERS
+    assert capsys.readouterr().err == (
+        f"verify published: {published.tag_ref} points at {moved['digest']}, not at "
+        f"{published.digest} the stack exported and verified (moved by another writer or by "
+        "hand). Repair: pulumi up --refresh points it at the verified image again (with "
+        "immutableTags: bump tag)\n"
+    )
+    delete_manifest(published.registry, published.repository, published.digest)
+    assert main([candidate]) == EXIT_DIFFERS
+    assert capsys.readouterr().err == (
+        f"verify published: {candidate}: the digest the stack exported no longer exists in the "
+        "registry (deleted by hand or by a cleanup). Repair: pulumi up --refresh\n"
     )
 
 
