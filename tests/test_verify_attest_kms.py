@@ -11,13 +11,21 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from plan.binary_authorization import referrer_kms
 from plan.settings import parse_settings
 from plan.tools import tool_command
 from plan.verification import VerifyOptions, verify_request
-from tests.gcp_fakes import NAME, TOKEN, authorized_http, start_fake_kms
+from tests.gcp_fakes import (
+    CLOUD_PLATFORM,
+    NAME,
+    TOKEN,
+    application_default_credentials,
+    authorized_http,
+    start_fake_kms,
+)
 from tests.gcp_fakes import FakeKms as _FakeKms
 from tests.integration.loopbackserver import address_of, shut_down
 from tests.integration.registrypush import Pusher
@@ -52,6 +60,55 @@ def test_a_signature_that_does_not_verify_is_refused(kms: KmsKey) -> None:
     _FakeKms.corrupt = True
     with pytest.raises(KmsError, match="does not verify"):
         kms.sign(b"DSSEv1 ...")
+
+
+def test_a_signature_by_another_key_version_is_refused(kms: KmsKey) -> None:
+    other = NAME.replace("cryptoKeyVersions/1", "cryptoKeyVersions/2")
+    _FakeKms.signed_by = other
+    with pytest.raises(KmsError) as raised:
+        kms.sign(b"DSSEv1 ...")
+    assert str(raised.value) == f"{NAME}: KMS signed with {other}"
+
+
+def test_a_signature_with_text_outside_base64_is_refused(kms: KmsKey) -> None:
+    # Lenient base64 would skip the stray character and accept the valid signature around it.
+    _FakeKms.garbled = True
+    with pytest.raises(KmsError) as raised:
+        kms.sign(b"DSSEv1 ...")
+    assert str(raised.value) == f"{NAME}: the signature KMS returned does not verify"
+
+
+def test_an_endpoint_given_with_a_trailing_slash_is_called_at_its_api_paths() -> None:
+    server = start_fake_kms()
+    try:
+        key = KmsKey(authorized_http(), NAME, endpoint=f"http://{address_of(server)}/")
+        key.sign(b"DSSEv1 ...")
+    finally:
+        shut_down(server)
+    assert _FakeKms.seen == [
+        f"GET /v1/{NAME}/publicKey Bearer {TOKEN}",
+        f"POST /v1/{NAME}:asymmetricSign Bearer {TOKEN}",
+    ]
+
+
+def test_kms_requests_carry_application_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ``adc_http``: google-auth reads a service-account key, gets a cloud-platform
+    token from the loopback token URI and sends it with each KMS request."""
+    server = start_fake_kms()
+    try:
+        with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch) as tokens:
+            key = KmsKey(kms_module.adc_http(), NAME, endpoint=f"http://{address_of(server)}")
+            signature = key.sign(b"DSSEv1 ...")
+    finally:
+        shut_down(server)
+    _FakeKms.key.public_key().verify(signature, b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
+    assert tokens.scopes == [CLOUD_PLATFORM]
+    assert _FakeKms.seen == [
+        f"GET /v1/{NAME}/publicKey Bearer ya29.kms-8c02",
+        f"POST /v1/{NAME}:asymmetricSign Bearer ya29.kms-8c02",
+    ]
 
 
 def test_only_p256_sha256_versions_sign(kms: KmsKey) -> None:
