@@ -36,7 +36,7 @@ from tests.verify_bytes import (
     tar_header,
     tar_member,
 )
-from verify import cli, registry
+from verify import cli, deadline, registry
 from verify.digests import sha256_digest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -555,6 +555,24 @@ def test_work_no_deadline_can_interrupt_ends_at_the_run_timeout(
         f"verify: --timeout 1 s reached; still busy with manifest v1 from {hostile.address} ("
     )
     assert_clean(result)
+
+
+def test_the_requests_in_flight_are_named_oldest_first_with_their_progress() -> None:
+    # What the run-timeout message above lists, one line per request still open.
+    watchdog = deadline.Watchdog()
+    never = time.monotonic() + 3600
+    with (
+        watchdog.watch("manifest v1", "r.example", never, "--timeout 900 s") as manifest,
+        watchdog.watch("layer sha256:ab", "cdn.example", never, "--timeout 900 s") as layer,
+    ):
+        manifest.bytes_read, layer.bytes_read = 120, 4096
+        layer.started = time.monotonic() - 7  # opened later, but older: it comes first
+        manifest.started = time.monotonic() - 2
+        assert [watch.describe() for watch in watchdog.in_flight()] == [
+            "layer sha256:ab from cdn.example (4096 bytes in 7 s)",
+            "manifest v1 from r.example (120 bytes in 2 s)",
+        ]
+    assert watchdog.in_flight() == []
 
 
 def test_one_request_has_its_own_deadline(
