@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -94,10 +95,13 @@ class FakeKms(_Json):
     """Put a character outside base64 into the (valid) signature's text."""
     signed_by: ClassVar[str | None] = None
     """The key version ``asymmetricSign`` says it signed with (default: the one asked for)."""
+    delay: ClassVar[float] = 0.0
+    """Seconds ``publicKey`` waits before it answers."""
     seen: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         self.seen.append(f"GET {self._target()} {self.headers.get('Authorization')}")
+        time.sleep(self.delay)
         pem = self.key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -126,7 +130,7 @@ class FakeKms(_Json):
 
 def start_fake_kms() -> ThreadingHTTPServer:
     FakeKms.algorithm, FakeKms.corrupt, FakeKms.status = "EC_SIGN_P256_SHA256", False, 200
-    FakeKms.garbled, FakeKms.signed_by = False, None
+    FakeKms.garbled, FakeKms.signed_by, FakeKms.delay = False, None, 0.0
     FakeKms.seen.clear()
     return serve(FakeKms)
 

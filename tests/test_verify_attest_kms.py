@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -109,6 +111,51 @@ def test_kms_requests_carry_application_default_credentials(
         f"GET /v1/{NAME}/publicKey Bearer ya29.kms-8c02",
         f"POST /v1/{NAME}:asymmetricSign Bearer ya29.kms-8c02",
     ]
+
+
+def test_a_kms_answer_slower_than_the_read_timeout_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kms_module, "READ_TIMEOUT_SECONDS", 0.2)
+    server = start_fake_kms()
+    _FakeKms.delay = 3.0  # an answer does come, long after the read timeout
+    try:
+        with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
+            key = KmsKey(kms_module.adc_http(), NAME, endpoint=f"http://{address_of(server)}")
+            with pytest.raises(KmsError) as raised:
+                key.public_key()
+    finally:
+        shut_down(server)
+    url = f"http://{address_of(server)}/v1/{NAME}/publicKey"
+    assert str(raised.value).startswith(f"{NAME}: GET {url}: "), raised.value
+    assert "Read timed out. (read timeout=0.2)" in str(raised.value)
+
+
+def test_a_kms_endpoint_that_never_accepts_is_given_up_at_the_connect_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kms_module, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    # A listening socket whose one-place accept queue is taken: the kernel drops further SYNs,
+    # so a connection attempt waits until the client gives up.
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        endpoint = f"http://127.0.0.1:{full.getsockname()[1]}"
+        with socket.create_connection(full.getsockname()):
+            outcome: list[BaseException] = []
+            with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
+                key = KmsKey(kms_module.adc_http(), NAME, endpoint=endpoint)
+
+                def public_key() -> None:
+                    try:
+                        key.public_key()
+                    except KmsError as error:
+                        outcome.append(error)
+
+                attempt = threading.Thread(target=public_key, daemon=True)
+                attempt.start()
+                attempt.join(20)  # urllib3 tries 4 times: about 1 s with the 0.2 s timeout
+    assert len(outcome) == 1, "still connecting after 20 s: no connect timeout"
+    assert str(outcome[0]).startswith(f"{NAME}: GET {endpoint}/v1/{NAME}/publicKey: ")
+    assert "connect timeout=0.2" in str(outcome[0])
 
 
 def test_only_p256_sha256_versions_sign(kms: KmsKey) -> None:
