@@ -40,6 +40,14 @@ from verify.attest.kms import KmsError, KmsKey
 from verify.cli import main
 
 
+def _signed_once(token: str) -> list[str]:
+    """What the fake sees when a key signs once: the public key read, then one signature."""
+    return [
+        f"GET /v1/{NAME}/publicKey Bearer {token}",
+        f"POST /v1/{NAME}:asymmetricSign Bearer {token}",
+    ]
+
+
 @pytest.fixture
 def kms() -> Iterator[KmsKey]:
     server = start_fake_kms()
@@ -52,10 +60,7 @@ def test_kms_signed_envelope_verifies_with_the_kms_public_key(kms: KmsKey) -> No
     envelope = dsse.envelope(payload, kms.sign, dsse.key_id(kms.public_key()))
     verified = dsse.open_envelope(envelope, _FakeKms.key.public_key())
     assert verified.subjects == {"sha256:" + "d" * 64: "r/app"}
-    assert _FakeKms.seen == [
-        f"GET /v1/{NAME}/publicKey Bearer {TOKEN}",
-        f"POST /v1/{NAME}:asymmetricSign Bearer {TOKEN}",
-    ]
+    assert _FakeKms.seen == _signed_once(TOKEN)
 
 
 def test_a_signature_that_does_not_verify_is_refused(kms: KmsKey) -> None:
@@ -87,10 +92,7 @@ def test_an_endpoint_given_with_a_trailing_slash_is_called_at_its_api_paths() ->
         key.sign(b"DSSEv1 ...")
     finally:
         shut_down(server)
-    assert _FakeKms.seen == [
-        f"GET /v1/{NAME}/publicKey Bearer {TOKEN}",
-        f"POST /v1/{NAME}:asymmetricSign Bearer {TOKEN}",
-    ]
+    assert _FakeKms.seen == _signed_once(TOKEN)
 
 
 def test_kms_requests_carry_application_default_credentials(
@@ -107,10 +109,7 @@ def test_kms_requests_carry_application_default_credentials(
         shut_down(server)
     _FakeKms.key.public_key().verify(signature, b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
     assert tokens.scopes == [CLOUD_PLATFORM]
-    assert _FakeKms.seen == [
-        f"GET /v1/{NAME}/publicKey Bearer ya29.kms-8c02",
-        f"POST /v1/{NAME}:asymmetricSign Bearer ya29.kms-8c02",
-    ]
+    assert _FakeKms.seen == _signed_once("ya29.kms-8c02")
 
 
 def test_a_kms_answer_slower_than_the_read_timeout_is_given_up(
