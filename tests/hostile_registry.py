@@ -11,13 +11,15 @@ what a test pushed with :meth:`HostileRegistry.image`, and:
 - optionally demands HTTP basic credentials (``basic``) like an htpasswd-protected registry.
 
 It listens on any 127.0.0.0/8 address, so two instances on 127.0.0.1 and 127.0.0.2 are two
-different hosts to the verifier.
+different hosts to the verifier. With ``tls`` it speaks HTTPS (the blob storage a registry
+redirects to, say; see :mod:`tests.throwaway_ca`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -129,6 +131,8 @@ class HostileRegistry:
     """When set, every request without these basic credentials gets a 401 challenge."""
     bearer: tuple[str, str] | None = None
     """``(realm, token)``: every request without ``Bearer <token>`` gets a Bearer challenge."""
+    tls: ssl.SSLContext | None = None
+    """When set, the server context it speaks HTTPS with."""
     seen: list[Seen] = field(default_factory=list)
     _content: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     _responders: dict[str, Responder] = field(default_factory=dict)
@@ -142,10 +146,12 @@ class HostileRegistry:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'http' if self.tls is None else 'https'}://{self.address}"
 
     def start(self) -> HostileRegistry:
         self._server = _Server((self.host, 0), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._server.registry = self
         # Polls for shutdown every 20 ms (0.5 s by default, paid by every test that stops it).
         threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True).start()

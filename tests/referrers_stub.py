@@ -2,7 +2,9 @@
 
 Blobs and manifests live in memory; ``GET /v2/<name>/referrers/<digest>`` lists the stored
 manifests whose ``subject`` is that digest, as the OCI distribution spec 1.1 describes. Every
-request is recorded so a test can assert that no ``sha256-<hex>`` tag was written.
+request is recorded so a test can assert that no ``sha256-<hex>`` tag was written. With
+``bearer``, every request without that token gets a Bearer challenge naming the realm, as a
+registry behind a token service answers.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ class _Store:
     blobs: ClassVar[dict[str, bytes]] = {}
     manifests: ClassVar[dict[str, tuple[bytes, str]]] = {}
     requests: ClassVar[list[tuple[str, str]]] = []
+    bearer: ClassVar[tuple[str, str] | None] = None
+    """``(realm, token)`` the registry demands, or None for anonymous access."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -49,11 +53,24 @@ class _Handler(BaseHTTPRequestHandler):
         match = ROUTE.match(self.path)
         return (match["name"], match["kind"], match["rest"]) if match else None
 
+    def _refused(self) -> bool:
+        """Answer 401 with a Bearer challenge (no scope: the client names it) if the token lacks."""
+        if _Store.bearer is None:
+            return False
+        realm, token = _Store.bearer
+        if self.headers.get("Authorization") == f"Bearer {token}":
+            return False
+        challenge = f'Bearer realm="{realm}",service="referrers-stub"'
+        self._answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', {"WWW-Authenticate": challenge})
+        return True
+
     def do_HEAD(self) -> None:
         self.do_GET()
 
     def do_GET(self) -> None:
         route = self._route()
+        if self._refused():
+            return
         if route is None:
             self._answer(200 if self.path == "/v2/" else 404)
             return
@@ -92,6 +109,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         route = self._route()
+        if self._refused():
+            return
         if route and route[1] == "blobs" and route[2] == "uploads/":
             self._answer(202, b"", {"Location": f"/v2/{route[0]}/blobs/uploads/{uuid.uuid4()}"})
         else:
@@ -100,6 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         route = self._route()
         body = self._body()
+        if self._refused():
+            return
         if route is None:
             self._answer(404)
             return
@@ -123,10 +144,11 @@ class _Handler(BaseHTTPRequestHandler):
 class ReferrersRegistry:
     """The stub, shaped like ``tests.integration.dockerenv.Registry`` where pushes need it."""
 
-    def __init__(self) -> None:
+    def __init__(self, bearer: tuple[str, str] | None = None) -> None:
         _Store.blobs.clear()
         _Store.manifests.clear()
         _Store.requests.clear()
+        _Store.bearer = bearer
         self._server: ThreadingHTTPServer = serve(_Handler)
         self.address = address_of(self._server)
         self.credentials = None

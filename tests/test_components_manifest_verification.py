@@ -1,6 +1,6 @@
 """The ManifestVerification and Index helpers: command line, result parsing, digests.
 
-The parser reads documents made by the verifier's own `verify.report.image_json` (the `--json`
+The parser reads documents made by the verifier's own `verify.report.image_report` (the `--json`
 contract); tests/integration/test_promotion.py runs the command line and parser against a real
 registry.
 """
@@ -36,7 +36,7 @@ from plan.verification import (
 from tests.program_mocks import ROOT
 from verify.checks import ElfReport, ImageResult, PlatformResult
 from verify.contract import PublishedResult
-from verify.report import image_json
+from verify.report import image_report
 from verify.run import RunResult, run_json
 
 DIGEST = "sha256:" + "1" * 64
@@ -130,7 +130,7 @@ def verified_result(amd64_elf_files: int, arm64_elf_files: int) -> ImageResult:
 
 def test_platform_digests_come_from_the_verifiers_json() -> None:
     result = verified_result(3, 3)
-    stdout = json.dumps(image_json(result), indent=2) + "\n"
+    stdout = image_report(result).to_json() + "\n"  # as `verify --json` prints it
     assert verified_platforms(stdout) == {
         "linux/amd64": "sha256:" + "a" * 64,
         "linux/arm64": "sha256:" + "b" * 64,
@@ -210,7 +210,7 @@ def test_the_command_line_carries_probe_env_and_skips_never_the_reason() -> None
 
 def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> None:
     result = verified_result(3, 4)
-    document = image_json(result)
+    document = image_report(result).to_dict()
     document["platforms"]["linux/amd64"]["run"] = run_json(
         RunResult(ok=True, probe="grpc:7070", seconds=3.14159)
     )
@@ -220,7 +220,7 @@ def test_the_proof_says_what_each_platform_proved_or_why_it_was_skipped() -> Non
         "linux/amd64": {"elfFiles": 3, "probe": "grpc:7070", "seconds": 3.14},
         "linux/arm64": {"elfFiles": 4, "skipped": ".NET is unsupported under QEMU"},
     }
-    assert verified_proof(["linux/amd64"], None, json.dumps(image_json(result))) == {
+    assert verified_proof(["linux/amd64"], None, image_report(result).to_json()) == {
         "linux/amd64": {"elfFiles": 3, "probe": None, "seconds": None}
     }
 
@@ -323,7 +323,7 @@ def test_a_services_options_carry_its_run_timeout_and_the_signer() -> None:
 
 def test_a_proof_without_deep_checks_has_no_elf_count_and_a_skip_ends_no_other_platform() -> None:
     result = verified_result(3, 4)
-    document = image_json(result)
+    document = image_report(result).to_dict()
     for platform in document["platforms"].values():
         platform["elf"] = None
     document["platforms"]["linux/arm64"]["run"] = run_json(

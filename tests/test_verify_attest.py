@@ -1,10 +1,14 @@
 """DSSE and in-toto bytes, signatures checked with ``cryptography``, and the referrers-API path
-against an in-process registry that has the API (so no ``sha256-<hex>`` tag is written)."""
+against an in-process registry that has the API (so no ``sha256-<hex>`` tag is written), also
+behind a token service."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from tests.hostile_registry import Handler, HostileRegistry
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
@@ -23,14 +28,16 @@ from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, t
 from verify.attest import dsse
 from verify.attest.attach import StartProof, attest
 from verify.attest.attach import test_result as predicate_of
-from verify.attest.oras import Subject, artifact_manifest, tag_schema_tag
+from verify.attest.oras import Registry, Subject, artifact_manifest, tag_schema_tag
 from verify.auth import CredentialResolver
 from verify.checks import ImageResult, Options, PlatformResult
 from verify.cli import start_proof
+from verify.digests import sha256_digest
+from verify.manifests import OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.probe import parse_probe
 from verify.reference import parse_reference
-from verify.registry import RegistryClient
+from verify.registry import RegistryClient, TimedOut
 from verify.run import RunOptions, RunResult
 
 
@@ -377,3 +384,70 @@ def test_start_proof_of_the_command_line() -> None:
         "tcp:80", passed=("linux/amd64",), skipped=("linux/arm64",)
     )
     assert start_proof(None, {}) is None
+
+
+TOKEN = "tok-7d2e41"
+PUSHER = {"REGISTRY_USERNAME": "ci", "REGISTRY_PASSWORD": "pw-5e1f90"}
+
+
+@pytest.mark.parametrize(
+    ("realm_host", "sent"),
+    [
+        # The realm on the registry's own host gets the registry's credentials...
+        ("127.0.0.1", "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()),
+        # ...one on another host is asked anonymously.
+        ("127.0.0.2", None),
+    ],
+)
+def test_an_attestation_is_pushed_with_the_token_its_registry_demands(
+    realm_host: str, sent: str | None
+) -> None:
+    realm = HostileRegistry(realm_host).start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    stub = ReferrersRegistry(bearer=(f"{realm.url}/token", TOKEN))
+    try:
+        writer = Registry(RegistryClient(CredentialResolver(use_gcp=False, environ=PUSHER)))
+        ref = parse_reference(f"{stub.address}/shop/app:1")
+        subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+        digest = writer.attach(ref, subject, b'{"payloadType":"x"}', dsse.SPDX_PREDICATE)
+        listed = writer.referrers(ref, subject.digest)
+    finally:
+        stub.stop()
+        realm.stop()
+    # Every request carried the token (the stub refuses any other); the artifact is listed.
+    assert [referrer.digest for referrer in listed] == [digest]
+    # One token request, for the client's push scope (the challenge names none), answered once
+    # for the whole repository.
+    assert [(seen.path, seen.headers.get("Authorization")) for seen in realm.seen] == [
+        ("/token?scope=repository%3Ashop%2Fapp%3Apull%2Cpush&service=referrers-stub", sent)
+    ]
+
+
+def test_a_token_service_that_never_answers_ends_the_push_at_the_run_deadline() -> None:
+    realm = HostileRegistry().start()
+    release = threading.Event()
+
+    def hold(_handler: Handler) -> None:
+        release.wait(30)  # holds the request and answers nothing
+
+    realm.on("/token", hold)
+    stub = ReferrersRegistry(bearer=(f"{realm.url}/token", TOKEN))
+    client = RegistryClient(
+        CredentialResolver(use_gcp=False, environ=PUSHER),
+        run_deadline=time.monotonic() + 0.5,
+        run_limit="the test's 0.5 s",
+    )
+    try:
+        with pytest.raises(TimedOut) as raised:
+            Registry(client).push_blob(parse_reference(f"{stub.address}/shop/app:1"), b"{}")
+    finally:
+        release.set()
+        stub.stop()
+        realm.stop()
+    expected = re.escape(
+        f"a token for repository:shop/app:pull,push: no complete answer from {stub.address} "
+        "within the test's 0.5 s (0 bytes in "
+    )
+    assert re.fullmatch(expected + r"[0-9]+ s\)", str(raised.value)), raised.value
+    # Nothing was written: the first request (is the blob there?) got no further than a 401.
+    assert stub.requests == [("HEAD", f"/v2/shop/app/blobs/{sha256_digest(b'{}')}")]

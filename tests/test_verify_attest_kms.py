@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -17,14 +18,21 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from plan.binary_authorization import referrer_kms
 from plan.settings import parse_settings
 from plan.tools import tool_command
 from plan.verification import VerifyOptions, verify_request
-from tests.gcp_fakes import NAME, TOKEN, authorized_http, start_fake_kms
+from tests.gcp_fakes import (
+    CLOUD_PLATFORM,
+    NAME,
+    TOKEN,
+    application_default_credentials,
+    authorized_http,
+    start_fake_kms,
+)
 from tests.gcp_fakes import FakeKms as _FakeKms
 from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.integration.registrypush import Pusher
@@ -35,6 +43,14 @@ from verify.attest import dsse, google_api
 from verify.attest import kms as kms_module
 from verify.attest.kms import MAX_ANSWER_BYTES, KmsError, KmsKey
 from verify.cli import main
+
+
+def _signed_once(token: str) -> list[str]:
+    """What the fake sees when a key signs once: the public key read, then one signature."""
+    return [
+        f"GET /v1/{NAME}/publicKey Bearer {token}",
+        f"POST /v1/{NAME}:asymmetricSign Bearer {token}",
+    ]
 
 
 @pytest.fixture
@@ -49,16 +65,101 @@ def test_kms_signed_envelope_verifies_with_the_kms_public_key(kms: KmsKey) -> No
     envelope = dsse.envelope(payload, kms.sign, dsse.key_id(kms.public_key()))
     verified = dsse.open_envelope(envelope, _FakeKms.key.public_key())
     assert verified.subjects == {"sha256:" + "d" * 64: "r/app"}
-    assert _FakeKms.seen == [
-        f"GET /v1/{NAME}/publicKey Bearer {TOKEN}",
-        f"POST /v1/{NAME}:asymmetricSign Bearer {TOKEN}",
-    ]
+    assert _FakeKms.seen == _signed_once(TOKEN)
 
 
 def test_a_signature_that_does_not_verify_is_refused(kms: KmsKey) -> None:
     _FakeKms.corrupt = True
     with pytest.raises(KmsError, match="does not verify"):
         kms.sign(b"DSSEv1 ...")
+
+
+def test_a_signature_by_another_key_version_is_refused(kms: KmsKey) -> None:
+    other = NAME.replace("cryptoKeyVersions/1", "cryptoKeyVersions/2")
+    _FakeKms.signed_by = other
+    with pytest.raises(KmsError) as raised:
+        kms.sign(b"DSSEv1 ...")
+    assert str(raised.value) == f"{NAME}: KMS signed with {other}"
+
+
+def test_a_signature_with_text_outside_base64_is_refused(kms: KmsKey) -> None:
+    # Lenient base64 would skip the stray character and accept the valid signature around it.
+    _FakeKms.garbled = True
+    with pytest.raises(KmsError) as raised:
+        kms.sign(b"DSSEv1 ...")
+    assert str(raised.value) == f"{NAME}: the signature KMS returned does not verify"
+
+
+def test_an_endpoint_given_with_a_trailing_slash_is_called_at_its_api_paths() -> None:
+    server = start_fake_kms()
+    try:
+        key = KmsKey(authorized_http(), NAME, endpoint=f"http://{address_of(server)}/")
+        key.sign(b"DSSEv1 ...")
+    finally:
+        shut_down(server)
+    assert _FakeKms.seen == _signed_once(TOKEN)
+
+
+def test_kms_requests_carry_application_default_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real ``adc_http``: google-auth reads a service-account key, gets a cloud-platform
+    token from the loopback token URI and sends it with each KMS request."""
+    server = start_fake_kms()
+    try:
+        with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch) as tokens:
+            key = KmsKey(kms_module.adc_http(), NAME, endpoint=f"http://{address_of(server)}")
+            signature = key.sign(b"DSSEv1 ...")
+    finally:
+        shut_down(server)
+    _FakeKms.key.public_key().verify(signature, b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
+    assert tokens.scopes == [CLOUD_PLATFORM]
+    assert _FakeKms.seen == _signed_once("ya29.kms-8c02")
+
+
+def test_a_kms_answer_slower_than_the_read_timeout_is_given_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kms_module, "READ_TIMEOUT_SECONDS", 0.2)
+    server = start_fake_kms()
+    _FakeKms.delay = 3.0  # an answer does come, long after the read timeout
+    try:
+        with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
+            key = KmsKey(kms_module.adc_http(), NAME, endpoint=f"http://{address_of(server)}")
+            with pytest.raises(KmsError) as raised:
+                key.public_key()
+    finally:
+        shut_down(server)
+    url = f"http://{address_of(server)}/v1/{NAME}/publicKey"
+    assert str(raised.value).startswith(f"{NAME}: GET {url}: "), raised.value
+    assert "Read timed out. (read timeout=0.2)" in str(raised.value)
+
+
+def test_a_kms_endpoint_that_never_accepts_is_given_up_at_the_connect_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(kms_module, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    # A listening socket whose one-place accept queue is taken: the kernel drops further SYNs,
+    # so a connection attempt waits until the client gives up.
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        endpoint = f"http://127.0.0.1:{full.getsockname()[1]}"
+        with socket.create_connection(full.getsockname()):
+            outcome: list[BaseException] = []
+            with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
+                key = KmsKey(kms_module.adc_http(), NAME, endpoint=endpoint)
+
+                def public_key() -> None:
+                    try:
+                        key.public_key()
+                    except KmsError as error:
+                        outcome.append(error)
+
+                attempt = threading.Thread(target=public_key, daemon=True)
+                attempt.start()
+                attempt.join(20)  # urllib3 tries 4 times: about 1 s with the 0.2 s timeout
+    assert len(outcome) == 1, "still connecting after 20 s: no connect timeout"
+    assert str(outcome[0]).startswith(f"{NAME}: GET {endpoint}/v1/{NAME}/publicKey: ")
+    assert "connect timeout=0.2" in str(outcome[0])
 
 
 def test_only_p256_sha256_versions_sign(kms: KmsKey) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.gcp_fakes import CLOUD_PLATFORM, application_default_credentials
 from tests.test_verify_cli import REPO
 from verify import auth
 from verify.auth import (
@@ -213,6 +214,27 @@ def test_gcp_reports_failing_application_default_credentials(
     resolver = CredentialResolver(use_gcp=True, environ=dict(os.environ))
     with pytest.raises(AuthError, match="--gcp: Application Default Credentials failed"):
         resolver.for_registry("europe-docker.pkg.dev")
+
+
+def test_gcp_logs_in_with_an_access_token_for_the_cloud_platform_scope(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with application_default_credentials(tmp_path, "ya29.adc-5b17", monkeypatch) as tokens:
+        found = CredentialResolver(use_gcp=True, environ={}).for_registry("europe-docker.pkg.dev")
+    assert found == Credentials(
+        "oauth2accesstoken", "ya29.adc-5b17", "Application Default Credentials (--gcp)"
+    )
+    # The token was asked for once, for the scope Artifact Registry accepts.
+    assert tokens.scopes == [CLOUD_PLATFORM]
+
+
+def test_gcp_refuses_an_empty_access_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        application_default_credentials(tmp_path, "", monkeypatch),
+        pytest.raises(AuthError) as raised,
+    ):
+        CredentialResolver(use_gcp=True, environ={}).for_registry("europe-docker.pkg.dev")
+    assert str(raised.value) == "--gcp: Application Default Credentials returned no access token"
 
 
 @pytest.mark.parametrize(

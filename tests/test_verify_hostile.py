@@ -11,6 +11,7 @@ import base64
 import gzip
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import zstandard
 
 from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
 from tests.integration.test_verify_registry import _service_account_key
+from tests.throwaway_ca import throwaway_ca
 from tests.verify_bytes import (
     AARCH64,
     END_OF_ARCHIVE,
@@ -36,8 +38,10 @@ from tests.verify_bytes import (
     tar_header,
     tar_member,
 )
-from verify import cli, registry
+from verify import cli, deadline, registry
+from verify.auth import CredentialResolver
 from verify.digests import sha256_digest
+from verify.reference import parse_reference
 
 REPO = Path(__file__).resolve().parent.parent
 USER, PASSWORD = "alice", "pw-S3cret-5d8a"
@@ -555,6 +559,88 @@ def test_work_no_deadline_can_interrupt_ends_at_the_run_timeout(
         f"verify: --timeout 1 s reached; still busy with manifest v1 from {hostile.address} ("
     )
     assert_clean(result)
+
+
+def test_the_requests_in_flight_are_named_oldest_first_with_their_progress() -> None:
+    # What the run-timeout message above lists, one line per request still open.
+    watchdog = deadline.Watchdog()
+    never = time.monotonic() + 3600
+    with (
+        watchdog.watch("manifest v1", "r.example", never, "--timeout 900 s") as manifest,
+        watchdog.watch("layer sha256:ab", "cdn.example", never, "--timeout 900 s") as layer,
+    ):
+        manifest.bytes_read, layer.bytes_read = 120, 4096
+        layer.started = time.monotonic() - 7  # opened later, but older: it comes first
+        manifest.started = time.monotonic() - 2
+        assert [watch.describe() for watch in watchdog.in_flight()] == [
+            "layer sha256:ab from cdn.example (4096 bytes in 7 s)",
+            "manifest v1 from r.example (120 bytes in 2 s)",
+        ]
+    assert watchdog.in_flight() == []
+
+
+def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
+    hostile: HostileRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The registry redirects the layer to blob storage on HTTPS (trusted as a private CA is:
+    # SSL_CERT_FILE), which sends it one byte every 0.05 s: a read timeout never trips, so only
+    # the watchdog cutting the TLS connection ends the request at the run's deadline.
+    authority = throwaway_ca(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca_file))
+    storage = HostileRegistry(tls=authority.server_context).start()
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    layer = image.layers["amd64"][0]
+    location = f"{storage.url}/layer"
+    hostile.on(
+        hostile.blob_path(REPOSITORY, layer), lambda h: h.reply(307, b"", {"Location": location})
+    )
+    ended: list[str] = []
+
+    def drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(layer)))
+        handler.end_headers()
+        for byte in layer:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                ended.append("the client hung up")
+                return
+            time.sleep(0.05)
+        ended.append("all sent")
+
+    storage.on("/layer", drip)
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        run_deadline=time.monotonic() + 0.5,
+        run_limit="the test's 0.5 s",
+    )
+    digest = sha256_digest(layer)
+    try:
+        with (
+            pytest.raises(registry.TimedOut) as raised,
+            client.open_blob(
+                parse_reference(ref(hostile)), digest, "the layer", len(layer)
+            ) as blob,
+        ):
+            while blob.read(65536):
+                pass
+        for _ in range(100):  # the storage notices the hang-up at its next write or two
+            if ended:
+                break
+            time.sleep(0.05)
+    finally:
+        storage.stop()
+    message = re.escape(
+        f"the layer: no complete answer from {hostile.address} within the test's 0.5 s ("
+    )
+    assert re.fullmatch(message + r"[0-9]+ bytes in [0-9]+ s\)", str(raised.value)), raised.value
+    assert ended == ["the client hung up"]
+    # The request went out whole: its headers too.
+    assert [(seen.path, seen.headers.get("User-Agent")) for seen in storage.seen] == [
+        ("/layer", registry.USER_AGENT)
+    ]
 
 
 def test_one_request_has_its_own_deadline(

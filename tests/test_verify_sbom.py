@@ -27,7 +27,7 @@ from verify.sbom.binaries import (
     DOTNET_BUNDLE_SIGNATURE,
     BinaryReader,
 )
-from verify.sbom.capture import JAR_MAX_BYTES, LayerCapture
+from verify.sbom.capture import JAR_MAX_BYTES, POM_MAX_BYTES, LayerCapture
 from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
 from verify.sbom.inventory import Inventory, Package, platform_inventory
 from verify.sbom.overlay import FinalView
@@ -559,9 +559,9 @@ def test_node_packages_from_real_npm_metadata() -> None:
     ]
 
 
-def _jar(poms: dict[str, str]) -> bytes:
+def _jar(poms: dict[str, str], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as jar:
+    with zipfile.ZipFile(buffer, "w", compression) as jar:
         jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
         for name, text in poms.items():
             jar.writestr(name, text)
@@ -589,6 +589,51 @@ def test_maven_pom_properties_in_jars_and_the_jar_bound() -> None:
     assert package.component.purl == "pkg:maven/io.grpc/grpc-core@1.68.1"
     assert any("broken.jar: not a readable jar" in note for note in inventory.notes)
     assert any("huge.jar" in note and "bound" in note for note in inventory.notes)
+
+
+def _pom(group: str, artifact: str, version: str, size: int | None = None) -> str:
+    """A ``pom.properties`` text, padded with comment lines to ``size`` bytes when given."""
+    text = f"groupId={group}\nartifactId={artifact}\nversion={version}\n"
+    if size is None:
+        return text
+    padding = size - len(text)
+    assert padding >= 2
+    return text + "#" + "x" * (padding - 2) + "\n"
+
+
+def _maven_purls(*jars: tuple[str, bytes]) -> set[str]:
+    scan = scan_tar(io.BytesIO(tar_bytes([Entry(*jar) for jar in jars])), capture=LayerCapture())
+    return {
+        package.component.purl for package in platform_inventory([scan], ARM64, DIGEST).packages
+    }
+
+
+def test_only_maven_pom_properties_up_to_their_bound_are_read_from_a_jar() -> None:
+    jar = _jar(
+        {
+            # Exactly the bound: read.
+            "META-INF/maven/io.grpc/grpc-core/pom.properties": _pom(
+                "io.grpc", "grpc-core", "1.68.1", POM_MAX_BYTES
+            ),
+            # One byte over: skipped.
+            "META-INF/maven/io.grpc/grpc-api/pom.properties": _pom(
+                "io.grpc", "grpc-api", "1.68.1", POM_MAX_BYTES + 1
+            ),
+            # Not where Maven writes a jar's coordinates: never a package.
+            "META-INF/maven/io.grpc/grpc-core/build.properties": _pom("x.build", "b", "1"),
+            "config/pom.properties": _pom("x.config", "c", "1"),
+        }
+    )
+    assert _maven_purls(("app/lib/grpc.jar", jar)) == {"pkg:maven/io.grpc/grpc-core@1.68.1"}
+
+
+def test_a_jar_of_exactly_the_jar_bound_is_read() -> None:
+    pom = {"META-INF/maven/io.grpc/grpc-core/pom.properties": _pom("io.grpc", "grpc-core", "1")}
+    stored = zipfile.ZIP_STORED  # so that padding adds exactly its own length
+    padding = JAR_MAX_BYTES - len(_jar({**pom, "pad": ""}, stored))
+    jar = _jar({**pom, "pad": "\0" * padding}, stored)
+    assert len(jar) == JAR_MAX_BYTES
+    assert _maven_purls(("app/lib/big.jar", jar)) == {"pkg:maven/io.grpc/grpc-core@1"}
 
 
 class TarEntryOfSize:

@@ -7,7 +7,6 @@ ManifestVerification component; this module fills it from an :class:`ImageResult
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from verify.checks import ImageResult
 from verify.contract import ElfSummary, ImageReport, PlatformReport, RunSummary
@@ -43,11 +42,6 @@ def image_report(
         attestations=result.attestations,
         referrers=referrers,
     )
-
-
-def image_json(result: ImageResult) -> dict[str, Any]:
-    """The ``--json`` document of one reference, as a dict."""
-    return image_report(result).to_dict()
 
 
 def printable(text: str) -> str:

@@ -8,7 +8,8 @@ Two endpoints, both checked for real:
 - ``POST /oauth2``: an OAuth2 token endpoint standing in for Google's token URI, so that
   google-auth's Application Default Credentials (a service-account key file whose ``token_uri``
   points here) are exercised end to end. It accepts the JWT-bearer grant, checks that the signed
-  assertion's issuer and audience are the expected ones, and answers with a fixed access token.
+  assertion's issuer and audience are the expected ones, records the scope it asks for, and
+  answers with a fixed access token.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class TokenServer:
     issued: dict[str, str] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     """``METHOD path?query`` of every request, in order."""
+    scopes: list[str] = field(default_factory=list)
+    """The ``scope`` claim of each assertion ``/oauth2`` accepted, in order."""
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -61,15 +64,17 @@ class TokenServer:
         shut_down(self._server)
 
 
-def _assertion_is_for(assertion: str, issuer: str, audience: str) -> bool:
-    """True when a JWT's claims name ``issuer`` and ``audience`` (the signature is not checked:
-    the test is about the client's flow, not about Google's key management)."""
+def _claims_for(assertion: str, issuer: str, audience: str) -> dict[str, object] | None:
+    """A JWT's claims when they name ``issuer`` and ``audience``, else None (the signature is not
+    checked: the test is about the client's flow, not about Google's key management)."""
     parts = assertion.split(".")
     if len(parts) != 3:
-        return False
+        return None
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     claims = json.loads(base64.urlsafe_b64decode(payload))
-    return bool(claims.get("iss") == issuer and claims.get("aud") == audience)
+    if not isinstance(claims, dict) or claims.get("iss") != issuer or claims.get("aud") != audience:
+        return None
+    return claims
 
 
 def _handler_for(state: TokenServer) -> type[BaseHTTPRequestHandler]:
@@ -99,13 +104,15 @@ def _handler_for(state: TokenServer) -> type[BaseHTTPRequestHandler]:
             state.requests.append(f"POST {self.path}")
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qs(self.rfile.read(length).decode())
+            claims = _claims_for(
+                form.get("assertion", [""])[0], state.service_account, GOOGLE_TOKEN_AUDIENCE
+            )
             if self.path != "/oauth2":
                 self._reply(404, {"error": "not found"})
-            elif form.get("grant_type") != [JWT_BEARER_GRANT] or not _assertion_is_for(
-                form.get("assertion", [""])[0], state.service_account, GOOGLE_TOKEN_AUDIENCE
-            ):
+            elif form.get("grant_type") != [JWT_BEARER_GRANT] or claims is None:
                 self._reply(400, {"error": "invalid_grant"})
             else:
+                state.scopes.append(str(claims.get("scope")))
                 body = {"access_token": state.access_token, "expires_in": 3600}
                 self._reply(200, {**body, "token_type": "Bearer"})
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 from verify.attest import google_api
 from verify.attest.google_api import Http
 from verify.attest.names import KEY_VERSION, KEY_VERSION_FORM
+from verify.registry import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
 
 ENDPOINT = "https://cloudkms.googleapis.com"
 ALGORITHM = "EC_SIGN_P256_SHA256"
@@ -97,6 +98,7 @@ def adc_http() -> Http:
     import urllib3
 
     credentials, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
     return google.auth.transport.urllib3.AuthorizedHttp(
-        credentials, http=urllib3.PoolManager(timeout=urllib3.Timeout(connect=10.0, read=60.0))
+        credentials, http=urllib3.PoolManager(timeout=timeout)
     )
