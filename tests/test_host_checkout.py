@@ -5,12 +5,16 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
+from host.checkout import ensure_git_checkout
 from host.contract import CheckoutResult
+from host.process import HostError
 from plan.host_commands import checkout_request
 from plan.settings import GitSource, PathSource
 from plan.tools import tool_command
@@ -237,3 +241,101 @@ def test_an_existing_path_without_a_required_file_names_what_it_is(
         f"error: the checkout at {what} has no src/frontend/Dockerfile; "
         "is this the Online Boutique repository?"
     )
+
+
+# In-process: `ensure_git_checkout` and the CLI's `main` called directly, against the same kind of
+# local bare repository (fast enough to run for every mutant of host/checkout.py).
+
+
+def test_the_result_is_printed_as_one_line_of_sorted_json_cloned_then_reused(
+    upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    arguments = ["checkout", "--url", upstream.url, "--commit", upstream.first]
+    arguments += ["--cache-dir", str(cache), "--require", DOCKERFILE]
+    for action in ("cloned", "reused"):
+        assert host_cli.main(arguments) == 0
+        printed = {"action": action, "commit": upstream.first, "path": str(cache / upstream.first)}
+        assert capsys.readouterr().out == json.dumps({**printed, "url": upstream.url}) + "\n"
+
+
+def test_a_reused_checkout_without_a_required_file_is_named_by_its_commit(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, upstream.first, cache, ("src/frontend/Dockerfile",))
+    assert str(refused.value) == (
+        f"the checkout at {upstream.first} has no src/frontend/Dockerfile; "
+        "is this the Online Boutique repository?"
+    )
+    # The checkout is the right commit, only the wrong repository: it stays for other stacks.
+    assert _git(cache / upstream.first, "rev-parse", "HEAD") == upstream.first
+
+
+def test_a_git_that_cannot_start_is_named_with_the_fetch_and_leaves_nothing(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broken = tmp_path / "gitconfig"
+    broken.write_text("[core\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(broken))
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {upstream.first} from {upstream.url} failed: "
+        f"fatal: bad config line 1 in file {broken}"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_the_fetch_runs_in_a_hidden_directory_named_after_the_commit_beside_the_target(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the target, so the final rename stays on one filesystem (atomic); hidden and named
+    after the commit, so what an interrupted run leaves is never taken for a checkout."""
+    template = tmp_path / "template"
+    (template / "hooks").mkdir(parents=True)
+    hook = template / "hooks" / "post-checkout"
+    hook.write_text(f'#!/bin/sh\npwd >> "{tmp_path / "worked-in"}"\n')
+    hook.chmod(0o755)
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(template))
+    cache = tmp_path / "cache"
+    ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    (worked_in,) = (tmp_path / "worked-in").read_text().splitlines()
+    assert Path(worked_in).parent == cache
+    assert Path(worked_in).name.startswith(f".{upstream.first}.")
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.first]
+
+
+def test_a_checkout_is_replaced_without_the_system_temp_directory(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging and the old checkout's removal both stay in the cache directory: the system
+    temp directory may be another filesystem, where a rename fails (here it does not exist)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp-dir"))
+    cache = tmp_path / "cache"
+    target = cache / upstream.second
+    cache.mkdir()
+    _git(tmp_path, "clone", "--quiet", str(upstream.work), str(target))
+    _git(target, "checkout", "--quiet", "--detach", upstream.first)
+    result = ensure_git_checkout(upstream.url, upstream.second, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.second, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.second]
+    assert not (tmp_path / "no-temp-dir").exists()
+
+
+def test_a_directory_at_the_target_that_is_not_a_checkout_is_replaced(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    target = cache / upstream.first
+    target.mkdir(parents=True)
+    (target / "left-by-hand").write_text("not a checkout\n")
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.first
+    assert not (target / "left-by-hand").exists()
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.first]
