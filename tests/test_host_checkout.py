@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from host.process import HostError
 from plan.host_commands import checkout_request
 from plan.settings import GitSource, PathSource
 from plan.tools import tool_command
+from tests.integration.conftest import missing_prerequisite
 from tests.program_mocks import ROOT
 
 DOCKERFILE = "src/emailservice/Dockerfile"
@@ -339,3 +341,75 @@ def test_a_directory_at_the_target_that_is_not_a_checkout_is_replaced(
     assert _git(target, "rev-parse", "HEAD") == upstream.first
     assert not (target / "left-by-hand").exists()
     assert sorted(p.name for p in cache.iterdir()) == [upstream.first]
+
+
+@pytest.fixture
+def lock_commands(tmp_path: Path) -> Iterator[str]:
+    """Shell commands that make `locked/file` in the current directory, a file this user cannot
+    remove: in a read-only directory, and for root (which ignores modes) immutable too. Every
+    one under `tmp_path` is unlocked afterwards."""
+    commands = "mkdir locked && : > locked/file && chmod 555 locked"
+    as_root = os.geteuid() == 0
+    if as_root:
+        probe = tmp_path / "immutable-probe"
+        probe.touch()
+        tried = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
+        subprocess.run(["chattr", "-i", str(probe)], capture_output=True, check=False)
+        if tried.returncode != 0:
+            missing_prerequisite(
+                f"root cannot make a file immutable here ({tried.stderr.strip()})",
+                "run the tests as a user other than root, or give root CAP_LINUX_IMMUTABLE",
+            )
+        commands += " && chattr +i locked/file"
+    yield commands
+    for locked in tmp_path.rglob("locked"):
+        if as_root:
+            subprocess.run(["chattr", "-i", str(locked / "file")], check=False)
+        locked.chmod(0o755)
+
+
+def test_what_cannot_be_removed_of_a_replaced_checkout_stays_hidden_in_the_cache_dir(
+    upstream: Upstream, tmp_path: Path, lock_commands: str
+) -> None:
+    """The new checkout still takes the old one's place; the remains are set aside in a hidden
+    directory named after the commit that replaced them."""
+    cache = tmp_path / "cache"
+    target = cache / upstream.second
+    cache.mkdir()
+    _git(tmp_path, "clone", "--quiet", str(upstream.work), str(target))
+    _git(target, "checkout", "--quiet", "--detach", upstream.first)
+    subprocess.run(["/bin/sh", "-c", lock_commands], cwd=target, check=True)
+    result = ensure_git_checkout(upstream.url, upstream.second, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.second, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert not (target / "locked").exists()
+    (remains,) = (path for path in cache.iterdir() if path != target)
+    assert remains.name.startswith(f".{upstream.second}.stale.")
+    left = sorted(str(path.relative_to(remains)) for path in remains.rglob("*"))
+    assert left == ["checkout", "checkout/locked", "checkout/locked/file"]
+
+
+def test_a_staging_directory_that_cannot_be_removed_does_not_hide_why_the_checkout_failed(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lock_commands: str
+) -> None:
+    """A git hook (the user's template) leaves a file in the staging directory that cannot be
+    removed; the refusal of the checkout is still the error raised."""
+    template = tmp_path / "template"
+    (template / "hooks").mkdir(parents=True)
+    hook = template / "hooks" / "post-checkout"
+    hook.write_text(f"#!/bin/sh\n{lock_commands}\n")
+    hook.chmod(0o755)
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(template))
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, upstream.first, cache, ("src/frontend/Dockerfile",))
+    assert str(refused.value) == (
+        f"the checkout at {upstream.first} has no src/frontend/Dockerfile; "
+        "is this the Online Boutique repository?"
+    )
+    (remains,) = cache.iterdir()
+    assert remains.name.startswith(f".{upstream.first}.")
+    assert sorted(str(path.relative_to(remains)) for path in remains.rglob("*")) == [
+        "locked",
+        "locked/file",
+    ]
