@@ -1,9 +1,13 @@
 """Running external tools (git, docker) with one clear error when they fail."""
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+_USAGE_HINT = re.compile(r"(?:Run|See) '[^']* --help'")
+"""The docker CLI's last line after some errors (`docker run`'s), which says nothing of why."""
 
 
 class HostError(Exception):
@@ -39,7 +43,8 @@ def run_checked(
     """Run `argv` and return its stdout; a non-zero exit is a HostError saying `what` failed."""
     result = run(argv, cwd=cwd, env=env)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
+        output = (result.stderr or result.stdout).splitlines()
+        detail = [line for line in output if line.strip() and not _USAGE_HINT.match(line)]
         reason = detail[-1] if detail else f"exit status {result.returncode}"
         raise HostError(f"{what} failed: {reason}")
     return result.stdout

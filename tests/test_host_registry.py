@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from host import registry
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
 from tests.integration.conftest import BUILD_PLATFORMS, missing_prerequisite
@@ -316,8 +317,10 @@ def docker(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def build_image(context: Path, tag: str, entrypoint: list[str]) -> str:
-    """A FROM-scratch image holding docker-registry, its libraries and a config on :5000."""
+def build_image(
+    context: Path, tag: str, entrypoint: list[str], config: str = REGISTRY_CONFIG
+) -> str:
+    """A FROM-scratch image holding docker-registry, its libraries and a config (on :5000)."""
     binary = shutil.which("docker-registry")
     assert binary is not None
     context.mkdir()
@@ -331,7 +334,7 @@ def build_image(context: Path, tag: str, entrypoint: list[str]) -> str:
     for number, (source, target) in enumerate(copies):
         shutil.copy(source, context / f"file{number}")
         lines.append(f"COPY file{number} {target}")
-    (context / "config.yml").write_text(REGISTRY_CONFIG)
+    (context / "config.yml").write_text(config)
     lines += [
         "COPY config.yml /etc/docker/registry/config.yml",
         f"ENTRYPOINT {json.dumps(entrypoint)}",
@@ -452,3 +455,46 @@ def test_a_container_that_exits_at_start_is_removed_and_named(
     )
     assert docker("inspect", CONTAINER).returncode != 0
     assert not RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address)).container.exists()
+
+
+# In-process: `registry.ensure` called directly with the same PATH (docker, no docker-registry).
+
+
+def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reason(
+    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", container_tools["PATH"])
+    # Nothing serves at that port, so the image can be neither found nor pulled.
+    image = f"127.0.0.1:{free_loopback_port()}/missing/registry:2"
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    data_dir = tmp_path / "registry"
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, data_dir, image)
+    message = str(failed.value)
+    assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
+    assert message.endswith("connect: connection refused"), message
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+
+
+def test_a_container_still_running_when_the_wait_ends_is_removed(
+    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry in it serves on another port than the published one, so it runs and never
+    answers: only a forced removal stops it (a shorter wait keeps the test fast)."""
+    elsewhere = REGISTRY_CONFIG.replace("addr: :5000", "addr: :5001")
+    image = build_image(
+        tmp_path / "image", "boutique-test/registry:elsewhere", REGISTRY_ENTRYPOINT, elsewhere
+    )
+    monkeypatch.setenv("PATH", container_tools["PATH"])
+    monkeypatch.setattr(registry, "START_TIMEOUT_S", 3.0)
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    data_dir = tmp_path / "registry"
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, data_dir, image)
+    assert str(failed.value) == (
+        f"the registry did not answer on {address.url}/v2/ within 3 s; "
+        f"see `docker logs {CONTAINER}`"
+    )
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert not RegistryFiles(data_dir.resolve(), address).container.exists()
