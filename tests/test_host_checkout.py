@@ -249,6 +249,16 @@ def test_an_existing_path_without_a_required_file_names_what_it_is(
 # local bare repository (fast enough to run for every mutant of host/checkout.py).
 
 
+def with_post_checkout_hook(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `git init` from now on installs a post-checkout hook running `script` (a shell
+    line) in the work tree: a user's git template, which the checkout's own git runs honour."""
+    hooks = tmp_path / "template" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "post-checkout").write_text(f"#!/bin/sh\n{script}\n")
+    (hooks / "post-checkout").chmod(0o755)
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(hooks.parent))
+
+
 def test_the_result_is_printed_as_one_line_of_sorted_json_cloned_then_reused(
     upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -297,12 +307,7 @@ def test_the_fetch_runs_in_a_hidden_directory_named_after_the_commit_beside_the_
 ) -> None:
     """Beside the target, so the final rename stays on one filesystem (atomic); hidden and named
     after the commit, so what an interrupted run leaves is never taken for a checkout."""
-    template = tmp_path / "template"
-    (template / "hooks").mkdir(parents=True)
-    hook = template / "hooks" / "post-checkout"
-    hook.write_text(f'#!/bin/sh\npwd >> "{tmp_path / "worked-in"}"\n')
-    hook.chmod(0o755)
-    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(template))
+    with_post_checkout_hook(f'pwd >> "{tmp_path / "worked-in"}"', tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
     (worked_in,) = (tmp_path / "worked-in").read_text().splitlines()
@@ -394,12 +399,7 @@ def test_a_staging_directory_that_cannot_be_removed_does_not_hide_why_the_checko
 ) -> None:
     """A git hook (the user's template) leaves a file in the staging directory that cannot be
     removed; the refusal of the checkout is still the error raised."""
-    template = tmp_path / "template"
-    (template / "hooks").mkdir(parents=True)
-    hook = template / "hooks" / "post-checkout"
-    hook.write_text(f"#!/bin/sh\n{lock_commands}\n")
-    hook.chmod(0o755)
-    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(template))
+    with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     with pytest.raises(HostError) as refused:
         ensure_git_checkout(upstream.url, upstream.first, cache, ("src/frontend/Dockerfile",))
