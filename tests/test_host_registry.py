@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
 from host import registry
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
@@ -125,6 +126,22 @@ def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> 
 
 
 @pytest.mark.registry
+def test_ensure_and_remove_each_print_one_line_of_sorted_json(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, as `python -m host registry` prints them."""
+    arguments = ["--address", address, "--data-dir", str(tmp_path / "registry")]
+    assert host_cli.main(["registry", "ensure", *arguments]) == 0
+    started = capsys.readouterr().out
+    pid = json.loads(started)["pid"]
+    assert isinstance(pid, int)
+    fields = {"address": address, "container": None, "pid": pid}
+    assert started == json.dumps({**fields, "started": True}) + "\n"
+    assert host_cli.main(["registry", "remove", *arguments]) == 0
+    assert capsys.readouterr().out == json.dumps({**fields, "stopped": True}) + "\n"
+    assert not process_alive(pid)
+
+
 def test_an_http_proxy_in_the_environment_is_not_asked_about_loopback(
     address: str, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
 from host.builder import InspectedBuilder, parse_inspect
 from host.contract import BuilderEnsureRequest, BuilderRemoveRequest, BuilderResult, CheckoutResult
 from plan.host_commands import builder_spec
@@ -133,6 +134,14 @@ def test_remove_deletes_the_builder_and_is_idempotent(run: Run) -> None:
     assert inspect("boutique-test") is None
     again = run(tool_command(BuilderRemoveRequest("boutique-test", OWNER), sys.executable))
     assert BuilderResult.from_json(again.stdout) == BuilderResult("boutique-test", "absent")
+
+
+def test_remove_prints_one_line_of_sorted_json(
+    docker_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, as `python -m host builder remove` prints it (here for an absent builder)."""
+    assert host_cli.main(["builder", "remove", "--name", "boutique-test"]) == 0
+    assert capsys.readouterr().out == '{"action": "absent", "name": "boutique-test"}\n'
 
 
 def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
