@@ -6,6 +6,7 @@ run an image built here from that binary; the refusals need no registry: they mu
 before anything is started or written.
 """
 
+import contextlib
 import fcntl
 import http.server
 import json
@@ -87,6 +88,22 @@ def address(registry_binary: None, tmp_path: Path) -> Iterator[str]:
     address = f"127.0.0.1:{free_loopback_port()}"
     yield address
     host_registry("remove", "--address", address, "--data-dir", str(tmp_path / "registry"))
+    kill_registries_serving_configs_under(tmp_path)
+
+
+def kill_registries_serving_configs_under(directory: Path) -> None:
+    """SIGKILL each `docker-registry serve CONFIG` whose CONFIG is under `directory`: one this
+    test started that `remove` left running (mutation testing runs these tests against mutants
+    of `remove`, which then leaked a registry per mutant)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = [os.fsdecode(part) for part in cmdline.read_bytes().split(b"\0")]
+        except OSError:
+            continue
+        serving = arguments[:2] == ["docker-registry", "serve"] and len(arguments) > 2
+        if serving and Path(arguments[2]).is_relative_to(directory.resolve()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
 
 
 @pytest.fixture
