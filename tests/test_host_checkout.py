@@ -1,11 +1,13 @@
 """`python -m host checkout`, run for real against a local bare git repository (file://)."""
 
+import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -276,18 +278,27 @@ def test_a_reused_checkout_without_a_required_file_is_named_by_its_commit(
 ) -> None:
     cache = tmp_path / "cache"
     ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    missing = ("src/frontend/Dockerfile", "src/adservice/Dockerfile")
     with pytest.raises(HostError) as refused:
-        ensure_git_checkout(upstream.url, upstream.first, cache, ("src/frontend/Dockerfile",))
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE, *missing))
     assert str(refused.value) == (
-        f"the checkout at {upstream.first} has no src/frontend/Dockerfile; "
-        "is this the Online Boutique repository?"
+        f"the checkout at {upstream.first} has no src/frontend/Dockerfile, "
+        "src/adservice/Dockerfile; is this the Online Boutique repository?"
     )
     # The checkout is the right commit, only the wrong repository: it stays for other stacks.
     assert _git(cache / upstream.first, "rev-parse", "HEAD") == upstream.first
 
 
+@pytest.fixture
+def german(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller whose git would speak German (git ships its translations; C.UTF-8 is in every
+    glibc): the checkout's git runs must still report in English, the same on every machine."""
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de")
+
+
 def test_a_git_that_cannot_start_is_named_with_the_fetch_and_leaves_nothing(
-    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, german: None
 ) -> None:
     broken = tmp_path / "gitconfig"
     broken.write_text("[core\n")
@@ -413,3 +424,83 @@ def test_a_staging_directory_that_cannot_be_removed_does_not_hide_why_the_checko
         "locked",
         "locked/file",
     ]
+
+
+class _CredentialsRequired(http.server.BaseHTTPRequestHandler):
+    """A git HTTP server that asks every request for a user name and password."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="upstream"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, german: None
+) -> None:
+    """No credential helper, no askpass program: git would ask on the terminal (and a CI
+    runner or a Pulumi command would wait forever); it fails with git's reason, in English."""
+    for variable in ("GIT_ASKPASS", "SSH_ASKPASS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _CredentialsRequired)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    commit = "1" * 40
+    cache = tmp_path / "cache"
+    try:
+        with pytest.raises(HostError) as failed:
+            ensure_git_checkout(f"{origin}/upstream.git", commit, cache, (DOCKERFILE,))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert str(failed.value) == (
+        f"fetching commit {commit} from {origin}/upstream.git failed: "
+        f"fatal: could not read Username for '{origin}': terminal prompts disabled"
+    )
+    assert list(cache.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("hook", "reason"),
+    [
+        ("exit 1", "exit status 1"),
+        ("git rev-parse --verify refs/no-such-ref; exit 1", "fatal: Needed a single revision"),
+    ],
+)
+def test_a_checkout_a_git_hook_refuses_is_named_with_the_fetch_and_leaves_nothing(
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    german: None,
+    hook: str,
+    reason: str,
+) -> None:
+    """A post-checkout hook's exit status is git checkout's: the refusal is git's last word
+    (the hook's own, in English like git's) or, when it says nothing, the exit status."""
+    with_post_checkout_hook(hook, tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {upstream.first} from {upstream.url} failed: {reason}"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_a_branch_name_instead_of_a_commit_is_refused(upstream: Upstream, tmp_path: Path) -> None:
+    """git fetches a branch as readily as a commit; only a HEAD equal to what was asked for
+    proves the checkout is the pinned commit (a branch moves)."""
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, "main", cache, (DOCKERFILE,))
+    assert str(refused.value) == (
+        f"fetching commit main from {upstream.url}: HEAD is {upstream.second}, "
+        "not the requested commit"
+    )
+    assert list(cache.iterdir()) == []
