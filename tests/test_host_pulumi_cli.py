@@ -2,11 +2,14 @@
 release served from 127.0.0.1: what it installs and runs, what it refuses, what it leaves."""
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from host.pulumi_cli import (
     Release,
     Version,
     download_base,
+    install,
     minimum_version,
     pinned_version,
     release_platform,
@@ -400,3 +404,92 @@ def test_a_pin_below_the_minimum_is_refused(tmp_path: Path, server: ReleaseServe
     assert result.returncode == 2
     assert "pins 3.100.0, older than 3.200.0" in result.stderr
     assert server.downloads() == 0
+
+
+# In-process: `install` called directly against the release server, with archives built here.
+
+
+def archive_of(*members: tuple[tarfile.TarInfo, bytes], gzip: bool = True) -> bytes:
+    """A release archive of exactly `members` (no `pulumi/` directory entry is added)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if gzip else "w:") as tar:
+        for info, content in members:
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def member(
+    name: str, mode: int = 0o755, kind: bytes = tarfile.REGTYPE, linkname: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.type, info.linkname = mode, kind, linkname
+    return info
+
+
+def install_archive(archive: bytes, tools_dir: Path) -> Path:
+    """`install` of the pinned release from a server whose archive is `archive`."""
+    release = this_release(PINNED)
+    checksum = f"{hashlib.sha256(archive).hexdigest()}  {release.archive}\n"
+    server = ReleaseServer({release.archive: archive, release.checksums: checksum.encode()})
+    server.start()
+    try:
+        return install(release, server.base_url, tools_dir)
+    finally:
+        server.stop()
+
+
+CLI = (member("pulumi/pulumi"), stub_executable(PINNED))
+OUTSIDE = "; a Pulumi release archive holds only files under pulumi/"
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        # Beside pulumi/ (a real archive has nothing there).
+        (member("README.md"), OUTSIDE),
+        # Under pulumi/ by its first part, beside it once resolved.
+        (member("pulumi/../escape"), OUTSIDE),
+        (
+            member("pulumi/link", kind=tarfile.SYMTYPE, linkname="/etc"),
+            ", which is not a regular file",
+        ),
+    ],
+    ids=["beside", "dot-dot", "symlink"],
+)
+def test_an_archive_member_other_than_a_file_under_pulumi_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: tarfile.TarInfo, problem: str
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(CLI, (extra, b"x")), tmp_path / ".tools")
+    assert str(refused.value) == f"{this_release(PINNED).archive} holds {extra.name!r}{problem}"
+    assert_nothing_installed(tmp_path)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_an_archive_that_is_not_gzip_compressed_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pulumi's release archives are .tar.gz; any other content under that name is not one."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(CLI, gzip=False), tmp_path / ".tools")
+    assert str(refused.value) == (
+        f"{this_release(PINNED).archive} cannot be unpacked: not a gzip file"
+    )
+    assert_nothing_installed(tmp_path)
+
+
+def test_unpacked_files_lose_set_id_bits_and_write_access_for_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+    archive = archive_of(
+        (member("pulumi", 0o777, tarfile.DIRTYPE), b""),
+        (member("pulumi/pulumi", 0o6777), stub_executable(PINNED)),
+    )
+    executable = install_archive(archive, tmp_path / ".tools")
+    assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+    assert stat.S_IMODE(executable.stat().st_mode) == 0o755

@@ -27,6 +27,7 @@ import pytest
 
 from host import __main__ as host_cli
 from host import registry
+from host.contract import RegistryRemoval
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
 from tests.integration.conftest import BUILD_PLATFORMS, missing_prerequisite
@@ -252,6 +253,30 @@ def test_remove_never_kills_an_unrelated_process_behind_a_stale_pid_file(
     finally:
         bystander.send_signal(signal.SIGTERM)
         bystander.wait()
+
+
+def test_a_stale_pid_of_a_process_with_arguments_not_in_utf_8_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """In-process, and no registry needed: the recorded pid belongs to a process whose command
+    line is not UTF-8 (any bytes are allowed there); remove reads it and leaves it running."""
+    address = LoopbackAddress.parse("127.0.0.1:5000")
+    data_dir = tmp_path / "registry"
+    data_dir.mkdir()
+    # It says when it runs: until its exec is complete, its command line reads as empty.
+    sleeping = b"import time; print('running', flush=True); time.sleep(60)"
+    bystander = subprocess.Popen(
+        [os.fsencode(sys.executable), b"-c", sleeping, b"caf\xe9"], stdout=subprocess.PIPE
+    )
+    try:
+        assert bystander.stdout is not None and bystander.stdout.readline() == b"running\n"
+        RegistryFiles(data_dir, address).pid.write_text(f"{bystander.pid}\n")
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval("127.0.0.1:5000", None, None, stopped=False)
+        assert bystander.poll() is None
+    finally:
+        bystander.send_signal(signal.SIGTERM)
+        bystander.communicate()
 
 
 def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path: Path) -> None:
