@@ -504,3 +504,18 @@ def test_a_branch_name_instead_of_a_commit_is_refused(upstream: Upstream, tmp_pa
         "not the requested commit"
     )
     assert list(cache.iterdir()) == []
+
+
+def test_a_url_with_no_repository_is_named_with_git_s_cause_not_its_advice(
+    tmp_path: Path,
+) -> None:
+    """git states the cause first, then advice ending `and the repository exists.`."""
+    url = f"file://{tmp_path / 'nowhere.git'}"
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(url, "1" * 40, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {'1' * 40} from {url} failed: "
+        f"fatal: '{tmp_path / 'nowhere.git'}' does not appear to be a git repository"
+    )
+    assert list(cache.iterdir()) == []
