@@ -481,6 +481,17 @@ def test_an_archive_that_is_not_gzip_compressed_is_refused(
     assert_nothing_installed(tmp_path)
 
 
+def test_an_archive_without_the_pulumi_executable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    language_host = (member("pulumi/pulumi-language-python"), b"#!/bin/sh\nexit 0\n")
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(language_host), tmp_path / ".tools")
+    assert str(refused.value) == f"{this_release(PINNED).archive} has no pulumi/pulumi executable"
+    assert_nothing_installed(tmp_path)
+
+
 def test_unpacked_files_lose_set_id_bits_and_write_access_for_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
