@@ -546,13 +546,13 @@ def test_a_container_still_running_when_the_wait_ends_is_removed(
         tmp_path / "image", "boutique-test/registry:elsewhere", REGISTRY_ENTRYPOINT, elsewhere
     )
     monkeypatch.setenv("PATH", container_tools["PATH"])
-    monkeypatch.setattr(registry, "START_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(registry, "START_TIMEOUT_S", 1.0)
     address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
     data_dir = tmp_path / "registry"
     with pytest.raises(HostError) as failed:
         registry.ensure(address, data_dir, image)
     assert str(failed.value) == (
-        f"the registry did not answer on {address.url}/v2/ within 3 s; "
+        f"the registry did not answer on {address.url}/v2/ within 1 s; "
         f"see `docker logs {CONTAINER}`"
     )
     assert docker("inspect", CONTAINER).returncode != 0
