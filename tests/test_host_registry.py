@@ -279,6 +279,35 @@ def test_a_stale_pid_of_a_process_with_arguments_not_in_utf_8_is_left_alone(
         bystander.communicate()
 
 
+def test_a_registry_that_ignores_sigterm_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: a process serving this data directory's config (as ensure records it) that
+    ignores SIGTERM; remove sends SIGKILL once the wait for it ends (shortened here)."""
+    monkeypatch.setattr(registry, "STOP_TIMEOUT_S", 0.5)
+    address = LoopbackAddress.parse("127.0.0.1:5000")
+    data_dir = tmp_path / "registry"
+    data_dir.mkdir()
+    files = RegistryFiles(data_dir, address)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('running', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", stubborn, str(files.config)], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"running\n"
+        files.pid.write_text(f"{process.pid}\n")
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval("127.0.0.1:5000", process.pid, None, stopped=True)
+        assert not process_alive(process.pid)
+        assert not files.pid.exists()
+    finally:
+        process.kill()
+        process.communicate()
+
+
 def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     data_dir = tmp_path / "registry"
     for address in ("10.0.0.1:5000", "0.0.0.0:5000", "registry.example.com:5000", "::1:5000"):
