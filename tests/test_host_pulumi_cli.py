@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from host import pulumi_cli
 from host.process import HostError
 from host.pulumi_cli import (
     Release,
@@ -22,8 +23,10 @@ from host.pulumi_cli import (
     download_base,
     install,
     minimum_version,
+    parse_checksums,
     pinned_version,
     release_platform,
+    reported_version,
 )
 from tests.program_mocks import ROOT
 from tests.pulumi_release import (
@@ -504,3 +507,29 @@ def test_unpacked_files_lose_set_id_bits_and_write_access_for_others(
     executable = install_archive(archive, tmp_path / ".tools")
     assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
     assert stat.S_IMODE(executable.stat().st_mode) == 0o755
+
+
+def test_a_checksum_line_in_binary_mode_names_the_file_too() -> None:
+    """sha256sum marks files read in binary mode with `*` before the name."""
+    release = this_release(PINNED)
+    listed = f"{'0' * 64}  other.tar.gz\n{'A' * 64} *{release.archive}\n"
+    assert parse_checksums(listed, release.archive, "checksums.txt") == "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("body", "exit_status"),
+    [
+        ('print("v3.272.0")', 1),  # a version, but the command failed
+        ('print("no version here")', 0),
+        ('import time; time.sleep(5); print("v3.272.0")', 0),  # answers after the wait ends
+    ],
+    ids=["failing", "no-version", "too-slow"],
+)
+def test_an_executable_that_does_not_answer_a_version_reports_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, exit_status: int
+) -> None:
+    monkeypatch.setattr(pulumi_cli, "VERSION_TIMEOUT_S", 1.0)
+    executable = tmp_path / "pulumi"
+    executable.write_text(f"#!{sys.executable}\nimport sys\n{body}\nsys.exit({exit_status})\n")
+    executable.chmod(0o755)
+    assert reported_version(str(executable)) is None
