@@ -516,6 +516,26 @@ def test_a_checksum_line_in_binary_mode_names_the_file_too() -> None:
     assert parse_checksums(listed, release.archive, "checksums.txt") == "a" * 64
 
 
+ARCHIVE = this_release(PINNED).archive
+
+
+@pytest.mark.parametrize(
+    ("listed", "problem"),
+    [
+        # Only a line naming exactly the archive counts.
+        (f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}"),
+        (f"deadbeef  {ARCHIVE}\n", f"lists {ARCHIVE} with 'deadbeef', not a SHA-256"),
+    ],
+    ids=["another-name", "not-a-sha256"],
+)
+def test_a_checksums_file_without_the_archive_s_sha256_is_refused(
+    listed: str, problem: str
+) -> None:
+    with pytest.raises(HostError) as refused:
+        parse_checksums(listed, ARCHIVE, "https://mirror/checksums.txt")
+    assert str(refused.value) == f"https://mirror/checksums.txt {problem}"
+
+
 @pytest.mark.parametrize(
     ("body", "exit_status"),
     [
