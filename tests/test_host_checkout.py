@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from host import __main__ as host_cli
-from host.checkout import ensure_git_checkout
+from host.checkout import ensure_git_checkout, use_existing_checkout
 from host.contract import CheckoutResult
 from host.process import HostError
 from plan.host_commands import checkout_request
@@ -440,10 +440,12 @@ class _CredentialsRequired(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, german: None
+    project: Path, monkeypatch: pytest.MonkeyPatch, german: None
 ) -> None:
     """No credential helper, no askpass program: git would ask on the terminal (and a CI
-    runner or a Pulumi command would wait forever); it fails with git's reason, in English."""
+    runner or a Pulumi command would wait forever); it fails with git's reason, in English.
+    Run in a session of its own, so no terminal is there even when the tests have one (where
+    code that let git prompt would wait for a user name)."""
     for variable in ("GIT_ASKPASS", "SSH_ASKPASS"):
         monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
@@ -452,18 +454,29 @@ def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     commit = "1" * 40
-    cache = tmp_path / "cache"
+    command_line = tool_command(
+        checkout_request(GitSource(f"{origin}/upstream.git", commit), (DOCKERFILE,)),
+        sys.executable,
+    )
     try:
-        with pytest.raises(HostError) as failed:
-            ensure_git_checkout(f"{origin}/upstream.git", commit, cache, (DOCKERFILE,))
+        result = subprocess.run(
+            ["/bin/sh", "-c", command_line],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+            start_new_session=True,
+            timeout=60,
+        )
     finally:
         server.shutdown()
         server.server_close()
-    assert str(failed.value) == (
-        f"fetching commit {commit} from {origin}/upstream.git failed: "
-        f"fatal: could not read Username for '{origin}': terminal prompts disabled"
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: fetching commit {commit} from {origin}/upstream.git failed: "
+        f"fatal: could not read Username for '{origin}': terminal prompts disabled\n"
     )
-    assert list(cache.iterdir()) == []
+    assert list((project / ".cache/upstream").iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -519,3 +532,13 @@ def test_a_url_with_no_repository_is_named_with_git_s_cause_not_its_advice(
         f"fatal: '{tmp_path / 'nowhere.git'}' does not appear to be a git repository"
     )
     assert list(cache.iterdir()) == []
+
+
+def test_a_given_repository_without_commits_has_no_head_commit(tmp_path: Path) -> None:
+    """git rev-parse HEAD fails there (and prints `HEAD`); the checkout is named by its tree."""
+    source = tmp_path / "fresh"
+    _git(tmp_path, "init", "--quiet", str(source))
+    (source / "src/frontend").mkdir(parents=True)
+    (source / "src/frontend/Dockerfile").write_text("FROM scratch\n")
+    result = use_existing_checkout(source, ("src/frontend/Dockerfile",))
+    assert result == CheckoutResult(str(source), None, None, "reused")

@@ -1,15 +1,20 @@
 """The Pulumi CLI installer (`python -m host.local_up pulumi`), run as a process against a
 release served from 127.0.0.1: what it installs and runs, what it refuses, what it leaves."""
 
+import contextlib
 import hashlib
+import http.server
 import io
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
 import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -553,3 +558,64 @@ def test_an_executable_that_does_not_answer_a_version_reports_none(
     executable.write_text(f"#!{sys.executable}\nimport sys\n{body}\nsys.exit({exit_status})\n")
     executable.chmod(0o755)
     assert reported_version(str(executable)) is None
+
+
+def test_a_server_that_never_answers_fails_the_download_when_the_read_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It accepts the connection (the kernel does, for a listening socket) and says nothing."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setattr(pulumi_cli, "READ_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}/releases/sdk"
+        # Closing the socket resets the connection: code that ignored the read timeout fails
+        # after 5 s instead of hanging (mutation testing limits CPU time, not waiting).
+        closer = threading.Timer(5.0, silent.close)
+        closer.start()
+        try:
+            with pytest.raises(HostError) as failed:
+                install(this_release(PINNED), base, tmp_path / ".tools")
+        finally:
+            closer.cancel()
+    release = this_release(PINNED)
+    assert str(failed.value) == f"downloading {base}/{release.checksums} failed: timed out"
+    assert_nothing_installed(tmp_path)
+
+
+class _Drip(http.server.BaseHTTPRequestHandler):
+    """Promises a megabyte and sends one byte every 50 ms (for at most 10 s)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(200):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_download_that_drips_stops_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every read brings a byte, so no read times out; the deadline still holds."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setattr(pulumi_cli, "DOWNLOAD_DEADLINE_S", 1.0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/releases/sdk"
+    try:
+        with pytest.raises(HostError) as failed:
+            install(this_release(PINNED), base, tmp_path / ".tools")
+    finally:
+        server.shutdown()
+        server.server_close()
+    release = this_release(PINNED)
+    assert str(failed.value) == f"downloading {base}/{release.checksums} took longer than 1 s"
+    assert_nothing_installed(tmp_path)
