@@ -79,6 +79,8 @@ class ReleaseServer:
     files: dict[str, bytes]
     cut_off: set[str] = field(default_factory=set)
     """Names sent with their full Content-Length but only half their bytes."""
+    unsized: set[str] = field(default_factory=set)
+    """Names sent without a Content-Length: the body ends when the connection closes."""
     redirects: dict[str, str] = field(default_factory=dict)
     """Names answered with a 302 to the given URL."""
     tls: tuple[Path, Path] | None = None
@@ -110,7 +112,8 @@ class ReleaseServer:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if name not in owner.unsized:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body[: len(body) // 2] if name in owner.cut_off else body)
                 self.close_connection = True

@@ -619,3 +619,51 @@ def test_a_download_that_drips_stops_at_the_deadline(
     release = this_release(PINNED)
     assert str(failed.value) == f"downloading {base}/{release.checksums} took longer than 1 s"
     assert_nothing_installed(tmp_path)
+
+
+def install_in_process(server: ReleaseServer, tools_dir: Path) -> Path:
+    server.start()
+    try:
+        return install(this_release(PINNED), server.base_url, tools_dir)
+    finally:
+        server.stop()
+
+
+def test_files_served_without_a_content_length_are_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+    files = release_files(PINNED)
+    executable = install_in_process(ReleaseServer(files, unsized=set(files)), tmp_path / ".tools")
+    assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+    assert reported_version(str(executable)) == Version.parse(PINNED, "test version")
+
+
+def test_a_checksums_file_of_exactly_its_limit_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+    files = release_files(PINNED)
+    size = len(files[this_release(PINNED).checksums])
+    monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size)
+    install_in_process(ReleaseServer(files), tmp_path / ".tools")
+    assert (tmp_path / ".tools" / "pulumi" / "bin" / "pulumi").is_file()
+
+
+def test_a_checksums_file_declared_over_its_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    files = release_files(PINNED)
+    checksums = this_release(PINNED).checksums
+    size = len(files[checksums])
+    monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size - 1)
+    server = ReleaseServer(files)
+    with pytest.raises(HostError) as refused:
+        install_in_process(server, tmp_path / ".tools")
+    assert str(refused.value) == (
+        f"{server.base_url}/{checksums} is {size} bytes, more than the {size - 1} allowed"
+    )
+    assert_nothing_installed(tmp_path)
