@@ -72,10 +72,10 @@ def make_upstream(tmp_path: Path) -> Upstream:
 
 
 def run_host(
-    command_line: str, cwd: Path, env: dict[str, str] | None = None
+    command_line: str, cwd: Path, env: dict[str, str] | None = None, own_session: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory,
-    in `env` (default: this process's environment)."""
+    in `env` (default: this process's environment); `own_session`: without a terminal."""
     return subprocess.run(
         ["/bin/sh", "-c", command_line],
         cwd=cwd,
@@ -83,6 +83,8 @@ def run_host(
         capture_output=True,
         text=True,
         check=False,
+        start_new_session=own_session,
+        timeout=120,
     )
 
 
@@ -459,15 +461,7 @@ def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
         sys.executable,
     )
     try:
-        result = subprocess.run(
-            ["/bin/sh", "-c", command_line],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            check=False,
-            start_new_session=True,
-            timeout=60,
-        )
+        result = run_host(command_line, project, own_session=True)
     finally:
         server.shutdown()
         server.server_close()

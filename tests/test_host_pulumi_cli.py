@@ -417,6 +417,14 @@ def test_a_pin_below_the_minimum_is_refused(tmp_path: Path, server: ReleaseServe
 # In-process: `install` called directly against the release server, with archives built here.
 
 
+@pytest.fixture
+def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `ensure_cli` gives the installer's process: loopback without a proxy, and a log
+    for the stub CLI the installer runs."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+
+
 def archive_of(*members: tuple[tarfile.TarInfo, bytes], gzip: bool = True) -> bytes:
     """A release archive of exactly `members` (no `pulumi/` directory entry is added)."""
     buffer = io.BytesIO()
@@ -466,9 +474,11 @@ OUTSIDE = "; a Pulumi release archive holds only files under pulumi/"
     ids=["beside", "dot-dot", "symlink"],
 )
 def test_an_archive_member_other_than_a_file_under_pulumi_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: tarfile.TarInfo, problem: str
+    tmp_path: Path,
+    extra: tarfile.TarInfo,
+    problem: str,
+    in_process: None,
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     with pytest.raises(HostError) as refused:
         install_archive(archive_of(CLI, (extra, b"x")), tmp_path / ".tools")
     assert str(refused.value) == f"{this_release(PINNED).archive} holds {extra.name!r}{problem}"
@@ -477,10 +487,9 @@ def test_an_archive_member_other_than_a_file_under_pulumi_is_refused(
 
 
 def test_an_archive_that_is_not_gzip_compressed_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, in_process: None
 ) -> None:
     """Pulumi's release archives are .tar.gz; any other content under that name is not one."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     with pytest.raises(HostError) as refused:
         install_archive(archive_of(CLI, gzip=False), tmp_path / ".tools")
     assert str(refused.value) == (
@@ -490,9 +499,8 @@ def test_an_archive_that_is_not_gzip_compressed_is_refused(
 
 
 def test_an_archive_without_the_pulumi_executable_is_refused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, in_process: None
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     language_host = (member("pulumi/pulumi-language-python"), b"#!/bin/sh\nexit 0\n")
     with pytest.raises(HostError) as refused:
         install_archive(archive_of(language_host), tmp_path / ".tools")
@@ -501,10 +509,8 @@ def test_an_archive_without_the_pulumi_executable_is_refused(
 
 
 def test_unpacked_files_lose_set_id_bits_and_write_access_for_others(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, in_process: None
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
     archive = archive_of(
         (member("pulumi", 0o777, tarfile.DIRTYPE), b""),
         (member("pulumi/pulumi", 0o6777), stub_executable(PINNED)),
@@ -561,10 +567,9 @@ def test_an_executable_that_does_not_answer_a_version_reports_none(
 
 
 def test_a_server_that_never_answers_fails_the_download_when_the_read_times_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
 ) -> None:
     """It accepts the connection (the kernel does, for a listening socket) and says nothing."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     monkeypatch.setattr(pulumi_cli, "READ_TIMEOUT_S", 0.5)
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
@@ -602,10 +607,9 @@ class _Drip(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_download_that_drips_stops_at_the_deadline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
 ) -> None:
     """Every read brings a byte, so no read times out; the deadline still holds."""
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     monkeypatch.setattr(pulumi_cli, "DOWNLOAD_DEADLINE_S", 1.0)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -630,10 +634,8 @@ def install_in_process(server: ReleaseServer, tools_dir: Path) -> Path:
 
 
 def test_files_served_without_a_content_length_are_installed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, in_process: None
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
     files = release_files(PINNED)
     executable = install_in_process(ReleaseServer(files, unsized=set(files)), tmp_path / ".tools")
     assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
@@ -641,10 +643,8 @@ def test_files_served_without_a_content_length_are_installed(
 
 
 def test_a_checksums_file_of_exactly_its_limit_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
-    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
     files = release_files(PINNED)
     size = len(files[this_release(PINNED).checksums])
     monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size)
@@ -653,9 +653,8 @@ def test_a_checksums_file_of_exactly_its_limit_is_read(
 
 
 def test_a_checksums_file_declared_over_its_limit_is_refused_before_it_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
 ) -> None:
-    monkeypatch.setenv("no_proxy", "127.0.0.1")
     files = release_files(PINNED)
     checksums = this_release(PINNED).checksums
     size = len(files[checksums])
