@@ -648,21 +648,46 @@ def test_a_checksums_file_of_exactly_its_limit_is_read(
     files = release_files(PINNED)
     size = len(files[this_release(PINNED).checksums])
     monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size)
-    install_in_process(ReleaseServer(files), tmp_path / ".tools")
+    # In pieces: the bytes received are counted across chunks, up to and including the limit.
+    install_in_process(ReleaseServer(files, pieces=set(files)), tmp_path / ".tools")
     assert (tmp_path / ".tools" / "pulumi" / "bin" / "pulumi").is_file()
 
 
-def test_a_checksums_file_declared_over_its_limit_is_refused_before_it_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+@pytest.mark.parametrize(
+    ("sized", "problem"),
+    [
+        # Refused from its Content-Length, before anything is read.
+        (True, "is {size} bytes, more than the {limit} allowed"),
+        # No Content-Length and many small chunks: the bytes received so far are counted.
+        (False, "sent more than the {limit} bytes allowed"),
+    ],
+    ids=["declared", "counted"],
+)
+def test_a_checksums_file_over_its_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None, sized: bool, problem: str
 ) -> None:
     files = release_files(PINNED)
     checksums = this_release(PINNED).checksums
     size = len(files[checksums])
     monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size - 1)
-    server = ReleaseServer(files)
+    server = ReleaseServer(files, unsized=set() if sized else {checksums}, pieces={checksums})
     with pytest.raises(HostError) as refused:
         install_in_process(server, tmp_path / ".tools")
-    assert str(refused.value) == (
-        f"{server.base_url}/{checksums} is {size} bytes, more than the {size - 1} allowed"
+    expected = problem.format(size=size, limit=size - 1)
+    assert str(refused.value) == f"{server.base_url}/{checksums} {expected}"
+    assert_nothing_installed(tmp_path)
+
+
+def test_an_archive_cut_off_midway_names_the_bytes_that_arrived(
+    tmp_path: Path, in_process: None
+) -> None:
+    files = release_files(PINNED)
+    archive = this_release(PINNED).archive
+    server = ReleaseServer(files, cut_off={archive})
+    with pytest.raises(HostError) as failed:
+        install_in_process(server, tmp_path / ".tools")
+    size = len(files[archive])
+    assert str(failed.value) == (
+        f"downloading {server.base_url}/{archive} was cut off: {size // 2} of {size} bytes arrived"
     )
     assert_nothing_installed(tmp_path)
