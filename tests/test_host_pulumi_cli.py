@@ -2,6 +2,7 @@
 release served from 127.0.0.1: what it installs and runs, what it refuses, what it leaves."""
 
 import contextlib
+import errno
 import hashlib
 import http.server
 import io
@@ -586,6 +587,22 @@ def test_a_server_that_never_answers_fails_the_download_when_the_read_times_out(
             closer.cancel()
     release = this_release(PINNED)
     assert str(failed.value) == f"downloading {base}/{release.checksums} failed: timed out"
+    assert_nothing_installed(tmp_path)
+
+
+def test_a_mirror_nothing_listens_on_is_named_with_the_connection_s_error(
+    tmp_path: Path, in_process: None
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}/releases/sdk"
+        with pytest.raises(HostError) as failed:
+            install(this_release(PINNED), base, tmp_path / ".tools")
+    release = this_release(PINNED)
+    assert str(failed.value) == (
+        f"downloading {base}/{release.checksums} failed: "
+        f"[Errno {errno.ECONNREFUSED}] Connection refused"
+    )
     assert_nothing_installed(tmp_path)
 
 
