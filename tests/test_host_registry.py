@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -301,6 +302,10 @@ def test_a_registry_that_ignores_sigterm_is_killed(
         files.pid.write_text(f"{process.pid}\n")
         removal = registry.remove(address, data_dir)
         assert removal == RegistryRemoval("127.0.0.1:5000", process.pid, None, stopped=True)
+        # Killed: its command line already reads as empty while the kernel finishes its exit.
+        settled = time.monotonic() + 5
+        while process_alive(process.pid) and time.monotonic() < settled:
+            time.sleep(0.01)
         assert not process_alive(process.pid)
         assert not files.pid.exists()
     finally:
