@@ -1,9 +1,16 @@
 """Running external tools (git, docker) with one clear error when they fail."""
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+_USAGE_HINT = re.compile(r"(?:Run|See) '[^']* --help'")
+"""The docker CLI's last line after some errors (`docker run`'s), which says nothing of why."""
+_CAUSE = re.compile(r"(?:fatal|error): ")
+"""git's statement of a failure, which it prints before its advice (`Please make sure you have
+the correct access rights` / `and the repository exists.`)."""
 
 
 class HostError(Exception):
@@ -39,7 +46,16 @@ def run_checked(
     """Run `argv` and return its stdout; a non-zero exit is a HostError saying `what` failed."""
     result = run(argv, cwd=cwd, env=env)
     if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        reason = detail[-1] if detail else f"exit status {result.returncode}"
-        raise HostError(f"{what} failed: {reason}")
+        raise HostError(f"{what} failed: {_reason(result)}")
     return result.stdout
+
+
+def _reason(result: subprocess.CompletedProcess[str]) -> str:
+    """Why a tool failed: its first `fatal: ` or `error: ` line, else its last line that is
+    neither blank nor a usage hint, else its exit status."""
+    output = (result.stderr or result.stdout).splitlines()
+    lines = [line for line in output if line.strip() and not _USAGE_HINT.match(line)]
+    causes = [line for line in lines if _CAUSE.match(line)]
+    if causes:
+        return causes[0]
+    return lines[-1] if lines else f"exit status {result.returncode}"

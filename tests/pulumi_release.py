@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -79,6 +80,12 @@ class ReleaseServer:
     files: dict[str, bytes]
     cut_off: set[str] = field(default_factory=set)
     """Names sent with their full Content-Length but only half their bytes."""
+    unsized: set[str] = field(default_factory=set)
+    """Names sent without a Content-Length: the body ends when the connection closes."""
+    pieces: set[str] = field(default_factory=set)
+    """Names sent 64 bytes at a time, 2 ms apart, so that a reader receives many chunks."""
+    chunked: set[str] = field(default_factory=set)
+    """Names sent with `Transfer-Encoding: chunked`, as one chunk (cut off: half of it)."""
     redirects: dict[str, str] = field(default_factory=dict)
     """Names answered with a 302 to the given URL."""
     tls: tuple[Path, Path] | None = None
@@ -110,9 +117,22 @@ class ReleaseServer:
                     self.send_error(404)
                     return
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if name in owner.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
+                elif name not in owner.unsized:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if name in owner.cut_off else body)
+                sent = body[: len(body) // 2] if name in owner.cut_off else body
+                if name in owner.chunked:
+                    self.wfile.write(f"{len(body):x}\r\n".encode())
+                    if name not in owner.cut_off:
+                        sent += b"\r\n0\r\n\r\n"
+                step = 64 if name in owner.pieces else max(len(sent), 1)
+                for start in range(0, len(sent), step):
+                    self.wfile.write(sent[start : start + step])
+                    self.wfile.flush()
+                    if name in owner.pieces:
+                        time.sleep(0.002)
                 self.close_connection = True
 
             def log_message(self, format: str, *args: object) -> None:

@@ -1,19 +1,27 @@
 """`python -m host checkout`, run for real against a local bare git repository (file://)."""
 
+import http.server
 import json
 import os
 import stat
 import subprocess
 import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
+from host.checkout import ensure_git_checkout, use_existing_checkout
 from host.contract import CheckoutResult
+from host.process import HostError
 from plan.host_commands import checkout_request
 from plan.settings import GitSource, PathSource
 from plan.tools import tool_command
+from tests.integration.conftest import missing_prerequisite
 from tests.program_mocks import ROOT
 
 DOCKERFILE = "src/emailservice/Dockerfile"
@@ -64,10 +72,10 @@ def make_upstream(tmp_path: Path) -> Upstream:
 
 
 def run_host(
-    command_line: str, cwd: Path, env: dict[str, str] | None = None
+    command_line: str, cwd: Path, env: dict[str, str] | None = None, own_session: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """Run a command line the way pulumi-command does: `/bin/sh -c` in the project directory,
-    in `env` (default: this process's environment)."""
+    in `env` (default: this process's environment); `own_session`: without a terminal."""
     return subprocess.run(
         ["/bin/sh", "-c", command_line],
         cwd=cwd,
@@ -75,6 +83,8 @@ def run_host(
         capture_output=True,
         text=True,
         check=False,
+        start_new_session=own_session,
+        timeout=120,
     )
 
 
@@ -237,3 +247,292 @@ def test_an_existing_path_without_a_required_file_names_what_it_is(
         f"error: the checkout at {what} has no src/frontend/Dockerfile; "
         "is this the Online Boutique repository?"
     )
+
+
+# In-process: `ensure_git_checkout` and the CLI's `main` called directly, against the same kind of
+# local bare repository (fast enough to run for every mutant of host/checkout.py).
+
+
+def with_post_checkout_hook(script: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `git init` from now on installs a post-checkout hook running `script` (a shell
+    line) in the work tree: a user's git template, which the checkout's own git runs honour."""
+    hooks = tmp_path / "template" / "hooks"
+    hooks.mkdir(parents=True)
+    (hooks / "post-checkout").write_text(f"#!/bin/sh\n{script}\n")
+    (hooks / "post-checkout").chmod(0o755)
+    monkeypatch.setenv("GIT_TEMPLATE_DIR", str(hooks.parent))
+
+
+def test_the_result_is_printed_as_one_line_of_sorted_json_cloned_then_reused(
+    upstream: Upstream, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    arguments = ["checkout", "--url", upstream.url, "--commit", upstream.first]
+    arguments += ["--cache-dir", str(cache), "--require", DOCKERFILE]
+    for action in ("cloned", "reused"):
+        assert host_cli.main(arguments) == 0
+        printed = {"action": action, "commit": upstream.first, "path": str(cache / upstream.first)}
+        assert capsys.readouterr().out == json.dumps({**printed, "url": upstream.url}) + "\n"
+
+
+def test_a_reused_checkout_without_a_required_file_is_named_by_its_commit(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    missing = ("src/frontend/Dockerfile", "src/adservice/Dockerfile")
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE, *missing))
+    assert str(refused.value) == (
+        f"the checkout at {upstream.first} has no src/frontend/Dockerfile, "
+        "src/adservice/Dockerfile; is this the Online Boutique repository?"
+    )
+    # The checkout is the right commit, only the wrong repository: it stays for other stacks.
+    assert _git(cache / upstream.first, "rev-parse", "HEAD") == upstream.first
+
+
+@pytest.fixture
+def german(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller whose git would speak German (git ships its translations; C.UTF-8 is in every
+    glibc): the checkout's git runs must still report in English, the same on every machine."""
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANGUAGE", "de")
+
+
+def test_a_git_that_cannot_start_is_named_with_the_fetch_and_leaves_nothing(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, german: None
+) -> None:
+    broken = tmp_path / "gitconfig"
+    broken.write_text("[core\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(broken))
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {upstream.first} from {upstream.url} failed: "
+        f"fatal: bad config line 1 in file {broken}"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_the_fetch_runs_in_a_hidden_directory_named_after_the_commit_beside_the_target(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beside the target, so the final rename stays on one filesystem (atomic); hidden and named
+    after the commit, so what an interrupted run leaves is never taken for a checkout."""
+    with_post_checkout_hook(f'pwd >> "{tmp_path / "worked-in"}"', tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    (worked_in,) = (tmp_path / "worked-in").read_text().splitlines()
+    assert Path(worked_in).parent == cache
+    assert Path(worked_in).name.startswith(f".{upstream.first}.")
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.first]
+
+
+def test_a_checkout_is_replaced_without_the_system_temp_directory(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The staging and the old checkout's removal both stay in the cache directory: the system
+    temp directory may be another filesystem, where a rename fails (here it does not exist)."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-temp-dir"))
+    cache = tmp_path / "cache"
+    target = cache / upstream.second
+    cache.mkdir()
+    _git(tmp_path, "clone", "--quiet", str(upstream.work), str(target))
+    _git(target, "checkout", "--quiet", "--detach", upstream.first)
+    result = ensure_git_checkout(upstream.url, upstream.second, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.second, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.second]
+    assert not (tmp_path / "no-temp-dir").exists()
+
+
+def test_a_directory_at_the_target_that_is_not_a_checkout_is_replaced(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    target = cache / upstream.first
+    target.mkdir(parents=True)
+    (target / "left-by-hand").write_text("not a checkout\n")
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.first
+    assert not (target / "left-by-hand").exists()
+    assert sorted(p.name for p in cache.iterdir()) == [upstream.first]
+
+
+@pytest.fixture
+def lock_commands(tmp_path: Path) -> Iterator[str]:
+    """Shell commands that make `locked/file` in the current directory, a file this user cannot
+    remove: in a read-only directory, and for root (which ignores modes) immutable too. Every
+    one under `tmp_path` is unlocked afterwards."""
+    commands = "mkdir locked && : > locked/file && chmod 555 locked"
+    as_root = os.geteuid() == 0
+    if as_root:
+        probe = tmp_path / "immutable-probe"
+        probe.touch()
+        tried = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
+        subprocess.run(["chattr", "-i", str(probe)], capture_output=True, check=False)
+        if tried.returncode != 0:
+            missing_prerequisite(
+                f"root cannot make a file immutable here ({tried.stderr.strip()})",
+                "run the tests as a user other than root, or give root CAP_LINUX_IMMUTABLE",
+            )
+        commands += " && chattr +i locked/file"
+    yield commands
+    for locked in tmp_path.rglob("locked"):
+        if as_root:
+            subprocess.run(["chattr", "-i", str(locked / "file")], check=False)
+        locked.chmod(0o755)
+
+
+def test_what_cannot_be_removed_of_a_replaced_checkout_stays_hidden_in_the_cache_dir(
+    upstream: Upstream, tmp_path: Path, lock_commands: str
+) -> None:
+    """The new checkout still takes the old one's place; the remains are set aside in a hidden
+    directory named after the commit that replaced them."""
+    cache = tmp_path / "cache"
+    target = cache / upstream.second
+    cache.mkdir()
+    _git(tmp_path, "clone", "--quiet", str(upstream.work), str(target))
+    _git(target, "checkout", "--quiet", "--detach", upstream.first)
+    subprocess.run(["/bin/sh", "-c", lock_commands], cwd=target, check=True)
+    result = ensure_git_checkout(upstream.url, upstream.second, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.second, upstream.url, "cloned")
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert not (target / "locked").exists()
+    (remains,) = (path for path in cache.iterdir() if path != target)
+    assert remains.name.startswith(f".{upstream.second}.stale.")
+    left = sorted(str(path.relative_to(remains)) for path in remains.rglob("*"))
+    assert left == ["checkout", "checkout/locked", "checkout/locked/file"]
+
+
+def test_a_staging_directory_that_cannot_be_removed_does_not_hide_why_the_checkout_failed(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lock_commands: str
+) -> None:
+    """A git hook (the user's template) leaves a file in the staging directory that cannot be
+    removed; the refusal of the checkout is still the error raised."""
+    with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, upstream.first, cache, ("src/frontend/Dockerfile",))
+    assert str(refused.value) == (
+        f"the checkout at {upstream.first} has no src/frontend/Dockerfile; "
+        "is this the Online Boutique repository?"
+    )
+    (remains,) = cache.iterdir()
+    assert remains.name.startswith(f".{upstream.first}.")
+    assert sorted(str(path.relative_to(remains)) for path in remains.rglob("*")) == [
+        "locked",
+        "locked/file",
+    ]
+
+
+class _CredentialsRequired(http.server.BaseHTTPRequestHandler):
+    """A git HTTP server that asks every request for a user name and password."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="upstream"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
+    project: Path, monkeypatch: pytest.MonkeyPatch, german: None
+) -> None:
+    """No credential helper, no askpass program: git would ask on the terminal (and a CI
+    runner or a Pulumi command would wait forever); it fails with git's reason, in English.
+    Run in a session of its own, so no terminal is there even when the tests have one (where
+    code that let git prompt would wait for a user name)."""
+    for variable in ("GIT_ASKPASS", "SSH_ASKPASS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    server = http.server.HTTPServer(("127.0.0.1", 0), _CredentialsRequired)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    commit = "1" * 40
+    command_line = tool_command(
+        checkout_request(GitSource(f"{origin}/upstream.git", commit), (DOCKERFILE,)),
+        sys.executable,
+    )
+    try:
+        result = run_host(command_line, project, own_session=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: fetching commit {commit} from {origin}/upstream.git failed: "
+        f"fatal: could not read Username for '{origin}': terminal prompts disabled\n"
+    )
+    assert list((project / ".cache/upstream").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("hook", "reason"),
+    [
+        ("exit 1", "exit status 1"),
+        ("git rev-parse --verify refs/no-such-ref; exit 1", "fatal: Needed a single revision"),
+    ],
+)
+def test_a_checkout_a_git_hook_refuses_is_named_with_the_fetch_and_leaves_nothing(
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    german: None,
+    hook: str,
+    reason: str,
+) -> None:
+    """A post-checkout hook's exit status is git checkout's: the refusal is git's last word
+    (the hook's own, in English like git's) or, when it says nothing, the exit status."""
+    with_post_checkout_hook(hook, tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {upstream.first} from {upstream.url} failed: {reason}"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_a_branch_name_instead_of_a_commit_is_refused(upstream: Upstream, tmp_path: Path) -> None:
+    """git fetches a branch as readily as a commit; only a HEAD equal to what was asked for
+    proves the checkout is the pinned commit (a branch moves)."""
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as refused:
+        ensure_git_checkout(upstream.url, "main", cache, (DOCKERFILE,))
+    assert str(refused.value) == (
+        f"fetching commit main from {upstream.url}: HEAD is {upstream.second}, "
+        "not the requested commit"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_a_url_with_no_repository_is_named_with_git_s_cause_not_its_advice(
+    tmp_path: Path,
+) -> None:
+    """git states the cause first, then advice ending `and the repository exists.`."""
+    url = f"file://{tmp_path / 'nowhere.git'}"
+    cache = tmp_path / "cache"
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(url, "1" * 40, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"fetching commit {'1' * 40} from {url} failed: "
+        f"fatal: '{tmp_path / 'nowhere.git'}' does not appear to be a git repository"
+    )
+    assert list(cache.iterdir()) == []
+
+
+def test_a_given_repository_without_commits_has_no_head_commit(tmp_path: Path) -> None:
+    """git rev-parse HEAD fails there (and prints `HEAD`); the checkout is named by its tree."""
+    source = tmp_path / "fresh"
+    _git(tmp_path, "init", "--quiet", str(source))
+    (source / "src/frontend").mkdir(parents=True)
+    (source / "src/frontend/Dockerfile").write_text("FROM scratch\n")
+    result = use_existing_checkout(source, ("src/frontend/Dockerfile",))
+    assert result == CheckoutResult(str(source), None, None, "reused")

@@ -1,25 +1,38 @@
 """The Pulumi CLI installer (`python -m host.local_up pulumi`), run as a process against a
 release served from 127.0.0.1: what it installs and runs, what it refuses, what it leaves."""
 
+import contextlib
+import errno
 import hashlib
+import http.server
+import io
 import json
 import os
 import shutil
+import socket
+import stat
 import subprocess
 import sys
+import tarfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from host import pulumi_cli
 from host.process import HostError
 from host.pulumi_cli import (
     Release,
     Version,
     download_base,
+    install,
     minimum_version,
+    parse_checksums,
     pinned_version,
     release_platform,
+    reported_version,
 )
 from tests.program_mocks import ROOT
 from tests.pulumi_release import (
@@ -400,3 +413,307 @@ def test_a_pin_below_the_minimum_is_refused(tmp_path: Path, server: ReleaseServe
     assert result.returncode == 2
     assert "pins 3.100.0, older than 3.200.0" in result.stderr
     assert server.downloads() == 0
+
+
+# In-process: `install` called directly against the release server, with archives built here.
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `ensure_cli` gives the installer's process: loopback without a proxy, and a log
+    for the stub CLI the installer runs."""
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    monkeypatch.setenv("STUB_PULUMI_LOG", str(tmp_path / "pulumi-calls.jsonl"))
+
+
+def archive_of(*members: tuple[tarfile.TarInfo, bytes], gzip: bool = True) -> bytes:
+    """A release archive of exactly `members` (no `pulumi/` directory entry is added)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if gzip else "w:") as tar:
+        for info, content in members:
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def member(
+    name: str, mode: int = 0o755, kind: bytes = tarfile.REGTYPE, linkname: str = ""
+) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode, info.type, info.linkname = mode, kind, linkname
+    return info
+
+
+def install_archive(archive: bytes, tools_dir: Path) -> Path:
+    """`install` of the pinned release from a server whose archive is `archive`."""
+    release = this_release(PINNED)
+    checksum = f"{hashlib.sha256(archive).hexdigest()}  {release.archive}\n"
+    server = ReleaseServer({release.archive: archive, release.checksums: checksum.encode()})
+    server.start()
+    try:
+        return install(release, server.base_url, tools_dir)
+    finally:
+        server.stop()
+
+
+CLI = (member("pulumi/pulumi"), stub_executable(PINNED))
+OUTSIDE = "; a Pulumi release archive holds only files under pulumi/"
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        # Beside pulumi/ (a real archive has nothing there).
+        (member("README.md"), OUTSIDE),
+        # Under pulumi/ by its first part, beside it once resolved.
+        (member("pulumi/../escape"), OUTSIDE),
+        (
+            member("pulumi/link", kind=tarfile.SYMTYPE, linkname="/etc"),
+            ", which is not a regular file",
+        ),
+    ],
+    ids=["beside", "dot-dot", "symlink"],
+)
+def test_an_archive_member_other_than_a_file_under_pulumi_is_refused(
+    tmp_path: Path,
+    extra: tarfile.TarInfo,
+    problem: str,
+    in_process: None,
+) -> None:
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(CLI, (extra, b"x")), tmp_path / ".tools")
+    assert str(refused.value) == f"{this_release(PINNED).archive} holds {extra.name!r}{problem}"
+    assert_nothing_installed(tmp_path)
+    assert not (tmp_path / "escape").exists()
+
+
+def test_an_archive_that_is_not_gzip_compressed_is_refused(
+    tmp_path: Path, in_process: None
+) -> None:
+    """Pulumi's release archives are .tar.gz; any other content under that name is not one."""
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(CLI, gzip=False), tmp_path / ".tools")
+    assert str(refused.value) == (
+        f"{this_release(PINNED).archive} cannot be unpacked: not a gzip file"
+    )
+    assert_nothing_installed(tmp_path)
+
+
+def test_an_archive_without_the_pulumi_executable_is_refused(
+    tmp_path: Path, in_process: None
+) -> None:
+    language_host = (member("pulumi/pulumi-language-python"), b"#!/bin/sh\nexit 0\n")
+    with pytest.raises(HostError) as refused:
+        install_archive(archive_of(language_host), tmp_path / ".tools")
+    assert str(refused.value) == f"{this_release(PINNED).archive} has no pulumi/pulumi executable"
+    assert_nothing_installed(tmp_path)
+
+
+def test_unpacked_files_lose_set_id_bits_and_write_access_for_others(
+    tmp_path: Path, in_process: None
+) -> None:
+    archive = archive_of(
+        (member("pulumi", 0o777, tarfile.DIRTYPE), b""),
+        (member("pulumi/pulumi", 0o6777), stub_executable(PINNED)),
+    )
+    executable = install_archive(archive, tmp_path / ".tools")
+    assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+    assert stat.S_IMODE(executable.stat().st_mode) == 0o755
+
+
+def test_a_checksum_line_in_binary_mode_names_the_file_too() -> None:
+    """sha256sum marks files read in binary mode with `*` before the name."""
+    release = this_release(PINNED)
+    listed = f"{'0' * 64}  other.tar.gz\n{'A' * 64} *{release.archive}\n"
+    assert parse_checksums(listed, release.archive, "checksums.txt") == "a" * 64
+
+
+ARCHIVE = this_release(PINNED).archive
+
+
+@pytest.mark.parametrize(
+    ("listed", "problem"),
+    [
+        # Only a line naming exactly the archive counts.
+        (f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}"),
+        (f"deadbeef  {ARCHIVE}\n", f"lists {ARCHIVE} with 'deadbeef', not a SHA-256"),
+    ],
+    ids=["another-name", "not-a-sha256"],
+)
+def test_a_checksums_file_without_the_archive_s_sha256_is_refused(
+    listed: str, problem: str
+) -> None:
+    with pytest.raises(HostError) as refused:
+        parse_checksums(listed, ARCHIVE, "https://mirror/checksums.txt")
+    assert str(refused.value) == f"https://mirror/checksums.txt {problem}"
+
+
+@pytest.mark.parametrize(
+    ("body", "exit_status"),
+    [
+        ('print("v3.272.0")', 1),  # a version, but the command failed
+        ('print("no version here")', 0),
+        ('import time; time.sleep(5); print("v3.272.0")', 0),  # answers after the wait ends
+    ],
+    ids=["failing", "no-version", "too-slow"],
+)
+def test_an_executable_that_does_not_answer_a_version_reports_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, exit_status: int
+) -> None:
+    monkeypatch.setattr(pulumi_cli, "VERSION_TIMEOUT_S", 1.0)
+    executable = tmp_path / "pulumi"
+    executable.write_text(f"#!{sys.executable}\nimport sys\n{body}\nsys.exit({exit_status})\n")
+    executable.chmod(0o755)
+    assert reported_version(str(executable)) is None
+
+
+def test_a_server_that_never_answers_fails_the_download_when_the_read_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    """It accepts the connection (the kernel does, for a listening socket) and says nothing."""
+    monkeypatch.setattr(pulumi_cli, "READ_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}/releases/sdk"
+        # Closing the socket resets the connection: code that ignored the read timeout fails
+        # after 5 s instead of hanging (mutation testing limits CPU time, not waiting).
+        closer = threading.Timer(5.0, silent.close)
+        closer.start()
+        try:
+            with pytest.raises(HostError) as failed:
+                install(this_release(PINNED), base, tmp_path / ".tools")
+        finally:
+            closer.cancel()
+    release = this_release(PINNED)
+    assert str(failed.value) == f"downloading {base}/{release.checksums} failed: timed out"
+    assert_nothing_installed(tmp_path)
+
+
+def test_a_mirror_nothing_listens_on_is_named_with_the_connection_s_error(
+    tmp_path: Path, in_process: None
+) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        base = f"http://127.0.0.1:{closed.getsockname()[1]}/releases/sdk"
+        with pytest.raises(HostError) as failed:
+            install(this_release(PINNED), base, tmp_path / ".tools")
+    release = this_release(PINNED)
+    assert str(failed.value) == (
+        f"downloading {base}/{release.checksums} failed: "
+        f"[Errno {errno.ECONNREFUSED}] Connection refused"
+    )
+    assert_nothing_installed(tmp_path)
+
+
+class _Drip(http.server.BaseHTTPRequestHandler):
+    """Promises a megabyte and sends one byte every 50 ms (for at most 10 s)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(1 << 20))
+        self.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(200):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.05)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_download_that_drips_stops_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    """Every read brings a byte, so no read times out; the deadline still holds."""
+    monkeypatch.setattr(pulumi_cli, "DOWNLOAD_DEADLINE_S", 1.0)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/releases/sdk"
+    try:
+        with pytest.raises(HostError) as failed:
+            install(this_release(PINNED), base, tmp_path / ".tools")
+    finally:
+        server.shutdown()
+        server.server_close()
+    release = this_release(PINNED)
+    assert str(failed.value) == f"downloading {base}/{release.checksums} took longer than 1 s"
+    assert_nothing_installed(tmp_path)
+
+
+def install_in_process(server: ReleaseServer, tools_dir: Path) -> Path:
+    server.start()
+    try:
+        return install(this_release(PINNED), server.base_url, tools_dir)
+    finally:
+        server.stop()
+
+
+def test_files_served_without_a_content_length_are_installed(
+    tmp_path: Path, in_process: None
+) -> None:
+    files = release_files(PINNED)
+    executable = install_in_process(ReleaseServer(files, unsized=set(files)), tmp_path / ".tools")
+    assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+    assert reported_version(str(executable)) == Version.parse(PINNED, "test version")
+
+
+def test_a_checksums_file_of_exactly_its_limit_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    files = release_files(PINNED)
+    size = len(files[this_release(PINNED).checksums])
+    monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size)
+    # In pieces: the bytes received are counted across chunks, up to and including the limit.
+    install_in_process(ReleaseServer(files, pieces=set(files)), tmp_path / ".tools")
+    assert (tmp_path / ".tools" / "pulumi" / "bin" / "pulumi").is_file()
+
+
+@pytest.mark.parametrize(
+    ("sized", "problem"),
+    [
+        # Refused from its Content-Length, before anything is read.
+        (True, "is {size} bytes, more than the {limit} allowed"),
+        # No Content-Length and many small chunks: the bytes received so far are counted.
+        (False, "sent more than the {limit} bytes allowed"),
+    ],
+    ids=["declared", "counted"],
+)
+def test_a_checksums_file_over_its_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None, sized: bool, problem: str
+) -> None:
+    files = release_files(PINNED)
+    checksums = this_release(PINNED).checksums
+    size = len(files[checksums])
+    monkeypatch.setattr(pulumi_cli, "MAX_CHECKSUMS_BYTES", size - 1)
+    server = ReleaseServer(files, unsized=set() if sized else {checksums}, pieces={checksums})
+    with pytest.raises(HostError) as refused:
+        install_in_process(server, tmp_path / ".tools")
+    expected = problem.format(size=size, limit=size - 1)
+    assert str(refused.value) == f"{server.base_url}/{checksums} {expected}"
+    assert_nothing_installed(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("chunked", "problem"),
+    [
+        # Content-Length: the count falls short of it once the connection closes.
+        (False, "{half} of {size} bytes arrived"),
+        # Chunked: the connection closes inside a chunk.
+        (True, "the connection closed after {half} bytes"),
+    ],
+    ids=["sized", "chunked"],
+)
+def test_an_archive_cut_off_midway_names_the_bytes_that_arrived(
+    tmp_path: Path, in_process: None, chunked: bool, problem: str
+) -> None:
+    files = release_files(PINNED)
+    archive = this_release(PINNED).archive
+    server = ReleaseServer(files, cut_off={archive}, chunked={archive} if chunked else set())
+    with pytest.raises(HostError) as failed:
+        install_in_process(server, tmp_path / ".tools")
+    size = len(files[archive])
+    expected = problem.format(half=size // 2, size=size)
+    assert str(failed.value) == f"downloading {server.base_url}/{archive} was cut off: {expected}"
+    assert_nothing_installed(tmp_path)

@@ -6,6 +6,7 @@ run an image built here from that binary; the refusals need no registry: they mu
 before anything is started or written.
 """
 
+import contextlib
 import fcntl
 import http.server
 import json
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
+from host import registry
+from host.contract import RegistryRemoval
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
 from tests.integration.conftest import BUILD_PLATFORMS, missing_prerequisite
@@ -85,6 +90,22 @@ def address(registry_binary: None, tmp_path: Path) -> Iterator[str]:
     address = f"127.0.0.1:{free_loopback_port()}"
     yield address
     host_registry("remove", "--address", address, "--data-dir", str(tmp_path / "registry"))
+    kill_registries_serving_configs_under(tmp_path)
+
+
+def kill_registries_serving_configs_under(directory: Path) -> None:
+    """SIGKILL each `docker-registry serve CONFIG` whose CONFIG is under `directory`: one this
+    test started that `remove` left running (mutation testing runs these tests against mutants
+    of `remove`, which then leaked a registry per mutant)."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            arguments = [os.fsdecode(part) for part in cmdline.read_bytes().split(b"\0")]
+        except OSError:
+            continue
+        serving = arguments[:2] == ["docker-registry", "serve"] and len(arguments) > 2
+        if serving and Path(arguments[2]).is_relative_to(directory.resolve()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
 
 
 @pytest.fixture
@@ -124,6 +145,22 @@ def test_ensure_starts_reuses_and_remove_stops(address: str, tmp_path: Path) -> 
 
 
 @pytest.mark.registry
+def test_ensure_and_remove_each_print_one_line_of_sorted_json(
+    address: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, as `python -m host registry` prints them."""
+    arguments = ["--address", address, "--data-dir", str(tmp_path / "registry")]
+    assert host_cli.main(["registry", "ensure", *arguments]) == 0
+    started = capsys.readouterr().out
+    pid = json.loads(started)["pid"]
+    assert isinstance(pid, int)
+    fields = {"address": address, "container": None, "pid": pid}
+    assert started == json.dumps({**fields, "started": True}) + "\n"
+    assert host_cli.main(["registry", "remove", *arguments]) == 0
+    assert capsys.readouterr().out == json.dumps({**fields, "stopped": True}) + "\n"
+    assert not process_alive(pid)
+
+
 def test_an_http_proxy_in_the_environment_is_not_asked_about_loopback(
     address: str, tmp_path: Path
 ) -> None:
@@ -217,6 +254,63 @@ def test_remove_never_kills_an_unrelated_process_behind_a_stale_pid_file(
     finally:
         bystander.send_signal(signal.SIGTERM)
         bystander.wait()
+
+
+def test_a_stale_pid_of_a_process_with_arguments_not_in_utf_8_is_left_alone(
+    tmp_path: Path,
+) -> None:
+    """In-process, and no registry needed: the recorded pid belongs to a process whose command
+    line is not UTF-8 (any bytes are allowed there); remove reads it and leaves it running."""
+    address = LoopbackAddress.parse("127.0.0.1:5000")
+    data_dir = tmp_path / "registry"
+    data_dir.mkdir()
+    # It says when it runs: until its exec is complete, its command line reads as empty.
+    sleeping = b"import time; print('running', flush=True); time.sleep(60)"
+    bystander = subprocess.Popen(
+        [os.fsencode(sys.executable), b"-c", sleeping, b"caf\xe9"], stdout=subprocess.PIPE
+    )
+    try:
+        assert bystander.stdout is not None and bystander.stdout.readline() == b"running\n"
+        RegistryFiles(data_dir, address).pid.write_text(f"{bystander.pid}\n")
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval("127.0.0.1:5000", None, None, stopped=False)
+        assert bystander.poll() is None
+    finally:
+        bystander.send_signal(signal.SIGTERM)
+        bystander.communicate()
+
+
+def test_a_registry_that_ignores_sigterm_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: a process serving this data directory's config (as ensure records it) that
+    ignores SIGTERM; remove sends SIGKILL once the wait for it ends (shortened here)."""
+    monkeypatch.setattr(registry, "STOP_TIMEOUT_S", 0.5)
+    address = LoopbackAddress.parse("127.0.0.1:5000")
+    data_dir = tmp_path / "registry"
+    data_dir.mkdir()
+    files = RegistryFiles(data_dir, address)
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('running', flush=True); time.sleep(60)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", stubborn, str(files.config)], stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"running\n"
+        files.pid.write_text(f"{process.pid}\n")
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval("127.0.0.1:5000", process.pid, None, stopped=True)
+        # Killed: its command line already reads as empty while the kernel finishes its exit.
+        settled = time.monotonic() + 5
+        while process_alive(process.pid) and time.monotonic() < settled:
+            time.sleep(0.01)
+        assert not process_alive(process.pid)
+        assert not files.pid.exists()
+    finally:
+        process.kill()
+        process.communicate()
 
 
 def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path: Path) -> None:
@@ -316,8 +410,10 @@ def docker(*arguments: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def build_image(context: Path, tag: str, entrypoint: list[str]) -> str:
-    """A FROM-scratch image holding docker-registry, its libraries and a config on :5000."""
+def build_image(
+    context: Path, tag: str, entrypoint: list[str], config: str = REGISTRY_CONFIG
+) -> str:
+    """A FROM-scratch image holding docker-registry, its libraries and a config (on :5000)."""
     binary = shutil.which("docker-registry")
     assert binary is not None
     context.mkdir()
@@ -331,7 +427,7 @@ def build_image(context: Path, tag: str, entrypoint: list[str]) -> str:
     for number, (source, target) in enumerate(copies):
         shutil.copy(source, context / f"file{number}")
         lines.append(f"COPY file{number} {target}")
-    (context / "config.yml").write_text(REGISTRY_CONFIG)
+    (context / "config.yml").write_text(config)
     lines += [
         "COPY config.yml /etc/docker/registry/config.yml",
         f"ENTRYPOINT {json.dumps(entrypoint)}",
@@ -452,3 +548,46 @@ def test_a_container_that_exits_at_start_is_removed_and_named(
     )
     assert docker("inspect", CONTAINER).returncode != 0
     assert not RegistryFiles(data_dir.resolve(), LoopbackAddress.parse(address)).container.exists()
+
+
+# In-process: `registry.ensure` called directly with the same PATH (docker, no docker-registry).
+
+
+def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reason(
+    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", container_tools["PATH"])
+    # Nothing serves at that port, so the image can be neither found nor pulled.
+    image = f"127.0.0.1:{free_loopback_port()}/missing/registry:2"
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    data_dir = tmp_path / "registry"
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, data_dir, image)
+    message = str(failed.value)
+    assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
+    assert message.endswith("connect: connection refused"), message
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+
+
+def test_a_container_still_running_when_the_wait_ends_is_removed(
+    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry in it serves on another port than the published one, so it runs and never
+    answers: only a forced removal stops it (a shorter wait keeps the test fast)."""
+    elsewhere = REGISTRY_CONFIG.replace("addr: :5000", "addr: :5001")
+    image = build_image(
+        tmp_path / "image", "boutique-test/registry:elsewhere", REGISTRY_ENTRYPOINT, elsewhere
+    )
+    monkeypatch.setenv("PATH", container_tools["PATH"])
+    monkeypatch.setattr(registry, "START_TIMEOUT_S", 1.0)
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    data_dir = tmp_path / "registry"
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, data_dir, image)
+    assert str(failed.value) == (
+        f"the registry did not answer on {address.url}/v2/ within 1 s; "
+        f"see `docker logs {CONTAINER}`"
+    )
+    assert docker("inspect", CONTAINER).returncode != 0
+    assert not RegistryFiles(data_dir.resolve(), address).container.exists()

@@ -53,13 +53,11 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"true", "1"}
 
 
-def missing_prerequisite(reason: str) -> NoReturn:
+def missing_prerequisite(reason: str, hint: str = INSTALL_HINT) -> NoReturn:
     """Fails under CI=true (CI must provide the toolchain), skips with `reason` otherwise."""
     if _in_ci():
-        pytest.fail(
-            f"CI=true but a test prerequisite is missing: {reason}; {INSTALL_HINT}", pytrace=False
-        )
-    pytest.skip(f"{reason}; {INSTALL_HINT}")
+        pytest.fail(f"CI=true but a test prerequisite is missing: {reason}; {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
 
 
 @pytest.fixture(scope="session")

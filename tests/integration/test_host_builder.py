@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from host import __main__ as host_cli
 from host.builder import InspectedBuilder, parse_inspect
 from host.contract import BuilderEnsureRequest, BuilderRemoveRequest, BuilderResult, CheckoutResult
 from plan.host_commands import builder_spec
@@ -133,6 +134,48 @@ def test_remove_deletes_the_builder_and_is_idempotent(run: Run) -> None:
     assert inspect("boutique-test") is None
     again = run(tool_command(BuilderRemoveRequest("boutique-test", OWNER), sys.executable))
     assert BuilderResult.from_json(again.stdout) == BuilderResult("boutique-test", "absent")
+
+
+def test_remove_prints_one_line_of_sorted_json(
+    docker_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process, as `python -m host builder remove` prints it (here for an absent builder)."""
+    assert host_cli.main(["builder", "remove", "--name", "boutique-test"]) == 0
+    assert capsys.readouterr().out == '{"action": "absent", "name": "boutique-test"}\n'
+
+
+def test_remove_without_an_owner_keeps_an_owned_builder_and_says_so(
+    run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process: the delete command stored before ownership existed names no owner."""
+    ensure(run, builder("boutique-test"))
+    created = inspect("boutique-test")
+    assert host_cli.main(["builder", "remove", "--name", "boutique-test"]) == 0
+    assert capsys.readouterr().out == '{"action": "kept", "name": "boutique-test"}\n'
+    assert inspect("boutique-test") == created
+
+
+def test_a_builder_made_by_hand_is_removed_without_an_owner_record(
+    run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    made_by_hand = run("docker buildx create --name boutique-test --driver docker-container")
+    assert made_by_hand.returncode == 0, made_by_hand.stderr
+    assert host_cli.main(["builder", "remove", "--name", "boutique-test", "--owner", OWNER]) == 0
+    assert capsys.readouterr().out == '{"action": "removed", "name": "boutique-test"}\n'
+    assert inspect("boutique-test") is None
+
+
+def test_a_builder_buildx_cannot_remove_is_named_with_buildx_s_reason(
+    docker_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`default` is the Docker context's own builder: buildx refuses to remove it."""
+    assert host_cli.main(["builder", "remove", "--name", "default"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        "error: removing builder default failed: ERROR: failed to remove one or more builders\n"
+    )
+    assert inspect("default") is not None
 
 
 def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
