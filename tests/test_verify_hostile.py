@@ -884,3 +884,100 @@ def test_layer_bytes_and_timeouts_in_the_help(docker_config: Path) -> None:
     assert "--trust-realm HOST" in text
     assert "(default 64GiB)" in text
     assert "(default 900)" in text
+
+
+# 7. The token exchange, in-process: what a realm is sent, and what its answers make of a run.
+
+SCOPE = f"repository:{REPOSITORY}:pull"
+ANONYMOUS: dict[str, str] = {}
+WITH_CREDENTIALS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+
+
+def ask_for_token(
+    realm: str, environ: dict[str, str], retry: registry.RetryPolicy | None = None
+) -> str:
+    """The Authorization a client of the registry 127.0.0.1:9 makes of a challenge to ``realm``."""
+    client = registry.RegistryClient(CredentialResolver(use_gcp=False, environ=environ), retry)
+    challenge = f'Bearer realm="{realm}",service="hostile"'
+    return client.authorization(parse_reference(f"127.0.0.1:9/{REPOSITORY}:v1"), SCOPE, challenge)
+
+
+def test_a_token_realm_over_https_is_asked_for_json_and_its_token_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = throwaway_ca(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca_file))
+    realm = HostileRegistry(tls=authority.server_context).start()
+    realm.on("/token", lambda h: h.reply(200, json.dumps({"access_token": TOKEN}).encode()))
+    try:
+        authorization = ask_for_token(f"{realm.url}/token", ANONYMOUS)
+    finally:
+        realm.stop()
+
+    assert authorization == f"Bearer {TOKEN}"
+    asked = [(s.path, s.headers.get("User-Agent"), s.headers.get("Accept")) for s in realm.seen]
+    assert asked == [
+        (
+            "/token?scope=repository%3Aboutique%2Fapp%3Apull&service=hostile",
+            registry.USER_AGENT,
+            "application/json",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("realm", "refusal"),
+    [
+        ("ftp://auth.example/" + "t" * 300, "is not an http(s) URL"),
+        ("http://auth.example/" + "t" * 300, "is plain HTTP off this machine"),
+    ],
+)
+def test_a_token_realm_refused_is_named_by_its_first_200_characters(
+    realm: str, refusal: str
+) -> None:
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(realm, WITH_CREDENTIALS)
+
+    assert str(raised.value) == f"127.0.0.1:9: token realm {realm[:200]!r} {refusal}"
+
+
+@pytest.mark.parametrize(
+    ("realm_host", "environ", "who"),
+    [
+        # No credentials: asked anonymously, wherever the realm is.
+        ("other", ANONYMOUS, "anonymous"),
+        # Credentials sent to a realm on the registry's own host.
+        ("hostile", WITH_CREDENTIALS, "credentials from REGISTRY_USERNAME/REGISTRY_PASSWORD"),
+    ],
+)
+def test_a_token_refusal_says_whose_request_was_refused(
+    realm_host: str, environ: dict[str, str], who: str, request: pytest.FixtureRequest
+) -> None:
+    realm: HostileRegistry = request.getfixturevalue(realm_host)
+    realm.on("/token", lambda h: h.reply(401, b'{"details":"no"}'))
+
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(f"{realm.url}/token", environ)
+
+    assert str(raised.value) == f"token from {realm.url}/token: {who} refused (HTTP 401)"
+    assert len(realm.authorizations()) == (1 if environ else 0)
+
+
+def test_a_token_realm_failing_is_named_in_the_error(hostile: HostileRegistry) -> None:
+    hostile.on("/token", lambda h: h.reply(503, b"{}"))
+
+    with pytest.raises(registry.RegistryError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS, registry.RetryPolicy(attempts=1))
+
+    assert str(raised.value) == f"token from {hostile.url}/token: HTTP 503 (gave up after 1 tries)"
+
+
+def test_a_token_answer_over_the_document_bound_is_refused(hostile: HostileRegistry) -> None:
+    bound = registry.MAX_DOCUMENT_BYTES
+    answer = json.dumps({"token": TOKEN, "padding": " " * bound}).encode()
+    hostile.on("/token", lambda h: h.reply(200, answer))
+
+    with pytest.raises(registry.RegistryError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS)
+
+    assert str(raised.value) == f"token from {hostile.url}/token is larger than {bound} bytes"
