@@ -38,7 +38,7 @@ from tests.verify_bytes import (
     tar_header,
     tar_member,
 )
-from verify import cli, deadline, registry
+from verify import cli, deadline, published, registry
 from verify.auth import CredentialResolver
 from verify.digests import sha256_digest
 from verify.reference import parse_reference
@@ -981,3 +981,87 @@ def test_a_token_answer_over_the_document_bound_is_refused(hostile: HostileRegis
         ask_for_token(f"{hostile.url}/token", ANONYMOUS)
 
     assert str(raised.value) == f"token from {hostile.url}/token is larger than {bound} bytes"
+
+
+# 8. `verify published --immutable` against a tag that already holds something else.
+
+AMD64_DIGEST, ARM64_DIGEST = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def published_immutable(
+    hostile: HostileRegistry,
+    held: bytes,
+    media_type: str,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[int, str]:
+    """Exit code and stderr of `published --immutable` for the tag v1 holding ``held``,
+    checked against the verified manifests AMD64_DIGEST and ARM64_DIGEST."""
+    hostile.put(f"/v2/{REPOSITORY}/manifests/v1", held, media_type)
+    verified = [f"linux/arm64={ARM64_DIGEST}", f"linux/amd64={AMD64_DIGEST}"]
+    code = published.main([ref(hostile), "--immutable", *[f"--manifest={m}" for m in verified]])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def no_credentials(docker_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs find no credentials of this machine."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _index(*entries: tuple[str, str]) -> bytes:
+    """An OCI index of ``(os/architecture, digest)`` entries."""
+    manifests = []
+    for platform, digest in entries:
+        os_name, _, architecture = platform.partition("/")
+        manifests.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": 500,
+                "platform": {"os": os_name, "architecture": architecture},
+            }
+        )
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    ("held", "listing"),
+    [
+        (
+            _index(("linux/arm64", "sha256:" + "2" * 64), ("linux/amd64", "sha256:" + "1" * 64)),
+            f"linux/amd64=sha256:{'1' * 64}, linux/arm64=sha256:{'2' * 64}",
+        ),
+        # Only a BuildKit attestation manifest: no platform at all.
+        (_index(("unknown/unknown", "sha256:" + "3" * 64)), "nothing"),
+    ],
+)
+def test_an_immutable_tag_holding_other_images_is_listed_against_the_verified_ones(
+    hostile: HostileRegistry, held: bytes, listing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = published_immutable(hostile, held, OCI_INDEX, capsys)
+
+    assert code == published.EXIT_DIFFERS
+    assert stderr == (
+        f"verify published: {ref(hostile)} exists already (digest {sha256_digest(held)}) in a "
+        f"repository with immutable tags, and it holds {listing}, not the verified "
+        f"linux/amd64={AMD64_DIGEST}, linux/arm64={ARM64_DIGEST}: the Index would be refused "
+        "after every build. Bump the tag: pulumi config set tag <new tag>\n"
+    )
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_an_immutable_tag_holding_no_index_is_named_with_its_digest(
+    hostile: HostileRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode()
+    code, stderr = published_immutable(hostile, held, OCI_MANIFEST, capsys)
+
+    assert code == published.EXIT_ERROR
+    assert stderr == (
+        f"verify published: {ref(hostile)}: {ref(hostile)} ({sha256_digest(held)}) is a "
+        f"{OCI_MANIFEST}, not an index\n"
+    )
