@@ -298,3 +298,23 @@ def test_requests_ask_for_json_name_the_tool_and_join_a_base_url_ending_in_a_sla
     assert api.client(path="/").versions("frontend") == []
     assert api.paths == [VERSIONS + "?pageSize=1000"]
     assert api.accepts == [("application/json", "boutique-verify-gc/1")]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": {"message": "gone"}}, f"{LISTED}: HTTP 404: gone"),
+        ({"error": {"status": "NOT_FOUND"}}, f"{LISTED}: HTTP 404: NOT_FOUND"),
+        ({"error": {}}, f"{LISTED}: HTTP 404"),
+        ({"error": "gone"}, f"{LISTED}: HTTP 404"),
+        ({"errors": [{"message": "gone"}]}, f"{LISTED}: HTTP 404"),
+        ([{"error": {"message": "gone"}}], f"{LISTED}: HTTP 404"),
+    ],
+)
+def test_an_api_error_names_only_the_status_and_message_it_holds(
+    api: Api, body: object, message: str
+) -> None:
+    api.bodies[VERSIONS] = (404, body)
+    with pytest.raises(ApiError) as raised:
+        api.client().versions("frontend")
+    assert str(raised.value) == message

@@ -39,7 +39,7 @@ from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
-from verify.attest import dsse, google_api
+from verify.attest import dsse, google_api, signing
 from verify.attest import kms as kms_module
 from verify.attest.kms import MAX_ANSWER_BYTES, KmsError, KmsKey
 from verify.cli import main
@@ -462,3 +462,54 @@ def test_a_p256_public_key_is_read_once(key: KmsKey) -> None:
     assert key.public_key().public_numbers() == public.public_numbers()
     assert key.public_key().public_numbers() == public.public_numbers()
     assert [received.path for received in _Canned.received] == [f"/v1/{NAME}/publicKey"]
+
+
+def test_an_endpoint_with_a_path_is_called_under_that_path(api: str) -> None:
+    _Canned.answer = _public_key_answer(ec.generate_private_key(ec.SECP256R1()).public_key())
+    KmsKey(authorized_http(), NAME, endpoint=f"{api}/proxyX/").public_key()
+    assert [received.path for received in _Canned.received] == [f"/proxyX/v1/{NAME}/publicKey"]
+
+
+# --kms KEY_VERSION as verify's signing choice: the key version's own public key and key id, or
+# one error that says which part failed.
+
+
+def test_cloud_kms_signs_with_the_key_versions_public_key_and_key_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = start_fake_kms()
+    endpoint = f"http://{address_of(server)}"
+    monkeypatch.setattr(kms_module, "KmsKey", partial(KmsKey, endpoint=endpoint))
+    try:
+        with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
+            signer = signing.cloud_kms(NAME)
+            signature = signer.sign(b"DSSEv1 ...")
+    finally:
+        shut_down(server)
+    public = _FakeKms.key.public_key()
+    assert signer.keyid == dsse.key_id(public)
+    assert signer.public_key.public_numbers() == public.public_numbers()
+    signer.public_key.verify(signature, b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
+
+
+def test_cloud_kms_without_application_default_credentials_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "adc.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(missing))
+    with pytest.raises(signing.SigningError) as raised:
+        signing.cloud_kms(NAME)
+    message = str(raised.value)
+    assert message.startswith("--kms: Application Default Credentials failed: "), message
+    assert str(missing) in message
+
+
+def test_cloud_kms_refused_by_kms_names_the_key_version(
+    api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _Canned.answer = Answer(status=403, body=b'{"error": "denied"}')
+    monkeypatch.setattr(kms_module, "adc_http", authorized_http)
+    monkeypatch.setattr(kms_module, "KmsKey", partial(KmsKey, endpoint=api))
+    with pytest.raises(signing.SigningError) as raised:
+        signing.cloud_kms(NAME)
+    assert str(raised.value) == f'--kms: {NAME}: KMS answered HTTP 403 {{"error": "denied"}}'

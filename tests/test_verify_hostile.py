@@ -38,7 +38,7 @@ from tests.verify_bytes import (
     tar_header,
     tar_member,
 )
-from verify import cli, deadline, registry
+from verify import cli, deadline, published, registry
 from verify.auth import CredentialResolver
 from verify.digests import sha256_digest
 from verify.reference import parse_reference
@@ -884,3 +884,184 @@ def test_layer_bytes_and_timeouts_in_the_help(docker_config: Path) -> None:
     assert "--trust-realm HOST" in text
     assert "(default 64GiB)" in text
     assert "(default 900)" in text
+
+
+# 7. The token exchange, in-process: what a realm is sent, and what its answers make of a run.
+
+SCOPE = f"repository:{REPOSITORY}:pull"
+ANONYMOUS: dict[str, str] = {}
+WITH_CREDENTIALS = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+
+
+def ask_for_token(
+    realm: str, environ: dict[str, str], retry: registry.RetryPolicy | None = None
+) -> str:
+    """The Authorization a client of the registry 127.0.0.1:9 makes of a challenge to ``realm``."""
+    client = registry.RegistryClient(CredentialResolver(use_gcp=False, environ=environ), retry)
+    challenge = f'Bearer realm="{realm}",service="hostile"'
+    return client.authorization(parse_reference(f"127.0.0.1:9/{REPOSITORY}:v1"), SCOPE, challenge)
+
+
+def test_a_token_realm_over_https_is_asked_for_json_and_its_token_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    authority = throwaway_ca(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca_file))
+    realm = HostileRegistry(tls=authority.server_context).start()
+    realm.on("/token", lambda h: h.reply(200, json.dumps({"access_token": TOKEN}).encode()))
+    try:
+        authorization = ask_for_token(f"{realm.url}/token", ANONYMOUS)
+    finally:
+        realm.stop()
+
+    assert authorization == f"Bearer {TOKEN}"
+    asked = [(s.path, s.headers.get("User-Agent"), s.headers.get("Accept")) for s in realm.seen]
+    assert asked == [
+        (
+            "/token?scope=repository%3Aboutique%2Fapp%3Apull&service=hostile",
+            registry.USER_AGENT,
+            "application/json",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("realm", "refusal"),
+    [
+        ("ftp://auth.example/" + "t" * 300, "is not an http(s) URL"),
+        ("http://auth.example/" + "t" * 300, "is plain HTTP off this machine"),
+    ],
+)
+def test_a_token_realm_refused_is_named_by_its_first_200_characters(
+    realm: str, refusal: str
+) -> None:
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(realm, WITH_CREDENTIALS)
+
+    assert str(raised.value) == f"127.0.0.1:9: token realm {realm[:200]!r} {refusal}"
+
+
+@pytest.mark.parametrize(
+    ("realm_host", "environ", "who"),
+    [
+        # No credentials: asked anonymously, wherever the realm is.
+        ("other", ANONYMOUS, "anonymous"),
+        # Credentials sent to a realm on the registry's own host.
+        ("hostile", WITH_CREDENTIALS, "credentials from REGISTRY_USERNAME/REGISTRY_PASSWORD"),
+    ],
+)
+def test_a_token_refusal_says_whose_request_was_refused(
+    realm_host: str, environ: dict[str, str], who: str, request: pytest.FixtureRequest
+) -> None:
+    realm: HostileRegistry = request.getfixturevalue(realm_host)
+    realm.on("/token", lambda h: h.reply(401, b'{"details":"no"}'))
+
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(f"{realm.url}/token", environ)
+
+    assert str(raised.value) == f"token from {realm.url}/token: {who} refused (HTTP 401)"
+    assert len(realm.authorizations()) == (1 if environ else 0)
+
+
+def test_a_token_realm_failing_is_named_in_the_error(hostile: HostileRegistry) -> None:
+    hostile.on("/token", lambda h: h.reply(503, b"{}"))
+
+    with pytest.raises(registry.RegistryError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS, registry.RetryPolicy(attempts=1))
+
+    assert str(raised.value) == f"token from {hostile.url}/token: HTTP 503 (gave up after 1 tries)"
+
+
+def test_a_token_answer_over_the_document_bound_is_refused(hostile: HostileRegistry) -> None:
+    bound = registry.MAX_DOCUMENT_BYTES
+    answer = json.dumps({"token": TOKEN, "padding": " " * bound}).encode()
+    hostile.on("/token", lambda h: h.reply(200, answer))
+
+    with pytest.raises(registry.RegistryError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS)
+
+    assert str(raised.value) == f"token from {hostile.url}/token is larger than {bound} bytes"
+
+
+# 8. `verify published --immutable` against a tag that already holds something else.
+
+AMD64_DIGEST, ARM64_DIGEST = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+def published_immutable(
+    hostile: HostileRegistry,
+    held: bytes,
+    media_type: str,
+    capsys: pytest.CaptureFixture[str],
+) -> tuple[int, str]:
+    """Exit code and stderr of `published --immutable` for the tag v1 holding ``held``,
+    checked against the verified manifests AMD64_DIGEST and ARM64_DIGEST."""
+    hostile.put(f"/v2/{REPOSITORY}/manifests/v1", held, media_type)
+    verified = [f"linux/arm64={ARM64_DIGEST}", f"linux/amd64={AMD64_DIGEST}"]
+    code = published.main([ref(hostile), "--immutable", *[f"--manifest={m}" for m in verified]])
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def no_credentials(docker_config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process runs find no credentials of this machine."""
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _index(*entries: tuple[str, str]) -> bytes:
+    """An OCI index of ``(os/architecture, digest)`` entries."""
+    manifests = []
+    for platform, digest in entries:
+        os_name, _, architecture = platform.partition("/")
+        manifests.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": 500,
+                "platform": {"os": os_name, "architecture": architecture},
+            }
+        )
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}).encode()
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    ("held", "listing"),
+    [
+        (
+            _index(("linux/arm64", "sha256:" + "2" * 64), ("linux/amd64", "sha256:" + "1" * 64)),
+            f"linux/amd64=sha256:{'1' * 64}, linux/arm64=sha256:{'2' * 64}",
+        ),
+        # Only a BuildKit attestation manifest: no platform at all.
+        (_index(("unknown/unknown", "sha256:" + "3" * 64)), "nothing"),
+    ],
+)
+def test_an_immutable_tag_holding_other_images_is_listed_against_the_verified_ones(
+    hostile: HostileRegistry, held: bytes, listing: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = published_immutable(hostile, held, OCI_INDEX, capsys)
+
+    assert code == published.EXIT_DIFFERS
+    assert stderr == (
+        f"verify published: {ref(hostile)} exists already (digest {sha256_digest(held)}) in a "
+        f"repository with immutable tags, and it holds {listing}, not the verified "
+        f"linux/amd64={AMD64_DIGEST}, linux/arm64={ARM64_DIGEST}: the Index would be refused "
+        "after every build. Bump the tag: pulumi config set tag <new tag>\n"
+    )
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_an_immutable_tag_holding_no_index_is_named_with_its_digest(
+    hostile: HostileRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    held = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST}).encode()
+    code, stderr = published_immutable(hostile, held, OCI_MANIFEST, capsys)
+
+    assert code == published.EXIT_ERROR
+    assert stderr == (
+        f"verify published: {ref(hostile)}: {ref(hostile)} ({sha256_digest(held)}) is a "
+        f"{OCI_MANIFEST}, not an index\n"
+    )

@@ -313,3 +313,51 @@ def test_a_layer_cut_inside_a_go_binary_is_a_format_error(inline: bool, cut_in: 
             LayerFormatError, match="the stream ends inside the data of /app/server"
         ):
             scan_tar(io.BytesIO(archive[:cut]), capture=capture)
+
+
+# Bounds at their edges: a string ending on its segment's last byte, a version of exactly the
+# bound, kept bytes up to the end of what was kept, and string headers in either byte order.
+
+
+def test_a_version_ending_on_the_last_byte_of_read_only_data_is_read() -> None:
+    data = bytearray(go_binary(inline=False))
+    data[DATA - 9 : DATA] = b"go1.17.13"
+    struct.pack_into("<QQ", data, VERSION_HEADER, BASE_ADDRESS + DATA - 9, 9)
+    findings, _ = _read(bytes(data))
+    assert findings.problems == []
+    assert _go_version_and_modules(findings) == (
+        "go1.17.13",
+        "example.com/shop/cmd/frontend",
+        EXPECTED_MODULES,
+    )
+
+
+def test_a_version_of_exactly_the_bound_is_read() -> None:
+    version = "go1.16.15-" + "x" * (binaries.GO_VERSION_BYTES - 10)
+    findings, _ = _read(go_binary(inline=False, version=version))
+    assert findings.problems == []
+    assert findings.go is not None and findings.go.go_version == version
+
+
+def test_kept_bytes_are_given_up_to_the_end_of_the_kept_range_and_no_further() -> None:
+    stream = binaries.MarkerStream()
+    stream.feed(b"0123456789")
+    assert stream.retain(4, 10)  # from inside the chunk fed last, on into the next one
+    stream.feed(memoryview(b"abcdefgh"))
+    assert stream.retained(4, 10) == b"456789abcd"
+    assert stream.retained(8, 6) == b"89abcd"
+    assert stream.retained(8, 7) is None  # one byte past what was kept
+    assert stream.retained(3, 2) is None  # one byte before it
+
+
+@pytest.mark.parametrize(
+    ("pointer_size", "big_endian", "fields"),
+    [(8, False, "<QQ"), (8, True, ">QQ"), (4, False, "<II"), (4, True, ">II")],
+)
+def test_a_string_header_is_read_in_its_pointer_size_and_byte_order(
+    pointer_size: int, big_endian: bool, fields: str
+) -> None:
+    header = gobuildinfo.Header(pointer_size, big_endian, inline=False)
+    # The bytes after it (the next string header) are not part of it.
+    data = struct.pack(fields, 0x401000, 9) + b"\xff" * 16
+    assert gobuildinfo.string_header(data, header) == (0x401000, 9)

@@ -241,7 +241,9 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
 def _error_message(body: bytes) -> str:
     """Google's `{"error": {"status", "message"}}`, shortened; nothing else is echoed."""
     try:
-        error = json.loads(body).get("error", {})
-        return f": {error.get('status', '')} {str(error.get('message', ''))[:300]}".rstrip()
-    except (ValueError, AttributeError):
+        error = json.loads(body)["error"]
+        parts = (str(error.get("status", "")), str(error.get("message", ""))[:300])
+    except (ValueError, LookupError, TypeError, AttributeError):
         return ""
+    text = " ".join(part for part in parts if part)
+    return f": {text}" if text else ""
