@@ -3,6 +3,8 @@ real local registry for manifests (deletes go through the fake to the registry).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from tests.integration.registrypush import (
     push_referrer,
 )
 from tests.program_mocks import ROOT
+from verify import cli
 
 NOW = datetime.now(UTC)
 
@@ -51,10 +54,21 @@ class Repository:
         package, digest = versioned.split("@")
         return manifest_exists(self.registry, f"{self.root}/{package}", digest)
 
-    def gc(self, *options: str) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "verify", "gc", self.name, "--older-than", "30"]
+    def gc(self, *options: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+        """`verify gc` on this repository: in this process (fast: mutation testing runs these
+        tests for every mutant of gc), or as the `python -m verify gc` a Command runs."""
+        argv = ["gc", self.name, "--older-than", "30"]
         argv += ["--location", "europe-west1", "--api-url", self.fake.url, *options]
-        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+        if process:
+            command = [sys.executable, "-m", "verify", *argv]
+            return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = cli.main(argv)
+            except SystemExit as exit:  # argparse's usage errors
+                code = exit.code if isinstance(exit.code, int) else 2
+        return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
 
 @pytest.fixture
@@ -122,7 +136,7 @@ def test_dry_run_lists_what_no_tag_reaches_and_deletes_nothing(repository: Repos
 def test_delete_removes_only_unreachable_old_versions_parents_first(
     repository: Repository,
 ) -> None:
-    result = repository.gc("--delete")
+    result = repository.gc("--delete", process=True)
     assert result.returncode == 0, result.stderr
     deleted = listed(result.stdout, "deleted")
     assert sorted(deleted) == sorted(repository.garbage)
