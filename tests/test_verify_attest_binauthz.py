@@ -75,6 +75,22 @@ def services() -> Iterator[tuple[ContainerAnalysis, KmsKey]]:
     shut_down(analysis_server)
 
 
+def signed_payload(occurrence: dict[str, object]) -> bytes:
+    """The occurrence's payload, once its one signature is checked: by the KMS fake's key, over
+    the payload, naming the key version."""
+    attestation = occurrence["attestation"]
+    assert isinstance(attestation, dict)
+    payload = base64.b64decode(attestation["serializedPayload"])
+    (signature,) = attestation["signatures"]
+    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
+    FakeKms.key.public_key().verify(
+        base64.b64decode(signature["signature"]),
+        hashlib.sha256(payload).digest(),
+        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
+    )
+    return payload
+
+
 def test_occurrence_is_created_once_and_signed_over_the_payload(
     services: tuple[ContainerAnalysis, KmsKey],
 ) -> None:
@@ -89,18 +105,8 @@ def test_occurrence_is_created_once_and_signed_over_the_payload(
         )
     name, created = attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST)
     assert created and name == "projects/shop-123/occurrences/4"
-    occurrence = FakeContainerAnalysis.occurrences[-1]
-    attestation = occurrence["attestation"]
-    assert isinstance(attestation, dict)
-    payload = base64.b64decode(attestation["serializedPayload"])
+    payload = signed_payload(FakeContainerAnalysis.occurrences[-1])
     assert payload == simple_signing_payload(REPOSITORY, DIGEST)
-    (signature,) = attestation["signatures"]
-    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
-    FakeKms.key.public_key().verify(
-        base64.b64decode(signature["signature"]),
-        hashlib.sha256(payload).digest(),
-        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
-    )
     # A re-run finds it and signs nothing.
     signed_before = [line for line in FakeKms.seen if line.startswith("POST")]
     assert attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST) == (name, False)
@@ -309,17 +315,8 @@ def test_main_attests_the_verified_index_once_reading_the_registry_with_adc(
     (occurrence,) = FakeContainerAnalysis.occurrences
     assert occurrence["resourceUri"] == f"https://{published.repository}@{published.digest}"
     assert occurrence["noteName"] == NOTE
-    attestation = occurrence["attestation"]
-    assert isinstance(attestation, dict)
-    payload = base64.b64decode(attestation["serializedPayload"])
+    payload = signed_payload(occurrence)
     assert payload == simple_signing_payload(published.repository, published.digest)
-    (signature,) = attestation["signatures"]
-    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
-    FakeKms.key.public_key().verify(
-        base64.b64decode(signature["signature"]),
-        hashlib.sha256(payload).digest(),
-        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
-    )
     assert sum(line.startswith(f"POST /v1/{NAME}:asymmetricSign") for line in FakeKms.seen) == 1
 
 
