@@ -8,6 +8,9 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,17 +20,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, utils
 
 from tests.gcp_fakes import (
     NAME,
+    TOKEN,
     FakeContainerAnalysis,
     FakeKms,
+    application_default_credentials,
     authorized_http,
     start_fake_container_analysis,
     start_fake_kms,
 )
+from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from tests.integration.loopbackserver import address_of, serve, shut_down
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify.attest import binauthz
 from verify.attest.binauthz import (
     ContainerAnalysis,
     OccurrenceError,
@@ -37,7 +44,8 @@ from verify.attest.binauthz import (
     simple_signing_payload,
 )
 from verify.attest.kms import KmsKey
-from verify.auth import CredentialResolver
+from verify.auth import GCP_USERNAME, CredentialResolver
+from verify.digests import sha256_digest
 from verify.reference import parse_reference
 from verify.registry import RegistryClient
 
@@ -67,6 +75,22 @@ def services() -> Iterator[tuple[ContainerAnalysis, KmsKey]]:
     shut_down(analysis_server)
 
 
+def signed_payload(occurrence: dict[str, object]) -> bytes:
+    """The occurrence's payload, once its one signature is checked: by the KMS fake's key, over
+    the payload, naming the key version."""
+    attestation = occurrence["attestation"]
+    assert isinstance(attestation, dict)
+    payload = base64.b64decode(attestation["serializedPayload"])
+    (signature,) = attestation["signatures"]
+    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
+    FakeKms.key.public_key().verify(
+        base64.b64decode(signature["signature"]),
+        hashlib.sha256(payload).digest(),
+        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
+    )
+    return payload
+
+
 def test_occurrence_is_created_once_and_signed_over_the_payload(
     services: tuple[ContainerAnalysis, KmsKey],
 ) -> None:
@@ -81,18 +105,8 @@ def test_occurrence_is_created_once_and_signed_over_the_payload(
         )
     name, created = attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST)
     assert created and name == "projects/shop-123/occurrences/4"
-    occurrence = FakeContainerAnalysis.occurrences[-1]
-    attestation = occurrence["attestation"]
-    assert isinstance(attestation, dict)
-    payload = base64.b64decode(attestation["serializedPayload"])
+    payload = signed_payload(FakeContainerAnalysis.occurrences[-1])
     assert payload == simple_signing_payload(REPOSITORY, DIGEST)
-    (signature,) = attestation["signatures"]
-    assert signature["publicKeyId"] == f"//cloudkms.googleapis.com/v1/{NAME}"
-    FakeKms.key.public_key().verify(
-        base64.b64decode(signature["signature"]),
-        hashlib.sha256(payload).digest(),
-        ec.ECDSA(utils.Prehashed(hashes.SHA256())),
-    )
     # A re-run finds it and signs nothing.
     signed_before = [line for line in FakeKms.seen if line.startswith("POST")]
     assert attest_digest(analysis, key, NOTE, REPOSITORY, DIGEST) == (name, False)
@@ -223,3 +237,123 @@ def test_an_occurrence_created_without_a_name_is_an_error(recording: str, name: 
     with pytest.raises(OccurrenceError) as error:
         analysis.create(NOTE, uri, b"payload", b"signature", NAME)
     assert str(error.value) == "Container Analysis created an occurrence without a name"
+
+
+# `python -m verify binauthz` in-process: the index read from a loopback registry, then the
+# occurrence created through the KMS and Container Analysis fakes with Application Default
+# Credentials from a loopback token URI.
+
+
+@dataclass(frozen=True)
+class Published:
+    """An index a registry serves and the manifests its verification proved."""
+
+    registry: HostileRegistry
+    repository: str
+    """``host:port/shop/app``."""
+    digest: str
+    proved: dict[str, str]
+
+    def argv(self, platform_digests: dict[str, str], *options: str) -> list[str]:
+        pairs = [f"--platform-digest={platform}={d}" for platform, d in platform_digests.items()]
+        return [f"{self.repository}@{self.digest}", "--note", NOTE, "--kms", NAME, *pairs, *options]
+
+
+def publish(registry: HostileRegistry) -> Published:
+    image = registry.image("shop/app", "1", {"amd64": [b"amd64 layer"], "arm64": [b"arm64 layer"]})
+    digest = sha256_digest(image.index)
+    registry.put(f"/v2/shop/app/manifests/{digest}", image.index, OCI_INDEX)
+    proved = {f"linux/{arch}": sha256_digest(data) for arch, data in image.manifests.items()}
+    return Published(registry, f"{registry.address}/shop/app", digest, proved)
+
+
+@pytest.fixture
+def google_apis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The KMS and Container Analysis fakes in place of Google's endpoints; ADC from a
+    service-account key whose loopback token URI answers the token the fakes accept; no
+    registry credentials in the environment or in Docker's config."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
+    kms_server, analysis_server = start_fake_kms(), start_fake_container_analysis()
+    monkeypatch.setattr(
+        binauthz, "KmsKey", partial(KmsKey, endpoint=f"http://{address_of(kms_server)}")
+    )
+    monkeypatch.setattr(
+        binauthz,
+        "ContainerAnalysis",
+        partial(ContainerAnalysis, endpoint=f"http://{address_of(analysis_server)}"),
+    )
+    try:
+        with application_default_credentials(tmp_path, TOKEN, monkeypatch):
+            yield
+    finally:
+        shut_down(kms_server)
+        shut_down(analysis_server)
+
+
+def test_main_attests_the_verified_index_once_reading_the_registry_with_adc(
+    google_apis: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Artifact Registry's login: the user oauth2accesstoken with the ADC access token.
+    registry = HostileRegistry(basic=(GCP_USERNAME, TOKEN)).start()
+    try:
+        published = publish(registry)
+        argv = published.argv(published.proved, "--gcp")
+        assert binauthz.main([*argv, "--json"]) == 0
+        created = capsys.readouterr()
+        # A re-run finds the occurrence, signs nothing and says so.
+        assert binauthz.main(argv) == 0
+        reused = capsys.readouterr()
+    finally:
+        registry.stop()
+    name = "projects/shop-123/occurrences/1"
+    assert (created.err, json.loads(created.out)) == ("", {"occurrence": name, "created": True})
+    assert (reused.err, reused.out) == ("", f"reused {name}\n")
+    login = "Basic " + base64.b64encode(f"{GCP_USERNAME}:{TOKEN}".encode()).decode()
+    assert set(registry.authorizations()) == {login}
+    (occurrence,) = FakeContainerAnalysis.occurrences
+    assert occurrence["resourceUri"] == f"https://{published.repository}@{published.digest}"
+    assert occurrence["noteName"] == NOTE
+    payload = signed_payload(occurrence)
+    assert payload == simple_signing_payload(published.repository, published.digest)
+    assert sum(line.startswith(f"POST /v1/{NAME}:asymmetricSign") for line in FakeKms.seen) == 1
+
+
+def test_main_refuses_an_index_other_than_the_verified_one_before_signing(
+    google_apis: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = HostileRegistry().start()
+    try:
+        published = publish(registry)
+        only_arm64 = {"linux/arm64": published.proved["linux/arm64"]}
+        assert binauthz.main(published.argv(only_arm64)) == 1
+    finally:
+        registry.stop()
+    ref = f"{published.repository}@{published.digest}"
+    assert capsys.readouterr() == (
+        "",
+        f"verify binauthz: {ref}: the index lists {published.proved}, "
+        f"the verification proved {only_arm64}\n",
+    )
+    assert FakeKms.seen == []
+    assert FakeContainerAnalysis.occurrences == []
+
+
+def test_main_refuses_half_set_registry_credentials_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = HostileRegistry().start()
+    try:
+        published = publish(registry)
+        monkeypatch.setenv("REGISTRY_USERNAME", "ci")
+        monkeypatch.delenv("REGISTRY_PASSWORD", raising=False)
+        assert binauthz.main(published.argv(published.proved)) == 2
+    finally:
+        registry.stop()
+    assert capsys.readouterr() == (
+        "",
+        "verify binauthz: REGISTRY_USERNAME is set but REGISTRY_PASSWORD is not; "
+        "set both or neither\n",
+    )
+    assert registry.seen == []

@@ -983,6 +983,55 @@ def test_a_token_answer_over_the_document_bound_is_refused(hostile: HostileRegis
     assert str(raised.value) == f"token from {hostile.url}/token is larger than {bound} bytes"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [b'{"token": 7}', b'{"token": "", "access_token": ""}', b'["token"]', b"not json"],
+    ids=["not-a-string", "empty", "not-an-object", "not-json"],
+)
+def test_a_token_answer_without_a_token_string_is_refused(
+    hostile: HostileRegistry, answer: bytes
+) -> None:
+    hostile.on("/token", lambda h: h.reply(200, answer))
+
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS)
+
+    assert str(raised.value) == f"token from {hostile.url}/token: the answer holds no token"
+
+
+@pytest.mark.parametrize(
+    "token", [f"{TOKEN}\r\nX-Injected: 1", "t" * 65537], ids=["line-break", "over-64-KiB"]
+)
+def test_a_token_an_authorization_header_cannot_carry_is_refused_whole(
+    hostile: HostileRegistry, token: str
+) -> None:
+    hostile.on("/token", lambda h: h.reply(200, json.dumps({"token": token}).encode()))
+
+    with pytest.raises(registry.AuthError) as raised:
+        ask_for_token(f"{hostile.url}/token", ANONYMOUS)
+
+    assert str(raised.value) == (
+        f"token from {hostile.url}/token: the token holds characters an Authorization header "
+        "cannot carry (or is longer than 64 KiB); not used"
+    )
+
+
+def test_a_token_of_64_kib_is_used(hostile: HostileRegistry) -> None:
+    token = "t" * 65536
+    hostile.on("/token", lambda h: h.reply(200, json.dumps({"token": token}).encode()))
+
+    assert ask_for_token(f"{hostile.url}/token", ANONYMOUS) == f"Bearer {token}"
+
+
+def test_a_token_realm_on_its_schemes_default_port_is_named_without_a_port() -> None:
+    # Whatever the loopback's port 443 does (refuses, most likely), the message names the realm
+    # as it was given: no ":None" where the URL has no port.
+    with pytest.raises((registry.RegistryError, registry.AuthError)) as raised:
+        ask_for_token("https://127.0.0.1/token", ANONYMOUS, registry.RetryPolicy(attempts=1))
+
+    assert str(raised.value).startswith("token from https://127.0.0.1/token: "), raised.value
+
+
 # 8. `verify published --immutable` against a tag that already holds something else.
 
 AMD64_DIGEST, ARM64_DIGEST = "sha256:" + "a" * 64, "sha256:" + "b" * 64
