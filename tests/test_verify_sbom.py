@@ -706,18 +706,19 @@ def test_overlay_rules_decide_what_is_inventoried() -> None:
 # Documents
 
 
+SAMPLE_LAYER = [
+    Entry("etc/os-release", OS_RELEASE_DEBIAN),
+    Entry("var/lib/dpkg/status", DPKG_STATUS),
+    Entry("app/server", go_binary(inline=True)),
+    Entry("app/node_modules/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
+    Entry("app/node_modules/pprof/pprof.node", elf_header(X86_64)),
+    Entry("usr/bin/static-tool", elf_header(AARCH64)),
+    Entry("app/huge.jar", b"PK not a jar"),
+]
+
+
 def _sample_inventory() -> Inventory:
-    return _inventory(
-        [
-            Entry("etc/os-release", OS_RELEASE_DEBIAN),
-            Entry("var/lib/dpkg/status", DPKG_STATUS),
-            Entry("app/server", go_binary(inline=True)),
-            Entry("app/node_modules/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
-            Entry("app/node_modules/pprof/pprof.node", elf_header(X86_64)),
-            Entry("usr/bin/static-tool", elf_header(AARCH64)),
-            Entry("app/huge.jar", b"PK not a jar"),
-        ]
-    )
+    return _inventory(SAMPLE_LAYER)
 
 
 def test_spdx_document_validates_with_spdx_tools(tmp_path: Path) -> None:
@@ -758,6 +759,67 @@ def test_cyclonedx_document_validates_against_the_1_6_schema() -> None:
         "name": ELF_FOREIGN_PROPERTY,
         "value": "/app/node_modules/pprof/pprof.node",
     } in properties
+
+
+def _by_name_and_value(properties: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(properties, key=lambda item: (item["name"], item.get("value", "")))
+
+
+def test_cyclonedx_document_describes_the_image_and_every_component_in_full() -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    unversioned = Entry("app/node_modules/bare/package.json", b'{"name": "bare", "version": ""}')
+    inventory = _inventory(SAMPLE_LAYER, [unversioned])
+    text = cyclonedx_document(REF, inventory)
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    document = json.loads(text)
+    image_purl = f"pkg:oci/frontend@{DIGEST}?arch=arm64&repository_url=127.0.0.1:5000/shop/frontend"
+    assert document["metadata"]["component"] == {
+        "bom-ref": "image",
+        "name": "shop/frontend",
+        "purl": image_purl,
+        "type": "container",
+        "version": DIGEST,
+    }
+    components = {component["purl"]: component for component in document["components"]}
+    # The same number names the same component in both formats: component-N is SPDXRef-*-N.
+    spdx_numbers = {
+        package["externalRefs"][0]["referenceLocator"]: package["SPDXID"].rpartition("-")[2]
+        for package in spdx_document(REF, inventory)["packages"][1:]
+    }
+    assert {purl: c["bom-ref"] for purl, c in components.items()} == {
+        purl: f"component-{number}" for purl, number in spdx_numbers.items()
+    }
+    assert len(components) == len(inventory.packages) == 8
+    for package in inventory.packages:
+        component = components[package.component.purl]
+        assert component["name"] == package.component.name
+        assert component["type"] == "library"
+        assert component.get("version") == (package.component.version or None)
+    assert components["pkg:golang/google.golang.org/grpc@v1.60.1"]["version"] == "v1.60.1"
+    assert components["pkg:golang/example.com/shop"]["version"] == "(devel)"
+    assert "version" not in components["pkg:npm/bare"]
+    assert _by_name_and_value(components["pkg:npm/pprof@4.0.0"]["properties"]) == [
+        {"name": "boutique:elf:machines", "value": "x86-64=1"},
+        {"name": "boutique:elf:notForPlatform", "value": "/app/node_modules/pprof/pprof.node"},
+        {"name": "boutique:source", "value": "/app/node_modules/pprof/package.json"},
+    ]
+    assert _by_name_and_value(components["pkg:golang/example.com/shop"]["properties"]) == [
+        {"name": "boutique:elf:machines", "value": "AArch64=1"},
+        {"name": "boutique:source", "value": "/app/server"},
+    ]
+    assert components["pkg:npm/bare"]["properties"] == [
+        {"name": "boutique:source", "value": "/app/node_modules/bare/package.json"}
+    ]
+    # The image depends on every component, and nothing claims a finer graph.
+    dependencies = {
+        entry["ref"]: sorted(entry.get("dependsOn", [])) for entry in document["dependencies"]
+    }
+    assert dependencies == {
+        "image": sorted(component["bom-ref"] for component in components.values()),
+        **{component["bom-ref"]: [] for component in components.values()},
+    }
 
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
