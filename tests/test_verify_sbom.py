@@ -28,7 +28,13 @@ from verify.sbom.binaries import (
     BinaryReader,
 )
 from verify.sbom.capture import JAR_MAX_BYTES, POM_MAX_BYTES, LayerCapture
-from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
+from verify.sbom.documents import (
+    ELF_FOREIGN_PROPERTY,
+    FORMATS,
+    cyclonedx_document,
+    render,
+    spdx_document,
+)
 from verify.sbom.inventory import Inventory, Package, platform_inventory
 from verify.sbom.overlay import FinalView
 from verify.sbom.sources import Component, dotnet
@@ -820,6 +826,14 @@ def test_cyclonedx_document_describes_the_image_and_every_component_in_full() ->
         "image": sorted(component["bom-ref"] for component in components.values()),
         **{component["bom-ref"]: [] for component in components.values()},
     }
+
+
+@pytest.mark.parametrize("document_format", FORMATS)
+def test_a_document_is_json_indented_by_two_spaces_and_ends_in_a_newline(
+    document_format: str,
+) -> None:
+    text = render(REF, _sample_inventory(), document_format)
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
 
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
