@@ -828,12 +828,18 @@ def test_cyclonedx_document_describes_the_image_and_every_component_in_full() ->
     }
 
 
-@pytest.mark.parametrize("document_format", FORMATS)
+@pytest.mark.parametrize(
+    ("document_format", "version_field"),
+    [("spdx", ("spdxVersion", "SPDX-2.3")), ("cyclonedx", ("specVersion", "1.6"))],
+)
 def test_a_document_is_json_indented_by_two_spaces_and_ends_in_a_newline(
-    document_format: str,
+    document_format: str, version_field: tuple[str, str]
 ) -> None:
+    assert document_format in FORMATS
     text = render(REF, _sample_inventory(), document_format)
     assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    key, version = version_field
+    assert json.loads(text)[key] == version
 
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
