@@ -4,11 +4,17 @@ reference tools (spdx-tools, the CycloneDX 1.6 JSON schema)."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
+import os
+import re
+import resource
 import shutil
+import signal
 import struct
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import zstandard
 
 from tests.sbom_bytes import ReadableContent, dotnet_bundle, go_binary
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify.checks import ImageResult, PlatformResult
 from verify.digests import Readable
 from verify.layers import decompressed
 from verify.platforms import Platform
@@ -36,6 +43,7 @@ from verify.sbom.documents import (
     spdx_document,
 )
 from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.sbom.output import SbomWriteError, write_documents
 from verify.sbom.overlay import FinalView
 from verify.sbom.sources import Component, dotnet
 from verify.tarscan import LayerScan, scan_tar
@@ -883,3 +891,167 @@ def test_hostile_metadata_is_noted_or_read_leniently_never_fatal() -> None:
     assert any("RECORD: not CSV" in note for note in inventory.notes)
     assert any("package.json: not JSON" in note for note in inventory.notes)
     assert any("manifest.wall: not zstd" in note for note in inventory.notes)
+
+
+# Writing the documents (--sbom DIR): every platform's or none, never half-written
+
+
+AMD64 = Platform.of("linux", "amd64")
+DOCUMENTS = ["linux-amd64.spdx.json", "linux-arm64.spdx.json"]
+
+
+def _verified(*platforms: Platform) -> ImageResult:
+    result = ImageResult(ref=str(REF), digest=DIGEST)
+    for platform in platforms:
+        inventory = platform_inventory([_scan(SAMPLE_LAYER)], platform, DIGEST)
+        result.platforms[str(platform)] = PlatformResult(
+            DIGEST, platform.architecture, inventory=inventory
+        )
+    return result
+
+
+INOTIFY_EVENTS = {
+    0x2: "modify",
+    0x8: "close_write",
+    0x40: "moved_from",
+    0x80: "moved_to",
+    0x100: "create",
+    0x200: "delete",
+}
+
+
+class _DirectoryEvents:
+    """What the kernel saw happen to the names in one directory (inotify), as (event, name)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if (
+            self._fd < 0
+            or self._libc.inotify_add_watch(self._fd, bytes(directory), sum(INOTIFY_EVENTS)) < 0
+        ):
+            raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+
+    def read(self) -> list[tuple[str, str]]:
+        data = b""
+        while True:
+            try:
+                data += os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                break
+        os.close(self._fd)
+        events, offset = [], 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+            events.append((INOTIFY_EVENTS[mask], name))
+            offset += 16 + length
+        return events
+
+
+def test_documents_are_staged_under_hidden_names_in_dir_then_renamed(tmp_path: Path) -> None:
+    result = _verified(AMD64, ARM64)
+    events = _DirectoryEvents(tmp_path)
+    written = write_documents(tmp_path, REF, result, 2, "spdx")
+    # mkstemp's eight random characters stand as "*": the staging file of a document is
+    # `.<document>.*` in DIR itself (a rename on one filesystem: no reader sees it half-written).
+    seen = [(kind, re.sub(r"\.[a-z0-9_]{8}$", ".*", name)) for kind, name in events.read()]
+    staging = [f".{name}.*" for name in DOCUMENTS]
+    assert seen == [
+        *[(kind, name) for name in staging for kind in ("create", "modify", "close_write")],
+        *[
+            event
+            for name in DOCUMENTS
+            for event in (("moved_from", f".{name}.*"), ("moved_to", name))
+        ],
+    ]
+    assert written == [tmp_path / name for name in DOCUMENTS]
+    assert sorted(path.name for path in tmp_path.iterdir()) == DOCUMENTS
+    inventories = [platform.inventory for platform in result.platforms.values()]
+    for path, inventory in zip(written, inventories, strict=True):
+        assert inventory is not None
+        assert path.read_text(encoding="utf-8") == render(REF, inventory, "spdx")
+
+
+def test_documents_do_not_depend_on_the_system_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    written = write_documents(tmp_path / "out", REF, _verified(AMD64, ARM64), 2, "cyclonedx")
+    assert [path.name for path in written] == ["linux-amd64.cdx.json", "linux-arm64.cdx.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "linux-amd64.cdx.json",
+        "linux-arm64.cdx.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("result", "platforms"),
+    [
+        (_verified(AMD64), 2),  # a platform's layers were never reached
+        (_verified(AMD64, ARM64), 3),
+    ],
+    ids=["one-of-two", "two-of-three"],
+)
+def test_documents_are_written_for_every_platform_or_for_none(
+    tmp_path: Path, result: ImageResult, platforms: int
+) -> None:
+    assert write_documents(tmp_path / "out", REF, result, platforms, "spdx") == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_platform_whose_layers_were_not_all_read_writes_no_document(tmp_path: Path) -> None:
+    result = _verified(AMD64, ARM64)
+    result.platforms[str(ARM64)].inventory = None
+    assert write_documents(tmp_path / "out", REF, result, 2, "spdx") == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("before", [None, b"an earlier run's document\n"])
+def test_a_document_that_cannot_be_renamed_leaves_dir_as_it_was(
+    tmp_path: Path, before: bytes | None
+) -> None:
+    amd64, arm64 = (tmp_path / name for name in DOCUMENTS)
+    if before is not None:
+        amd64.write_bytes(before)
+    (arm64 / "kept").mkdir(parents=True)  # a directory where the arm64 document goes
+    with pytest.raises(SbomWriteError) as raised:
+        write_documents(tmp_path, REF, _verified(AMD64, ARM64), 2, "spdx")
+    assert str(raised.value) == (
+        f"--sbom {tmp_path}: cannot write {arm64}: Is a directory; no document was written"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == (
+        DOCUMENTS if before is not None else DOCUMENTS[1:]
+    )
+    if before is not None:
+        assert amd64.read_bytes() == before
+    assert [path.name for path in arm64.iterdir()] == ["kept"]
+
+
+def test_a_document_that_cannot_be_written_leaves_no_file_behind(tmp_path: Path) -> None:
+    # A file size limit makes the write fail like a full disk (EFBIG instead of ENOSPC).
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limits[1]))
+    try:
+        with pytest.raises(SbomWriteError) as raised:
+            write_documents(tmp_path, REF, _verified(AMD64, ARM64), 2, "spdx")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert str(raised.value) == (
+        f"--sbom {tmp_path}: cannot write {tmp_path / DOCUMENTS[0]}: File too large; "
+        "no document was written"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    directory = tmp_path / "gone" / "out"  # its parent was removed after --sbom was checked
+    with pytest.raises(SbomWriteError) as raised:
+        write_documents(directory, REF, _verified(AMD64, ARM64), 2, "spdx")
+    assert str(raised.value) == (
+        f"--sbom {directory}: cannot write {directory}: No such file or directory; "
+        "no document was written"
+    )
+    assert list(tmp_path.iterdir()) == []

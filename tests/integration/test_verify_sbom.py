@@ -104,3 +104,23 @@ def test_missing_image_writes_nothing(registry: Registry, tmp_path: Path) -> Non
     result = _verify(f"{registry.address}/sbom/absent:1", "--deep", "--sbom", str(tmp_path / "out"))
     assert result.returncode == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_documents_that_cannot_be_written_exit_2_and_leave_dir_as_it_was(
+    registry: Registry, tmp_path: Path
+) -> None:
+    if not (BUSYBOX_CACHE / "arm64" / "bin" / "busybox").is_file():
+        from tests.integration.conftest import missing_prerequisite
+
+        missing_prerequisite(f"no busybox binaries under {BUSYBOX_CACHE}")
+    ref = _push(registry, "sbom/blocked", foreign_addon=False)
+    blocked = tmp_path / "linux-arm64.spdx.json"
+    (blocked / "kept").mkdir(parents=True)  # a directory where the arm64 document goes
+    result = _verify(ref, "--deep", "--sbom", str(tmp_path))
+    assert result.returncode == 2  # not 1: the image passed, the SBOM could not be written
+    assert result.stderr == (
+        f"verify: --sbom {tmp_path}: cannot write {blocked}: Is a directory; "
+        "no document was written\n"
+    )
+    assert [path.name for path in tmp_path.iterdir()] == [blocked.name]
+    assert [path.name for path in blocked.iterdir()] == ["kept"]
