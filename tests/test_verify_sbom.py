@@ -983,6 +983,7 @@ def test_documents_do_not_depend_on_the_system_temporary_directory(
         "linux-amd64.cdx.json",
         "linux-arm64.cdx.json",
     ]
+    assert {json.loads(path.read_text())["bomFormat"] for path in written} == {"CycloneDX"}
 
 
 @pytest.mark.parametrize(
