@@ -537,6 +537,24 @@ def test_python_dist_info_from_real_installed_packages() -> None:
     assert zstd.foreign(AARCH64) == [f"/{site}/{native}"]
 
 
+def test_python_metadata_that_is_not_ascii_is_read_as_utf_8() -> None:
+    site = "usr/lib/python3.12/site-packages"
+    inventory = _inventory(
+        [
+            Entry(f"{site}/cafe-1.0.dist-info/METADATA", "Name: café\nVersion: 1.0\n".encode()),
+            Entry(f"{site}/odd-2.dist-info/METADATA", b"Name: odd\xff\nVersion: 2\xfe\n"),
+        ]
+    )
+    assert [(p.component.name, p.component.version) for p in inventory.packages] == [
+        ("café", "1.0"),
+        ("odd\ufffd", "2\ufffd"),
+    ]
+    assert [p.component.purl for p in inventory.packages] == [
+        "pkg:pypi/caf%c3%a9@1.0",  # packageurl lowercases a PyPI name, escapes too
+        "pkg:pypi/odd%ef%bf%bd@2%EF%BF%BD",
+    ]
+
+
 NPM_ROOT = Path("/usr/lib/node_modules/npm")
 
 
@@ -844,10 +862,13 @@ def test_a_document_is_json_indented_by_two_spaces_and_ends_in_a_newline(
     document_format: str, version_field: tuple[str, str]
 ) -> None:
     assert document_format in FORMATS
-    text = render(REF, _sample_inventory(), document_format)
+    metadata = Entry("site/cafe-1.0.dist-info/METADATA", "Name: café\nVersion: 1.0\n".encode())
+    text = render(REF, _inventory(SAMPLE_LAYER, [metadata]), document_format)
     assert text == json.dumps(json.loads(text), indent=2) + "\n"
     key, version = version_field
     assert json.loads(text)[key] == version
+    # Non-ASCII is escaped: the file's bytes are the same in any encoding Python runs with.
+    assert "café" in text.encode("ascii").decode("unicode_escape")
 
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
