@@ -798,14 +798,11 @@ def _by_name_and_value(properties: list[dict[str, str]]) -> list[dict[str, str]]
 
 
 def test_cyclonedx_document_describes_the_image_and_every_component_in_full() -> None:
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
-
+    # Not validated against the schema here (the test above does): loading the validator takes
+    # 5 s, paid again by every mutant this test kills.
     unversioned = Entry("app/node_modules/bare/package.json", b'{"name": "bare", "version": ""}')
     inventory = _inventory(SAMPLE_LAYER, [unversioned])
-    text = cyclonedx_document(REF, inventory)
-    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
-    document = json.loads(text)
+    document = json.loads(cyclonedx_document(REF, inventory))
     image_purl = f"pkg:oci/frontend@{DIGEST}?arch=arm64&repository_url=127.0.0.1:5000/shop/frontend"
     assert document["metadata"]["component"] == {
         "bom-ref": "image",
