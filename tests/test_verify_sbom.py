@@ -4,11 +4,17 @@ reference tools (spdx-tools, the CycloneDX 1.6 JSON schema)."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import json
+import os
+import re
+import resource
 import shutil
+import signal
 import struct
 import tarfile
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,6 +23,7 @@ import zstandard
 
 from tests.sbom_bytes import ReadableContent, dotnet_bundle, go_binary
 from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from verify.checks import ImageResult, PlatformResult
 from verify.digests import Readable
 from verify.layers import decompressed
 from verify.platforms import Platform
@@ -28,8 +35,15 @@ from verify.sbom.binaries import (
     BinaryReader,
 )
 from verify.sbom.capture import JAR_MAX_BYTES, POM_MAX_BYTES, LayerCapture
-from verify.sbom.documents import ELF_FOREIGN_PROPERTY, cyclonedx_document, spdx_document
+from verify.sbom.documents import (
+    ELF_FOREIGN_PROPERTY,
+    FORMATS,
+    cyclonedx_document,
+    render,
+    spdx_document,
+)
 from verify.sbom.inventory import Inventory, Package, platform_inventory
+from verify.sbom.output import SbomWriteError, write_documents
 from verify.sbom.overlay import FinalView
 from verify.sbom.sources import Component, dotnet
 from verify.tarscan import LayerScan, scan_tar
@@ -523,6 +537,24 @@ def test_python_dist_info_from_real_installed_packages() -> None:
     assert zstd.foreign(AARCH64) == [f"/{site}/{native}"]
 
 
+def test_python_metadata_that_is_not_ascii_is_read_as_utf_8() -> None:
+    site = "usr/lib/python3.12/site-packages"
+    inventory = _inventory(
+        [
+            Entry(f"{site}/cafe-1.0.dist-info/METADATA", "Name: café\nVersion: 1.0\n".encode()),
+            Entry(f"{site}/odd-2.dist-info/METADATA", b"Name: odd\xff\nVersion: 2\xfe\n"),
+        ]
+    )
+    assert [(p.component.name, p.component.version) for p in inventory.packages] == [
+        ("café", "1.0"),
+        ("odd\ufffd", "2\ufffd"),
+    ]
+    assert [p.component.purl for p in inventory.packages] == [
+        "pkg:pypi/caf%c3%a9@1.0",  # packageurl lowercases a PyPI name, escapes too
+        "pkg:pypi/odd%ef%bf%bd@2%EF%BF%BD",
+    ]
+
+
 NPM_ROOT = Path("/usr/lib/node_modules/npm")
 
 
@@ -706,18 +738,19 @@ def test_overlay_rules_decide_what_is_inventoried() -> None:
 # Documents
 
 
+SAMPLE_LAYER = [
+    Entry("etc/os-release", OS_RELEASE_DEBIAN),
+    Entry("var/lib/dpkg/status", DPKG_STATUS),
+    Entry("app/server", go_binary(inline=True)),
+    Entry("app/node_modules/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
+    Entry("app/node_modules/pprof/pprof.node", elf_header(X86_64)),
+    Entry("usr/bin/static-tool", elf_header(AARCH64)),
+    Entry("app/huge.jar", b"PK not a jar"),
+]
+
+
 def _sample_inventory() -> Inventory:
-    return _inventory(
-        [
-            Entry("etc/os-release", OS_RELEASE_DEBIAN),
-            Entry("var/lib/dpkg/status", DPKG_STATUS),
-            Entry("app/server", go_binary(inline=True)),
-            Entry("app/node_modules/pprof/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
-            Entry("app/node_modules/pprof/pprof.node", elf_header(X86_64)),
-            Entry("usr/bin/static-tool", elf_header(AARCH64)),
-            Entry("app/huge.jar", b"PK not a jar"),
-        ]
-    )
+    return _inventory(SAMPLE_LAYER)
 
 
 def test_spdx_document_validates_with_spdx_tools(tmp_path: Path) -> None:
@@ -758,6 +791,81 @@ def test_cyclonedx_document_validates_against_the_1_6_schema() -> None:
         "name": ELF_FOREIGN_PROPERTY,
         "value": "/app/node_modules/pprof/pprof.node",
     } in properties
+
+
+def _by_name_and_value(properties: list[dict[str, str]]) -> list[dict[str, str]]:
+    return sorted(properties, key=lambda item: (item["name"], item.get("value", "")))
+
+
+def test_cyclonedx_document_describes_the_image_and_every_component_in_full() -> None:
+    # Not validated against the schema here (the test above does): loading the validator takes
+    # 5 s, paid again by every mutant this test kills.
+    unversioned = Entry("app/node_modules/bare/package.json", b'{"name": "bare", "version": ""}')
+    inventory = _inventory(SAMPLE_LAYER, [unversioned])
+    document = json.loads(cyclonedx_document(REF, inventory))
+    image_purl = f"pkg:oci/frontend@{DIGEST}?arch=arm64&repository_url=127.0.0.1:5000/shop/frontend"
+    assert document["metadata"]["component"] == {
+        "bom-ref": "image",
+        "name": "shop/frontend",
+        "purl": image_purl,
+        "type": "container",
+        "version": DIGEST,
+    }
+    components = {component["purl"]: component for component in document["components"]}
+    # The same number names the same component in both formats: component-N is SPDXRef-*-N.
+    spdx_numbers = {
+        package["externalRefs"][0]["referenceLocator"]: package["SPDXID"].rpartition("-")[2]
+        for package in spdx_document(REF, inventory)["packages"][1:]
+    }
+    assert {purl: c["bom-ref"] for purl, c in components.items()} == {
+        purl: f"component-{number}" for purl, number in spdx_numbers.items()
+    }
+    assert len(components) == len(inventory.packages) == 8
+    for package in inventory.packages:
+        component = components[package.component.purl]
+        assert component["name"] == package.component.name
+        assert component["type"] == "library"
+        assert component.get("version") == (package.component.version or None)
+    assert components["pkg:golang/google.golang.org/grpc@v1.60.1"]["version"] == "v1.60.1"
+    assert components["pkg:golang/example.com/shop"]["version"] == "(devel)"
+    assert "version" not in components["pkg:npm/bare"]
+    assert _by_name_and_value(components["pkg:npm/pprof@4.0.0"]["properties"]) == [
+        {"name": "boutique:elf:machines", "value": "x86-64=1"},
+        {"name": "boutique:elf:notForPlatform", "value": "/app/node_modules/pprof/pprof.node"},
+        {"name": "boutique:source", "value": "/app/node_modules/pprof/package.json"},
+    ]
+    assert _by_name_and_value(components["pkg:golang/example.com/shop"]["properties"]) == [
+        {"name": "boutique:elf:machines", "value": "AArch64=1"},
+        {"name": "boutique:source", "value": "/app/server"},
+    ]
+    assert components["pkg:npm/bare"]["properties"] == [
+        {"name": "boutique:source", "value": "/app/node_modules/bare/package.json"}
+    ]
+    # The image depends on every component, and nothing claims a finer graph.
+    dependencies = {
+        entry["ref"]: sorted(entry.get("dependsOn", [])) for entry in document["dependencies"]
+    }
+    assert dependencies == {
+        "image": sorted(component["bom-ref"] for component in components.values()),
+        **{component["bom-ref"]: [] for component in components.values()},
+    }
+
+
+@pytest.mark.parametrize(
+    ("document_format", "version_field"),
+    [("spdx", ("spdxVersion", "SPDX-2.3")), ("cyclonedx", ("specVersion", "1.6"))],
+)
+def test_a_document_is_json_indented_by_two_spaces_and_ends_in_a_newline(
+    document_format: str, version_field: tuple[str, str]
+) -> None:
+    assert document_format in FORMATS
+    metadata = Entry("site/cafe-1.0.dist-info/METADATA", "Name: café\nVersion: 1.0\n".encode())
+    text = render(REF, _inventory(SAMPLE_LAYER, [metadata]), document_format)
+    assert text == json.dumps(json.loads(text), indent=2) + "\n"
+    key, version = version_field
+    assert json.loads(text)[key] == version
+    # Non-ASCII is escaped: the file's bytes are the same in any encoding Python runs with.
+    assert "café" in text.encode("ascii").decode("unicode_escape")
 
 
 def test_capture_keeps_no_jar_or_metadata_past_its_bound(tmp_path: Path) -> None:
@@ -801,3 +909,172 @@ def test_hostile_metadata_is_noted_or_read_leniently_never_fatal() -> None:
     assert any("RECORD: not CSV" in note for note in inventory.notes)
     assert any("package.json: not JSON" in note for note in inventory.notes)
     assert any("manifest.wall: not zstd" in note for note in inventory.notes)
+
+
+# Writing the documents (--sbom DIR): every platform's or none, never half-written
+
+
+AMD64 = Platform.of("linux", "amd64")
+DOCUMENTS = ["linux-amd64.spdx.json", "linux-arm64.spdx.json"]
+
+
+def _verified(*platforms: Platform) -> ImageResult:
+    result = ImageResult(ref=str(REF), digest=DIGEST)
+    for platform in platforms:
+        inventory = platform_inventory([_scan(SAMPLE_LAYER)], platform, DIGEST)
+        result.platforms[str(platform)] = PlatformResult(
+            DIGEST, platform.architecture, inventory=inventory
+        )
+    return result
+
+
+INOTIFY_EVENTS = {
+    0x2: "modify",
+    0x8: "close_write",
+    0x40: "moved_from",
+    0x80: "moved_to",
+    0x100: "create",
+    0x200: "delete",
+}
+
+
+class _DirectoryEvents:
+    """What the kernel saw happen to the names in one directory (inotify), as (event, name)."""
+
+    def __init__(self, directory: Path) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if (
+            self._fd < 0
+            or self._libc.inotify_add_watch(self._fd, bytes(directory), sum(INOTIFY_EVENTS)) < 0
+        ):
+            raise OSError(ctypes.get_errno(), f"inotify on {directory}")
+
+    def read(self) -> list[tuple[str, str]]:
+        data = b""
+        while True:
+            try:
+                data += os.read(self._fd, 1 << 16)
+            except BlockingIOError:
+                break
+        os.close(self._fd)
+        events, offset = [], 0
+        while offset < len(data):
+            _, mask, _, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0").decode()
+            events.append((INOTIFY_EVENTS[mask], name))
+            offset += 16 + length
+        return events
+
+
+def test_documents_are_staged_under_hidden_names_in_dir_then_renamed(tmp_path: Path) -> None:
+    result = _verified(AMD64, ARM64)
+    events = _DirectoryEvents(tmp_path)
+    written = write_documents(tmp_path, REF, result, 2, "spdx")
+    # mkstemp's eight random characters stand as "*": the staging file of a document is
+    # `.<document>.*` in DIR itself (a rename on one filesystem: no reader sees it half-written).
+    seen = [(kind, re.sub(r"\.[a-z0-9_]{8}$", ".*", name)) for kind, name in events.read()]
+    staging = [f".{name}.*" for name in DOCUMENTS]
+    assert seen == [
+        *[(kind, name) for name in staging for kind in ("create", "modify", "close_write")],
+        *[
+            event
+            for name in DOCUMENTS
+            for event in (("moved_from", f".{name}.*"), ("moved_to", name))
+        ],
+    ]
+    assert written == [tmp_path / name for name in DOCUMENTS]
+    assert sorted(path.name for path in tmp_path.iterdir()) == DOCUMENTS
+    # Each file is its platform's document (up to the time of creation, in whole seconds).
+    undated = re.compile(r'"(created|annotationDate)": "[^"]*"')
+    inventories = [platform.inventory for platform in result.platforms.values()]
+    for path, inventory in zip(written, inventories, strict=True):
+        assert inventory is not None
+        assert undated.sub("", path.read_text(encoding="utf-8")) == undated.sub(
+            "", render(REF, inventory, "spdx")
+        )
+
+
+def test_documents_do_not_depend_on_the_system_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    written = write_documents(tmp_path / "out", REF, _verified(AMD64, ARM64), 2, "cyclonedx")
+    assert [path.name for path in written] == ["linux-amd64.cdx.json", "linux-arm64.cdx.json"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "linux-amd64.cdx.json",
+        "linux-arm64.cdx.json",
+    ]
+    assert {json.loads(path.read_text())["bomFormat"] for path in written} == {"CycloneDX"}
+
+
+@pytest.mark.parametrize(
+    ("result", "platforms"),
+    [
+        (_verified(AMD64), 2),  # a platform's layers were never reached
+        (_verified(AMD64, ARM64), 3),
+    ],
+    ids=["one-of-two", "two-of-three"],
+)
+def test_documents_are_written_for_every_platform_or_for_none(
+    tmp_path: Path, result: ImageResult, platforms: int
+) -> None:
+    assert write_documents(tmp_path / "out", REF, result, platforms, "spdx") == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_platform_whose_layers_were_not_all_read_writes_no_document(tmp_path: Path) -> None:
+    result = _verified(AMD64, ARM64)
+    result.platforms[str(ARM64)].inventory = None
+    assert write_documents(tmp_path / "out", REF, result, 2, "spdx") == []
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("before", [None, b"an earlier run's document\n"])
+def test_a_document_that_cannot_be_renamed_leaves_dir_as_it_was(
+    tmp_path: Path, before: bytes | None
+) -> None:
+    amd64, arm64 = (tmp_path / name for name in DOCUMENTS)
+    if before is not None:
+        amd64.write_bytes(before)
+    (arm64 / "kept").mkdir(parents=True)  # a directory where the arm64 document goes
+    with pytest.raises(SbomWriteError) as raised:
+        write_documents(tmp_path, REF, _verified(AMD64, ARM64), 2, "spdx")
+    assert str(raised.value) == (
+        f"--sbom {tmp_path}: cannot write {arm64}: Is a directory; no document was written"
+    )
+    assert sorted(path.name for path in tmp_path.iterdir()) == (
+        DOCUMENTS if before is not None else DOCUMENTS[1:]
+    )
+    if before is not None:
+        assert amd64.read_bytes() == before
+    assert [path.name for path in arm64.iterdir()] == ["kept"]
+
+
+def test_a_document_that_cannot_be_written_leaves_no_file_behind(tmp_path: Path) -> None:
+    # A file size limit makes the write fail like a full disk (EFBIG instead of ENOSPC).
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limits[1]))
+    try:
+        with pytest.raises(SbomWriteError) as raised:
+            write_documents(tmp_path, REF, _verified(AMD64, ARM64), 2, "spdx")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert str(raised.value) == (
+        f"--sbom {tmp_path}: cannot write {tmp_path / DOCUMENTS[0]}: File too large; "
+        "no document was written"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_directory_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    directory = tmp_path / "gone" / "out"  # its parent was removed after --sbom was checked
+    with pytest.raises(SbomWriteError) as raised:
+        write_documents(directory, REF, _verified(AMD64, ARM64), 2, "spdx")
+    assert str(raised.value) == (
+        f"--sbom {directory}: cannot write {directory}: No such file or directory; "
+        "no document was written"
+    )
+    assert list(tmp_path.iterdir()) == []

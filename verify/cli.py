@@ -47,7 +47,12 @@ from verify.platforms import DEFAULT_PLATFORMS, Platform, PlatformError, parse_p
 from verify.reference import Reference, ReferenceError, parse_reference
 from verify.registry import RegistryClient, RegistryError, RetryPolicy
 from verify.report import failure_lines, image_report, printable, summary_line
-from verify.sbom.output import SbomUsageError, check_directory, write_documents
+from verify.sbom.output import (
+    SbomUsageError,
+    SbomWriteError,
+    check_directory,
+    write_documents,
+)
 from verify.tarscan import DEFAULT_MAX_LAYER_BYTES
 
 if TYPE_CHECKING:
@@ -329,9 +334,14 @@ def main(argv: Sequence[str]) -> int:
         if any(not outcome.ok for outcome in runs.values()):
             exit_code = max(exit_code, EXIT_FAILED)
     if sbom_directory is not None and exit_code <= EXIT_FAILED:
-        written = write_documents(
-            sbom_directory, refs[0][1], results[0], len(options.platforms), request.sbom_format
-        )
+        try:
+            written = write_documents(
+                sbom_directory, refs[0][1], results[0], len(options.platforms), request.sbom_format
+            )
+        except SbomWriteError as error:
+            # Not a verdict on the image (1): what was asked for could not be done.
+            print(printable(f"verify: {error}"), file=sys.stderr)
+            written, exit_code = [], EXIT_ERROR
         for path in written:
             print(f"verify: wrote {path}", file=sys.stderr)
     for index, result in enumerate(results):

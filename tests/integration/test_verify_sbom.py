@@ -37,6 +37,13 @@ def _layers(arch: str, foreign_addon: bool) -> list[bytes]:
     return [gzip_bytes(tar_bytes(base)), gzip_bytes(tar_bytes(app))]
 
 
+def _require_busybox() -> None:
+    if not (BUSYBOX_CACHE / "arm64" / "bin" / "busybox").is_file():
+        from tests.integration.conftest import missing_prerequisite
+
+        missing_prerequisite(f"no busybox binaries under {BUSYBOX_CACHE}")
+
+
 def _push(registry: Registry, repository: str, foreign_addon: bool) -> str:
     layers = {arch: _layers(arch, foreign_addon) for arch in ("amd64", "arm64")}
     Pusher(registry).image(repository, "1", layers, repository)
@@ -55,10 +62,7 @@ def _purls(document: dict) -> set[str]:
 
 
 def test_sbom_per_platform_in_spdx_and_cyclonedx(registry: Registry, tmp_path: Path) -> None:
-    if not (BUSYBOX_CACHE / "arm64" / "bin" / "busybox").is_file():
-        from tests.integration.conftest import missing_prerequisite
-
-        missing_prerequisite(f"no busybox binaries under {BUSYBOX_CACHE}")
+    _require_busybox()
     ref = _push(registry, "sbom/clean", foreign_addon=False)
     result = _verify(ref, "--deep", "--json", "--sbom", str(tmp_path / "spdx"))
     assert result.returncode == 0, result.stderr
@@ -85,10 +89,7 @@ def test_sbom_per_platform_in_spdx_and_cyclonedx(registry: Registry, tmp_path: P
 def test_failed_verification_still_shows_the_owner_of_the_foreign_binary(
     registry: Registry, tmp_path: Path
 ) -> None:
-    if not (BUSYBOX_CACHE / "arm64" / "bin" / "busybox").is_file():
-        from tests.integration.conftest import missing_prerequisite
-
-        missing_prerequisite(f"no busybox binaries under {BUSYBOX_CACHE}")
+    _require_busybox()
     ref = _push(registry, "sbom/foreign", foreign_addon=True)
     result = _verify(ref, "--deep", "--sbom", str(tmp_path))
     assert result.returncode == 1
@@ -104,3 +105,20 @@ def test_missing_image_writes_nothing(registry: Registry, tmp_path: Path) -> Non
     result = _verify(f"{registry.address}/sbom/absent:1", "--deep", "--sbom", str(tmp_path / "out"))
     assert result.returncode == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_documents_that_cannot_be_written_exit_2_and_leave_dir_as_it_was(
+    registry: Registry, tmp_path: Path
+) -> None:
+    _require_busybox()
+    ref = _push(registry, "sbom/blocked", foreign_addon=False)
+    blocked = tmp_path / "linux-arm64.spdx.json"
+    (blocked / "kept").mkdir(parents=True)  # a directory where the arm64 document goes
+    result = _verify(ref, "--deep", "--sbom", str(tmp_path))
+    assert result.returncode == 2  # not 1: the image passed, the SBOM could not be written
+    assert result.stderr == (
+        f"verify: --sbom {tmp_path}: cannot write {blocked}: Is a directory; "
+        "no document was written\n"
+    )
+    assert [path.name for path in tmp_path.iterdir()] == [blocked.name]
+    assert [path.name for path in blocked.iterdir()] == ["kept"]

@@ -175,7 +175,10 @@ def cyclonedx_document(ref: Reference, inventory: Inventory) -> str:
 
 
 def render(ref: Reference, inventory: Inventory, document_format: str) -> str:
-    """The document text in ``document_format`` (one of :data:`FORMATS`)."""
+    """The document text in ``document_format`` (one of :data:`FORMATS`): JSON indented by two
+    spaces, ending in a newline."""
     if document_format == "cyclonedx":
-        return cyclonedx_document(ref, inventory)
-    return json.dumps(spdx_document(ref, inventory), indent=2) + "\n"
+        text = cyclonedx_document(ref, inventory)
+    else:
+        text = json.dumps(spdx_document(ref, inventory), indent=2)
+    return text + "\n"

@@ -2,7 +2,9 @@
 
 Documents are written only when every platform's layers were read (exit 0 or 1; on exit 1 the
 SBOM shows, e.g., which component owns the binary for the wrong machine). All are written to
-temporary files first and then renamed, so DIR never holds a half-written or partial set.
+hidden temporary files in DIR first and then renamed, so DIR never holds a half-written or
+partial set: when a write or a rename fails, the documents already renamed are put back as they
+were (or removed, where there was none) and every temporary file is removed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from verify.reference import Reference
 
 class SbomUsageError(ValueError):
     """``--sbom``/``--sbom-format`` arguments that cannot work."""
+
+
+class SbomWriteError(Exception):
+    """DIR could not take the documents; none of them was written."""
 
 
 def check_directory(directory: str) -> Path:
@@ -34,7 +40,9 @@ def check_directory(directory: str) -> Path:
 def write_documents(
     directory: Path, ref: Reference, result: ImageResult, platforms: int, document_format: str
 ) -> list[Path]:
-    """Write one document per platform of ``result`` (all ``platforms`` or none)."""
+    """Write one document per platform of ``result`` (all ``platforms`` or none). Raises
+    :class:`SbomWriteError` when one cannot be written, with the documents DIR held before put
+    back (DIR itself, if it was created, stays)."""
     from verify.sbom.documents import file_name, render  # cyclonedx loads only if asked
 
     inventories = [platform.inventory for platform in result.platforms.values()]
@@ -45,17 +53,31 @@ def write_documents(
         for inventory in inventories
         if inventory is not None
     ]
-    directory.mkdir(exist_ok=True)
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[Path, Path]] = []
+    replaced: list[tuple[Path, bytes | None]] = []
+    target = directory
     try:
+        directory.mkdir(exist_ok=True)
         for name, text in rendered:
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+            target = directory / name
+            handle, staging = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+            staged.append((Path(staging), target))
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
                 stream.write(text)
-            staged.append((temporary, directory / name))
-        for temporary, final in staged:
-            os.replace(temporary, final)
+        for temporary, target in staged:
+            before = target.read_bytes() if target.is_file() else None
+            os.replace(temporary, target)
+            replaced.append((target, before))
+    except OSError as error:
+        for document, before in replaced:
+            if before is None:
+                document.unlink()
+            else:
+                document.write_bytes(before)
+        raise SbomWriteError(
+            f"--sbom {directory}: cannot write {target}: {error.strerror}; no document was written"
+        ) from error
     finally:
         for temporary, _ in staged:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
     return [final for _, final in staged]

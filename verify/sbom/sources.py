@@ -201,7 +201,8 @@ def python(view: FinalView) -> list[Component]:
     for path, data in sorted(view.files.items()):
         if not path.endswith(".dist-info/METADATA"):
             continue
-        headers = email.parser.BytesHeaderParser().parsebytes(data)
+        # Core metadata is UTF-8; parsing bytes would give a Header, not a str, for any other byte.
+        headers = email.parser.HeaderParser().parsestr(_text(data))
         name, version = headers.get("Name"), headers.get("Version")
         if not name or not version:
             continue
