@@ -9,7 +9,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,21 +23,38 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from tests.hostile_registry import Handler, HostileRegistry
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
-from tests.test_verify_cli import run
-from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
+from tests.test_verify_cli import closed_port, run
+from tests.verify_bytes import (
+    AARCH64,
+    X86_64,
+    Entry,
+    descriptor,
+    elf_header,
+    gzip_bytes,
+    json_bytes,
+    tar_bytes,
+)
 from verify.attest import dsse
 from verify.attest.attach import StartProof, attest
 from verify.attest.attach import test_result as predicate_of
-from verify.attest.oras import Registry, Subject, artifact_manifest, tag_schema_tag
+from verify.attest.dsse import MAX_ENVELOPE_BYTES
+from verify.attest.oras import (
+    DSSE_ARTIFACT_TYPE,
+    Referrer,
+    Registry,
+    Subject,
+    artifact_manifest,
+    tag_schema_tag,
+)
 from verify.auth import CredentialResolver
 from verify.checks import ImageResult, Options, PlatformResult
 from verify.cli import start_proof
-from verify.digests import sha256_digest
-from verify.manifests import OCI_MANIFEST
+from verify.digests import DigestMismatch, sha256_digest
+from verify.manifests import MAX_DOCUMENT_BYTES, OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.probe import parse_probe
-from verify.reference import parse_reference
-from verify.registry import RegistryClient, TimedOut
+from verify.reference import Reference, parse_reference
+from verify.registry import USER_AGENT, RegistryClient, RegistryError, TimedOut
 from verify.run import RunOptions, RunResult
 
 
@@ -451,3 +468,391 @@ def test_a_token_service_that_never_answers_ends_the_push_at_the_run_deadline() 
     assert re.fullmatch(expected + r"[0-9]+ s\)", str(raised.value)), raised.value
     # Nothing was written: the first request (is the blob there?) got no further than a 401.
     assert stub.requests == [("HEAD", f"/v2/shop/app/blobs/{sha256_digest(b'{}')}")]
+
+
+# In-process: the write side, `verify attestations` and `verify attest-index` called as
+# functions against the in-process registry (what the process-starting tests above prove, at a
+# fraction of their cost; mutmut runs the fastest test that reaches a function first).
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MACHINES = {"amd64": X86_64, "arm64": AARCH64}
+
+
+def anonymous_client(environ: dict[str, str] | None = None) -> RegistryClient:
+    return RegistryClient(CredentialResolver(use_gcp=False, environ=environ or {}))
+
+
+def push_platform_manifest(writer: Registry, ref: Reference, arch: str) -> dict[str, object]:
+    """A linux/``arch`` image manifest (its blobs pushed); returns its index entry."""
+    config = json_bytes({"architecture": arch, "os": "linux", "rootfs": {"type": "layers"}})
+    layer = gzip_bytes(tar_bytes([Entry("bin/app", elf_header(MACHINES[arch]))]))
+    for blob in (config, layer):
+        writer.push_blob(ref, blob)
+    manifest = json_bytes(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer)],
+        }
+    )
+    writer.put_manifest(ref, sha256_digest(manifest), manifest, OCI_MANIFEST)
+    return descriptor(OCI_MANIFEST, manifest, f"linux/{arch}")
+
+
+def push_index(
+    writer: Registry, ref: Reference, entries: list[dict[str, object]], tag: str | None = None
+) -> Subject:
+    """An OCI index of ``entries``, by digest (and ``tag``); returns it as a subject."""
+    index = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    for reference in (sha256_digest(index), *([tag] if tag else [])):
+        writer.put_manifest(ref, reference, index, OCI_INDEX)
+    return Subject(OCI_INDEX, sha256_digest(index), len(index))
+
+
+def buildkit_attestation_entry(subject: str) -> dict[str, object]:
+    """An index entry as buildx lists its provenance manifest: unknown/unknown, annotated."""
+    return {
+        **descriptor(OCI_MANIFEST, json_bytes({"provenance-of": subject}), "unknown/unknown"),
+        "annotations": {
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": subject,
+        },
+    }
+
+
+def attach_statement(
+    writer: Registry,
+    ref: Reference,
+    subject: Subject,
+    predicate_type: str,
+    predicate: object,
+    key: ec.EllipticCurvePrivateKey,
+    about: str | None = None,
+) -> str:
+    """Sign a statement about ``about`` (default the subject) with ``key`` and attach it to
+    ``subject``, as ``--attest`` does; returns the referrer's digest."""
+    name = f"{ref.registry}/{ref.repository}"
+    payload = dsse.statement([(name, about or subject.digest)], predicate_type, predicate)
+    envelope = dsse.envelope(payload, dsse.local_signer(key), dsse.key_id(key.public_key()))
+    return writer.attach(ref, subject, envelope, predicate_type)
+
+
+def _requests(stub: ReferrersRegistry) -> list[str]:
+    """``METHOD path`` of each request, upload sessions' ids as ``<upload>``."""
+    return [
+        f"{seen.method} {re.sub('/uploads/[0-9a-f-]{36}', '/uploads/<upload>', seen.path)}"
+        for seen in stub.received
+    ]
+
+
+def test_in_process_an_artifact_is_listed_under_its_tag_where_the_registry_has_no_referrers_api(
+    tmp_path: Path,
+) -> None:
+    """distribution 2.8's behaviour (the referrers path answers 404): each artifact is pushed
+    (blobs once), then added to the ``sha256-<hex>`` index by read-modify-write and read back."""
+    stub = ReferrersRegistry(referrers_api=False)
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{stub.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag = "sha256-" + "d" * 64
+    first, second = b'{"payloadType":"one"}', b'{"payloadType":"two"}'
+    try:
+        digests = [writer.attach(ref, subject, e, dsse.SPDX_PREDICATE) for e in (first, second)]
+        listed = writer.referrers(ref, subject.digest)
+        has_api = writer.has_referrers_api(ref, subject.digest)
+    finally:
+        stub.stop()
+    manifests = [artifact_manifest(subject, e, dsse.SPDX_PREDICATE) for e in (first, second)]
+    assert digests == [descriptor["digest"] for _, descriptor in manifests]
+    annotations = {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
+    assert listed == [Referrer(digest, DSSE_ARTIFACT_TYPE, annotations) for digest in digests]
+    assert not has_api
+    empty, v2 = sha256_digest(b"{}"), "/v2/shop/app"
+    pushed: list[str] = []
+    for envelope, digest in zip((first, second), digests, strict=True):
+        pushed += [
+            f"HEAD {v2}/blobs/{empty}",
+            *(
+                []
+                if pushed
+                else [
+                    f"POST {v2}/blobs/uploads/",
+                    f"PUT {v2}/blobs/uploads/<upload>?digest={empty}",
+                ]
+            ),
+            f"HEAD {v2}/blobs/{sha256_digest(envelope)}",
+            f"POST {v2}/blobs/uploads/",
+            f"PUT {v2}/blobs/uploads/<upload>?digest={sha256_digest(envelope)}",
+            f"PUT {v2}/manifests/{digest}",
+            f"GET {v2}/referrers/{subject.digest}",
+            f"GET {v2}/manifests/{tag}",
+            f"PUT {v2}/manifests/{tag}",
+            f"GET {v2}/manifests/{tag}",
+        ]
+    listing = [f"GET {v2}/referrers/{subject.digest}", f"GET {v2}/manifests/{tag}"]
+    assert _requests(stub) == [*pushed, *listing, f"GET {v2}/referrers/{subject.digest}"]
+    # What each write carried: the blob's bytes, the manifests with their media types, the tag
+    # index holding both artifacts (the second added to the first).
+    puts = [
+        (seen.headers["Content-Type"], seen.body) for seen in stub.received if seen.method == "PUT"
+    ]
+    tag_indexes = [
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [d for _, d in manifests[:n]],
+            },
+            separators=(",", ":"),
+        ).encode()
+        for n in (1, 2)
+    ]
+    assert puts == [
+        ("application/octet-stream", b"{}"),
+        ("application/octet-stream", first),
+        (OCI_MANIFEST, manifests[0][0]),
+        (OCI_INDEX, tag_indexes[0]),
+        ("application/octet-stream", second),
+        (OCI_MANIFEST, manifests[1][0]),
+        (OCI_INDEX, tag_indexes[1]),
+    ]
+    for seen in stub.received:
+        assert seen.headers["User-Agent"] == USER_AGENT, seen
+        if seen.method == "GET":
+            assert seen.headers["Accept"] == OCI_INDEX, seen
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    with pytest.raises(RegistryError) as raised:
+        call()
+    return str(raised.value)
+
+
+def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsewhere() -> None:
+    """Each write answer a registry could get wrong: one refusal naming the request; an upload
+    location on another host gets nothing (credentials and bytes stay with the registry)."""
+    registry, elsewhere = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    blob, v2 = b'{"payloadType":"x"}', "/v2/shop/app"
+    digest = sha256_digest(blob)
+    uploads, session = f"{v2}/blobs/uploads/", f"{v2}/blobs/uploads/s-1"
+
+    def answer(status: int, body: bytes = b"", **headers: str) -> Callable[[Handler], None]:
+        return lambda handler: handler.reply(status, body, headers)
+
+    try:
+        registry.on(f"{v2}/blobs/{digest}", answer(404))
+        registry.on(uploads, answer(202, Location=f"{elsewhere.url}/upload"))
+        other_host = _refusal(lambda: writer.push_blob(ref, blob))
+        registry.on(uploads, answer(500, b"  no uploads today  " + b"x" * 400))
+        refused_post = _refusal(lambda: writer.push_blob(ref, blob))
+        # A relative location with a query of its own: the digest is added with "&".
+        registry.on(uploads, answer(202, Location="s-1?state=abc"))
+        registry.on(session, answer(400, b'{"errors":[{"code":"DIGEST_INVALID"}]}'))
+        refused_put = _refusal(lambda: writer.push_blob(ref, blob))
+        registry.on(session, answer(201))
+        pushed = writer.push_blob(ref, blob)
+        registry.on(f"{v2}/blobs/{digest}", answer(200))
+        present = writer.push_blob(ref, blob)
+        registry.on(f"{v2}/manifests/v1", answer(500, b"full"))
+        refused_manifest = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+    finally:
+        registry.stop()
+        elsewhere.stop()
+    what = f"upload of blob {digest}"
+    assert other_host == f"{what}: the registry named an upload location on another host"
+    assert refused_post == f"{what}: unexpected HTTP 500 no uploads today  " + "x" * 280
+    assert refused_put == f'{what}: unexpected HTTP 400 {{"errors":[{{"code":"DIGEST_INVALID"}}]}}'
+    assert refused_manifest == "push of manifest v1: unexpected HTTP 500 full"
+    assert pushed == present == digest
+    assert elsewhere.seen == []
+    head = ("HEAD", f"{v2}/blobs/{digest}", b"")
+    post = ("POST", uploads, b"")
+    put = ("PUT", f"{session}?state=abc&digest={digest}", blob)
+    assert [(seen.method, seen.path, seen.body) for seen in registry.seen] == [
+        *(head, post),
+        *(head, post),
+        *(head, post, put),
+        *(head, post, put),
+        head,
+        ("PUT", f"{v2}/manifests/v1", b"{}"),
+    ]
+    assert [seen.headers["Content-Type"] for seen in registry.seen if seen.method == "PUT"] == [
+        "application/octet-stream",
+        "application/octet-stream",
+        OCI_INDEX,
+    ]
+
+
+def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
+    """Listings, manifests and envelopes: bounded, digest-checked, odd entries skipped; blob
+    storage behind a redirect gets no credentials."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry, storage = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    reader = Registry(anonymous_client(PUSHER))
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    subject, v2 = "sha256:" + "d" * 64, "/v2/shop/app"
+    envelope = b'{"payloadType":"x"}'
+    digest = sha256_digest(envelope)
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm.url}/token",service="hostile"'}
+
+    def answer(
+        status: int, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Callable[[Handler], None]:
+        """Answer with a token only; without one, a Bearer challenge."""
+
+        def respond(handler: Handler) -> None:
+            if handler.headers.get("Authorization") == f"Bearer {TOKEN}":
+                handler.reply(status, body, headers)
+            else:
+                handler.reply(401, b"{}", challenge)
+
+        return respond
+
+    entries = [
+        {
+            "digest": "sha256:" + "1" * 64,
+            "artifactType": DSSE_ARTIFACT_TYPE,
+            "annotations": {"k": 7},
+        },
+        {"digest": "sha256:" + "2" * 64},
+        {"digest": 3, "annotations": {}},
+        {"digest": "sha256:" + "4" * 64, "annotations": ["not", "a", "map"]},
+        "not an entry",
+    ]
+    listing = json_bytes({"manifests": entries})
+    redirect = {"Location": f"{storage.url}/blob?sig=1"}
+    try:
+        registry.on(f"{v2}/referrers/{subject}", answer(200, listing))
+        listed = reader.referrers(ref, subject)
+        problems = []
+        for status, body in [(500, b"down"), (200, b"[1, 2"), (200, b'{"manifests": {}}')]:
+            registry.on(f"{v2}/referrers/{subject}", answer(status, body))
+            problems.append(_refusal(lambda: reader.referrers(ref, subject)))
+        registry.on(f"{v2}/referrers/{subject}", answer(404))
+        registry.on(f"{v2}/manifests/{tag_schema_tag(subject)}", answer(502, b"gateway"))
+        problems.append(_refusal(lambda: reader.referrers(ref, subject)))
+        registry.on(f"{v2}/manifests/{subject}", answer(404, b"unknown"))
+        problems.append(_refusal(lambda: reader.get_manifest(ref, subject)))
+        registry.on(f"{v2}/manifests/{digest}", answer(200, b"{}"))
+        with pytest.raises(DigestMismatch) as manifest_mismatch:
+            reader.get_manifest(ref, digest)
+        registry.on(f"{v2}/manifests/{digest}", answer(200, b" " * (MAX_DOCUMENT_BYTES + 1)))
+        problems.append(_refusal(lambda: reader.get_manifest(ref, digest)))
+        registry.on(f"{v2}/blobs/{digest}", answer(307, headers=redirect))
+        storage.on("/blob", lambda handler: handler.reply(200, envelope))
+        fetched = reader.get_envelope(ref, digest)
+        storage.on("/blob", lambda handler: handler.reply(200, b"{}"))
+        with pytest.raises(DigestMismatch) as envelope_mismatch:
+            reader.get_envelope(ref, digest)
+        storage.on("/blob", lambda handler: handler.reply(403, b"expired"))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+        storage.on("/blob", lambda handler: handler.reply(200, b" " * (MAX_ENVELOPE_BYTES + 1)))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+        registry.on(f"{v2}/blobs/{digest}", answer(200, b" " * (MAX_ENVELOPE_BYTES + 1)))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+    finally:
+        realm.stop()
+        registry.stop()
+        storage.stop()
+    annotations = {"k": "7"}
+    assert listed == [
+        Referrer("sha256:" + "1" * 64, DSSE_ARTIFACT_TYPE, annotations),
+        Referrer("sha256:" + "2" * 64, "", {}),
+    ]
+    url = f"http://{registry.address}{v2}"
+    assert problems == [
+        f"referrers of {subject}: unexpected HTTP 500",
+        f"referrers of {subject} is not JSON",
+        f"referrers of {subject} has no manifests list",
+        f"referrers index {tag_schema_tag(subject)}: unexpected HTTP 502 gateway",
+        f"manifest {subject}: unexpected HTTP 404 unknown",
+        f"GET {url}/manifests/{digest}: answer is larger than {MAX_DOCUMENT_BYTES} bytes",
+        f"envelope {digest}: unexpected HTTP 403 expired",
+        f"envelope {digest} is larger than {MAX_ENVELOPE_BYTES} bytes",
+        f"GET {url}/blobs/{digest}: answer is larger than {MAX_ENVELOPE_BYTES} bytes",
+    ]
+    assert str(manifest_mismatch.value) == (
+        f"manifest {digest}: content digest is {sha256_digest(b'{}')}, expected {digest}"
+    )
+    assert str(envelope_mismatch.value) == (
+        f"envelope {digest}: content digest is {sha256_digest(b'{}')}, expected {digest}"
+    )
+    assert fetched == envelope
+    # One token for the repository's pull and push; the registry got it with every request
+    # after the first, the blob storage never.
+    assert [seen.path for seen in realm.seen] == [
+        "/token?scope=repository%3Ashop%2Fapp%3Apull%2Cpush&service=hostile"
+    ]
+    assert [seen.headers.get("Authorization") for seen in registry.seen[1:]] == [
+        f"Bearer {TOKEN}"
+    ] * (len(registry.seen) - 1)
+    assert storage.authorizations() == []
+    assert [seen.path for seen in storage.seen] == ["/blob?sig=1"] * 4
+    accepted = {seen.path: seen.headers.get("Accept") for seen in registry.seen}
+    assert accepted[f"{v2}/referrers/{subject}"] == OCI_INDEX
+    assert accepted[f"{v2}/manifests/{tag_schema_tag(subject)}"] == OCI_INDEX
+    assert accepted[f"{v2}/manifests/{subject}"] == OCI_MANIFEST
+
+
+def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_registry_named() -> (
+    None
+):
+    """Over kept-alive connections: a 401 with a body (as distribution answers) is read before
+    the request is sent again with the token, so each request goes out once; a token the
+    registry refuses too is named, as is a registry nothing listens for."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry = HostileRegistry().start()
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm.url}/token",service="hostile"'}
+    v2, digest = "/v2/shop/app", sha256_digest(b"{}")
+
+    def with_token(status: int, **headers: str) -> Callable[[Handler], None]:
+        def respond(handler: Handler) -> None:
+            if handler.headers.get("Authorization") == f"Bearer {TOKEN}":
+                handler.reply(status, b"", headers)
+            else:
+                handler.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', challenge)
+
+        return respond
+
+    registry.on(f"{v2}/blobs/{digest}", lambda handler: handler.reply(404))
+    registry.on(f"{v2}/blobs/uploads/", with_token(202, Location="s-1"))
+    registry.on(f"{v2}/blobs/uploads/s-1", with_token(201))
+    registry.on(f"{v2}/manifests/v1", lambda handler: handler.reply(401, b"{}", challenge))
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    writer = Registry(anonymous_client(PUSHER))
+    try:
+        pushed = writer.push_blob(ref, b"{}")
+        refused = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+    finally:
+        realm.stop()
+        registry.stop()
+    port = closed_port()
+    gone = _refusal(
+        lambda: writer.push_blob(parse_reference(f"127.0.0.1:{port}/shop/app:1"), b"{}")
+    )
+    assert pushed == digest
+    url = f"http://{registry.address}{v2}/manifests/v1"
+    assert refused == f"PUT {url}: credentials refused (HTTP 401)"
+    # A token is asked for at a request's first 401 (the upload's, the manifest's), and sent
+    # from then on; a request's second 401 ends it.
+    assert len(realm.seen) == 2
+    bearer = f"Bearer {TOKEN}"
+    assert [
+        (seen.method, seen.path, seen.headers.get("Authorization")) for seen in registry.seen
+    ] == [
+        ("HEAD", f"{v2}/blobs/{digest}", None),
+        ("POST", f"{v2}/blobs/uploads/", None),
+        ("POST", f"{v2}/blobs/uploads/", bearer),
+        ("PUT", f"{v2}/blobs/uploads/s-1?digest={digest}", bearer),
+        ("PUT", f"{v2}/manifests/v1", bearer),
+        ("PUT", f"{v2}/manifests/v1", bearer),
+    ]
+    blob = f"http://127.0.0.1:{port}{v2}/blobs/{digest}"
+    assert gone.startswith(f"HEAD {blob}: connection failed: "), gone
