@@ -688,6 +688,22 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
     ]
 
 
+def _stalled_past(sent: int) -> Callable[[Handler], None]:
+    """An answer announcing 1,000 bytes more than the ``sent`` it sends, then held for a
+    second and broken off: a reader that does not stop at its bound waits, then fails."""
+
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(sent + 1000))
+        handler.end_headers()
+        handler.wfile.write(b" " * sent)
+        handler.wfile.flush()
+        time.sleep(1)
+        handler.close_connection = True
+
+    return respond
+
+
 def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
     """Listings, manifests and envelopes: bounded, digest-checked, odd entries skipped; blob
     storage behind a redirect gets no credentials."""
@@ -727,6 +743,7 @@ def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
     ]
     listing = json_bytes({"manifests": entries})
     redirect = {"Location": f"{storage.url}/blob?sig=1"}
+    gzipped, gzip_encoding = gzip_bytes(envelope), {"Content-Encoding": "gzip"}
     try:
         registry.on(f"{v2}/referrers/{subject}", answer(200, listing))
         listed = reader.referrers(ref, subject)
@@ -752,7 +769,12 @@ def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
             reader.get_envelope(ref, digest)
         storage.on("/blob", lambda handler: handler.reply(403, b"expired"))
         problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
-        storage.on("/blob", lambda handler: handler.reply(200, b" " * (MAX_ENVELOPE_BYTES + 1)))
+        # Compressed in transit: the envelope is what the digest names, decoded.
+        storage.on("/blob", lambda handler: handler.reply(200, gzipped, gzip_encoding))
+        decoded = reader.get_envelope(ref, digest)
+        # More than the bound, announced as more still: reading stops one byte past the bound
+        # (the answer holds the rest back for a second, then breaks off).
+        storage.on("/blob", _stalled_past(MAX_ENVELOPE_BYTES + 1))
         problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
         registry.on(f"{v2}/blobs/{digest}", answer(200, b" " * (MAX_ENVELOPE_BYTES + 1)))
         problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
@@ -783,7 +805,7 @@ def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
     assert str(envelope_mismatch.value) == (
         f"envelope {digest}: content digest is {sha256_digest(b'{}')}, expected {digest}"
     )
-    assert fetched == envelope
+    assert fetched == decoded == envelope
     # One token for the repository's pull and push; the registry got it with every request
     # after the first, the blob storage never.
     assert [seen.path for seen in realm.seen] == [
@@ -793,7 +815,7 @@ def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
         f"Bearer {TOKEN}"
     ] * (len(registry.seen) - 1)
     assert storage.authorizations() == []
-    assert [seen.path for seen in storage.seen] == ["/blob?sig=1"] * 4
+    assert [seen.path for seen in storage.seen] == ["/blob?sig=1"] * 5
     accepted = {seen.path: seen.headers.get("Accept") for seen in registry.seen}
     assert accepted[f"{v2}/referrers/{subject}"] == OCI_INDEX
     assert accepted[f"{v2}/manifests/{tag_schema_tag(subject)}"] == OCI_INDEX

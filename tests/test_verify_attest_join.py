@@ -312,6 +312,8 @@ def test_in_process_the_joined_index_is_attested_with_the_registrys_login(
     assert captured.err == f"verify: attested index: referrer {referrer}\n"
     annotations = {PREDICATE_ANNOTATION: dsse.TEST_RESULT_PREDICATE}
     assert listed == [Referrer(referrer, DSSE_ARTIFACT_TYPE, annotations)]
+    # The registry lists referrers itself: no sha256-<hex> tag index was read or written.
+    assert not [path for _, path in stub.requests if "/manifests/sha256-" in path]
     subject = {"mediaType": OCI_INDEX, "digest": joined.index, "size": index_size}
     assert manifest["subject"] == subject
     statement = dsse.open_envelope(envelope, key.public_key())
