@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,10 @@ from tests.verify_bytes import (
     json_bytes,
     tar_bytes,
 )
-from verify.attest import dsse
+from verify.attest import dsse, signing
 from verify.attest.attach import StartProof, attest
 from verify.attest.attach import test_result as predicate_of
+from verify.attest.check import main as check_main
 from verify.attest.dsse import MAX_ENVELOPE_BYTES
 from verify.attest.oras import (
     DSSE_ARTIFACT_TYPE,
@@ -887,3 +889,304 @@ def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_regi
     ]
     blob = f"http://127.0.0.1:{port}{v2}/blobs/{digest}"
     assert gone.startswith(f"HEAD {blob}: connection failed: "), gone
+
+
+# `verify attestations` (verify.attest.check.main) in process.
+
+SBOM = {"spdxVersion": "SPDX-2.3", "name": "app"}
+PASSED = {"result": "PASSED", "passedTests": ["platform:linux/amd64"], "failedTests": []}
+
+
+@dataclass(frozen=True)
+class Attested:
+    """An index pushed as tag 1 with its platform manifests, and the referrers attached."""
+
+    ref: str
+    index: Subject
+    manifests: dict[str, Subject]
+    """platform -> its manifest."""
+
+
+def _attested_image(
+    writer: Registry,
+    address: str,
+    key: ec.EllipticCurvePrivateKey,
+    attest: tuple[str, ...] = ("index", "linux/amd64", "linux/arm64"),
+) -> Attested:
+    """The index (with BuildKit attestation entries) and, for each name in ``attest``, the
+    statement ``--attest`` signs: the Test Result on the index, an SBOM on a platform."""
+    ref = parse_reference(f"{address}/shop/app:1")
+    entries, manifests = [], {}
+    for arch in MACHINES:
+        entry = push_platform_manifest(writer, ref, arch)
+        digest = str(entry["digest"])
+        manifests[f"linux/{arch}"] = Subject(OCI_MANIFEST, digest, int(str(entry["size"])))
+        entries += [entry, buildkit_attestation_entry(digest)]
+    index = push_index(writer, ref, entries, "1")
+    for name in attest:
+        if name == "index":
+            attach_statement(writer, ref, index, dsse.TEST_RESULT_PREDICATE, PASSED, key)
+        else:
+            attach_statement(writer, ref, manifests[name], dsse.SPDX_PREDICATE, SBOM, key)
+    return Attested(f"{address}/shop/app:1", index, manifests)
+
+
+def _public_key(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A key as ``--create-key`` writes it, and its public key file."""
+    return dsse.ensure_private_key(tmp_path / "key.pem"), str(tmp_path / "key.pem.pub")
+
+
+def _check(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = check_main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_in_process_attestations_of_an_attested_image_are_valid(
+    stub: ReferrersRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    key, public = _public_key(tmp_path)
+    writer = Registry(anonymous_client())
+    image = _attested_image(writer, stub.address, key)
+    ref = parse_reference(image.ref)
+    referrers = {
+        name: [r.digest for r in writer.referrers(ref, subject.digest)]
+        for name, subject in [("index", image.index), *image.manifests.items()]
+    }
+    assert _check(image.ref, "--public-key", public, capsys=capsys) == (
+        0,
+        f"attested {image.ref}@{image.index.digest}: valid attestations for index, "
+        "linux/amd64, linux/arm64\n",
+        "",
+    )
+    by_digest = f"{stub.address}/shop/app@{image.index.digest}"
+    code, out, err = _check(
+        by_digest, "--public-key", public, "--platform", "linux/arm64", "--json", capsys=capsys
+    )
+    assert (code, err) == (0, "")
+    subjects = {
+        "index": (image.index.digest, dsse.TEST_RESULT_PREDICATE),
+        "linux/arm64": (image.manifests["linux/arm64"].digest, dsse.SPDX_PREDICATE),
+    }
+    assert (
+        out
+        == json.dumps(
+            {
+                "ref": by_digest,
+                "digest": image.index.digest,
+                "valid": True,
+                "problems": [],
+                "subjects": {
+                    name: {
+                        "digest": digest,
+                        "predicateType": predicate_type,
+                        "valid": referrers[name],
+                        "problems": [],
+                    }
+                    for name, (digest, predicate_type) in subjects.items()
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    # The digest given is checked against what the registry answered; a registry error is 2.
+    forged, missing = "sha256:" + "0" * 64, f"{stub.address}/shop/app:2"
+    index = anonymous_client().get_manifest(ref, "1").data
+    writer.put_manifest(ref, forged, index, OCI_INDEX)
+    forged_ref = f"{stub.address}/shop/app@{forged}"
+    for given, problem in [
+        (
+            forged_ref,
+            f"manifest: content digest is {image.index.digest}, expected {forged}",
+        ),
+        (missing, "manifest 2 not found (HTTP 404: NOT_FOUND)"),
+    ]:
+        assert _check(given, "--public-key", public, capsys=capsys) == (
+            2,
+            "",
+            f"verify attestations: {given}: {problem}\n",
+        )
+
+
+def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the tag schema (no referrers API): a failed test result next to a valid one, forged,
+    misdirected and malformed SBOM referrers, an unattested platform and one not in the index:
+    each is one line, and the image is not valid (exit 1)."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    stub = ReferrersRegistry(referrers_api=False)
+    key, public = _public_key(tmp_path)
+    writer, reader = Registry(anonymous_client()), anonymous_client()
+    try:
+        image = _attested_image(writer, stub.address, key, attest=("index", "linux/amd64"))
+        ref = parse_reference(image.ref)
+        amd64, arm64 = image.manifests["linux/amd64"], image.manifests["linux/arm64"]
+        failed = {"result": "FAILED", "failedTests": ["elf:linux/arm64"]}
+        index_failed = attach_statement(
+            writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, failed, key
+        )
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        forged = attach_statement(writer, ref, amd64, dsse.SPDX_PREDICATE, SBOM, other_key)
+        about_arm64 = attach_statement(
+            writer, ref, amd64, dsse.SPDX_PREDICATE, SBOM, key, about=arm64.digest
+        )
+        payload = dsse.statement([("x", amd64.digest)], dsse.TEST_RESULT_PREDICATE, PASSED)
+        retyped_envelope = dsse.envelope(payload, dsse.local_signer(key), "kid")
+        retyped = writer.attach(ref, amd64, retyped_envelope, dsse.SPDX_PREDICATE)
+        # Referrers listed by hand in the tag index: malformed manifests, and two that are no
+        # SBOM attestation at all (skipped).
+        good = json.loads(artifact_manifest(amd64, retyped_envelope, dsse.SPDX_PREDICATE)[0])
+        malformed = [
+            b"{not json",
+            json_bytes({**good, "subject": {"digest": arm64.digest}}),
+            json_bytes({**good, "layers": good["layers"] * 2}),
+            json_bytes({**good, "layers": [{**good["layers"][0], "mediaType": "text/plain"}]}),
+        ]
+        annotated = {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
+        listed = [
+            {
+                **descriptor(OCI_MANIFEST, data),
+                "artifactType": DSSE_ARTIFACT_TYPE,
+                "annotations": annotated,
+            }
+            for data in malformed
+        ]
+        for data in malformed:
+            writer.put_manifest(ref, sha256_digest(data), data, OCI_MANIFEST)
+        skipped = [
+            {**listed[0], "artifactType": "application/vnd.example.signature"},
+            {**listed[0], "annotations": {"in-toto.io/predicate-type": dsse.TEST_RESULT_PREDICATE}},
+        ]
+        tag = tag_schema_tag(amd64.digest)
+        tag_index = json.loads(reader.get_manifest(ref, tag).data)
+        tag_index["manifests"] += [*listed, *skipped]
+        writer.put_manifest(ref, tag, json_bytes(tag_index), OCI_INDEX)
+        platforms = (
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+            "--platform",
+            "linux/s390x",
+        )
+        code, out, err = _check(image.ref, "--public-key", public, *platforms, capsys=capsys)
+        not_index = f"{stub.address}/shop/app@{amd64.digest}"
+        single = _check(not_index, "--public-key", public, capsys=capsys)
+    finally:
+        stub.stop()
+    assert (code, out) == (1, "")
+    amd64_problems = [
+        f"{forged}: no signature verifies with the public key",
+        f"{about_arm64}: the signed statement is about {arm64.digest}, not {amd64.digest}",
+        f"{retyped}: predicate type {dsse.TEST_RESULT_PREDICATE!r} (annotated "
+        f"{dsse.SPDX_PREDICATE!r}), expected {dsse.SPDX_PREDICATE!r}",
+        f"{listed[0]['digest']}: manifest is not JSON",
+        f"{listed[1]['digest']}: its manifest refers to {arm64.digest}, not {amd64.digest}",
+        f"{listed[2]['digest']}: its manifest does not have exactly one layer",
+        f"{listed[3]['digest']}: its layer is not a {DSSE_ARTIFACT_TYPE}",
+    ]
+    assert err.splitlines() == [
+        f"verify attestations: {image.ref}: {problem}"
+        for problem in [
+            "linux/s390x: listed 0 times in the index",
+            f"index: attestation {index_failed}: the test result is 'FAILED' "
+            "(failed tests: ['elf:linux/arm64']), not passed",
+            *(f"linux/amd64: attestation {problem}" for problem in amd64_problems),
+            f"linux/arm64: no SBOM attestation refers to {arm64.digest}",
+        ]
+    ]
+    assert single == (
+        1,
+        "",
+        f"verify attestations: {not_index}: {amd64.digest} is not an image index "
+        f"({OCI_MANIFEST})\n",
+    )
+
+
+def test_in_process_attestations_help_and_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one usage line, whatever the terminal
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exited:
+        check_main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    usage = (
+        "usage: python -m verify attestations [-h] --public-key PEM "
+        "[--platform OS/ARCH[/VARIANT]] [--json] [--gcp] REF\n"
+    )
+    assert shown.startswith(
+        usage + "\nCheck the signed SBOM and verification attestations of an image.\n"
+    )
+    for option, purpose in [
+        ("REF", "host\\[:port\\]/repository:tag or @sha256:<hex>"),
+        ("--public-key PEM", "ECDSA P-256 key"),
+        (
+            "--platform OS/ARCH\\[/VARIANT\\]",
+            "\n +platform that must have an SBOM attestation \\(default linux/amd64 and "
+            "linux/arm64\\)",
+        ),
+        ("--json", "print the report as JSON on stdout"),
+        ("--gcp", "Application Default Credentials"),
+    ]:
+        assert re.search(rf"\n  {option} *{purpose}\n", shown), (option, shown)
+    with pytest.raises(SystemExit) as exited:
+        check_main(["127.0.0.1:1/a:1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        usage + "python -m verify attestations: error: the following arguments are required: "
+        "--public-key\n"
+    )
+
+    _, public = _public_key(tmp_path)
+    missing = tmp_path / "missing.pub"
+    ref = "127.0.0.1:1/a:1"
+    for args, message in [
+        (
+            ["busybox:1", "--public-key", public],
+            "image reference 'busybox:1': no registry host; expected "
+            "host[:port]/repository[:tag] or host[:port]/repository[:tag]@sha256:<64 hex>",
+        ),
+        (
+            [ref, "--public-key", public, "--platform", "linux"],
+            "platform 'linux' is not valid; expected os/architecture[/variant], e.g. "
+            "linux/amd64 or linux/arm64/v8",
+        ),
+        (
+            [ref, "--public-key", str(missing)],
+            f"{missing}: not a readable PEM public key ([Errno 2] No such file or directory: "
+            f"'{missing}')",
+        ),
+    ]:
+        assert _check(*args, capsys=capsys) == (2, "", f"verify attestations: {message}\n")
+    monkeypatch.setenv("REGISTRY_USERNAME", "ci")
+    code, out, err = _check(ref, "--public-key", public, capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("verify attestations: REGISTRY_USERNAME") and err.count("\n") == 1, err
+
+
+def test_a_local_signing_key_is_created_on_request_and_read_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "attest-key.pem"
+    with pytest.raises(signing.SigningError) as raised:
+        signing.local(str(path), create=False)
+    assert str(raised.value) == (
+        f"--key {path}: {path}: not a readable unencrypted PEM private key "
+        f"([Errno 2] No such file or directory: '{path}')"
+    )
+    assert not path.parent.exists()  # nothing is created without --create-key
+    created = signing.local(str(path), create=True)
+    public = dsse.load_public_key(tmp_path / "keys" / "attest-key.pem.pub")
+    for signer in (created, signing.local(str(path), create=False)):
+        assert signer.keyid == dsse.key_id(public)
+        assert signer.public_key.public_numbers() == public.public_numbers()
+        public.verify(signer.sign(b"DSSEv1 ..."), b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
