@@ -894,6 +894,7 @@ def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_regi
 # `verify attestations` (verify.attest.check.main) in process.
 
 SBOM = {"spdxVersion": "SPDX-2.3", "name": "app"}
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 PASSED = {"result": "PASSED", "passedTests": ["platform:linux/amd64"], "failedTests": []}
 
 
@@ -942,16 +943,30 @@ def _check(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, st
     return code, captured.out, captured.err
 
 
+@pytest.fixture
+def stub_behind_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[ReferrersRegistry, HostileRegistry]]:
+    """The in-process registry behind a token service (the realm), with PUSHER's login in the
+    environment, as the tools read it."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry = ReferrersRegistry(bearer=(f"{realm.url}/token", TOKEN))
+    for name, value in PUSHER.items():
+        monkeypatch.setenv(name, value)
+    yield registry, realm
+    registry.stop()
+    realm.stop()
+
+
 def test_in_process_attestations_of_an_attested_image_are_valid(
-    stub: ReferrersRegistry,
+    stub_behind_login: tuple[ReferrersRegistry, HostileRegistry],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
+    stub, realm = stub_behind_login
     key, public = _public_key(tmp_path)
-    writer = Registry(anonymous_client())
+    writer = Registry(anonymous_client(PUSHER))
     image = _attested_image(writer, stub.address, key)
     ref = parse_reference(image.ref)
     referrers = {
@@ -997,7 +1012,7 @@ def test_in_process_attestations_of_an_attested_image_are_valid(
     )
     # The digest given is checked against what the registry answered; a registry error is 2.
     forged, missing = "sha256:" + "0" * 64, f"{stub.address}/shop/app:2"
-    index = anonymous_client().get_manifest(ref, "1").data
+    index = anonymous_client(PUSHER).get_manifest(ref, "1").data
     writer.put_manifest(ref, forged, index, OCI_INDEX)
     forged_ref = f"{stub.address}/shop/app@{forged}"
     for given, problem in [
@@ -1012,6 +1027,9 @@ def test_in_process_attestations_of_an_attested_image_are_valid(
             "",
             f"verify attestations: {given}: {problem}\n",
         )
+    # Every token request carried the login from the environment.
+    basic = "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()
+    assert set(realm.authorizations()) == {basic}
 
 
 def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
@@ -1032,6 +1050,10 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
         failed = {"result": "FAILED", "failedTests": ["elf:linux/arm64"]}
         index_failed = attach_statement(
             writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, failed, key
+        )
+        passed_but = {**PASSED, "failedTests": ["start:linux/arm64"]}
+        index_passed_but = attach_statement(
+            writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, passed_but, key
         )
         other_key = ec.generate_private_key(ec.SECP256R1())
         forged = attach_statement(writer, ref, amd64, dsse.SPDX_PREDICATE, SBOM, other_key)
@@ -1078,7 +1100,13 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
             "linux/s390x",
         )
         code, out, err = _check(image.ref, "--public-key", public, *platforms, capsys=capsys)
-        not_index = f"{stub.address}/shop/app@{amd64.digest}"
+        # A Docker image manifest without its mediaType field: the answer's Content-Type says
+        # what it is.
+        bare = json.loads(reader.get_manifest(ref, amd64.digest).data)
+        del bare["mediaType"]
+        single_manifest = json_bytes(bare)
+        writer.put_manifest(ref, sha256_digest(single_manifest), single_manifest, DOCKER_MANIFEST)
+        not_index = f"{stub.address}/shop/app@{sha256_digest(single_manifest)}"
         single = _check(not_index, "--public-key", public, capsys=capsys)
     finally:
         stub.stop()
@@ -1099,6 +1127,8 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
             "linux/s390x: listed 0 times in the index",
             f"index: attestation {index_failed}: the test result is 'FAILED' "
             "(failed tests: ['elf:linux/arm64']), not passed",
+            f"index: attestation {index_passed_but}: the test result is 'PASSED' "
+            "(failed tests: ['start:linux/arm64']), not passed",
             *(f"linux/amd64: attestation {problem}" for problem in amd64_problems),
             f"linux/arm64: no SBOM attestation refers to {arm64.digest}",
         ]
@@ -1106,8 +1136,8 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
     assert single == (
         1,
         "",
-        f"verify attestations: {not_index}: {amd64.digest} is not an image index "
-        f"({OCI_MANIFEST})\n",
+        f"verify attestations: {not_index}: {sha256_digest(single_manifest)} is not an image "
+        f"index ({DOCKER_MANIFEST})\n",
     )
 
 
