@@ -669,6 +669,9 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         present = writer.push_blob(ref, blob)
         registry.on(f"{v2}/manifests/v1", answer(500, b"full"))
         refused_manifest = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+        # An answer past the bound, announced as longer still: reading stops one byte past it.
+        registry.on(f"{v2}/manifests/v2", _stalled_past(MAX_DOCUMENT_BYTES + 1))
+        oversized = _refusal(lambda: writer.put_manifest(ref, "v2", b"{}", OCI_INDEX))
     finally:
         registry.stop()
         elsewhere.stop()
@@ -677,6 +680,10 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
     assert refused_post == f"{what}: unexpected HTTP 500 no uploads today  " + "x" * 280
     assert refused_put == f'{what}: unexpected HTTP 400 {{"errors":[{{"code":"DIGEST_INVALID"}}]}}'
     assert refused_manifest == "push of manifest v1: unexpected HTTP 500 full"
+    assert oversized == (
+        f"PUT http://{registry.address}{v2}/manifests/v2: answer is larger than "
+        f"{MAX_DOCUMENT_BYTES} bytes"
+    )
     assert pushed == present == digest
     assert elsewhere.seen == []
     head = ("HEAD", f"{v2}/blobs/{digest}", b"")
@@ -689,12 +696,14 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         *(head, post, put),
         head,
         ("PUT", f"{v2}/manifests/v1", b"{}"),
+        ("PUT", f"{v2}/manifests/v2", b"{}"),
     ]
     assert [
         header(seen.headers, "Content-Type") for seen in registry.seen if seen.method == "PUT"
     ] == [
         "application/octet-stream",
         "application/octet-stream",
+        OCI_INDEX,
         OCI_INDEX,
     ]
 
