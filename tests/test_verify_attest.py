@@ -48,7 +48,7 @@ from verify.attest.oras import (
     artifact_manifest,
     tag_schema_tag,
 )
-from verify.auth import CredentialResolver
+from verify.auth import AuthError, CredentialResolver
 from verify.checks import ImageResult, Options, PlatformResult
 from verify.cli import start_proof
 from verify.digests import DigestMismatch, sha256_digest
@@ -672,6 +672,12 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         # An answer past the bound, announced as longer still: reading stops one byte past it.
         registry.on(f"{v2}/manifests/v2", _stalled_past(MAX_DOCUMENT_BYTES + 1))
         oversized = _refusal(lambda: writer.put_manifest(ref, "v2", b"{}", OCI_INDEX))
+        registry.on(f"{v2}/manifests/v3", _broken_off)
+        broken_off = _refusal(lambda: writer.put_manifest(ref, "v3", b"{}", OCI_INDEX))
+        # A location that is the registry's origin with no path is not one of its paths.
+        registry.on(f"{v2}/blobs/{digest}", answer(404))
+        registry.on(uploads, answer(202, Location=registry.url))
+        no_path = _refusal(lambda: writer.push_blob(ref, blob))
     finally:
         registry.stop()
         elsewhere.stop()
@@ -684,6 +690,12 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         f"PUT http://{registry.address}{v2}/manifests/v2: answer is larger than "
         f"{MAX_DOCUMENT_BYTES} bytes"
     )
+    # The rest of the message is urllib3's own.
+    assert broken_off.startswith(
+        f"PUT http://{registry.address}{v2}/manifests/v3: answer broke off: "
+    ), broken_off
+    assert "IncompleteRead(2 bytes read, 998 more expected)" in broken_off, broken_off
+    assert no_path == (f"PUT {registry.url}?digest={digest}: not on the registry {registry.url}")
     assert pushed == present == digest
     assert elsewhere.seen == []
     head = ("HEAD", f"{v2}/blobs/{digest}", b"")
@@ -697,6 +709,8 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         head,
         ("PUT", f"{v2}/manifests/v1", b"{}"),
         ("PUT", f"{v2}/manifests/v2", b"{}"),
+        ("PUT", f"{v2}/manifests/v3", b"{}"),
+        *(head, post),
     ]
     assert [
         header(seen.headers, "Content-Type") for seen in registry.seen if seen.method == "PUT"
@@ -705,7 +719,17 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         "application/octet-stream",
         OCI_INDEX,
         OCI_INDEX,
+        OCI_INDEX,
     ]
+
+
+def _broken_off(handler: Handler) -> None:
+    """An answer announcing 1,000 bytes that ends after 2."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b"{}")
+    handler.close_connection = True
 
 
 def _stalled_past(sent: int) -> Callable[[Handler], None]:
@@ -765,7 +789,8 @@ def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
     redirect = {"Location": f"{storage.url}/blob?sig=1"}
     gzipped, gzip_encoding = gzip_bytes(envelope), {"Content-Encoding": "gzip"}
     try:
-        registry.on(f"{v2}/referrers/{subject}", answer(200, listing))
+        # Compressed in transit: read decoded.
+        registry.on(f"{v2}/referrers/{subject}", answer(200, gzip_bytes(listing), gzip_encoding))
         listed = reader.referrers(ref, subject)
         problems = []
         for status, body in [(500, b"down"), (200, b"[1, 2"), (200, b'{"manifests": {}}')]:
@@ -872,6 +897,9 @@ def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_regi
     try:
         pushed = writer.push_blob(ref, b"{}")
         refused = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+        registry.on(f"{v2}/manifests/v2", lambda handler: handler.reply(401, b"{}"))
+        with pytest.raises(AuthError) as unchallenged:
+            writer.put_manifest(ref, "v2", b"{}", OCI_INDEX)
     finally:
         realm.stop()
         registry.stop()
@@ -882,6 +910,9 @@ def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_regi
     assert pushed == digest
     url = f"http://{registry.address}{v2}/manifests/v1"
     assert refused == f"PUT {url}: credentials refused (HTTP 401)"
+    assert str(unchallenged.value) == (
+        f"{registry.address} answered 401 with no usable challenge ('')"
+    )
     # A token is asked for at a request's first 401 (the upload's, the manifest's), and sent
     # from then on; a request's second 401 ends it.
     assert len(realm.seen) == 2
@@ -895,6 +926,7 @@ def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_regi
         ("PUT", f"{v2}/blobs/uploads/s-1?digest={digest}", bearer),
         ("PUT", f"{v2}/manifests/v1", bearer),
         ("PUT", f"{v2}/manifests/v1", bearer),
+        ("PUT", f"{v2}/manifests/v2", bearer),
     ]
     blob = f"http://127.0.0.1:{port}{v2}/blobs/{digest}"
     assert gone.startswith(f"HEAD {blob}: connection failed: "), gone
