@@ -1004,6 +1004,7 @@ def test_in_process_attestations_of_an_attested_image_are_valid(
     stub_behind_login: tuple[ReferrersRegistry, HostileRegistry],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     stub, realm = stub_behind_login
     key, public = _public_key(tmp_path)
@@ -1071,6 +1072,13 @@ def test_in_process_attestations_of_an_attested_image_are_valid(
     # Every token request carried the login from the environment.
     basic = "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()
     assert set(realm.authorizations()) == {basic}
+    # --gcp logs in with Application Default Credentials instead, which fail here.
+    adc = tmp_path / "no-adc.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    code, out, err = _check(image.ref, "--public-key", public, "--gcp", capsys=capsys)
+    assert (code, out) == (2, "")
+    failed = f"verify attestations: {image.ref}: --gcp: Application Default Credentials failed: "
+    assert err.startswith(failed) and str(adc) in err and err.count("\n") == 1, err
 
 
 def test_in_process_every_invalid_attestation_is_named_and_fails_closed(

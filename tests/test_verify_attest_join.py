@@ -305,9 +305,18 @@ def test_in_process_the_joined_index_is_attested_with_the_registrys_login(
         manifest = json.loads(artifacts.get_manifest(ref, referrer))
         envelope = artifacts.get_envelope(ref, manifest["layers"][0]["digest"])
         index_size = len(client.get_manifest(ref, joined.index).data)
+        # --gcp logs in with Application Default Credentials instead, which fail here.
+        adc = tmp_path / "no-adc.json"
+        monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+        with_gcp = join.main([*_arguments(joined, key_path), "--gcp"])
+        gcp_captured = capsys.readouterr()
     finally:
         stub.stop()
         realm.stop()
+    assert (with_gcp, gcp_captured.out) == (2, "")
+    gcp_failed = f"verify attest-index: {joined.repository}@{joined.index}: --gcp: Application "
+    assert gcp_captured.err.startswith(gcp_failed + "Default Credentials failed: "), gcp_captured
+    assert str(adc) in gcp_captured.err and gcp_captured.err.count("\n") == 1
     assert captured.out == json.dumps({"referrers": {"index": referrer}}) + "\n"
     assert captured.err == f"verify: attested index: referrer {referrer}\n"
     annotations = {PREDICATE_ANNOTATION: dsse.TEST_RESULT_PREDICATE}
@@ -318,6 +327,8 @@ def test_in_process_the_joined_index_is_attested_with_the_registrys_login(
     assert manifest["subject"] == subject
     statement = dsse.open_envelope(envelope, key.public_key())
     assert statement.subjects == {joined.index: joined.repository}
+    (signature,) = json.loads(envelope)["signatures"]
+    assert signature["keyid"] == dsse.key_id(key.public_key())
     assert statement.predicate == {
         "result": "WARNED",
         "configuration": [
