@@ -360,16 +360,25 @@ def _pushes(stub: ReferrersRegistry) -> list[tuple[str, str]]:
     return [request for request in stub.requests if request[0] in ("POST", "PUT")]
 
 
+@pytest.fixture
+def joined_anonymously(
+    stub: ReferrersRegistry, tmp_path: Path, no_registry_login: None
+) -> tuple[Joined, Path, RegistryClient]:
+    """Attested candidates and their joined index in the anonymous registry, the key file
+    that signed them, and a client of that registry."""
+    key_path, client = tmp_path / "key.pem", anonymous_client()
+    joined = _join_in_process(client, stub.address, dsse.ensure_private_key(key_path))
+    return joined, key_path, client
+
+
 def test_in_process_nothing_is_signed_unless_the_index_and_every_candidate_check_out(
     stub: ReferrersRegistry,
+    joined_anonymously: tuple[Joined, Path, RegistryClient],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
-    no_registry_login: None,
 ) -> None:
-    key_path = tmp_path / "key.pem"
-    key = dsse.ensure_private_key(key_path)
-    client = anonymous_client()
-    joined = _join_in_process(client, stub.address, key)
+    joined, key_path, client = joined_anonymously
+    key = dsse.load_private_key(key_path)
     writer = ArtifactRegistry(client)
     ref = parse_reference(f"{joined.repository}:v1")
     amd64, arm64 = joined.manifests["linux/amd64"], joined.manifests["linux/arm64"]
@@ -490,14 +499,9 @@ def test_in_process_usage_errors_exit_2_with_one_message(
 
 
 def test_in_process_a_registry_answer_that_is_not_the_candidate_is_exit_2(
-    stub: ReferrersRegistry,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    no_registry_login: None,
+    joined_anonymously: tuple[Joined, Path, RegistryClient], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key_path = tmp_path / "key.pem"
-    client = anonymous_client()
-    joined = _join_in_process(client, stub.address, dsse.ensure_private_key(key_path))
+    joined, key_path, client = joined_anonymously
     ref = parse_reference(f"{joined.repository}:v1")
     # The registry answers another document for this digest.
     forged = "sha256:" + "e" * 64
