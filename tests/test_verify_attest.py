@@ -50,6 +50,7 @@ from verify.attest.oras import (
 )
 from verify.auth import AuthError, CredentialResolver
 from verify.checks import ImageResult, Options, PlatformResult
+from verify.cli import main as cli_main
 from verify.cli import start_proof
 from verify.digests import DigestMismatch, sha256_digest
 from verify.manifests import MAX_DOCUMENT_BYTES, OCI_MANIFEST
@@ -58,6 +59,7 @@ from verify.probe import parse_probe
 from verify.reference import Reference, parse_reference
 from verify.registry import USER_AGENT, RegistryClient, RegistryError, TimedOut
 from verify.run import RunOptions, RunResult
+from verify.sbom.documents import TOOL
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -1269,3 +1271,95 @@ def test_a_local_signing_key_is_created_on_request_and_read_otherwise(tmp_path: 
         assert signer.keyid == dsse.key_id(public)
         assert signer.public_key.public_numbers() == public.public_numbers()
         public.verify(signer.sign(b"DSSEv1 ..."), b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
+
+
+def _image_layers() -> dict[str, list[bytes]]:
+    return {
+        arch: [gzip_bytes(tar_bytes([Entry("bin/app", elf_header(machine))]))]
+        for arch, machine in MACHINES.items()
+    }
+
+
+def test_in_process_a_verified_image_is_attested_per_platform_and_on_its_index(
+    stub: ReferrersRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`verify REF --deep --attest --key PEM --create-key` in process: an SBOM statement per
+    platform manifest and the Test Result on the index, each signed by the key it created."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    Pusher(stub).image("shop/app", "1", _image_layers(), "app")  # type: ignore[arg-type]
+    key_path = tmp_path / "keys" / "key.pem"
+    ref = f"{stub.address}/shop/app:1"
+    code = cli_main([ref, "--deep", "--json", "--attest", "--key", str(key_path), "--create-key"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    referrers = report["referrers"]
+    assert list(referrers) == ["linux/amd64", "linux/arm64", "index"]
+    assert captured.err.splitlines() == [
+        f"verify: attested {subject}: referrer {digest}" for subject, digest in referrers.items()
+    ]
+    public = dsse.load_public_key(tmp_path / "keys" / "key.pem.pub")
+    reader, parsed = Registry(anonymous_client()), parse_reference(ref)
+    subjects = {
+        name: report["platforms"][name]["digest"] for name in ("linux/amd64", "linux/arm64")
+    }
+    subjects["index"] = report["digest"]
+    for name, referrer in referrers.items():
+        manifest = json.loads(reader.get_manifest(parsed, referrer))
+        statement = dsse.open_envelope(
+            reader.get_envelope(parsed, manifest["layers"][0]["digest"]), public
+        )
+        assert manifest["subject"]["digest"] == subjects[name]
+        assert statement.subjects == {subjects[name]: f"{stub.address}/shop/app"}
+        predicate_type = dsse.TEST_RESULT_PREDICATE if name == "index" else dsse.SPDX_PREDICATE
+        assert statement.predicate_type == predicate_type
+    assert statement.predicate == {
+        "result": "PASSED",
+        "configuration": [
+            {
+                "name": TOOL,
+                "uri": f"urn:boutique-multiarch:{TOOL}",
+                "annotations": {
+                    "platforms": ["linux/amd64", "linux/arm64"],
+                    "deep": True,
+                    "allow": [],
+                    "run": None,
+                },
+            }
+        ],
+        "passedTests": [
+            "platform:linux/amd64",
+            "elf:linux/amd64",
+            "platform:linux/arm64",
+            "elf:linux/arm64",
+        ],
+        "warnedTests": [],
+        "failedTests": [],
+    }
+
+
+def test_in_process_a_registry_that_refuses_the_attestation_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification passes (the registry serves the image), the push is refused (it takes
+    no upload): exit 2, one line naming the refusal, no report."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    registry = HostileRegistry().start()
+    try:
+        registry.image("shop/app", "1", {arch: blobs for arch, blobs in _image_layers().items()})
+        ref = f"{registry.address}/shop/app:1"
+        key = str(tmp_path / "key.pem")
+        code = cli_main([ref, "--deep", "--json", "--attest", "--key", key, "--create-key"])
+    finally:
+        registry.stop()
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err == (
+        f"verify: {ref}: attesting failed: upload of blob {sha256_digest(b'{}')}: "
+        "unexpected HTTP 404\n"
+    )
