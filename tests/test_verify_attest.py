@@ -1308,12 +1308,20 @@ def test_in_process_a_verified_image_is_attested_per_platform_and_on_its_index(
         name: report["platforms"][name]["digest"] for name in ("linux/amd64", "linux/arm64")
     }
     subjects["index"] = report["digest"]
+    client = anonymous_client()
     for name, referrer in referrers.items():
         manifest = json.loads(reader.get_manifest(parsed, referrer))
-        statement = dsse.open_envelope(
-            reader.get_envelope(parsed, manifest["layers"][0]["digest"]), public
-        )
-        assert manifest["subject"]["digest"] == subjects[name]
+        envelope = reader.get_envelope(parsed, manifest["layers"][0]["digest"])
+        statement = dsse.open_envelope(envelope, public)
+        (signature,) = json.loads(envelope)["signatures"]
+        assert signature["keyid"] == dsse.key_id(public)
+        media_type = OCI_INDEX if name == "index" else OCI_MANIFEST
+        size = len(client.get_manifest(parsed, subjects[name]).data)
+        assert manifest["subject"] == {
+            "mediaType": media_type,
+            "digest": subjects[name],
+            "size": size,
+        }
         assert statement.subjects == {subjects[name]: f"{stub.address}/shop/app"}
         predicate_type = dsse.TEST_RESULT_PREDICATE if name == "index" else dsse.SPDX_PREDICATE
         assert statement.predicate_type == predicate_type
