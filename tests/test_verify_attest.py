@@ -1122,6 +1122,7 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
             json_bytes({**good, "subject": {"digest": arm64.digest}}),
             json_bytes({**good, "layers": good["layers"] * 2}),
             json_bytes({**good, "layers": [{**good["layers"][0], "mediaType": "text/plain"}]}),
+            b"[]",
         ]
         annotated = {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
         listed = [
@@ -1171,6 +1172,7 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
         f"{listed[1]['digest']}: its manifest refers to {arm64.digest}, not {amd64.digest}",
         f"{listed[2]['digest']}: its manifest does not have exactly one layer",
         f"{listed[3]['digest']}: its layer is not a {DSSE_ARTIFACT_TYPE}",
+        f"{listed[4]['digest']}: its manifest refers to None, not {amd64.digest}",
     ]
     assert err.splitlines() == [
         f"verify attestations: {image.ref}: {problem}"

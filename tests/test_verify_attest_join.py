@@ -271,6 +271,7 @@ def no_registry_login(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 TOKEN = "tok-4b1c07"
 PUSHER = {"REGISTRY_USERNAME": "ci", "REGISTRY_PASSWORD": "pw-90d2aa"}
 
@@ -392,8 +393,22 @@ def test_in_process_nothing_is_signed_unless_the_index_and_every_candidate_check
     unproven = push_index(writer, ref, [unattested_entry, buildkit_attestation_entry(arm64)])
     predicate = {"result": "PASSED", "passedTests": ["platform:linux/arm64"], "failedTests": []}
     attach_statement(writer, ref, unproven, dsse.TEST_RESULT_PREDICATE, predicate, key)
+    # A Docker image manifest without its mediaType field: the answer's Content-Type names it.
+    bare = json.loads(client.get_manifest(ref, amd64).data)
+    del bare["mediaType"]
+    docker_manifest = json.dumps(bare).encode()
+    writer.put_manifest(ref, digest_of(docker_manifest), docker_manifest, DOCKER_MANIFEST)
+    # A candidate with a valid statement, one another key signed and one that failed: refused
+    # for both (fail closed), each named.
+    amd64_entry = {**descriptor(OCI_MANIFEST, b"", "linux/amd64"), "digest": amd64}
+    mixed = push_index(writer, ref, [amd64_entry, buildkit_attestation_entry("sha256:" + "a" * 64)])
+    proven = {"result": "PASSED", "passedTests": ["platform:linux/amd64", "elf:linux/amd64"]}
+    attach_statement(writer, ref, mixed, dsse.TEST_RESULT_PREDICATE, proven, key)
     other_path = tmp_path / "other.pem"
-    dsse.ensure_private_key(other_path)
+    other_key = dsse.ensure_private_key(other_path)
+    forged = attach_statement(writer, ref, mixed, dsse.TEST_RESULT_PREDICATE, proven, other_key)
+    failed = {"result": "FAILED", "failedTests": ["elf:linux/amd64"]}
+    failed_statement = attach_statement(writer, ref, mixed, dsse.TEST_RESULT_PREDICATE, failed, key)
     (amd64_statement,) = writer.referrers(ref, joined.candidates["amd64"])
     before = _pushes(stub)
 
@@ -415,6 +430,23 @@ def test_in_process_nothing_is_signed_unless_the_index_and_every_candidate_check
             Joined(joined.repository, joined.index, {"amd64": amd64}, joined.manifests),
             key_path,
             f"candidate {amd64} is not an image index ({OCI_MANIFEST})",
+        ),
+        (
+            Joined(
+                joined.repository,
+                joined.index,
+                {"amd64": digest_of(docker_manifest)},
+                joined.manifests,
+            ),
+            key_path,
+            f"candidate {digest_of(docker_manifest)} is not an image index ({DOCKER_MANIFEST})",
+        ),
+        (
+            Joined(joined.repository, joined.index, {"amd64": mixed.digest}, joined.manifests),
+            key_path,
+            f"candidate {mixed.digest}: attestation {forged}: no signature verifies with the "
+            f"public key; candidate {mixed.digest}: attestation {failed_statement}: the test "
+            "result is 'FAILED' (failed tests: ['elf:linux/amd64']), not passed",
         ),
         (
             Joined(joined.repository, joined.index, {"arm64": rogue}, joined.manifests),
@@ -471,6 +503,10 @@ def test_in_process_usage_errors_exit_2_with_one_message(
         (
             [ref, f"--platform-digest=linux/amd64={digest}0", "--candidate", digest],
             f"--platform-digest 'linux/amd64={digest}0': expected PLATFORM=sha256:<hex>",
+        ),
+        (
+            [ref, f"--platform-digest=linux/amd64=={digest}", "--candidate", digest],
+            f"--platform-digest 'linux/amd64=={digest}': expected PLATFORM=sha256:<hex>",
         ),
         ([ref, pair, "--key", "k"], "--candidate: give every verified candidate index's digest"),
         ([ref, pair, "--candidate", "x", "--key", "k"], "--candidate 'x': expected sha256:<hex>"),
