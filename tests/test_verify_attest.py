@@ -1114,6 +1114,20 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
         payload = dsse.statement([("x", amd64.digest)], dsse.TEST_RESULT_PREDICATE, PASSED)
         retyped_envelope = dsse.envelope(payload, dsse.local_signer(key), "kid")
         retyped = writer.attach(ref, amd64, retyped_envelope, dsse.SPDX_PREDICATE)
+        about_two, about_nothing = (
+            writer.attach(
+                ref,
+                amd64,
+                dsse.envelope(
+                    dsse.statement(subjects, dsse.SPDX_PREDICATE, SBOM),
+                    dsse.local_signer(key),
+                    "kid",
+                ),
+                dsse.SPDX_PREDICATE,
+            )
+            for subjects in ([("x", image.index.digest), ("x", arm64.digest)], [])
+        )
+        not_a_map = attach_statement(writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, [], key)
         # Referrers listed by hand in the tag index: malformed manifests, and two that are no
         # SBOM attestation at all (skipped).
         good = json.loads(artifact_manifest(amd64, retyped_envelope, dsse.SPDX_PREDICATE)[0])
@@ -1133,6 +1147,23 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
             }
             for data in malformed
         ]
+        # A valid SBOM envelope whose manifest is annotated as another predicate type than the
+        # listing says.
+        sbom_envelope = dsse.envelope(
+            dsse.statement([("x", amd64.digest)], dsse.SPDX_PREDICATE, SBOM),
+            dsse.local_signer(key),
+            "kid",
+        )
+        writer.push_blob(ref, sbom_envelope)
+        mislabelled = json_bytes(
+            {
+                **good,
+                "layers": [{**descriptor(DSSE_ARTIFACT_TYPE, sbom_envelope)}],
+                "annotations": {"in-toto.io/predicate-type": dsse.TEST_RESULT_PREDICATE},
+            }
+        )
+        malformed.append(mislabelled)
+        listed.append({**listed[0], **descriptor(OCI_MANIFEST, mislabelled)})
         for data in malformed:
             writer.put_manifest(ref, sha256_digest(data), data, OCI_MANIFEST)
         skipped = [
@@ -1168,11 +1199,16 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
         f"{about_arm64}: the signed statement is about {arm64.digest}, not {amd64.digest}",
         f"{retyped}: predicate type {dsse.TEST_RESULT_PREDICATE!r} (annotated "
         f"{dsse.SPDX_PREDICATE!r}), expected {dsse.SPDX_PREDICATE!r}",
+        f"{about_two}: the signed statement is about "
+        f"{', '.join(sorted([image.index.digest, arm64.digest]))}, not {amd64.digest}",
+        f"{about_nothing}: the signed statement is about nothing, not {amd64.digest}",
         f"{listed[0]['digest']}: manifest is not JSON",
         f"{listed[1]['digest']}: its manifest refers to {arm64.digest}, not {amd64.digest}",
         f"{listed[2]['digest']}: its manifest does not have exactly one layer",
         f"{listed[3]['digest']}: its layer is not a {DSSE_ARTIFACT_TYPE}",
         f"{listed[4]['digest']}: its manifest refers to None, not {amd64.digest}",
+        f"{listed[5]['digest']}: predicate type {dsse.SPDX_PREDICATE!r} (annotated "
+        f"{dsse.TEST_RESULT_PREDICATE!r}), expected {dsse.SPDX_PREDICATE!r}",
     ]
     assert err.splitlines() == [
         f"verify attestations: {image.ref}: {problem}"
@@ -1182,6 +1218,8 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
             "(failed tests: ['elf:linux/arm64']), not passed",
             f"index: attestation {index_passed_but}: the test result is 'PASSED' "
             "(failed tests: ['start:linux/arm64']), not passed",
+            f"index: attestation {not_a_map}: the test result is None (failed tests: None), "
+            "not passed",
             *(f"linux/amd64: attestation {problem}" for problem in amd64_problems),
             f"linux/arm64: no SBOM attestation refers to {arm64.digest}",
         ]
