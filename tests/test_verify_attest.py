@@ -1174,13 +1174,14 @@ def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
         tag_index = json.loads(reader.get_manifest(ref, tag).data)
         tag_index["manifests"] += [*listed, *skipped]
         writer.put_manifest(ref, tag, json_bytes(tag_index), OCI_INDEX)
+        # The platform not in the index first: the platforms after it are still checked.
         platforms = (
+            "--platform",
+            "linux/s390x",
             "--platform",
             "linux/amd64",
             "--platform",
             "linux/arm64",
-            "--platform",
-            "linux/s390x",
         )
         code, out, err = _check(image.ref, "--public-key", public, *platforms, capsys=capsys)
         # A Docker image manifest without its mediaType field: the answer's Content-Type says
