@@ -636,6 +636,28 @@ def test_in_process_an_artifact_is_listed_under_its_tag_where_the_registry_has_n
             assert header(seen.headers, "Accept") == OCI_INDEX, seen
 
 
+def test_in_process_an_artifact_attached_again_is_listed_once() -> None:
+    """Attesting the same statement again (local signatures are deterministic) finds its entry
+    in the ``sha256-<hex>`` index: the index is not written again, nor listed twice."""
+    stub = ReferrersRegistry(referrers_api=False)
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{stub.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag_path = f"/v2/shop/app/manifests/{tag_schema_tag(subject.digest)}"
+    try:
+        first = writer.attach(ref, subject, b'{"payloadType":"one"}', dsse.SPDX_PREDICATE)
+        before = len(stub.received)
+        again = writer.attach(ref, subject, b'{"payloadType":"one"}', dsse.SPDX_PREDICATE)
+        listed = writer.referrers(ref, subject.digest)
+        rerun = stub.received[before:]
+    finally:
+        stub.stop()
+    assert again == first
+    assert [referrer.digest for referrer in listed] == [first]
+    # Read, read back, then the listing's read: no write.
+    assert [seen.method for seen in rerun if seen.path == tag_path] == ["GET", "GET", "GET"]
+
+
 def _refusal(call: Callable[[], object]) -> str:
     with pytest.raises(RegistryError) as raised:
         call()
