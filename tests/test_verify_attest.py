@@ -658,6 +658,42 @@ def test_in_process_an_artifact_attached_again_is_listed_once() -> None:
     assert [seen.method for seen in rerun if seen.path == tag_path] == ["GET", "GET", "GET"]
 
 
+def test_in_process_an_index_that_keeps_losing_the_entry_and_an_upload_that_breaks_off() -> None:
+    """A tag index that never keeps the new entry: written three times, then one error; an
+    upload answer that breaks off is named with its request."""
+    registry = HostileRegistry().start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag, v2 = tag_schema_tag(subject.digest), "/v2/shop/app"
+    envelope = b'{"payloadType":"x"}'
+    _, artifact = artifact_manifest(subject, envelope, dsse.SPDX_PREDICATE)
+    for blob in (b"{}", envelope):
+        registry.on(f"{v2}/blobs/{sha256_digest(blob)}", lambda handler: handler.reply(200))
+    registry.on(f"{v2}/manifests/{artifact['digest']}", lambda handler: handler.reply(201))
+    registry.on(f"{v2}/manifests/{tag}", _tag_index_forgetting_every_write)
+    try:
+        lost = _refusal(lambda: writer.attach(ref, subject, envelope, dsse.SPDX_PREDICATE))
+        registry.on(f"{v2}/blobs/{sha256_digest(b'[]')}", lambda handler: handler.reply(404))
+        registry.on(f"{v2}/blobs/uploads/", _broken_off)
+        broken_off = _refusal(lambda: writer.push_blob(ref, b"[]"))
+    finally:
+        registry.stop()
+    assert lost == f"{tag}: the referrers index kept losing the new entry"
+    written = [seen.method for seen in registry.seen if seen.path == f"{v2}/manifests/{tag}"]
+    assert written == ["GET", "PUT", "GET"] * 3
+    assert broken_off.startswith(
+        f"POST http://{registry.address}{v2}/blobs/uploads/: answer broke off: "
+    ), broken_off
+
+
+def _tag_index_forgetting_every_write(handler: Handler) -> None:
+    if handler.command == "PUT":
+        handler.reply(201)
+    else:
+        handler.reply(200, json_bytes({"manifests": []}), {"Content-Type": OCI_INDEX})
+
+
 def _refusal(call: Callable[[], object]) -> str:
     with pytest.raises(RegistryError) as raised:
         call()
