@@ -677,6 +677,9 @@ def test_in_process_an_index_that_keeps_losing_the_entry_and_an_upload_that_brea
         registry.on(f"{v2}/blobs/{sha256_digest(b'[]')}", lambda handler: handler.reply(404))
         registry.on(f"{v2}/blobs/uploads/", _broken_off)
         broken_off = _refusal(lambda: writer.push_blob(ref, b"[]"))
+        # An upload answered without a Location: the blob goes to the uploads path itself.
+        registry.on(f"{v2}/blobs/uploads/", _uploads_without_a_location)
+        pushed = writer.push_blob(ref, b"[]")
     finally:
         registry.stop()
     assert lost == f"{tag}: the referrers index kept losing the new entry"
@@ -685,6 +688,13 @@ def test_in_process_an_index_that_keeps_losing_the_entry_and_an_upload_that_brea
     assert broken_off.startswith(
         f"POST http://{registry.address}{v2}/blobs/uploads/: answer broke off: "
     ), broken_off
+    assert pushed == sha256_digest(b"[]")
+    assert registry.seen[-1].path == f"{v2}/blobs/uploads/?digest={pushed}"
+    assert registry.seen[-1].body == b"[]"
+
+
+def _uploads_without_a_location(handler: Handler) -> None:
+    handler.reply(201 if handler.command == "PUT" else 202)
 
 
 def _tag_index_forgetting_every_write(handler: Handler) -> None:
