@@ -7,7 +7,8 @@ what a test pushed with :meth:`HostileRegistry.image`, and:
 - records every request with its headers (``seen``), so a test can prove that a host never
   received an ``Authorization`` header;
 - lets a test replace the answer to any path with its own responder (:meth:`on`): a redirect,
-  a 401 challenge, a body that drips, goes on past its size, or lies in its headers;
+  a 401 challenge, a body that drips, goes on past its size, or lies in its headers; HEAD,
+  POST and PUT (its body recorded) are answered by responders only, for the write side;
 - optionally demands HTTP basic credentials (``basic``) like an htpasswd-protected registry.
 
 It listens on any 127.0.0.0/8 address, so two instances on 127.0.0.1 and 127.0.0.2 are two
@@ -42,6 +43,9 @@ class Seen:
 
     path: str
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
+    """What a PUT carried (other methods' bodies are left to their responders)."""
 
 
 @dataclass
@@ -59,6 +63,9 @@ class Handler(BaseHTTPRequestHandler):
     """Answers one request; responders write through :meth:`reply` or the raw ``wfile``."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers (40 ms on Linux) on every kept-alive connection.
+    disable_nagle_algorithm = True
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
@@ -101,8 +108,19 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         """Only for responders (e.g. an OAuth2 token endpoint); the body is left unread."""
+        self._respond(b"")
+
+    def do_HEAD(self) -> None:
+        """Only for responders (which answer with no body)."""
+        self._respond(b"")
+
+    def do_PUT(self) -> None:
+        """Only for responders; the body is read and recorded first."""
+        self._respond(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _respond(self, body: bytes) -> None:
         registry = self.server.registry
-        registry.record(Seen(self.path, dict(self.headers.items())))
+        registry.record(Seen(self.path, dict(self.headers.items()), self.command, body))
         responder = registry.responder(self.path)
         if responder is None:
             self.reply(404)

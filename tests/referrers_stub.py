@@ -2,9 +2,11 @@
 
 Blobs and manifests live in memory; ``GET /v2/<name>/referrers/<digest>`` lists the stored
 manifests whose ``subject`` is that digest, as the OCI distribution spec 1.1 describes. Every
-request is recorded so a test can assert that no ``sha256-<hex>`` tag was written. With
-``bearer``, every request without that token gets a Bearer challenge naming the realm, as a
-registry behind a token service answers.
+request is recorded so a test can assert that no ``sha256-<hex>`` tag was written, and what
+each request carried (``received``: method, path, headers, body). With ``bearer``, every request
+without that token gets a Bearer challenge naming the realm, as a registry behind a token
+service answers. With ``referrers_api=False`` the referrers path answers 404, as distribution
+2.8 does, so a client falls back to the ``sha256-<hex>`` tag schema.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -22,15 +25,29 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ROUTE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>blobs|manifests|referrers)/(?P<rest>[^?]*)")
 
 
+@dataclass(frozen=True)
+class Received:
+    """One request as the stub read it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
 class _Store:
     blobs: ClassVar[dict[str, bytes]] = {}
     manifests: ClassVar[dict[str, tuple[bytes, str]]] = {}
     requests: ClassVar[list[tuple[str, str]]] = []
+    received: ClassVar[list[Received]] = []
     bearer: ClassVar[tuple[str, str] | None] = None
     """``(realm, token)`` the registry demands, or None for anonymous access."""
+    referrers_api: ClassVar[bool] = True
 
 
 class _Handler(BaseHTTPRequestHandler):
+    disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK wait
+
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
 
@@ -48,8 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-    def _route(self) -> tuple[str, str, str] | None:
+    def _route(self, body: bytes = b"") -> tuple[str, str, str] | None:
         _Store.requests.append((self.command, self.path))
+        _Store.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
         match = ROUTE.match(self.path)
         return (match["name"], match["kind"], match["rest"]) if match else None
 
@@ -81,7 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
             data, media_type = _Store.manifests[rest]
             digest = "sha256:" + hashlib.sha256(data).hexdigest()
             self._answer(200, data, {"Content-Type": media_type, "Docker-Content-Digest": digest})
-        elif kind == "referrers":
+        elif kind == "referrers" and _Store.referrers_api:
             self._answer(200, self._referrers(rest), {"Content-Type": OCI_INDEX})
         else:
             self._answer(404, b'{"errors":[{"code":"NOT_FOUND"}]}')
@@ -117,8 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(404)
 
     def do_PUT(self) -> None:
-        route = self._route()
         body = self._body()
+        route = self._route(body)
         if self._refused():
             return
         if route is None:
@@ -144,11 +162,15 @@ class _Handler(BaseHTTPRequestHandler):
 class ReferrersRegistry:
     """The stub, shaped like ``tests.integration.dockerenv.Registry`` where pushes need it."""
 
-    def __init__(self, bearer: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self, bearer: tuple[str, str] | None = None, *, referrers_api: bool = True
+    ) -> None:
         _Store.blobs.clear()
         _Store.manifests.clear()
         _Store.requests.clear()
+        _Store.received.clear()
         _Store.bearer = bearer
+        _Store.referrers_api = referrers_api
         self._server: ThreadingHTTPServer = serve(_Handler)
         self.address = address_of(self._server)
         self.credentials = None
@@ -160,6 +182,10 @@ class ReferrersRegistry:
     @property
     def requests(self) -> list[tuple[str, str]]:
         return list(_Store.requests)
+
+    @property
+    def received(self) -> list[Received]:
+        return list(_Store.received)
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -9,7 +9,8 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,22 +24,42 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from tests.hostile_registry import Handler, HostileRegistry
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
-from tests.test_verify_cli import run
-from tests.verify_bytes import AARCH64, X86_64, Entry, elf_header, gzip_bytes, tar_bytes
-from verify.attest import dsse
+from tests.test_verify_cli import closed_port, run
+from tests.verify_bytes import (
+    AARCH64,
+    X86_64,
+    Entry,
+    descriptor,
+    elf_header,
+    gzip_bytes,
+    json_bytes,
+    tar_bytes,
+)
+from verify.attest import dsse, signing
 from verify.attest.attach import StartProof, attest
 from verify.attest.attach import test_result as predicate_of
-from verify.attest.oras import Registry, Subject, artifact_manifest, tag_schema_tag
-from verify.auth import CredentialResolver
+from verify.attest.check import main as check_main
+from verify.attest.dsse import MAX_ENVELOPE_BYTES
+from verify.attest.oras import (
+    DSSE_ARTIFACT_TYPE,
+    Referrer,
+    Registry,
+    Subject,
+    artifact_manifest,
+    tag_schema_tag,
+)
+from verify.auth import AuthError, CredentialResolver
 from verify.checks import ImageResult, Options, PlatformResult
+from verify.cli import main as cli_main
 from verify.cli import start_proof
-from verify.digests import sha256_digest
-from verify.manifests import OCI_MANIFEST
+from verify.digests import DigestMismatch, sha256_digest
+from verify.manifests import MAX_DOCUMENT_BYTES, OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.probe import parse_probe
-from verify.reference import parse_reference
-from verify.registry import RegistryClient, TimedOut
+from verify.reference import Reference, parse_reference
+from verify.registry import USER_AGENT, RegistryClient, RegistryError, TimedOut
 from verify.run import RunOptions, RunResult
+from verify.sbom.documents import TOOL
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -451,3 +472,1011 @@ def test_a_token_service_that_never_answers_ends_the_push_at_the_run_deadline() 
     assert re.fullmatch(expected + r"[0-9]+ s\)", str(raised.value)), raised.value
     # Nothing was written: the first request (is the blob there?) got no further than a 401.
     assert stub.requests == [("HEAD", f"/v2/shop/app/blobs/{sha256_digest(b'{}')}")]
+
+
+# In-process: the write side, `verify attestations` and `verify attest-index` called as
+# functions against the in-process registry (what the process-starting tests above prove, at a
+# fraction of their cost; mutmut runs the fastest test that reaches a function first).
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+MACHINES = {"amd64": X86_64, "arm64": AARCH64}
+
+
+def anonymous_client(environ: dict[str, str] | None = None) -> RegistryClient:
+    return RegistryClient(CredentialResolver(use_gcp=False, environ=environ or {}))
+
+
+def push_platform_manifest(writer: Registry, ref: Reference, arch: str) -> dict[str, object]:
+    """A linux/``arch`` image manifest (its blobs pushed); returns its index entry."""
+    config = json_bytes({"architecture": arch, "os": "linux", "rootfs": {"type": "layers"}})
+    layer = gzip_bytes(tar_bytes([Entry("bin/app", elf_header(MACHINES[arch]))]))
+    for blob in (config, layer):
+        writer.push_blob(ref, blob)
+    manifest = json_bytes(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer)],
+        }
+    )
+    writer.put_manifest(ref, sha256_digest(manifest), manifest, OCI_MANIFEST)
+    return descriptor(OCI_MANIFEST, manifest, f"linux/{arch}")
+
+
+def push_index(
+    writer: Registry, ref: Reference, entries: list[dict[str, object]], tag: str | None = None
+) -> Subject:
+    """An OCI index of ``entries``, by digest (and ``tag``); returns it as a subject."""
+    index = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    for reference in (sha256_digest(index), *([tag] if tag else [])):
+        writer.put_manifest(ref, reference, index, OCI_INDEX)
+    return Subject(OCI_INDEX, sha256_digest(index), len(index))
+
+
+def buildkit_attestation_entry(subject: str) -> dict[str, object]:
+    """An index entry as buildx lists its provenance manifest: unknown/unknown, annotated."""
+    return {
+        **descriptor(OCI_MANIFEST, json_bytes({"provenance-of": subject}), "unknown/unknown"),
+        "annotations": {
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": subject,
+        },
+    }
+
+
+def attach_statement(
+    writer: Registry,
+    ref: Reference,
+    subject: Subject,
+    predicate_type: str,
+    predicate: object,
+    key: ec.EllipticCurvePrivateKey,
+    about: str | None = None,
+) -> str:
+    """Sign a statement about ``about`` (default the subject) with ``key`` and attach it to
+    ``subject``, as ``--attest`` does; returns the referrer's digest."""
+    name = f"{ref.registry}/{ref.repository}"
+    payload = dsse.statement([(name, about or subject.digest)], predicate_type, predicate)
+    envelope = dsse.envelope(payload, dsse.local_signer(key), dsse.key_id(key.public_key()))
+    return writer.attach(ref, subject, envelope, predicate_type)
+
+
+def header(headers: dict[str, str], name: str) -> str | None:
+    """A request's header by name, in any case (RFC 9110: field names are case-insensitive)."""
+    return next((value for key, value in headers.items() if key.lower() == name.lower()), None)
+
+
+def _requests(stub: ReferrersRegistry) -> list[str]:
+    """``METHOD path`` of each request, upload sessions' ids as ``<upload>``."""
+    return [
+        f"{seen.method} {re.sub('/uploads/[0-9a-f-]{36}', '/uploads/<upload>', seen.path)}"
+        for seen in stub.received
+    ]
+
+
+def test_in_process_an_artifact_is_listed_under_its_tag_where_the_registry_has_no_referrers_api(
+    tmp_path: Path,
+) -> None:
+    """distribution 2.8's behaviour (the referrers path answers 404): each artifact is pushed
+    (blobs once), then added to the ``sha256-<hex>`` index by read-modify-write and read back."""
+    stub = ReferrersRegistry(referrers_api=False)
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{stub.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag = "sha256-" + "d" * 64
+    first, second = b'{"payloadType":"one"}', b'{"payloadType":"two"}'
+    try:
+        digests = [writer.attach(ref, subject, e, dsse.SPDX_PREDICATE) for e in (first, second)]
+        listed = writer.referrers(ref, subject.digest)
+        has_api = writer.has_referrers_api(ref, subject.digest)
+    finally:
+        stub.stop()
+    manifests = [artifact_manifest(subject, e, dsse.SPDX_PREDICATE) for e in (first, second)]
+    assert digests == [descriptor["digest"] for _, descriptor in manifests]
+    annotations = {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
+    assert listed == [Referrer(digest, DSSE_ARTIFACT_TYPE, annotations) for digest in digests]
+    assert not has_api
+    empty, v2 = sha256_digest(b"{}"), "/v2/shop/app"
+    pushed: list[str] = []
+    for envelope, digest in zip((first, second), digests, strict=True):
+        pushed += [
+            f"HEAD {v2}/blobs/{empty}",
+            *(
+                []
+                if pushed
+                else [
+                    f"POST {v2}/blobs/uploads/",
+                    f"PUT {v2}/blobs/uploads/<upload>?digest={empty}",
+                ]
+            ),
+            f"HEAD {v2}/blobs/{sha256_digest(envelope)}",
+            f"POST {v2}/blobs/uploads/",
+            f"PUT {v2}/blobs/uploads/<upload>?digest={sha256_digest(envelope)}",
+            f"PUT {v2}/manifests/{digest}",
+            f"GET {v2}/referrers/{subject.digest}",
+            f"GET {v2}/manifests/{tag}",
+            f"PUT {v2}/manifests/{tag}",
+            f"GET {v2}/manifests/{tag}",
+        ]
+    listing = [f"GET {v2}/referrers/{subject.digest}", f"GET {v2}/manifests/{tag}"]
+    assert _requests(stub) == [*pushed, *listing, f"GET {v2}/referrers/{subject.digest}"]
+    # What each write carried: the blob's bytes, the manifests with their media types, the tag
+    # index holding both artifacts (the second added to the first).
+    puts = [
+        (header(seen.headers, "Content-Type"), seen.body)
+        for seen in stub.received
+        if seen.method == "PUT"
+    ]
+    tag_indexes = [
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [d for _, d in manifests[:n]],
+            },
+            separators=(",", ":"),
+        ).encode()
+        for n in (1, 2)
+    ]
+    assert puts == [
+        ("application/octet-stream", b"{}"),
+        ("application/octet-stream", first),
+        (OCI_MANIFEST, manifests[0][0]),
+        (OCI_INDEX, tag_indexes[0]),
+        ("application/octet-stream", second),
+        (OCI_MANIFEST, manifests[1][0]),
+        (OCI_INDEX, tag_indexes[1]),
+    ]
+    for seen in stub.received:
+        assert header(seen.headers, "User-Agent") == USER_AGENT, seen
+        if seen.method == "GET":
+            assert header(seen.headers, "Accept") == OCI_INDEX, seen
+
+
+def test_in_process_an_artifact_attached_again_is_listed_once() -> None:
+    """Attesting the same statement again (local signatures are deterministic) finds its entry
+    in the ``sha256-<hex>`` index: the index is not written again, nor listed twice."""
+    stub = ReferrersRegistry(referrers_api=False)
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{stub.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag_path = f"/v2/shop/app/manifests/{tag_schema_tag(subject.digest)}"
+    try:
+        first = writer.attach(ref, subject, b'{"payloadType":"one"}', dsse.SPDX_PREDICATE)
+        before = len(stub.received)
+        again = writer.attach(ref, subject, b'{"payloadType":"one"}', dsse.SPDX_PREDICATE)
+        listed = writer.referrers(ref, subject.digest)
+        rerun = stub.received[before:]
+    finally:
+        stub.stop()
+    assert again == first
+    assert [referrer.digest for referrer in listed] == [first]
+    # Read, read back, then the listing's read: no write.
+    assert [seen.method for seen in rerun if seen.path == tag_path] == ["GET", "GET", "GET"]
+
+
+def test_in_process_an_index_that_keeps_losing_the_entry_and_an_upload_that_breaks_off() -> None:
+    """A tag index that never keeps the new entry: written three times, then one error; an
+    upload answer that breaks off is named with its request."""
+    registry = HostileRegistry().start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    subject = Subject(OCI_MANIFEST, "sha256:" + "d" * 64, 321)
+    tag, v2 = tag_schema_tag(subject.digest), "/v2/shop/app"
+    envelope = b'{"payloadType":"x"}'
+    _, artifact = artifact_manifest(subject, envelope, dsse.SPDX_PREDICATE)
+    for blob in (b"{}", envelope):
+        registry.on(f"{v2}/blobs/{sha256_digest(blob)}", lambda handler: handler.reply(200))
+    registry.on(f"{v2}/manifests/{artifact['digest']}", lambda handler: handler.reply(201))
+    registry.on(f"{v2}/manifests/{tag}", _tag_index_forgetting_every_write)
+    try:
+        lost = _refusal(lambda: writer.attach(ref, subject, envelope, dsse.SPDX_PREDICATE))
+        registry.on(f"{v2}/blobs/{sha256_digest(b'[]')}", lambda handler: handler.reply(404))
+        registry.on(f"{v2}/blobs/uploads/", _broken_off)
+        broken_off = _refusal(lambda: writer.push_blob(ref, b"[]"))
+        # An upload answered without a Location: the blob goes to the uploads path itself.
+        registry.on(f"{v2}/blobs/uploads/", _uploads_without_a_location)
+        pushed = writer.push_blob(ref, b"[]")
+    finally:
+        registry.stop()
+    assert lost == f"{tag}: the referrers index kept losing the new entry"
+    written = [seen.method for seen in registry.seen if seen.path == f"{v2}/manifests/{tag}"]
+    assert written == ["GET", "PUT", "GET"] * 3
+    assert broken_off.startswith(
+        f"POST http://{registry.address}{v2}/blobs/uploads/: answer broke off: "
+    ), broken_off
+    assert pushed == sha256_digest(b"[]")
+    assert registry.seen[-1].path == f"{v2}/blobs/uploads/?digest={pushed}"
+    assert registry.seen[-1].body == b"[]"
+
+
+def _uploads_without_a_location(handler: Handler) -> None:
+    handler.reply(201 if handler.command == "PUT" else 202)
+
+
+def _tag_index_forgetting_every_write(handler: Handler) -> None:
+    if handler.command == "PUT":
+        handler.reply(201)
+    else:
+        handler.reply(200, json_bytes({"manifests": []}), {"Content-Type": OCI_INDEX})
+
+
+def _refusal(call: Callable[[], object]) -> str:
+    with pytest.raises(RegistryError) as raised:
+        call()
+    return str(raised.value)
+
+
+def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsewhere() -> None:
+    """Each write answer a registry could get wrong: one refusal naming the request; an upload
+    location on another host gets nothing (credentials and bytes stay with the registry)."""
+    registry, elsewhere = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    blob, v2 = b'{"payloadType":"x"}', "/v2/shop/app"
+    digest = sha256_digest(blob)
+    uploads, session = f"{v2}/blobs/uploads/", f"{v2}/blobs/uploads/s-1"
+
+    def answer(status: int, body: bytes = b"", **headers: str) -> Callable[[Handler], None]:
+        return lambda handler: handler.reply(status, body, headers)
+
+    try:
+        registry.on(f"{v2}/blobs/{digest}", answer(404))
+        registry.on(uploads, answer(202, Location=f"{elsewhere.url}/upload"))
+        other_host = _refusal(lambda: writer.push_blob(ref, blob))
+        registry.on(uploads, answer(500, b"  no uploads today  " + b"x" * 400))
+        refused_post = _refusal(lambda: writer.push_blob(ref, blob))
+        # A relative location with a query of its own: the digest is added with "&".
+        registry.on(uploads, answer(202, Location="s-1?state=abc"))
+        registry.on(session, answer(400, b'{"errors":[{"code":"DIGEST_INVALID"}]}'))
+        refused_put = _refusal(lambda: writer.push_blob(ref, blob))
+        registry.on(session, answer(201))
+        pushed = writer.push_blob(ref, blob)
+        registry.on(f"{v2}/blobs/{digest}", answer(200))
+        present = writer.push_blob(ref, blob)
+        registry.on(f"{v2}/manifests/v1", answer(500, b"full"))
+        refused_manifest = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+        # An answer past the bound, announced as longer still: reading stops one byte past it.
+        registry.on(f"{v2}/manifests/v2", _stalled_past(MAX_DOCUMENT_BYTES + 1))
+        oversized = _refusal(lambda: writer.put_manifest(ref, "v2", b"{}", OCI_INDEX))
+        registry.on(f"{v2}/manifests/v3", _broken_off)
+        broken_off = _refusal(lambda: writer.put_manifest(ref, "v3", b"{}", OCI_INDEX))
+        # A location that is the registry's origin with no path is not one of its paths.
+        registry.on(f"{v2}/blobs/{digest}", answer(404))
+        registry.on(uploads, answer(202, Location=registry.url))
+        no_path = _refusal(lambda: writer.push_blob(ref, blob))
+    finally:
+        registry.stop()
+        elsewhere.stop()
+    what = f"upload of blob {digest}"
+    assert other_host == f"{what}: the registry named an upload location on another host"
+    assert refused_post == f"{what}: unexpected HTTP 500 no uploads today  " + "x" * 280
+    assert refused_put == f'{what}: unexpected HTTP 400 {{"errors":[{{"code":"DIGEST_INVALID"}}]}}'
+    assert refused_manifest == "push of manifest v1: unexpected HTTP 500 full"
+    assert oversized == (
+        f"PUT http://{registry.address}{v2}/manifests/v2: answer is larger than "
+        f"{MAX_DOCUMENT_BYTES} bytes"
+    )
+    # The rest of the message is urllib3's own.
+    assert broken_off.startswith(
+        f"PUT http://{registry.address}{v2}/manifests/v3: answer broke off: "
+    ), broken_off
+    assert "IncompleteRead(2 bytes read, 998 more expected)" in broken_off, broken_off
+    assert no_path == (f"PUT {registry.url}?digest={digest}: not on the registry {registry.url}")
+    assert pushed == present == digest
+    assert elsewhere.seen == []
+    head = ("HEAD", f"{v2}/blobs/{digest}", b"")
+    post = ("POST", uploads, b"")
+    put = ("PUT", f"{session}?state=abc&digest={digest}", blob)
+    assert [(seen.method, seen.path, seen.body) for seen in registry.seen] == [
+        *(head, post),
+        *(head, post),
+        *(head, post, put),
+        *(head, post, put),
+        head,
+        ("PUT", f"{v2}/manifests/v1", b"{}"),
+        ("PUT", f"{v2}/manifests/v2", b"{}"),
+        ("PUT", f"{v2}/manifests/v3", b"{}"),
+        *(head, post),
+    ]
+    assert [
+        header(seen.headers, "Content-Type") for seen in registry.seen if seen.method == "PUT"
+    ] == [
+        "application/octet-stream",
+        "application/octet-stream",
+        OCI_INDEX,
+        OCI_INDEX,
+        OCI_INDEX,
+    ]
+
+
+def _broken_off(handler: Handler) -> None:
+    """An answer announcing 1,000 bytes that ends after 2."""
+    handler.send_response(200)
+    handler.send_header("Content-Length", "1000")
+    handler.end_headers()
+    handler.wfile.write(b"{}")
+    handler.close_connection = True
+
+
+def _stalled_past(sent: int) -> Callable[[Handler], None]:
+    """An answer announcing 1,000 bytes more than the ``sent`` it sends, then held for a
+    second and broken off: a reader that does not stop at its bound waits, then fails."""
+
+    def respond(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(sent + 1000))
+        handler.end_headers()
+        handler.wfile.write(b" " * sent)
+        handler.wfile.flush()
+        time.sleep(1)
+        handler.close_connection = True
+
+    return respond
+
+
+def test_in_process_hostile_answers_to_a_read_are_refused() -> None:
+    """Listings, manifests and envelopes: bounded, digest-checked, odd entries skipped; blob
+    storage behind a redirect gets no credentials."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry, storage = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    reader = Registry(anonymous_client(PUSHER))
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    subject, v2 = "sha256:" + "d" * 64, "/v2/shop/app"
+    envelope = b'{"payloadType":"x"}'
+    digest = sha256_digest(envelope)
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm.url}/token",service="hostile"'}
+
+    def answer(
+        status: int, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Callable[[Handler], None]:
+        """Answer with a token only; without one, a Bearer challenge."""
+
+        def respond(handler: Handler) -> None:
+            if handler.headers.get("Authorization") == f"Bearer {TOKEN}":
+                handler.reply(status, body, headers)
+            else:
+                handler.reply(401, b"{}", challenge)
+
+        return respond
+
+    entries = [
+        {
+            "digest": "sha256:" + "1" * 64,
+            "artifactType": DSSE_ARTIFACT_TYPE,
+            "annotations": {"k": 7},
+        },
+        {"digest": "sha256:" + "2" * 64},
+        {"digest": 3, "annotations": {}},
+        {"digest": "sha256:" + "4" * 64, "annotations": ["not", "a", "map"]},
+        "not an entry",
+    ]
+    listing = json_bytes({"manifests": entries})
+    redirect = {"Location": f"{storage.url}/blob?sig=1"}
+    gzipped, gzip_encoding = gzip_bytes(envelope), {"Content-Encoding": "gzip"}
+    try:
+        # Compressed in transit: read decoded.
+        registry.on(f"{v2}/referrers/{subject}", answer(200, gzip_bytes(listing), gzip_encoding))
+        listed = reader.referrers(ref, subject)
+        problems = []
+        for status, body in [(500, b"down"), (200, b"[1, 2"), (200, b'{"manifests": {}}')]:
+            registry.on(f"{v2}/referrers/{subject}", answer(status, body))
+            problems.append(_refusal(lambda: reader.referrers(ref, subject)))
+        registry.on(f"{v2}/referrers/{subject}", answer(404))
+        registry.on(f"{v2}/manifests/{tag_schema_tag(subject)}", answer(502, b"gateway"))
+        problems.append(_refusal(lambda: reader.referrers(ref, subject)))
+        registry.on(f"{v2}/manifests/{subject}", answer(404, b"unknown"))
+        problems.append(_refusal(lambda: reader.get_manifest(ref, subject)))
+        registry.on(f"{v2}/manifests/{digest}", answer(200, b"{}"))
+        with pytest.raises(DigestMismatch) as manifest_mismatch:
+            reader.get_manifest(ref, digest)
+        registry.on(f"{v2}/manifests/{digest}", answer(200, b" " * (MAX_DOCUMENT_BYTES + 1)))
+        problems.append(_refusal(lambda: reader.get_manifest(ref, digest)))
+        registry.on(f"{v2}/blobs/{digest}", answer(307, headers=redirect))
+        storage.on("/blob", lambda handler: handler.reply(200, envelope))
+        fetched = reader.get_envelope(ref, digest)
+        storage.on("/blob", lambda handler: handler.reply(200, b"{}"))
+        with pytest.raises(DigestMismatch) as envelope_mismatch:
+            reader.get_envelope(ref, digest)
+        storage.on("/blob", lambda handler: handler.reply(403, b"expired"))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+        # Compressed in transit: the envelope is what the digest names, decoded.
+        storage.on("/blob", lambda handler: handler.reply(200, gzipped, gzip_encoding))
+        decoded = reader.get_envelope(ref, digest)
+        # More than the bound, announced as more still: reading stops one byte past the bound
+        # (the answer holds the rest back for a second, then breaks off).
+        storage.on("/blob", _stalled_past(MAX_ENVELOPE_BYTES + 1))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+        registry.on(f"{v2}/blobs/{digest}", answer(200, b" " * (MAX_ENVELOPE_BYTES + 1)))
+        problems.append(_refusal(lambda: reader.get_envelope(ref, digest)))
+    finally:
+        realm.stop()
+        registry.stop()
+        storage.stop()
+    annotations = {"k": "7"}
+    assert listed == [
+        Referrer("sha256:" + "1" * 64, DSSE_ARTIFACT_TYPE, annotations),
+        Referrer("sha256:" + "2" * 64, "", {}),
+    ]
+    url = f"http://{registry.address}{v2}"
+    assert problems == [
+        f"referrers of {subject}: unexpected HTTP 500",
+        f"referrers of {subject} is not JSON",
+        f"referrers of {subject} has no manifests list",
+        f"referrers index {tag_schema_tag(subject)}: unexpected HTTP 502 gateway",
+        f"manifest {subject}: unexpected HTTP 404 unknown",
+        f"GET {url}/manifests/{digest}: answer is larger than {MAX_DOCUMENT_BYTES} bytes",
+        f"envelope {digest}: unexpected HTTP 403 expired",
+        f"envelope {digest} is larger than {MAX_ENVELOPE_BYTES} bytes",
+        f"GET {url}/blobs/{digest}: answer is larger than {MAX_ENVELOPE_BYTES} bytes",
+    ]
+    assert str(manifest_mismatch.value) == (
+        f"manifest {digest}: content digest is {sha256_digest(b'{}')}, expected {digest}"
+    )
+    assert str(envelope_mismatch.value) == (
+        f"envelope {digest}: content digest is {sha256_digest(b'{}')}, expected {digest}"
+    )
+    assert fetched == decoded == envelope
+    # One token for the repository's pull and push; the registry got it with every request
+    # after the first, the blob storage never.
+    assert [seen.path for seen in realm.seen] == [
+        "/token?scope=repository%3Ashop%2Fapp%3Apull%2Cpush&service=hostile"
+    ]
+    assert [header(seen.headers, "Authorization") for seen in registry.seen[1:]] == [
+        f"Bearer {TOKEN}"
+    ] * (len(registry.seen) - 1)
+    assert storage.authorizations() == []
+    assert [seen.path for seen in storage.seen] == ["/blob?sig=1"] * 5
+    accepted = {seen.path: header(seen.headers, "Accept") for seen in registry.seen}
+    assert accepted[f"{v2}/referrers/{subject}"] == OCI_INDEX
+    assert accepted[f"{v2}/manifests/{tag_schema_tag(subject)}"] == OCI_INDEX
+    assert accepted[f"{v2}/manifests/{subject}"] == OCI_MANIFEST
+
+
+def test_in_process_a_login_is_answered_once_a_refused_one_named_and_a_gone_registry_named() -> (
+    None
+):
+    """Over kept-alive connections: a 401 with a body (as distribution answers) is read before
+    the request is sent again with the token, so each request goes out once; a token the
+    registry refuses too is named, as is a registry nothing listens for."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry = HostileRegistry().start()
+    challenge = {"WWW-Authenticate": f'Bearer realm="{realm.url}/token",service="hostile"'}
+    v2, digest = "/v2/shop/app", sha256_digest(b"{}")
+
+    def with_token(status: int, **headers: str) -> Callable[[Handler], None]:
+        def respond(handler: Handler) -> None:
+            if handler.headers.get("Authorization") == f"Bearer {TOKEN}":
+                handler.reply(status, b"", headers)
+            else:
+                handler.reply(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', challenge)
+
+        return respond
+
+    registry.on(f"{v2}/blobs/{digest}", lambda handler: handler.reply(404))
+    registry.on(f"{v2}/blobs/uploads/", with_token(202, Location="s-1"))
+    registry.on(f"{v2}/blobs/uploads/s-1", with_token(201))
+    registry.on(f"{v2}/manifests/v1", lambda handler: handler.reply(401, b"{}", challenge))
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    writer = Registry(anonymous_client(PUSHER))
+    try:
+        pushed = writer.push_blob(ref, b"{}")
+        refused = _refusal(lambda: writer.put_manifest(ref, "v1", b"{}", OCI_INDEX))
+        registry.on(f"{v2}/manifests/v2", lambda handler: handler.reply(401, b"{}"))
+        with pytest.raises(AuthError) as unchallenged:
+            writer.put_manifest(ref, "v2", b"{}", OCI_INDEX)
+    finally:
+        realm.stop()
+        registry.stop()
+    port = closed_port()
+    gone = _refusal(
+        lambda: writer.push_blob(parse_reference(f"127.0.0.1:{port}/shop/app:1"), b"{}")
+    )
+    assert pushed == digest
+    url = f"http://{registry.address}{v2}/manifests/v1"
+    assert refused == f"PUT {url}: credentials refused (HTTP 401)"
+    assert str(unchallenged.value) == (
+        f"{registry.address} answered 401 with no usable challenge ('')"
+    )
+    # A token is asked for at a request's first 401 (the upload's, the manifest's), and sent
+    # from then on; a request's second 401 ends it.
+    assert len(realm.seen) == 2
+    bearer = f"Bearer {TOKEN}"
+    assert [
+        (seen.method, seen.path, header(seen.headers, "Authorization")) for seen in registry.seen
+    ] == [
+        ("HEAD", f"{v2}/blobs/{digest}", None),
+        ("POST", f"{v2}/blobs/uploads/", None),
+        ("POST", f"{v2}/blobs/uploads/", bearer),
+        ("PUT", f"{v2}/blobs/uploads/s-1?digest={digest}", bearer),
+        ("PUT", f"{v2}/manifests/v1", bearer),
+        ("PUT", f"{v2}/manifests/v1", bearer),
+        ("PUT", f"{v2}/manifests/v2", bearer),
+    ]
+    blob = f"http://127.0.0.1:{port}{v2}/blobs/{digest}"
+    assert gone.startswith(f"HEAD {blob}: connection failed: "), gone
+
+
+# `verify attestations` (verify.attest.check.main) in process.
+
+SBOM = {"spdxVersion": "SPDX-2.3", "name": "app"}
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+PASSED = {"result": "PASSED", "passedTests": ["platform:linux/amd64"], "failedTests": []}
+
+
+@dataclass(frozen=True)
+class Attested:
+    """An index pushed as tag 1 with its platform manifests, and the referrers attached."""
+
+    ref: str
+    index: Subject
+    manifests: dict[str, Subject]
+    """platform -> its manifest."""
+
+
+def _attested_image(
+    writer: Registry,
+    address: str,
+    key: ec.EllipticCurvePrivateKey,
+    attest: tuple[str, ...] = ("index", "linux/amd64", "linux/arm64"),
+) -> Attested:
+    """The index (with BuildKit attestation entries) and, for each name in ``attest``, the
+    statement ``--attest`` signs: the Test Result on the index, an SBOM on a platform."""
+    ref = parse_reference(f"{address}/shop/app:1")
+    entries, manifests = [], {}
+    for arch in MACHINES:
+        entry = push_platform_manifest(writer, ref, arch)
+        digest = str(entry["digest"])
+        manifests[f"linux/{arch}"] = Subject(OCI_MANIFEST, digest, int(str(entry["size"])))
+        entries += [entry, buildkit_attestation_entry(digest)]
+    index = push_index(writer, ref, entries, "1")
+    for name in attest:
+        if name == "index":
+            attach_statement(writer, ref, index, dsse.TEST_RESULT_PREDICATE, PASSED, key)
+        else:
+            attach_statement(writer, ref, manifests[name], dsse.SPDX_PREDICATE, SBOM, key)
+    return Attested(f"{address}/shop/app:1", index, manifests)
+
+
+def _public_key(tmp_path: Path) -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A key as ``--create-key`` writes it, and its public key file."""
+    return dsse.ensure_private_key(tmp_path / "key.pem"), str(tmp_path / "key.pem.pub")
+
+
+def _check(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = check_main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def stub_behind_login(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[ReferrersRegistry, HostileRegistry]]:
+    """The in-process registry behind a token service (the realm), with PUSHER's login in the
+    environment, as the tools read it."""
+    realm = HostileRegistry().start()
+    realm.on("/token", lambda handler: handler.reply(200, json.dumps({"token": TOKEN}).encode()))
+    registry = ReferrersRegistry(bearer=(f"{realm.url}/token", TOKEN))
+    for name, value in PUSHER.items():
+        monkeypatch.setenv(name, value)
+    yield registry, realm
+    registry.stop()
+    realm.stop()
+
+
+def test_in_process_attestations_of_an_attested_image_are_valid(
+    stub_behind_login: tuple[ReferrersRegistry, HostileRegistry],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stub, realm = stub_behind_login
+    key, public = _public_key(tmp_path)
+    writer = Registry(anonymous_client(PUSHER))
+    image = _attested_image(writer, stub.address, key)
+    ref = parse_reference(image.ref)
+    referrers = {
+        name: [r.digest for r in writer.referrers(ref, subject.digest)]
+        for name, subject in [("index", image.index), *image.manifests.items()]
+    }
+    assert _check(image.ref, "--public-key", public, capsys=capsys) == (
+        0,
+        f"attested {image.ref}@{image.index.digest}: valid attestations for index, "
+        "linux/amd64, linux/arm64\n",
+        "",
+    )
+    by_digest = f"{stub.address}/shop/app@{image.index.digest}"
+    code, out, err = _check(
+        by_digest, "--public-key", public, "--platform", "linux/arm64", "--json", capsys=capsys
+    )
+    assert (code, err) == (0, "")
+    subjects = {
+        "index": (image.index.digest, dsse.TEST_RESULT_PREDICATE),
+        "linux/arm64": (image.manifests["linux/arm64"].digest, dsse.SPDX_PREDICATE),
+    }
+    assert (
+        out
+        == json.dumps(
+            {
+                "ref": by_digest,
+                "digest": image.index.digest,
+                "valid": True,
+                "problems": [],
+                "subjects": {
+                    name: {
+                        "digest": digest,
+                        "predicateType": predicate_type,
+                        "valid": referrers[name],
+                        "problems": [],
+                    }
+                    for name, (digest, predicate_type) in subjects.items()
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    # The digest given is checked against what the registry answered; a registry error is 2.
+    forged, missing = "sha256:" + "0" * 64, f"{stub.address}/shop/app:2"
+    index = anonymous_client(PUSHER).get_manifest(ref, "1").data
+    writer.put_manifest(ref, forged, index, OCI_INDEX)
+    forged_ref = f"{stub.address}/shop/app@{forged}"
+    for given, problem in [
+        (
+            forged_ref,
+            f"manifest: content digest is {image.index.digest}, expected {forged}",
+        ),
+        (missing, "manifest 2 not found (HTTP 404: NOT_FOUND)"),
+    ]:
+        assert _check(given, "--public-key", public, capsys=capsys) == (
+            2,
+            "",
+            f"verify attestations: {given}: {problem}\n",
+        )
+    # Every token request carried the login from the environment.
+    basic = "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()
+    assert set(realm.authorizations()) == {basic}
+    # --gcp logs in with Application Default Credentials instead, which fail here.
+    adc = tmp_path / "no-adc.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    code, out, err = _check(image.ref, "--public-key", public, "--gcp", capsys=capsys)
+    assert (code, out) == (2, "")
+    failed = f"verify attestations: {image.ref}: --gcp: Application Default Credentials failed: "
+    assert err.startswith(failed) and str(adc) in err and err.count("\n") == 1, err
+
+
+def test_in_process_every_invalid_attestation_is_named_and_fails_closed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the tag schema (no referrers API): a failed test result next to a valid one, forged,
+    misdirected and malformed SBOM referrers, an unattested platform and one not in the index:
+    each is one line, and the image is not valid (exit 1)."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    stub = ReferrersRegistry(referrers_api=False)
+    key, public = _public_key(tmp_path)
+    writer, reader = Registry(anonymous_client()), anonymous_client()
+    try:
+        image = _attested_image(writer, stub.address, key, attest=("index", "linux/amd64"))
+        ref = parse_reference(image.ref)
+        amd64, arm64 = image.manifests["linux/amd64"], image.manifests["linux/arm64"]
+        failed = {"result": "FAILED", "failedTests": ["elf:linux/arm64"]}
+        index_failed = attach_statement(
+            writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, failed, key
+        )
+        passed_but = {**PASSED, "failedTests": ["start:linux/arm64"]}
+        index_passed_but = attach_statement(
+            writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, passed_but, key
+        )
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        forged = attach_statement(writer, ref, amd64, dsse.SPDX_PREDICATE, SBOM, other_key)
+        about_arm64 = attach_statement(
+            writer, ref, amd64, dsse.SPDX_PREDICATE, SBOM, key, about=arm64.digest
+        )
+        payload = dsse.statement([("x", amd64.digest)], dsse.TEST_RESULT_PREDICATE, PASSED)
+        retyped_envelope = dsse.envelope(payload, dsse.local_signer(key), "kid")
+        retyped = writer.attach(ref, amd64, retyped_envelope, dsse.SPDX_PREDICATE)
+        about_two, about_nothing = (
+            writer.attach(
+                ref,
+                amd64,
+                dsse.envelope(
+                    dsse.statement(subjects, dsse.SPDX_PREDICATE, SBOM),
+                    dsse.local_signer(key),
+                    "kid",
+                ),
+                dsse.SPDX_PREDICATE,
+            )
+            for subjects in ([("x", image.index.digest), ("x", arm64.digest)], [])
+        )
+        not_a_map = attach_statement(writer, ref, image.index, dsse.TEST_RESULT_PREDICATE, [], key)
+        # Referrers listed by hand in the tag index: malformed manifests, and two that are no
+        # SBOM attestation at all (skipped).
+        good = json.loads(artifact_manifest(amd64, retyped_envelope, dsse.SPDX_PREDICATE)[0])
+        malformed = [
+            b"{not json",
+            json_bytes({**good, "subject": {"digest": arm64.digest}}),
+            json_bytes({**good, "layers": good["layers"] * 2}),
+            json_bytes({**good, "layers": [{**good["layers"][0], "mediaType": "text/plain"}]}),
+            b"[]",
+        ]
+        annotated = {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
+        listed = [
+            {
+                **descriptor(OCI_MANIFEST, data),
+                "artifactType": DSSE_ARTIFACT_TYPE,
+                "annotations": annotated,
+            }
+            for data in malformed
+        ]
+        # A valid SBOM envelope whose manifest is annotated as another predicate type than the
+        # listing says.
+        sbom_envelope = dsse.envelope(
+            dsse.statement([("x", amd64.digest)], dsse.SPDX_PREDICATE, SBOM),
+            dsse.local_signer(key),
+            "kid",
+        )
+        writer.push_blob(ref, sbom_envelope)
+        mislabelled = json_bytes(
+            {
+                **good,
+                "layers": [{**descriptor(DSSE_ARTIFACT_TYPE, sbom_envelope)}],
+                "annotations": {"in-toto.io/predicate-type": dsse.TEST_RESULT_PREDICATE},
+            }
+        )
+        malformed.append(mislabelled)
+        listed.append({**listed[0], **descriptor(OCI_MANIFEST, mislabelled)})
+        for data in malformed:
+            writer.put_manifest(ref, sha256_digest(data), data, OCI_MANIFEST)
+        skipped = [
+            {**listed[0], "artifactType": "application/vnd.example.signature"},
+            {**listed[0], "annotations": {"in-toto.io/predicate-type": dsse.TEST_RESULT_PREDICATE}},
+        ]
+        tag = tag_schema_tag(amd64.digest)
+        tag_index = json.loads(reader.get_manifest(ref, tag).data)
+        tag_index["manifests"] += [*listed, *skipped]
+        writer.put_manifest(ref, tag, json_bytes(tag_index), OCI_INDEX)
+        # The platform not in the index first: the platforms after it are still checked.
+        platforms = (
+            "--platform",
+            "linux/s390x",
+            "--platform",
+            "linux/amd64",
+            "--platform",
+            "linux/arm64",
+        )
+        code, out, err = _check(image.ref, "--public-key", public, *platforms, capsys=capsys)
+        # A Docker image manifest without its mediaType field: the answer's Content-Type says
+        # what it is.
+        bare = json.loads(reader.get_manifest(ref, amd64.digest).data)
+        del bare["mediaType"]
+        single_manifest = json_bytes(bare)
+        writer.put_manifest(ref, sha256_digest(single_manifest), single_manifest, DOCKER_MANIFEST)
+        not_index = f"{stub.address}/shop/app@{sha256_digest(single_manifest)}"
+        single = _check(not_index, "--public-key", public, capsys=capsys)
+    finally:
+        stub.stop()
+    assert (code, out) == (1, "")
+    amd64_problems = [
+        f"{forged}: no signature verifies with the public key",
+        f"{about_arm64}: the signed statement is about {arm64.digest}, not {amd64.digest}",
+        f"{retyped}: predicate type {dsse.TEST_RESULT_PREDICATE!r} (annotated "
+        f"{dsse.SPDX_PREDICATE!r}), expected {dsse.SPDX_PREDICATE!r}",
+        f"{about_two}: the signed statement is about "
+        f"{', '.join(sorted([image.index.digest, arm64.digest]))}, not {amd64.digest}",
+        f"{about_nothing}: the signed statement is about nothing, not {amd64.digest}",
+        f"{listed[0]['digest']}: manifest is not JSON",
+        f"{listed[1]['digest']}: its manifest refers to {arm64.digest}, not {amd64.digest}",
+        f"{listed[2]['digest']}: its manifest does not have exactly one layer",
+        f"{listed[3]['digest']}: its layer is not a {DSSE_ARTIFACT_TYPE}",
+        f"{listed[4]['digest']}: its manifest refers to None, not {amd64.digest}",
+        f"{listed[5]['digest']}: predicate type {dsse.SPDX_PREDICATE!r} (annotated "
+        f"{dsse.TEST_RESULT_PREDICATE!r}), expected {dsse.SPDX_PREDICATE!r}",
+    ]
+    assert err.splitlines() == [
+        f"verify attestations: {image.ref}: {problem}"
+        for problem in [
+            "linux/s390x: listed 0 times in the index",
+            f"index: attestation {index_failed}: the test result is 'FAILED' "
+            "(failed tests: ['elf:linux/arm64']), not passed",
+            f"index: attestation {index_passed_but}: the test result is 'PASSED' "
+            "(failed tests: ['start:linux/arm64']), not passed",
+            f"index: attestation {not_a_map}: the test result is None (failed tests: None), "
+            "not passed",
+            *(f"linux/amd64: attestation {problem}" for problem in amd64_problems),
+            f"linux/arm64: no SBOM attestation refers to {arm64.digest}",
+        ]
+    ]
+    assert single == (
+        1,
+        "",
+        f"verify attestations: {not_index}: {sha256_digest(single_manifest)} is not an image "
+        f"index ({DOCKER_MANIFEST})\n",
+    )
+
+
+def test_in_process_attestations_help_and_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one usage line, whatever the terminal
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exited:
+        check_main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    usage = (
+        "usage: python -m verify attestations [-h] --public-key PEM "
+        "[--platform OS/ARCH[/VARIANT]] [--json] [--gcp] REF\n"
+    )
+    assert shown.startswith(
+        usage + "\nCheck the signed SBOM and verification attestations of an image.\n"
+    )
+    for option, purpose in [
+        ("REF", "host\\[:port\\]/repository:tag or @sha256:<hex>"),
+        ("--public-key PEM", "ECDSA P-256 key"),
+        (
+            "--platform OS/ARCH\\[/VARIANT\\]",
+            "\n +platform that must have an SBOM attestation \\(default linux/amd64 and "
+            "linux/arm64\\)",
+        ),
+        ("--json", "print the report as JSON on stdout"),
+        ("--gcp", "Application Default Credentials"),
+    ]:
+        assert re.search(rf"\n  {option} *{purpose}\n", shown), (option, shown)
+    with pytest.raises(SystemExit) as exited:
+        check_main(["127.0.0.1:1/a:1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        usage + "python -m verify attestations: error: the following arguments are required: "
+        "--public-key\n"
+    )
+
+    _, public = _public_key(tmp_path)
+    missing = tmp_path / "missing.pub"
+    ref = "127.0.0.1:1/a:1"
+    for args, message in [
+        (
+            ["busybox:1", "--public-key", public],
+            "image reference 'busybox:1': no registry host; expected "
+            "host[:port]/repository[:tag] or host[:port]/repository[:tag]@sha256:<64 hex>",
+        ),
+        (
+            [ref, "--public-key", public, "--platform", "linux"],
+            "platform 'linux' is not valid; expected os/architecture[/variant], e.g. "
+            "linux/amd64 or linux/arm64/v8",
+        ),
+        (
+            [ref, "--public-key", str(missing)],
+            f"{missing}: not a readable PEM public key ([Errno 2] No such file or directory: "
+            f"'{missing}')",
+        ),
+    ]:
+        assert _check(*args, capsys=capsys) == (2, "", f"verify attestations: {message}\n")
+    monkeypatch.setenv("REGISTRY_USERNAME", "ci")
+    code, out, err = _check(ref, "--public-key", public, capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("verify attestations: REGISTRY_USERNAME") and err.count("\n") == 1, err
+
+
+def test_a_local_signing_key_is_created_on_request_and_read_otherwise(tmp_path: Path) -> None:
+    path = tmp_path / "keys" / "attest-key.pem"
+    with pytest.raises(signing.SigningError) as raised:
+        signing.local(str(path), create=False)
+    assert str(raised.value) == (
+        f"--key {path}: {path}: not a readable unencrypted PEM private key "
+        f"([Errno 2] No such file or directory: '{path}')"
+    )
+    assert not path.parent.exists()  # nothing is created without --create-key
+    created = signing.local(str(path), create=True)
+    public = dsse.load_public_key(tmp_path / "keys" / "attest-key.pem.pub")
+    for signer in (created, signing.local(str(path), create=False)):
+        assert signer.keyid == dsse.key_id(public)
+        assert signer.public_key.public_numbers() == public.public_numbers()
+        public.verify(signer.sign(b"DSSEv1 ..."), b"DSSEv1 ...", ec.ECDSA(hashes.SHA256()))
+
+
+def _image_layers() -> dict[str, list[bytes]]:
+    return {
+        arch: [gzip_bytes(tar_bytes([Entry("bin/app", elf_header(machine))]))]
+        for arch, machine in MACHINES.items()
+    }
+
+
+def test_in_process_a_verified_image_is_attested_per_platform_and_on_its_index(
+    stub: ReferrersRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`verify REF --deep --attest --key PEM --create-key` in process: an SBOM statement per
+    platform manifest and the Test Result on the index, each signed by the key it created."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    Pusher(stub).image("shop/app", "1", _image_layers(), "app")  # type: ignore[arg-type]
+    key_path = tmp_path / "keys" / "key.pem"
+    ref = f"{stub.address}/shop/app:1"
+    code = cli_main([ref, "--deep", "--json", "--attest", "--key", str(key_path), "--create-key"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    report = json.loads(captured.out)
+    referrers = report["referrers"]
+    assert list(referrers) == ["linux/amd64", "linux/arm64", "index"]
+    assert captured.err.splitlines() == [
+        f"verify: attested {subject}: referrer {digest}" for subject, digest in referrers.items()
+    ]
+    public = dsse.load_public_key(tmp_path / "keys" / "key.pem.pub")
+    reader, parsed = Registry(anonymous_client()), parse_reference(ref)
+    subjects = {
+        name: report["platforms"][name]["digest"] for name in ("linux/amd64", "linux/arm64")
+    }
+    subjects["index"] = report["digest"]
+    client = anonymous_client()
+    for name, referrer in referrers.items():
+        manifest = json.loads(reader.get_manifest(parsed, referrer))
+        envelope = reader.get_envelope(parsed, manifest["layers"][0]["digest"])
+        statement = dsse.open_envelope(envelope, public)
+        (signature,) = json.loads(envelope)["signatures"]
+        assert signature["keyid"] == dsse.key_id(public)
+        media_type = OCI_INDEX if name == "index" else OCI_MANIFEST
+        size = len(client.get_manifest(parsed, subjects[name]).data)
+        assert manifest["subject"] == {
+            "mediaType": media_type,
+            "digest": subjects[name],
+            "size": size,
+        }
+        assert statement.subjects == {subjects[name]: f"{stub.address}/shop/app"}
+        predicate_type = dsse.TEST_RESULT_PREDICATE if name == "index" else dsse.SPDX_PREDICATE
+        assert statement.predicate_type == predicate_type
+    assert statement.predicate == {
+        "result": "PASSED",
+        "configuration": [
+            {
+                "name": TOOL,
+                "uri": f"urn:boutique-multiarch:{TOOL}",
+                "annotations": {
+                    "platforms": ["linux/amd64", "linux/arm64"],
+                    "deep": True,
+                    "allow": [],
+                    "run": None,
+                },
+            }
+        ],
+        "passedTests": [
+            "platform:linux/amd64",
+            "elf:linux/amd64",
+            "platform:linux/arm64",
+            "elf:linux/arm64",
+        ],
+        "warnedTests": [],
+        "failedTests": [],
+    }
+
+
+def test_in_process_a_registry_that_refuses_the_attestation_is_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification passes (the registry serves the image), the push is refused (it takes
+    no upload): exit 2, one line naming the refusal, no report."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    registry = HostileRegistry().start()
+    try:
+        registry.image("shop/app", "1", {arch: blobs for arch, blobs in _image_layers().items()})
+        ref = f"{registry.address}/shop/app:1"
+        key = str(tmp_path / "key.pem")
+        code = cli_main([ref, "--deep", "--json", "--attest", "--key", key, "--create-key"])
+    finally:
+        registry.stop()
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    assert captured.err == (
+        f"verify: {ref}: attesting failed: upload of blob {sha256_digest(b'{}')}: "
+        "unexpected HTTP 404\n"
+    )

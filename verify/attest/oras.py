@@ -134,13 +134,17 @@ class Registry:
             except urllib3.exceptions.HTTPError as error:
                 raise RegistryError(f"{method} {url}: connection failed: {error}") from None
             try:
-                if response.status == 401 and attempt == 0:
-                    challenge = response.headers.get("WWW-Authenticate", "")
-                    self._authorizations[ref.repository] = self._client.authorization(
-                        ref, scope, challenge
-                    )
-                    continue
+                # Read before a 401 is answered too: a kept-alive connection with an unread
+                # answer fails the next request sent on it.
                 data = response.read(limit + 1, decode_content=True)
+                if response.status == 401:
+                    # The first asks for a token; a second means the token was refused.
+                    if attempt == 0:
+                        challenge = response.headers.get("WWW-Authenticate", "")
+                        self._authorizations[ref.repository] = self._client.authorization(
+                            ref, scope, challenge
+                        )
+                    continue
                 if len(data) > limit:
                     raise RegistryError(f"{method} {url}: answer is larger than {limit} bytes")
                 return response.status, data, response.headers
