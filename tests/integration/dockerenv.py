@@ -287,7 +287,9 @@ def remove_local_images(registry_address: str) -> None:
     listing = _run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"])
     tags = [tag for tag in listing.stdout.split() if tag.startswith(f"{registry_address}/")]
     if tags:
-        _run(["docker", "image", "rm", *tags])
+        # Seconds per image, not one minute for all: a session leaves dozens, and a busy engine
+        # took over 60 s to remove 45 (2026-12-01, beside a mutation run).
+        _run(["docker", "image", "rm", *tags], timeout=max(60, 10 * len(tags)))
 
 
 def registry_get(
