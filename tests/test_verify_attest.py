@@ -748,9 +748,14 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         registry.on(f"{v2}/blobs/{digest}", answer(404))
         registry.on(uploads, answer(202, Location=registry.url))
         no_path = _refusal(lambda: writer.push_blob(ref, blob))
+        # 204 for the closing PUT: some registries answer it so; the blob is there.
+        registry.on(uploads, answer(202, Location="s-1?state=abc"))
+        registry.on(session, answer(204))
+        pushed_204 = writer.push_blob(ref, blob)
     finally:
         registry.stop()
         elsewhere.stop()
+    assert pushed_204 == digest
     what = f"upload of blob {digest}"
     assert other_host == f"{what}: the registry named an upload location on another host"
     assert refused_post == f"{what}: unexpected HTTP 500 no uploads today  " + "x" * 280
@@ -781,6 +786,7 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         ("PUT", f"{v2}/manifests/v2", b"{}"),
         ("PUT", f"{v2}/manifests/v3", b"{}"),
         *(head, post),
+        *(head, post, put),
     ]
     assert [
         header(seen.headers, "Content-Type") for seen in registry.seen if seen.method == "PUT"
@@ -790,6 +796,7 @@ def test_in_process_hostile_answers_to_a_push_are_refused_and_nothing_goes_elsew
         OCI_INDEX,
         OCI_INDEX,
         OCI_INDEX,
+        "application/octet-stream",
     ]
 
 
@@ -1480,3 +1487,40 @@ def test_in_process_a_registry_that_refuses_the_attestation_is_exit_2(
         f"verify: {ref}: attesting failed: upload of blob {sha256_digest(b'{}')}: "
         "unexpected HTTP 404\n"
     )
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_in_process_an_envelope_is_read_behind_every_redirect_status(status: int) -> None:
+    """Each redirect status a blob GET may answer leads to the bytes, wherever the Location is
+    relative to; the storage it names is asked once, without the registry's credentials."""
+    registry, storage = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    reader = Registry(anonymous_client(PUSHER))
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    envelope = b'{"payloadType":"redirected"}'
+    digest = sha256_digest(envelope)
+    try:
+        # Absolute Location: another host.
+        registry.on(
+            f"/v2/shop/app/blobs/{digest}",
+            lambda handler: handler.reply(status, b"", {"Location": f"{storage.url}/b?s=1"}),
+        )
+        storage.on("/b", lambda handler: handler.reply(200, envelope))
+        elsewhere = reader.get_envelope(ref, digest)
+        # Relative Location: resolved against the blob's URL, on the registry's own host.
+        registry.on(
+            f"/v2/shop/app/blobs/{digest}",
+            lambda handler: handler.reply(status, b"", {"Location": "../stored/b?s=2"}),
+        )
+        registry.on("/v2/shop/app/stored/b", lambda handler: handler.reply(200, envelope))
+        relative = reader.get_envelope(ref, digest)
+        # No Location: nowhere to go, said so.
+        registry.on(f"/v2/shop/app/blobs/{digest}", lambda handler: handler.reply(status))
+        nowhere = _refusal(lambda: reader.get_envelope(ref, digest))
+    finally:
+        registry.stop()
+        storage.stop()
+    assert elsewhere == relative == envelope
+    assert [seen.path for seen in storage.seen] == ["/b?s=1"]
+    assert storage.authorizations() == []
+    assert [seen.path for seen in registry.seen][-2] == "/v2/shop/app/stored/b?s=2"
+    assert nowhere == f"envelope {digest}: HTTP {status} without a Location"

@@ -828,6 +828,16 @@ def test_cyclonedx_document_describes_the_image_and_every_component_in_full() ->
         assert component.get("version") == (package.component.version or None)
     assert components["pkg:golang/google.golang.org/grpc@v1.60.1"]["version"] == "v1.60.1"
     assert components["pkg:golang/example.com/shop"]["version"] == "(devel)"
+    # SPDX leaves an unknown version out too, rather than writing an empty one.
+    spdx_versions = {
+        package["name"]: package.get("versionInfo")
+        for package in spdx_document(REF, inventory)["packages"][1:]
+    }
+    assert spdx_versions == {
+        package.component.name: package.component.version or None
+        for package in inventory.packages
+    }
+    assert spdx_versions["bare"] is None
     assert "version" not in components["pkg:npm/bare"]
     assert _by_name_and_value(components["pkg:npm/pprof@4.0.0"]["properties"]) == [
         {"name": "boutique:elf:machines", "value": "x86-64=1"},

@@ -281,7 +281,9 @@ class Registry:
         status, data, headers = self._request(ref, "GET", url, limit=MAX_ENVELOPE_BYTES)
         if status in (301, 302, 303, 307, 308):
             # Blob storage behind a redirect gets no credentials: a plain bounded GET.
-            location = urljoin(url, headers.get("Location", ""))
+            if not headers.get("Location"):
+                raise RegistryError(f"envelope {digest}: HTTP {status} without a Location")
+            location = urljoin(url, headers["Location"])
             response = self._http.request("GET", location, preload_content=False, redirect=False)
             try:
                 status = response.status

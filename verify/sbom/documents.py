@@ -84,12 +84,14 @@ def spdx_document(ref: Reference, inventory: Inventory) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "SPDXID": spdx_id,
             "name": component.name,
-            "versionInfo": component.version,
             "downloadLocation": "NOASSERTION",
             "filesAnalyzed": False,
             "sourceInfo": "read from " + ", ".join(package.sources),
             "externalRefs": [_purl_ref(component.purl)],
         }
+        if component.version:
+            # Optional in SPDX 2.3 (7.3); left out, like CycloneDX's, when there is none.
+            entry["versionInfo"] = component.version
         if package.elf:
             machines, foreign = elf_summary(package, inventory)
             comment = f"ELF machines: {machines}"
