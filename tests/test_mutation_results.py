@@ -11,10 +11,17 @@ import pytest
 from mutmut.mutation.data import SourceFileMutationData
 
 from tests.integration.dockerenv import BUSYBOX_CACHE
-from tests.mutation.__main__ import EQUIVALENTS, WORK, package_config, project_config
-from tests.mutation.childstats import CHILD_STARTUP, HITS_VARIABLE
+from tests.mutation.__main__ import (
+    EQUIVALENTS,
+    WORK,
+    package_config,
+    project_config,
+    report,
+)
+from tests.mutation.childstats import BUDGET_VARIABLE, CHILD_STARTUP, HITS_VARIABLE
 from tests.mutation.results import (
     MutationError,
+    PackageScore,
     package_score,
     parse_equivalents,
     read_exit_codes,
@@ -205,15 +212,34 @@ PLUGIN = ("-p", "tests.mutation.childstats", "--rootdir=.")
 
 
 def run_under_plugin(
-    directory: Path, test_file: str, durations: dict[str, float], mutant: str
+    directory: Path,
+    test_file: str,
+    durations: dict[str, float],
+    mutant: str,
+    budget: float | None = None,
+    *options: str,
 ) -> subprocess.CompletedProcess[str]:
     """pytest on `test_file` with the mutation plugin, as mutmut runs `mutant` (or "stats", "")
-    with `durations` as mutmut measured them."""
+    with `durations` as mutmut measured them (and a test budget, as scripts/mutation sets)."""
     (directory / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": mutant}
+    environment.pop(BUDGET_VARIABLE, None)
+    if budget is not None:
+        environment[BUDGET_VARIABLE] = str(budget)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *PLUGIN, test_file],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *PLUGIN,
+            *options,
+            test_file,
+        ],
         cwd=directory,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "MUTANT_UNDER_TEST": mutant},
+        env=environment,
         capture_output=True,
         text=True,
         timeout=120,
@@ -257,6 +283,62 @@ def test_a_mutant_runs_its_fastest_tests_first(
     run = run_under_plugin(tmp_path, "test_order.py", durations, mutant)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (tmp_path / "order.txt").read_text().split() == order
+
+
+@pytest.mark.parametrize(
+    ("budget", "order"),
+    [
+        # The fastest always runs, even past the budget.
+        (0.001, ["fast"]),
+        (2.5, ["fast"]),
+        (2.51, ["fast", "slow"]),
+        # A test mutmut did not measure never fits.
+        (10_000.0, ["fast", "slow"]),
+    ],
+)
+def test_a_mutants_tests_stop_at_the_budget_of_measured_time(
+    tmp_path: Path, budget: float, order: list[str]
+) -> None:
+    """The tests past the budget are deselected, not run: the mutant survives them."""
+    (tmp_path / "test_order.py").write_text(ORDERED_TESTS)
+    durations = {"test_order.py::test_slow": 2.5, "test_order.py::test_fast": 0.01}
+    run = run_under_plugin(tmp_path, "test_order.py", durations, f"{M}1", budget)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert (tmp_path / "order.txt").read_text().split() == order
+    assert f"{3 - len(order)} deselected" in run.stdout
+
+
+@pytest.mark.parametrize("mutant", ["stats", "", "list_all_tests", "fail"])
+def test_the_budget_leaves_every_run_but_a_mutants_alone(tmp_path: Path, mutant: str) -> None:
+    """Collecting stats, the clean run and mutmut's listing of the tests see every test (a
+    listing without some would make mutmut forget them)."""
+    (tmp_path / "test_order.py").write_text(ORDERED_TESTS)
+    durations = {"test_order.py::test_slow": 2.5, "test_order.py::test_fast": 0.01}
+    listing = run_under_plugin(
+        tmp_path, "test_order.py", durations, mutant, 0.001, "--collect-only"
+    )
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "3 tests collected" in listing.stdout, listing.stdout
+    run = run_under_plugin(tmp_path, "test_order.py", durations, mutant, 0.001)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert sorted((tmp_path / "order.txt").read_text().split()) == ["fast", "slow", "unmeasured"]
+
+
+def test_the_report_says_which_scores_are_lower_bounds(tmp_path: Path) -> None:
+    killed = tuple(f"verify.checks.x_f__mutmut_{n}" for n in range(1, 10))
+    results = [
+        (PackageScore("verify", killed, (), (), ()), 0.9, tmp_path),
+        (PackageScore("patches", killed[:1], killed[1:2], (), ()), 0.9, tmp_path),
+    ]
+    text = report(results, {"verify": 10.0, "host": 5.0})
+    assert text.splitlines()[2:5] == [
+        "- verify: 100.0% killed (9/9; 0 equivalent, 0 surviving) target 90%: ok",
+        "- patches: 50.0% killed (1/2; 0 equivalent, 1 surviving) target 90%: BELOW TARGET",
+        "- verify: each mutant's tests stopped after 10 s of measured time, so its score is a "
+        "lower bound (docs/mutation.md#test-budget)",
+    ]
+    budget = project_config()["tool"]["mutation"]["test_budget"]
+    assert set(budget) <= set(project_config()["tool"]["mutation"]["tests"])
 
 
 LOOPING_TEST = """\

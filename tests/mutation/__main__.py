@@ -21,7 +21,7 @@ from typing import Any
 
 import tomli_w
 
-from tests.mutation.childstats import CHILD_STARTUP
+from tests.mutation.childstats import BUDGET_VARIABLE, CHILD_STARTUP
 from tests.mutation.results import (
     MutationError,
     PackageScore,
@@ -101,11 +101,16 @@ def prepare(config: dict[str, Any], package: str, fresh: bool) -> Path:
     return directory
 
 
-def run_mutmut(directory: Path, mutants: list[str], workers: int) -> None:
+def run_mutmut(directory: Path, mutants: list[str], workers: int, budget: float | None) -> None:
     command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
     print(f"mutation: {' '.join(command[1:])} (in {directory.relative_to(ROOT)})", flush=True)
+    environment = {**os.environ, "CI": "true"}
+    environment.pop(BUDGET_VARIABLE, None)
+    if budget is not None:
+        print(f"mutation: each mutant's tests stop after {budget:g} s of measured time", flush=True)
+        environment[BUDGET_VARIABLE] = str(budget)
     # mutmut's own exit status says nothing about the score; its result files do.
-    subprocess.run(command, cwd=directory, check=False, env={**os.environ, "CI": "true"})
+    subprocess.run(command, cwd=directory, check=False, env=environment)
 
 
 # mutmut's own diff of each named mutant, in one process (`mutmut show` costs one per mutant).
@@ -141,10 +146,16 @@ def diffs_of(directory: Path, mutants: tuple[str, ...]) -> dict[str, str]:
     return found
 
 
-def report(results: list[tuple[PackageScore, float, Path]]) -> str:
+def report(results: list[tuple[PackageScore, float, Path]], budgets: dict[str, float]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [f"# Mutation scores ({date})", ""]
     lines += [f"- {summary_line(result, target)}" for result, target, _ in results]
+    lines += [
+        f"- {result.package}: each mutant's tests stopped after {budgets[result.package]:g} s "
+        "of measured time, so its score is a lower bound (docs/mutation.md#test-budget)"
+        for result, _, _ in results
+        if result.package in budgets
+    ]
     for result, _, directory in results:
         for name in result.stale:
             lines.append(f"- {result.package}: stale equivalent.txt entry (not a survivor): {name}")
@@ -180,6 +191,9 @@ def main(argv: list[str]) -> int:
             if unknown
             else f"--workers {arguments.workers}: must be 1 or more"
         )
+    budgets = {
+        name: float(seconds) for name, seconds in config["tool"]["mutation"]["test_budget"].items()
+    }
     try:
         equivalents = parse_equivalents(EQUIVALENTS.read_text(), EQUIVALENTS.name)
         results = []
@@ -194,7 +208,7 @@ def main(argv: list[str]) -> int:
                 rerun = to_run_again(previous, equivalents)
             if rerun or not arguments.survivors:
                 # No names: mutmut runs every mutant without a result (all of them when fresh).
-                run_mutmut(directory, rerun, arguments.workers)
+                run_mutmut(directory, rerun, arguments.workers, budgets.get(package))
             excluded = config["tool"]["mutmut"].get("do_not_mutate", [])
             codes = read_exit_codes(directory / "mutants", package, excluded)
             if not codes:
@@ -204,7 +218,7 @@ def main(argv: list[str]) -> int:
     except MutationError as error:
         print(f"mutation: error: {error}", file=sys.stderr)
         return 1
-    text = report(results)
+    text = report(results, budgets)
     (WORK / "report.md").write_text(text)
     print(text)
     return 0 if all(result.meets(target) for result, target, _ in results) else 1
