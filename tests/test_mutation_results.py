@@ -341,6 +341,38 @@ def test_the_report_says_which_scores_are_lower_bounds(tmp_path: Path) -> None:
     assert set(budget) <= set(project_config()["tool"]["mutation"]["tests"])
 
 
+MEMOIZING_TESTS = """\
+import cli_contract
+from host.contract import parser
+from plan.settings import _config_keys
+from plan.settings import RepositorySettings as Settings
+
+def _used():
+    cli_contract.built(parser, cli_contract.StrictParser)
+    _config_keys(Settings)
+
+def test_first():
+    assert cli_contract._BUILT == {} and _config_keys.cache_info().currsize == 0
+    _used()
+
+def test_second():
+    assert cli_contract._BUILT == {} and _config_keys.cache_info().currsize == 0
+    _used()
+"""
+
+
+@pytest.mark.parametrize(("mutant", "failed"), [("stats", 0), (f"{M}1", 1), ("", 1)])
+def test_while_mutmut_collects_each_test_starts_without_memoized_parsers_or_caches(
+    tmp_path: Path, mutant: str, failed: int
+) -> None:
+    """A memoized function runs once per process: without emptying the caches, only the first
+    test calling it would count as reaching it."""
+    (tmp_path / "test_memo.py").write_text(MEMOIZING_TESTS)
+    run = run_under_plugin(tmp_path, "test_memo.py", {}, mutant)
+    assert f"{2 - failed} passed" in run.stdout, run.stdout + run.stderr
+    assert run.returncode == failed, run.stdout + run.stderr
+
+
 LOOPING_TEST = """\
 import time
 

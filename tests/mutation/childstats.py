@@ -11,6 +11,7 @@ process at startup through PYTHONPATH) and adds those to the test that started t
 import json
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,29 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     from mutmut.state import state
 
     _import_hits.update(state()._stats)
+
+
+# Memoized functions hide their reach: a parser `cli_contract.built` keeps, or a
+# `functools.cache`, runs once per process, so only the first test that calls it would count as
+# reaching it (host.contract.parser's mutants then ran against one parse test and the process
+# tests). While mutmut collects, each test starts with those caches empty.
+MEMOIZING_MODULES = ("cli_contract", "verify", "host", "patches", "plan")
+
+
+def clear_memoized() -> None:
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] not in MEMOIZING_MODULES:
+            continue
+        for value in list(vars(module).values()):
+            if callable(getattr(value, "cache_clear", None)):
+                value.cache_clear()
+    if "cli_contract" in sys.modules:
+        sys.modules["cli_contract"]._BUILT.clear()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        clear_memoized()
 
 
 @pytest.hookimpl(tryfirst=True)
