@@ -4,6 +4,7 @@ The `program` fixture sets mocks and config and runs `__main__.py` fresh with ru
 project directory, as Pulumi does.
 """
 
+import locale
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +20,18 @@ def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     monkeypatch.chdir(ROOT)
     yield ProgramRunner()
     reset()
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """The process's character type set to the C locale (ASCII) for the test, as on a machine
+    without a UTF-8 locale: what `open()` reads and writes without an encoding then changes."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
 
 
 UPSTREAM_CHECKOUT_TESTS = "tests/test_patches_upstream_checkout.py"
