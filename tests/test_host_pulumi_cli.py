@@ -956,3 +956,25 @@ def test_pulumi_is_looked_for_on_the_path_it_is_given_not_the_process_s(
     # Without a PATH of its own nothing is on it, whatever this process's PATH holds.
     monkeypatch.setenv("PATH", given["PATH"])
     assert ensure_in(tmp_path / "project", {}).path == str(installed)
+
+
+def test_an_old_install_that_cannot_be_deleted_does_not_stop_the_new_pin(
+    tmp_path: Path, in_process: None
+) -> None:
+    """A file of the old install that even root cannot delete (immutable here; a locked file
+    on macOS): the new pin is installed, and the old one stays in the download's leftover."""
+    tools = tmp_path / ".tools"
+    locked = write_install(tools, "3.271.0").with_name("pulumi-locked")
+    locked.write_bytes(b"")
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(locked)], check=False).returncode:
+        pytest.skip("chattr +i is not possible here (e2fsprogs, CAP_LINUX_IMMUTABLE, ext4/xfs)")
+    try:
+        executable = install_in_process(ReleaseServer(release_files(PINNED)), tools)
+        assert (tools / "pulumi" / "VERSION").read_text() == f"{PINNED}\n"
+        assert reported_version(str(executable)) == Version(3, 272, 0)
+        [leftover] = [path for path in tools.iterdir() if path.name != "pulumi"]
+        assert (leftover / "previous" / "bin" / "pulumi-locked").is_file()
+    finally:
+        for path in tools.rglob("pulumi-locked"):
+            subprocess.run([chattr, "-i", str(path)], check=True)
