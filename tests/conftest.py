@@ -1,7 +1,8 @@
 """Fixtures for whole-program tests under Pulumi mocks (machinery in tests/program_mocks.py).
 
 The `program` fixture sets mocks and config and runs `__main__.py` fresh with runpy, from the
-project directory, as Pulumi does.
+project directory, as Pulumi does. `ascii_locale` runs a test under the C locale, for the files
+the tools must read as UTF-8 whatever the machine's locale.
 """
 
 import locale

@@ -530,17 +530,21 @@ def test_a_checksum_line_in_binary_mode_names_the_file_too() -> None:
 
 
 ARCHIVE = this_release(PINNED).archive
+WITHOUT_THE_ARCHIVE_S_SHA256 = [
+    # Only a line naming exactly the archive counts.
+    pytest.param(
+        f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}", id="another-name"
+    ),
+    pytest.param(
+        f"deadbeef  {ARCHIVE}\n",
+        f"lists {ARCHIVE} with 'deadbeef', not a SHA-256",
+        id="not-a-sha256",
+    ),
+]
+"""Checksums files that list no SHA-256 for the archive, and the refusal after their source."""
 
 
-@pytest.mark.parametrize(
-    ("listed", "problem"),
-    [
-        # Only a line naming exactly the archive counts.
-        (f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}"),
-        (f"deadbeef  {ARCHIVE}\n", f"lists {ARCHIVE} with 'deadbeef', not a SHA-256"),
-    ],
-    ids=["another-name", "not-a-sha256"],
-)
+@pytest.mark.parametrize(("listed", "problem"), WITHOUT_THE_ARCHIVE_S_SHA256)
 def test_a_checksums_file_without_the_archive_s_sha256_is_refused(
     listed: str, problem: str
 ) -> None:
@@ -745,20 +749,6 @@ def test_a_tools_dir_whose_parents_are_missing_is_made(tmp_path: Path, in_proces
     assert reported_version(str(executable)) == Version(3, 272, 0)
 
 
-def test_a_checksums_file_without_the_archive_names_where_it_came_from(
-    tmp_path: Path, in_process: None
-) -> None:
-    release = this_release(PINNED)
-    files = {**release_files(PINNED), release.checksums: f"{'0' * 64}  other.tar.gz\n".encode()}
-    server = ReleaseServer(files)
-    with pytest.raises(HostError) as refused:
-        install_in_process(server, tmp_path / ".tools")
-    assert str(refused.value) == (
-        f"{server.base_url}/{release.checksums} lists no checksum for {release.archive}"
-    )
-    assert_nothing_installed(tmp_path)
-
-
 def test_bytes_of_a_checksums_file_that_are_not_utf8_do_not_stop_the_install(
     tmp_path: Path, in_process: None
 ) -> None:
@@ -771,20 +761,27 @@ def test_bytes_of_a_checksums_file_that_are_not_utf8_do_not_stop_the_install(
 
 
 @pytest.mark.usefixtures("ascii_locale")
-def test_a_checksums_file_is_read_as_utf8_whatever_the_locale(
-    tmp_path: Path, in_process: None
+@pytest.mark.parametrize(
+    ("listed", "problem"),
+    [
+        *WITHOUT_THE_ARCHIVE_S_SHA256,
+        # Read as UTF-8 whatever the locale: the refusal quotes the line character for character.
+        pytest.param(
+            f"sha256-ключ  {ARCHIVE}\n",
+            f"lists {ARCHIVE} with 'sha256-ключ', not a SHA-256",
+            id="not-a-sha256-in-utf-8",
+        ),
+    ],
+)
+def test_a_mirror_s_checksums_file_without_the_archive_s_sha256_is_named(
+    tmp_path: Path, in_process: None, listed: str, problem: str
 ) -> None:
-    """The refusal quotes what the mirror's file says for the archive, character for character."""
     release = this_release(PINNED)
-    listed = "sha256-ключ"
-    files = {**release_files(PINNED), release.checksums: f"{listed}  {release.archive}\n".encode()}
-    server = ReleaseServer(files)
+    server = ReleaseServer({**release_files(PINNED), release.checksums: listed.encode()})
     with pytest.raises(HostError) as refused:
         install_in_process(server, tmp_path / ".tools")
-    assert str(refused.value) == (
-        f"{server.base_url}/{release.checksums} lists {release.archive} with {listed!r}, "
-        "not a SHA-256"
-    )
+    assert str(refused.value) == f"{server.base_url}/{release.checksums} {problem}"
+    assert_nothing_installed(tmp_path)
 
 
 def test_unpacks_where_tarfile_has_no_data_filter(
