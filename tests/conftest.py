@@ -1,9 +1,11 @@
 """Fixtures for whole-program tests under Pulumi mocks (machinery in tests/program_mocks.py).
 
 The `program` fixture sets mocks and config and runs `__main__.py` fresh with runpy, from the
-project directory, as Pulumi does.
+project directory, as Pulumi does. `ascii_locale` runs a test under the C locale, for the files
+the tools must read as UTF-8 whatever the machine's locale.
 """
 
+import locale
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,18 @@ def program(monkeypatch: pytest.MonkeyPatch) -> Iterator[ProgramRunner]:
     monkeypatch.chdir(ROOT)
     yield ProgramRunner()
     reset()
+
+
+@pytest.fixture
+def ascii_locale() -> Iterator[None]:
+    """The process's character type set to the C locale (ASCII) for the test, as on a machine
+    without a UTF-8 locale: what `open()` reads and writes without an encoding then changes."""
+    before = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_CTYPE, before)
 
 
 UPSTREAM_CHECKOUT_TESTS = "tests/test_patches_upstream_checkout.py"

@@ -4,8 +4,12 @@ The text below is written in the format buildx 0.13 prints; the real output is e
 tests/integration/test_host_builder.py.
 """
 
+import json
+from pathlib import Path
+
 import pytest
 
+from host import builder
 from host.builder import (
     BuilderSpec,
     InspectedBuilder,
@@ -13,7 +17,9 @@ from host.builder import (
     NodeSpec,
     create_commands,
     matches,
+    owner_record,
     parse_inspect,
+    recorded_owner,
 )
 from host.process import HostError
 from plan.host_commands import builder_spec
@@ -193,3 +199,95 @@ def test_inspect_output_without_builder_name_or_driver_is_an_error(missing: str)
 def test_a_minimal_spec_is_one_first_node_with_nothing_declared() -> None:
     spec = BuilderSpec.from_json('{"name": "b", "driver": "docker"}')
     assert spec == BuilderSpec("b", "docker", {}, (NodeSpec("b0", None, frozenset()),))
+
+
+def test_a_node_declaring_several_platforms_names_them_all_comma_separated() -> None:
+    both = BuilderNode("native", ("linux/arm64", "linux/amd64"), "ssh://builder@native.internal")
+    _, appended = create_commands(spec_of(settings(nodes=(both,))))
+    assert appended == [
+        *("docker", "buildx", "create", "--name", "multiarch-builder", "--append"),
+        *("--node", "native", "--driver-opt=image=moby/buildkit:v0.12.5"),
+        *("--driver-opt=network=host", "--platform", "linux/amd64,linux/arm64"),
+        *("--", "ssh://builder@native.internal"),
+    ]
+
+
+def test_an_appended_node_without_an_endpoint_is_given_an_empty_one() -> None:
+    """buildx reads an empty endpoint as the current Docker context's."""
+    spec = BuilderSpec.from_json(
+        '{"name": "b", "driver": "docker-container", '
+        '"nodes": [{"name": "n", "platforms": [], "endpoint": null}]}'
+    )
+    _, appended = create_commands(spec)
+    assert appended == [
+        *("docker", "buildx", "create", "--name", "b", "--append"),
+        *("--node", "n", "--", ""),
+    ]
+
+
+def test_long_unreadable_inspect_output_is_quoted_up_to_200_characters() -> None:
+    text = "x" * 300
+    with pytest.raises(HostError) as unreadable:
+        parse_inspect(text)
+    assert str(unreadable.value) == f"cannot read `docker buildx inspect` output: {'x' * 200!r}"
+
+
+# Owner records: files under the buildx store, read and written in this process.
+
+
+@pytest.fixture
+def buildx_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Docker config directory that does not exist yet, as DOCKER_CONFIG names it."""
+    config = tmp_path / "docker-config"
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    return config
+
+
+def test_without_docker_config_the_owner_is_recorded_under_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCKER_CONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert owner_record("b") == tmp_path / ".docker" / "buildx" / "boutique-owners" / "b"
+
+
+def test_an_owner_is_recorded_in_a_store_that_does_not_exist_yet(buildx_store: Path) -> None:
+    builder._record_owner("b", "organization/project/dev")
+    assert recorded_owner("b") == "organization/project/dev"
+    record = buildx_store / "buildx" / "boutique-owners" / "b"
+    assert json.loads(record.read_text()) == {"stack": "organization/project/dev"}
+    assert sorted(path.name for path in record.parent.iterdir()) == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            "{not json",
+            "is unreadable: Expecting property name enclosed in double quotes: "
+            "line 1 column 2 (char 1)",
+        ),
+        ('{"owner": "dev"}', "is unreadable: 'stack'"),
+        ('{"stack": 5}', "names no stack"),
+        ('{"stack": ""}', "names no stack"),
+    ],
+    ids=["not-json", "no-stack", "not-a-string", "empty"],
+)
+def test_an_owner_record_that_names_no_stack_is_refused_by_name(
+    buildx_store: Path, content: str, problem: str
+) -> None:
+    record = buildx_store / "buildx" / "boutique-owners" / "b"
+    record.parent.mkdir(parents=True)
+    record.write_text(content)
+    with pytest.raises(HostError) as refused:
+        recorded_owner("b")
+    assert str(refused.value) == f"owner record {record} of builder b {problem}"
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_an_owner_record_is_read_as_utf8_whatever_the_locale(buildx_store: Path) -> None:
+    """JSON is UTF-8: a record another tool wrote without escapes reads the same."""
+    record = buildx_store / "buildx" / "boutique-owners" / "b"
+    record.parent.mkdir(parents=True)
+    record.write_bytes(json.dumps({"stack": "équipe/boutique/dev"}, ensure_ascii=False).encode())
+    assert recorded_owner("b") == "équipe/boutique/dev"

@@ -16,6 +16,7 @@ import sys
 import tarfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -529,17 +530,21 @@ def test_a_checksum_line_in_binary_mode_names_the_file_too() -> None:
 
 
 ARCHIVE = this_release(PINNED).archive
+WITHOUT_THE_ARCHIVE_S_SHA256 = [
+    # Only a line naming exactly the archive counts.
+    pytest.param(
+        f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}", id="another-name"
+    ),
+    pytest.param(
+        f"deadbeef  {ARCHIVE}\n",
+        f"lists {ARCHIVE} with 'deadbeef', not a SHA-256",
+        id="not-a-sha256",
+    ),
+]
+"""Checksums files that list no SHA-256 for the archive, and the refusal after their source."""
 
 
-@pytest.mark.parametrize(
-    ("listed", "problem"),
-    [
-        # Only a line naming exactly the archive counts.
-        (f"{'0' * 64}  X{ARCHIVE}\n", f"lists no checksum for {ARCHIVE}"),
-        (f"deadbeef  {ARCHIVE}\n", f"lists {ARCHIVE} with 'deadbeef', not a SHA-256"),
-    ],
-    ids=["another-name", "not-a-sha256"],
-)
+@pytest.mark.parametrize(("listed", "problem"), WITHOUT_THE_ARCHIVE_S_SHA256)
 def test_a_checksums_file_without_the_archive_s_sha256_is_refused(
     listed: str, problem: str
 ) -> None:
@@ -717,3 +722,256 @@ def test_an_archive_cut_off_midway_names_the_bytes_that_arrived(
     expected = problem.format(half=size // 2, size=size)
     assert str(failed.value) == f"downloading {server.base_url}/{archive} was cut off: {expected}"
     assert_nothing_installed(tmp_path)
+
+
+def test_the_release_is_run_once_from_a_hidden_directory_inside_the_tools_dir(
+    tmp_path: Path, in_process: None
+) -> None:
+    """Staged beside the install (the same filesystem, so the final rename cannot fail half
+    way), under a name a killed run's leftover is recognised by; only the install remains."""
+    tools = tmp_path / ".tools"
+    executable = install_in_process(ReleaseServer(release_files(PINNED)), tools)
+    calls = [
+        json.loads(line) for line in (tmp_path / "pulumi-calls.jsonl").read_text().splitlines()
+    ]
+    assert [call["args"] for call in calls] == [["version"]]
+    staged = Path(calls[0]["executable"]).relative_to(tools)
+    assert staged.parts[0].startswith(".pulumi-download-") and staged.name == "pulumi"
+    assert staged.parts[0] != ".pulumi-download-"  # made unique, never a fixed name
+    assert sorted(path.name for path in tools.iterdir()) == ["pulumi"]
+    assert executable == tools / "pulumi" / "bin" / "pulumi"
+
+
+def test_a_tools_dir_whose_parents_are_missing_is_made(tmp_path: Path, in_process: None) -> None:
+    tools = tmp_path / "not" / "yet" / ".tools"
+    executable = install_in_process(ReleaseServer(release_files(PINNED)), tools)
+    assert executable == tools / "pulumi" / "bin" / "pulumi"
+    assert reported_version(str(executable)) == Version(3, 272, 0)
+
+
+def test_bytes_of_a_checksums_file_that_are_not_utf8_do_not_stop_the_install(
+    tmp_path: Path, in_process: None
+) -> None:
+    """Only the archive's line matters; another line in Latin-1 (é as one byte) is read past."""
+    release = this_release(PINNED)
+    files = release_files(PINNED)
+    files[release.checksums] = b"# r\xe9sum\xe9 of the release\n" + files[release.checksums]
+    executable = install_in_process(ReleaseServer(files), tmp_path / ".tools")
+    assert executable == tmp_path / ".tools" / "pulumi" / "bin" / "pulumi"
+
+
+@pytest.mark.usefixtures("ascii_locale")
+@pytest.mark.parametrize(
+    ("listed", "problem"),
+    [
+        *WITHOUT_THE_ARCHIVE_S_SHA256,
+        # Read as UTF-8 whatever the locale: the refusal quotes the line character for character.
+        pytest.param(
+            f"sha256-ключ  {ARCHIVE}\n",
+            f"lists {ARCHIVE} with 'sha256-ключ', not a SHA-256",
+            id="not-a-sha256-in-utf-8",
+        ),
+    ],
+)
+def test_a_mirror_s_checksums_file_without_the_archive_s_sha256_is_named(
+    tmp_path: Path, in_process: None, listed: str, problem: str
+) -> None:
+    release = this_release(PINNED)
+    server = ReleaseServer({**release_files(PINNED), release.checksums: listed.encode()})
+    with pytest.raises(HostError) as refused:
+        install_in_process(server, tmp_path / ".tools")
+    assert str(refused.value) == f"{server.base_url}/{release.checksums} {problem}"
+    assert_nothing_installed(tmp_path)
+
+
+def test_unpacks_where_tarfile_has_no_data_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    """Python before 3.11.4 has no extraction filters: every member was checked already."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    executable = install_in_process(ReleaseServer(release_files(PINNED)), tmp_path / ".tools")
+    assert sorted(path.name for path in executable.parent.iterdir()) == [
+        "pulumi",
+        "pulumi-language-python",
+    ]
+    assert reported_version(str(executable)) == Version(3, 272, 0)
+
+
+def test_an_archive_is_hashed_piece_by_piece_never_held_whole(tmp_path: Path) -> None:
+    """A release archive is about 150 MB (1 GiB allowed): its SHA-256 is computed from chunks
+    of CHUNK_BYTES, so memory stays near two chunks whatever the archive's size."""
+    archive = tmp_path / "archive.tar.gz"
+    content = os.urandom(1 << 16) * 256  # 16 MiB
+    archive.write_bytes(content)
+    tracemalloc.start()
+    try:
+        digest = pulumi_cli._sha256(archive)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert digest == hashlib.sha256(content).hexdigest()
+    assert peak < 4 * pulumi_cli.CHUNK_BYTES, f"{peak} bytes held while hashing 16 MiB"
+
+
+def write_install(tools: Path, version: str, marker: bytes | None = None) -> Path:
+    """What an earlier run left in `tools/pulumi`: the CLI and its VERSION marker."""
+    installed = tools / "pulumi"
+    (installed / "bin").mkdir(parents=True)
+    executable = installed / "bin" / "pulumi"
+    executable.write_bytes(stub_executable(version))
+    executable.chmod(0o755)
+    (installed / "VERSION").write_bytes(marker if marker is not None else f"{version}\n".encode())
+    return executable
+
+
+def test_an_install_without_its_executable_is_not_reused(tmp_path: Path) -> None:
+    write_install(tmp_path / ".tools", PINNED).unlink()
+    assert pulumi_cli.installed_version(tmp_path / ".tools") is None
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_the_version_marker_is_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    write_install(tmp_path / ".tools", PINNED, marker="3.272.0 — installed\n".encode())
+    assert pulumi_cli.installed_version(tmp_path / ".tools") == Version(3, 272, 0)
+
+
+@pytest.mark.parametrize(
+    ("requirements", "floor"),
+    [
+        ("Pulumi>=3.200,<4\n", Version(3, 200, 0)),  # names are case-insensitive
+        ("pulumi >= 3.200, <4\n", Version(3, 200, 0)),
+        ("pulumi>=3,<4\n", Version(3, 0, 0)),
+        ("pulumi-gcp>=8.0\npulumi>=3.201.2  # comment\n", Version(3, 201, 2)),
+    ],
+    ids=["capitalised", "spaced", "major-only", "after-another"],
+)
+def test_the_floor_of_the_pulumi_requirement_is_the_minimum(
+    tmp_path: Path, requirements: str, floor: Version
+) -> None:
+    (tmp_path / "requirements.txt").write_text(requirements)
+    assert minimum_version(tmp_path / "requirements.txt") == floor
+
+
+@pytest.mark.parametrize(
+    "requirements",
+    [
+        "pulumi  # wanted >=3.300 (see #12)\n",  # a floor in a comment is none
+        "pulumi<4\npulumi>=3.200\n",  # the first pulumi line decides
+        "pulumi-gcp>=8.0\n",
+    ],
+    ids=["floor-in-comment", "first-without-floor", "no-pulumi"],
+)
+def test_requirements_without_a_pulumi_floor_are_refused(tmp_path: Path, requirements: str) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text(requirements)
+    with pytest.raises(HostError) as refused:
+        minimum_version(path)
+    assert str(refused.value) == (
+        f"{path} has no `pulumi>=X.Y` requirement to take the minimum from"
+    )
+
+
+def test_unreadable_requirements_are_named(tmp_path: Path) -> None:
+    with pytest.raises(HostError) as refused:
+        minimum_version(tmp_path / "requirements.txt")
+    assert str(refused.value) == (
+        f"cannot read {tmp_path / 'requirements.txt'}: No such file or directory"
+    )
+
+
+@pytest.mark.usefixtures("ascii_locale")
+def test_requirements_and_the_pin_are_read_as_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("# Pulumi — SDK\npulumi>=3.200\n", "utf-8")
+    assert minimum_version(tmp_path / "requirements.txt") == Version(3, 200, 0)
+    (tmp_path / ".pulumi-version").write_text("3.272.0-β\n", "utf-8")
+    with pytest.raises(HostError) as refused:
+        pinned_version(tmp_path / ".pulumi-version")
+    assert str(refused.value) == (
+        f"{tmp_path / '.pulumi-version'} holds '3.272.0-β'; "
+        "it must hold one version such as 3.272.0"
+    )
+
+
+def test_a_bad_mirror_url_is_one_whole_error() -> None:
+    with pytest.raises(HostError) as scheme:
+        download_base({"PULUMI_DOWNLOAD_URL": "ftp://mirror/pulumi"})
+    assert str(scheme.value) == (
+        "PULUMI_DOWNLOAD_URL is 'ftp://mirror/pulumi'; it must be an https://, http:// or "
+        "file:// URL of a directory holding pulumi-vX.Y.Z-OS-ARCH.tar.gz and "
+        "pulumi-X.Y.Z-checksums.txt"
+    )
+    # A user name alone is a credential too.
+    with pytest.raises(HostError) as credentials:
+        download_base({"PULUMI_DOWNLOAD_URL": "https://deploy@mirror.example/pulumi"})
+    assert str(credentials.value) == (
+        "PULUMI_DOWNLOAD_URL must not carry credentials or a query string; "
+        "use a mirror that serves the files without them"
+    )
+
+
+def test_only_trailing_slashes_are_taken_off_the_mirror_url() -> None:
+    assert download_base({"PULUMI_DOWNLOAD_URL": "file:///srv/X/"}) == "file:///srv/X"
+
+
+def ensure_in(
+    project: Path, environ: dict[str, str], pinned: str = PINNED, minimum: str = "3.200"
+) -> pulumi_cli.CliResult:
+    """`ensure` for `project`'s files and `.tools`; downloads come from an empty mirror."""
+    write_project_files(project, pinned, minimum=minimum)
+    (project / "mirror").mkdir(exist_ok=True)
+    return pulumi_cli.ensure(
+        project / ".pulumi-version",
+        project / "requirements.txt",
+        project / ".tools",
+        {"PULUMI_DOWNLOAD_URL": (project / "mirror").as_uri(), **environ},
+    )
+
+
+def test_a_pin_equal_to_the_minimum_is_accepted(tmp_path: Path, in_process: None) -> None:
+    executable = write_install(tmp_path / ".tools", "3.200.0")
+    result = ensure_in(tmp_path, {"PATH": path_without_pulumi()}, pinned="3.200.0")
+    assert result == pulumi_cli.CliResult(str(executable), "3.200.0", "reused")
+
+
+def test_a_pin_below_the_minimum_is_one_whole_error(tmp_path: Path) -> None:
+    with pytest.raises(HostError) as refused:
+        ensure_in(tmp_path, {"PATH": path_without_pulumi()}, pinned="3.199.9")
+    assert str(refused.value) == (
+        f"{tmp_path / '.pulumi-version'} pins 3.199.9, older than 3.200.0, the minimum "
+        f"{tmp_path / 'requirements.txt'} needs; pin a newer version"
+    )
+
+
+def test_pulumi_is_looked_for_on_the_path_it_is_given_not_the_process_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_process: None
+) -> None:
+    own = put_on_path(tmp_path / "bin", "3.250.1")
+    installed = write_install(tmp_path / "project" / ".tools", PINNED)
+    monkeypatch.setenv("PATH", path_without_pulumi())
+    given = {"PATH": f"{own.parent}{os.pathsep}{path_without_pulumi()}"}
+    assert ensure_in(tmp_path / "project", given).path == str(own)
+    # Without a PATH of its own nothing is on it, whatever this process's PATH holds.
+    monkeypatch.setenv("PATH", given["PATH"])
+    assert ensure_in(tmp_path / "project", {}).path == str(installed)
+
+
+def test_an_old_install_that_cannot_be_deleted_does_not_stop_the_new_pin(
+    tmp_path: Path, in_process: None
+) -> None:
+    """A file of the old install that even root cannot delete (immutable here; a locked file
+    on macOS): the new pin is installed, and the old one stays in the download's leftover."""
+    tools = tmp_path / ".tools"
+    locked = write_install(tools, "3.271.0").with_name("pulumi-locked")
+    locked.write_bytes(b"")
+    chattr = shutil.which("chattr")
+    if chattr is None or subprocess.run([chattr, "+i", str(locked)], check=False).returncode:
+        pytest.skip("chattr +i is not possible here (e2fsprogs, CAP_LINUX_IMMUTABLE, ext4/xfs)")
+    try:
+        executable = install_in_process(ReleaseServer(release_files(PINNED)), tools)
+        assert (tools / "pulumi" / "VERSION").read_text() == f"{PINNED}\n"
+        assert reported_version(str(executable)) == Version(3, 272, 0)
+        [leftover] = [path for path in tools.iterdir() if path.name != "pulumi"]
+        assert (leftover / "previous" / "bin" / "pulumi-locked").is_file()
+    finally:
+        for path in tools.rglob("pulumi-locked"):
+            subprocess.run([chattr, "-i", str(path)], check=True)

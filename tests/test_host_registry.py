@@ -313,6 +313,80 @@ def test_a_registry_that_ignores_sigterm_is_killed(
         process.communicate()
 
 
+@pytest.mark.registry
+def test_a_started_registry_gets_its_data_dir_no_input_and_a_log_of_warnings_only(
+    address: str, tmp_path: Path
+) -> None:
+    """In-process: the data directory is made with its parents; the registry reads nothing of
+    the caller's stdin (here a pipe: a Pulumi Command's), and logs neither requests nor info
+    lines, so its log grows only with what needs attention."""
+    data_dir = tmp_path / "not" / "yet" / "registry"
+    loopback = LoopbackAddress.parse(address)
+    read_end, write_end = os.pipe()
+    caller_stdin = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        started = registry.ensure(loopback, data_dir)
+    finally:
+        os.dup2(caller_stdin, 0)
+        for descriptor in (caller_stdin, read_end, write_end):
+            os.close(descriptor)
+    try:
+        assert started.started is True and started.pid is not None
+        assert os.readlink(f"/proc/{started.pid}/fd/0") == os.devnull
+        assert v2_status(address) == 200
+    finally:
+        registry.remove(loopback, data_dir)
+    logged = RegistryFiles(data_dir.resolve(), loopback).log.read_text().splitlines()
+    assert logged and [line for line in logged if "level=warning" not in line] == []
+
+
+@pytest.mark.parametrize(
+    ("address", "stem"),
+    [
+        ("127.0.0.1:5000", "127.0.0.1-5000"),
+        ("LocalHost:5000", "LocalHost-5000"),
+        ("[::1]:5000", "1-5000"),
+    ],
+)
+def test_the_files_of_an_address_are_named_after_it(
+    tmp_path: Path, address: str, stem: str
+) -> None:
+    """docs/local.md: `registry-127.0.0.1-5000.{yml,pid,log}`; a run of anything but letters,
+    digits and dots becomes one `-`, none at either end."""
+    files = RegistryFiles(tmp_path, LoopbackAddress.parse(address))
+    assert [files.config, files.pid, files.container, files.log] == [
+        tmp_path / f"registry-{stem}.{suffix}" for suffix in ("yml", "pid", "container", "log")
+    ]
+
+
+def test_a_port_that_accepts_but_never_answers_is_refused_when_the_probe_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process: the kernel accepts the connection for a listening socket that nobody
+    serves; the probe gives up after PROBE_TIMEOUT_S (shortened here) and names why."""
+    monkeypatch.setattr(registry, "PROBE_TIMEOUT_S", 0.5)
+    data_dir = tmp_path / "registry"
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        address = LoopbackAddress.parse(f"127.0.0.1:{silent.getsockname()[1]}")
+        # Closing the socket resets the connection: a probe without a timeout fails after
+        # 5 s instead of hanging (mutation testing limits CPU time, not waiting).
+        closer = threading.Timer(5.0, silent.close)
+        closer.start()
+        try:
+            with pytest.raises(HostError) as refused:
+                registry.ensure(address, data_dir)
+        finally:
+            closer.cancel()
+    assert str(refused.value) == (
+        f"{address} is in use by something that is not a registry (timed out); "
+        "choose another registry.address"
+    )
+    assert not data_dir.exists()
+
+
 def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path: Path) -> None:
     data_dir = tmp_path / "registry"
     for address in ("10.0.0.1:5000", "0.0.0.0:5000", "registry.example.com:5000", "::1:5000"):
@@ -568,6 +642,21 @@ def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reas
     assert message.endswith("connect: connection refused"), message
     assert docker("inspect", CONTAINER).returncode != 0
     assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+
+
+def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
+    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = build_image(tmp_path / "image", "boutique-test/registry:serving", REGISTRY_ENTRYPOINT)
+    monkeypatch.setenv("PATH", container_tools["PATH"])
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    data_dir = tmp_path / "not" / "yet" / "registry"
+    for _ in ("made", "reused"):
+        started = registry.ensure(address, data_dir, image)
+        assert (started.container, started.started) == (CONTAINER, True)
+        assert v2_status(str(address)) == 200
+        assert registry.remove(address, data_dir).stopped is True
+    assert (data_dir / "data").is_dir()
 
 
 def test_a_container_still_running_when_the_wait_ends_is_removed(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import locale
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -242,18 +240,6 @@ def test_a_revision_without_a_tag_is_named_by_its_short_commit(tmp_path: Path) -
     path.write_text("[[revision]]\n" + REVISION + FILE)
     (revision,) = load(path).revisions
     assert (revision.tag, revision.label) == ("", "aaaaaaaa")
-
-
-@pytest.fixture
-def ascii_locale() -> Iterator[None]:
-    """The process's character type set to the C locale (ASCII) for the test, as on a
-    maintainer's machine without a UTF-8 locale."""
-    before = locale.setlocale(locale.LC_CTYPE)
-    locale.setlocale(locale.LC_CTYPE, "C")
-    try:
-        yield
-    finally:
-        locale.setlocale(locale.LC_CTYPE, before)
 
 
 @pytest.mark.usefixtures("ascii_locale")

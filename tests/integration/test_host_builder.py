@@ -311,3 +311,36 @@ def test_program_command_lines_ensure_and_remove_host_state(
     removed = in_project(owner.inputs["delete"])
     assert removed.returncode == 0, removed.stderr
     assert inspect("boutique-program") is None
+
+
+def test_a_builder_that_differs_but_cannot_be_removed_is_named_with_buildx_s_reason(
+    docker_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process: `default` (the Docker context's builder, driver docker) differs from a
+    docker-container spec, and buildx refuses to remove it for the re-creation."""
+    spec = builder_spec(builder("default", nodes=()), PLATFORMS)
+    before = inspect("default")
+    assert host_cli.main(BuilderEnsureRequest(spec, OWNER).argv()) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == (
+        "",
+        "error: removing builder default failed: ERROR: failed to remove one or more builders\n",
+    )
+    assert inspect("default") == before
+
+
+def test_a_buildx_store_buildx_cannot_read_is_named_with_buildx_s_reason(
+    docker_config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-process: a damaged builder record is not "no builder": nothing is removed."""
+    instance = docker_config / "buildx" / "instances" / "boutique-test"
+    instance.parent.mkdir(parents=True)
+    instance.write_text("{damaged")
+    assert host_cli.main(["builder", "remove", "--name", "boutique-test", "--owner", OWNER]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == (
+        "",
+        "error: docker buildx inspect boutique-test failed: ERROR: invalid character 'd' "
+        "looking for beginning of object key string\n",
+    )
+    assert instance.read_text() == "{damaged"
