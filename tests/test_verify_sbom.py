@@ -834,8 +834,7 @@ def test_cyclonedx_document_describes_the_image_and_every_component_in_full() ->
         for package in spdx_document(REF, inventory)["packages"][1:]
     }
     assert spdx_versions == {
-        package.component.name: package.component.version or None
-        for package in inventory.packages
+        package.component.name: package.component.version or None for package in inventory.packages
     }
     assert spdx_versions["bare"] is None
     assert "version" not in components["pkg:npm/bare"]
