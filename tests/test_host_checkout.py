@@ -536,3 +536,104 @@ def test_a_given_repository_without_commits_has_no_head_commit(tmp_path: Path) -
     (source / "src/frontend/Dockerfile").write_text("FROM scratch\n")
     result = use_existing_checkout(source, ("src/frontend/Dockerfile",))
     assert result == CheckoutResult(str(source), None, None, "reused")
+
+
+def test_concurrent_runs_of_one_commit_all_succeed_and_leave_one_checkout(
+    project: Path, upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stacks deployed at once on one machine fetch the same commit into the same cache.
+    A post-checkout hook holds every run until all have fetched, so they reach the rename
+    together: whichever loses finds the winner's checkout there and keeps it."""
+    runs = 6
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    with_post_checkout_hook(
+        f': > "{arrived}/$$"; i=0; '
+        f'while [ "$(ls "{arrived}" | wc -l)" -lt {runs} ] && [ $i -lt 3000 ]; '
+        "do sleep 0.01; i=$((i+1)); done",
+        tmp_path,
+        monkeypatch,
+    )
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "host", "checkout", "--url", upstream.url]
+    command += ["--commit", upstream.first, "--cache-dir", str(cache), "--require", DOCKERFILE]
+    processes = [
+        subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(runs)
+    ]
+    outcomes = [(process.wait(timeout=120), *process.communicate()) for process in processes]
+    assert [(code, err.decode()) for code, _, err in outcomes] == [(0, "")] * runs
+    printed = {json.loads(out)["path"] for _, out, _ in outcomes}
+    assert printed == {str(cache / upstream.first)}
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+    assert _git(cache / upstream.first, "rev-parse", "HEAD") == upstream.first
+
+
+def test_a_target_the_checkout_cannot_be_renamed_onto_is_named_and_left_as_it_is(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A dangling symbolic link where the checkout goes (a cache dir moved by hand): the
+    checkout is not put anywhere else, and the link is not followed or removed."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / upstream.first
+    target.symlink_to(tmp_path / "gone")
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"cannot move the checkout of {upstream.first} into {target}: Not a directory; "
+        "remove what is there and run again"
+    )
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+    assert target.is_symlink() and os.readlink(target) == str(tmp_path / "gone")
+    assert not (tmp_path / "gone").exists()
+
+
+def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winner_s_checkout(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving the concurrent test above can only hit by chance, made certain: another
+    run's real checkout of the same commit lands on the target between this run's look at the
+    target and its rename (the rename itself is the real one, and fails as it would)."""
+    cache = tmp_path / "cache"
+    winner = Path(ensure_git_checkout(upstream.url, upstream.first, tmp_path / "other", ()).path)
+    (winner / "winner").write_text("kept\n")
+    target = cache / upstream.first
+    real_rename = Path.rename
+
+    def another_run_renames_first(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
+            real_rename(winner, target)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert (target / "winner").read_text() == "kept\n"
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+
+
+def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lands there first is not this commit's checkout: it is not replaced behind the other
+    run's back, and the error names the target."""
+    cache = tmp_path / "cache"
+    other = Path(ensure_git_checkout(upstream.url, upstream.second, tmp_path / "other", ()).path)
+    target = cache / upstream.first
+    real_rename = Path.rename
+
+    def another_run_renames_first(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
+            real_rename(other, target)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"cannot move the checkout of {upstream.first} into {target}: Directory not empty; "
+        "remove what is there and run again"
+    )
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
