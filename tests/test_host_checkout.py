@@ -589,8 +589,13 @@ def test_a_target_the_checkout_cannot_be_renamed_onto_is_named_and_left_as_it_is
     assert not (tmp_path / "gone").exists()
 
 
+@pytest.mark.parametrize("staging_removable", [True, False])
 def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winner_s_checkout(
-    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lock_commands: str,
+    staging_removable: bool,
 ) -> None:
     """The interleaving the concurrent test above can only hit by chance, made certain: another
     run's real checkout of the same commit lands on the target between this run's look at the
@@ -607,10 +612,17 @@ def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winn
         return real_rename(self, destination)
 
     monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    if not staging_removable:
+        with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
     result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
     assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
     assert (target / "winner").read_text() == "kept\n"
-    assert [path.name for path in cache.iterdir()] == [upstream.first]
+    hidden = sorted(path.name for path in cache.iterdir() if path != target)
+    if staging_removable:
+        assert hidden == []
+    else:
+        (left,) = hidden
+        assert [path.name for path in (cache / left).iterdir()] == ["locked"]
 
 
 def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
@@ -637,3 +649,32 @@ def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
     )
     assert _git(target, "rev-parse", "HEAD") == upstream.second
     assert [path.name for path in cache.iterdir()] == [upstream.first]
+
+
+@pytest.mark.parametrize("staging_removable", [True, False])
+def test_a_checkout_another_run_finished_while_this_one_fetched_is_kept(
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lock_commands: str,
+    staging_removable: bool,
+) -> None:
+    """The other run's checkout appears at the target while this one fetches (a post-checkout
+    hook copies the fetched tree there): this run keeps it and drops its own copy, and a copy
+    that cannot be removed stays hidden beside it without failing the run."""
+    cache = tmp_path / "cache"
+    target = cache / upstream.first
+    hook = f'cp -a . "{target}" && echo winner > "{target}/winner"'
+    with_post_checkout_hook(
+        hook if staging_removable else f"{hook} && {lock_commands}", tmp_path, monkeypatch
+    )
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert (target / "winner").read_text() == "winner\n"
+    hidden = sorted(path.name for path in cache.iterdir() if path != target)
+    if staging_removable:
+        assert hidden == []
+    else:
+        (left,) = hidden
+        assert left.startswith(f".{upstream.first}.")
+        assert [path.name for path in (cache / left).iterdir()] == ["locked"]

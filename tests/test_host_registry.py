@@ -628,7 +628,10 @@ def test_a_container_that_exits_at_start_is_removed_and_named(
 
 
 def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reason(
-    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    container_tools: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("PATH", container_tools["PATH"])
     # Nothing serves at that port, so the image can be neither found nor pulled.
@@ -642,6 +645,10 @@ def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reas
     assert message.endswith("connect: connection refused"), message
     assert docker("inspect", CONTAINER).returncode != 0
     assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+    assert capsys.readouterr().err == (
+        f"{registry.REGISTRY_BINARY} is not on PATH: running {image} as container {CONTAINER} "
+        "instead\n"
+    )
 
 
 def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
@@ -655,7 +662,8 @@ def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
         started = registry.ensure(address, data_dir, image)
         assert (started.container, started.started) == (CONTAINER, True)
         assert v2_status(str(address)) == 200
-        assert registry.remove(address, data_dir).stopped is True
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval(str(address), None, CONTAINER, stopped=True)
     assert (data_dir / "data").is_dir()
 
 

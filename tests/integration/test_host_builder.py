@@ -178,6 +178,42 @@ def test_a_builder_buildx_cannot_remove_is_named_with_buildx_s_reason(
     assert inspect("default") is not None
 
 
+@pytest.mark.parametrize(
+    ("arguments", "doing"),
+    [
+        (["builder", "remove", "--name", "boutique-test", "--owner", OWNER], "remove"),
+        (
+            BuilderEnsureRequest(builder_spec(builder("boutique-test"), PLATFORMS), OWNER).argv(),
+            "reconcile or reuse",
+        ),
+    ],
+)
+def test_a_builder_another_stack_owns_is_refused_with_the_way_out(
+    run: Run,
+    docker_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    doing: str,
+) -> None:
+    """The whole refusal, in process; the slower test below goes through both stacks' commands."""
+    made = run("docker buildx create --name boutique-test --driver docker-container")
+    assert made.returncode == 0, made.stderr
+    record = docker_config / "buildx" / "boutique-owners" / "boutique-test"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"stack": OTHER_STACK}))
+    before = inspect("boutique-test")
+    assert host_cli.main(arguments) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"error: builder boutique-test belongs to stack {OTHER_STACK} (recorded in {record}); "
+        f"stack {OWNER} does not {doing} it. Give this stack a builder of its own "
+        "(`pulumi config set --path builder.name <name>`), or remove boutique-test from stack "
+        f"{OTHER_STACK}\n",
+    )
+    assert inspect("boutique-test") == before
+    assert json.loads(record.read_text()) == {"stack": OTHER_STACK}
+
+
 def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
     run: Run, docker_config: Path
 ) -> None:
