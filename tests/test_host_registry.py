@@ -465,6 +465,34 @@ def test_a_registry_that_exits_at_start_is_reported_with_its_log_and_leaves_no_p
     assert not files.pid.exists()
 
 
+def test_a_registry_process_that_never_answers_is_stopped_and_named_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `docker-registry` that starts, logs a line and never listens: when the wait ends it is
+    stopped, its pid file goes, and the error quotes its log (a shorter wait keeps it fast)."""
+    stub = tmp_path / "bin" / "docker-registry"
+    stub.parent.mkdir()
+    stub.write_text(
+        '#!/bin/sh\necho $$ > "$(dirname "$0")/pid"\necho "stub registry: not listening"\n'
+        "exec sleep 30\n"
+    )
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(registry, "START_TIMEOUT_S", 1.0)
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    files = RegistryFiles((tmp_path / "registry").resolve(), address)
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, tmp_path / "registry", "unused/registry:2")
+    assert str(failed.value) == (
+        f"the registry did not answer on {address.url}/v2/ within 1 s; "
+        f"last lines of {files.log}: stub registry: not listening"
+    )
+    assert not files.pid.exists()
+    # Gone, or a zombie this test process (its parent) has not collected yet.
+    stat = Path(f"/proc/{int((stub.parent / 'pid').read_text())}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 # Without the docker-registry binary, `ensure` runs the registry image as a container. The tests
 # build that image here from Debian's docker-registry binary and the libraries it links (nothing
 # can be pulled), and give the tool a PATH that has docker but not docker-registry.

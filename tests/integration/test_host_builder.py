@@ -88,8 +88,10 @@ def inspect(name: str) -> InspectedBuilder | None:
     return parse_inspect(result.stdout) if result.returncode == 0 else None
 
 
-def test_builder_is_created_with_native_node_then_reused(run: Run) -> None:
+def test_builder_is_created_with_native_node_then_reused(run: Run, docker_config: Path) -> None:
     assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "created")
+    record = docker_config / "buildx" / "boutique-owners" / "boutique-test"
+    assert json.loads(record.read_text(encoding="utf-8")) == {"stack": OWNER}
     current = inspect("boutique-test")
     assert current is not None
     assert current.driver == "docker-container"
@@ -103,6 +105,7 @@ def test_builder_is_created_with_native_node_then_reused(run: Run) -> None:
 
     assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "reused")
     assert inspect("boutique-test") == current
+    assert json.loads(record.read_text(encoding="utf-8")) == {"stack": OWNER}
 
 
 def test_changed_configuration_is_reconciled(run: Run) -> None:
