@@ -453,7 +453,7 @@ def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     server = http.server.HTTPServer(("127.0.0.1", 0), _CredentialsRequired)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     commit = "1" * 40
     command_line = tool_command(

@@ -636,7 +636,7 @@ def test_a_download_that_drips_stops_at_the_deadline(
     """Every read brings a byte, so no read times out; the deadline still holds."""
     monkeypatch.setattr(pulumi_cli, "DOWNLOAD_DEADLINE_S", 1.0)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/releases/sdk"
     try:
         with pytest.raises(HostError) as failed:

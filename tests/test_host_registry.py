@@ -112,7 +112,7 @@ def kill_registries_serving_configs_under(directory: Path) -> None:
 def http_server() -> Iterator[str]:
     """A plain HTTP server on loopback that is not a registry (404 on /v2/)."""
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
