@@ -156,6 +156,8 @@ def test_ensure_and_remove_each_print_one_line_of_sorted_json(
     assert isinstance(pid, int)
     fields = {"address": address, "container": None, "pid": pid}
     assert started == json.dumps({**fields, "started": True}) + "\n"
+    assert host_cli.main(["registry", "ensure", *arguments]) == 0
+    assert capsys.readouterr().out == json.dumps({**fields, "started": False}) + "\n"
     assert host_cli.main(["registry", "remove", *arguments]) == 0
     assert capsys.readouterr().out == json.dumps({**fields, "stopped": True}) + "\n"
     assert not process_alive(pid)
@@ -621,6 +623,12 @@ def test_a_stopped_container_of_an_earlier_run_is_replaced(
     assert docker("create", "--name", CONTAINER, image).returncode == 0
     address, _, started = ensure_in_container(image, container_tools, tmp_path)
     assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout) == {
+        "address": address,
+        "container": CONTAINER,
+        "pid": None,
+        "started": True,
+    }
     assert v2_status(address) == 200
 
 
@@ -665,18 +673,21 @@ def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reas
     # Nothing serves at that port, so the image can be neither found nor pulled.
     image = f"127.0.0.1:{free_loopback_port()}/missing/registry:2"
     address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
-    data_dir = tmp_path / "registry"
-    with pytest.raises(HostError) as failed:
-        registry.ensure(address, data_dir, image)
-    message = str(failed.value)
-    assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
-    assert message.endswith("connect: connection refused"), message
-    assert docker("inspect", CONTAINER).returncode != 0
-    assert not RegistryFiles(data_dir.resolve(), address).container.exists()
-    assert capsys.readouterr().err == (
-        f"{registry.REGISTRY_BINARY} is not on PATH: running {image} as container {CONTAINER} "
-        "instead\n"
-    )
+    # Its parents missing the first time (made), present the second (reused): the same error.
+    data_dir = tmp_path / "not" / "yet" / "registry"
+    for _ in ("made", "reused"):
+        with pytest.raises(HostError) as failed:
+            registry.ensure(address, data_dir, image)
+        message = str(failed.value)
+        assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
+        assert message.endswith("connect: connection refused"), message
+        assert docker("inspect", CONTAINER).returncode != 0
+        assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+        assert capsys.readouterr().err == (
+            f"{registry.REGISTRY_BINARY} is not on PATH: running {image} as container "
+            f"{CONTAINER} instead\n"
+        )
+    assert data_dir.is_dir()
 
 
 def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
