@@ -406,9 +406,33 @@ def test_address_parsing() -> None:
     assert LoopbackAddress.parse("127.1.2.3:80") == LoopbackAddress("127.1.2.3", 80)
     assert LoopbackAddress.parse("localhost:5000").url == "http://localhost:5000"
     assert str(LoopbackAddress.parse("[::1]:5000")) == "[::1]:5000"
-    for text in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x", "[127.0.0.1]:5"):
-        with pytest.raises(HostError, match=r"is not (valid|on loopback)"):
-            LoopbackAddress.parse(text)
+
+
+ALLOWED = "a loopback host:port such as 127.0.0.1:5000, localhost:5000 or [::1]:5000"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("127.0.0.1", "is not valid"),
+        ("127.0.0.1:0", "is not valid"),
+        ("127.0.0.1:65536", "is not valid"),
+        ("127.0.0.1:x", "is not valid"),
+        ("[127.0.0.1]:5", "is not valid"),
+        ("10.0.0.1:5000", "is not on loopback"),
+        ("0.0.0.0:5000", "is not on loopback"),
+    ],
+)
+def test_an_address_that_is_not_loopback_host_port_is_one_whole_error(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(HostError) as refused:
+        LoopbackAddress.parse(text)
+    why = " (the registry is anonymous plain HTTP, so it never listens elsewhere)"
+    assert str(refused.value) == (
+        f"registry address {text!r} {problem}; allowed: {ALLOWED}"
+        + (why if problem == "is not on loopback" else "")
+    )
 
 
 def test_a_port_taken_by_something_else_is_refused(http_server: str, tmp_path: Path) -> None:
