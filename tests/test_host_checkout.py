@@ -678,3 +678,18 @@ def test_a_checkout_another_run_finished_while_this_one_fetched_is_kept(
         (left,) = hidden
         assert left.startswith(f".{upstream.first}.")
         assert [path.name for path in (cache / left).iterdir()] == ["locked"]
+
+
+def test_help_names_the_command_its_tools_and_where_to_run_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per paragraph, whatever the terminal
+    with pytest.raises(SystemExit) as exited:
+        host_cli.main(["--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(
+        "usage: python -m host [-h] {checkout,builder,registry} ...\n\n"
+        "Command line of the host scripts (run from the project directory with "
+        "`python -m host`).\n\n"
+    ), shown

@@ -404,6 +404,8 @@ def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path:
 def test_address_parsing() -> None:
     assert LoopbackAddress.parse("127.0.0.1:5000") == LoopbackAddress("127.0.0.1", 5000)
     assert LoopbackAddress.parse("127.1.2.3:80") == LoopbackAddress("127.1.2.3", 80)
+    assert LoopbackAddress.parse("127.0.0.1:1") == LoopbackAddress("127.0.0.1", 1)
+    assert LoopbackAddress.parse("127.0.0.1:65535") == LoopbackAddress("127.0.0.1", 65535)
     assert LoopbackAddress.parse("localhost:5000").url == "http://localhost:5000"
     assert str(LoopbackAddress.parse("[::1]:5000")) == "[::1]:5000"
 
