@@ -680,16 +680,142 @@ def test_a_checkout_another_run_finished_while_this_one_fetched_is_kept(
         assert [path.name for path in (cache / left).iterdir()] == ["locked"]
 
 
-def test_help_names_the_command_its_tools_and_where_to_run_it(
+HELP = [
+    (
+        [],
+        (
+            "usage: python -m host [-h] {checkout,builder,registry} ...\n"
+            "\n"
+            "Command line of the host scripts (run from the project directory with `python -m "
+            "host`).\n"
+            "\n"
+            "positional arguments:\n"
+            "  {checkout,builder,registry}\n"
+            "    checkout            ensure the upstream checkout\n"
+            "    builder             ensure or remove the buildx builder\n"
+            "    registry            ensure or remove a loopback registry\n"
+            "\n"
+            "options:\n"
+            "  -h, --help            show this help message and exit\n"
+        ),
+    ),
+    (
+        ["checkout"],
+        (
+            "usage: python -m host checkout [-h] (--url URL | --path PATH) [--commit COMMIT] "
+            "[--cache-dir CACHE_DIR] [--require REQUIRE]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help            show this help message and exit\n"
+            "  --url URL             git URL to fetch the commit from\n"
+            "  --path PATH           an existing checkout to use as it is\n"
+            "  --commit COMMIT       full commit SHA to check out (with --url)\n"
+            "  --cache-dir CACHE_DIR\n"
+            "                        directory of checkouts keyed by commit\n"
+            "  --require REQUIRE     a file the checkout must contain\n"
+        ),
+    ),
+    (
+        ["builder"],
+        (
+            "usage: python -m host builder [-h] {ensure,remove} ...\n"
+            "\n"
+            "positional arguments:\n"
+            "  {ensure,remove}\n"
+            "    ensure         create or reconcile the builder\n"
+            "    remove         remove the builder\n"
+            "\n"
+            "options:\n"
+            "  -h, --help       show this help message and exit\n"
+        ),
+    ),
+    (
+        ["builder", "ensure"],
+        (
+            "usage: python -m host builder ensure [-h] --spec SPEC --owner OWNER\n"
+            "\n"
+            "options:\n"
+            "  -h, --help     show this help message and exit\n"
+            "  --spec SPEC    builder spec as JSON\n"
+            "  --owner OWNER  the stack ensuring it (organization/project/stack)\n"
+        ),
+    ),
+    (
+        ["builder", "remove"],
+        (
+            "usage: python -m host builder remove [-h] --name NAME [--owner OWNER]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help     show this help message and exit\n"
+            "  --name NAME    builder name\n"
+            "  --owner OWNER  the stack removing it; without it, an owned builder is kept\n"
+        ),
+    ),
+    (
+        ["registry"],
+        (
+            "usage: python -m host registry [-h] {ensure,remove} ...\n"
+            "\n"
+            "positional arguments:\n"
+            "  {ensure,remove}\n"
+            "    ensure         reuse the registry at the address, or start one\n"
+            "    remove         stop the registry ensure started for the data directory\n"
+            "\n"
+            "options:\n"
+            "  -h, --help       show this help message and exit\n"
+        ),
+    ),
+    (
+        ["registry", "ensure"],
+        (
+            "usage: python -m host registry ensure [-h] --address ADDRESS --data-dir DATA_DIR "
+            "[--image IMAGE]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help           show this help message and exit\n"
+            "  --address ADDRESS    loopback host:port, e.g. 127.0.0.1:5000\n"
+            "  --data-dir DATA_DIR  config, storage, pid and log files\n"
+            "  --image IMAGE        image run under Docker when docker-registry is absent\n"
+        ),
+    ),
+    (
+        ["registry", "remove"],
+        (
+            "usage: python -m host registry remove [-h] --address ADDRESS --data-dir DATA_DIR\n"
+            "\n"
+            "options:\n"
+            "  -h, --help           show this help message and exit\n"
+            "  --address ADDRESS    loopback host:port, e.g. 127.0.0.1:5000\n"
+            "  --data-dir DATA_DIR  config, storage, pid and log files\n"
+        ),
+    ),
+]
+"""What `python -m host ... --help` shows (200 columns): each command, option and its purpose."""
+
+
+@pytest.mark.parametrize(("command", "shown"), HELP, ids=[" ".join(c) or "host" for c, _ in HELP])
+def test_help_shows_each_command_and_option_with_its_purpose(
+    command: list[str],
+    shown: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per usage, whatever the terminal
+    with pytest.raises(SystemExit) as exited:
+        host_cli.main([*command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr() == (shown, "")
+
+
+def test_a_command_line_without_a_command_is_a_usage_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "200")  # one line per paragraph, whatever the terminal
+    monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as exited:
-        host_cli.main(["--help"])
-    assert exited.value.code == 0
-    shown = capsys.readouterr().out
-    assert shown.startswith(
-        "usage: python -m host [-h] {checkout,builder,registry} ...\n\n"
-        "Command line of the host scripts (run from the project directory with "
-        "`python -m host`).\n\n"
-    ), shown
+        host_cli.main([])
+    assert exited.value.code == 2
+    assert capsys.readouterr() == (
+        "",
+        "usage: python -m host [-h] {checkout,builder,registry} ...\n"
+        "python -m host: error: the following arguments are required: command\n",
+    )
