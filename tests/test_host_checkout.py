@@ -807,15 +807,56 @@ def test_help_shows_each_command_and_option_with_its_purpose(
     assert capsys.readouterr() == (shown, "")
 
 
-def test_a_command_line_without_a_command_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ([], "the following arguments are required: command"),
+        (
+            ["checkout"],
+            "one of the arguments --url --path is required",
+        ),
+        (
+            ["builder"],
+            "the following arguments are required: action",
+        ),
+        (
+            ["registry"],
+            "the following arguments are required: action",
+        ),
+        (
+            ["builder", "ensure", "--owner", "o/p/s"],
+            "the following arguments are required: --spec",
+        ),
+        (
+            ["builder", "ensure", "--spec", "{}"],
+            "the following arguments are required: --owner",
+        ),
+        (
+            ["builder", "remove"],
+            "the following arguments are required: --name",
+        ),
+        (
+            ["registry", "ensure", "--data-dir", "d"],
+            "the following arguments are required: --address",
+        ),
+        (
+            ["registry", "remove", "--address", "127.0.0.1:5000"],
+            "the following arguments are required: --data-dir",
+        ),
+    ],
+)
+def test_a_command_line_without_what_it_requires_is_a_usage_error(
+    arguments: list[str],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Usage on the first line (the help tests show it whole), then the one missing piece."""
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(SystemExit) as exited:
-        host_cli.main([])
+        host_cli.main(arguments)
     assert exited.value.code == 2
-    assert capsys.readouterr() == (
-        "",
-        "usage: python -m host [-h] {checkout,builder,registry} ...\n"
-        "python -m host: error: the following arguments are required: command\n",
-    )
+    prog = " ".join(["python -m host", *(word for word in arguments[:2] if word[0] != "-")])
+    out, err = capsys.readouterr()
+    assert (out, err.splitlines()[1:]) == ("", [f"{prog}: error: {error}"])
+    assert err.startswith(f"usage: {prog} [-h] ")
