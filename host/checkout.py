@@ -4,7 +4,8 @@ A git source lives in `<cache-dir>/<commit>`: fetched (that commit only, shallow
 directory beside it, checked out detached, HEAD verified, then renamed into place, so an
 interrupted run never leaves a half-written checkout where the program looks. A present checkout
 whose HEAD is the commit is reused as it is (the patch engine edits Dockerfiles in place and
-keeps them idempotent), and one at another commit is replaced.
+keeps them idempotent), and one at another commit is replaced. Runs of the same commit at once
+(two stacks deployed on one machine) end with the one checkout whichever renames first.
 
 Files are written under umask 022 so their permission bits, which the build context hash includes,
 are the same on every machine (phantom rebuilds, pulumi-docker-build #222/#358).
@@ -107,4 +108,14 @@ def _move_into_place(staging: Path, target: Path, commit: str) -> None:
         stale = Path(tempfile.mkdtemp(prefix=f".{commit}.stale.", dir=target.parent))
         target.rename(stale / "checkout")
         shutil.rmtree(stale, ignore_errors=True)
-    staging.rename(target)
+    try:
+        staging.rename(target)
+    except OSError as error:
+        # Another run of the same commit put its checkout there since the check above.
+        if _head(target) == commit:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        raise HostError(
+            f"cannot move the checkout of {commit} into {target}: {error.strerror}; "
+            "remove what is there and run again"
+        ) from error

@@ -4,7 +4,6 @@ import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 _USAGE_HINT = re.compile(r"(?:Run|See) '[^']* --help'")
 """The docker CLI's last line after some errors (`docker run`'s), which says nothing of why."""
@@ -18,16 +17,13 @@ class HostError(Exception):
 
 
 def run(
-    argv: Sequence[str],
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
+    argv: Sequence[str], env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv`, capturing its output; a missing executable is a HostError, a failing one is not
     (callers decide what a non-zero exit means)."""
     try:
         return subprocess.run(
             list(argv),
-            cwd=cwd,
             env={**os.environ, **(env or {})},
             capture_output=True,
             text=True,
@@ -37,14 +33,9 @@ def run(
         raise HostError(f"{argv[0]} is not installed or not on PATH") from error
 
 
-def run_checked(
-    argv: Sequence[str],
-    what: str,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-) -> str:
+def run_checked(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None) -> str:
     """Run `argv` and return its stdout; a non-zero exit is a HostError saying `what` failed."""
-    result = run(argv, cwd=cwd, env=env)
+    result = run(argv, env=env)
     if result.returncode != 0:
         raise HostError(f"{what} failed: {_reason(result)}")
     return result.stdout

@@ -453,7 +453,7 @@ def test_a_fetch_that_asks_for_credentials_fails_instead_of_waiting_for_them(
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     server = http.server.HTTPServer(("127.0.0.1", 0), _CredentialsRequired)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
     commit = "1" * 40
     command_line = tool_command(
@@ -536,3 +536,327 @@ def test_a_given_repository_without_commits_has_no_head_commit(tmp_path: Path) -
     (source / "src/frontend/Dockerfile").write_text("FROM scratch\n")
     result = use_existing_checkout(source, ("src/frontend/Dockerfile",))
     assert result == CheckoutResult(str(source), None, None, "reused")
+
+
+def test_concurrent_runs_of_one_commit_all_succeed_and_leave_one_checkout(
+    project: Path, upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stacks deployed at once on one machine fetch the same commit into the same cache.
+    A post-checkout hook holds every run until all have fetched, so they reach the rename
+    together: whichever loses finds the winner's checkout there and keeps it."""
+    runs = 6
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+    with_post_checkout_hook(
+        f': > "{arrived}/$$"; i=0; '
+        f'while [ "$(ls "{arrived}" | wc -l)" -lt {runs} ] && [ $i -lt 3000 ]; '
+        "do sleep 0.01; i=$((i+1)); done",
+        tmp_path,
+        monkeypatch,
+    )
+    cache = tmp_path / "cache"
+    command = [sys.executable, "-m", "host", "checkout", "--url", upstream.url]
+    command += ["--commit", upstream.first, "--cache-dir", str(cache), "--require", DOCKERFILE]
+    processes = [
+        subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(runs)
+    ]
+    outcomes = [(process.wait(timeout=120), *process.communicate()) for process in processes]
+    assert [(code, err.decode()) for code, _, err in outcomes] == [(0, "")] * runs
+    printed = {json.loads(out)["path"] for _, out, _ in outcomes}
+    assert printed == {str(cache / upstream.first)}
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+    assert _git(cache / upstream.first, "rev-parse", "HEAD") == upstream.first
+
+
+def test_a_target_the_checkout_cannot_be_renamed_onto_is_named_and_left_as_it_is(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    """A dangling symbolic link where the checkout goes (a cache dir moved by hand): the
+    checkout is not put anywhere else, and the link is not followed or removed."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    target = cache / upstream.first
+    target.symlink_to(tmp_path / "gone")
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"cannot move the checkout of {upstream.first} into {target}: Not a directory; "
+        "remove what is there and run again"
+    )
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+    assert target.is_symlink() and os.readlink(target) == str(tmp_path / "gone")
+    assert not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("staging_removable", [True, False])
+def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winner_s_checkout(
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lock_commands: str,
+    staging_removable: bool,
+) -> None:
+    """The interleaving the concurrent test above can only hit by chance, made certain: another
+    run's real checkout of the same commit lands on the target between this run's look at the
+    target and its rename (the rename itself is the real one, and fails as it would)."""
+    cache = tmp_path / "cache"
+    winner = Path(ensure_git_checkout(upstream.url, upstream.first, tmp_path / "other", ()).path)
+    (winner / "winner").write_text("kept\n")
+    target = cache / upstream.first
+    real_rename = Path.rename
+
+    def another_run_renames_first(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
+            real_rename(winner, target)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    if not staging_removable:
+        with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert (target / "winner").read_text() == "kept\n"
+    hidden = sorted(path.name for path in cache.iterdir() if path != target)
+    if staging_removable:
+        assert hidden == []
+    else:
+        (left,) = hidden
+        assert [path.name for path in (cache / left).iterdir()] == ["locked"]
+
+
+def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
+    upstream: Upstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What lands there first is not this commit's checkout: it is not replaced behind the other
+    run's back, and the error names the target."""
+    cache = tmp_path / "cache"
+    other = Path(ensure_git_checkout(upstream.url, upstream.second, tmp_path / "other", ()).path)
+    target = cache / upstream.first
+    real_rename = Path.rename
+
+    def another_run_renames_first(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
+            real_rename(other, target)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    with pytest.raises(HostError) as failed:
+        ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert str(failed.value) == (
+        f"cannot move the checkout of {upstream.first} into {target}: Directory not empty; "
+        "remove what is there and run again"
+    )
+    assert _git(target, "rev-parse", "HEAD") == upstream.second
+    assert [path.name for path in cache.iterdir()] == [upstream.first]
+
+
+@pytest.mark.parametrize("staging_removable", [True, False])
+def test_a_checkout_another_run_finished_while_this_one_fetched_is_kept(
+    upstream: Upstream,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    lock_commands: str,
+    staging_removable: bool,
+) -> None:
+    """The other run's checkout appears at the target while this one fetches (a post-checkout
+    hook copies the fetched tree there): this run keeps it and drops its own copy, and a copy
+    that cannot be removed stays hidden beside it without failing the run."""
+    cache = tmp_path / "cache"
+    target = cache / upstream.first
+    hook = f'cp -a . "{target}" && echo winner > "{target}/winner"'
+    with_post_checkout_hook(
+        hook if staging_removable else f"{hook} && {lock_commands}", tmp_path, monkeypatch
+    )
+    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
+    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
+    assert (target / "winner").read_text() == "winner\n"
+    hidden = sorted(path.name for path in cache.iterdir() if path != target)
+    if staging_removable:
+        assert hidden == []
+    else:
+        (left,) = hidden
+        assert left.startswith(f".{upstream.first}.")
+        assert [path.name for path in (cache / left).iterdir()] == ["locked"]
+
+
+HELP = [
+    (
+        [],
+        (
+            "usage: python -m host [-h] {checkout,builder,registry} ...\n"
+            "\n"
+            "Command line of the host scripts (run from the project directory with `python -m "
+            "host`).\n"
+            "\n"
+            "positional arguments:\n"
+            "  {checkout,builder,registry}\n"
+            "    checkout            ensure the upstream checkout\n"
+            "    builder             ensure or remove the buildx builder\n"
+            "    registry            ensure or remove a loopback registry\n"
+            "\n"
+            "options:\n"
+            "  -h, --help            show this help message and exit\n"
+        ),
+    ),
+    (
+        ["checkout"],
+        (
+            "usage: python -m host checkout [-h] (--url URL | --path PATH) [--commit COMMIT] "
+            "[--cache-dir CACHE_DIR] [--require REQUIRE]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help            show this help message and exit\n"
+            "  --url URL             git URL to fetch the commit from\n"
+            "  --path PATH           an existing checkout to use as it is\n"
+            "  --commit COMMIT       full commit SHA to check out (with --url)\n"
+            "  --cache-dir CACHE_DIR\n"
+            "                        directory of checkouts keyed by commit\n"
+            "  --require REQUIRE     a file the checkout must contain\n"
+        ),
+    ),
+    (
+        ["builder"],
+        (
+            "usage: python -m host builder [-h] {ensure,remove} ...\n"
+            "\n"
+            "positional arguments:\n"
+            "  {ensure,remove}\n"
+            "    ensure         create or reconcile the builder\n"
+            "    remove         remove the builder\n"
+            "\n"
+            "options:\n"
+            "  -h, --help       show this help message and exit\n"
+        ),
+    ),
+    (
+        ["builder", "ensure"],
+        (
+            "usage: python -m host builder ensure [-h] --spec SPEC --owner OWNER\n"
+            "\n"
+            "options:\n"
+            "  -h, --help     show this help message and exit\n"
+            "  --spec SPEC    builder spec as JSON\n"
+            "  --owner OWNER  the stack ensuring it (organization/project/stack)\n"
+        ),
+    ),
+    (
+        ["builder", "remove"],
+        (
+            "usage: python -m host builder remove [-h] --name NAME [--owner OWNER]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help     show this help message and exit\n"
+            "  --name NAME    builder name\n"
+            "  --owner OWNER  the stack removing it; without it, an owned builder is kept\n"
+        ),
+    ),
+    (
+        ["registry"],
+        (
+            "usage: python -m host registry [-h] {ensure,remove} ...\n"
+            "\n"
+            "positional arguments:\n"
+            "  {ensure,remove}\n"
+            "    ensure         reuse the registry at the address, or start one\n"
+            "    remove         stop the registry ensure started for the data directory\n"
+            "\n"
+            "options:\n"
+            "  -h, --help       show this help message and exit\n"
+        ),
+    ),
+    (
+        ["registry", "ensure"],
+        (
+            "usage: python -m host registry ensure [-h] --address ADDRESS --data-dir DATA_DIR "
+            "[--image IMAGE]\n"
+            "\n"
+            "options:\n"
+            "  -h, --help           show this help message and exit\n"
+            "  --address ADDRESS    loopback host:port, e.g. 127.0.0.1:5000\n"
+            "  --data-dir DATA_DIR  config, storage, pid and log files\n"
+            "  --image IMAGE        image run under Docker when docker-registry is absent\n"
+        ),
+    ),
+    (
+        ["registry", "remove"],
+        (
+            "usage: python -m host registry remove [-h] --address ADDRESS --data-dir DATA_DIR\n"
+            "\n"
+            "options:\n"
+            "  -h, --help           show this help message and exit\n"
+            "  --address ADDRESS    loopback host:port, e.g. 127.0.0.1:5000\n"
+            "  --data-dir DATA_DIR  config, storage, pid and log files\n"
+        ),
+    ),
+]
+"""What `python -m host ... --help` shows (200 columns): each command, option and its purpose."""
+
+
+@pytest.mark.parametrize(("command", "shown"), HELP, ids=[" ".join(c) or "host" for c, _ in HELP])
+def test_help_shows_each_command_and_option_with_its_purpose(
+    command: list[str],
+    shown: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # one line per usage, whatever the terminal
+    with pytest.raises(SystemExit) as exited:
+        host_cli.main([*command, "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr() == (shown, "")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ([], "the following arguments are required: command"),
+        (
+            ["checkout"],
+            "one of the arguments --url --path is required",
+        ),
+        (
+            ["builder"],
+            "the following arguments are required: action",
+        ),
+        (
+            ["registry"],
+            "the following arguments are required: action",
+        ),
+        (
+            ["builder", "ensure", "--owner", "o/p/s"],
+            "the following arguments are required: --spec",
+        ),
+        (
+            ["builder", "ensure", "--spec", "{}"],
+            "the following arguments are required: --owner",
+        ),
+        (
+            ["builder", "remove"],
+            "the following arguments are required: --name",
+        ),
+        (
+            ["registry", "ensure", "--data-dir", "d"],
+            "the following arguments are required: --address",
+        ),
+        (
+            ["registry", "remove", "--address", "127.0.0.1:5000"],
+            "the following arguments are required: --data-dir",
+        ),
+    ],
+)
+def test_a_command_line_without_what_it_requires_is_a_usage_error(
+    arguments: list[str],
+    error: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Usage on the first line (the help tests show it whole), then the one missing piece."""
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exited:
+        host_cli.main(arguments)
+    assert exited.value.code == 2
+    prog = " ".join(["python -m host", *(word for word in arguments[:2] if word[0] != "-")])
+    out, err = capsys.readouterr()
+    assert (out, err.splitlines()[1:]) == ("", [f"{prog}: error: {error}"])
+    assert err.startswith(f"usage: {prog} [-h] ")

@@ -18,13 +18,14 @@ from host.progress import (
     MANIFEST_VERIFICATION,
     SERVICE_IMAGE,
     Progress,
+    Urn,
     events,
     follow,
     format_duration,
     step_line,
 )
 from host.proof_table import arch, render, short_digest
-from tests.engine_events import STACK_URN, Events
+from tests.engine_events import STACK_URN, Events, urn
 from tests.program_mocks import ProgramRunner, stack_config
 
 DIGEST_A = "sha256:" + "a1" * 32
@@ -146,10 +147,94 @@ def test_other_events_and_other_resources_print_nothing() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0s"), (59.4, "59s"), (63, "1m03s"), (3599, "59m59s"), (3720, "1h02m")],
+    [
+        (0, "0s"),
+        (59.4, "59s"),
+        (60, "1m00s"),
+        (63, "1m03s"),
+        (120, "2m00s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (3720, "1h02m"),
+    ],
 )
 def test_durations(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_a_step_line_is_the_step_its_duration_and_its_note_in_brackets() -> None:
+    assert step_line("tagged frontend", 5, "unchanged") == (
+        f"{'tagged frontend':<46}     5s  (unchanged)"
+    )
+    assert step_line("tagged frontend", 5) == f"{'tagged frontend':<46}     5s"
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        (
+            "urn:pulumi:dev::p::boutique:service_image:ServiceImage::a::b",
+            Urn(types=(SERVICE_IMAGE,), name="a::b"),
+        ),
+        ("urn:pulumi:dev::p::t1$t2::n", Urn(types=("t1", "t2"), name="n")),
+        ("urn:pulumi:dev::p", None),
+        ("urn:other:dev::p::t::n", None),
+        ("", None),
+    ],
+)
+def test_a_urn_is_read_as_stack_project_type_chain_and_name(text: str, parsed: Urn | None) -> None:
+    """The name is everything after the third `::`; anything else is not a Pulumi URN."""
+    assert Urn.parse(text) == parsed
+
+
+def test_an_end_event_whose_start_was_not_seen_takes_no_time() -> None:
+    """An event log read from its middle (a resumed follow): the step still gets its line."""
+    events = Events()
+    events.registry(start=100, end=107)
+    del events.events[0]
+    assert lines_for(events) == [step_line("registry ready", 0)]
+
+
+def test_events_without_a_whole_timestamp_are_timed_by_the_clock_when_read() -> None:
+    events = Events()
+    events.builder(start=100, end=160)
+    del events.events[0]["timestamp"]
+    events.events[1]["timestamp"] = "160"
+    assert lines_for(events) in ([step_line("builder ready", 0)], [step_line("builder ready", 1)])
+
+
+def test_a_resource_that_is_not_a_pulumi_urn_prints_nothing() -> None:
+    events = Events()
+    events.registry(start=0, end=1)
+    for event in events.events:
+        for body in event.values():
+            if isinstance(body, dict):
+                body["metadata"]["urn"] = "not a urn"
+    assert lines_for(events) == []
+
+
+def test_an_image_outside_a_service_component_is_named_after_itself() -> None:
+    """Its parent chain ends (at the stack) without a ServiceImage: the resource's own name."""
+    events = Events()
+    events.step([SERVICE_IMAGE, IMAGE], "frontend-arm64-image", STACK_URN, 0, 9)
+    assert lines_for(events) == [step_line("built frontend-arm64-image", 9)]
+
+
+def test_parents_that_name_each_other_end_the_search_for_the_service() -> None:
+    events = Events()
+    image = urn([SERVICE_IMAGE, IMAGE], "frontend-image")
+    helper = events.step([SERVICE_IMAGE, "other:index:Helper"], "helper", image, 0, 1)
+    events.step([SERVICE_IMAGE, IMAGE], "frontend-image", helper, 1, 4)
+    assert lines_for(events) == [step_line("built frontend-image", 3)]
+
+
+def test_a_platform_is_read_only_from_a_name_that_starts_with_its_service() -> None:
+    """`checkout-arm64-image` under the ServiceImage `frontend` (both eight letters): no platform
+    is read from the part after the first eight."""
+    events = Events()
+    component = events.step([SERVICE_IMAGE], "frontend", STACK_URN, 0, 9)
+    events.step([SERVICE_IMAGE, IMAGE], "checkout-arm64-image", component, 0, 9)
+    assert lines_for(events) == [step_line("built frontend", 9)]
 
 
 def images_output(with_proof: bool) -> str:

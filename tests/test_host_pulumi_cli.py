@@ -554,18 +554,20 @@ def test_a_checksums_file_without_the_archive_s_sha256_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("body", "exit_status"),
+    ("body", "exit_status", "wait"),
     [
-        ('print("v3.272.0")', 1),  # a version, but the command failed
-        ('print("no version here")', 0),
-        ('import time; time.sleep(5); print("v3.272.0")', 0),  # answers after the wait ends
+        ('print("v3.272.0")', 1, 5.0),  # a version, but the command failed
+        ('print("no version here")', 0, 5.0),
+        # Answers after the wait ends; a short wait keeps the test fast, so that mutation
+        # testing's time budget per mutant reaches it (docs/mutation.md#test-budget).
+        ('import time; time.sleep(5); print("v3.272.0")', 0, 0.2),
     ],
     ids=["failing", "no-version", "too-slow"],
 )
 def test_an_executable_that_does_not_answer_a_version_reports_none(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, exit_status: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, exit_status: int, wait: float
 ) -> None:
-    monkeypatch.setattr(pulumi_cli, "VERSION_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(pulumi_cli, "VERSION_TIMEOUT_S", wait)
     executable = tmp_path / "pulumi"
     executable.write_text(f"#!{sys.executable}\nimport sys\n{body}\nsys.exit({exit_status})\n")
     executable.chmod(0o755)
@@ -634,7 +636,7 @@ def test_a_download_that_drips_stops_at_the_deadline(
     """Every read brings a byte, so no read times out; the deadline still holds."""
     monkeypatch.setattr(pulumi_cli, "DOWNLOAD_DEADLINE_S", 1.0)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Drip)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}/releases/sdk"
     try:
         with pytest.raises(HostError) as failed:

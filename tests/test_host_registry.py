@@ -112,7 +112,7 @@ def kill_registries_serving_configs_under(directory: Path) -> None:
 def http_server() -> Iterator[str]:
     """A plain HTTP server on loopback that is not a registry (404 on /v2/)."""
     server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
@@ -156,6 +156,8 @@ def test_ensure_and_remove_each_print_one_line_of_sorted_json(
     assert isinstance(pid, int)
     fields = {"address": address, "container": None, "pid": pid}
     assert started == json.dumps({**fields, "started": True}) + "\n"
+    assert host_cli.main(["registry", "ensure", *arguments]) == 0
+    assert capsys.readouterr().out == json.dumps({**fields, "started": False}) + "\n"
     assert host_cli.main(["registry", "remove", *arguments]) == 0
     assert capsys.readouterr().out == json.dumps({**fields, "stopped": True}) + "\n"
     assert not process_alive(pid)
@@ -402,11 +404,37 @@ def test_non_loopback_addresses_are_refused_before_anything_is_written(tmp_path:
 def test_address_parsing() -> None:
     assert LoopbackAddress.parse("127.0.0.1:5000") == LoopbackAddress("127.0.0.1", 5000)
     assert LoopbackAddress.parse("127.1.2.3:80") == LoopbackAddress("127.1.2.3", 80)
+    assert LoopbackAddress.parse("127.0.0.1:1") == LoopbackAddress("127.0.0.1", 1)
+    assert LoopbackAddress.parse("127.0.0.1:65535") == LoopbackAddress("127.0.0.1", 65535)
     assert LoopbackAddress.parse("localhost:5000").url == "http://localhost:5000"
     assert str(LoopbackAddress.parse("[::1]:5000")) == "[::1]:5000"
-    for text in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x", "[127.0.0.1]:5"):
-        with pytest.raises(HostError, match=r"is not (valid|on loopback)"):
-            LoopbackAddress.parse(text)
+
+
+ALLOWED = "a loopback host:port such as 127.0.0.1:5000, localhost:5000 or [::1]:5000"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("127.0.0.1", "is not valid"),
+        ("127.0.0.1:0", "is not valid"),
+        ("127.0.0.1:65536", "is not valid"),
+        ("127.0.0.1:x", "is not valid"),
+        ("[127.0.0.1]:5", "is not valid"),
+        ("10.0.0.1:5000", "is not on loopback"),
+        ("0.0.0.0:5000", "is not on loopback"),
+    ],
+)
+def test_an_address_that_is_not_loopback_host_port_is_one_whole_error(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(HostError) as refused:
+        LoopbackAddress.parse(text)
+    why = " (the registry is anonymous plain HTTP, so it never listens elsewhere)"
+    assert str(refused.value) == (
+        f"registry address {text!r} {problem}; allowed: {ALLOWED}"
+        + (why if problem == "is not on loopback" else "")
+    )
 
 
 def test_a_port_taken_by_something_else_is_refused(http_server: str, tmp_path: Path) -> None:
@@ -463,6 +491,34 @@ def test_a_registry_that_exits_at_start_is_reported_with_its_log_and_leaves_no_p
         + " | ".join(logged[-3:])
     )
     assert not files.pid.exists()
+
+
+def test_a_registry_process_that_never_answers_is_stopped_and_named_with_its_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `docker-registry` that starts, logs a line and never listens: when the wait ends it is
+    stopped, its pid file goes, and the error quotes its log (a shorter wait keeps it fast)."""
+    stub = tmp_path / "bin" / "docker-registry"
+    stub.parent.mkdir()
+    stub.write_text(
+        '#!/bin/sh\necho $$ > "$(dirname "$0")/pid"\necho "stub registry: not listening"\n'
+        "exec sleep 30\n"
+    )
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(registry, "START_TIMEOUT_S", 1.0)
+    address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
+    files = RegistryFiles((tmp_path / "registry").resolve(), address)
+    with pytest.raises(HostError) as failed:
+        registry.ensure(address, tmp_path / "registry", "unused/registry:2")
+    assert str(failed.value) == (
+        f"the registry did not answer on {address.url}/v2/ within 1 s; "
+        f"last lines of {files.log}: stub registry: not listening"
+    )
+    assert not files.pid.exists()
+    # Gone, or a zombie this test process (its parent) has not collected yet.
+    stat = Path(f"/proc/{int((stub.parent / 'pid').read_text())}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 # Without the docker-registry binary, `ensure` runs the registry image as a container. The tests
@@ -593,6 +649,12 @@ def test_a_stopped_container_of_an_earlier_run_is_replaced(
     assert docker("create", "--name", CONTAINER, image).returncode == 0
     address, _, started = ensure_in_container(image, container_tools, tmp_path)
     assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout) == {
+        "address": address,
+        "container": CONTAINER,
+        "pid": None,
+        "started": True,
+    }
     assert v2_status(address) == 200
 
 
@@ -628,20 +690,30 @@ def test_a_container_that_exits_at_start_is_removed_and_named(
 
 
 def test_an_image_that_cannot_be_run_is_named_with_the_address_and_docker_s_reason(
-    container_tools: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    container_tools: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("PATH", container_tools["PATH"])
     # Nothing serves at that port, so the image can be neither found nor pulled.
     image = f"127.0.0.1:{free_loopback_port()}/missing/registry:2"
     address = LoopbackAddress.parse(f"127.0.0.1:{free_loopback_port()}")
-    data_dir = tmp_path / "registry"
-    with pytest.raises(HostError) as failed:
-        registry.ensure(address, data_dir, image)
-    message = str(failed.value)
-    assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
-    assert message.endswith("connect: connection refused"), message
-    assert docker("inspect", CONTAINER).returncode != 0
-    assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+    # Its parents missing the first time (made), present the second (reused): the same error.
+    data_dir = tmp_path / "not" / "yet" / "registry"
+    for _ in ("made", "reused"):
+        with pytest.raises(HostError) as failed:
+            registry.ensure(address, data_dir, image)
+        message = str(failed.value)
+        assert message.startswith(f"starting {image} as {CONTAINER} on {address} failed: docker: ")
+        assert message.endswith("connect: connection refused"), message
+        assert docker("inspect", CONTAINER).returncode != 0
+        assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+        assert capsys.readouterr().err == (
+            f"{registry.REGISTRY_BINARY} is not on PATH: running {image} as container "
+            f"{CONTAINER} instead\n"
+        )
+    assert data_dir.is_dir()
 
 
 def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
@@ -655,7 +727,8 @@ def test_the_container_s_data_dir_is_made_with_its_parents_or_reused(
         started = registry.ensure(address, data_dir, image)
         assert (started.container, started.started) == (CONTAINER, True)
         assert v2_status(str(address)) == 200
-        assert registry.remove(address, data_dir).stopped is True
+        removal = registry.remove(address, data_dir)
+        assert removal == RegistryRemoval(str(address), None, CONTAINER, stopped=True)
     assert (data_dir / "data").is_dir()
 
 

@@ -88,8 +88,10 @@ def inspect(name: str) -> InspectedBuilder | None:
     return parse_inspect(result.stdout) if result.returncode == 0 else None
 
 
-def test_builder_is_created_with_native_node_then_reused(run: Run) -> None:
+def test_builder_is_created_with_native_node_then_reused(run: Run, docker_config: Path) -> None:
     assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "created")
+    record = docker_config / "buildx" / "boutique-owners" / "boutique-test"
+    assert json.loads(record.read_text(encoding="utf-8")) == {"stack": OWNER}
     current = inspect("boutique-test")
     assert current is not None
     assert current.driver == "docker-container"
@@ -103,6 +105,7 @@ def test_builder_is_created_with_native_node_then_reused(run: Run) -> None:
 
     assert ensure(run, builder("boutique-test")) == BuilderResult("boutique-test", "reused")
     assert inspect("boutique-test") == current
+    assert json.loads(record.read_text(encoding="utf-8")) == {"stack": OWNER}
 
 
 def test_changed_configuration_is_reconciled(run: Run) -> None:
@@ -176,6 +179,42 @@ def test_a_builder_buildx_cannot_remove_is_named_with_buildx_s_reason(
         "error: removing builder default failed: ERROR: failed to remove one or more builders\n"
     )
     assert inspect("default") is not None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "doing"),
+    [
+        (["builder", "remove", "--name", "boutique-test", "--owner", OWNER], "remove"),
+        (
+            BuilderEnsureRequest(builder_spec(builder("boutique-test"), PLATFORMS), OWNER).argv(),
+            "reconcile or reuse",
+        ),
+    ],
+)
+def test_a_builder_another_stack_owns_is_refused_with_the_way_out(
+    run: Run,
+    docker_config: Path,
+    capsys: pytest.CaptureFixture[str],
+    arguments: list[str],
+    doing: str,
+) -> None:
+    """The whole refusal, in process; the slower test below goes through both stacks' commands."""
+    made = run("docker buildx create --name boutique-test --driver docker-container")
+    assert made.returncode == 0, made.stderr
+    record = docker_config / "buildx" / "boutique-owners" / "boutique-test"
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"stack": OTHER_STACK}))
+    before = inspect("boutique-test")
+    assert host_cli.main(arguments) == 2
+    assert capsys.readouterr() == (
+        "",
+        f"error: builder boutique-test belongs to stack {OTHER_STACK} (recorded in {record}); "
+        f"stack {OWNER} does not {doing} it. Give this stack a builder of its own "
+        "(`pulumi config set --path builder.name <name>`), or remove boutique-test from stack "
+        f"{OTHER_STACK}\n",
+    )
+    assert inspect("boutique-test") == before
+    assert json.loads(record.read_text()) == {"stack": OTHER_STACK}
 
 
 def test_a_second_stack_neither_removes_nor_reconciles_the_first_stacks_builder(
