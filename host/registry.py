@@ -38,6 +38,8 @@ STORAGE_DIR = "data"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 2.0
+PROC = Path("/proc")
+"""Where Linux shows each process's arguments; without it (macOS) `ps` is asked."""
 
 _API_VERSION_HEADER = "Docker-Distribution-API-Version"
 
@@ -294,9 +296,9 @@ def _recorded_pid(files: RegistryFiles) -> int | None:
 
 def _command_line(pid: int) -> list[str]:
     """Arguments of a live (not zombie) process; empty when there is none."""
-    if Path("/proc/self").exists():
+    if (PROC / "self").exists():
         try:
-            arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            arguments = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0")
         except OSError:
             return []
         # A zombie has an empty cmdline, so it counts as gone.

@@ -225,7 +225,9 @@ def test_usage_error_exits_2(project: Path, upstream: Upstream) -> None:
         f"{sys.executable} -m host checkout --url {upstream.url} --cache-dir c", project
     )
     assert result.returncode == 2
-    assert "checkout --url needs --commit and --cache-dir" in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "python -m host: error: checkout --url needs --commit and --cache-dir"
+    )
     assert json.loads(result.stdout or "null") is None
 
 

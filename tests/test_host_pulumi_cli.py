@@ -375,10 +375,20 @@ def test_release_names_per_platform(system: str, machine: str, expected: tuple[s
 
 @pytest.mark.parametrize(("system", "machine"), [("Windows", "AMD64"), ("Linux", "riscv64")])
 def test_an_unknown_platform_is_refused(system: str, machine: str) -> None:
-    with pytest.raises(
-        HostError, match=rf"no Pulumi release archive for this platform \({system}/{machine}\)"
-    ):
+    with pytest.raises(HostError) as refused:
         release_platform(system, machine)
+    assert str(refused.value) == (
+        f"no Pulumi release archive for this platform ({system}/{machine}); releases exist "
+        "for Linux and macOS (Darwin) on x86_64 and arm64. Install the CLI yourself "
+        "(https://www.pulumi.com/docs/install/) and put it on PATH"
+    )
+
+
+@pytest.mark.parametrize("text", ["3.272", "version 3.272.0", ""])
+def test_text_that_is_not_a_version_is_named_with_where_it_came_from(text: str) -> None:
+    with pytest.raises(HostError) as refused:
+        Version.parse(f"{text}\n", "the marker")
+    assert str(refused.value) == f"the marker is {text!r}, not a version such as 3.272.0"
 
 
 @pytest.mark.parametrize(

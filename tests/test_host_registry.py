@@ -28,7 +28,7 @@ import pytest
 
 from host import __main__ as host_cli
 from host import registry
-from host.contract import RegistryRemoval
+from host.contract import RegistryEnsureRequest, RegistryRemoval
 from host.process import HostError
 from host.registry import LoopbackAddress, RegistryFiles
 from tests.integration.conftest import BUILD_PLATFORMS, missing_prerequisite
@@ -753,3 +753,28 @@ def test_a_container_still_running_when_the_wait_ends_is_removed(
     )
     assert docker("inspect", CONTAINER).returncode != 0
     assert not RegistryFiles(data_dir.resolve(), address).container.exists()
+
+
+def test_the_default_image_is_left_off_the_registry_command_line() -> None:
+    """So the command line, and the Pulumi diff of the Command that runs it, only change when a
+    stack chooses another image."""
+    assert RegistryEnsureRequest("127.0.0.1:5000", "d", registry.REGISTRY_IMAGE).argv() == [
+        *("registry", "ensure", "--address", "127.0.0.1:5000", "--data-dir", "d"),
+    ]
+    assert RegistryEnsureRequest("127.0.0.1:5000", "d", "mirror/registry:2").argv()[-2:] == [
+        *("--image", "mirror/registry:2"),
+    ]
+
+
+def test_without_proc_a_process_s_arguments_are_read_with_ps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """macOS has no /proc; Linux's ps answers the same, so the branch runs here for real."""
+    with subprocess.Popen(["sleep", "30"]) as sleeper:
+        try:
+            with_proc = registry._command_line(sleeper.pid)
+            monkeypatch.setattr(registry, "PROC", Path("/nonexistent-proc"))
+            assert registry._command_line(sleeper.pid) == with_proc == ["sleep", "30"]
+        finally:
+            sleeper.kill()
+    assert registry._command_line(sleeper.pid) == []
