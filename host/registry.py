@@ -308,6 +308,21 @@ def _command_line(pid: int) -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs: not gone and not a zombie. An exiting process loses its
+    arguments before it closes its sockets, so an empty command line does not yet mean its
+    port is free."""
+    if (PROC / "self").exists():
+        try:
+            stat = (PROC / str(pid) / "stat").read_text(errors="replace")
+        except OSError:
+            return False
+        # `pid (comm) state ...`; comm may hold spaces and parentheses, the state follows the last.
+        return stat.rpartition(") ")[2][:1] not in ("Z", "X", "")
+    result = run(["ps", "-o", "stat=", "-p", str(pid)])
+    return result.returncode == 0 and result.stdout.strip()[:1] not in ("Z", "")
+
+
 def _recorded_container(files: RegistryFiles) -> str | None:
     try:
         name = files.container.read_text().strip()
@@ -326,7 +341,7 @@ def _stop_process(pid: int) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             _reap(pid)
-            if not _command_line(pid):
+            if not _running(pid):
                 return
             time.sleep(0.05)
     raise HostError(f"the registry process {pid} did not exit after SIGKILL")

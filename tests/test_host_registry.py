@@ -778,3 +778,21 @@ def test_without_proc_a_process_s_arguments_are_read_with_ps(
         finally:
             sleeper.kill()
     assert registry._command_line(sleeper.pid) == []
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["proc", "ps"])
+def test_a_process_runs_until_it_is_a_zombie_or_gone(
+    proc: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not proc:
+        monkeypatch.setattr(registry, "PROC", Path("/nonexistent-proc"))
+    sleeper = subprocess.Popen(["sleep", "30"])
+    assert registry._running(sleeper.pid)
+    sleeper.kill()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{sleeper.pid}/stat").read_text().rpartition(") ")[2][0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not registry._running(sleeper.pid)  # a zombie: this test has not collected it
+    sleeper.wait()
+    assert not registry._running(sleeper.pid)  # gone
