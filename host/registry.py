@@ -304,8 +304,8 @@ def _command_line(pid: int) -> list[str]:
         # A zombie has an empty cmdline, so it counts as gone.
         return [argument.decode(errors="replace") for argument in arguments if argument]
     # No /proc (macOS): ps prints the arguments joined by spaces.
-    result = run(["ps", "-o", "args=", "-p", str(pid)])
-    return result.stdout.split() if result.returncode == 0 else []
+    # ps prints nothing on stdout for a process that is gone.
+    return run(["ps", "-o", "args=", "-p", str(pid)]).stdout.split()
 
 
 def _running(pid: int) -> bool:
@@ -318,9 +318,10 @@ def _running(pid: int) -> bool:
         except OSError:
             return False
         # `pid (comm) state ...`; comm may hold spaces and parentheses, the state follows the last.
-        return stat.rpartition(") ")[2][:1] not in ("Z", "X", "")
-    result = run(["ps", "-o", "stat=", "-p", str(pid)])
-    return result.returncode == 0 and result.stdout.strip()[:1] not in ("Z", "")
+        return not stat.rpartition(") ")[2].startswith("Z")
+    # ps prints nothing on stdout for a process that is gone.
+    state = run(["ps", "-o", "stat=", "-p", str(pid)]).stdout.strip()
+    return bool(state) and not state.startswith("Z")
 
 
 def _recorded_container(files: RegistryFiles) -> str | None:

@@ -772,12 +772,37 @@ def test_without_proc_a_process_s_arguments_are_read_with_ps(
     """macOS has no /proc; Linux's ps answers the same, so the branch runs here for real."""
     with subprocess.Popen(["sleep", "30"]) as sleeper:
         try:
-            with_proc = registry._command_line(sleeper.pid)
+            with_proc = exec_done(sleeper.pid, ["sleep", "30"])
             monkeypatch.setattr(registry, "PROC", Path("/nonexistent-proc"))
-            assert registry._command_line(sleeper.pid) == with_proc == ["sleep", "30"]
+            assert registry._command_line(sleeper.pid) == with_proc
         finally:
             sleeper.kill()
     assert registry._command_line(sleeper.pid) == []
+
+
+def exec_done(pid: int, arguments: list[str]) -> list[str]:
+    """`arguments`, once the child `pid` shows them (between fork and exec it shows others)."""
+    deadline = time.monotonic() + 10
+    while (shown := registry._command_line(pid)) != arguments:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.01)
+    return shown
+
+
+def test_proc_is_read_without_ps_and_a_strange_process_name_does_not_fool_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slim images have no ps. A process name (comm) may hold `) `, a state letter and bytes
+    that are not UTF-8: the state is the field after the last `) `."""
+    strange = tmp_path / os.fsdecode(b"x) Z \xff")
+    strange.symlink_to(shutil.which("sleep") or "/bin/sleep")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    with subprocess.Popen([strange, "30"]) as sleeper:
+        try:
+            exec_done(sleeper.pid, [os.fsencode(strange).decode(errors="replace"), "30"])
+            assert registry._running(sleeper.pid)
+        finally:
+            sleeper.kill()
 
 
 @pytest.mark.parametrize("proc", [True, False], ids=["proc", "ps"])
