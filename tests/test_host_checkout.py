@@ -591,6 +591,21 @@ def test_a_target_the_checkout_cannot_be_renamed_onto_is_named_and_left_as_it_is
     assert not (tmp_path / "gone").exists()
 
 
+def another_run_renames_first(
+    theirs: Path, target: Path, commit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From now on, just before this run renames its staging directory of `commit` onto
+    `target`, another run's checkout `theirs` is renamed there (both renames are real)."""
+    real_rename = Path.rename
+
+    def rename(self: Path, destination: Path) -> Path:
+        if Path(destination) == target and self.name.startswith(f".{commit}."):
+            real_rename(theirs, target)
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", rename)
+
+
 @pytest.mark.parametrize("staging_removable", [True, False])
 def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winner_s_checkout(
     upstream: Upstream,
@@ -606,14 +621,7 @@ def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winn
     winner = Path(ensure_git_checkout(upstream.url, upstream.first, tmp_path / "other", ()).path)
     (winner / "winner").write_text("kept\n")
     target = cache / upstream.first
-    real_rename = Path.rename
-
-    def another_run_renames_first(self: Path, destination: Path) -> Path:
-        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
-            real_rename(winner, target)
-        return real_rename(self, destination)
-
-    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    another_run_renames_first(winner, target, upstream.first, monkeypatch)
     if not staging_removable:
         with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
     result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
@@ -635,14 +643,7 @@ def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
     cache = tmp_path / "cache"
     other = Path(ensure_git_checkout(upstream.url, upstream.second, tmp_path / "other", ()).path)
     target = cache / upstream.first
-    real_rename = Path.rename
-
-    def another_run_renames_first(self: Path, destination: Path) -> Path:
-        if Path(destination) == target and self.name.startswith(f".{upstream.first}."):
-            real_rename(other, target)
-        return real_rename(self, destination)
-
-    monkeypatch.setattr(Path, "rename", another_run_renames_first)
+    another_run_renames_first(other, target, upstream.first, monkeypatch)
     with pytest.raises(HostError) as failed:
         ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
     assert str(failed.value) == (
