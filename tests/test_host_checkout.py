@@ -624,15 +624,7 @@ def test_a_run_that_loses_the_rename_to_another_run_of_the_commit_keeps_the_winn
     another_run_renames_first(winner, target, upstream.first, monkeypatch)
     if not staging_removable:
         with_post_checkout_hook(lock_commands, tmp_path, monkeypatch)
-    result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
-    assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
-    assert (target / "winner").read_text() == "kept\n"
-    hidden = sorted(path.name for path in cache.iterdir() if path != target)
-    if staging_removable:
-        assert hidden == []
-    else:
-        (left,) = hidden
-        assert [path.name for path in (cache / left).iterdir()] == ["locked"]
+    assert_the_other_checkout_kept(upstream, cache, "kept\n", staging_removable)
 
 
 def test_a_run_that_loses_the_rename_to_a_run_of_another_commit_is_named(
@@ -671,9 +663,19 @@ def test_a_checkout_another_run_finished_while_this_one_fetched_is_kept(
     with_post_checkout_hook(
         hook if staging_removable else f"{hook} && {lock_commands}", tmp_path, monkeypatch
     )
+    assert_the_other_checkout_kept(upstream, cache, "winner\n", staging_removable)
+
+
+def assert_the_other_checkout_kept(
+    upstream: Upstream, cache: Path, marker: str, staging_removable: bool
+) -> None:
+    """A checkout of `upstream.first` into `cache` succeeds, keeping the other run's checkout
+    (its `winner` file holds `marker`); this run's copy is gone, or only its locked part stays
+    hidden beside it."""
+    target = cache / upstream.first
     result = ensure_git_checkout(upstream.url, upstream.first, cache, (DOCKERFILE,))
     assert result == CheckoutResult(str(target), upstream.first, upstream.url, "cloned")
-    assert (target / "winner").read_text() == "winner\n"
+    assert (target / "winner").read_text() == marker
     hidden = sorted(path.name for path in cache.iterdir() if path != target)
     if staging_removable:
         assert hidden == []
