@@ -39,7 +39,7 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 PROBE_TIMEOUT_S = 2.0
 PROC = Path("/proc")
-"""Where Linux shows each process's arguments; without it (macOS) `ps` is asked."""
+"""Where Linux shows each process's arguments and state; without it (macOS) `ps` is asked."""
 
 _API_VERSION_HEADER = "Docker-Distribution-API-Version"
 
