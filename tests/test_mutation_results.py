@@ -392,3 +392,75 @@ def test_a_mutant_that_makes_a_test_loop_fails_that_test_at_its_time_limit(
     run = run_under_plugin(tmp_path, "test_loop.py", durations, f"{M}1")
     assert run.returncode == 1, run.stdout + run.stderr
     assert "MutantTimeout: test_loop.py::test_loops ran over its limit of 10 s" in run.stdout
+
+
+# A project of one function and one test, mutated by mutmut for real through scripts/mutation's
+# launcher (tests/mutation/launch.py).
+TINY_CONFIG = """\
+[tool.mutmut]
+source_paths = ["tiny/"]
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]
+process_isolation = "forkserver"
+forkserver_warmup = "collect"
+"""
+TINY_SOURCE = "def bigger(a, b):\n    return a if a > b else b\n"
+TINY_TEST = """\
+from tiny import bigger
+
+
+def test_bigger():
+    assert bigger(2, 1) == 2
+    assert bigger(1, 2) == 2
+    assert CLEAN_RUN_MARK
+"""
+SKIPPED = "mutation: clean run skipped: the stats pass just ran every test green"
+
+
+def launch(project: Path, environment: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    launcher = ROOT / "tests" / "mutation" / "launch.py"
+    return subprocess.run(
+        [sys.executable, str(launcher), "run", "--max-children", "1"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **environment},
+        check=False,
+    )
+
+
+def tiny_project(directory: Path) -> Path:
+    (directory / "tiny").mkdir()
+    (directory / "tiny" / "__init__.py").write_text(TINY_SOURCE)
+    (directory / "tests").mkdir()
+    (directory / "tests" / "test_tiny.py").write_text(
+        TINY_TEST.replace("CLEAN_RUN_MARK", "__import__('os').environ['TINY_PASSES'] == 'yes'")
+    )
+    (directory / "pyproject.toml").write_text(TINY_CONFIG)
+    return directory
+
+
+def test_the_launcher_skips_the_clean_run_only_right_after_a_green_stats_pass(
+    tmp_path: Path,
+) -> None:
+    project = tiny_project(tmp_path)
+    first = launch(project, {"TINY_PASSES": "yes"})
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert SKIPPED in first.stdout
+    codes = read_exit_codes(project / "mutants", "tiny")
+    assert len(codes) >= 2 and 1 in codes.values()  # mutants ran, and the test killed some
+    # The stats are mutmut's from now on: a test that fails since must stop the next run in
+    # its clean run, before any mutant, and the skip must not hide that.
+    (project / "mutants" / "tiny" / "__init__.py.meta").unlink()
+    again = launch(project, {"TINY_PASSES": "no"})
+    assert SKIPPED not in again.stdout
+    assert "Failed to run clean test" in again.stdout
+    assert again.returncode != 0
+    assert not (project / "mutants" / "tiny" / "__init__.py.meta").exists()
+
+
+def test_the_launcher_stops_when_the_stats_pass_fails(tmp_path: Path) -> None:
+    failed = launch(tiny_project(tmp_path), {"TINY_PASSES": "no"})
+    assert failed.returncode != 0
+    assert SKIPPED not in failed.stdout
+    assert "failed to collect stats" in failed.stdout

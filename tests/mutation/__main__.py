@@ -36,6 +36,8 @@ from tests.mutation.results import (
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".cache" / "mutation"
 EQUIVALENTS = Path(__file__).with_name("equivalent.txt")
+# mutmut's command line, run as a script: as `python -m mutmut` would, it imports none of tests/.
+LAUNCH = Path(__file__).with_name("launch.py")
 # Third-party modules the fork server imports once (never the project's own packages).
 PRELOAD = Path(__file__).with_name("preload.txt")
 # Not linked into a package's directory: its own config, mutmut's output, caches.
@@ -102,7 +104,11 @@ def prepare(config: dict[str, Any], package: str, fresh: bool) -> Path:
 
 
 def run_mutmut(directory: Path, mutants: list[str], workers: int, budget: float | None) -> None:
-    command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *mutants]
+    command = [
+        sys.executable,
+        *(str(LAUNCH), "run"),
+        *("--max-children", str(workers), *mutants),
+    ]
     print(f"mutation: {' '.join(command[1:])} (in {directory.relative_to(ROOT)})", flush=True)
     environment = {**os.environ, "CI": "true"}
     environment.pop(BUDGET_VARIABLE, None)
