@@ -208,6 +208,31 @@ def test_a_test_child_process_reports_the_functions_it_reaches(tmp_path: Path) -
     assert list(hits.iterdir()) == []
 
 
+def test_a_child_in_an_ascii_locale_reports_a_method_it_reaches(tmp_path: Path) -> None:
+    """mutmut names a class's methods with 'ǁ'; a test's child may run in the C locale without
+    UTF-8 mode (tests/test_verify_auth.py does), where the file's default encoding is ASCII."""
+    (tmp_path / "startup").mkdir()
+    (tmp_path / "startup" / "sitecustomize.py").write_text(CHILD_STARTUP)
+    hits = tmp_path / "hits"
+    hits.mkdir()
+    method = "verify.auth.x\u01c1Credentials\u01c1__init__"
+    child = f"import mutmut.mutation.trampoline as t\nt.record_trampoline_hit({method!a})\n"
+    locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    environ = {
+        **os.environ,
+        **locale,
+        "PYTHONPATH": str(tmp_path / "startup"),
+        "MUTANT_UNDER_TEST": "stats",
+        HITS_VARIABLE: str(hits),
+    }
+    ended = subprocess.run(
+        [sys.executable, "-c", child], env=environ, cwd=tmp_path, capture_output=True, check=False
+    )
+    assert ended.returncode == 0, ended.stderr
+    [written] = hits.glob("*.hits")
+    assert written.read_text(encoding="utf-8").split() == [method]
+
+
 PLUGIN = ("-p", "tests.mutation.childstats", "--rootdir=.")
 
 

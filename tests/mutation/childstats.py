@@ -40,7 +40,7 @@ if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _directory:
         _hits.add(name)
         if not _file:
             path = os.path.join(_directory, f"{os.getpid()}.hits")
-            _file.append(open(path, "a", buffering=1))
+            _file.append(open(path, "a", buffering=1, encoding="utf-8"))
         _file[0].write(name + "\\n")
 
     _trampoline.record_trampoline_hit = _record
@@ -109,7 +109,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
     state()._stats.update(_import_hits)
     for hits in Path(directory).glob("*.hits"):
-        state()._stats.update(hits.read_text().split())
+        state()._stats.update(hits.read_text(encoding="utf-8").split())
         hits.unlink()
 
 
