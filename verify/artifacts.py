@@ -75,7 +75,8 @@ def _timestamp(value: object, what: str) -> datetime:
         raise ApiError(f"{what}: createTime is missing or not a string")
     text = _FRACTION.sub(lambda match: "." + match.group(1)[:6].ljust(6, "0"), value, count=1)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # RFC 3339 allows "t" and "z" in lower case; fromisoformat reads them upper case only.
+        parsed = datetime.fromisoformat(text.upper())
     except ValueError:
         raise ApiError(f"{what}: createTime {value!r} is not an RFC 3339 time") from None
     if parsed.tzinfo is None:
