@@ -357,3 +357,97 @@ def test_main_refuses_half_set_registry_credentials_before_any_request(
         "set both or neither\n",
     )
     assert registry.seen == []
+
+
+def test_main_prints_created_then_reused_with_the_occurrences_name(
+    google_apis: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry = HostileRegistry().start()
+    try:
+        published = publish(registry)
+        argv = published.argv(published.proved)
+        assert binauthz.main(argv) == 0
+        created = capsys.readouterr()
+        assert binauthz.main(argv) == 0
+        reused = capsys.readouterr()
+    finally:
+        registry.stop()
+    name = "projects/shop-123/occurrences/1"
+    assert (created.out, created.err) == (f"created {name}\n", "")
+    assert (reused.out, reused.err) == (f"reused {name}\n", "")
+
+
+def test_main_reports_a_container_analysis_refusal_on_stderr_before_signing(
+    google_apis: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakeContainerAnalysis, "status", 403)
+    registry = HostileRegistry().start()
+    try:
+        published = publish(registry)
+        assert binauthz.main(published.argv(published.proved)) == 2
+    finally:
+        registry.stop()
+    ref = f"{published.repository}@{published.digest}"
+    assert capsys.readouterr() == (
+        "",
+        f'verify binauthz: {ref}: Container Analysis answered HTTP 403 {{"occurrences": []}}\n',
+    )
+    assert not any(line.startswith("POST") for line in FakeKms.seen)
+    assert FakeContainerAnalysis.occurrences == []
+
+
+BINAUTHZ_USAGE = """\
+usage: python -m verify binauthz [-h] --note NOTE --kms KEY_VERSION
+                                 [--platform-digest PLATFORM=DIGEST] [--json]
+                                 [--gcp]
+                                 REF@DIGEST
+"""
+
+
+def test_main_help_is_the_whole_binauthz_help(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_:
+        binauthz.main(["--help"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr() == (
+        BINAUTHZ_USAGE
+        + """
+Create (once) the Binary Authorization attestation of a verified digest.
+
+positional arguments:
+  REF@DIGEST            host/repository@sha256:<hex>
+
+options:
+  -h, --help            show this help message and exit
+  --note NOTE           projects/P/notes/N (the attestor's note)
+  --kms KEY_VERSION     the attestor's key
+  --platform-digest PLATFORM=DIGEST
+                        a verified manifest; the index must list exactly these
+                        (repeatable)
+  --json                print {occurrence, created}
+  --gcp                 read the registry with ADC
+""",
+        "",
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "missing"), [(["--kms", NAME], "--note"), (["--note", NOTE], "--kms")]
+)
+def test_main_requires_note_and_kms(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: list[str],
+    missing: str,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exit_:
+        binauthz.main([f"r.example.com/app@{DIGEST}", *given])
+    assert exit_.value.code == 2
+    assert capsys.readouterr() == (
+        "",
+        BINAUTHZ_USAGE
+        + f"python -m verify binauthz: error: the following arguments are required: {missing}\n",
+    )

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import resource
+import socket
 import subprocess
 import sys
 import tarfile
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from urllib3.connection import HTTPConnection
 
 from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
 from tests.integration.test_verify_registry import _service_account_key
@@ -227,6 +229,30 @@ def test_trust_realm_lets_a_token_service_on_another_host_have_the_credentials(
     assert result.returncode == 0, result.stderr
     assert len(other.authorizations()) == 1
     assert_clean(result)
+
+
+def test_the_refusal_of_a_realm_on_another_host_says_why_no_credentials_went_there(
+    hostile: HostileRegistry, other: HostileRegistry
+) -> None:
+    # In-process, the message of the test above in full: the credentials stayed home, and the
+    # flag that would send them is named with the realm's host.
+    hostile.bearer = (f"http://{other.address}/token", TOKEN)
+    hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    _token_service(other)
+    environ = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ=environ), registry.RetryPolicy(attempts=1)
+    )
+
+    with pytest.raises(registry.AuthError) as raised:
+        client.get_manifest(parse_reference(ref(hostile)), "v1")
+
+    assert str(raised.value) == (
+        f"token from http://{other.address}/token: anonymous (credentials are not sent to "
+        "127.0.0.2, which is neither 127.0.0.1 nor in its domain; pass --trust-realm 127.0.0.2 "
+        "if it is the registry's token service) refused (HTTP 401)"
+    )
+    assert other.authorizations() == []
 
 
 MANIFEST_V1 = f"/v2/{REPOSITORY}/manifests/v1"
@@ -577,6 +603,45 @@ def test_the_requests_in_flight_are_named_oldest_first_with_their_progress() -> 
             "manifest v1 from r.example (120 bytes in 2 s)",
         ]
     assert watchdog.in_flight() == []
+
+
+def test_a_request_past_its_deadline_is_reported_with_its_bytes_and_seconds() -> None:
+    # The message of registry.TimedOut: what the request had read, and for how long.
+    watch = deadline.Watch("manifest v1", "r.example", time.monotonic(), "--timeout 5 s")
+    watch.bytes_read, watch.started = 512, time.monotonic() - 7
+    assert str(registry._timed_out(watch)) == (
+        "manifest v1: no complete answer from r.example within --timeout 5 s (512 bytes in 7 s)"
+    )
+
+
+def _connection_on(sock: socket.socket) -> HTTPConnection:
+    connection = HTTPConnection("127.0.0.1", 1)
+    connection.sock = sock
+    return connection
+
+
+def test_a_connection_closed_before_its_cut_does_not_stop_the_watchdog() -> None:
+    # A request can end (its socket closed) just as its deadline passes: shutting the socket
+    # down then fails, and the watchdog still cuts the next request that runs past its deadline.
+    watchdog = deadline.Watchdog()
+    closed = socket.socket()
+    closed.close()
+    soon = time.monotonic() + 0.2
+    with watchdog.watch("manifest v1", "r.example", soon, "--timeout 1 s") as first:
+        first.connection = _connection_on(closed)
+        for _ in range(100):
+            if first.expired:
+                break
+            time.sleep(0.02)
+        assert first.expired
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.settimeout(2)
+        soon = time.monotonic() + 0.2
+        with watchdog.watch("layer sha256:ab", "r.example", soon, "--timeout 1 s") as w:
+            w.connection = _connection_on(ours)
+            assert ours.recv(1) == b""  # shut down by the watchdog, not the 2 s timeout
+        assert w.expired
 
 
 def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
@@ -1114,3 +1179,58 @@ def test_an_immutable_tag_holding_no_index_is_named_with_its_digest(
         f"verify published: {ref(hostile)}: {ref(hostile)} ({sha256_digest(held)}) is a "
         f"{OCI_MANIFEST}, not an index\n"
     )
+
+
+# 9. `verify published HOST/REPO@DIGEST --manifest ...`: the exported digest, read back.
+
+
+def published_exported(
+    hostile: HostileRegistry, digest: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, int, str]:
+    """The ref, exit code and stderr of `published` for the exported ``digest``, checked
+    against the verified manifests AMD64_DIGEST and ARM64_DIGEST."""
+    exported = f"{hostile.address}/{REPOSITORY}@{digest}"
+    verified = [f"--manifest=linux/amd64={AMD64_DIGEST}", f"--manifest=linux/arm64={ARM64_DIGEST}"]
+    code = published.main([exported, *verified])
+    return exported, code, capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("no_credentials")
+def test_an_exported_digest_answered_with_other_bytes_is_an_error(
+    hostile: HostileRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exported = _index(("linux/amd64", AMD64_DIGEST), ("linux/arm64", ARM64_DIGEST))
+    served = _index(("linux/amd64", AMD64_DIGEST))
+    digest = sha256_digest(exported)
+    hostile.put(f"/v2/{REPOSITORY}/manifests/{digest}", served, OCI_INDEX)
+
+    name, code, stderr = published_exported(hostile, digest, capsys)
+
+    assert code == published.EXIT_ERROR
+    assert stderr == (
+        f"verify published: {name}: manifest {name}: content digest is "
+        f"{sha256_digest(served)}, expected {digest}\n"
+    )
+
+
+@pytest.mark.usefixtures("no_credentials")
+@pytest.mark.parametrize(
+    "held",
+    [
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST},
+        # No mediaType field: the registry's Content-Type names what it is.
+        {"schemaVersion": 2},
+    ],
+    ids=["declared", "content-type"],
+)
+def test_an_exported_digest_holding_no_index_is_named(
+    hostile: HostileRegistry, held: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = json.dumps(held).encode()
+    digest = sha256_digest(data)
+    hostile.put(f"/v2/{REPOSITORY}/manifests/{digest}", data, OCI_MANIFEST)
+
+    name, code, stderr = published_exported(hostile, digest, capsys)
+
+    assert code == published.EXIT_ERROR
+    assert stderr == f"verify published: {name}: {name} is a {OCI_MANIFEST}, not an index\n"

@@ -38,6 +38,7 @@ from verify.sbom.capture import JAR_MAX_BYTES, POM_MAX_BYTES, LayerCapture
 from verify.sbom.documents import (
     ELF_FOREIGN_PROPERTY,
     FORMATS,
+    _spdx_id,
     cyclonedx_document,
     render,
     spdx_document,
@@ -858,6 +859,30 @@ def test_cyclonedx_document_describes_the_image_and_every_component_in_full() ->
         "image": sorted(component["bom-ref"] for component in components.values()),
         **{component["bom-ref"]: [] for component in components.values()},
     }
+
+
+def test_spdx_names_a_component_by_its_purl_type_and_lists_each_elf_machine() -> None:
+    pprof = "app/node_modules/pprof"
+    inventory = _inventory(
+        [
+            Entry(f"{pprof}/package.json", b'{"name": "pprof", "version": "4.0.0"}'),
+            Entry(f"{pprof}/prebuilds/linux-arm64/pprof.node", elf_header(AARCH64)),
+            Entry(f"{pprof}/prebuilds/linux-x64/pprof.node", elf_header(X86_64)),
+        ]
+    )
+    packages = spdx_document(REF, inventory)["packages"]
+    assert [package["SPDXID"] for package in packages] == ["SPDXRef-Image", "SPDXRef-npm-1"]
+    assert packages[1]["annotations"][0]["comment"] == (
+        "ELF machines: AArch64=1, x86-64=1; not for linux/arm64: "
+        f"/{pprof}/prebuilds/linux-x64/pprof.node"
+    )
+    # An SPDX ID holds only letters, digits, '.' and '-': any other character of the purl
+    # type (one may hold '+') becomes '-'.
+    assert [_spdx_id(kind, 2) for kind in ("Maven.v2-x", "c++", "a_b c")] == [
+        "SPDXRef-Maven.v2-x-2",
+        "SPDXRef-c---2",
+        "SPDXRef-a-b-c-2",
+    ]
 
 
 @pytest.mark.parametrize(

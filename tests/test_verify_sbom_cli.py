@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_verify_cli import run
+from verify.sbom.output import SbomUsageError, check_directory
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,24 @@ def test_sbom_directory_must_be_a_directory(tmp_path: Path) -> None:
     result = run("127.0.0.1:1/a:1", "--deep", "--sbom", str(missing_parent))
     assert result.returncode == 2
     assert "its parent directory does not exist" in result.stderr
+
+
+def test_sbom_directory_is_checked_in_process_and_not_created(tmp_path: Path) -> None:
+    # What the process above prints, in full, and the two places DIR may be.
+    occupied = tmp_path / "file"
+    occupied.write_text("x")
+    with pytest.raises(SbomUsageError) as raised:
+        check_directory(str(occupied))
+    assert str(raised.value) == f"--sbom {occupied}: exists and is not a directory"
+    missing_parent = tmp_path / "no" / "such"
+    with pytest.raises(SbomUsageError) as raised:
+        check_directory(str(missing_parent))
+    assert str(raised.value) == (
+        f"--sbom {missing_parent}: its parent directory does not exist (DIR itself is created)"
+    )
+    assert check_directory(str(tmp_path)) == tmp_path
+    assert check_directory(str(tmp_path / "out")) == tmp_path / "out"
+    assert sorted(tmp_path.iterdir()) == [occupied]  # checked, not created
 
 
 def test_unknown_sbom_format_is_refused(tmp_path: Path) -> None:
