@@ -687,9 +687,11 @@ def test_deletes_go_parents_first_past_shared_and_reachable_entries(store: Store
     store.tag(store.put(index(live_entry)))
     shared = store.put(image("shared"))
     first = store.put(index(shared, live_entry))  # an entry still reachable from the tag
-    # A referrer that sorts after its subject: only counting the subject holds it back.
-    signature = store.put(sorting_after(first, lambda nonce: referrer(first, nonce)))
     second = store.put(index(shared, nonce="second"))
+    # A referrer that sorts after both indexes: only counting its subject holds `first` back,
+    # and `second` goes first, so only counting both parents holds `shared` back.
+    last = max(first, second)
+    signature = store.put(sorting_after(last, lambda nonce: referrer(first, nonce)))
     code, stdout, stderr = store.gc("--delete")
     assert (code, stderr) == (0, "")
     deleted = store.deleted()
@@ -716,14 +718,16 @@ def test_an_entry_visited_again_does_not_end_the_marking(store: Store) -> None:
 def test_the_age_limit_keeps_a_version_exactly_that_old(store: Store) -> None:
     now = datetime(2026, 6, 1, tzinfo=UTC)
     limit = timedelta(days=30)
+    tagged = store.put(image("tagged"))
     exactly = store.put(image("exactly"), (now - limit).isoformat())
     older = store.put(image("older"), (now - limit - timedelta(microseconds=1)).isoformat())
-    api = store.api.client()
-    versions = api.versions("frontend")
-    outcome = verify_gc.plan(versions, {}, store.graph(), now, limit)
-    assert [v.digest for v in outcome.young] == [exactly]
+    # Not old enough to be looked at: a referrer of a tagged image stays young, not reachable.
+    young_signature = store.put(referrer(tagged), (now - limit).isoformat())
+    versions = store.api.client().versions("frontend")
+    outcome = verify_gc.plan(versions, {"frontend": {"v1": tagged}}, store.graph(), now, limit)
+    assert [v.digest for v in outcome.young] == [exactly, young_signature]
     assert [v.digest for v in outcome.delete] == [older]
-    assert (outcome.versions, outcome.reachable) == (2, 0)
+    assert (outcome.versions, outcome.reachable) == (4, 1)
 
 
 def test_a_referrer_of_an_unreachable_version_goes_with_it(store: Store) -> None:
@@ -752,6 +756,8 @@ LONG = "d" * 300
     [
         (b"\xffnot json", "{what} is not JSON"),
         ({"mediaType": OCI_INDEX, "manifests": {}}, "{what}: an index without a 'manifests' list"),
+        # No mediaType field: the registry's Content-Type (an index, here) says what it is.
+        ({"schemaVersion": 2}, "{what}: an index without a 'manifests' list"),
         (
             {"mediaType": OCI_INDEX, "manifests": [LONG]},
             f"{{what}}: a descriptor without a sha256 digest ({LONG[:200]})",
