@@ -553,3 +553,41 @@ def test_in_process_a_registry_answer_that_is_not_the_candidate_is_exit_2(
         assert join.main(_arguments(only, key_path)) == 2
         captured = capsys.readouterr()
         assert (captured.out, captured.err) == ("", f"verify attest-index: {name}: {problem}\n")
+
+
+def test_in_process_a_registry_answer_that_is_not_the_joined_index_is_refused(
+    joined_anonymously: tuple[Joined, Path, RegistryClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the registry answers for the joined index's digest is checked before anything
+    else: other bytes are a registry error (exit 2), an image manifest (its type from the
+    answer's Content-Type when it has no mediaType field) is no index to attest (exit 1)."""
+    joined, key_path, client = joined_anonymously
+    ref = parse_reference(f"{joined.repository}:v1")
+    writer = ArtifactRegistry(client)
+    forged = "sha256:" + "e" * 64
+    index = client.get_manifest(ref, joined.index).data
+    writer.put_manifest(ref, forged, index, OCI_INDEX)
+    bare = json.loads(client.get_manifest(ref, joined.manifests["linux/amd64"]).data)
+    del bare["mediaType"]
+    docker_manifest = json.dumps(bare).encode()
+    image = digest_of(docker_manifest)
+    writer.put_manifest(ref, image, docker_manifest, DOCKER_MANIFEST)
+    for given, code, problem in [
+        (forged, 2, f"index: content digest is {digest_of(index)}, expected {forged}"),
+        (image, 1, f"{image} is not an image index ({DOCKER_MANIFEST})"),
+    ]:
+        named = Joined(joined.repository, given, joined.candidates, joined.manifests)
+        assert join.main(_arguments(named, key_path)) == code
+        captured = capsys.readouterr()
+        name = f"{joined.repository}@{given}"
+        assert (captured.out, captured.err) == ("", f"verify attest-index: {name}: {problem}\n")
+
+
+def test_a_signed_predicate_that_is_no_object_lists_no_test() -> None:
+    amd64 = {"passedTests": ["platform:linux/amd64", "elf:linux/amd64"]}
+    for odd in (["platform:linux/arm64", "elf:linux/arm64"], "elf:linux/arm64", None):
+        with pytest.raises(Refused) as refused:
+            joined_result(["linux/amd64", "linux/arm64"], [], [amd64, odd])
+        assert str(refused.value) == (
+            "no signed statement of a candidate says platform:linux/arm64 and elf:linux/arm64"
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.gcp_fakes import CLOUD_PLATFORM, application_default_credentials
+from tests.hostile_registry import HostileRegistry
 from tests.test_verify_cli import REPO
 from verify import auth
 from verify.auth import (
@@ -29,6 +30,9 @@ from verify.auth import (
     realm_may_receive_credentials,
     registrable_domain,
 )
+from verify.digests import sha256_digest
+from verify.reference import parse_reference
+from verify.registry import RegistryClient
 
 SECRET = "s3cr3t-Pa55"
 
@@ -440,4 +444,57 @@ def test_the_creds_store_is_asked_for_the_registry_host(tmp_path: Path) -> None:
     environ = _write_config(tmp_path, {"credsStore": "store"})
     assert docker_config_credentials("r.example", environ) == Credentials(
         "u", "s", "credential helper docker-credential-store"
+    )
+
+
+def test_a_basic_challenge_is_answered_with_the_docker_login_for_that_registry(
+    tmp_path: Path,
+) -> None:
+    """The login is looked up for the challenging registry's host:port: the Docker config's
+    entry for another port of the same host is not sent (the challenge then has no answer)."""
+    registry = HostileRegistry(basic=("alice", SECRET)).start()
+    try:
+        image = registry.image("shop/app", "v1", {"amd64": [b"a"], "arm64": [b"b"]})
+        port = int(registry.address.rpartition(":")[2])
+        auths = {
+            registry.address: {"username": "alice", "password": SECRET},
+            f"127.0.0.1:{port + 1}": {"username": "mallory", "password": "other"},
+        }
+        environ = _write_config(tmp_path, {"auths": auths})
+        client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+        ref = parse_reference(f"{registry.address}/shop/app:v1")
+        document = client.get_manifest(ref, "v1")
+        del auths[registry.address]
+        _write_config(tmp_path, {"auths": auths})
+        anonymous = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+        with pytest.raises(AuthError) as refused:
+            anonymous.get_manifest(ref, "v1")
+    finally:
+        registry.stop()
+    assert sha256_digest(document.data) == sha256_digest(image.index)
+    basic = "Basic " + base64.b64encode(f"alice:{SECRET}".encode()).decode()
+    assert registry.authorizations() == [basic]
+    assert str(refused.value) == (
+        f"{registry.address} requires credentials and none were found (set "
+        "REGISTRY_USERNAME/REGISTRY_PASSWORD, log in with docker, or pass --gcp)"
+    )
+
+
+def test_a_challenge_of_no_known_scheme_is_quoted_up_to_200_characters(tmp_path: Path) -> None:
+    registry = HostileRegistry().start()
+    header = "Negotiate " + "x" * 190 + "0123456789"
+    registry.on(
+        "/v2/shop/app/manifests/v1",
+        lambda handler: handler.reply(401, b"{}", {"WWW-Authenticate": header}),
+    )
+    environ = _write_config(tmp_path, {})
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    try:
+        with pytest.raises(AuthError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+    quoted = "Negotiate " + "x" * 190
+    assert str(refused.value) == (
+        f"{registry.address} answered 401 with no usable challenge ({quoted!r})"
     )

@@ -1,14 +1,21 @@
-"""The CLI's argument checks and exit codes, run as a real process (no registry needed)."""
+"""The CLI's argument checks and exit codes, run as a real process (no registry needed); those
+of `verify published` also in process, with its help and a loopback registry's login."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.hostile_registry import OCI_INDEX, HostileRegistry
+from verify import published
+from verify.digests import sha256_digest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,33 +132,172 @@ DIGEST = "sha256:" + "a" * 64
 PINNED = f"127.0.0.1:1/a:1@{DIGEST}"
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["127.0.0.1:1/a:1"], "'127.0.0.1:1/a:1' names no digest (HOST/REPO[:TAG]@DIGEST)"),
-        ([PINNED, "--immutable"], "--immutable takes HOST/REPO:TAG (no digest: none is built yet)"),
-        (
-            [f"127.0.0.1:1/a@{DIGEST}", "--immutable"],
-            "--immutable takes HOST/REPO:TAG (no digest: none is built yet)",
-        ),
-        (
-            [PINNED, "--manifest", "linux/amd64"],
-            "--manifest 'linux/amd64' is not PLATFORM=sha256:<hex>",
-        ),
-        (
-            [PINNED, "--manifest", "linux/amd64=md5:1"],
-            "--manifest 'linux/amd64=md5:1' is not PLATFORM=sha256:<hex>",
-        ),
-        (
-            [PINNED, "--manifest", "linux=sha256:1"],
-            "--manifest 'linux=sha256:1': platform 'linux' is not valid; expected "
-            "os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8",
-        ),
-    ],
-)
+PUBLISHED_USAGE_ERRORS = [
+    (["127.0.0.1:1/a:1"], "'127.0.0.1:1/a:1' names no digest (HOST/REPO[:TAG]@DIGEST)"),
+    ([PINNED, "--immutable"], "--immutable takes HOST/REPO:TAG (no digest: none is built yet)"),
+    (
+        [f"127.0.0.1:1/a@{DIGEST}", "--immutable"],
+        "--immutable takes HOST/REPO:TAG (no digest: none is built yet)",
+    ),
+    (
+        [PINNED, "--manifest", "linux/amd64"],
+        "--manifest 'linux/amd64' is not PLATFORM=sha256:<hex>",
+    ),
+    (
+        [PINNED, "--manifest", "linux/amd64=md5:1"],
+        "--manifest 'linux/amd64=md5:1' is not PLATFORM=sha256:<hex>",
+    ),
+    (
+        [PINNED, "--manifest", "linux=sha256:1"],
+        "--manifest 'linux=sha256:1': platform 'linux' is not valid; expected "
+        "os/architecture[/variant], e.g. linux/amd64 or linux/arm64/v8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), PUBLISHED_USAGE_ERRORS)
 def test_published_usage_errors_exit_2_before_any_request(args: list[str], message: str) -> None:
     # Nothing listens on port 1: a request would have been a connection error instead.
     result = run("published", *args)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == f"verify published: {args[0]}: {message}\n"
+
+
+@pytest.mark.parametrize(("args", "message"), PUBLISHED_USAGE_ERRORS)
+def test_in_process_published_usage_errors_exit_2_before_any_request(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert published.main(args) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"verify published: {args[0]}: {message}\n")
+
+
+PUBLISHED_USAGE = """\
+usage: python -m verify published [-h] [--manifest PLATFORM=DIGEST]
+                                  [--immutable] [--index-urn INDEX_URN]
+                                  [--replace URN] [--gcp]
+                                  REF
+"""
+
+
+def test_published_help_names_every_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit) as exited:
+        published.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == PUBLISHED_USAGE + (
+        "\n"
+        "Check that an exported tag still points at the exported digest, that the\n"
+        "digest exists and holds the verified manifests.\n"
+        "\n"
+        "positional arguments:\n"
+        "  REF                   HOST/REPO:TAG@DIGEST, HOST/REPO@DIGEST or\n"
+        "                        HOST/REPO:TAG (with --immutable)\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --manifest PLATFORM=DIGEST\n"
+        "                        a verified platform manifest the digest must hold\n"
+        "                        (repeatable)\n"
+        "  --immutable           new images are built for this tag in an immutable\n"
+        "                        repository: it must not exist\n"
+        "  --index-urn INDEX_URN\n"
+        "                        URN of the Index that publishes the tag\n"
+        "  --replace URN         a resource to replace when the digest is lost\n"
+        "                        (repeatable)\n"
+        "  --gcp                 authenticate with Application Default Credentials\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        ([], "the following arguments are required: REF"),
+        (["--manifest"], "argument --manifest: expected one argument"),
+        (["--replace"], "argument --replace: expected one argument"),
+    ],
+)
+def test_published_argument_errors_exit_2_with_the_usage(
+    args: list[str],
+    complaint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit) as exited:
+        published.main(args)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"{PUBLISHED_USAGE}python -m verify published: error: {complaint}\n"
+
+
+LOGIN = ("ci", "pw-3e81f0")
+
+
+@pytest.fixture
+def exported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[str, list[str]]]:
+    """A registry that serves nothing without its basic login, holding an exported two-platform
+    index at tag v1: `HOST/REPO:v1@DIGEST` and its `--manifest PLATFORM=DIGEST` arguments. No
+    login is configured (no REGISTRY_* variables, an empty Docker config)."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    registry = HostileRegistry(basic=LOGIN).start()
+    try:
+        image = registry.image("shop/app", "v1", {"amd64": [b"amd64"], "arm64": [b"arm64"]})
+        digest = sha256_digest(image.index)
+        registry.put(f"/v2/shop/app/manifests/{digest}", image.index, OCI_INDEX)
+        manifests = [
+            f"--manifest=linux/{arch}={sha256_digest(manifest)}"
+            for arch, manifest in image.manifests.items()
+        ]
+        yield f"{registry.address}/shop/app:v1@{digest}", manifests
+    finally:
+        registry.stop()
+
+
+def test_in_process_published_logs_in_and_prints_the_ref_and_its_digest(
+    exported: tuple[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ref, manifests = exported
+    host = ref.split("/", 1)[0]
+    assert published.main([ref, *manifests]) == 2
+    refused = capsys.readouterr()
+    assert (refused.out, refused.err) == (
+        "",
+        f"verify published: {ref}: {host} requires credentials and none were found (set "
+        "REGISTRY_USERNAME/REGISTRY_PASSWORD, log in with docker, or pass --gcp)\n",
+    )
+    monkeypatch.setenv("REGISTRY_USERNAME", LOGIN[0])
+    monkeypatch.setenv("REGISTRY_PASSWORD", LOGIN[1])
+    assert published.main([ref, *manifests]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert captured.out == json.dumps({"ref": ref, "digest": ref.rpartition("@")[2]}) + "\n"
+
+
+def test_in_process_published_with_gcp_logs_in_with_application_default_credentials(
+    exported: tuple[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--gcp asks Application Default Credentials for the login, not REGISTRY_* (set here):
+    ADC that fail (no such key file) are the error."""
+    ref, manifests = exported
+    monkeypatch.setenv("REGISTRY_USERNAME", LOGIN[0])
+    monkeypatch.setenv("REGISTRY_PASSWORD", LOGIN[1])
+    adc = tmp_path / "no-adc.json"
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(adc))
+    assert published.main([ref, *manifests, "--gcp"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    failed = f"verify published: {ref}: --gcp: Application Default Credentials failed: "
+    assert captured.err.startswith(failed), captured.err
+    assert str(adc) in captured.err and captured.err.count("\n") == 1

@@ -26,10 +26,13 @@ from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
 from verify.platforms import parse_platform
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
+from verify.reference import parse_reference
 from verify.run import (
     LOG_LINE_CHARS,
+    PlatformRun,
     RunOptions,
     RunResult,
+    RunSession,
     RunUnavailable,
     check_prerequisites,
     escape_line,
@@ -522,3 +525,88 @@ def test_docker_info_is_given_up_after_its_time_limit(
     with pytest.raises(RunUnavailable) as error:
         check_prerequisites([parse_platform("linux/amd64")], docker=fake_docker)
     assert str(error.value) == "--run: 'docker info' did not answer within 0.3 s"
+
+
+FAKE_ENGINE = """#!/bin/sh
+# The Docker CLI calls of one platform's run on an Engine whose container keeps running without
+# a bridge address. `logs` answers 25 lines; FAKE_LOGS=fail: an error, hang: a line, then
+# nothing; pause: it tells FAKE_LOGS_FIFO it is reading, then waits for a line from it.
+case "$1 $2" in
+  "image inspect"|"run --detach"|"rm --force") exit 0 ;;
+  "container inspect") printf '{"Running":true}\\t{"Networks":{}}\\n' ;;
+  "logs --tail")
+    [ "$3 $4" = "20 --" ] || exit 3
+    case "$FAKE_LOGS" in
+      fail) echo 'Error response from daemon: No such container'; exit 1 ;;
+      hang) echo 'partial'; exec sleep 3 ;;
+      pause) echo reading > "$FAKE_LOGS_FIFO"; read -r _ < "$FAKE_LOGS_FIFO" ;;
+    esac
+    n=1
+    while [ $n -le 25 ]; do echo "log line $n"; n=$((n + 1)); done ;;
+  *) exit 3 ;;
+esac
+"""
+NO_ADDRESS = "no success within 0.05 s (last attempt: the container has no bridge address)"
+
+
+@pytest.fixture
+def engine_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RunSession, PlatformRun]:
+    """A run of `tcp:80` (0.05 s) on :data:`FAKE_ENGINE`, polling the container every 10 ms."""
+    script = tmp_path / "docker"
+    script.write_text(FAKE_ENGINE)
+    script.chmod(0o755)
+    monkeypatch.setattr("verify.run.POLL_SECONDS", 0.01)
+    session = RunSession(docker=str(script))
+    options = RunOptions(Probe("tcp", 80), (), 0.05, 1)
+    return session, PlatformRun(session, options, lambda registry: None)
+
+
+def _run(runner: PlatformRun) -> RunResult:
+    ref = parse_reference("127.0.0.1:1/shop/app:v1")
+    return runner.run(ref, parse_platform("linux/amd64"), "sha256:" + "a" * 64)
+
+
+def test_a_container_without_a_bridge_address_fails_its_probe_with_its_log_tail(
+    engine_run: tuple[RunSession, PlatformRun],
+) -> None:
+    result = _run(engine_run[1])
+    assert (result.ok, result.probe, result.exit_code) == (False, "tcp:80", None)
+    assert result.reason == NO_ADDRESS
+    assert result.log_tail == [f"log line {n}" for n in range(6, 26)]
+
+
+@pytest.mark.parametrize("logs", ["fail", "hang"])
+def test_a_log_that_cannot_be_read_in_time_is_no_log(
+    engine_run: tuple[RunSession, PlatformRun], logs: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker logs` failing (its error is not the container's log) or not answering within
+    the Docker CLI's time limit (what it wrote so far is dropped)."""
+    monkeypatch.setenv("FAKE_LOGS", logs)
+    monkeypatch.setattr("verify.run.DOCKER_SECONDS", 1.0)
+    result = _run(engine_run[1])
+    assert (result.ok, result.reason, result.log_tail) == (False, NO_ADDRESS, [])
+
+
+def test_a_cancelled_run_still_reads_the_failed_containers_log(
+    engine_run: tuple[RunSession, PlatformRun], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancellation (Ctrl-C) while `docker logs` runs does not stop it: reading the log is
+    part of the cleanup, like removing the container."""
+    session, runner = engine_run
+    fifo = tmp_path / "logs.fifo"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("FAKE_LOGS", "pause")
+    monkeypatch.setenv("FAKE_LOGS_FIFO", str(fifo))
+
+    def cancel_while_reading() -> None:
+        assert fifo.read_text() == "reading\n"
+        session.cancelled.set()
+        fifo.write_text("go on\n")
+
+    canceller = threading.Thread(target=cancel_while_reading, daemon=True)
+    canceller.start()
+    result = _run(runner)
+    canceller.join(5)
+    assert session.cancelled.is_set()
+    assert (result.ok, result.reason) == (False, NO_ADDRESS)
+    assert result.log_tail == [f"log line {n}" for n in range(6, 26)]
