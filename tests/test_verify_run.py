@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler
@@ -529,11 +530,19 @@ def test_docker_info_is_given_up_after_its_time_limit(
 
 FAKE_ENGINE = """#!/bin/sh
 # The Docker CLI calls of one platform's run on an Engine whose container keeps running without
-# a bridge address. `logs` answers 25 lines; FAKE_LOGS=fail: an error, hang: a line, then
-# nothing; pause: it tells FAKE_LOGS_FIFO it is reading, then waits for a line from it.
+# a bridge address. FAKE_STATE=gone: `container inspect` fails, cut: it answers half a JSON
+# state, exited: the container ended with status FAKE_EXIT. `logs` answers 25 lines;
+# FAKE_LOGS=fail: an error, hang: a line, then nothing; pause: it tells FAKE_LOGS_FIFO it is
+# reading, then waits for a line from it.
 case "$1 $2" in
   "image inspect"|"run --detach"|"rm --force") exit 0 ;;
-  "container inspect") printf '{"Running":true}\\t{"Networks":{}}\\n' ;;
+  "container inspect")
+    case "$FAKE_STATE" in
+      gone) echo 'Error response from daemon: No such container'; exit 1 ;;
+      cut) echo '{"Running":' ;;
+      exited) printf '{"Running":false,"ExitCode":%s}\\t{"Networks":{}}\\n' "$FAKE_EXIT" ;;
+      *) printf '{"Running":true}\\t{"Networks":{}}\\n' ;;
+    esac ;;
   "logs --tail")
     [ "$3 $4" = "20 --" ] || exit 3
     case "$FAKE_LOGS" in
@@ -610,3 +619,47 @@ def test_a_cancelled_run_still_reads_the_failed_containers_log(
     assert session.cancelled.is_set()
     assert (result.ok, result.reason) == (False, NO_ADDRESS)
     assert result.log_tail == [f"log line {n}" for n in range(6, 26)]
+
+
+@pytest.mark.parametrize("state", ["gone", "cut"])
+def test_a_container_without_a_readable_state_fails_at_once(
+    engine_run: tuple[RunSession, PlatformRun], state: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`docker container inspect` failing (the container was removed) or answering no JSON."""
+    monkeypatch.setenv("FAKE_STATE", state)
+    before = time.monotonic()
+    result = _run(engine_run[1])
+    took = time.monotonic() - before
+    assert result.ok is False
+    assert isinstance(result.seconds, float)
+    assert 0 <= result.seconds <= took  # from `docker run` to the inspect, within this call
+    assert result == RunResult(
+        False,
+        "tcp:80",
+        result.seconds,
+        None,
+        "docker container inspect gave no readable state (was it removed?)",
+        [f"log line {n}" for n in range(6, 26)],
+    )
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_a_container_that_exited_fails_with_its_exit_status(
+    engine_run: tuple[RunSession, PlatformRun], status: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_STATE", "exited")
+    monkeypatch.setenv("FAKE_EXIT", str(status))
+    before = time.monotonic()
+    result = _run(engine_run[1])
+    took = time.monotonic() - before
+    assert result.ok is False
+    assert isinstance(result.seconds, float)
+    assert 0 <= result.seconds <= took  # from `docker run` to the inspect, within this call
+    assert result == RunResult(
+        False,
+        "tcp:80",
+        result.seconds,
+        status,
+        f"the container exited with status {status}",
+        [f"log line {n}" for n in range(6, 26)],
+    )
