@@ -19,9 +19,9 @@ from tests.verify_bytes import json_bytes
 from verify import artifacts
 from verify import gc as verify_gc
 from verify.artifacts import ApiError, ArtifactRegistryApi, RepositoryPath, Version
-from verify.gc import GcError, parse_repository
 from verify.auth import CredentialResolver
 from verify.digests import sha256_digest
+from verify.gc import GcError, parse_repository
 from verify.registry import RegistryClient, RetryPolicy
 
 REPOSITORY = RepositoryPath("p", "europe-west1", "r")
@@ -58,6 +58,7 @@ class Api:
                 api.paths.append(key)
                 api.accepts.append((self.headers.get("Accept"), self.headers.get("User-Agent")))
                 queue = api.answers.get(key)
+                found: tuple[int, object] | None
                 if queue:
                     found = queue.pop(0) if len(queue) > 1 else queue[0]
                 else:
@@ -545,7 +546,8 @@ def created_days_ago(days: float) -> str:
 
 def image(nonce: object) -> dict[str, object]:
     """An image manifest; gc reads only what points elsewhere, so no blob is needed."""
-    return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "annotations": {"n": nonce}}
+    annotations = {"n": nonce}
+    return {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "annotations": annotations}
 
 
 def pointer(digest: str, media_type: str = OCI_MANIFEST) -> dict[str, object]:
