@@ -622,14 +622,16 @@ class Store:
     def name(self) -> str:
         return f"{self.registry.address}/p/r"
 
-    def gc(self, *options: str) -> tuple[int, str, str]:
-        """`python -m verify gc` on this repository, in this process: (exit code, out, err)."""
-        api_url = f"http://{address_of(self.api.server)}"
+    def gc(self, *options: str, api_url: bool = True) -> tuple[int, str, str]:
+        """`python -m verify gc` on this repository, in this process: (exit code, out, err).
+        Without `api_url`, gc calls the API at its default URL."""
         argv = [self.name, "--older-than", "30", "--location", "europe-west1"]
+        if api_url:
+            argv += ["--api-url", f"http://{address_of(self.api.server)}"]
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                code = verify_gc.main([*argv, "--api-url", api_url, *options])
+                code = verify_gc.main([*argv, *options])
             except SystemExit as exit:  # argparse: --help, usage errors
                 code = exit.code if isinstance(exit.code, int) else 2
         return code, stdout.getvalue(), stderr.getvalue()
@@ -825,10 +827,12 @@ def test_gc_reads_manifests_with_the_registry_credentials_it_is_given(
 def test_gc_gives_google_s_api_an_application_default_token(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(artifacts, "API_URL", f"http://{address_of(store.api.server)}")
+    google = f"http://{address_of(store.api.server)}"  # Google's API URL, the default, is this
+    monkeypatch.setattr(artifacts, "API_URL", google)
+    monkeypatch.setattr(verify_gc, "API_URL", google)
     monkeypatch.setattr(ArtifactRegistryApi, "default_token", staticmethod(lambda: "adc"))
     store.tag(store.put(image("live")))
-    code, _, stderr = store.gc()
+    code, _, stderr = store.gc(api_url=False)
     assert (code, stderr) == (0, "")
     assert set(store.api.authorizations) == {"Bearer adc"}
 
