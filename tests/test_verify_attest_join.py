@@ -591,3 +591,36 @@ def test_a_signed_predicate_that_is_no_object_lists_no_test() -> None:
         assert str(refused.value) == (
             "no signed statement of a candidate says platform:linux/arm64 and elf:linux/arm64"
         )
+
+
+def test_attest_index_help_names_every_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit) as exited:
+        join.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == (
+        "usage: python -m verify attest-index [-h] [--platform-digest PLATFORM=DIGEST]\n"
+        "                                     [--candidate DIGEST] [--key PEM]\n"
+        "                                     [--kms KEY_VERSION] [--json] [--gcp]\n"
+        "                                     REF@DIGEST\n"
+        "\n"
+        "Sign the verification attestation of an index joined from verified single-\n"
+        "platform candidates.\n"
+        "\n"
+        "positional arguments:\n"
+        "  REF@DIGEST            host/repository@sha256:<hex>\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --platform-digest PLATFORM=DIGEST\n"
+        "                        a verified manifest; the index must list exactly these\n"
+        "                        (repeatable)\n"
+        "  --candidate DIGEST    a verified, attested candidate index the manifests\n"
+        "                        come from (repeatable)\n"
+        "  --key PEM             ECDSA P-256 private key (PEM)\n"
+        "  --kms KEY_VERSION     or a Cloud KMS key version\n"
+        '  --json                print {"referrers": {"index": DIGEST}}\n'
+        "  --gcp                 read the registry with ADC\n"
+    )

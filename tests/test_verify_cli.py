@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
-from verify import published
+from verify import cli, published
 from verify.digests import sha256_digest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -301,3 +301,79 @@ def test_in_process_published_with_gcp_logs_in_with_application_default_credenti
     failed = f"verify published: {ref}: --gcp: Application Default Credentials failed: "
     assert captured.err.startswith(failed), captured.err
     assert str(adc) in captured.err and captured.err.count("\n") == 1
+
+
+def test_verify_help_names_every_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m verify --help`, whole: the contract every Command and workflow relies on."""
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == (
+        "usage: python -m verify [-h] [--platform OS/ARCH[/VARIANT]] [--deep] [--json]\n"
+        "                        [--allow GLOB] [--sbom DIR]\n"
+        "                        [--sbom-format {spdx,cyclonedx}] [--attest]\n"
+        "                        [--key PEM] [--kms KEY_VERSION] [--create-key] [--gcp]\n"
+        "                        [--run] [--probe PROBE] [--env NAME=VALUE]\n"
+        "                        [--skip-run OS/ARCH] [--run-timeout SECONDS]\n"
+        "                        [--jobs N] [--trust-realm HOST]\n"
+        "                        [--max-layer-bytes SIZE] [--timeout SECONDS]\n"
+        "                        REF [REF ...]\n"
+        "\n"
+        "Prove that images are really multi-arch: index platforms, image configs and\n"
+        "(with --deep) the ELF machine of every binary in every layer.\n"
+        "\n"
+        "positional arguments:\n"
+        "  REF                   host[:port]/repository:tag or\n"
+        "                        host[:port]/repository@sha256:<hex>\n"
+        "\n"
+        "options:\n"
+        "  -h, --help            show this help message and exit\n"
+        "  --platform OS/ARCH[/VARIANT]\n"
+        "                        required platform (repeatable; default linux/amd64 and\n"
+        "                        linux/arm64)\n"
+        "  --deep                scan every layer's ELF headers\n"
+        "  --json                print the result as JSON on stdout\n"
+        "  --allow GLOB          absolute-path glob of files allowed to be ELF for\n"
+        "                        another machine (repeatable)\n"
+        "  --sbom DIR            with --deep: write one SBOM per platform into DIR\n"
+        "                        (linux-amd64.spdx.json, ...)\n"
+        "  --sbom-format {spdx,cyclonedx}\n"
+        "                        SPDX 2.3 JSON (default) or CycloneDX 1.6 JSON\n"
+        "  --attest              with --deep, after every check passed: push signed\n"
+        "                        SBOM and verification attestations (DSSE, in-toto) as\n"
+        "                        OCI referrers of the digests\n"
+        "  --key PEM             ECDSA P-256 private key (PEM) that signs with --attest\n"
+        "  --kms KEY_VERSION     sign with Cloud KMS: projects/P/locations/L/keyRings/R\n"
+        "                        /cryptoKeys/K/cryptoKeyVersions/N\n"
+        "                        (EC_SIGN_P256_SHA256; Application Default Credentials)\n"
+        "  --create-key          create the --key file (and PEM.pub) if it does not\n"
+        "                        exist yet\n"
+        "  --gcp                 authenticate with Google Application Default\n"
+        "                        Credentials (Artifact Registry)\n"
+        "  --trust-realm HOST    a token-service host (not the registry's host or\n"
+        "                        domain) that may receive the registry credentials\n"
+        "                        (repeatable)\n"
+        "  --max-layer-bytes SIZE\n"
+        "                        uncompressed bytes read from one layer at most: a\n"
+        "                        number, optionally with KiB, MiB, GiB or TiB (default\n"
+        "                        64GiB)\n"
+        "  --timeout SECONDS     seconds the whole run may take (default 900)\n"
+        "\n"
+        "runtime proof (--run):\n"
+        "  --run                 after the static checks pass, start each platform's\n"
+        "                        image (by digest, with the local Docker Engine; the\n"
+        "                        foreign platform through QEMU) and apply --probe\n"
+        "  --probe PROBE         with --run: grpc:PORT, http:PORT/PATH, tcp:PORT or\n"
+        "                        up:SECONDS\n"
+        "  --env NAME=VALUE      with --run: environment of the container (repeatable)\n"
+        "  --skip-run OS/ARCH    with --run: a verified platform not to start\n"
+        "                        (repeatable)\n"
+        "  --run-timeout SECONDS\n"
+        "                        with --run: seconds each container has to pass its\n"
+        "                        probe (default 180)\n"
+        "  --jobs N              with --run: platforms started at once (default: the\n"
+        "                        number of CPUs)\n"
+    )
