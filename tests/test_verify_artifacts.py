@@ -2,8 +2,10 @@
 error, nothing is guessed. A loopback HTTP server plays the API (no mocks)."""
 
 import contextlib
+import gzip
 import io
 import re
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -893,3 +895,120 @@ def test_gc_usage_errors_name_the_argument(
         verify_gc.main(argv[1:])
     assert exited.value.code == 2
     assert capsys.readouterr().err == f"{GC_USAGE}python -m verify gc: error: {error}\n"
+
+
+def test_google_s_api_over_https_is_accepted() -> None:
+    """The API's own URL (https) and a trailing slash on any base are fine."""
+    assert ArtifactRegistryApi(REPOSITORY)._base == artifacts.API_URL
+    assert ArtifactRegistryApi(REPOSITORY, "https://ar.example.com/")._base == (
+        "https://ar.example.com"
+    )
+
+
+def test_an_answer_of_exactly_the_cap_is_read(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = json_bytes({"versions": [], "padding": ""})
+    monkeypatch.setattr(artifacts, "MAX_ANSWER_BYTES", len(body) + 100)
+    body = json_bytes({"versions": [], "padding": "p" * 100})
+    assert len(body) == artifacts.MAX_ANSWER_BYTES
+    api.bodies[VERSIONS] = (200, body)
+    assert api.client().versions("frontend") == []
+
+
+def test_a_gzip_answer_is_decoded() -> None:
+    """urllib3 asks for gzip; an API (or a proxy) that uses it is read like a plain one."""
+    plain = json_bytes({"versions": [{"name": f"x/versions/{DIGEST}", "createTime": OLD_TIME}]})
+
+    class Gzipping(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def do_GET(self) -> None:
+            data = gzip.compress(plain)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = serve(Gzipping)
+    try:
+        (version,) = ArtifactRegistryApi(REPOSITORY, f"http://{address_of(server)}").versions(
+            "frontend"
+        )
+    finally:
+        shut_down(server)
+    assert version.digest == DIGEST
+
+
+@dataclass(frozen=True)
+class CountedWaits(RetryPolicy):
+    """The default policy without the waiting: records after which try it would have waited."""
+
+    waited_after: list[int] = field(default_factory=list)
+
+    def delay(self, attempt: int, retry_after: str | None) -> float:
+        self.waited_after.append(attempt)
+        return 0.0
+
+
+def test_tries_are_spaced_but_nothing_waits_after_the_last(api: Api) -> None:
+    api.bodies[VERSIONS] = (503, {"error": {"status": "UNAVAILABLE"}})
+    policy = CountedWaits(attempts=3)
+    client = ArtifactRegistryApi(REPOSITORY, f"http://{address_of(api.server)}", retry=policy)
+    with pytest.raises(ApiError):
+        client.versions("frontend")
+    assert len(api.paths) == 3
+    assert policy.waited_after == [0, 1]
+
+
+def test_an_api_slower_than_the_read_timeout_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(artifacts, "READ_TIMEOUT_SECONDS", 0.2)
+    answered = threading.Event()
+
+    class Silent(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+        def do_GET(self) -> None:
+            answered.wait(timeout=5)  # then the connection closes: a client without a read
+            # timeout fails too, but later and otherwise
+
+    server = serve(Silent)
+    try:
+        client = ArtifactRegistryApi(
+            REPOSITORY, f"http://{address_of(server)}", retry=RetryPolicy(attempts=1)
+        )
+        with pytest.raises(ApiError) as raised:
+            client.versions("frontend")
+        answered.set()
+    finally:
+        shut_down(server)
+    assert str(raised.value).startswith(f"{LISTED}: connection failed: ")
+    assert "Read timed out. (read timeout=0.2)" in str(raised.value)
+
+
+def test_an_api_that_never_accepts_is_given_up_at_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(artifacts, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    outcome: list[BaseException] = []
+    # A listening socket whose one-place accept queue is taken: the kernel drops further SYNs,
+    # so a connection attempt waits until the client gives up.
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        url = f"http://127.0.0.1:{full.getsockname()[1]}"
+        with socket.create_connection(full.getsockname()):
+            client = ArtifactRegistryApi(REPOSITORY, url, retry=RetryPolicy(attempts=1))
+
+            def versions() -> None:
+                try:
+                    client.versions("frontend")
+                except ApiError as error:
+                    outcome.append(error)
+
+            attempt = threading.Thread(target=versions, daemon=True)
+            attempt.start()
+            attempt.join(20)  # urllib3 tries 4 times: about 1 s with the 0.2 s timeout
+    assert len(outcome) == 1, "still connecting after 20 s: no connect timeout"
+    assert str(outcome[0]).startswith(f"{LISTED}: connection failed: ")
+    assert "connect timeout=0.2" in str(outcome[0])

@@ -24,7 +24,7 @@ import urllib3
 from verify.auth import gcp_credentials
 from verify.digests import DIGEST_PATTERN
 from verify.reference import is_loopback
-from verify.registry import RetryPolicy
+from verify.registry import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS, RetryPolicy
 
 API_URL = "https://artifactregistry.googleapis.com"
 """Artifact Registry's API; the only host that receives Google credentials."""
@@ -117,7 +117,8 @@ class ArtifactRegistryApi:
         # Google credentials go to Google's API only, never to an overridden URL.
         self._token = token if self._base == API_URL else None
         self._retry = retry or RetryPolicy()
-        self._http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=10.0, read=60.0))
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
+        self._http = urllib3.PoolManager(timeout=timeout)
 
     @staticmethod
     def default_token() -> str:
