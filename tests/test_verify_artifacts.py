@@ -903,6 +903,10 @@ def test_google_s_api_over_https_is_accepted() -> None:
     assert ArtifactRegistryApi(REPOSITORY, "https://ar.example.com/")._base == (
         "https://ar.example.com"
     )
+    # Only slashes go: a base path ending in a letter keeps it.
+    assert ArtifactRegistryApi(REPOSITORY, "https://ar.example.com/X//")._base == (
+        "https://ar.example.com/X"
+    )
 
 
 def test_an_answer_of_exactly_the_cap_is_read(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
