@@ -621,18 +621,25 @@ def test_a_cancelled_run_still_reads_the_failed_containers_log(
     assert result.log_tail == [f"log line {n}" for n in range(6, 26)]
 
 
+def _failed_run(platform_run: PlatformRun) -> RunResult:
+    """`_run` of a probe that fails: `ok` is False itself, and the seconds it reports are a
+    float counted from `docker run` to the inspect, within this call."""
+    before = time.monotonic()
+    result = _run(platform_run)
+    took = time.monotonic() - before
+    assert result.ok is False
+    assert isinstance(result.seconds, float)
+    assert 0 <= result.seconds <= took
+    return result
+
+
 @pytest.mark.parametrize("state", ["gone", "cut"])
 def test_a_container_without_a_readable_state_fails_at_once(
     engine_run: tuple[RunSession, PlatformRun], state: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`docker container inspect` failing (the container was removed) or answering no JSON."""
     monkeypatch.setenv("FAKE_STATE", state)
-    before = time.monotonic()
-    result = _run(engine_run[1])
-    took = time.monotonic() - before
-    assert result.ok is False
-    assert isinstance(result.seconds, float)
-    assert 0 <= result.seconds <= took  # from `docker run` to the inspect, within this call
+    result = _failed_run(engine_run[1])
     assert result == RunResult(
         False,
         "tcp:80",
@@ -649,12 +656,7 @@ def test_a_container_that_exited_fails_with_its_exit_status(
 ) -> None:
     monkeypatch.setenv("FAKE_STATE", "exited")
     monkeypatch.setenv("FAKE_EXIT", str(status))
-    before = time.monotonic()
-    result = _run(engine_run[1])
-    took = time.monotonic() - before
-    assert result.ok is False
-    assert isinstance(result.seconds, float)
-    assert 0 <= result.seconds <= took  # from `docker run` to the inspect, within this call
+    result = _failed_run(engine_run[1])
     assert result == RunResult(
         False,
         "tcp:80",
