@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.cli_help import help_of
 from tests.hostile_registry import HostileRegistry
 from tests.integration.registrypush import Pusher, digest_of
 from tests.referrers_stub import ReferrersRegistry
@@ -596,11 +597,7 @@ def test_a_signed_predicate_that_is_no_object_lists_no_test() -> None:
 def test_attest_index_help_names_every_option(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
-    with pytest.raises(SystemExit) as exited:
-        join.main(["--help"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out == (
+    assert help_of(join.main, capsys, monkeypatch) == (
         "usage: python -m verify attest-index [-h] [--platform-digest PLATFORM=DIGEST]\n"
         "                                     [--candidate DIGEST] [--key PEM]\n"
         "                                     [--kms KEY_VERSION] [--json] [--gcp]\n"

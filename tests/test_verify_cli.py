@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_help import help_of
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from verify import cli, published
 from verify.digests import sha256_digest
@@ -184,11 +185,7 @@ usage: python -m verify published [-h] [--manifest PLATFORM=DIGEST]
 def test_published_help_names_every_option(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
-    with pytest.raises(SystemExit) as exited:
-        published.main(["--help"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out == PUBLISHED_USAGE + (
+    assert help_of(published.main, capsys, monkeypatch) == PUBLISHED_USAGE + (
         "\n"
         "Check that an exported tag still points at the exported digest, that the\n"
         "digest exists and holds the verified manifests.\n"
@@ -307,11 +304,7 @@ def test_verify_help_names_every_option(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`python -m verify --help`, whole: the contract every Command and workflow relies on."""
-    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps at the terminal's width
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["--help"])
-    assert exited.value.code == 0
-    assert capsys.readouterr().out == (
+    assert help_of(cli.main, capsys, monkeypatch) == (
         "usage: python -m verify [-h] [--platform OS/ARCH[/VARIANT]] [--deep] [--json]\n"
         "                        [--allow GLOB] [--sbom DIR]\n"
         "                        [--sbom-format {spdx,cyclonedx}] [--attest]\n"
