@@ -489,3 +489,22 @@ def test_the_launcher_stops_when_the_stats_pass_fails(tmp_path: Path) -> None:
     assert failed.returncode != 0
     assert SKIPPED not in failed.stdout
     assert "failed to collect stats" in failed.stdout
+
+
+def test_every_selected_test_can_be_run_by_the_id_a_collection_gives_it() -> None:
+    # mutmut lists the tests once, then runs each mutant's tests by node id in later pytest
+    # sessions: an id that changes between sessions (gzip's mtime in a parameter, say) makes
+    # its whole run fail. The second collection below starts seconds after the first.
+    union = project_config()["tool"]["mutmut"]["pytest_add_cli_args_test_selection"]
+    quiet = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
+
+    def collect(*args: str) -> list[str]:
+        result = subprocess.run(
+            [*quiet, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        return [line for line in result.stdout.splitlines() if "::" in line]
+
+    ids = collect(*union)
+    assert len(ids) > 1000
+    assert collect(*ids) == ids

@@ -40,11 +40,17 @@ def test_other_retry_after_values_fall_back_to_backoff(header: str) -> None:
 @pytest.mark.parametrize(
     ("body", "headers", "detail"),
     [
-        (gzip.compress(DENIED), {"Content-Encoding": "gzip"}, ": UNAVAILABLE busy, try later"),
+        (
+            gzip.compress(DENIED, mtime=0),
+            {"Content-Encoding": "gzip"},
+            ": UNAVAILABLE busy, try later",
+        ),
         # An error body is read up to 64 KiB: one a byte longer is not parsed (no detail).
         (DENIED[:-1] + b" " * (65536 - len(DENIED)) + b"}", {}, ": UNAVAILABLE busy, try later"),
         (DENIED[:-1] + b" " * (65537 - len(DENIED)) + b"}", {}, ""),
     ],
+    # Ids a test can be selected by: mutmut runs each test by its node id.
+    ids=["gzip", "64 KiB", "past 64 KiB"],
 )
 def test_each_tries_answer_is_named_with_the_registrys_error_detail(
     body: bytes, headers: dict[str, str], detail: str
