@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,7 +37,7 @@ from tests.verify_bytes import (
     tar_bytes,
 )
 from verify.attest import dsse, signing
-from verify.attest.attach import StartProof, attest
+from verify.attest.attach import StartProof, attest, subject_of
 from verify.attest.attach import test_result as predicate_of
 from verify.attest.check import main as check_main
 from verify.attest.dsse import MAX_ENVELOPE_BYTES
@@ -49,17 +50,19 @@ from verify.attest.oras import (
     tag_schema_tag,
 )
 from verify.auth import AuthError, CredentialResolver
-from verify.checks import ImageResult, Options, PlatformResult
+from verify.checks import ImageResult, Options, PlatformResult, Problem
+from verify.cli import attest as cli_attest
 from verify.cli import main as cli_main
 from verify.cli import start_proof
 from verify.digests import DigestMismatch, sha256_digest
-from verify.manifests import MAX_DOCUMENT_BYTES, OCI_MANIFEST
+from verify.manifests import DOCKER_MANIFEST_LIST, MAX_DOCUMENT_BYTES, OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.probe import parse_probe
 from verify.reference import Reference, parse_reference
 from verify.registry import USER_AGENT, RegistryClient, RegistryError, TimedOut
 from verify.run import RunOptions, RunResult
 from verify.sbom.documents import TOOL
+from verify.sbom.inventory import Inventory
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -335,8 +338,8 @@ def _passed(*platforms: str) -> tuple[ImageResult, Options]:
 
 
 def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() -> None:
-    result, options = _passed("linux/amd64", "linux/arm64")
-    plain = predicate_of(result, options)
+    _, options = _passed("linux/amd64", "linux/arm64")
+    plain = predicate_of(options)
     assert plain["result"] == "PASSED"
     assert plain["passedTests"] == [
         "platform:linux/amd64",
@@ -347,7 +350,7 @@ def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() 
     assert plain["warnedTests"] == [] and plain["failedTests"] == []
 
     started = StartProof("grpc:8080", passed=("linux/amd64", "linux/arm64"), skipped=())
-    both = predicate_of(result, options, started)
+    both = predicate_of(options, started)
     assert both["result"] == "PASSED"
     assert [test for test in both["passedTests"] if test.startswith("start:")] == [
         "start:linux/amd64",
@@ -358,7 +361,7 @@ def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() 
 
     # cartservice under QEMU: arm64 verified, not started. Said as a warned test, never passed.
     skipped = StartProof("grpc:7070", passed=("linux/amd64",), skipped=("linux/arm64",))
-    warned = predicate_of(result, options, skipped)
+    warned = predicate_of(options, skipped)
     assert warned["result"] == "WARNED"
     assert "start:linux/amd64" in warned["passedTests"]
     assert "start:linux/arm64" not in warned["passedTests"]
@@ -372,7 +375,7 @@ def test_a_start_that_did_not_pass_is_never_attested(stub: ReferrersRegistry) ->
     result, options = _passed("linux/amd64", "linux/arm64")
     failed = StartProof("tcp:80", passed=("linux/amd64",), skipped=())
     with pytest.raises(ValueError, match="linux/arm64: its start did not pass"):
-        predicate_of(result, options, failed)
+        predicate_of(options, failed)
     # Refused before anything is pushed: not even the platforms' SBOM statements.
     client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
     key = _key()
@@ -390,9 +393,11 @@ def test_a_start_that_did_not_pass_is_never_attested(stub: ReferrersRegistry) ->
 
 
 def test_start_proof_of_the_command_line() -> None:
+    # Only the first reference's runs count (the one --attest attests), and only passed ones.
     runs = {
         (0, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
-        (1, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
+        (0, "linux/s390x"): RunResult(ok=False, probe="tcp:80", seconds=1.0),
+        (1, "linux/ppc64le"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
     }
     options = RunOptions(
         probe=parse_probe("tcp:80"),
@@ -1524,3 +1529,200 @@ def test_in_process_an_envelope_is_read_behind_every_redirect_status(status: int
     assert storage.authorizations() == []
     assert [seen.path for seen in registry.seen][-2] == "/v2/shop/app/stored/b?s=2"
     assert nowhere == f"envelope {digest}: HTTP {status} without a Location"
+
+
+def _inventory(platform: str, digest: str) -> Inventory:
+    return Inventory(parse_platform(platform), digest, packages=[], unowned_elf=0, notes=[])
+
+
+def _verified(image: Attested, *, inventory: tuple[str, ...] | None = None) -> ImageResult:
+    """A passed verification of ``image``; its platforms in ``inventory`` (default all) carry
+    an SBOM inventory."""
+    names = tuple(image.manifests) if inventory is None else inventory
+    return ImageResult(
+        image.ref,
+        digest=image.index.digest,
+        platforms={
+            name: PlatformResult(
+                subject.digest,
+                name.split("/")[1],
+                inventory=_inventory(name, subject.digest) if name in names else None,
+            )
+            for name, subject in image.manifests.items()
+        },
+    )
+
+
+def test_attest_signs_each_platforms_sbom_and_the_index_result_behind_a_login(
+    stub_behind_login: tuple[ReferrersRegistry, HostileRegistry], tmp_path: Path
+) -> None:
+    """What ``--attest`` pushes after ``--run``, through ``verify.cli.attest``: every request
+    carries the token the login got; each platform manifest gets its SPDX document and the index
+    the Test Result, with what the start proved."""
+    stub, realm = stub_behind_login
+    key, public = _public_key(tmp_path)
+    image = _attested_image(Registry(anonymous_client(PUSHER)), stub.address, key, attest=())
+    ref = parse_reference(image.ref)
+    options = Options(platforms=tuple(parse_platform(name) for name in image.manifests), deep=True)
+    start = StartProof("tcp:80", passed=("linux/amd64",), skipped=("linux/arm64",))
+    signer = signing.local(str(tmp_path / "key.pem"), create=False)
+
+    attested = cli_attest(anonymous_client(PUSHER), ref, _verified(image), options, signer, start)
+
+    reader = Registry(anonymous_client(PUSHER))
+    statements = {}
+    for name, subject in [("index", image.index), *image.manifests.items()]:
+        assert [r.digest for r in reader.referrers(ref, subject.digest)] == [
+            attested.referrers[name]
+        ]
+        manifest = json.loads(reader.get_manifest(ref, attested.referrers[name]))
+        assert manifest["subject"] == {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": subject.size,
+        }
+        envelope = reader.get_envelope(ref, manifest["layers"][0]["digest"])
+        statements[name] = dsse.open_envelope(envelope, dsse.load_public_key(Path(public)))
+    assert statements["index"].predicate_type == dsse.TEST_RESULT_PREDICATE
+    result = statements["index"].predicate
+    assert (result["result"], result["warnedTests"]) == ("WARNED", ["start:linux/arm64"])
+    assert result["passedTests"] == [
+        "platform:linux/amd64",
+        "elf:linux/amd64",
+        "start:linux/amd64",
+        "platform:linux/arm64",
+        "elf:linux/arm64",
+    ]
+    assert result["configuration"][0]["annotations"]["run"] == {
+        "probe": "tcp:80",
+        "skipped": ["linux/arm64"],
+    }
+    for name, subject in image.manifests.items():
+        assert statements[name].predicate_type == dsse.SPDX_PREDICATE
+        assert statements[name].subjects == {subject.digest: f"{stub.address}/shop/app"}
+        described = statements[name].predicate["packages"][0]
+        assert (described["name"], described["versionInfo"]) == ("shop/app", subject.digest)
+    basic = "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()
+    assert set(realm.authorizations()) == {basic}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"problems": [Problem("linux/arm64", "no arm64 entry", 1)]},
+            "only a passed verification is attested",
+        ),
+        ({"digest": None}, "only a passed verification is attested"),
+        # amd64 could be attested, arm64 not: neither is, nor the index.
+        (
+            {"inventory": ("linux/amd64",)},
+            "linux/arm64: no SBOM inventory (attesting needs --deep)",
+        ),
+    ],
+)
+def test_a_verification_that_cannot_be_attested_whole_pushes_nothing(
+    stub: ReferrersRegistry, tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    key, _ = _public_key(tmp_path)
+    image = _attested_image(Registry(anonymous_client()), stub.address, key, attest=())
+    pushed = len(stub.requests)
+    result = _verified(image, inventory=change.pop("inventory", None))
+    for field, value in change.items():
+        setattr(result, field, value)
+    options = Options(platforms=tuple(parse_platform(name) for name in image.manifests), deep=True)
+    with pytest.raises(ValueError) as raised:
+        attest(
+            anonymous_client(),
+            parse_reference(image.ref),
+            result,
+            options,
+            dsse.local_signer(key),
+            "kid",
+        )
+    assert str(raised.value) == problem
+    assert stub.requests[pushed:] == []
+
+
+def test_a_subject_without_a_media_type_field_is_known_by_its_content_type() -> None:
+    """OCI makes a manifest's mediaType optional: the registry's Content-Type says what it is
+    (a Docker manifest list here, which its shape alone would take for an OCI index)."""
+    registry = HostileRegistry().start()
+    document = json_bytes({"schemaVersion": 2, "manifests": []})
+    digest = sha256_digest(document)
+    registry.on(
+        f"/v2/shop/app/manifests/{digest}",
+        lambda handler: handler.reply(200, document, {"Content-Type": DOCKER_MANIFEST_LIST}),
+    )
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        subject = subject_of(anonymous_client(), ref, digest)
+    finally:
+        registry.stop()
+    assert subject == Subject(DOCKER_MANIFEST_LIST, digest, len(document))
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"), [(b"{", "is not JSON"), (b'{"manifests":5}', "has no manifests list")]
+)
+def test_a_broken_referrers_tag_index_is_named_by_its_tag(body: bytes, problem: str) -> None:
+    registry = HostileRegistry().start()
+    subject = "sha256:" + "c" * 64
+    registry.on(f"/v2/shop/app/referrers/{subject}", lambda handler: handler.reply(404))
+    registry.on(
+        f"/v2/shop/app/manifests/{tag_schema_tag(subject)}",
+        lambda handler: handler.reply(200, body, {"Content-Type": OCI_INDEX}),
+    )
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        refusal = _refusal(lambda: Registry(anonymous_client()).referrers(ref, subject))
+    finally:
+        registry.stop()
+    assert refusal == f"referrers index sha256-{'c' * 64} {problem}"
+
+
+_SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
+_TYPE = "application/x-test"
+
+
+def _envelope(payload: object, signed: bytes, signature: object = None) -> bytes:
+    """An envelope whose payload text is ``payload``, signed over ``signed`` (its signature's
+    text standard base64 unless ``signature`` replaces it)."""
+    if signature is None:
+        der = _SIGNING_KEY.sign(dsse.pae(_TYPE, signed), ec.ECDSA(hashes.SHA256()))
+        signature = base64.b64encode(der).decode()
+    document = {"payloadType": _TYPE, "payload": payload, "signatures": [{"sig": signature}]}
+    return json.dumps(document).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "decoded"),
+    [
+        ("//8=", b"\xff\xff"),
+        ("__8=", b"\xff\xff"),
+        ("--8=", b"\xfb\xef"),
+        ("-_-_", b"\xfb\xff\xbf"),
+    ],
+)
+def test_an_envelope_in_standard_or_url_safe_base64_is_read(payload: str, decoded: bytes) -> None:
+    envelope = _envelope(payload, decoded)
+    assert dsse.verify_envelope(envelope, _SIGNING_KEY.public_key(), _TYPE) == decoded
+
+
+@pytest.mark.parametrize(
+    ("payload", "signature", "problem"),
+    [
+        # A character outside the alphabet is refused, not skipped (the rest signs b"\xff\xff").
+        ("/!/8=", None, "envelope payload is not valid base64"),
+        (5, None, "envelope payload is not a string"),
+        ("//8=", 7, "signature is not a string"),
+        ("//8=", "MEU*", "signature is not valid base64"),
+    ],
+)
+def test_envelope_base64_that_is_not_a_string_or_has_other_characters_is_refused(
+    payload: object, signature: object, problem: str
+) -> None:
+    envelope = _envelope(payload, b"\xff\xff", signature)
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.verify_envelope(envelope, _SIGNING_KEY.public_key(), _TYPE)
+    assert str(raised.value) == problem
