@@ -275,8 +275,28 @@ def test_artifact_manifest_shape() -> None:
         "size": 123,
     }
     assert document["annotations"] == {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
-    assert descriptor["artifactType"] == document["artifactType"]
     assert tag_schema_tag(subject.digest) == "sha256-" + "c" * 64
+    # The exact bytes (compact, in this order) a registry stores and the descriptor names.
+    envelope = "sha256:d4fb6b9de3c909bccb1ab6be5e06ebd8c69c38a0bafe2cf4b2cfcfa5e684f752"
+    assert data == (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        b'"artifactType":"application/vnd.dsse.envelope.v1+json",'
+        b'"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:'
+        b'44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},'
+        b'"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json","digest":"'
+        + envelope.encode()
+        + b'","size":10}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        b'"digest":"sha256:' + b"c" * 64 + b'","size":123},'
+        b'"annotations":{"in-toto.io/predicate-type":"https://spdx.dev/Document"}}'
+    )
+    assert envelope == sha256_digest(b"{}envelope")
+    assert descriptor == {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256_digest(data),
+        "size": len(data),
+        "artifactType": "application/vnd.dsse.envelope.v1+json",
+        "annotations": {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE},
+    }
 
 
 @pytest.fixture
@@ -1663,7 +1683,12 @@ def test_a_subject_without_a_media_type_field_is_known_by_its_content_type() -> 
 
 
 @pytest.mark.parametrize(
-    ("body", "problem"), [(b"{", "is not JSON"), (b'{"manifests":5}', "has no manifests list")]
+    ("body", "problem"),
+    [
+        (b"{", "is not JSON"),
+        (b'{"manifests":5}', "has no manifests list"),
+        (b"[1]", "has no manifests list"),
+    ],
 )
 def test_a_broken_referrers_tag_index_is_named_by_its_tag(body: bytes, problem: str) -> None:
     registry = HostileRegistry().start()
@@ -1685,14 +1710,92 @@ _SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
 _TYPE = "application/x-test"
 
 
-def _envelope(payload: object, signed: bytes, signature: object = None) -> bytes:
+def _envelope(
+    payload: object, signed: bytes, signature: object = None, payload_type: str = _TYPE
+) -> bytes:
     """An envelope whose payload text is ``payload``, signed over ``signed`` (its signature's
     text standard base64 unless ``signature`` replaces it)."""
     if signature is None:
-        der = _SIGNING_KEY.sign(dsse.pae(_TYPE, signed), ec.ECDSA(hashes.SHA256()))
+        der = _SIGNING_KEY.sign(dsse.pae(payload_type, signed), ec.ECDSA(hashes.SHA256()))
         signature = base64.b64encode(der).decode()
-    document = {"payloadType": _TYPE, "payload": payload, "signatures": [{"sig": signature}]}
+    document = {"payloadType": payload_type, "payload": payload, "signatures": [{"sig": signature}]}
     return json.dumps(document).encode()
+
+
+def _signed_statement(body: bytes) -> bytes:
+    """An in-toto envelope of ``body``, validly signed by _SIGNING_KEY."""
+    return _envelope(base64.b64encode(body).decode(), body, None, dsse.IN_TOTO_PAYLOAD_TYPE)
+
+
+def test_an_envelope_of_exactly_the_bound_is_read() -> None:
+    envelope = _envelope("//8=", b"\xff\xff")
+    padded = envelope + b" " * (MAX_ENVELOPE_BYTES - len(envelope))
+    assert dsse.verify_envelope(padded, _SIGNING_KEY.public_key(), _TYPE) == b"\xff\xff"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (b"{", "envelope is not JSON"),
+        ({"payloadType": _TYPE, "payload": "//8="}, "envelope has no signatures"),
+        ({"payloadType": _TYPE, "payload": "//8=", "signatures": []}, "envelope has no signatures"),
+        (
+            {"payloadType": _TYPE, "payload": "//8=", "signatures": {"sig": "MEU="}},
+            "envelope has no signatures",
+        ),
+        (
+            {"payloadType": _TYPE, "payload": "//8=", "signatures": ["MEU="]},
+            "signature is not a string",
+        ),
+    ],
+)
+def test_an_envelope_without_signatures_to_check_is_refused(
+    document: bytes | dict[str, object], problem: str
+) -> None:
+    data = document if isinstance(document, bytes) else json.dumps(document).encode()
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.verify_envelope(data, _SIGNING_KEY.public_key(), _TYPE)
+    assert str(raised.value) == problem
+
+
+NOT_A_STATEMENT = f"signed payload is not an in-toto Statement v1 ({dsse.STATEMENT_TYPE})"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{", "signed payload is not JSON"),
+        (b"[1]", NOT_A_STATEMENT),
+        (b'{"_type":"https://in-toto.io/Statement/v0.1"}', NOT_A_STATEMENT),
+        (
+            json_bytes({"_type": dsse.STATEMENT_TYPE, "predicate": {}}),
+            "statement has no predicateType",
+        ),
+        (
+            json_bytes({"_type": dsse.STATEMENT_TYPE, "predicateType": 1}),
+            "statement has no predicateType",
+        ),
+    ],
+)
+def test_a_signed_payload_that_is_no_statement_is_refused(body: bytes, problem: str) -> None:
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.open_envelope(_signed_statement(body), _SIGNING_KEY.public_key())
+    assert str(raised.value) == problem
+
+
+def test_a_statements_subjects_without_a_sha256_digest_are_skipped() -> None:
+    subjects = [
+        "not a subject",
+        {"name": "no digest"},
+        {"name": "sha512 only", "digest": {"sha512": "00"}},
+        {"digest": {"sha256": "ab"}},
+        {"name": "shop/app", "digest": {"sha256": "cd"}},
+    ]
+    body = json_bytes(
+        {"_type": dsse.STATEMENT_TYPE, "subject": subjects, "predicateType": "p", "predicate": 1}
+    )
+    verified = dsse.open_envelope(_signed_statement(body), _SIGNING_KEY.public_key())
+    assert verified == dsse.Verified({"sha256:ab": "", "sha256:cd": "shop/app"}, "p", 1)
 
 
 @pytest.mark.parametrize(
@@ -1726,3 +1829,31 @@ def test_envelope_base64_that_is_not_a_string_or_has_other_characters_is_refused
     with pytest.raises(dsse.EnvelopeError) as raised:
         dsse.verify_envelope(envelope, _SIGNING_KEY.public_key(), _TYPE)
     assert str(raised.value) == problem
+
+
+def test_blob_storage_gets_one_plain_get_answered_with_at_most_the_bound() -> None:
+    """Behind the registry's redirect: an envelope of exactly the bound is read; the storage's
+    own redirect is its answer (refused), not a way on to a third host."""
+    registry, storage = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    further = HostileRegistry("127.0.0.3").start()
+    reader = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    exact = b" " * MAX_ENVELOPE_BYTES
+    digest = sha256_digest(exact)
+    registry.on(
+        f"/v2/shop/app/blobs/{digest}",
+        lambda handler: handler.reply(302, b"", {"Location": f"{storage.url}/b"}),
+    )
+    further.on("/c", lambda handler: handler.reply(200, exact))
+    try:
+        storage.on("/b", lambda handler: handler.reply(200, exact))
+        read = reader.get_envelope(ref, digest)
+        storage.on("/b", lambda handler: handler.reply(302, b"", {"Location": f"{further.url}/c"}))
+        refusal = _refusal(lambda: reader.get_envelope(ref, digest))
+    finally:
+        registry.stop()
+        storage.stop()
+        further.stop()
+    assert sha256_digest(read) == digest
+    assert refusal == f"envelope {digest}: unexpected HTTP 302"
+    assert further.seen == []
