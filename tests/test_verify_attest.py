@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from tests.hostile_registry import Handler, HostileRegistry
+from tests.integration.loopbackserver import never_accepting, raised_within
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import closed_port, run
@@ -36,7 +38,7 @@ from tests.verify_bytes import (
     json_bytes,
     tar_bytes,
 )
-from verify.attest import dsse, signing
+from verify.attest import dsse, oras, signing
 from verify.attest.attach import StartProof, attest, subject_of
 from verify.attest.attach import test_result as predicate_of
 from verify.attest.check import main as check_main
@@ -1857,3 +1859,103 @@ def test_blob_storage_gets_one_plain_get_answered_with_at_most_the_bound() -> No
     assert sha256_digest(read) == digest
     assert refusal == f"envelope {digest}: unexpected HTTP 302"
     assert further.seen == []
+
+
+def test_a_manifest_push_answered_201_or_204_is_done_and_an_undecodable_refusal_is_quoted() -> None:
+    """Registries answer a manifest PUT with 201 Created or 204 No Content; anything else is a
+    refusal quoted from its body, whatever bytes it holds."""
+    registry = HostileRegistry().start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    path = "/v2/shop/app/manifests/1"
+    refusals = []
+
+    def answer(status: int, body: bytes = b"") -> Callable[[Handler], None]:
+        return lambda handler: handler.reply(status, body)
+
+    try:
+        for status in (201, 204):
+            registry.on(path, answer(status))
+            writer.put_manifest(ref, "1", b"{}", OCI_INDEX)
+        for status, body in [(205, b""), (400, b" bad \xff\xfe manifest ")]:
+            registry.on(path, answer(status, body))
+            refusals.append(_refusal(lambda: writer.put_manifest(ref, "1", b"{}", OCI_INDEX)))
+    finally:
+        registry.stop()
+    assert refusals == [
+        "push of manifest 1: unexpected HTTP 205",
+        "push of manifest 1: unexpected HTTP 400 bad \ufffd\ufffd manifest",
+    ]
+
+
+def test_the_attestation_client_gives_up_a_registry_at_its_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One that never accepts the connection, and one that accepts and never answers."""
+    monkeypatch.setattr(oras, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(oras, "READ_TIMEOUT_SECONDS", 0.2)
+    subject = "sha256:" + "a" * 64
+    with never_accepting() as address:
+        ref = parse_reference(f"{address}/shop/app:1")
+        # urllib3 tries 4 times: about 1 s with the 0.2 s timeout.
+        unreachable = raised_within(
+            lambda: Registry(anonymous_client()).has_referrers_api(ref, subject), 20
+        )
+    registry, release = HostileRegistry().start(), threading.Event()
+
+    def hold(_handler: Handler) -> None:
+        release.wait(5)  # then the connection closes: without a read timeout, a later error
+
+    registry.on(f"/v2/shop/app/referrers/{subject}", hold)
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        silent = raised_within(
+            lambda: Registry(anonymous_client()).has_referrers_api(ref, subject), 20
+        )
+        release.set()
+    finally:
+        registry.stop()
+    assert isinstance(unreachable, RegistryError), repr(unreachable)
+    assert "connect timeout=0.2" in str(unreachable)
+    assert isinstance(silent, RegistryError), repr(silent)
+    assert "Read timed out. (read timeout=0.2)" in str(silent)
+
+
+def test_a_key_is_written_beside_its_path_under_directories_made_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not through the system's temporary directory (which may be another filesystem, where the
+    key could not be linked into place): here it does not even exist."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))
+    path = tmp_path / "a" / "b" / "attest-key.pem"
+    key = dsse.ensure_private_key(path)
+    public = path.with_name("attest-key.pem.pub")
+    assert (path.stat().st_mode & 0o777, public.stat().st_mode & 0o777) == (0o600, 0o644)
+    assert dsse.load_public_key(public).public_numbers() == key.public_key().public_numbers()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["attest-key.pem", "attest-key.pem.pub"]
+
+
+def test_a_key_of_another_curve_is_named_by_its_path(tmp_path: Path) -> None:
+    private, public = tmp_path / "p384.pem", tmp_path / "p384.pem.pub"
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    private.write_bytes(
+        p384.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        p384.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    problems = []
+    for load in (dsse.load_private_key, dsse.load_public_key):
+        with pytest.raises(dsse.KeyFileError) as raised:
+            load(private if load is dsse.load_private_key else public)
+        problems.append(str(raised.value))
+    assert problems == [
+        f"{private}: not an ECDSA P-256 private key (only P-256 is accepted)",
+        f"{public}: not an ECDSA P-256 public key (only P-256 is accepted)",
+    ]
