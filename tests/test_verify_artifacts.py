@@ -5,7 +5,6 @@ import contextlib
 import gzip
 import io
 import re
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.hostile_registry import OCI_INDEX, OCI_MANIFEST, HostileRegistry
-from tests.integration.loopbackserver import address_of, reply_json, serve, shut_down
+from tests.integration.loopbackserver import (
+    address_of,
+    never_accepting,
+    raised_within,
+    reply_json,
+    serve,
+    shut_down,
+)
 from tests.verify_bytes import json_bytes
 from verify import artifacts
 from verify import gc as verify_gc
@@ -996,23 +1002,10 @@ def test_an_api_that_never_accepts_is_given_up_at_the_connect_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(artifacts, "CONNECT_TIMEOUT_SECONDS", 0.2)
-    outcome: list[BaseException] = []
-    # A listening socket whose one-place accept queue is taken: the kernel drops further SYNs,
-    # so a connection attempt waits until the client gives up.
-    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
-        url = f"http://127.0.0.1:{full.getsockname()[1]}"
-        with socket.create_connection(full.getsockname()):
-            client = ArtifactRegistryApi(REPOSITORY, url, retry=RetryPolicy(attempts=1))
-
-            def versions() -> None:
-                try:
-                    client.versions("frontend")
-                except ApiError as error:
-                    outcome.append(error)
-
-            attempt = threading.Thread(target=versions, daemon=True)
-            attempt.start()
-            attempt.join(20)  # urllib3 tries 4 times: about 1 s with the 0.2 s timeout
-    assert len(outcome) == 1, "still connecting after 20 s: no connect timeout"
-    assert str(outcome[0]).startswith(f"{LISTED}: connection failed: ")
-    assert "connect timeout=0.2" in str(outcome[0])
+    with never_accepting() as address:
+        client = ArtifactRegistryApi(REPOSITORY, f"http://{address}", retry=RetryPolicy(attempts=1))
+        # urllib3 tries 4 times: about 1 s with the 0.2 s timeout.
+        error = raised_within(lambda: client.versions("frontend"), 20)
+    assert isinstance(error, ApiError), f"{error!r} (None: still connecting after 20 s)"
+    assert str(error).startswith(f"{LISTED}: connection failed: ")
+    assert "connect timeout=0.2" in str(error)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import json
 import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from tests.hostile_registry import Handler, HostileRegistry
+from tests.integration.loopbackserver import never_accepting, raised_within
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import closed_port, run
@@ -35,8 +38,8 @@ from tests.verify_bytes import (
     json_bytes,
     tar_bytes,
 )
-from verify.attest import dsse, signing
-from verify.attest.attach import StartProof, attest
+from verify.attest import dsse, oras, signing
+from verify.attest.attach import StartProof, attest, subject_of
 from verify.attest.attach import test_result as predicate_of
 from verify.attest.check import main as check_main
 from verify.attest.dsse import MAX_ENVELOPE_BYTES
@@ -49,17 +52,19 @@ from verify.attest.oras import (
     tag_schema_tag,
 )
 from verify.auth import AuthError, CredentialResolver
-from verify.checks import ImageResult, Options, PlatformResult
+from verify.checks import ImageResult, Options, PlatformResult, Problem
+from verify.cli import attest as cli_attest
 from verify.cli import main as cli_main
 from verify.cli import start_proof
 from verify.digests import DigestMismatch, sha256_digest
-from verify.manifests import MAX_DOCUMENT_BYTES, OCI_MANIFEST
+from verify.manifests import DOCKER_MANIFEST_LIST, MAX_DOCUMENT_BYTES, OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.probe import parse_probe
 from verify.reference import Reference, parse_reference
 from verify.registry import USER_AGENT, RegistryClient, RegistryError, TimedOut
 from verify.run import RunOptions, RunResult
 from verify.sbom.documents import TOOL
+from verify.sbom.inventory import Inventory
 
 
 def test_pae_is_the_dsse_specification_example_byte_for_byte() -> None:
@@ -272,8 +277,28 @@ def test_artifact_manifest_shape() -> None:
         "size": 123,
     }
     assert document["annotations"] == {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE}
-    assert descriptor["artifactType"] == document["artifactType"]
     assert tag_schema_tag(subject.digest) == "sha256-" + "c" * 64
+    # The exact bytes (compact, in this order) a registry stores and the descriptor names.
+    envelope = "sha256:d4fb6b9de3c909bccb1ab6be5e06ebd8c69c38a0bafe2cf4b2cfcfa5e684f752"
+    assert data == (
+        b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        b'"artifactType":"application/vnd.dsse.envelope.v1+json",'
+        b'"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:'
+        b'44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},'
+        b'"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json","digest":"'
+        + envelope.encode()
+        + b'","size":10}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json",'
+        b'"digest":"sha256:' + b"c" * 64 + b'","size":123},'
+        b'"annotations":{"in-toto.io/predicate-type":"https://spdx.dev/Document"}}'
+    )
+    assert envelope == sha256_digest(b"{}envelope")
+    assert descriptor == {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha256_digest(data),
+        "size": len(data),
+        "artifactType": "application/vnd.dsse.envelope.v1+json",
+        "annotations": {"in-toto.io/predicate-type": dsse.SPDX_PREDICATE},
+    }
 
 
 @pytest.fixture
@@ -335,8 +360,8 @@ def _passed(*platforms: str) -> tuple[ImageResult, Options]:
 
 
 def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() -> None:
-    result, options = _passed("linux/amd64", "linux/arm64")
-    plain = predicate_of(result, options)
+    _, options = _passed("linux/amd64", "linux/arm64")
+    plain = predicate_of(options)
     assert plain["result"] == "PASSED"
     assert plain["passedTests"] == [
         "platform:linux/amd64",
@@ -347,7 +372,7 @@ def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() 
     assert plain["warnedTests"] == [] and plain["failedTests"] == []
 
     started = StartProof("grpc:8080", passed=("linux/amd64", "linux/arm64"), skipped=())
-    both = predicate_of(result, options, started)
+    both = predicate_of(options, started)
     assert both["result"] == "PASSED"
     assert [test for test in both["passedTests"] if test.startswith("start:")] == [
         "start:linux/amd64",
@@ -358,7 +383,7 @@ def test_test_result_lists_each_started_platform_and_warns_of_a_skipped_start() 
 
     # cartservice under QEMU: arm64 verified, not started. Said as a warned test, never passed.
     skipped = StartProof("grpc:7070", passed=("linux/amd64",), skipped=("linux/arm64",))
-    warned = predicate_of(result, options, skipped)
+    warned = predicate_of(options, skipped)
     assert warned["result"] == "WARNED"
     assert "start:linux/amd64" in warned["passedTests"]
     assert "start:linux/arm64" not in warned["passedTests"]
@@ -372,7 +397,7 @@ def test_a_start_that_did_not_pass_is_never_attested(stub: ReferrersRegistry) ->
     result, options = _passed("linux/amd64", "linux/arm64")
     failed = StartProof("tcp:80", passed=("linux/amd64",), skipped=())
     with pytest.raises(ValueError, match="linux/arm64: its start did not pass"):
-        predicate_of(result, options, failed)
+        predicate_of(options, failed)
     # Refused before anything is pushed: not even the platforms' SBOM statements.
     client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
     key = _key()
@@ -390,9 +415,11 @@ def test_a_start_that_did_not_pass_is_never_attested(stub: ReferrersRegistry) ->
 
 
 def test_start_proof_of_the_command_line() -> None:
+    # Only the first reference's runs count (the one --attest attests), and only passed ones.
     runs = {
         (0, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
-        (1, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
+        (0, "linux/s390x"): RunResult(ok=False, probe="tcp:80", seconds=1.0),
+        (1, "linux/ppc64le"): RunResult(ok=True, probe="tcp:80", seconds=1.0),
     }
     options = RunOptions(
         probe=parse_probe("tcp:80"),
@@ -1524,3 +1551,411 @@ def test_in_process_an_envelope_is_read_behind_every_redirect_status(status: int
     assert storage.authorizations() == []
     assert [seen.path for seen in registry.seen][-2] == "/v2/shop/app/stored/b?s=2"
     assert nowhere == f"envelope {digest}: HTTP {status} without a Location"
+
+
+def _inventory(platform: str, digest: str) -> Inventory:
+    return Inventory(parse_platform(platform), digest, packages=[], unowned_elf=0, notes=[])
+
+
+def _verified(image: Attested, *, inventory: tuple[str, ...] | None = None) -> ImageResult:
+    """A passed verification of ``image``; its platforms in ``inventory`` (default all) carry
+    an SBOM inventory."""
+    names = tuple(image.manifests) if inventory is None else inventory
+    return ImageResult(
+        image.ref,
+        digest=image.index.digest,
+        platforms={
+            name: PlatformResult(
+                subject.digest,
+                name.split("/")[1],
+                inventory=_inventory(name, subject.digest) if name in names else None,
+            )
+            for name, subject in image.manifests.items()
+        },
+    )
+
+
+def test_attest_signs_each_platforms_sbom_and_the_index_result_behind_a_login(
+    stub_behind_login: tuple[ReferrersRegistry, HostileRegistry], tmp_path: Path
+) -> None:
+    """What ``--attest`` pushes after ``--run``, through ``verify.cli.attest``: every request
+    carries the token the login got; each platform manifest gets its SPDX document and the index
+    the Test Result, with what the start proved."""
+    stub, realm = stub_behind_login
+    key, public = _public_key(tmp_path)
+    image = _attested_image(Registry(anonymous_client(PUSHER)), stub.address, key, attest=())
+    ref = parse_reference(image.ref)
+    options = Options(platforms=tuple(parse_platform(name) for name in image.manifests), deep=True)
+    start = StartProof("tcp:80", passed=("linux/amd64",), skipped=("linux/arm64",))
+    signer = signing.local(str(tmp_path / "key.pem"), create=False)
+
+    attested = cli_attest(anonymous_client(PUSHER), ref, _verified(image), options, signer, start)
+
+    reader = Registry(anonymous_client(PUSHER))
+    statements = {}
+    for name, subject in [("index", image.index), *image.manifests.items()]:
+        assert [r.digest for r in reader.referrers(ref, subject.digest)] == [
+            attested.referrers[name]
+        ]
+        manifest = json.loads(reader.get_manifest(ref, attested.referrers[name]))
+        assert manifest["subject"] == {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": subject.size,
+        }
+        envelope = reader.get_envelope(ref, manifest["layers"][0]["digest"])
+        statements[name] = dsse.open_envelope(envelope, dsse.load_public_key(Path(public)))
+    assert statements["index"].predicate_type == dsse.TEST_RESULT_PREDICATE
+    result = statements["index"].predicate
+    assert (result["result"], result["warnedTests"]) == ("WARNED", ["start:linux/arm64"])
+    assert result["passedTests"] == [
+        "platform:linux/amd64",
+        "elf:linux/amd64",
+        "start:linux/amd64",
+        "platform:linux/arm64",
+        "elf:linux/arm64",
+    ]
+    assert result["configuration"][0]["annotations"]["run"] == {
+        "probe": "tcp:80",
+        "skipped": ["linux/arm64"],
+    }
+    for name, subject in image.manifests.items():
+        assert statements[name].predicate_type == dsse.SPDX_PREDICATE
+        assert statements[name].subjects == {subject.digest: f"{stub.address}/shop/app"}
+        described = statements[name].predicate["packages"][0]
+        assert (described["name"], described["versionInfo"]) == ("shop/app", subject.digest)
+    basic = "Basic " + base64.b64encode(b"ci:pw-5e1f90").decode()
+    assert set(realm.authorizations()) == {basic}
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"problems": [Problem("linux/arm64", "no arm64 entry", 1)]},
+            "only a passed verification is attested",
+        ),
+        ({"digest": None}, "only a passed verification is attested"),
+        # amd64 could be attested, arm64 not: neither is, nor the index.
+        (
+            {"inventory": ("linux/amd64",)},
+            "linux/arm64: no SBOM inventory (attesting needs --deep)",
+        ),
+    ],
+)
+def test_a_verification_that_cannot_be_attested_whole_pushes_nothing(
+    stub: ReferrersRegistry, tmp_path: Path, change: dict[str, Any], problem: str
+) -> None:
+    key, _ = _public_key(tmp_path)
+    image = _attested_image(Registry(anonymous_client()), stub.address, key, attest=())
+    pushed = len(stub.requests)
+    result = _verified(image, inventory=change.pop("inventory", None))
+    for field, value in change.items():
+        setattr(result, field, value)
+    options = Options(platforms=tuple(parse_platform(name) for name in image.manifests), deep=True)
+    with pytest.raises(ValueError) as raised:
+        attest(
+            anonymous_client(),
+            parse_reference(image.ref),
+            result,
+            options,
+            dsse.local_signer(key),
+            "kid",
+        )
+    assert str(raised.value) == problem
+    assert stub.requests[pushed:] == []
+
+
+def test_a_subject_without_a_media_type_field_is_known_by_its_content_type() -> None:
+    """OCI makes a manifest's mediaType optional: the registry's Content-Type says what it is
+    (a Docker manifest list here, which its shape alone would take for an OCI index)."""
+    registry = HostileRegistry().start()
+    document = json_bytes({"schemaVersion": 2, "manifests": []})
+    digest = sha256_digest(document)
+    registry.on(
+        f"/v2/shop/app/manifests/{digest}",
+        lambda handler: handler.reply(200, document, {"Content-Type": DOCKER_MANIFEST_LIST}),
+    )
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        subject = subject_of(anonymous_client(), ref, digest)
+    finally:
+        registry.stop()
+    assert subject == Subject(DOCKER_MANIFEST_LIST, digest, len(document))
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{", "is not JSON"),
+        (b'{"manifests":5}', "has no manifests list"),
+        (b"[1]", "has no manifests list"),
+    ],
+)
+def test_a_broken_referrers_tag_index_is_named_by_its_tag(body: bytes, problem: str) -> None:
+    registry = HostileRegistry().start()
+    subject = "sha256:" + "c" * 64
+    registry.on(f"/v2/shop/app/referrers/{subject}", lambda handler: handler.reply(404))
+    registry.on(
+        f"/v2/shop/app/manifests/{tag_schema_tag(subject)}",
+        lambda handler: handler.reply(200, body, {"Content-Type": OCI_INDEX}),
+    )
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        refusal = _refusal(lambda: Registry(anonymous_client()).referrers(ref, subject))
+    finally:
+        registry.stop()
+    assert refusal == f"referrers index sha256-{'c' * 64} {problem}"
+
+
+_SIGNING_KEY = ec.generate_private_key(ec.SECP256R1())
+_TYPE = "application/x-test"
+
+
+def _envelope(
+    payload: object, signed: bytes, signature: object = None, payload_type: str = _TYPE
+) -> bytes:
+    """An envelope whose payload text is ``payload``, signed over ``signed`` (its signature's
+    text standard base64 unless ``signature`` replaces it)."""
+    if signature is None:
+        der = _SIGNING_KEY.sign(dsse.pae(payload_type, signed), ec.ECDSA(hashes.SHA256()))
+        signature = base64.b64encode(der).decode()
+    document = {"payloadType": payload_type, "payload": payload, "signatures": [{"sig": signature}]}
+    return json.dumps(document).encode()
+
+
+def _signed_statement(body: bytes) -> bytes:
+    """An in-toto envelope of ``body``, validly signed by _SIGNING_KEY."""
+    return _envelope(base64.b64encode(body).decode(), body, None, dsse.IN_TOTO_PAYLOAD_TYPE)
+
+
+def test_an_envelope_of_exactly_the_bound_is_read() -> None:
+    envelope = _envelope("//8=", b"\xff\xff")
+    padded = envelope + b" " * (MAX_ENVELOPE_BYTES - len(envelope))
+    assert dsse.verify_envelope(padded, _SIGNING_KEY.public_key(), _TYPE) == b"\xff\xff"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        (b"{", "envelope is not JSON"),
+        ({"payloadType": _TYPE, "payload": "//8="}, "envelope has no signatures"),
+        ({"payloadType": _TYPE, "payload": "//8=", "signatures": []}, "envelope has no signatures"),
+        (
+            {"payloadType": _TYPE, "payload": "//8=", "signatures": {"sig": "MEU="}},
+            "envelope has no signatures",
+        ),
+        (
+            {"payloadType": _TYPE, "payload": "//8=", "signatures": ["MEU="]},
+            "signature is not a string",
+        ),
+    ],
+)
+def test_an_envelope_without_signatures_to_check_is_refused(
+    document: bytes | dict[str, object], problem: str
+) -> None:
+    data = document if isinstance(document, bytes) else json.dumps(document).encode()
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.verify_envelope(data, _SIGNING_KEY.public_key(), _TYPE)
+    assert str(raised.value) == problem
+
+
+NOT_A_STATEMENT = f"signed payload is not an in-toto Statement v1 ({dsse.STATEMENT_TYPE})"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"{", "signed payload is not JSON"),
+        (b"[1]", NOT_A_STATEMENT),
+        (b'{"_type":"https://in-toto.io/Statement/v0.1"}', NOT_A_STATEMENT),
+        (
+            json_bytes({"_type": dsse.STATEMENT_TYPE, "predicate": {}}),
+            "statement has no predicateType",
+        ),
+        (
+            json_bytes({"_type": dsse.STATEMENT_TYPE, "predicateType": 1}),
+            "statement has no predicateType",
+        ),
+    ],
+)
+def test_a_signed_payload_that_is_no_statement_is_refused(body: bytes, problem: str) -> None:
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.open_envelope(_signed_statement(body), _SIGNING_KEY.public_key())
+    assert str(raised.value) == problem
+
+
+def test_a_statements_subjects_without_a_sha256_digest_are_skipped() -> None:
+    subjects = [
+        "not a subject",
+        {"name": "no digest"},
+        {"name": "sha512 only", "digest": {"sha512": "00"}},
+        {"digest": {"sha256": "ab"}},
+        {"name": "shop/app", "digest": {"sha256": "cd"}},
+    ]
+    body = json_bytes(
+        {"_type": dsse.STATEMENT_TYPE, "subject": subjects, "predicateType": "p", "predicate": 1}
+    )
+    verified = dsse.open_envelope(_signed_statement(body), _SIGNING_KEY.public_key())
+    assert verified == dsse.Verified({"sha256:ab": "", "sha256:cd": "shop/app"}, "p", 1)
+
+
+@pytest.mark.parametrize(
+    ("payload", "decoded"),
+    [
+        ("//8=", b"\xff\xff"),
+        ("__8=", b"\xff\xff"),
+        ("--8=", b"\xfb\xef"),
+        ("-_-_", b"\xfb\xff\xbf"),
+    ],
+)
+def test_an_envelope_in_standard_or_url_safe_base64_is_read(payload: str, decoded: bytes) -> None:
+    envelope = _envelope(payload, decoded)
+    assert dsse.verify_envelope(envelope, _SIGNING_KEY.public_key(), _TYPE) == decoded
+
+
+@pytest.mark.parametrize(
+    ("payload", "signature", "problem"),
+    [
+        # A character outside the alphabet is refused, not skipped (the rest signs b"\xff\xff").
+        ("/!/8=", None, "envelope payload is not valid base64"),
+        (5, None, "envelope payload is not a string"),
+        ("//8=", 7, "signature is not a string"),
+        ("//8=", "MEU*", "signature is not valid base64"),
+    ],
+)
+def test_envelope_base64_that_is_not_a_string_or_has_other_characters_is_refused(
+    payload: object, signature: object, problem: str
+) -> None:
+    envelope = _envelope(payload, b"\xff\xff", signature)
+    with pytest.raises(dsse.EnvelopeError) as raised:
+        dsse.verify_envelope(envelope, _SIGNING_KEY.public_key(), _TYPE)
+    assert str(raised.value) == problem
+
+
+def test_blob_storage_gets_one_plain_get_answered_with_at_most_the_bound() -> None:
+    """Behind the registry's redirect: an envelope of exactly the bound is read; the storage's
+    own redirect is its answer (refused), not a way on to a third host."""
+    registry, storage = HostileRegistry().start(), HostileRegistry("127.0.0.2").start()
+    further = HostileRegistry("127.0.0.3").start()
+    reader = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    exact = b" " * MAX_ENVELOPE_BYTES
+    digest = sha256_digest(exact)
+    registry.on(
+        f"/v2/shop/app/blobs/{digest}",
+        lambda handler: handler.reply(302, b"", {"Location": f"{storage.url}/b"}),
+    )
+    further.on("/c", lambda handler: handler.reply(200, exact))
+    try:
+        storage.on("/b", lambda handler: handler.reply(200, exact))
+        read = reader.get_envelope(ref, digest)
+        storage.on("/b", lambda handler: handler.reply(302, b"", {"Location": f"{further.url}/c"}))
+        refusal = _refusal(lambda: reader.get_envelope(ref, digest))
+    finally:
+        registry.stop()
+        storage.stop()
+        further.stop()
+    assert sha256_digest(read) == digest
+    assert refusal == f"envelope {digest}: unexpected HTTP 302"
+    assert further.seen == []
+
+
+def test_a_manifest_push_answered_201_or_204_is_done_and_an_undecodable_refusal_is_quoted() -> None:
+    """Registries answer a manifest PUT with 201 Created or 204 No Content; anything else is a
+    refusal quoted from its body, whatever bytes it holds."""
+    registry = HostileRegistry().start()
+    writer = Registry(anonymous_client())
+    ref = parse_reference(f"{registry.address}/shop/app:1")
+    path = "/v2/shop/app/manifests/1"
+    refusals = []
+
+    def answer(status: int, body: bytes = b"") -> Callable[[Handler], None]:
+        return lambda handler: handler.reply(status, body)
+
+    try:
+        for status in (201, 204):
+            registry.on(path, answer(status))
+            writer.put_manifest(ref, "1", b"{}", OCI_INDEX)
+        for status, body in [(205, b""), (400, b" bad \xff\xfe manifest ")]:
+            registry.on(path, answer(status, body))
+            refusals.append(_refusal(lambda: writer.put_manifest(ref, "1", b"{}", OCI_INDEX)))
+    finally:
+        registry.stop()
+    assert refusals == [
+        "push of manifest 1: unexpected HTTP 205",
+        "push of manifest 1: unexpected HTTP 400 bad \ufffd\ufffd manifest",
+    ]
+
+
+def test_the_attestation_client_gives_up_a_registry_at_its_timeouts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One that never accepts the connection, and one that accepts and never answers."""
+    monkeypatch.setattr(oras, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(oras, "READ_TIMEOUT_SECONDS", 0.2)
+    subject = "sha256:" + "a" * 64
+    with never_accepting() as address:
+        ref = parse_reference(f"{address}/shop/app:1")
+        # urllib3 tries 4 times: about 1 s with the 0.2 s timeout.
+        unreachable = raised_within(
+            lambda: Registry(anonymous_client()).has_referrers_api(ref, subject), 20
+        )
+    registry, release = HostileRegistry().start(), threading.Event()
+
+    def hold(_handler: Handler) -> None:
+        release.wait(5)  # then the connection closes: without a read timeout, a later error
+
+    registry.on(f"/v2/shop/app/referrers/{subject}", hold)
+    try:
+        ref = parse_reference(f"{registry.address}/shop/app:1")
+        silent = raised_within(
+            lambda: Registry(anonymous_client()).has_referrers_api(ref, subject), 20
+        )
+        release.set()
+    finally:
+        registry.stop()
+    assert isinstance(unreachable, RegistryError), repr(unreachable)
+    assert "connect timeout=0.2" in str(unreachable)
+    assert isinstance(silent, RegistryError), repr(silent)
+    assert "Read timed out. (read timeout=0.2)" in str(silent)
+
+
+def test_a_key_is_written_beside_its_path_under_directories_made_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not through the system's temporary directory (which may be another filesystem, where the
+    key could not be linked into place): here it does not even exist."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-tmp"))
+    path = tmp_path / "a" / "b" / "attest-key.pem"
+    key = dsse.ensure_private_key(path)
+    public = path.with_name("attest-key.pem.pub")
+    assert (path.stat().st_mode & 0o777, public.stat().st_mode & 0o777) == (0o600, 0o644)
+    assert dsse.load_public_key(public).public_numbers() == key.public_key().public_numbers()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["attest-key.pem", "attest-key.pem.pub"]
+
+
+def test_a_key_of_another_curve_is_named_by_its_path(tmp_path: Path) -> None:
+    private, public = tmp_path / "p384.pem", tmp_path / "p384.pem.pub"
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    private.write_bytes(
+        p384.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        p384.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    problems = []
+    for load in (dsse.load_private_key, dsse.load_public_key):
+        with pytest.raises(dsse.KeyFileError) as raised:
+            load(private if load is dsse.load_private_key else public)
+        problems.append(str(raised.value))
+    assert problems == [
+        f"{private}: not an ECDSA P-256 private key (only P-256 is accepted)",
+        f"{public}: not an ECDSA P-256 public key (only P-256 is accepted)",
+    ]

@@ -34,7 +34,7 @@ from verify.attest.join import Refused, joined_result
 from verify.attest.oras import DSSE_ARTIFACT_TYPE, PREDICATE_ANNOTATION, Referrer
 from verify.attest.oras import Registry as ArtifactRegistry
 from verify.auth import CredentialResolver
-from verify.checks import ImageResult, Options, PlatformResult
+from verify.checks import Options
 from verify.manifests import OCI_MANIFEST
 from verify.platforms import parse_platform
 from verify.reference import parse_reference
@@ -252,13 +252,8 @@ def _join_in_process(
         entry = push_platform_manifest(writer, ref, arch)
         listed = [entry, buildkit_attestation_entry(str(entry["digest"]))]
         candidate = push_index(writer, ref, listed, f"candidate-{arch}")
-        verified = ImageResult(
-            f"{address}/shop/app@{candidate.digest}",
-            digest=candidate.digest,
-            platforms={platform: PlatformResult(str(entry["digest"]), arch)},
-        )
         options = Options(platforms=(parse_platform(platform),), deep=True)
-        predicate = predicate_of(verified, options, (starts or {}).get(platform))
+        predicate = predicate_of(options, (starts or {}).get(platform))
         attach_statement(writer, ref, candidate, dsse.TEST_RESULT_PREDICATE, predicate, key)
         candidates[arch], manifests[platform] = candidate.digest, str(entry["digest"])
         entries += listed

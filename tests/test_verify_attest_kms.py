@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -34,7 +33,13 @@ from tests.gcp_fakes import (
     start_fake_kms,
 )
 from tests.gcp_fakes import FakeKms as _FakeKms
-from tests.integration.loopbackserver import address_of, serve, shut_down
+from tests.integration.loopbackserver import (
+    address_of,
+    never_accepting,
+    raised_within,
+    serve,
+    shut_down,
+)
 from tests.integration.registrypush import Pusher
 from tests.referrers_stub import ReferrersRegistry
 from tests.test_verify_cli import run
@@ -139,27 +144,17 @@ def test_a_kms_endpoint_that_never_accepts_is_given_up_at_the_connect_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(kms_module, "CONNECT_TIMEOUT_SECONDS", 0.2)
-    # A listening socket whose one-place accept queue is taken: the kernel drops further SYNs,
-    # so a connection attempt waits until the client gives up.
-    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
-        endpoint = f"http://127.0.0.1:{full.getsockname()[1]}"
-        with socket.create_connection(full.getsockname()):
-            outcome: list[BaseException] = []
-            with application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch):
-                key = KmsKey(kms_module.adc_http(), NAME, endpoint=endpoint)
-
-                def public_key() -> None:
-                    try:
-                        key.public_key()
-                    except KmsError as error:
-                        outcome.append(error)
-
-                attempt = threading.Thread(target=public_key, daemon=True)
-                attempt.start()
-                attempt.join(20)  # urllib3 tries 4 times: about 1 s with the 0.2 s timeout
-    assert len(outcome) == 1, "still connecting after 20 s: no connect timeout"
-    assert str(outcome[0]).startswith(f"{NAME}: GET {endpoint}/v1/{NAME}/publicKey: ")
-    assert "connect timeout=0.2" in str(outcome[0])
+    with (
+        never_accepting() as address,
+        application_default_credentials(tmp_path, "ya29.kms-8c02", monkeypatch),
+    ):
+        endpoint = f"http://{address}"
+        key = KmsKey(kms_module.adc_http(), NAME, endpoint=endpoint)
+        # urllib3 tries 4 times: about 1 s with the 0.2 s timeout.
+        error = raised_within(key.public_key, 20)
+    assert isinstance(error, KmsError), f"{error!r} (None: still connecting after 20 s)"
+    assert str(error).startswith(f"{NAME}: GET {endpoint}/v1/{NAME}/publicKey: ")
+    assert "connect timeout=0.2" in str(error)
 
 
 def test_only_p256_sha256_versions_sign(kms: KmsKey) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sys
 import threading
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -47,3 +50,30 @@ def reply_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> No
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+@contextlib.contextmanager
+def never_accepting() -> Iterator[str]:
+    """ "127.0.0.1:PORT" of a listening socket whose one-place accept queue is taken: the kernel
+    drops further SYNs, so a connection attempt waits until the client gives up."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as full:
+        host, port = full.getsockname()[:2]
+        with socket.create_connection((host, port)):
+            yield f"{host}:{port}"
+
+
+def raised_within(call: Callable[[], object], seconds: float) -> BaseException | None:
+    """What ``call``, run in a daemon thread, raised within ``seconds`` (None: still running,
+    or returned)."""
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as error:
+            outcome.append(error)
+
+    attempt = threading.Thread(target=run, daemon=True)
+    attempt.start()
+    attempt.join(seconds)
+    return outcome[0] if outcome else None

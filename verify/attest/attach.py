@@ -44,10 +44,9 @@ class StartProof:
     """Platforms not started (``--skip-run``)."""
 
 
-def test_result(
-    result: ImageResult, options: Options, start: StartProof | None = None
-) -> dict[str, Any]:
-    """The Test Result predicate of a passed verification (and runtime proof, if any).
+def test_result(options: Options, start: StartProof | None = None) -> dict[str, Any]:
+    """The Test Result predicate of a passed verification of ``options.platforms`` (and runtime
+    proof, if any).
 
     A platform whose start was skipped is a warned test (``start:P``) and makes the result
     ``WARNED``: every test that ran passed, but not everything was proven.
@@ -106,18 +105,18 @@ def attest(
     ``--run`` proved, None without ``--run``)."""
     if result.problems or result.digest is None:
         raise ValueError("only a passed verification is attested")
-    predicate = test_result(result, options, start)
+    # Every statement is made before any is pushed: a refusal leaves nothing half-attested.
+    predicate = test_result(options, start)
+    documents = {}
+    for platform, outcome in result.platforms.items():
+        if outcome.inventory is None:
+            raise ValueError(f"{platform}: no SBOM inventory (attesting needs --deep)")
+        documents[platform] = spdx_document(ref, outcome.inventory)
     registry = Registry(client)
     name = f"{ref.registry}/{ref.repository}"
     pushed: dict[str, str] = {}
     for platform, outcome in result.platforms.items():
-        if outcome.inventory is None:
-            raise ValueError(f"{platform}: no SBOM inventory (attesting needs --deep)")
-        payload = dsse.statement(
-            [(name, outcome.digest)],
-            dsse.SPDX_PREDICATE,
-            spdx_document(ref, outcome.inventory),
-        )
+        payload = dsse.statement([(name, outcome.digest)], dsse.SPDX_PREDICATE, documents[platform])
         subject = subject_of(client, ref, outcome.digest)
         envelope = dsse.envelope(payload, sign, keyid)
         pushed[platform] = registry.attach(ref, subject, envelope, dsse.SPDX_PREDICATE)

@@ -27,7 +27,13 @@ from verify.attest.dsse import MAX_ENVELOPE_BYTES
 from verify.digests import check_bytes, sha256_digest
 from verify.manifests import MAX_DOCUMENT_BYTES, OCI_INDEX, OCI_MANIFEST
 from verify.reference import Reference
-from verify.registry import USER_AGENT, RegistryClient, RegistryError
+from verify.registry import (
+    CONNECT_TIMEOUT_SECONDS,
+    READ_TIMEOUT_SECONDS,
+    USER_AGENT,
+    RegistryClient,
+    RegistryError,
+)
 
 DSSE_ARTIFACT_TYPE = "application/vnd.dsse.envelope.v1+json"
 EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
@@ -104,7 +110,8 @@ class Registry:
 
     def __init__(self, client: RegistryClient) -> None:
         self._client = client
-        self._http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=10.0, read=60.0))
+        timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS)
+        self._http = urllib3.PoolManager(timeout=timeout)
         self._authorizations: dict[str, str] = {}
 
     # Requests
