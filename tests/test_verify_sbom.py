@@ -15,7 +15,9 @@ import signal
 import struct
 import tarfile
 import tempfile
+import time
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -883,6 +885,130 @@ def test_spdx_names_a_component_by_its_purl_type_and_lists_each_elf_machine() ->
         "SPDXRef-c---2",
         "SPDXRef-a-b-c-2",
     ]
+
+
+def test_spdx_document_of_a_nested_repository_and_a_variant_platform_in_full() -> None:
+    ref = parse_reference("127.0.0.1:5000/shop/web/frontend:1")
+    native = "/app/node_modules/pprof/prebuilds"
+    pprof = Package(
+        Component("npm", "pprof", "4.0.0", "pkg:npm/pprof@4.0.0", "/app/package-lock.json"),
+        sources=["/app/package-lock.json", "/app/node_modules/pprof/package.json"],
+        elf={
+            f"{native}/linux-arm/pprof.node": 0x28,
+            f"{native}/linux-x64/pprof.node": 0x3E,
+            f"{native}/linux-arm64/pprof.node": 0xB7,
+        },
+    )
+    shop = Package(Component("golang", "example.com/shop", "", "pkg:golang/example.com/shop", ""))
+    shop.sources = ["/app/server"]
+    notes = ["/app/huge.jar: not a readable jar", "/app/x/package.json: not JSON"]
+    inventory = Inventory(Platform.of("linux", "arm", "v7"), DIGEST, [pprof, shop], 2, notes)
+    document = spdx_document(ref, inventory)
+    created = document["creationInfo"]["created"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", created)
+    image_purl = (
+        f"pkg:oci/frontend@{DIGEST}?arch=arm"
+        "&repository_url=127.0.0.1:5000/shop/web/frontend&variant=v7"
+    )
+    assert document == {
+        "spdxVersion": "SPDX-2.3",
+        "dataLicense": "CC0-1.0",
+        "SPDXID": "SPDXRef-DOCUMENT",
+        "name": f"127.0.0.1:5000/shop/web/frontend@{DIGEST}",
+        "documentNamespace": f"https://boutique-multiarch.invalid/spdx/{'ab' * 32}",
+        "comment": "2 ELF file(s) owned by no listed component; not read: "
+        "/app/huge.jar: not a readable jar; /app/x/package.json: not JSON",
+        "creationInfo": {"created": created, "creators": ["Tool: boutique-verify-1"]},
+        "packages": [
+            {
+                "SPDXID": "SPDXRef-Image",
+                "name": "shop/web/frontend",
+                "versionInfo": DIGEST,
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": False,
+                "primaryPackagePurpose": "CONTAINER",
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": image_purl,
+                    }
+                ],
+            },
+            {
+                "SPDXID": "SPDXRef-npm-1",
+                "name": "pprof",
+                "versionInfo": "4.0.0",
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": False,
+                "sourceInfo": "read from /app/package-lock.json, "
+                "/app/node_modules/pprof/package.json",
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": "pkg:npm/pprof@4.0.0",
+                    }
+                ],
+                "annotations": [
+                    {
+                        "annotationType": "OTHER",
+                        "annotator": "Tool: boutique-verify-1",
+                        "annotationDate": created,
+                        "comment": "ELF machines: AArch64=1, ARM=1, x86-64=1; "
+                        f"not for linux/arm/v7: {native}/linux-arm64/pprof.node, "
+                        f"{native}/linux-x64/pprof.node",
+                    }
+                ],
+            },
+            {
+                "SPDXID": "SPDXRef-golang-2",
+                "name": "example.com/shop",
+                "downloadLocation": "NOASSERTION",
+                "filesAnalyzed": False,
+                "sourceInfo": "read from /app/server",
+                "externalRefs": [
+                    {
+                        "referenceCategory": "PACKAGE-MANAGER",
+                        "referenceType": "purl",
+                        "referenceLocator": "pkg:golang/example.com/shop",
+                    }
+                ],
+            },
+        ],
+        "relationships": [
+            {
+                "spdxElementId": "SPDXRef-DOCUMENT",
+                "relationshipType": "DESCRIBES",
+                "relatedSpdxElement": "SPDXRef-Image",
+            },
+            {
+                "spdxElementId": "SPDXRef-Image",
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": "SPDXRef-npm-1",
+            },
+            {
+                "spdxElementId": "SPDXRef-Image",
+                "relationshipType": "CONTAINS",
+                "relatedSpdxElement": "SPDXRef-golang-2",
+            },
+        ],
+    }
+
+
+def test_spdx_creation_time_is_utc_whatever_the_local_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    try:
+        with monkeypatch.context() as patched:
+            patched.setenv("TZ", "AHEAD-14")  # POSIX form: local time is 14 hours ahead of UTC
+            time.tzset()
+            before = datetime.now(UTC).replace(microsecond=0)
+            created = spdx_document(REF, _inventory([]))["creationInfo"]["created"]
+            after = datetime.now(UTC)
+    finally:
+        time.tzset()
+    assert before <= datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= after
 
 
 @pytest.mark.parametrize(
