@@ -708,6 +708,52 @@ def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
     ]
 
 
+@pytest.mark.parametrize("length", [True, False], ids=["connection-close", "no-length"])
+def test_an_answer_that_ends_its_connection_is_still_cut_at_its_deadline(length: bool) -> None:
+    # http.client hands the socket to an answer that ends with its connection (Connection:
+    # close, or a body without a length) and drops it from the connection: the watchdog must
+    # cut it where the answer reads, or a server dripping a byte every 0.02 s is never stopped.
+    server = HostileRegistry().start()
+    body = b"{" + b" " * 148 + b"}"  # 3 s of dripping
+    ended: list[str] = []
+
+    def drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", OCI_INDEX)
+        handler.send_header("Connection", "close")
+        if length:
+            handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                ended.append("the client hung up")
+                return
+            time.sleep(0.02)
+        ended.append("all sent")
+
+    server.on(f"/v2/{REPOSITORY}/manifests/v1", drip)
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        run_deadline=time.monotonic() + 0.5,
+        run_limit="the test's 0.5 s",
+    )
+    try:
+        with pytest.raises(registry.TimedOut) as raised:
+            client.get_manifest(parse_reference(ref(server)), "v1")
+        for _ in range(100):  # the server notices the hang-up at its next write or two
+            if ended:
+                break
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert ended == ["the client hung up"]
+    message = f"manifest v1: no complete answer from {server.address} within the test's 0.5 s ("
+    assert str(raised.value).startswith(message), raised.value
+
+
 def test_one_request_has_its_own_deadline(
     hostile: HostileRegistry,
     docker_config: Path,
