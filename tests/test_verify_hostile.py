@@ -42,7 +42,7 @@ from tests.verify_bytes import (
 )
 from verify import cli, deadline, published, registry
 from verify.auth import CredentialResolver
-from verify.digests import sha256_digest
+from verify.digests import SizeMismatch, sha256_digest
 from verify.reference import parse_reference
 
 REPO = Path(__file__).resolve().parent.parent
@@ -708,6 +708,52 @@ def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
     ]
 
 
+@pytest.mark.parametrize("length", [True, False], ids=["connection-close", "no-length"])
+def test_an_answer_that_ends_its_connection_is_still_cut_at_its_deadline(length: bool) -> None:
+    # http.client hands the socket to an answer that ends with its connection (Connection:
+    # close, or a body without a length) and drops it from the connection: the watchdog must
+    # cut it where the answer reads, or a server dripping a byte every 0.02 s is never stopped.
+    server = HostileRegistry().start()
+    body = b"{" + b" " * 148 + b"}"  # 3 s of dripping
+    ended: list[str] = []
+
+    def drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", OCI_INDEX)
+        handler.send_header("Connection", "close")
+        if length:
+            handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                ended.append("the client hung up")
+                return
+            time.sleep(0.02)
+        ended.append("all sent")
+
+    server.on(f"/v2/{REPOSITORY}/manifests/v1", drip)
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        run_deadline=time.monotonic() + 0.5,
+        run_limit="the test's 0.5 s",
+    )
+    try:
+        with pytest.raises(registry.TimedOut) as raised:
+            client.get_manifest(parse_reference(ref(server)), "v1")
+        for _ in range(100):  # the server notices the hang-up at its next write or two
+            if ended:
+                break
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert ended == ["the client hung up"]
+    message = f"manifest v1: no complete answer from {server.address} within the test's 0.5 s ("
+    assert str(raised.value).startswith(message), raised.value
+
+
 def test_one_request_has_its_own_deadline(
     hostile: HostileRegistry,
     docker_config: Path,
@@ -1234,3 +1280,134 @@ def test_an_exported_digest_holding_no_index_is_named(
 
     assert code == published.EXIT_ERROR
     assert stderr == f"verify published: {name}: {name} is a {OCI_MANIFEST}, not an index\n"
+
+
+# 10. The registry client in-process: a blob as sent, its deadline, a config read whole.
+
+CONFIG_DIGEST = "sha256:" + "c" * 64
+
+
+def anonymous_client(
+    run_deadline: float = float("inf"), run_limit: str = "no run deadline"
+) -> registry.RegistryClient:
+    resolver = CredentialResolver(use_gcp=False, environ={})
+    return registry.RegistryClient(resolver, run_deadline=run_deadline, run_limit=run_limit)
+
+
+def test_a_layer_marked_content_encoded_is_read_as_sent(hostile: HostileRegistry) -> None:
+    # Storage may mark a .tar.gz layer `Content-Encoding: gzip`; its digest is of the bytes as
+    # sent, so they are not inflated on the way.
+    path = hostile.blob_path(REPOSITORY, AMD64_LAYER)
+    hostile.on(path, lambda h: h.reply(200, AMD64_LAYER, {"Content-Encoding": "gzip"}))
+    digest = sha256_digest(AMD64_LAYER)
+
+    with anonymous_client().open_blob(
+        parse_reference(ref(hostile)), digest, "the layer", len(AMD64_LAYER)
+    ) as blob:
+        received = b"".join(iter(lambda: blob.read(65536), b""))
+
+    assert received == AMD64_LAYER
+
+
+def test_a_blob_read_of_no_bytes_takes_none_from_the_stream(hostile: HostileRegistry) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    layer = image.layers["arm64"][0]
+
+    with anonymous_client().open_blob(
+        parse_reference(ref(hostile)), sha256_digest(layer), "the layer", len(layer)
+    ) as blob:
+        first = blob.read(10)
+        assert blob.read(0) == b""
+        rest = b"".join(iter(lambda: blob.read(65536), b""))
+
+    assert first + rest == layer
+
+
+def test_the_end_of_a_blob_read_after_its_deadline_is_reported_as_the_deadline(
+    hostile: HostileRegistry,
+) -> None:
+    # The watchdog's cut reads like the end of the body, so an end read once the deadline has
+    # passed is reported as the deadline, with the bytes every read brought.
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    layer = image.layers["arm64"][0]
+    client = anonymous_client(time.monotonic() + 0.3, "the test's 0.3 s")
+    received = b""
+
+    with client.open_blob(
+        parse_reference(ref(hostile)), sha256_digest(layer), "the layer", len(layer)
+    ) as blob:
+        while len(received) < len(layer) and (chunk := blob.read(100)):
+            received += chunk
+        for _ in range(200):
+            if all(watch.expired for watch in client.watchdog.in_flight()):
+                break
+            time.sleep(0.01)
+        with pytest.raises(registry.TimedOut) as raised:
+            blob.read(100)
+        # Inflating bytes already received stops there too.
+        with pytest.raises(registry.TimedOut) as stopped:
+            blob.check_deadline()
+
+    assert received == layer
+    message = re.escape(
+        f"the layer: no complete answer from {hostile.address} within the test's 0.3 s "
+        f"({len(layer)} bytes in "
+    )
+    assert re.fullmatch(message + r"[0-9]+ s\)", str(raised.value)), raised.value
+    assert re.fullmatch(message + r"[0-9]+ s\)", str(stopped.value)), stopped.value
+
+
+def test_a_config_is_fetched_whole_as_any_media_type(hostile: HostileRegistry) -> None:
+    config = b'{"architecture": "arm64", "os": "linux"}'
+    hostile.put(f"/v2/{REPOSITORY}/blobs/{CONFIG_DIGEST}", config, "application/octet-stream")
+
+    document = anonymous_client().get_blob(
+        parse_reference(ref(hostile)), CONFIG_DIGEST, "the config", len(config)
+    )
+
+    assert document.data == config
+    assert [seen.headers.get("Accept") for seen in hostile.seen] == ["*/*"]
+
+
+@pytest.mark.parametrize(
+    ("served", "message"),
+    [
+        (b"{}", "the config is 2 bytes; its descriptor declares 5"),
+        (b'{"a": 1}', "the config goes on after the 5 bytes its descriptor declares"),
+    ],
+    ids=["shorter", "longer"],
+)
+def test_a_config_of_another_size_than_its_descriptor_is_refused(
+    hostile: HostileRegistry, served: bytes, message: str
+) -> None:
+    hostile.put(f"/v2/{REPOSITORY}/blobs/{CONFIG_DIGEST}", served, "application/octet-stream")
+
+    with pytest.raises(SizeMismatch) as raised:
+        anonymous_client().get_blob(parse_reference(ref(hostile)), CONFIG_DIGEST, "the config", 5)
+
+    assert str(raised.value) == message
+
+
+def test_a_config_missing_from_the_registry_is_named(hostile: HostileRegistry) -> None:
+    with pytest.raises(registry.NotFoundError) as raised:
+        anonymous_client().get_blob(parse_reference(ref(hostile)), CONFIG_DIGEST, "the config", 5)
+
+    assert str(raised.value) == "the config not found (HTTP 404: NOT_FOUND unknown)"
+
+
+def test_a_config_declared_over_the_document_bound_is_not_asked_for(
+    hostile: HostileRegistry,
+) -> None:
+    declared = registry.MAX_DOCUMENT_BYTES + 1
+    hostile.put(f"/v2/{REPOSITORY}/blobs/{CONFIG_DIGEST}", b" " * declared, "application/json")
+
+    with pytest.raises(SizeMismatch) as raised:
+        anonymous_client().get_blob(
+            parse_reference(ref(hostile)), CONFIG_DIGEST, "the config", declared
+        )
+
+    assert str(raised.value) == (
+        f"the config: its descriptor declares {declared} bytes; a manifest or config has at "
+        f"most {registry.MAX_DOCUMENT_BYTES}"
+    )
+    assert hostile.seen == []

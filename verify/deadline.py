@@ -43,6 +43,9 @@ class Watch:
     bytes_read: int = 0
     expired: bool = False
     connection: HTTPConnection | None = None
+    sock: socket.socket | None = None
+    """The socket the answer is read from. An answer that ends with its connection
+    (``Connection: close``, or no length) takes the socket over: the connection's is then None."""
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -93,11 +96,11 @@ class Watchdog:
                 for watch in due:
                     watch.expired = True
             for watch in due:
-                _cut(watch.connection)
+                _cut(watch)
 
 
-def _cut(connection: HTTPConnection | None) -> None:
-    sock = getattr(connection, "sock", None) if connection is not None else None
+def _cut(watch: Watch) -> None:
+    sock = watch.sock or getattr(watch.connection, "sock", None)
     if sock is not None:
         # OSError: already closed, so the read it would have interrupted is over.
         with contextlib.suppress(OSError):
@@ -110,16 +113,31 @@ def _attach(connection: HTTPConnection) -> None:
         watch.connection = connection
 
 
+def _hold_socket(connection: HTTPConnection) -> None:
+    """Keep the socket the answer will be read from, before the connection may hand it over."""
+    watch: Watch | None = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.sock = connection.sock
+
+
 class _WatchedHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _hold_socket(self)
+        return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _hold_socket(self)
+        return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPConnectionPool(HTTPConnectionPool):
