@@ -1,17 +1,28 @@
 """The checks: allow-glob semantics of the deep check (absolute paths, ``*`` crossing
-directories), the verification of crafted images in process against a loopback registry, and
-the ``--json`` document a result makes."""
+directories), the verification of crafted images in process against a loopback registry, how
+the registry client reads a manifest or config whole, and the ``--json`` document a result
+makes."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 import tarfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from tests.hostile_registry import OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Handler, HostileRegistry
+from tests.hostile_registry import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Handler,
+    HostileRegistry,
+)
 from tests.verify_bytes import (
     AARCH64,
     X86_64,
@@ -37,11 +48,17 @@ from verify.checks import (
     normalize_allow_glob,
 )
 from verify.contract import RunSummary
-from verify.digests import sha256_digest
+from verify.digests import SizeMismatch, sha256_digest
 from verify.manifests import Descriptor
 from verify.platforms import Platform
-from verify.reference import parse_reference
-from verify.registry import RegistryClient, RetryPolicy
+from verify.reference import Reference, parse_reference
+from verify.registry import (
+    MAX_DOCUMENT_BYTES,
+    RegistryClient,
+    RegistryError,
+    RetryPolicy,
+    TimedOut,
+)
 from verify.report import image_report, printable
 from verify.tarscan import ElfFile
 
@@ -104,8 +121,14 @@ def registry() -> Iterator[HostileRegistry]:
     server.stop()
 
 
-def _client() -> RegistryClient:
-    return RegistryClient(CredentialResolver(use_gcp=False, environ={}), RetryPolicy(attempts=1))
+def _client(seconds: float = float("inf")) -> RegistryClient:
+    """A client that tries once, with the run's deadline ``seconds`` away."""
+    return RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        RetryPolicy(attempts=1),
+        run_deadline=time.monotonic() + seconds,
+        run_limit=f"the test's {seconds:g} s",
+    )
 
 
 def _verify(registry: HostileRegistry, *platforms: Platform, **options: Any) -> ImageResult:
@@ -261,6 +284,94 @@ def test_a_layer_download_that_breaks_off_twice_is_read_again_from_byte_0(
     assert answers == ["broken off", "broken off", "whole"]
 
 
+def _config_manifest(registry: HostileRegistry, config: bytes, declared: int = 0) -> bytes:
+    """Serve an image manifest (no layers) whose config is ``config``, described as ``declared``
+    bytes long (its length if 0); its bytes."""
+    registry.put(registry.blob_path(REPOSITORY, config), config, OCI_CONFIG)
+    described = descriptor(OCI_CONFIG, config)
+    described["size"] = declared or len(config)
+    manifest = json_bytes(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": described, "layers": []}
+    )
+    registry.put(f"/v2/{REPOSITORY}/manifests/{sha256_digest(manifest)}", manifest, OCI_MANIFEST)
+    return manifest
+
+
+def test_the_index_entrys_variant_stands_in_for_a_config_that_declares_none(
+    registry: HostileRegistry,
+) -> None:
+    manifest = _config_manifest(registry, json_bytes({"architecture": "arm", "os": "linux"}))
+    _push_index(registry, ("linux/arm/v7", manifest))
+
+    result = _verify(registry, Platform.of("linux", "arm", "v7"), deep=False)
+
+    assert result.problems == []
+    assert result.platforms == {
+        "linux/arm/v7": PlatformResult(digest=sha256_digest(manifest), config_architecture="arm")
+    }
+
+
+def test_a_config_variant_other_than_the_index_entrys_fails_naming_both(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm", "os": "linux", "variant": "v7"})
+    manifest = _config_manifest(registry, config)
+    _push_index(registry, ("linux/arm/v6", manifest))
+
+    result = _verify(registry, Platform.of("linux", "arm", "v6"), deep=False)
+
+    assert result.problems == [
+        Problem(
+            "linux/arm/v6",
+            "the index entry says linux/arm/v6 but its image config says linux/arm/v7",
+            EXIT_FAILED,
+        )
+    ]
+    assert result.platforms == {
+        "linux/arm/v6": PlatformResult(digest=sha256_digest(manifest), config_architecture="arm")
+    }
+
+
+def test_a_config_longer_than_its_descriptor_fails(registry: HostileRegistry) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    manifest = _config_manifest(registry, config, declared=len(config) - 1)
+    _push_index(registry, ("linux/arm64", manifest))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"config {sha256_digest(config)} goes on after the {len(config) - 1} bytes its "
+            "descriptor declares",
+            EXIT_FAILED,
+        )
+    ]
+
+
+def test_a_config_whose_bytes_differ_from_its_digest_is_an_error(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    manifest = _config_manifest(registry, config)
+    other = config.replace(b", ", b" ,", 1)  # as long, still a valid arm64 config
+    registry.put(registry.blob_path(REPOSITORY, config), other, OCI_CONFIG)
+    _push_index(registry, ("linux/arm64", manifest))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    digest = sha256_digest(config)
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"config {digest}: content digest is {sha256_digest(other)}, expected {digest}",
+            EXIT_ERROR,
+        )
+    ]
+
+
 @pytest.mark.parametrize("sbom", [False, True])
 def test_a_layer_scan_keeps_an_inventory_only_for_an_sbom(
     registry: HostileRegistry, sbom: bool
@@ -281,6 +392,157 @@ def test_a_layer_scan_keeps_an_inventory_only_for_an_sbom(
         assert scan.inventory.files == {"/etc/os-release": os_release}
     else:
         assert scan.inventory is None
+
+
+# Manifests and configs are read whole, bounded by their size and their deadline.
+
+CONFIG_DIGEST = sha256_digest(b"config")
+
+
+def _reference(registry: HostileRegistry) -> Reference:
+    return parse_reference(f"{registry.address}/{REPOSITORY}:v1")
+
+
+def test_a_document_that_goes_on_after_its_size_is_refused_without_reading_on(
+    registry: HostileRegistry,
+) -> None:
+    """Past 64 KiB, the second read asks for the rest and one byte: with that byte the size is
+    known exceeded, so a registry announcing more and sending nothing further cannot hold the
+    request up until its deadline."""
+    size = 70000
+
+    def one_byte_more_then_nothing(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(1 << 20))
+        handler.end_headers()
+        handler.wfile.write(bytes(size + 1))
+        handler.wfile.flush()
+        handler.connection.settimeout(5)
+        with contextlib.suppress(OSError):
+            handler.rfile.read(1)  # until the client hangs up
+
+    registry.on(registry.blob_path(REPOSITORY, b"config"), one_byte_more_then_nothing)
+
+    with pytest.raises(SizeMismatch) as raised:
+        _client(seconds=2).get_blob(_reference(registry), CONFIG_DIGEST, "config c", size)
+
+    assert str(raised.value) == "config c goes on after the 70000 bytes its descriptor declares"
+
+
+def test_a_document_shorter_than_its_descriptor_fails_with_both_sizes(
+    registry: HostileRegistry,
+) -> None:
+    registry.on(registry.blob_path(REPOSITORY, b"config"), lambda h: h.reply(200, b"12345"))
+
+    with pytest.raises(SizeMismatch) as raised:
+        _client().get_blob(_reference(registry), CONFIG_DIGEST, "config c", 8)
+
+    assert str(raised.value) == "config c is 5 bytes; its descriptor declares 8"
+
+
+def test_a_document_whose_connection_breaks_off_is_an_error_naming_it(
+    registry: HostileRegistry,
+) -> None:
+    def half_then_close(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "8")
+        handler.end_headers()
+        handler.wfile.write(b"1234")
+        handler.close_connection = True
+
+    registry.on(registry.blob_path(REPOSITORY, b"config"), half_then_close)
+
+    with pytest.raises(RegistryError) as raised:
+        _client().get_blob(_reference(registry), CONFIG_DIGEST, "config c", 8)
+
+    assert str(raised.value).startswith("config c: download broke off: "), raised.value
+    assert "IncompleteRead(4 bytes read, 4 more expected)" in str(raised.value)
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-bound", "one-byte-over"])
+def test_a_document_of_the_bound_is_read_and_one_byte_more_refused(
+    registry: HostileRegistry, extra: int
+) -> None:
+    body = bytes(MAX_DOCUMENT_BYTES + extra)
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", lambda h: h.reply(200, body))
+
+    if extra:
+        with pytest.raises(RegistryError) as raised:
+            _client().get_manifest(_reference(registry), "v1")
+        assert str(raised.value) == f"manifest v1 is larger than {MAX_DOCUMENT_BYTES} bytes"
+    else:
+        assert _client().get_manifest(_reference(registry), "v1").data == body
+
+
+def test_a_document_sent_with_a_content_encoding_is_read_decoded(
+    registry: HostileRegistry,
+) -> None:
+    index = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+    headers = {"Content-Encoding": "gzip", "Content-Type": OCI_INDEX}
+    registry.on(
+        f"/v2/{REPOSITORY}/manifests/v1", lambda h: h.reply(200, gzip_bytes(index), headers)
+    )
+
+    document = _client().get_manifest(_reference(registry), "v1")
+
+    assert (document.data, document.content_type) == (index, OCI_INDEX)
+
+
+def test_a_document_cut_at_its_deadline_is_reported_with_the_bytes_read(
+    registry: HostileRegistry,
+) -> None:
+    """One chunk of 64 KiB, then the next chunk's size line one character at a time: every
+    socket read gets a byte in time, so only the deadline ends the request, 65536 bytes in."""
+
+    def chunk_then_drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.wfile.write(b"10000\r\n" + bytes(65536) + b"\r\n1;")
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                handler.wfile.write(b"x")  # a chunk extension that never ends
+                handler.wfile.flush()
+                time.sleep(0.05)
+
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", chunk_then_drip)
+
+    with pytest.raises(TimedOut) as raised:
+        _client(seconds=0.4).get_manifest(_reference(registry), "v1")
+
+    message = re.escape(
+        f"manifest v1: no complete answer from {registry.address} within the test's 0.4 s "
+        "(65536 bytes in "
+    )
+    assert re.fullmatch(message + r"[0-9]+ s\)", str(raised.value)), raised.value
+
+
+def test_a_document_ending_with_its_connection_after_its_deadline_is_no_answer(
+    registry: HostileRegistry,
+) -> None:
+    """A body without a length trickles on past the deadline, then its connection closes: that
+    end is no complete answer in time."""
+
+    def trickle_then_close(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(34):  # for 0.85 s, each byte in time for a read
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.025)
+        handler.close_connection = True
+
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", trickle_then_close)
+
+    with pytest.raises(TimedOut) as raised:
+        _client(seconds=0.4).get_manifest(_reference(registry), "v1")
+
+    message = re.escape(
+        f"manifest v1: no complete answer from {registry.address} within the test's 0.4 s ("
+    )
+    assert re.fullmatch(message + r"[0-9]+ bytes in [0-9]+ s\)", str(raised.value)), raised.value
 
 
 # The --json document of a result.
