@@ -1,9 +1,66 @@
-"""Allow-glob semantics of the deep check: absolute paths, ``*`` crossing directories."""
+"""The checks: allow-glob semantics of the deep check (absolute paths, ``*`` crossing
+directories), the verification of crafted images in process against a loopback registry, how
+the registry client reads a manifest or config whole, and the ``--json`` document a result
+makes."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tarfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
-from verify.checks import is_allowed, normalize_allow_glob
-from verify.report import printable
+from tests.hostile_registry import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_LAYER,
+    OCI_MANIFEST,
+    Handler,
+    HostileRegistry,
+)
+from tests.verify_bytes import (
+    AARCH64,
+    X86_64,
+    Entry,
+    descriptor,
+    elf_header,
+    gzip_bytes,
+    json_bytes,
+    tar_bytes,
+)
+from verify.auth import CredentialResolver
+from verify.checks import (
+    EXIT_ERROR,
+    EXIT_FAILED,
+    ElfReport,
+    ImageResult,
+    LayerScanner,
+    Options,
+    PlatformResult,
+    Problem,
+    Verifier,
+    is_allowed,
+    normalize_allow_glob,
+)
+from verify.contract import RunSummary
+from verify.digests import SizeMismatch, sha256_digest
+from verify.manifests import Descriptor
+from verify.platforms import Platform
+from verify.reference import Reference, parse_reference
+from verify.registry import (
+    MAX_DOCUMENT_BYTES,
+    RegistryClient,
+    RegistryError,
+    RetryPolicy,
+    TimedOut,
+)
+from verify.report import image_report, printable
+from verify.tarscan import ElfFile
 
 
 @pytest.mark.parametrize(
@@ -48,3 +105,510 @@ def test_allowed_paths(path: str, allowed: bool) -> None:
 )
 def test_printable_escapes_what_a_terminal_would_act_on(text: str, shown: str) -> None:
     assert printable(text) == shown
+
+
+# The verification in process, against a loopback registry.
+
+REPOSITORY = "shop/app"
+ARM64, AMD64 = Platform.of("linux", "arm64"), Platform.of("linux", "amd64")
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+
+
+@pytest.fixture
+def registry() -> Iterator[HostileRegistry]:
+    server = HostileRegistry().start()
+    yield server
+    server.stop()
+
+
+def _client(seconds: float = float("inf")) -> RegistryClient:
+    """A client that tries once, with the run's deadline ``seconds`` away."""
+    return RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        RetryPolicy(attempts=1),
+        run_deadline=time.monotonic() + seconds,
+        run_limit=f"the test's {seconds:g} s",
+    )
+
+
+def _verify(registry: HostileRegistry, *platforms: Platform, **options: Any) -> ImageResult:
+    """Verify ``REPOSITORY:v1`` of ``registry`` for ``platforms``."""
+    text = f"{registry.address}/{REPOSITORY}:v1"
+    verifier = Verifier(_client(), Options(platforms=platforms, **options), layer_workers=2)
+    return verifier.verify_all([(text, parse_reference(text))])[0]
+
+
+def _push_index(registry: HostileRegistry, *entries: tuple[str, bytes]) -> None:
+    """Serve an OCI index at ``v1`` of ``(platform, image manifest)`` entries."""
+    manifests = [descriptor(OCI_MANIFEST, manifest, platform) for platform, manifest in entries]
+    index = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", index, OCI_INDEX)
+
+
+def _arm64_manifest(registry: HostileRegistry, *layers: bytes) -> bytes:
+    """Serve an arm64 image of ``layers`` (its config, blobs and manifest); its manifest."""
+    return registry.image(REPOSITORY, "arm64-only", {"arm64": layers}).manifests["arm64"]
+
+
+ARM64_LAYER = gzip_bytes(tar_bytes([Entry("bin/app", elf_header(AARCH64))]))
+
+
+def test_a_hard_link_to_an_elf_file_of_a_lower_layer_is_checked_with_its_machine(
+    registry: HostileRegistry,
+) -> None:
+    lower = gzip_bytes(
+        tar_bytes(
+            [
+                Entry("bin/app", elf_header(AARCH64)),
+                Entry("opt/cross/tool", elf_header(X86_64)),
+                Entry("etc/motd", b"hello"),
+            ]
+        )
+    )
+    upper = gzip_bytes(
+        tar_bytes(
+            [
+                Entry("usr/bin/app", kind=tarfile.LNKTYPE, target="bin/app"),
+                Entry("usr/bin/tool", kind=tarfile.LNKTYPE, target="opt/cross/tool"),
+                Entry("etc/issue", kind=tarfile.LNKTYPE, target="etc/motd"),  # no ELF file
+            ]
+        )
+    )
+    registry.image(REPOSITORY, "v1", {"arm64": [lower, upper]})
+
+    result = _verify(registry, ARM64, deep=True, allow=("/opt/cross/*",))
+
+    # /opt/cross/tool is allowed; the other name of its bytes is not.
+    tool = ElfFile("/usr/bin/tool", X86_64, link_target="/opt/cross/tool")
+    elf = result.platforms["linux/arm64"].elf
+    assert elf == ElfReport(checked=4, mismatched=1, first_mismatches=[tool])
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            "/usr/bin/tool (a hard link to /opt/cross/tool) is an ELF binary for x86-64, "
+            "expected AArch64",
+            EXIT_FAILED,
+        )
+    ]
+
+
+def test_a_platform_entry_the_registry_serves_as_a_manifest_list_fails_naming_that_type(
+    registry: HostileRegistry,
+) -> None:
+    # No mediaType field and a shape of an image manifest: the Content-Type decides.
+    document = json_bytes({"schemaVersion": 2, "layers": []})
+    digest = sha256_digest(document)
+    registry.put(f"/v2/{REPOSITORY}/manifests/{digest}", document, DOCKER_MANIFEST_LIST)
+    _push_index(registry, ("linux/arm64", document))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"{digest} has media type {DOCKER_MANIFEST_LIST!r}, not an image manifest",
+            EXIT_FAILED,
+        )
+    ]
+    assert result.exit_code == EXIT_FAILED
+
+
+def test_a_malformed_platform_manifest_is_an_error_and_the_next_platform_is_still_verified(
+    registry: HostileRegistry,
+) -> None:
+    arm64 = _arm64_manifest(registry, ARM64_LAYER)
+    malformed = json_bytes({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": []})
+    registry.put(f"/v2/{REPOSITORY}/manifests/{sha256_digest(malformed)}", malformed, OCI_MANIFEST)
+    _push_index(registry, ("linux/amd64", malformed), ("linux/arm64", arm64))
+
+    result = _verify(registry, AMD64, ARM64, deep=False)
+
+    assert result.problems == [
+        Problem(
+            "linux/amd64",
+            f"manifest {sha256_digest(malformed)}: image manifest config is not a JSON object",
+            EXIT_ERROR,
+        )
+    ]
+    assert result.platforms == {
+        "linux/arm64": PlatformResult(digest=sha256_digest(arm64), config_architecture="arm64")
+    }
+    assert result.exit_code == EXIT_ERROR
+
+
+def test_a_platform_manifest_whose_bytes_differ_from_its_digest_is_an_error(
+    registry: HostileRegistry,
+) -> None:
+    manifest = _arm64_manifest(registry, ARM64_LAYER)
+    digest = sha256_digest(manifest)
+    # Still a valid manifest of the same image, and as long: only its digest tells.
+    other = manifest.replace(b", ", b" ,", 1)
+    registry.put(f"/v2/{REPOSITORY}/manifests/{digest}", other, OCI_MANIFEST)
+    _push_index(registry, ("linux/arm64", manifest))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"manifest: content digest is {sha256_digest(other)}, expected {digest}",
+            EXIT_ERROR,
+        )
+    ]
+
+
+def test_a_layer_download_that_breaks_off_twice_is_read_again_from_byte_0(
+    registry: HostileRegistry,
+) -> None:
+    manifest = _arm64_manifest(registry, ARM64_LAYER)
+    _push_index(registry, ("linux/arm64", manifest))
+    answers: list[str] = []
+
+    def break_off_twice(handler: Handler) -> None:
+        whole = len(answers) == 2
+        answers.append("whole" if whole else "broken off")
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(ARM64_LAYER)))
+        handler.end_headers()
+        handler.wfile.write(ARM64_LAYER if whole else ARM64_LAYER[: len(ARM64_LAYER) // 2])
+        handler.close_connection = True
+
+    registry.on(registry.blob_path(REPOSITORY, ARM64_LAYER), break_off_twice)
+
+    result = _verify(registry, ARM64, deep=True)
+
+    assert result.problems == []
+    assert result.platforms["linux/arm64"].elf == ElfReport(checked=1)
+    assert answers == ["broken off", "broken off", "whole"]
+
+
+def _config_manifest(registry: HostileRegistry, config: bytes, declared: int = 0) -> bytes:
+    """Serve an image manifest (no layers) whose config is ``config``, described as ``declared``
+    bytes long (its length if 0); its bytes."""
+    registry.put(registry.blob_path(REPOSITORY, config), config, OCI_CONFIG)
+    described = descriptor(OCI_CONFIG, config)
+    described["size"] = declared or len(config)
+    manifest = json_bytes(
+        {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": described, "layers": []}
+    )
+    registry.put(f"/v2/{REPOSITORY}/manifests/{sha256_digest(manifest)}", manifest, OCI_MANIFEST)
+    return manifest
+
+
+def test_the_index_entrys_variant_stands_in_for_a_config_that_declares_none(
+    registry: HostileRegistry,
+) -> None:
+    manifest = _config_manifest(registry, json_bytes({"architecture": "arm", "os": "linux"}))
+    _push_index(registry, ("linux/arm/v7", manifest))
+
+    result = _verify(registry, Platform.of("linux", "arm", "v7"), deep=False)
+
+    assert result.problems == []
+    assert result.platforms == {
+        "linux/arm/v7": PlatformResult(digest=sha256_digest(manifest), config_architecture="arm")
+    }
+
+
+def test_a_config_variant_other_than_the_index_entrys_fails_naming_both(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm", "os": "linux", "variant": "v7"})
+    manifest = _config_manifest(registry, config)
+    _push_index(registry, ("linux/arm/v6", manifest))
+
+    result = _verify(registry, Platform.of("linux", "arm", "v6"), deep=False)
+
+    assert result.problems == [
+        Problem(
+            "linux/arm/v6",
+            "the index entry says linux/arm/v6 but its image config says linux/arm/v7",
+            EXIT_FAILED,
+        )
+    ]
+    assert result.platforms == {
+        "linux/arm/v6": PlatformResult(digest=sha256_digest(manifest), config_architecture="arm")
+    }
+
+
+def test_a_config_longer_than_its_descriptor_fails(registry: HostileRegistry) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    manifest = _config_manifest(registry, config, declared=len(config) - 1)
+    _push_index(registry, ("linux/arm64", manifest))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"config {sha256_digest(config)} goes on after the {len(config) - 1} bytes its "
+            "descriptor declares",
+            EXIT_FAILED,
+        )
+    ]
+
+
+def test_a_config_whose_bytes_differ_from_its_digest_is_an_error(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    manifest = _config_manifest(registry, config)
+    other = config.replace(b", ", b" ,", 1)  # as long, still a valid arm64 config
+    registry.put(registry.blob_path(REPOSITORY, config), other, OCI_CONFIG)
+    _push_index(registry, ("linux/arm64", manifest))
+
+    result = _verify(registry, ARM64, deep=False)
+
+    digest = sha256_digest(config)
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"config {digest}: content digest is {sha256_digest(other)}, expected {digest}",
+            EXIT_ERROR,
+        )
+    ]
+
+
+@pytest.mark.parametrize("sbom", [False, True])
+def test_a_layer_scan_keeps_an_inventory_only_for_an_sbom(
+    registry: HostileRegistry, sbom: bool
+) -> None:
+    """Without --sbom nothing of the content is kept (package files, jars read whole)."""
+    os_release = b"ID=alpine\n"
+    layer = gzip_bytes(tar_bytes([Entry("etc/os-release", os_release)]))
+    registry.put(registry.blob_path(REPOSITORY, layer), layer, OCI_LAYER)
+    reference = parse_reference(f"{registry.address}/{REPOSITORY}:v1")
+    blob = Descriptor(OCI_LAYER, sha256_digest(layer), len(layer), None, {})
+    with ThreadPoolExecutor(1) as pool:
+        scanner = LayerScanner(_client(), pool, attempts=1, max_bytes=1 << 20, sbom=sbom)
+        scan = scanner.scan(reference, blob).result()
+
+    assert scan.regular_files == 1
+    if sbom:
+        assert scan.inventory is not None
+        assert scan.inventory.files == {"/etc/os-release": os_release}
+    else:
+        assert scan.inventory is None
+
+
+# Manifests and configs are read whole, bounded by their size and their deadline.
+
+CONFIG_DIGEST = sha256_digest(b"config")
+
+
+def _reference(registry: HostileRegistry) -> Reference:
+    return parse_reference(f"{registry.address}/{REPOSITORY}:v1")
+
+
+def test_a_document_that_goes_on_after_its_size_is_refused_without_reading_on(
+    registry: HostileRegistry,
+) -> None:
+    """Past 64 KiB, the second read asks for the rest and one byte: with that byte the size is
+    known exceeded, so a registry announcing more and sending nothing further cannot hold the
+    request up until its deadline."""
+    size = 70000
+
+    def one_byte_more_then_nothing(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(1 << 20))
+        handler.end_headers()
+        handler.wfile.write(bytes(size + 1))
+        handler.wfile.flush()
+        handler.connection.settimeout(5)
+        with contextlib.suppress(OSError):
+            handler.rfile.read(1)  # until the client hangs up
+
+    registry.on(registry.blob_path(REPOSITORY, b"config"), one_byte_more_then_nothing)
+
+    with pytest.raises(SizeMismatch) as raised:
+        _client(seconds=2).get_blob(_reference(registry), CONFIG_DIGEST, "config c", size)
+
+    assert str(raised.value) == "config c goes on after the 70000 bytes its descriptor declares"
+
+
+def test_a_document_shorter_than_its_descriptor_fails_with_both_sizes(
+    registry: HostileRegistry,
+) -> None:
+    registry.on(registry.blob_path(REPOSITORY, b"config"), lambda h: h.reply(200, b"12345"))
+
+    with pytest.raises(SizeMismatch) as raised:
+        _client().get_blob(_reference(registry), CONFIG_DIGEST, "config c", 8)
+
+    assert str(raised.value) == "config c is 5 bytes; its descriptor declares 8"
+
+
+def test_a_document_whose_connection_breaks_off_is_an_error_naming_it(
+    registry: HostileRegistry,
+) -> None:
+    def half_then_close(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", "8")
+        handler.end_headers()
+        handler.wfile.write(b"1234")
+        handler.close_connection = True
+
+    registry.on(registry.blob_path(REPOSITORY, b"config"), half_then_close)
+
+    with pytest.raises(RegistryError) as raised:
+        _client().get_blob(_reference(registry), CONFIG_DIGEST, "config c", 8)
+
+    assert str(raised.value).startswith("config c: download broke off: "), raised.value
+    assert "IncompleteRead(4 bytes read, 4 more expected)" in str(raised.value)
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-bound", "one-byte-over"])
+def test_a_document_of_the_bound_is_read_and_one_byte_more_refused(
+    registry: HostileRegistry, extra: int
+) -> None:
+    body = bytes(MAX_DOCUMENT_BYTES + extra)
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", lambda h: h.reply(200, body))
+
+    if extra:
+        with pytest.raises(RegistryError) as raised:
+            _client().get_manifest(_reference(registry), "v1")
+        assert str(raised.value) == f"manifest v1 is larger than {MAX_DOCUMENT_BYTES} bytes"
+    else:
+        assert _client().get_manifest(_reference(registry), "v1").data == body
+
+
+def test_a_document_sent_with_a_content_encoding_is_read_decoded(
+    registry: HostileRegistry,
+) -> None:
+    index = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+    headers = {"Content-Encoding": "gzip", "Content-Type": OCI_INDEX}
+    registry.on(
+        f"/v2/{REPOSITORY}/manifests/v1", lambda h: h.reply(200, gzip_bytes(index), headers)
+    )
+
+    document = _client().get_manifest(_reference(registry), "v1")
+
+    assert (document.data, document.content_type) == (index, OCI_INDEX)
+
+
+def test_a_document_cut_at_its_deadline_is_reported_with_the_bytes_read(
+    registry: HostileRegistry,
+) -> None:
+    """One chunk of 64 KiB, then the next chunk's size line one character at a time: every
+    socket read gets a byte in time, so only the deadline ends the request, 65536 bytes in."""
+
+    def chunk_then_drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        handler.wfile.write(b"10000\r\n" + bytes(65536) + b"\r\n1;")
+        with contextlib.suppress(OSError):
+            for _ in range(100):
+                handler.wfile.write(b"x")  # a chunk extension that never ends
+                handler.wfile.flush()
+                time.sleep(0.05)
+
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", chunk_then_drip)
+
+    with pytest.raises(TimedOut) as raised:
+        _client(seconds=0.4).get_manifest(_reference(registry), "v1")
+
+    message = re.escape(
+        f"manifest v1: no complete answer from {registry.address} within the test's 0.4 s "
+        "(65536 bytes in "
+    )
+    assert re.fullmatch(message + r"[0-9]+ s\)", str(raised.value)), raised.value
+
+
+def test_a_document_ending_with_its_connection_after_its_deadline_is_no_answer(
+    registry: HostileRegistry,
+) -> None:
+    """A body without a length trickles on past the deadline, then its connection closes: that
+    end is no complete answer in time."""
+
+    def trickle_then_close(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Connection", "close")
+        handler.end_headers()
+        with contextlib.suppress(OSError):
+            for _ in range(34):  # for 0.85 s, each byte in time for a read
+                handler.wfile.write(b" ")
+                handler.wfile.flush()
+                time.sleep(0.025)
+        handler.close_connection = True
+
+    registry.on(f"/v2/{REPOSITORY}/manifests/v1", trickle_then_close)
+
+    with pytest.raises(TimedOut) as raised:
+        _client(seconds=0.4).get_manifest(_reference(registry), "v1")
+
+    message = re.escape(
+        f"manifest v1: no complete answer from {registry.address} within the test's 0.4 s ("
+    )
+    assert re.fullmatch(message + r"[0-9]+ bytes in [0-9]+ s\)", str(raised.value)), raised.value
+
+
+# The --json document of a result.
+
+STARTED = RunSummary(ok=True, probe="tcp:8080", seconds=1.5, exit_code=None, log_tail=("up",))
+
+
+def _two_platform_result() -> ImageResult:
+    return ImageResult(
+        ref="r.example/shop/app:v1",
+        digest="sha256:" + "0" * 64,
+        media_type=OCI_INDEX,
+        platforms={
+            "linux/amd64": PlatformResult("sha256:" + "1" * 64, "amd64"),
+            "linux/arm64": PlatformResult("sha256:" + "2" * 64, "arm64"),
+        },
+    )
+
+
+def test_the_report_carries_the_run_of_each_started_platform() -> None:
+    report = image_report(_two_platform_result(), {"linux/arm64": STARTED})
+    assert {name: platform.run for name, platform in report.platforms.items()} == {
+        "linux/amd64": None,
+        "linux/arm64": STARTED,
+    }
+
+
+def test_a_report_without_runs_has_no_run_anywhere() -> None:
+    report = image_report(_two_platform_result())
+    assert [platform.run for platform in report.platforms.values()] == [None, None]
+
+
+def test_the_json_document_is_indented_by_two_spaces() -> None:
+    result = _two_platform_result()
+    result.platforms["linux/arm64"].elf = ElfReport(checked=3)
+    report = image_report(result, {"linux/arm64": STARTED})
+    assert report.to_json() == (
+        "{\n"
+        '  "ref": "r.example/shop/app:v1",\n'
+        f'  "digest": "sha256:{"0" * 64}",\n'
+        f'  "mediaType": "{OCI_INDEX}",\n'
+        '  "platforms": {\n'
+        '    "linux/amd64": {\n'
+        f'      "digest": "sha256:{"1" * 64}",\n'
+        '      "configArchitecture": "amd64",\n'
+        '      "elf": null\n'
+        "    },\n"
+        '    "linux/arm64": {\n'
+        f'      "digest": "sha256:{"2" * 64}",\n'
+        '      "configArchitecture": "arm64",\n'
+        '      "elf": {\n'
+        '        "checked": 3,\n'
+        '        "mismatched": 0,\n'
+        '        "mismatchedPaths": []\n'
+        "      },\n"
+        '      "run": {\n'
+        '        "ok": true,\n'
+        '        "probe": "tcp:8080",\n'
+        '        "seconds": 1.5,\n'
+        '        "exitCode": null,\n'
+        '        "logTail": [\n'
+        '          "up"\n'
+        "        ]\n"
+        "      }\n"
+        "    }\n"
+        "  },\n"
+        '  "attestations": 0\n'
+        "}"
+    )

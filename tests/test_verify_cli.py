@@ -16,6 +16,7 @@ import pytest
 from tests.cli_help import help_of
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from verify import cli, published
+from verify.checks import ImageResult, Verifier
 from verify.digests import sha256_digest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,3 +371,27 @@ def test_verify_help_names_every_option(
         "  --jobs N              with --run: platforms started at once (default: the\n"
         "                        number of CPUs)\n"
     )
+
+
+def test_a_bug_in_the_checks_exits_2_with_its_own_traceback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checks run in a worker thread; what it raises is raised again in the main thread,
+    where it is reported as an internal error (exit 2, never 1: not a verdict on the image)."""
+
+    def fail(_verifier: Verifier, _refs: object) -> list[ImageResult]:
+        raise RuntimeError("a bug in the checks")
+
+    monkeypatch.setattr(Verifier, "verify_all", fail)
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+
+    assert cli.main([f"127.0.0.1:{closed_port()}/a:1"]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("Traceback (most recent call last):\n"), captured.err
+    assert captured.err.endswith(
+        "RuntimeError: a bug in the checks\nverify: internal error (see the traceback above)\n"
+    ), captured.err
