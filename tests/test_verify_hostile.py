@@ -13,10 +13,12 @@ import json
 import os
 import re
 import resource
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -585,6 +587,36 @@ def test_work_no_deadline_can_interrupt_ends_at_the_run_timeout(
         f"verify: --timeout 1 s reached; still busy with manifest v1 from {hostile.address} ("
     )
     assert_clean(result)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_verification_ends_at_once_with_130(
+    hostile: HostileRegistry, docker_config: Path, stop: signal.Signals
+) -> None:
+    # A request in flight would hold the process until its deadline (here a minute away).
+    asked = threading.Event()
+
+    def hold(handler: Handler) -> None:
+        asked.set()
+        _drip_body(handler)
+
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v1", hold)
+    environment = {**os.environ, "DOCKER_CONFIG": str(docker_config)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "verify", ref(hostile), "--timeout", "60"],
+        cwd=REPO,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert asked.wait(30), "the manifest was never asked for"
+        child.send_signal(stop)
+        out, err = child.communicate(timeout=20)
+    finally:
+        child.kill()
+    assert (child.returncode, out, err) == (130, "", "verify: interrupted\n")
 
 
 def test_the_requests_in_flight_are_named_oldest_first_with_their_progress() -> None:

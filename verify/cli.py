@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -64,6 +65,9 @@ LAYER_WORKERS = min(8, 2 * (os.cpu_count() or 1))
 
 STOP_GRACE_SECONDS = 10.0
 """After ``--timeout``, how long the run may take to report its timed-out requests itself."""
+
+EXIT_INTERRUPTED = 130
+"""Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it)."""
 
 _SIZE = re.compile(r"([0-9]{1,20})(KiB|MiB|GiB|TiB)?")
 _SIZE_UNITS = {None: 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -239,7 +243,14 @@ def _run_within(
 
     worker = threading.Thread(target=work, name="verify", daemon=True)
     worker.start()
-    worker.join(seconds + STOP_GRACE_SECONDS)
+    try:
+        with _sigterm_interrupts():
+            worker.join(seconds + STOP_GRACE_SECONDS)
+    except KeyboardInterrupt:
+        # The requests in flight would hold the process until their deadline: it ends now.
+        print("verify: interrupted", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
     if worker.is_alive():
         busy = [watch.describe() for watch in client.watchdog.in_flight()] or ["layer scans"]
         for item in busy:
@@ -326,7 +337,7 @@ def main(argv: Sequence[str]) -> int:
             return EXIT_ERROR
         except KeyboardInterrupt:
             print("verify: interrupted; the run's containers were removed", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         except Exception:
             traceback.print_exc()
             print("verify: internal error in --run (see the traceback above)", file=sys.stderr)
@@ -398,11 +409,19 @@ def _run_images(
         ref.registry: credentials.for_registry(ref.registry) if explicit else None for ref in refs
     }
 
+    with _sigterm_interrupts():
+        return run.run_verified(results, refs, options, logins, run.RunSession())
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the block like Ctrl-C (a KeyboardInterrupt in the main thread)."""
+
     def interrupt(_signal: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        return run.run_verified(results, refs, options, logins, run.RunSession())
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
