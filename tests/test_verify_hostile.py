@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import urllib3
 import zstandard
 from urllib3.connection import HTTPConnection
 
@@ -1441,5 +1442,127 @@ def test_a_config_declared_over_the_document_bound_is_not_asked_for(
     assert str(raised.value) == (
         f"the config: its descriptor declares {declared} bytes; a manifest or config has at "
         f"most {registry.MAX_DOCUMENT_BYTES}"
+    )
+    assert hostile.seen == []
+
+
+# 11. Origins, deadlines and document bounds of the registry client, in-process.
+
+
+@pytest.mark.parametrize(
+    ("url", "other", "same"),
+    [
+        ("https://r.example/v2/a", "https://R.Example/v2/b?n=1", True),
+        ("http://127.0.0.1:5000/v2/", "http://127.0.0.2:5000/v2/", False),
+        # urllib3 encodes the second with IDNA 2008 (xn--strae-oqa.example): another host.
+        ("https://strasse.example/v2/", "https://stra\u00dfe.example/v2/", False),
+        ("https://r.example/v2/", "http://r.example/v2/", False),
+        ("https://r.example/v2/", "https://r.example:8443/v2/", False),
+    ],
+    ids=["host-case-and-path", "host", "unicode-host", "scheme", "port"],
+)
+def test_urls_share_an_origin_only_with_the_same_scheme_host_and_port(
+    url: str, other: str, same: bool
+) -> None:
+    # The origin decides whether Authorization follows a redirect and whose 401 is answered.
+    assert (registry.origin_of(url) == registry.origin_of(other)) is same
+
+
+def test_a_request_whose_deadline_has_passed_is_not_sent(hostile: HostileRegistry) -> None:
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    layer = image.layers["arm64"][0]
+    client = anonymous_client(time.monotonic() - 1, "the test's deadline")
+
+    with (
+        pytest.raises(registry.TimedOut) as raised,
+        client.open_blob(
+            parse_reference(ref(hostile)), sha256_digest(layer), "the layer", len(layer)
+        ),
+    ):
+        pass
+
+    assert str(raised.value) == (
+        f"the layer: no complete answer from {hostile.address} within the test's deadline "
+        "(0 bytes in 0 s)"
+    )
+    assert hostile.seen == []
+
+
+def test_a_body_dripping_on_a_kept_alive_http_connection_is_cut_at_its_deadline() -> None:
+    # A drip of one byte every 0.02 s never trips a read timeout; with a Content-Length the
+    # connection keeps its socket, and the watchdog cuts that socket at the deadline.
+    server = HostileRegistry().start()
+    body = b"{" + b" " * 148 + b"}"  # 3 s of dripping
+    ended: list[str] = []
+
+    def drip(handler: Handler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Type", OCI_INDEX)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            try:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+            except OSError:
+                ended.append("the client hung up")
+                return
+            time.sleep(0.02)
+        ended.append("all sent")
+
+    server.on(f"/v2/{REPOSITORY}/manifests/v1", drip)
+    client = anonymous_client(time.monotonic() + 0.3, "the test's 0.3 s")
+    try:
+        with pytest.raises(registry.TimedOut) as raised:
+            client.get_manifest(parse_reference(ref(server)), "v1")
+        for _ in range(100):  # the server notices the hang-up at its next write or two
+            if ended:
+                break
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    assert ended == ["the client hung up"]
+    message = f"manifest v1: no complete answer from {server.address} within the test's 0.3 s ("
+    assert str(raised.value).startswith(message), raised.value
+
+
+def test_a_watched_pool_sends_outside_any_watch(hostile: HostileRegistry) -> None:
+    # The connections attach to the watch of their request only when there is one; a thread
+    # that never opened a watch sends as any pool would.
+    hostile.on("/ping", lambda h: h.reply(200, b"pong"))
+    pool = urllib3.PoolManager()
+    pool.pool_classes_by_scheme = deadline.watched_pool_classes()
+    answers: list[tuple[int, bytes]] = []
+
+    def ping() -> None:
+        response = pool.request("GET", f"{hostile.url}/ping", retries=False, timeout=5)
+        answers.append((response.status, response.data))
+
+    thread = threading.Thread(target=ping)
+    thread.start()
+    thread.join(10)
+    pool.clear()
+
+    assert answers == [(200, b"pong")]
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at-the-bound", "one-byte-over"])
+def test_a_manifest_declared_at_the_document_bound_is_read_and_one_over_it_not_asked_for(
+    hostile: HostileRegistry, extra: int
+) -> None:
+    declared = registry.MAX_DOCUMENT_BYTES + extra
+    digest = "sha256:" + "d" * 64
+    body = b" " * declared
+    hostile.put(f"/v2/{REPOSITORY}/manifests/{digest}", body, OCI_INDEX)
+    reference = parse_reference(ref(hostile))
+
+    if not extra:
+        assert anonymous_client().get_manifest(reference, digest, declared).data == body
+        return
+    with pytest.raises(SizeMismatch) as raised:
+        anonymous_client().get_manifest(reference, digest, declared)
+    assert str(raised.value) == (
+        f"manifest {digest}: its descriptor declares {declared} bytes; a manifest or config has "
+        f"at most {registry.MAX_DOCUMENT_BYTES}"
     )
     assert hostile.seen == []
