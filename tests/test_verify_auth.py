@@ -498,3 +498,76 @@ def test_a_challenge_of_no_known_scheme_is_quoted_up_to_200_characters(tmp_path:
     assert str(refused.value) == (
         f"{registry.address} answered 401 with no usable challenge ({quoted!r})"
     )
+
+
+def test_a_401_from_the_host_a_request_was_redirected_to_is_not_answered(tmp_path: Path) -> None:
+    """Its challenge names a token realm of its own: neither that realm nor the host is asked
+    again, and the refusal names the host, not the registry."""
+    registry = HostileRegistry().start()
+    other = HostileRegistry(host="127.0.0.2").start()
+    registry.on(
+        "/v2/shop/app/manifests/v1",
+        lambda handler: handler.reply(307, headers={"Location": f"{other.url}/storage/m"}),
+    )
+    challenge = f'Bearer realm="{other.url}/token",service="x"'
+    other.on("/storage/m", lambda h: h.reply(401, b"{}", {"WWW-Authenticate": challenge}))
+    other.on("/token", lambda h: h.reply(200, json.dumps({"token": "stolen"}).encode()))
+    environ = _write_config(
+        tmp_path, {"auths": {registry.address: {"username": "alice", "password": SECRET}}}
+    )
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    try:
+        with pytest.raises(AuthError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+        other.stop()
+    assert str(refused.value) == (
+        f"manifest v1: {other.address}, where {registry.address} redirected the request, asks "
+        f"for credentials; they are only ever sent to {registry.address}"
+    )
+    assert [s.path for s in other.seen] == ["/storage/m"]
+    assert other.authorizations() == []
+
+
+def test_a_401_without_a_challenge_is_refused_quoting_the_missing_header_as_empty(
+    tmp_path: Path,
+) -> None:
+    registry = HostileRegistry().start()
+    registry.on("/v2/shop/app/manifests/v1", lambda handler: handler.reply(401, b"{}"))
+    environ = _write_config(tmp_path, {})
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    try:
+        with pytest.raises(AuthError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+    assert str(refused.value) == f"{registry.address} answered 401 with no usable challenge ('')"
+    assert len(registry.seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "login"), [(401, True), (403, False)], ids=["401-login", "403-anonymous"]
+)
+def test_a_refusal_names_whose_credentials_were_refused_and_the_registrys_error(
+    tmp_path: Path, status: int, login: bool
+) -> None:
+    """A 401 is answered once (here with the Docker login the basic challenge asks for); a
+    second 401, like a 403, is a refusal naming where the credentials came from, if any."""
+    registry = HostileRegistry().start()
+    body = b'{"errors": [{"code": "DENIED", "message": "no"}]}'
+    challenge = {"WWW-Authenticate": 'Basic realm="r"'}
+    registry.on("/v2/shop/app/manifests/v1", lambda handler: handler.reply(status, body, challenge))
+    auths = {registry.address: {"username": "alice", "password": SECRET}} if login else {}
+    environ = _write_config(tmp_path, {"auths": auths})
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    try:
+        with pytest.raises(AuthError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+    who = f"credentials from {tmp_path}/config.json auths[{registry.address!r}]"
+    assert str(refused.value) == (
+        f"manifest v1: {who if login else 'anonymous'} refused (HTTP {status}: DENIED no)"
+    )
+    assert len(registry.seen) == (2 if login else 1)

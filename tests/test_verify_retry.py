@@ -2,13 +2,15 @@
 request given up names the registry's error from the last answer's (bounded) body."""
 
 import gzip
+import time
 
 import pytest
 
 from tests.hostile_registry import HostileRegistry
+from tests.test_verify_cli import closed_port
 from verify.auth import CredentialResolver
 from verify.reference import parse_reference
-from verify.registry import RegistryClient, RegistryError, RetryPolicy
+from verify.registry import RegistryClient, RegistryError, RetryPolicy, TimedOut
 
 DENIED = b'{"errors": [{"code": "UNAVAILABLE", "message": "busy, try later"}]}'
 
@@ -68,3 +70,63 @@ def test_each_tries_answer_is_named_with_the_registrys_error_detail(
         registry.stop()
     assert str(failed.value) == f"manifest v1: HTTP 503{detail} (gave up after 2 tries)"
     assert len(registry.seen) == 2
+
+
+def test_a_connection_that_fails_is_given_up_naming_the_error() -> None:
+    address = f"127.0.0.1:{closed_port()}"
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ={}), RetryPolicy(attempts=1))
+    with pytest.raises(RegistryError) as failed:
+        client.get_manifest(parse_reference(f"{address}/shop/app:v1"), "v1")
+    message = str(failed.value)
+    assert message.startswith("manifest v1: connection failed: ")
+    assert message.endswith("Connection refused (gave up after 1 tries)")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "given_up"),
+    [(1, "HTTP 503 (gave up after 1 tries)"), (2, "no complete answer from {} within 3 s")],
+    ids=["last-try", "before-a-retry"],
+)
+def test_a_retry_after_longer_than_the_time_left_ends_the_request_unless_none_is_left(
+    attempts: int, given_up: str
+) -> None:
+    """The server's Retry-After is the wait before the next try, not the (tiny) backoff: one
+    that would pass the deadline times the request out at once. After the last try nothing
+    is awaited: the request is given up with the last answer."""
+    registry = HostileRegistry().start()
+    registry.on(
+        "/v2/shop/app/manifests/v1",
+        lambda handler: handler.reply(503, b"", {"Retry-After": "4"}),
+    )
+    client = RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}),
+        RetryPolicy(attempts=attempts, base_delay=0.001),
+        run_deadline=time.monotonic() + 3,
+        run_limit="3 s",
+    )
+    try:
+        with pytest.raises(RegistryError) as failed:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+    assert str(failed.value).startswith(f"manifest v1: {given_up.format(registry.address)}")
+    assert isinstance(failed.value, TimedOut) == (attempts == 2)
+    assert len(registry.seen) == 1
+
+
+def test_a_redirect_that_cannot_be_followed_is_refused_at_once_naming_the_request() -> None:
+    registry = HostileRegistry().start()
+    registry.on(
+        "/v2/shop/app/manifests/v1",
+        lambda handler: handler.reply(307, headers={"Location": "ftp://127.0.0.1/m"}),
+    )
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
+    try:
+        with pytest.raises(RegistryError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        registry.stop()
+    assert (
+        str(refused.value) == "manifest v1: redirected to 'ftp://127.0.0.1/m', not an http(s) URL"
+    )
+    assert len(registry.seen) == 1  # not a transient failure: not tried again
