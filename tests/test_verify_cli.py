@@ -1,13 +1,17 @@
 """The CLI's argument checks and exit codes, run as a real process (no registry needed); those
-of `verify published` also in process, with its help and a loopback registry's login."""
+of `verify published` also in process, with its help and a loopback registry's login; the
+checks' worker thread and the run's hard stop at --timeout in process, with the checks faked."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -373,6 +377,12 @@ def test_verify_help_names_every_option(
     )
 
 
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+
+
 def test_a_bug_in_the_checks_exits_2_with_its_own_traceback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -383,9 +393,7 @@ def test_a_bug_in_the_checks_exits_2_with_its_own_traceback(
         raise RuntimeError("a bug in the checks")
 
     monkeypatch.setattr(Verifier, "verify_all", fail)
-    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    clean_environment(monkeypatch, tmp_path)
 
     assert cli.main([f"127.0.0.1:{closed_port()}/a:1"]) == 2
 
@@ -395,3 +403,87 @@ def test_a_bug_in_the_checks_exits_2_with_its_own_traceback(
     assert captured.err.endswith(
         "RuntimeError: a bug in the checks\nverify: internal error (see the traceback above)\n"
     ), captured.err
+
+
+class HardStop(BaseException):
+    """Raised in place of ``os._exit``, which would end pytest too."""
+
+
+def hard_stop(code: int) -> None:
+    raise HardStop(code)
+
+
+@pytest.mark.parametrize(
+    ("requests", "busy"),
+    [
+        ([], ["layer scans"]),
+        (
+            # (what, opened how long ago, bytes read): listed oldest first
+            [("manifest v1", 1.6, 120), ("layer sha256:ab", 6.6, 4096)],
+            [
+                "layer sha256:ab from r.example (4096 bytes in 7 s)",
+                "manifest v1 from r.example (120 bytes in 2 s)",
+            ],
+        ),
+    ],
+)
+def test_past_the_timeout_and_its_grace_the_process_exits_2_naming_what_is_busy(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    requests: list[tuple[str, float, int]],
+    busy: list[str],
+) -> None:
+    """Work no deadline interrupts holds the worker thread: the run stops itself with os._exit,
+    one line per request still open (oldest first), or the layer scans when none is."""
+    released = threading.Event()
+
+    def hang(verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        with contextlib.ExitStack() as stack:
+            for what, age, bytes_read in requests:
+                watchdog = verifier._client.watchdog
+                watch = stack.enter_context(
+                    watchdog.watch(what, "r.example", time.monotonic() + 60, "")
+                )
+                watch.started, watch.bytes_read = time.monotonic() - age, bytes_read
+            released.wait(2)  # bounded: a run that waited for the worker would end, not hang
+        return [ImageResult(ref=text) for text, _ in refs]
+
+    monkeypatch.setattr(Verifier, "verify_all", hang)
+    monkeypatch.setattr(cli, "STOP_GRACE_SECONDS", 0.25)
+    monkeypatch.setattr(os, "_exit", hard_stop)
+    clean_environment(monkeypatch, tmp_path)
+
+    try:
+        with pytest.raises(HardStop) as stopped:
+            cli.main([f"127.0.0.1:{closed_port()}/a:1", "--timeout", "0.05"])
+    finally:
+        released.set()
+
+    assert stopped.value.args == (2,)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "".join(
+        f"verify: --timeout 0.05 s reached; still busy with {item}\n" for item in busy
+    )
+
+
+def test_a_run_ending_within_the_grace_after_its_timeout_reports_its_verdict(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--timeout cuts requests; the hard stop waits a grace past it for the run to say so."""
+
+    def slow(_verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        time.sleep(0.2)
+        return [ImageResult(ref=text, digest="sha256:00") for text, _ in refs]
+
+    monkeypatch.setattr(Verifier, "verify_all", slow)
+    monkeypatch.setattr(os, "_exit", hard_stop)
+    clean_environment(monkeypatch, tmp_path)
+    ref = f"127.0.0.1:{closed_port()}/a:1"
+
+    assert cli.main([ref, "--timeout", "0.05"]) == 0
+
+    captured = capsys.readouterr()
+    assert captured.out == f"verified {ref}@sha256:00: ; 0 attestation manifest(s) skipped\n"
+    assert captured.err == ""
