@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,7 @@ from verify.checks import (
 from verify.contract import RunSummary
 from verify.digests import SizeMismatch, sha256_digest
 from verify.manifests import Descriptor
-from verify.platforms import Platform
+from verify.platforms import Platform, parse_platform
 from verify.reference import Reference, parse_reference
 from verify.registry import (
     MAX_DOCUMENT_BYTES,
@@ -370,6 +371,231 @@ def test_a_config_whose_bytes_differ_from_its_digest_is_an_error(
             EXIT_ERROR,
         )
     ]
+
+
+# What the reference itself names: an index, a single-platform manifest, or neither.
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def _verify_at(registry: HostileRegistry, at: str, *platforms: Platform) -> ImageResult:
+    """Verify ``REPOSITORY`` at ``at`` (``:tag`` or ``@digest``), not deep."""
+    text = f"{registry.address}/{REPOSITORY}{at}"
+    verifier = Verifier(_client(), Options(platforms=platforms, deep=False), layer_workers=2)
+    return verifier.verify_all([(text, parse_reference(text))])[0]
+
+
+def test_a_reference_to_neither_an_index_nor_a_manifest_fails_for_every_platform(
+    registry: HostileRegistry,
+) -> None:
+    document = json_bytes({"schemaVersion": 2, "mediaType": "application/vnd.example+json"})
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", document, OCI_INDEX)
+
+    result = _verify_at(registry, ":v1", ARM64, AMD64)
+
+    assert result.media_type == "application/vnd.example+json"
+    assert result.digest == sha256_digest(document)
+    assert result.problems == [
+        Problem(
+            "linux/arm64, linux/amd64",
+            "media type 'application/vnd.example+json' is neither an image index nor an image "
+            "manifest",
+            EXIT_FAILED,
+        )
+    ]
+    assert result.exit_code == EXIT_FAILED
+
+
+def test_a_malformed_index_is_an_error_for_every_platform(registry: HostileRegistry) -> None:
+    document = json_bytes({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": 5})
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", document, OCI_INDEX)
+
+    result = _verify_at(registry, ":v1", ARM64, AMD64)
+
+    assert result.problems == [
+        Problem(
+            "linux/arm64, linux/amd64",
+            "the manifest is malformed: index: field 'manifests' is missing or not a list",
+            EXIT_ERROR,
+        )
+    ]
+
+
+def test_a_reference_by_digest_to_other_bytes_is_an_error(registry: HostileRegistry) -> None:
+    manifest = _arm64_manifest(registry, ARM64_LAYER)
+    digest = sha256_digest(manifest)
+    other = manifest.replace(b", ", b" ,", 1)  # as long, still the same image
+    registry.put(f"/v2/{REPOSITORY}/manifests/{digest}", other, OCI_MANIFEST)
+
+    result = _verify_at(registry, f"@{digest}", ARM64)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"manifest: content digest is {sha256_digest(other)}, expected {digest}",
+            EXIT_ERROR,
+        )
+    ]
+
+
+def test_a_single_manifest_is_read_again_by_digest_bounded_by_its_first_length(
+    registry: HostileRegistry,
+) -> None:
+    manifest = _arm64_manifest(registry, ARM64_LAYER)
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", manifest, OCI_MANIFEST)
+    # By digest the registry sends one byte more: refused as too long, not read to the end.
+    longer = manifest + b"\n"
+    registry.put(f"/v2/{REPOSITORY}/manifests/{sha256_digest(manifest)}", longer, OCI_MANIFEST)
+
+    result = _verify_at(registry, ":v1", ARM64)
+
+    assert result.problems == [
+        Problem(
+            "linux/arm64",
+            f"manifest {sha256_digest(manifest)} goes on after the {len(manifest)} bytes its "
+            "descriptor declares",
+            EXIT_FAILED,
+        )
+    ]
+
+
+def test_a_single_manifest_without_a_media_type_field_takes_its_content_type(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    registry.put(registry.blob_path(REPOSITORY, config), config, OCI_CONFIG)
+    manifest = json_bytes(
+        {"schemaVersion": 2, "config": descriptor(OCI_CONFIG, config), "layers": []}
+    )
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", manifest, DOCKER_MANIFEST)
+    registry.put(f"/v2/{REPOSITORY}/manifests/{sha256_digest(manifest)}", manifest, DOCKER_MANIFEST)
+
+    result = _verify_at(registry, ":v1", ARM64)
+
+    assert result.problems == []
+    assert result.media_type == DOCKER_MANIFEST
+    assert result.platforms == {
+        "linux/arm64": PlatformResult(digest=sha256_digest(manifest), config_architecture="arm64")
+    }
+
+
+def test_a_single_manifests_config_longer_than_its_descriptor_fails_for_every_platform(
+    registry: HostileRegistry,
+) -> None:
+    config = json_bytes({"architecture": "arm64", "os": "linux"})
+    manifest = _config_manifest(registry, config, declared=len(config) - 1)
+    registry.put(f"/v2/{REPOSITORY}/manifests/v1", manifest, OCI_MANIFEST)
+
+    result = _verify_at(registry, ":v1", ARM64, AMD64)
+
+    assert result.platforms == {}
+    assert result.problems == [
+        Problem(
+            "linux/arm64, linux/amd64",
+            f"config {sha256_digest(config)} goes on after the {len(config) - 1} bytes its "
+            "descriptor declares",
+            EXIT_FAILED,
+        )
+    ]
+    assert result.exit_code == EXIT_FAILED
+
+
+# How many images, platforms and layers are read at once.
+
+
+class _Held:
+    """A responder holding requests, then answering 404 to all: once ``limit + 1`` are held at
+    once, or ``limit`` are and no other comes for ``quiet`` seconds, or ``patience`` seconds
+    after the first came; ``most`` is the most it held at once."""
+
+    def __init__(self, limit: int, quiet: float = 0.3, patience: float = 3.0) -> None:
+        self._limit, self._quiet, self._patience = limit, quiet, patience
+        self._condition = threading.Condition()
+        self._open = False
+        self._first = self._last = 0.0
+        self.held = self.most = 0
+
+    def __call__(self, handler: Handler) -> None:
+        with self._condition:
+            self.held += 1
+            self.most = max(self.most, self.held)
+            self._last = time.monotonic()
+            self._first = self._first or self._last
+            self._open = self._open or self.held > self._limit
+            self._condition.notify_all()
+            while not self._open:
+                until = self._first + self._patience
+                if self.held >= self._limit:
+                    until = min(until, self._last + self._quiet)
+                left = until - time.monotonic()
+                if left <= 0:
+                    self._open = True
+                    self._condition.notify_all()
+                    break
+                self._condition.wait(left)
+            self.held -= 1
+        handler.reply(404, b"{}", {"Content-Type": "application/json"})
+
+
+def test_at_most_eight_images_are_read_at_once(registry: HostileRegistry) -> None:
+    held = _Held(limit=8)
+    texts = [f"{registry.address}/{REPOSITORY}:v{number}" for number in range(9)]
+    for number in range(9):
+        registry.on(f"/v2/{REPOSITORY}/manifests/v{number}", held)
+    verifier = Verifier(_client(), Options(platforms=(ARM64,), deep=False), layer_workers=2)
+
+    results = verifier.verify_all([(text, parse_reference(text)) for text in texts])
+
+    assert held.most == 8
+    assert [result.ref for result in results] == texts
+    assert all(result.exit_code == EXIT_ERROR for result in results)
+
+
+NINE_PLATFORMS = tuple(
+    parse_platform(text)
+    for text in (
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/arm/v6",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+        "linux/riscv64",
+        "linux/mips64le",
+    )
+)
+
+
+def test_at_most_eight_platforms_are_read_at_once(registry: HostileRegistry) -> None:
+    held = _Held(limit=8)
+    entries = [(str(platform), str(platform).encode()) for platform in NINE_PLATFORMS]
+    for _, manifest in entries:
+        registry.on(f"/v2/{REPOSITORY}/manifests/{sha256_digest(manifest)}", held)
+    _push_index(registry, *entries)
+
+    result = _verify(registry, *NINE_PLATFORMS, deep=False)
+
+    assert held.most == 8
+    assert [problem.platforms for problem in result.problems] == [
+        str(platform) for platform in NINE_PLATFORMS
+    ]
+
+
+def test_layers_are_read_by_as_many_workers_as_asked(registry: HostileRegistry) -> None:
+    held = _Held(limit=1)
+    layers = [gzip_bytes(tar_bytes([Entry(f"bin/app{number}", b"")])) for number in range(2)]
+    _push_index(registry, ("linux/arm64", _arm64_manifest(registry, *layers)))
+    for layer in layers:
+        registry.on(registry.blob_path(REPOSITORY, layer), held)
+    text = f"{registry.address}/{REPOSITORY}:v1"
+    verifier = Verifier(_client(), Options(platforms=(ARM64,), deep=True), layer_workers=1)
+
+    result = verifier.verify_all([(text, parse_reference(text))])[0]
+
+    assert held.most == 1
+    assert result.exit_code == EXIT_ERROR
 
 
 @pytest.mark.parametrize("sbom", [False, True])
