@@ -1,14 +1,16 @@
 """Backoff of the registry client: exponential, jittered, capped, and Retry-After honoured; a
 request given up names the registry's error from the last answer's (bounded) body."""
 
+import contextlib
 import gzip
 import time
 
 import pytest
 
-from tests.hostile_registry import HostileRegistry
+from tests.hostile_registry import Handler, HostileRegistry
 from tests.test_verify_cli import closed_port
 from verify.auth import CredentialResolver
+from verify.digests import sha256_digest
 from verify.reference import parse_reference
 from verify.registry import RegistryClient, RegistryError, RetryPolicy, TimedOut
 
@@ -130,3 +132,59 @@ def test_a_redirect_that_cannot_be_followed_is_refused_at_once_naming_the_reques
         str(refused.value) == "manifest v1: redirected to 'ftp://127.0.0.1/m', not an http(s) URL"
     )
     assert len(registry.seen) == 1  # not a transient failure: not tried again
+
+
+BLOB = b"layer bytes"
+
+
+def _blob_server(ports: list[int]) -> HostileRegistry:
+    """A registry answering every blob with BLOB, noting the client port of each request."""
+
+    def answer(handler: Handler) -> None:
+        ports.append(handler.client_address[1])
+        handler.reply(200, BLOB, {"Content-Type": "application/octet-stream"})
+
+    registry = HostileRegistry().start()
+    registry.on(f"/v2/shop/app/blobs/{sha256_digest(BLOB)}", answer)
+    return registry
+
+
+def test_downloads_at_once_keep_their_connections_for_the_next_ones() -> None:
+    """Each of `connections` downloads in flight at once returns its connection to the pool:
+    the next three downloads reuse them instead of opening new ones."""
+    ports: list[int] = []
+    registry = _blob_server(ports)
+    ref = parse_reference(f"{registry.address}/shop/app:v1")
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ={}), connections=3)
+    try:
+        for _ in range(2):
+            with contextlib.ExitStack() as stack:
+                readers = [
+                    stack.enter_context(client.open_blob(ref, sha256_digest(BLOB), "layer", 11))
+                    for _ in range(3)
+                ]
+                assert [reader.read(64) for reader in readers] == [BLOB] * 3
+    finally:
+        registry.stop()
+    assert len(ports) == 6
+    assert len(set(ports)) == 3
+
+
+@pytest.mark.parametrize(("registries", "reconnects"), [(16, 0), (17, 17)])
+def test_idle_connections_are_kept_to_at_most_16_registries(
+    registries: int, reconnects: int
+) -> None:
+    """A connection to each of 16 registries is kept for the next request; a 17th registry
+    closes the least recently used one's (so asking each in turn reconnects to every one)."""
+    ports: list[list[int]] = [[] for _ in range(registries)]
+    servers = [_blob_server(mine) for mine in ports]
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ={}))
+    try:
+        for _ in range(2):
+            for server in servers:
+                ref = parse_reference(f"{server.address}/shop/app:v1")
+                assert client.get_blob(ref, sha256_digest(BLOB), "config", 11).data == BLOB
+    finally:
+        for server in servers:
+            server.stop()
+    assert sum(len(set(mine)) - 1 for mine in ports) == reconnects

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from tests.integration.loopbackserver import serve, shut_down
 from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
+from verify.contract import CheckRequest
 from verify.platforms import parse_platform
 from verify.probe import Probe, ProbeError, parse_env, parse_probe
 from verify.reference import parse_reference
@@ -35,10 +36,12 @@ from verify.run import (
     RunResult,
     RunSession,
     RunUnavailable,
+    RunUsageError,
     check_prerequisites,
     escape_line,
     grpc_health_once,
     log_tail,
+    options_from,
     probe_once,
     run_failure_lines,
     run_json,
@@ -287,6 +290,20 @@ def test_run_usage_errors_exit_2_before_any_request(args: list[str], message: st
     assert result.returncode == 2, result.stderr
     assert result.stdout == ""
     assert result.stderr == f"verify: {message}\n"
+
+
+def test_every_run_argument_given_without_run_is_named_in_one_refusal() -> None:
+    request = CheckRequest(
+        refs=("r/a:1",),
+        probe="tcp:80",
+        env=("A=1",),
+        skip_run=("linux/amd64",),
+        run_timeout=5,
+        jobs=2,
+    )
+    with pytest.raises(RunUsageError) as refused:
+        options_from(request, [parse_platform("linux/amd64")])
+    assert str(refused.value) == "--probe, --env, --skip-run, --run-timeout, --jobs only with --run"
 
 
 def test_run_results_as_json_and_failure_lines() -> None:
