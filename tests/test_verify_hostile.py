@@ -29,6 +29,7 @@ import zstandard
 from urllib3.connection import HTTPConnection
 
 from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
+from tests.integration.loopbackserver import never_accepting, raised_within
 from tests.integration.test_verify_registry import _service_account_key
 from tests.throwaway_ca import throwaway_ca
 from tests.verify_bytes import (
@@ -259,9 +260,7 @@ def test_the_refusal_of_a_realm_on_another_host_says_why_no_credentials_went_the
 
 
 MANIFEST_V1 = f"/v2/{REPOSITORY}/manifests/v1"
-
-
-@pytest.mark.parametrize(
+UNSAFE_REDIRECTS = pytest.mark.parametrize(
     ("location", "refusal"),
     [
         (None, "manifest v1: redirected to '', not an http(s) URL"),
@@ -275,6 +274,10 @@ MANIFEST_V1 = f"/v2/{REPOSITORY}/manifests/v1"
     ],
     ids=["no-location", "not-http", "no-host", "plain-http-off-this-machine", "endless"],
 )
+"""Location headers (None: none at all) that are not followed, and the refusal of each."""
+
+
+@UNSAFE_REDIRECTS
 def test_a_redirect_that_cannot_be_followed_safely_is_refused(
     hostile: HostileRegistry, docker_config: Path, location: str | None, refusal: str
 ) -> None:
@@ -1536,3 +1539,94 @@ def test_a_manifest_declared_at_the_document_bound_is_read_and_one_over_it_not_a
         f"at most {registry.MAX_DOCUMENT_BYTES}"
     )
     assert hostile.seen == []
+
+
+# 12. Redirects and timeouts of the registry client, in-process (section 1 runs them as the CLI).
+
+
+@UNSAFE_REDIRECTS
+def test_the_client_refuses_a_redirect_it_cannot_follow_safely(
+    hostile: HostileRegistry, location: str | None, refusal: str
+) -> None:
+    headers = {} if location is None else {"Location": location}
+    hostile.on(MANIFEST_V1, lambda h: h.reply(307, headers=headers))
+
+    with pytest.raises(registry.RegistryError) as refused:
+        anonymous_client().get_manifest(parse_reference(ref(hostile)), "v1")
+
+    assert str(refused.value) == refusal
+    # The endless one is followed 5 times after the first answer, then given up (no retries).
+    assert len(hostile.seen) == (6 if location == MANIFEST_V1 + "?again" else 1)
+
+
+def test_a_redirect_is_read_by_the_client_not_by_urllib3(hostile: HostileRegistry) -> None:
+    # urllib3 following it would fail to parse this host (and the failure be retried as a
+    # connection failure); the client reads the Location itself and refuses it at once.
+    hostile.on(MANIFEST_V1, redirect_to("http://exa mple.com/m"))
+
+    with pytest.raises(registry.RegistryError) as refused:
+        anonymous_client().get_manifest(parse_reference(ref(hostile)), "v1")
+
+    assert str(refused.value) == (
+        "manifest v1: redirected to plain HTTP off this machine (http://exa mple.com/m)"
+    )
+    assert len(hostile.seen) == 1
+
+
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same-origin", "other-host"])
+def test_the_authorization_a_client_holds_follows_a_redirect_only_within_its_origin(
+    hostile: HostileRegistry, other: HostileRegistry, elsewhere: bool
+) -> None:
+    hostile.basic = (USER, PASSWORD)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+    target = other if elsewhere else hostile
+    target.put("/moved/v2", image.index, OCI_INDEX)
+    location = f"{other.url}/moved/v2" if elsewhere else "/moved/v2"
+    hostile.on(f"/v2/{REPOSITORY}/manifests/v2", redirect_to(location))
+    environ = {"REGISTRY_USERNAME": USER, "REGISTRY_PASSWORD": PASSWORD}
+    client = registry.RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    reference = parse_reference(ref(hostile))
+    client.get_manifest(reference, "v1")  # answers the challenge: v2 is asked with credentials
+
+    assert client.get_manifest(reference, "v2").data == image.index
+    moved = [s for s in target.seen if s.path == "/moved/v2"]
+    assert ["Authorization" in s.headers for s in moved] == [not elsewhere]
+    assert other.authorizations() == []
+
+
+def test_a_registry_that_never_accepts_the_connection_is_given_up_at_the_connect_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(registry, "CONNECT_TIMEOUT_SECONDS", 0.2)
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}), registry.RetryPolicy(attempts=1)
+    )
+    with never_accepting() as address:
+        reference = parse_reference(f"{address}/{REPOSITORY}:v1")
+        error = raised_within(lambda: client.get_manifest(reference, "v1"), 3)
+    assert isinstance(error, registry.RegistryError), f"{error!r} (None: still connecting)"
+    assert str(error).startswith("manifest v1: connection failed: ")
+    assert "Connection to 127.0.0.1 timed out. (connect timeout=0.2)" in str(error)
+    assert str(error).endswith(" (gave up after 1 tries)")
+
+
+def test_a_registry_slower_than_the_read_timeout_is_given_up(
+    hostile: HostileRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry, "READ_TIMEOUT_SECONDS", 0.2)
+    image = hostile.image(REPOSITORY, "v1", {"amd64": [AMD64_LAYER], "arm64": [arm_layer()]})
+
+    def late(handler: Handler) -> None:
+        time.sleep(1)  # then the index: a client without a read timeout takes it
+        handler.reply(200, image.index, {"Content-Type": OCI_INDEX})
+
+    hostile.on(MANIFEST_V1, late)
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}), registry.RetryPolicy(attempts=1)
+    )
+
+    with pytest.raises(registry.RegistryError) as raised:
+        client.get_manifest(parse_reference(ref(hostile)), "v1")
+
+    assert str(raised.value).startswith("manifest v1: connection failed: ")
+    assert str(raised.value).endswith("Read timed out. (read timeout=0.2) (gave up after 1 tries)")
