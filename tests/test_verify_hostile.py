@@ -271,8 +271,21 @@ UNSAFE_REDIRECTS = pytest.mark.parametrize(
             "manifest v1: redirected to plain HTTP off this machine (http://registry.example.com/m)",
         ),
         (MANIFEST_V1 + "?again", "manifest v1: more than 5 redirects"),
+        (
+            "http://127.0.0.1:99999/m",
+            "manifest v1: redirected to 'http://127.0.0.1:99999/m', not a valid URL",
+        ),
+        ("http://[::1/m", "manifest v1: redirected to 'http://[::1/m', not a valid URL"),
     ],
-    ids=["no-location", "not-http", "no-host", "plain-http-off-this-machine", "endless"],
+    ids=[
+        "no-location",
+        "not-http",
+        "no-host",
+        "plain-http-off-this-machine",
+        "endless",
+        "port-out-of-range",
+        "broken-ipv6",
+    ],
 )
 """Location headers (None: none at all) that are not followed, and the refusal of each."""
 

@@ -377,13 +377,19 @@ class RegistryClient:
                 return response, url
             location = response.headers.get("Location", "")
             _release(response)
-            url = urljoin(url, location)
-            parts = urlsplit(url)
+            try:
+                url = urljoin(url, location)
+                parts = urlsplit(url)
+                next_origin = origin_of(url)  # a port out of range is a ValueError here
+            except ValueError:
+                raise RegistryError(
+                    f"{what}: redirected to {location!r}, not a valid URL"
+                ) from None
             if not location or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise RegistryError(f"{what}: redirected to {location!r}, not an http(s) URL")
             if parts.scheme == "http" and not is_loopback(parts.hostname):
                 raise RegistryError(f"{what}: redirected to plain HTTP off this machine ({url})")
-            if origin_of(url) != origin:
+            if next_origin != origin:
                 headers.pop("Authorization", None)
         raise RegistryError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
