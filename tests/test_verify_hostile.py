@@ -556,6 +556,20 @@ def _drip(handler: Handler, byte: bytes) -> None:
         time.sleep(0.2)
 
 
+def _drip_recorded(handler: Handler, body: bytes, seconds: float, ended: list[str]) -> None:
+    """Write ``body`` one byte every ``seconds``; then record in ``ended`` whether it was all
+    sent or the client hung up first."""
+    for byte in body:
+        try:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+        except OSError:
+            ended.append("the client hung up")
+            return
+        time.sleep(seconds)
+    ended.append("all sent")
+
+
 def _drip_body(handler: Handler) -> None:
     """Headers at once, then one byte of the body every 0.2 s."""
     handler.send_response(200)
@@ -714,15 +728,7 @@ def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
         handler.send_response(200)
         handler.send_header("Content-Length", str(len(layer)))
         handler.end_headers()
-        for byte in layer:
-            try:
-                handler.wfile.write(bytes([byte]))
-                handler.wfile.flush()
-            except OSError:
-                ended.append("the client hung up")
-                return
-            time.sleep(0.05)
-        ended.append("all sent")
+        _drip_recorded(handler, layer, 0.05, ended)
 
     storage.on("/layer", drip)
     client = registry.RegistryClient(
@@ -781,15 +787,7 @@ def test_a_dripping_answer_is_cut_at_its_deadline(headers: dict[str, str]) -> No
         for name, value in headers.items():
             handler.send_header(name, value)
         handler.end_headers()
-        for byte in body:
-            try:
-                handler.wfile.write(bytes([byte]))
-                handler.wfile.flush()
-            except OSError:
-                ended.append("the client hung up")
-                return
-            time.sleep(0.02)
-        ended.append("all sent")
+        _drip_recorded(handler, body, 0.02, ended)
 
     server.on(f"/v2/{REPOSITORY}/manifests/v1", drip)
     client = registry.RegistryClient(
