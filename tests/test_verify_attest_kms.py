@@ -169,25 +169,38 @@ def test_a_refusal_names_the_status(kms: KmsKey) -> None:
         kms.public_key()
 
 
+MISSING_KEY = "/nonexistent/k.pem"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--kms", "projects/x/keys/1"], "--kms 'projects/x/keys/1': expected projects/P/"),
-        (["--kms", NAME, "--key", "k.pem"], "exactly one of --key PEM and --kms KEY_VERSION"),
-        (["--kms", NAME, "--create-key"], "--create-key creates the --key file"),
+        (
+            ["--kms", "projects/x/keys/1"],
+            "--kms 'projects/x/keys/1': expected projects/P/locations/L/keyRings/R/cryptoKeys/K/"
+            "cryptoKeyVersions/N",
+        ),
+        (
+            ["--kms", NAME, "--key", "k.pem"],
+            "--attest needs exactly one of --key PEM and --kms KEY_VERSION",
+        ),
+        (
+            ["--kms", NAME, "--create-key"],
+            "--create-key creates the --key file; KMS keys are made in KMS",
+        ),
+        (
+            ["--key", MISSING_KEY],
+            f"--key {MISSING_KEY}: {MISSING_KEY}: not a readable unencrypted PEM private key "
+            f"([Errno 2] No such file or directory: '{MISSING_KEY}')",
+        ),
     ],
 )
-def test_kms_usage_errors(args: list[str], message: str) -> None:
-    result = run("127.0.0.1:1/a:1", "--deep", "--attest", *args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert result.stderr.count("\n") == 1
-
-
-def test_kms_needs_attest() -> None:
-    result = run("127.0.0.1:1/a:1", "--deep", "--kms", NAME)
-    assert result.returncode == 2
-    assert "they need --attest" in result.stderr
+def test_key_usage_errors_exit_2_with_one_message(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["127.0.0.1:1/a:1", "--deep", "--attest", *args]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
 
 
 def test_the_programs_command_line_signs_referrers_with_the_attestors_kms_key(

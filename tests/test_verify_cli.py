@@ -1,6 +1,7 @@
-"""The CLI's argument checks and exit codes, run as a real process (no registry needed); those
-of `verify published` also in process, with its help and a loopback registry's login; the
-checks' worker thread and the run's hard stop at --timeout in process, with the checks faked."""
+"""The CLI's argument checks and exit codes: the usage errors in process (and one through
+`python -m verify`), the rest as a real process (no registry needed); those of `verify
+published` also in process, with its help and a loopback registry's login; the checks' worker
+thread and the run's hard stop at --timeout in process, with the checks faked."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+ATTEST_NEEDS_DEEP = "--attest needs --deep: the attestations carry the layers' SBOM"
 NEEDS_ATTEST = "--key, --create-key and --kms sign attestations: they need --attest"
 
 
@@ -77,7 +79,7 @@ REF = "127.0.0.1:5000/a:1"
         ([REF, "--allow", ""], "--allow '': a glob must be non-empty with no outer spaces"),
         ([REF, "--allow", " /x"], "--allow ' /x': a glob must be non-empty with no outer spaces"),
         ([REF, "--allow", "/x "], "--allow '/x ': a glob must be non-empty with no outer spaces"),
-        ([REF, "--attest"], "--attest needs --deep: the attestations carry the layers' SBOM"),
+        ([REF, "--attest"], ATTEST_NEEDS_DEEP),
         (
             [REF, REF, "--deep", "--attest"],
             "--attest attests one image; 2 references were given",
@@ -95,11 +97,26 @@ REF = "127.0.0.1:5000/a:1"
         ([REF, "--kms", "k"], NEEDS_ATTEST),
     ],
 )
-def test_usage_errors_exit_2_with_one_message(args: list[str], message: str) -> None:
-    result = run(*args, "--json")
+def test_usage_errors_exit_2_with_one_message(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clean_environment(monkeypatch, tmp_path)
+    assert cli.main([*args, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
+
+
+def test_a_usage_error_of_python_m_verify_exits_2_with_one_message() -> None:
+    result = run(REF, "--attest", "--json")
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr == f"verify: {message}\n"
+    assert (
+        result.stderr == "verify: --attest needs --deep: the attestations carry the layers' SBOM\n"
+    )
 
 
 def test_a_platform_named_twice_is_required_once() -> None:

@@ -23,14 +23,17 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tests.integration.loopbackserver import serve, shut_down
-from tests.test_verify_cli import closed_port
+from tests.test_verify_cli import clean_environment, closed_port
+from verify import cli
 from verify.auth import Credentials
 from verify.contract import CheckRequest
 from verify.platforms import parse_platform
-from verify.probe import Probe, ProbeError, parse_env, parse_probe
+from verify.probe import MAX_TIMEOUT, Probe, ProbeError, parse_env, parse_probe
 from verify.reference import parse_reference
 from verify.run import (
+    DEFAULT_TIMEOUT,
     LOG_LINE_CHARS,
+    MAX_JOBS,
     PlatformRun,
     RunOptions,
     RunResult,
@@ -285,11 +288,80 @@ RUN_TIMEOUTS = "allowed 1 to 3600 seconds"
         ),
     ],
 )
-def test_run_usage_errors_exit_2_before_any_request(args: list[str], message: str) -> None:
-    result = run_cli(f"127.0.0.1:{closed_port()}/a:1", "--json", *args)
-    assert result.returncode == 2, result.stderr
-    assert result.stdout == ""
-    assert result.stderr == f"verify: {message}\n"
+def test_run_usage_errors_exit_2_before_any_request(
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Nothing listens on the port: a request would have been a connection error instead.
+    clean_environment(monkeypatch, tmp_path)
+    assert cli.main([f"127.0.0.1:{closed_port()}/a:1", "--json", *args]) == 2
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
+
+
+AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
+
+
+def run_request(**arguments: object) -> CheckRequest:
+    return CheckRequest(refs=("r/a:1",), run=True, **arguments)  # type: ignore[arg-type]
+
+
+def test_run_options_take_the_arguments_given() -> None:
+    request = run_request(
+        probe="http:8080/_healthz",
+        env=("A=1", "B=x=y"),
+        skip_run=("linux/arm64",),
+        run_timeout=7.5,
+        jobs=2,
+    )
+    assert options_from(request, [AMD64, ARM64]) == RunOptions(
+        probe=Probe("http", 8080, "/_healthz"),
+        env=(("A", "1"), ("B", "x=y")),
+        timeout=7.5,
+        jobs=2,
+        skip=(ARM64,),
+    )
+
+
+@pytest.mark.parametrize(("cpus", "jobs"), [(3, 3), (None, 1)])
+def test_run_options_default_to_the_run_timeout_and_one_job_per_cpu(
+    cpus: int | None, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert options_from(run_request(probe="tcp:80"), [AMD64, ARM64]) == RunOptions(
+        probe=Probe("tcp", 80), env=(), timeout=DEFAULT_TIMEOUT, jobs=jobs
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"probe": "tcp:1", "run_timeout": 1},
+        {"probe": "tcp:1", "run_timeout": MAX_TIMEOUT},
+        {"probe": "tcp:1", "jobs": 1},
+        {"probe": "tcp:1", "jobs": MAX_JOBS},
+        # Only an `up` probe's number is seconds; a port above the timeout is a port.
+        {"probe": "tcp:500", "run_timeout": 180},
+        {"probe": "up:5"},
+        {"probe": "up:179", "run_timeout": 180},
+    ],
+    ids=repr,
+)
+def test_run_options_at_their_bounds_are_accepted(arguments: dict[str, object]) -> None:
+    options = options_from(run_request(**arguments), [AMD64])
+    assert options is not None
+    assert options.probe == parse_probe(str(arguments["probe"]))
+    assert options.timeout == arguments.get("run_timeout", DEFAULT_TIMEOUT)
+    assert options.jobs == arguments.get("jobs", options.jobs)
+
+
+def test_an_up_probe_as_long_as_the_run_timeout_is_refused() -> None:
+    with pytest.raises(RunUsageError) as refused:
+        options_from(run_request(probe="up:180", run_timeout=180), [AMD64])
+    assert str(refused.value) == "--probe up:180 needs a --run-timeout above 180 s (it is 180)"
 
 
 def test_every_run_argument_given_without_run_is_named_in_one_refusal() -> None:
