@@ -480,6 +480,19 @@ def test_a_basic_challenge_is_answered_with_the_docker_login_for_that_registry(
     )
 
 
+def _refusal(registry: HostileRegistry, environ: dict[str, str], *others: HostileRegistry) -> str:
+    """What refuses reading shop/app:v1 from `registry` with the Docker config `environ` names
+    (the AuthError's message); stops `registry` and `others`."""
+    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
+    try:
+        with pytest.raises(AuthError) as refused:
+            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
+    finally:
+        for each in (registry, *others):
+            each.stop()
+    return str(refused.value)
+
+
 @pytest.mark.parametrize(
     ("header", "quoted"),
     [
@@ -494,16 +507,8 @@ def test_a_401_without_a_usable_challenge_is_refused_quoting_up_to_200_character
     registry = HostileRegistry().start()
     challenge = {} if header is None else {"WWW-Authenticate": header}
     registry.on("/v2/shop/app/manifests/v1", lambda handler: handler.reply(401, b"{}", challenge))
-    environ = _write_config(tmp_path, {})
-    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
-    try:
-        with pytest.raises(AuthError) as refused:
-            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
-    finally:
-        registry.stop()
-    assert str(refused.value) == (
-        f"{registry.address} answered 401 with no usable challenge ({quoted!r})"
-    )
+    refused = _refusal(registry, _write_config(tmp_path, {}))
+    assert refused == (f"{registry.address} answered 401 with no usable challenge ({quoted!r})")
     assert len(registry.seen) == 1
 
 
@@ -522,14 +527,7 @@ def test_a_401_from_the_host_a_request_was_redirected_to_is_not_answered(tmp_pat
     environ = _write_config(
         tmp_path, {"auths": {registry.address: {"username": "alice", "password": SECRET}}}
     )
-    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
-    try:
-        with pytest.raises(AuthError) as refused:
-            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
-    finally:
-        registry.stop()
-        other.stop()
-    assert str(refused.value) == (
+    assert _refusal(registry, environ, other) == (
         f"manifest v1: {other.address}, where {registry.address} redirected the request, asks "
         f"for credentials; they are only ever sent to {registry.address}"
     )
@@ -551,14 +549,9 @@ def test_a_refusal_names_whose_credentials_were_refused_and_the_registrys_error(
     registry.on("/v2/shop/app/manifests/v1", lambda handler: handler.reply(status, body, challenge))
     auths = {registry.address: {"username": "alice", "password": SECRET}} if login else {}
     environ = _write_config(tmp_path, {"auths": auths})
-    client = RegistryClient(CredentialResolver(use_gcp=False, environ=environ))
-    try:
-        with pytest.raises(AuthError) as refused:
-            client.get_manifest(parse_reference(f"{registry.address}/shop/app:v1"), "v1")
-    finally:
-        registry.stop()
+    refused = _refusal(registry, environ)
     who = f"credentials from {tmp_path}/config.json auths[{registry.address!r}]"
-    assert str(refused.value) == (
+    assert refused == (
         f"manifest v1: {who if login else 'anonymous'} refused (HTTP {status}: DENIED no)"
     )
     assert len(registry.seen) == (2 if login else 1)

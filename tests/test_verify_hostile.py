@@ -570,6 +570,15 @@ def _drip_recorded(handler: Handler, body: bytes, seconds: float, ended: list[st
     ended.append("all sent")
 
 
+def _wait_for_end(ended: list[str]) -> None:
+    """Wait up to 5 s for a `_drip_recorded` server to record its end: after a hang-up it
+    notices at its next write or two."""
+    for _ in range(100):
+        if ended:
+            return
+        time.sleep(0.05)
+
+
 def _drip_body(handler: Handler) -> None:
     """Headers at once, then one byte of the body every 0.2 s."""
     handler.send_response(200)
@@ -746,10 +755,7 @@ def test_a_blob_dripping_over_https_is_cut_at_its_deadline(
         ):
             while blob.read(65536):
                 pass
-        for _ in range(100):  # the storage notices the hang-up at its next write or two
-            if ended:
-                break
-            time.sleep(0.05)
+        _wait_for_end(ended)
     finally:
         storage.stop()
     message = re.escape(
@@ -798,10 +804,7 @@ def test_a_dripping_answer_is_cut_at_its_deadline(headers: dict[str, str]) -> No
     try:
         with pytest.raises(registry.TimedOut) as raised:
             client.get_manifest(parse_reference(ref(server)), "v1")
-        for _ in range(100):  # the server notices the hang-up at its next write or two
-            if ended:
-                break
-            time.sleep(0.05)
+        _wait_for_end(ended)
     finally:
         server.stop()
     assert ended == ["the client hung up"]
