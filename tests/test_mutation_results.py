@@ -491,6 +491,42 @@ def test_the_launcher_stops_when_the_stats_pass_fails(tmp_path: Path) -> None:
     assert "failed to collect stats" in failed.stdout
 
 
+# Six tests that pass only in the order they are written: each checks which ran before it.
+ORDERED_TESTS = "from tiny import bigger\n\nRAN = []\n" + "".join(
+    f"""
+
+def test_{n}():
+    RAN.append({n})
+    assert RAN == list(range(1, {n} + 1))
+    assert bigger({n}, 0) == {n} and bigger(0, {n}) == {n}
+"""
+    for n in range(1, 7)
+)
+
+
+def test_the_launcher_runs_a_functions_tests_in_the_order_of_the_selection(
+    tmp_path: Path,
+) -> None:
+    """mutmut keeps a function's tests in a set, whose order changes with each process: run in
+    it, these tests would fail under every mutant (and in the clean run) 719 times in 720."""
+    project = tiny_project(tmp_path)
+    (project / "tests" / "test_tiny.py").write_text(ORDERED_TESTS)
+    first = launch(project, {})
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    codes = read_exit_codes(project / "mutants", "tiny")
+    # `a >= b` for `a > b` is the one mutant these tests cannot tell apart: it survives.
+    assert sorted(codes.values()).count(0) == 1 and 1 in codes.values(), codes
+    # A later run's clean run gets the tests of the changed function from mutmut's set too.
+    (project / "tiny" / "__init__.py").write_text(
+        "def bigger(a, b):\n    return a if b < a else b\n"
+    )
+    again = launch(project, {})
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert SKIPPED not in again.stdout
+    codes = read_exit_codes(project / "mutants", "tiny")
+    assert sorted(codes.values()).count(0) == 1 and 1 in codes.values(), codes
+
+
 def test_every_selected_test_can_be_run_by_the_id_a_collection_gives_it() -> None:
     # mutmut lists the tests once, then runs each mutant's tests by node id in later pytest
     # sessions: an id that changes between sessions (gzip's mtime in a parameter, say) makes
