@@ -492,7 +492,7 @@ def test_the_launcher_stops_when_the_stats_pass_fails(tmp_path: Path) -> None:
 
 
 # Six tests that pass only in the order they are written: each checks which ran before it.
-ORDERED_TESTS = "from tiny import bigger\n\nRAN = []\n" + "".join(
+SELECTION_ORDERED_TESTS = "from tiny import bigger\n\nRAN = []\n" + "".join(
     f"""
 
 def test_{n}():
@@ -510,7 +510,7 @@ def test_the_launcher_runs_a_functions_tests_in_the_order_of_the_selection(
     """mutmut keeps a function's tests in a set, whose order changes with each process: run in
     it, these tests would fail under every mutant (and in the clean run) 719 times in 720."""
     project = tiny_project(tmp_path)
-    (project / "tests" / "test_tiny.py").write_text(ORDERED_TESTS)
+    (project / "tests" / "test_tiny.py").write_text(SELECTION_ORDERED_TESTS)
     first = launch(project, {})
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     codes = read_exit_codes(project / "mutants", "tiny")
