@@ -3,6 +3,7 @@ and the per-package configuration (the mutation runs themselves are docs/mutatio
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -275,6 +276,7 @@ def run_under_plugin(
 ORDERED_TESTS = """\
 import json
 import os
+import signal
 
 def _ran(name):
     with open("order.txt", "a") as file:
@@ -544,3 +546,26 @@ def test_every_selected_test_can_be_run_by_the_id_a_collection_gives_it() -> Non
     ids = collect(*union)
     assert len(ids) > 1000
     assert collect(*ids) == ids
+
+
+def _ignore_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def test_the_tests_that_send_ctrl_c_pass_under_a_parent_that_ignores_it() -> None:
+    """mutmut's fork server ignores SIGINT, and so does `scripts/mutation ... &`; a child that
+    inherits that through exec never sees a test's Ctrl-C (verify's resumed clean run failed on
+    a test that did not give its child SIGINT's default back)."""
+    tests = ["tests/test_verify_hostile.py", "tests/integration/test_verify_run.py"]
+    pytest_command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    run = subprocess.run(
+        [*pytest_command, "-k", "interrupted", *tests],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=_ignore_ctrl_c,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "4 passed" in run.stdout, run.stdout[-3000:]

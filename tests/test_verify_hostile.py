@@ -31,6 +31,7 @@ from urllib3.connection import HTTPConnection
 from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responder
 from tests.integration.loopbackserver import never_accepting, raised_within
 from tests.integration.test_verify_registry import _service_account_key
+from tests.interrupts import ctrl_c_as_from_a_terminal
 from tests.throwaway_ca import throwaway_ca
 from tests.verify_bytes import (
     AARCH64,
@@ -649,6 +650,7 @@ def test_an_interrupted_verification_ends_at_once_with_130(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=ctrl_c_as_from_a_terminal,
     )
     try:
         assert asked.wait(30), "the manifest was never asked for"

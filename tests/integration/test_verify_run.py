@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration.conftest import BuildxBuild
 from tests.integration.dockerenv import REPO_ROOT, Registry
+from tests.interrupts import ctrl_c_as_from_a_terminal
 from tests.test_verify_cli import run
 from verify.attest import dsse
 from verify.attest.oras import Registry as ArtifactRegistry
@@ -204,13 +205,6 @@ def test_a_worker_up_after_n_seconds_passes_and_one_that_exits_fails(
         assert f"verify: {short}: {platform}: log: giving up" in result.stderr
 
 
-def _ctrl_c_as_from_a_terminal() -> None:
-    """A parent that ignores SIGINT (mutmut's fork server, `cmd &` in a script) passes that on
-    through exec, and Python then installs no Ctrl-C handler at all: give the child SIGINT's
-    default back, as a terminal's Ctrl-C would find it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.docker
 @pytest.mark.registry
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -227,7 +221,7 @@ def test_an_interrupted_run_removes_its_containers(
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ},
-        preexec_fn=_ctrl_c_as_from_a_terminal if stop == signal.SIGINT else None,
+        preexec_fn=ctrl_c_as_from_a_terminal,
     )
     try:
         deadline = time.monotonic() + 120
