@@ -2,11 +2,13 @@
 
 The `program` fixture sets mocks and config and runs `__main__.py` fresh with runpy, from the
 project directory, as Pulumi does. `ascii_locale` runs a test under the C locale, for the files
-the tools must read as UTF-8 whatever the machine's locale.
+the tools must read as UTF-8 whatever the machine's locale. `verify_refusal` runs the verify CLI
+in process on arguments it must refuse.
 """
 
 import locale
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,6 +35,27 @@ def ascii_locale() -> Iterator[None]:
         yield
     finally:
         locale.setlocale(locale.LC_CTYPE, before)
+
+
+@pytest.fixture
+def verify_refusal(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Callable[[list[str]], str]:
+    """`verify_refusal(argv)` runs `python -m verify`'s main in process, without registry
+    credentials or a Docker login, asserts it exits 2 printing nothing on stdout; its stderr."""
+    from verify import cli
+
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+
+    def refuse(argv: list[str]) -> str:
+        assert cli.main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        return captured.err
+
+    return refuse
 
 
 UPSTREAM_CHECKOUT_TESTS = "tests/test_patches_upstream_checkout.py"

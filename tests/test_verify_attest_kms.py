@@ -9,7 +9,7 @@ import json
 import shlex
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler
@@ -196,11 +196,10 @@ MISSING_KEY = "/nonexistent/k.pem"
     ],
 )
 def test_key_usage_errors_exit_2_with_one_message(
-    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    args: list[str], message: str, verify_refusal: Callable[[list[str]], str]
 ) -> None:
-    assert main(["127.0.0.1:1/a:1", "--deep", "--attest", *args]) == 2
-    captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
+    refused = verify_refusal(["127.0.0.1:1/a:1", "--deep", "--attest", *args])
+    assert refused == f"verify: {message}\n"
 
 
 def test_the_programs_command_line_signs_referrers_with_the_attestors_kms_key(

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,16 +98,9 @@ REF = "127.0.0.1:5000/a:1"
     ],
 )
 def test_usage_errors_exit_2_with_one_message(
-    args: list[str],
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    args: list[str], message: str, verify_refusal: Callable[[list[str]], str]
 ) -> None:
-    clean_environment(monkeypatch, tmp_path)
-    assert cli.main([*args, "--json"]) == 2
-    captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
+    assert verify_refusal([*args, "--json"]) == f"verify: {message}\n"
 
 
 def test_a_usage_error_of_python_m_verify_exits_2_with_one_message() -> None:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -23,8 +23,7 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from tests.integration.loopbackserver import serve, shut_down
-from tests.test_verify_cli import clean_environment, closed_port
-from verify import cli
+from tests.test_verify_cli import closed_port
 from verify.auth import Credentials
 from verify.contract import CheckRequest
 from verify.platforms import parse_platform
@@ -289,17 +288,11 @@ RUN_TIMEOUTS = "allowed 1 to 3600 seconds"
     ],
 )
 def test_run_usage_errors_exit_2_before_any_request(
-    args: list[str],
-    message: str,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    args: list[str], message: str, verify_refusal: Callable[[list[str]], str]
 ) -> None:
     # Nothing listens on the port: a request would have been a connection error instead.
-    clean_environment(monkeypatch, tmp_path)
-    assert cli.main([f"127.0.0.1:{closed_port()}/a:1", "--json", *args]) == 2
-    captured = capsys.readouterr()
-    assert (captured.out, captured.err) == ("", f"verify: {message}\n")
+    refused = verify_refusal([f"127.0.0.1:{closed_port()}/a:1", "--json", *args])
+    assert refused == f"verify: {message}\n"
 
 
 AMD64, ARM64 = parse_platform("linux/amd64"), parse_platform("linux/arm64")
