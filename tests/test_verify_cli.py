@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,8 +22,10 @@ import pytest
 from tests.cli_help import help_of
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from verify import cli, published
+from verify import run as verify_run
 from verify.checks import ImageResult, Verifier
 from verify.digests import sha256_digest
+from verify.probe import Probe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,6 +48,11 @@ def run(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
 
 
 ATTEST_NEEDS_DEEP = "--attest needs --deep: the attestations carry the layers' SBOM"
+BYTES = (
+    "expected a number of bytes greater than 0, optionally followed by KiB, MiB, GiB or TiB "
+    "(e.g. 64GiB)"
+)
+SECONDS = "expected a number of seconds greater than 0"
 NEEDS_ATTEST = "--key, --create-key and --kms sign attestations: they need --attest"
 
 
@@ -92,6 +100,24 @@ REF = "127.0.0.1:5000/a:1"
             [REF, "--deep", "--attest", "--kms", "k", "--create-key"],
             "--create-key creates the --key file; KMS keys are made in KMS",
         ),
+        (
+            [REF, "--trust-realm", "https://auth.example/"],
+            "--trust-realm 'https://auth.example/': expected a host name such as "
+            "auth.example.com (no scheme, port or path)",
+        ),
+        *(
+            ([REF, "--max-layer-bytes", value], f"--max-layer-bytes {value!r}: {BYTES}")
+            for value in ("10GB", "0", "0KiB", "-1", "")
+        ),
+        *(
+            ([REF, "--timeout", value], f"--timeout {value!r}: {SECONDS}")
+            for value in ("nan", "-5", "0", "inf", "soon")
+        ),
+        ([REF, "--sbom", "out"], "--sbom needs --deep: the SBOM is read from the layers"),
+        (
+            [REF, REF, "--deep", "--sbom", "out"],
+            "--sbom describes one image; 2 references were given",
+        ),
         ([REF, "--key", "k.pem"], NEEDS_ATTEST),
         ([REF, "--create-key"], NEEDS_ATTEST),
         ([REF, "--kms", "k"], NEEDS_ATTEST),
@@ -101,6 +127,99 @@ def test_usage_errors_exit_2_with_one_message(
     args: list[str], message: str, verify_refusal: Callable[[list[str]], str]
 ) -> None:
     assert verify_refusal([*args, "--json"]) == f"verify: {message}\n"
+
+
+def test_option_values_at_their_bounds_are_accepted(tmp_path: Path) -> None:
+    assert [cli._parse_size(text) for text in ("1", " 2KiB ", "3MiB", "1GiB", "1TiB")] == [
+        1,
+        2 << 10,
+        3 << 20,
+        1 << 30,
+        1 << 40,
+    ]
+    assert [cli._parse_seconds(text) for text in ("0.001", "900", "1e6")] == [0.001, 900, 1e6]
+    realms = [" Auth.Example.COM. ", "token-1.example", "127.0.0.2", "::1"]
+    assert cli._parse_trusted_realms(realms) == {
+        "auth.example.com",
+        "token-1.example",
+        "127.0.0.2",
+        "::1",
+    }
+    refs = cli._parse_refs([REF])
+    assert cli._check_sbom(None, False, refs) is None
+    assert cli._check_sbom(str(tmp_path / "out"), True, refs) == tmp_path / "out"
+    assert not (tmp_path / "out").exists()  # checked here, made once there is an SBOM
+
+
+class _Logins:
+    """A CredentialResolver that answers every registry with its name."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def for_registry(self, registry: str) -> str:
+        self.asked.append(registry)
+        return f"login for {registry}"
+
+
+@pytest.mark.parametrize(
+    ("gcp", "environment", "handed"),
+    [
+        (False, {}, None),  # Docker reads its own config: nothing is handed to docker pull
+        (True, {}, "login for 127.0.0.1:5000"),
+        (False, {"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}, "login for 127.0.0.1:5000"),
+    ],
+    ids=["docker-config", "gcp", "environment"],
+)
+def test_a_run_hands_docker_pull_only_a_login_from_gcp_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch, gcp: bool, environment: dict[str, str], handed: str | None
+) -> None:
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    given: list[dict[str, object]] = []
+
+    def run_verified(*arguments: object) -> dict[object, object]:
+        given.append(dict(arguments[3]))  # type: ignore[call-overload]
+        return {}
+
+    monkeypatch.setattr(verify_run, "run_verified", run_verified)
+    logins = _Logins()
+    refs = [ref for _, ref in cli._parse_refs([REF])]
+    options = verify_run.RunOptions(probe=Probe("tcp", 1), env=(), timeout=5, jobs=1)
+    assert cli._run_images([], refs, options, logins, gcp) == {}  # type: ignore[arg-type]
+    assert given == [{"127.0.0.1:5000": handed}]
+    assert logins.asked == ([] if handed is None else ["127.0.0.1:5000"])
+
+
+def test_sigterm_while_the_registry_is_read_ends_the_run_at_once_with_130(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process (the process test's twin): the worker is still reading, the main thread's
+    SIGTERM ends the run without waiting for it."""
+    released = threading.Event()
+
+    def hang(_verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        released.wait(5)
+        return [ImageResult(ref=text) for text, _ in refs]
+
+    monkeypatch.setattr(Verifier, "verify_all", hang)
+    monkeypatch.setattr(os, "_exit", hard_stop)
+    clean_environment(monkeypatch, tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(HardStop) as stopped:
+            cli.main([f"127.0.0.1:{closed_port()}/a:1", "--timeout", "60"])
+    finally:
+        timer.cancel()
+        released.set()
+    assert stopped.value.args == (cli.EXIT_INTERRUPTED,) == (130,)
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "verify: interrupted\n")
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_a_usage_error_of_python_m_verify_exits_2_with_one_message() -> None:

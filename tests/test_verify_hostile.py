@@ -32,6 +32,7 @@ from tests.hostile_registry import OCI_INDEX, Handler, HostileRegistry, Responde
 from tests.integration.loopbackserver import never_accepting, raised_within
 from tests.integration.test_verify_registry import _service_account_key
 from tests.interrupts import ctrl_c_as_from_a_terminal
+from tests.test_verify_cli import closed_port
 from tests.throwaway_ca import throwaway_ca
 from tests.verify_bytes import (
     AARCH64,
@@ -694,15 +695,19 @@ def _connection_on(sock: socket.socket) -> HTTPConnection:
     return connection
 
 
-def test_a_connection_closed_before_its_cut_does_not_stop_the_watchdog() -> None:
+@pytest.mark.parametrize("connected", [True, False], ids=["closed-socket", "not-connected"])
+def test_a_connection_closed_or_not_made_before_its_cut_does_not_stop_the_watchdog(
+    connected: bool,
+) -> None:
     # A request can end (its socket closed) just as its deadline passes: shutting the socket
-    # down then fails, and the watchdog still cuts the next request that runs past its deadline.
+    # down then fails; or pass its deadline before it has a connection. The watchdog still cuts
+    # the next request that runs past its deadline.
     watchdog = deadline.Watchdog()
     closed = socket.socket()
     closed.close()
     soon = time.monotonic() + 0.2
     with watchdog.watch("manifest v1", "r.example", soon, "--timeout 1 s") as first:
-        first.connection = _connection_on(closed)
+        first.connection = _connection_on(closed) if connected else None
         for _ in range(100):
             if first.expired:
                 break
@@ -1573,6 +1578,17 @@ def test_the_client_refuses_a_redirect_it_cannot_follow_safely(
     assert str(refused.value) == refusal
     # The endless one is followed 5 times after the first answer, then given up (no retries).
     assert len(hostile.seen) == (6 if location == MANIFEST_V1 + "?again" else 1)
+
+
+def test_a_redirect_to_https_is_followed(hostile: HostileRegistry) -> None:
+    # Nothing listens there: the client tried to connect rather than refusing the Location.
+    hostile.on(MANIFEST_V1, redirect_to(f"https://127.0.0.1:{closed_port()}/m"))
+    client = registry.RegistryClient(
+        CredentialResolver(use_gcp=False, environ={}), registry.RetryPolicy(attempts=1)
+    )
+    with pytest.raises(registry.RegistryError) as failed:
+        client.get_manifest(parse_reference(ref(hostile)), "v1")
+    assert str(failed.value).startswith("manifest v1: connection failed: "), failed.value
 
 
 def test_a_redirect_is_read_by_the_client_not_by_urllib3(hostile: HostileRegistry) -> None:
