@@ -6,6 +6,7 @@ thread and the run's hard stop at --timeout in process, with the checks faked.""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from tests.cli_help import help_of
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
 from verify import cli, published
 from verify import run as verify_run
+from verify.auth import AuthError
 from verify.checks import ImageResult, Verifier
 from verify.digests import sha256_digest
 from verify.probe import Probe
@@ -220,6 +222,129 @@ def test_sigterm_while_the_registry_is_read_ends_the_run_at_once_with_130(
     captured = capsys.readouterr()
     assert (captured.out, captured.err) == ("", "verify: interrupted\n")
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [
+        ("published", "verify.published"),
+        ("gc", "verify.gc"),
+        ("attestations", "verify.attest.check"),
+        ("binauthz", "verify.attest.binauthz"),
+        ("attest-index", "verify.attest.join"),
+    ],
+)
+def test_each_subcommand_gets_the_arguments_after_its_name(
+    command: str, module: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+
+    def subcommand(argv: list[str]) -> int:
+        seen.append(list(argv))
+        return 7
+
+    monkeypatch.setattr(importlib.import_module(module), "main", subcommand)
+    assert cli.main([command, "a", "--b"]) == 7
+    assert seen == [["a", "--b"]]
+
+
+FAILED_RUN = verify_run.RunResult(False, "tcp:1", 1.5, exit_code=3, reason="exited", log_tail=["x"])
+PASSED_RUN = verify_run.RunResult(True, "tcp:1", 1.5)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "code", "err"),
+    [
+        ({(0, "linux/amd64"): PASSED_RUN}, 0, ""),
+        (
+            {(0, "linux/amd64"): PASSED_RUN, (0, "linux/arm64"): FAILED_RUN},
+            1,
+            "verify: REF: linux/arm64: run failed (tcp:1): exited\n"
+            "verify: REF: linux/arm64: log: x\n",
+        ),
+        (AuthError("no login for r"), 2, "verify: --run: no login for r\n"),
+        (KeyboardInterrupt(), 130, "verify: interrupted; the run's containers were removed\n"),
+        (RuntimeError("a bug in --run"), 2, "verify: internal error in --run (see the traceback"),
+    ],
+    ids=["passed", "failed", "login-refused", "interrupted", "bug"],
+)
+def test_run_outcomes_set_the_exit_code_and_say_why(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    outcome: object,
+    code: int,
+    err: str,
+) -> None:
+    """--run after checks that passed (faked): what the run of each platform comes to."""
+    ref = f"127.0.0.1:{closed_port()}/a:1"
+    passed = [ImageResult(ref=ref, digest="sha256:00")]
+    asked: list[tuple[object, ...]] = []
+
+    def run_verified(*arguments: object) -> object:
+        asked.append(arguments[:3])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    monkeypatch.setattr(Verifier, "verify_all", lambda _verifier, _refs: passed)
+    checked: list[list[str]] = []
+    monkeypatch.setattr(
+        verify_run, "check_prerequisites", lambda ps: checked.append([str(p) for p in ps])
+    )
+    monkeypatch.setattr(verify_run, "run_verified", run_verified)
+    clean_environment(monkeypatch, tmp_path)
+
+    assert cli.main([ref, "--json", "--run", "--probe", "tcp:1", "--jobs", "2"]) == code
+
+    captured = capsys.readouterr()
+    expected = err.replace("REF", ref)
+    if code == 2 and "traceback" in err:
+        assert captured.err.startswith("Traceback (most recent call last):\n"), captured.err
+        assert captured.err.endswith(expected + " above)\n"), captured.err
+    else:
+        assert captured.err == expected
+    reference = cli._parse_refs([ref])[0][1]
+    options = verify_run.RunOptions(
+        probe=Probe("tcp", 1), env=(), timeout=verify_run.DEFAULT_TIMEOUT, jobs=2
+    )
+    assert asked == [(passed, [reference], options)]
+    assert checked == [["linux/amd64", "linux/arm64"]]
+
+
+@pytest.mark.parametrize("gcp", [False, True], ids=["docker-login", "gcp"])
+def test_the_arguments_reach_the_verifier_and_its_registry_client(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gcp: bool
+) -> None:
+    verifiers: list[Verifier] = []
+
+    def record(verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        verifiers.append(verifier)
+        return [ImageResult(ref=text, digest="sha256:00") for text, _ in refs]
+
+    monkeypatch.setattr(Verifier, "verify_all", record)
+    clean_environment(monkeypatch, tmp_path)
+    argv = [REF, "--platform", "linux/arm64", "--deep", "--allow", "/opt/*"]
+    argv += ["--max-layer-bytes", "1KiB", "--trust-realm", "Auth.Example", "--timeout", "30"]
+    started = time.monotonic()
+
+    assert cli.main([*argv, "--gcp"] if gcp else argv) == 0
+
+    [verifier] = verifiers
+    assert verifier._options == cli.Options(
+        platforms=(cli.parse_platform("linux/arm64"),),
+        deep=True,
+        allow=("/opt/*",),
+        sbom=False,
+        max_layer_bytes=1024,
+    )
+    assert verifier._layer_pool._max_workers == cli.LAYER_WORKERS
+    client = verifier._client
+    assert client._credentials._use_gcp is gcp
+    assert client._trusted_realms == {"auth.example"}
+    assert client._run_limit == "--timeout 30 s"
+    assert started + 30 <= client._run_deadline <= time.monotonic() + 30
+    assert client._http.connection_pool_kw["maxsize"] == cli.LAYER_WORKERS + 8
 
 
 def test_a_usage_error_of_python_m_verify_exits_2_with_one_message() -> None:
