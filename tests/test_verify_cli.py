@@ -22,9 +22,10 @@ import pytest
 
 from tests.cli_help import help_of
 from tests.hostile_registry import OCI_INDEX, HostileRegistry
+from verify import auth as verify_auth
 from verify import cli, published
 from verify import run as verify_run
-from verify.auth import AuthError
+from verify.auth import AuthError, Credentials
 from verify.checks import ImageResult, Verifier
 from verify.digests import sha256_digest
 from verify.probe import Probe
@@ -310,6 +311,39 @@ def test_run_outcomes_set_the_exit_code_and_say_why(
     )
     assert asked == [(passed, [reference], options)]
     assert checked == [["linux/amd64", "linux/arm64"]]
+
+
+def test_a_run_with_gcp_hands_docker_pull_the_application_default_login(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``--run --gcp`` through main: the login docker pull gets is the one Application Default
+    Credentials gave (Google's side faked: no network here), asked for once."""
+    ref = f"127.0.0.1:{closed_port()}/a:1"
+    login = Credentials("oauth2accesstoken", "ya29.token", "--gcp")
+    asked: list[int] = []
+
+    def adc() -> Credentials:
+        asked.append(1)
+        return login
+
+    handed: list[object] = []
+
+    def run_verified(*arguments: object) -> dict[object, object]:
+        handed.append(arguments[3])
+        return {(0, "linux/amd64"): PASSED_RUN}
+
+    monkeypatch.setattr(verify_auth, "gcp_credentials", adc)
+    monkeypatch.setattr(
+        Verifier, "verify_all", lambda _verifier, refs: [ImageResult(ref=ref, digest="sha256:00")]
+    )
+    monkeypatch.setattr(verify_run, "check_prerequisites", lambda _platforms: None)
+    monkeypatch.setattr(verify_run, "run_verified", run_verified)
+    clean_environment(monkeypatch, tmp_path)
+
+    assert cli.main([ref, "--gcp", "--json", "--run", "--probe", "tcp:1"]) == 0
+
+    assert handed == [{ref.rpartition("/")[0]: login}]
+    assert asked == [1]
 
 
 @pytest.mark.parametrize("gcp", [False, True], ids=["docker-login", "gcp"])

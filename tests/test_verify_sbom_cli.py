@@ -1,13 +1,25 @@
-"""``--sbom`` argument checks: one clear error before any request, nothing created."""
+"""``--sbom`` argument checks: one clear error before any request, nothing created; in
+process, with the checks' verdict faked, the documents written after a verdict of 0 or 1 and
+not after 2."""
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.test_verify_cli import run
+from tests.test_verify_cli import clean_environment, closed_port, run
+from tests.verify_bytes import Entry, gzip_bytes, tar_bytes
+from verify import cli
+from verify.checks import ImageResult, PlatformResult, Problem, Verifier
+from verify.layers import decompressed
+from verify.platforms import Platform
+from verify.sbom.capture import LayerCapture
+from verify.sbom.inventory import platform_inventory
 from verify.sbom.output import SbomUsageError, check_directory
+from verify.tarscan import scan_tar
 
 
 @pytest.mark.parametrize(
@@ -78,3 +90,68 @@ def test_a_plain_verification_loads_none_of_the_sbom_or_signing_libraries() -> N
         [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def _checked(platform: str, digest: str) -> PlatformResult:
+    """What the checks leave for one platform of a --deep --sbom run: its inventory, read from
+    a real layer."""
+    layer = tar_bytes([Entry("etc/os-release", b"ID=debian\nVERSION_ID=12\n")])
+    scan = scan_tar(decompressed(io.BytesIO(gzip_bytes(layer))), capture=LayerCapture())
+    system, architecture = platform.split("/")
+    inventory = platform_inventory([scan], Platform.of(system, architecture), digest)
+    return PlatformResult(digest=digest, config_architecture=architecture, inventory=inventory)
+
+
+@pytest.mark.parametrize(
+    ("problem", "code", "written"),
+    [
+        (None, 0, True),
+        (Problem("linux/arm64", "a foreign binary", 1), 1, True),  # the SBOM shows why
+        (Problem("linux/arm64", "the registry refused", 2), 2, False),  # not a verdict
+    ],
+    ids=["verified", "failed", "error"],
+)
+def test_the_sbom_is_written_after_a_verdict_of_0_or_1(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    problem: Problem | None,
+    code: int,
+    written: bool,
+) -> None:
+    ref = f"127.0.0.1:{closed_port()}/shop/cart:1"
+    digests = {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
+    checked = ImageResult(
+        ref=ref,
+        digest="sha256:" + "c" * 64,
+        platforms={name: _checked(name, digest) for name, digest in digests.items()},
+        problems=[] if problem is None else [problem],
+    )
+    seen: list[list[str]] = []
+
+    def verify_all(_verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        seen.append([text for text, _ in refs])
+        return [checked]
+
+    monkeypatch.setattr(Verifier, "verify_all", verify_all)
+    clean_environment(monkeypatch, tmp_path)
+    out = tmp_path / "sbom"
+    argv = [ref, "--deep", "--sbom", str(out), "--sbom-format", "cyclonedx"]
+
+    assert cli.main(argv) == code
+
+    assert seen == [[ref]]
+    err = capsys.readouterr().err
+    if not written:
+        assert not out.exists()
+        assert "verify: wrote" not in err
+        return
+    paths = [out / "linux-amd64.cdx.json", out / "linux-arm64.cdx.json"]
+    assert sorted(out.iterdir()) == paths
+    assert [line for line in err.splitlines() if "wrote" in line] == [
+        f"verify: wrote {path}" for path in paths
+    ]
+    for path, digest in zip(paths, digests.values(), strict=True):
+        image = json.loads(path.read_text())["metadata"]["component"]
+        assert image["version"] == digest
+        assert "repository_url=127.0.0.1" in image["purl"] and "/shop/cart" in image["purl"]
