@@ -112,8 +112,8 @@ def test_multi_member_gzip_and_zero_padding_are_read_through() -> None:
 
 @pytest.mark.parametrize(
     "tail",
-    [b"garbage", b"\0" * 10 + b"garbage", b"\0" * (2 << 20) + b"x"],
-    ids=["garbage", "zeros-then-garbage", "garbage-past-a-chunk-of-zeros"],
+    [b"garbage", b"XX", b"\0" * 10 + b"garbage", b"\0" * (2 << 20) + b"x"],
+    ids=["garbage", "two-letters", "zeros-then-garbage", "garbage-past-a-chunk-of-zeros"],
 )
 def test_trailing_garbage_after_gzip_is_rejected(tail: bytes) -> None:
     reader = GzipReader(io.BytesIO(gzip_bytes(b"data") + tail))
@@ -134,6 +134,54 @@ def test_a_gzip_member_split_across_reads_is_found_after_the_first() -> None:
 
     reader = GzipReader(OneByteAtATime(gzip_bytes(b"first") + gzip_bytes(b"second")))
     assert b"".join(iter(lambda: reader.read(4096), b"")) == b"firstsecond"
+
+
+class _Pieces:
+    """A source that answers each read with its next piece (never more than asked), recording
+    the sizes it was asked for."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self._pieces = list(pieces)
+        self.asked: list[int | None] = []
+
+    def read(self, size: int = -1, /) -> bytes:
+        self.asked.append(size)
+        if not self._pieces:
+            return b""
+        piece = self._pieces.pop(0)
+        assert size is not None and 0 < len(piece) <= size  # the pieces fit a bounded read
+        return piece
+
+
+def test_members_and_padding_in_reads_of_their_own_are_read_in_bounded_chunks() -> None:
+    """Each member, and the zero padding after the last, arrives by itself: the reader looks
+    for what follows a member, and reads padding to its end, in chunks of CHUNK_BYTES."""
+    first, second = b"first member " * 1000, b"second member " * 1000
+    source = _Pieces(gzip_bytes(first), gzip_bytes(second), b"\0" * 512, b"\0" * 512)
+    reader = GzipReader(source)
+    assert b"".join(iter(lambda: reader.read(4096), b"")) == first + second
+    assert source.asked == [CHUNK_BYTES] * 5
+
+
+@pytest.mark.parametrize("size", [-1, None], ids=["minus-one", "none"])
+def test_a_gzip_read_of_no_size_returns_at_most_a_chunk(size: int | None) -> None:
+    data = bytes(range(256)) * (8 << 12)  # 8 MiB that deflate to a few KiB: one source read
+    reader = GzipReader(io.BytesIO(gzip_bytes(data)))
+    assert reader.read(10) == data[:10]
+    assert reader.read(size) == data[10 : 10 + CHUNK_BYTES]  # type: ignore[arg-type]
+
+
+def test_a_gzip_member_cut_before_its_trailer_gives_all_its_bytes_then_fails() -> None:
+    """Read one byte at a time, a member whose deflate data is whole but whose trailer (CRC32
+    and size) is missing: every byte it holds comes out, then the error, never data dropped."""
+    data = b"\0" * 100_000  # runs of zeros: one deflate code holds more bytes than a read takes
+    reader = GzipReader(io.BytesIO(gzip_bytes(data)[:-8]))
+    got = bytearray()
+    with pytest.raises(LayerFormatError) as raised:
+        while chunk := reader.read(1):
+            got += chunk
+    assert str(raised.value) == "gzip stream ends before its last member is complete"
+    assert bytes(got) == data
 
 
 def test_truncated_gzip_is_rejected() -> None:
