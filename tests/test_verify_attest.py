@@ -38,6 +38,7 @@ from tests.verify_bytes import (
     json_bytes,
     tar_bytes,
 )
+from verify import run as verify_run
 from verify.attest import dsse, oras, signing
 from verify.attest.attach import StartProof, attest, subject_of
 from verify.attest.attach import test_result as predicate_of
@@ -1491,6 +1492,47 @@ def test_in_process_a_verified_image_is_attested_per_platform_and_on_its_index(
         "warnedTests": [],
         "failedTests": [],
     }
+
+
+def test_in_process_what_the_run_proved_is_attested_on_the_index(
+    stub: ReferrersRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--attest --run --skip-run linux/arm64`: the Test Result on the index names the probe,
+    passes amd64's start and warns that arm64 was not started. The runs are faked (no Docker
+    Engine in process); the checks, the signing and the push are real."""
+    for name in ("REGISTRY_USERNAME", "REGISTRY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    asked: list[object] = []
+
+    def run_verified(*arguments: object) -> dict[tuple[int, str], RunResult]:
+        asked.append(arguments[2])
+        return {(0, "linux/amd64"): RunResult(ok=True, probe="tcp:80", seconds=1.0)}
+
+    monkeypatch.setattr(verify_run, "check_prerequisites", lambda _platforms: None)
+    monkeypatch.setattr(verify_run, "run_verified", run_verified)
+    Pusher(stub).image("shop/app", "1", _image_layers(), "app")  # type: ignore[arg-type]
+    key_path = tmp_path / "key.pem"
+    ref = f"{stub.address}/shop/app:1"
+    argv = [ref, "--deep", "--json", "--attest", "--key", str(key_path), "--create-key"]
+    code = cli_main([*argv, "--run", "--probe", "tcp:80", "--skip-run", "linux/arm64"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert len(asked) == 1
+    index = json.loads(captured.out)["referrers"]["index"]
+    reader, parsed = Registry(anonymous_client()), parse_reference(ref)
+    manifest = json.loads(reader.get_manifest(parsed, index))
+    envelope = reader.get_envelope(parsed, manifest["layers"][0]["digest"])
+    statement = dsse.open_envelope(envelope, dsse.load_public_key(Path(f"{key_path}.pub")))
+    assert statement.predicate["result"] == "WARNED"
+    assert statement.predicate["configuration"][0]["annotations"]["run"] == {
+        "probe": "tcp:80",
+        "skipped": ["linux/arm64"],
+    }
+    assert "start:linux/amd64" in statement.predicate["passedTests"]
+    assert statement.predicate["warnedTests"] == ["start:linux/arm64"]
 
 
 def test_in_process_a_registry_that_refuses_the_attestation_is_exit_2(

@@ -26,7 +26,7 @@ from verify import auth as verify_auth
 from verify import cli, published
 from verify import run as verify_run
 from verify.auth import AuthError, Credentials
-from verify.checks import ImageResult, Verifier
+from verify.checks import ImageResult, PlatformResult, Verifier
 from verify.digests import sha256_digest
 from verify.probe import Probe
 
@@ -311,6 +311,80 @@ def test_run_outcomes_set_the_exit_code_and_say_why(
     )
     assert asked == [(passed, [reference], options)]
     assert checked == [["linux/amd64", "linux/arm64"]]
+
+
+def _two_images_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, runs: dict[tuple[int, str], object]
+) -> list[str]:
+    """Two references that pass the checks (faked, with both platforms), then ``runs`` as what
+    --run comes to; the references."""
+    port = closed_port()
+    refs = [f"127.0.0.1:{port}/shop/{name}:1" for name in ("cart", "ad")]
+    platforms = {
+        name: PlatformResult(digest="sha256:" + digit * 64, config_architecture=name[6:])
+        for name, digit in (("linux/amd64", "a"), ("linux/arm64", "b"))
+    }
+
+    def verify_all(_verifier: Verifier, given: list[tuple[str, object]]) -> list[ImageResult]:
+        return [
+            ImageResult(ref=text, digest="sha256:" + "c" * 64, platforms=dict(platforms))
+            for text, _ in given
+        ]
+
+    monkeypatch.setattr(Verifier, "verify_all", verify_all)
+    monkeypatch.setattr(verify_run, "check_prerequisites", lambda _platforms: None)
+    monkeypatch.setattr(verify_run, "run_verified", lambda *_arguments: runs)
+    clean_environment(monkeypatch, tmp_path)
+    return refs
+
+
+def test_each_images_runs_are_reported_under_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json of two references: a list (indented by 2), each platform with its own run."""
+    seconds = {(0, "linux/amd64"): 1.0, (0, "linux/arm64"): 2.0, (1, "linux/amd64"): 3.0}
+    runs: dict[tuple[int, str], object] = {
+        key: verify_run.RunResult(True, "tcp:1", value) for key, value in seconds.items()
+    }
+    refs = _two_images_run(monkeypatch, tmp_path, runs)
+
+    assert cli.main([*refs, "--json", "--run", "--probe", "tcp:1"]) == 0
+
+    out = capsys.readouterr().out
+    assert out.startswith('[\n  {\n    "ref": ')
+    reports = json.loads(out)
+    assert [report["ref"] for report in reports] == refs
+    ran = {
+        (index, platform): details["run"]
+        for index, report in enumerate(reports)
+        for platform, details in report["platforms"].items()
+        if "run" in details  # a platform that was not started has none
+    }
+    assert ran == {
+        key: {"ok": True, "probe": "tcp:1", "seconds": value, "exitCode": None, "logTail": []}
+        for key, value in seconds.items()
+    }
+
+
+def test_a_failed_run_is_said_under_its_own_image_and_the_other_is_summarised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs: dict[tuple[int, str], object] = {
+        (0, "linux/amd64"): PASSED_RUN,
+        (0, "linux/arm64"): PASSED_RUN,
+        (1, "linux/amd64"): PASSED_RUN,
+        (1, "linux/arm64"): FAILED_RUN,
+    }
+    refs = _two_images_run(monkeypatch, tmp_path, runs)
+
+    assert cli.main([*refs, "--run", "--probe", "tcp:1"]) == 1
+
+    captured = capsys.readouterr()
+    assert [line.split("@")[0] for line in captured.out.splitlines()] == [f"verified {refs[0]}"]
+    assert captured.err == (
+        f"verify: {refs[1]}: linux/arm64: run failed (tcp:1): exited\n"
+        f"verify: {refs[1]}: linux/arm64: log: x\n"
+    )
 
 
 def test_a_run_with_gcp_hands_docker_pull_the_application_default_login(

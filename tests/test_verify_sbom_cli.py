@@ -102,6 +102,31 @@ def _checked(platform: str, digest: str) -> PlatformResult:
     return PlatformResult(digest=digest, config_architecture=architecture, inventory=inventory)
 
 
+DIGESTS = {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
+
+
+def _checks_come_to(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, problem: Problem | None
+) -> str:
+    """One reference whose checks (faked) read both platforms' inventories and come to
+    ``problem``; the reference."""
+    ref = f"127.0.0.1:{closed_port()}/shop/cart:1"
+    checked = ImageResult(
+        ref=ref,
+        digest="sha256:" + "c" * 64,
+        platforms={name: _checked(name, digest) for name, digest in DIGESTS.items()},
+        problems=[] if problem is None else [problem],
+    )
+
+    def verify_all(_verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
+        assert [text for text, _ in refs] == [ref]
+        return [checked]
+
+    monkeypatch.setattr(Verifier, "verify_all", verify_all)
+    clean_environment(monkeypatch, tmp_path)
+    return ref
+
+
 @pytest.mark.parametrize(
     ("problem", "code", "written"),
     [
@@ -119,28 +144,11 @@ def test_the_sbom_is_written_after_a_verdict_of_0_or_1(
     code: int,
     written: bool,
 ) -> None:
-    ref = f"127.0.0.1:{closed_port()}/shop/cart:1"
-    digests = {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
-    checked = ImageResult(
-        ref=ref,
-        digest="sha256:" + "c" * 64,
-        platforms={name: _checked(name, digest) for name, digest in digests.items()},
-        problems=[] if problem is None else [problem],
-    )
-    seen: list[list[str]] = []
-
-    def verify_all(_verifier: Verifier, refs: list[tuple[str, object]]) -> list[ImageResult]:
-        seen.append([text for text, _ in refs])
-        return [checked]
-
-    monkeypatch.setattr(Verifier, "verify_all", verify_all)
-    clean_environment(monkeypatch, tmp_path)
+    ref = _checks_come_to(monkeypatch, tmp_path, problem)
     out = tmp_path / "sbom"
-    argv = [ref, "--deep", "--sbom", str(out), "--sbom-format", "cyclonedx"]
 
-    assert cli.main(argv) == code
+    assert cli.main([ref, "--deep", "--sbom", str(out), "--sbom-format", "cyclonedx"]) == code
 
-    assert seen == [[ref]]
     err = capsys.readouterr().err
     if not written:
         assert not out.exists()
@@ -151,7 +159,26 @@ def test_the_sbom_is_written_after_a_verdict_of_0_or_1(
     assert [line for line in err.splitlines() if "wrote" in line] == [
         f"verify: wrote {path}" for path in paths
     ]
-    for path, digest in zip(paths, digests.values(), strict=True):
+    for path, digest in zip(paths, DIGESTS.values(), strict=True):
         image = json.loads(path.read_text())["metadata"]["component"]
         assert image["version"] == digest
         assert "repository_url=127.0.0.1" in image["purl"] and "/shop/cart" in image["purl"]
+
+
+def test_an_sbom_that_cannot_be_written_after_a_pass_is_exit_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not 1 (the image passed): what was asked for could not be done. No summary line."""
+    ref = _checks_come_to(monkeypatch, tmp_path, None)
+    out = tmp_path / "sbom"
+    blocked = out / "linux-arm64.spdx.json"
+    (blocked / "kept").mkdir(parents=True)  # a directory where the arm64 document goes
+
+    assert cli.main([ref, "--deep", "--sbom", str(out)]) == 2
+
+    captured = capsys.readouterr()
+    assert captured.err == (
+        f"verify: --sbom {out}: cannot write {blocked}: Is a directory; no document was written\n"
+    )
+    assert captured.out.startswith(f"verified {ref}@")  # the checks' verdict still stands
+    assert sorted(path.name for path in out.iterdir()) == [blocked.name]
