@@ -529,6 +529,41 @@ def test_the_launcher_runs_a_functions_tests_in_the_order_of_the_selection(
     assert list(codes.values()).count(0) == 1 and 1 in codes.values(), codes
 
 
+def test_a_test_modules_import_time_calls_count_for_its_own_tests_only(tmp_path: Path) -> None:
+    """A function the package runs while it is imported is reached by every test; one a test
+    module runs while it is imported (a constant, a parameter list) only by that module's
+    tests. Counted for every test, 94 of verify's functions had all 1,021 tests in the stats
+    pass, and the budget ran none of those that call them."""
+    project = tiny_project(tmp_path)
+    (project / "tiny" / "__init__.py").write_text(
+        TINY_SOURCE
+        + "\n\ndef smaller(a, b):\n    return b if a > b else a\n\n\nLEAST = smaller(3, 4)\n"
+    )
+    (project / "tests" / "test_tiny.py").write_text(
+        "from tiny import LEAST, bigger\n\nTOP = bigger(1, 2)\n\n\n"
+        "def test_top():\n    assert TOP == 2\n\n\ndef test_least():\n    assert LEAST == 3\n"
+    )
+    (project / "tests" / "test_other.py").write_text("def test_other():\n    assert 1 + 1 == 2\n")
+    config = TINY_CONFIG.replace('"-q"]', '"-q", "-p", "tests.mutation.childstats"]')
+    (project / "pyproject.toml").write_text(config)
+
+    ran = launch(project, {"PYTHONPATH": str(ROOT)})
+
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+    stats = json.loads((project / "mutants" / "mutmut-stats.json").read_text())
+    reached = {
+        name: sorted(tests) for name, tests in stats["tests_by_mangled_function_name"].items()
+    }
+    everyone = [
+        "tests/test_other.py::test_other",
+        *(f"tests/test_tiny.py::test_{n}" for n in ("least", "top")),
+    ]
+    assert reached == {
+        "tiny.x_bigger": ["tests/test_tiny.py::test_least", "tests/test_tiny.py::test_top"],
+        "tiny.x_smaller": sorted(everyone),
+    }
+
+
 def test_every_selected_test_can_be_run_by_the_id_a_collection_gives_it() -> None:
     # mutmut lists the tests once, then runs each mutant's tests by node id in later pytest
     # sessions: an id that changes between sessions (gzip's mtime in a parameter, say) makes

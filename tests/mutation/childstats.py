@@ -62,17 +62,68 @@ def pytest_configure(config: pytest.Config) -> None:
 # Functions the mutated packages run while they are imported (the settings model's validator
 # factories, module-level tables). scripts/mutation runs each mutant in a child of a fork server
 # that has imported none of the project, so the child imports them with the mutant active and
-# every test sees the mutant's version; here they are counted as reached by every test, not only
-# by the first one (mutmut files a test's hits at its teardown, and the first collects them all).
+# every test sees the mutant's version: they count as reached by every test. A test module's own
+# import-time calls (a constant built by the code under test, a parameter list) count only for
+# that module's tests: counted for every test, they put ~1,000 tests that never call the
+# function in front of the few that do, and the test budget cut those off.
 _import_hits: set[str] = set()
+_module_hits: dict[str, set[str]] = {}
+
+
+def mutated_modules(directory: Path) -> list[str]:
+    """The modules of the packages mutmut mutates here (`source_paths` of its config; none
+    where there is no such config, as for a plain pytest run with this plugin)."""
+    import tomllib
+
+    try:
+        with (directory / "pyproject.toml").open("rb") as file:
+            paths = tomllib.load(file)["tool"]["mutmut"]["source_paths"]
+    except (FileNotFoundError, KeyError):
+        return []
+    names = []
+    for path in paths:
+        for source in sorted((directory / path).rglob("*.py")):
+            parts = source.relative_to(directory).with_suffix("").parts
+            if parts[-1] == "__main__":
+                continue  # running it is the command's job, not an import's
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _take_hits() -> set[str]:
+    from mutmut.state import state
+
+    hits = set(state()._stats)
+    state()._stats.clear()
+    return hits
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    import importlib
+
+    for name in mutated_modules(Path.cwd()):
+        importlib.import_module(name)
+    _import_hits.update(_take_hits())
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """What ran while a test module was imported (and its classes collected) is its own."""
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    hits = _take_hits()
+    module = report.nodeid.split("::")[0]
+    if module.endswith(".py"):
+        _module_hits.setdefault(module, set()).update(hits)
+    else:  # a directory's conftest.py: every test under it may use what it built
+        _import_hits.update(hits)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     if os.environ.get("MUTANT_UNDER_TEST") != "stats":
         return
-    from mutmut.state import state
-
-    _import_hits.update(state()._stats)
+    _import_hits.update(_take_hits())
 
 
 # Memoized functions hide their reach: a parser `cli_contract.built` keeps, or a
@@ -108,6 +159,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     from mutmut.state import state
 
     state()._stats.update(_import_hits)
+    state()._stats.update(_module_hits.get(item.nodeid.split("::")[0], ()))
     for hits in Path(directory).glob("*.hits"):
         state()._stats.update(hits.read_text(encoding="utf-8").split())
         hits.unlink()
