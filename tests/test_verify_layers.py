@@ -163,6 +163,44 @@ def test_members_and_padding_in_reads_of_their_own_are_read_in_bounded_chunks() 
     assert source.asked == [CHUNK_BYTES] * 5
 
 
+def test_letters_after_padding_in_a_read_of_their_own_are_refused() -> None:
+    source = _Pieces(gzip_bytes(b"data"), b"\0" * 512, b"XX")
+    reader = GzipReader(source)
+    with pytest.raises(LayerFormatError) as raised:
+        while reader.read(4096):
+            pass
+    assert str(raised.value) == "gzip stream has trailing data that is not a gzip member"
+
+
+class _OneByteAtATime:
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(min(size, 1))
+
+
+@pytest.mark.parametrize(
+    ("blob", "content"),
+    [
+        (b"", b""),
+        (b"a", b"a"),
+        (b"abc", b"abc"),
+        (b"abcdefgh", b"abcdefgh"),
+        (gzip_bytes(b"in one-byte reads"), b"in one-byte reads"),
+        (zstd_bytes(b"zstd too"), b"zstd too"),
+    ],
+    ids=["empty", "one-byte", "three-bytes", "plain", "gzip", "zstd"],
+)
+def test_the_magic_bytes_are_read_across_short_reads_and_short_blobs(
+    blob: bytes, content: bytes
+) -> None:
+    """The first four bytes (zstd's magic is four long) arrive one per read, or the blob ends
+    first: the format is still found, and no byte is lost or read twice."""
+    stream = decompressed(_OneByteAtATime(blob))
+    assert b"".join(iter(lambda: stream.read(4096), b"")) == content
+
+
 @pytest.mark.parametrize("size", [-1, None], ids=["minus-one", "none"])
 def test_a_gzip_read_of_no_size_returns_at_most_a_chunk(size: int | None) -> None:
     data = bytes(range(256)) * (8 << 12)  # 8 MiB that deflate to a few KiB: one source read

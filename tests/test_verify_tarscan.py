@@ -105,6 +105,11 @@ def test_a_header_with_a_bad_checksum_is_not_taken_for_the_end() -> None:
             "at offset 1024: the PAX size is not a number",
         ),
         (with_size_field(b"0000000009z\0"), "at offset 0: the size field is not a number"),
+        (with_size_field(b"\t0000000012\0"), "at offset 0: the size field is not a number"),
+        (
+            with_size_field(b"\x80\x01" + bytes(10)) + bytes(512),  # 2**80 bytes: far past the end
+            "at offset 512: the stream ends inside the data of /sized",
+        ),
         (pax(pax_record("path", "a")), "at offset 1024: the stream ends after an extended header"),
         (
             pax(pax_record("path", "a")) + END_OF_ARCHIVE,
@@ -146,6 +151,27 @@ def test_pax_and_gnu_headers_name_the_link_target_and_size() -> None:
     assert scan(pax(pax_record("path", "x"), b"g") + real + END_OF_ARCHIVE) == (
         ElfFile("/usr/bin/real", X86_64),
     )
+
+
+ELF = elf_header(X86_64)
+OCTAL = f"{len(ELF):o}".encode()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        OCTAL.ljust(12, b"\0"),
+        b"  " + OCTAL.ljust(10, b"\0"),
+        OCTAL.rjust(11, b"0") + b" ",
+        OCTAL.rjust(11, b"0") + b"\0",
+    ],
+    ids=["nul-padded", "leading-spaces", "space-ended", "nul-ended"],
+)
+def test_an_octal_size_field_ends_at_its_first_nul_and_its_spaces_are_padding(
+    field: bytes,
+) -> None:
+    member = with_size_field(field) + ELF.ljust(512, b"\0")
+    assert scan(member + END_OF_ARCHIVE) == (ElfFile("/sized", X86_64),)
 
 
 def test_a_base_256_size_field_is_read() -> None:
