@@ -361,3 +361,180 @@ def test_a_string_header_is_read_in_its_pointer_size_and_byte_order(
     # The bytes after it (the next string header) are not part of it.
     data = struct.pack(fields, 0x401000, 9) + b"\xff" * 16
     assert gobuildinfo.string_header(data, header) == (0x401000, 9)
+
+
+# The header and module information decoders on their own, as debug/buildinfo and
+# runtime/debug.ParseBuildInfo define them (Go's sources, read; no bytes taken from them).
+Header = gobuildinfo.Header
+Module = gobuildinfo.Module
+
+
+def _header(pointer_size: int, flags: int, rest: bytes = b"") -> bytes:
+    return (gobuildinfo.MAGIC + bytes([pointer_size, flags]) + rest).ljust(32, b"\0")
+
+
+@pytest.mark.parametrize(
+    ("data", "header"),
+    [
+        (_header(8, gobuildinfo.FLAG_INLINE), Header(8, False, True)),
+        (_header(8, gobuildinfo.FLAG_INLINE | gobuildinfo.FLAG_BIG_ENDIAN), Header(8, True, True)),
+        # Pointer format: the two addresses in the flag's byte order; what follows is not theirs.
+        (
+            _header(4, 0, struct.pack("<II", 0x1000, 0x2000) + b"\xff" * 8),
+            Header(4, False, False, 0x1000, 0x2000),
+        ),
+        (
+            _header(4, gobuildinfo.FLAG_BIG_ENDIAN, struct.pack(">II", 0x1000, 0x2000)),
+            Header(4, True, False, 0x1000, 0x2000),
+        ),
+        (
+            _header(8, gobuildinfo.FLAG_BIG_ENDIAN, struct.pack(">QQ", 0x401000, 0x402000)),
+            Header(8, True, False, 0x401000, 0x402000),
+        ),
+    ],
+    ids=["inline", "inline-big-endian", "pointers-32", "pointers-32-big-endian", "pointers-64-be"],
+)
+def test_a_header_of_32_bytes_is_decoded(data: bytes, header: Header) -> None:
+    assert len(data) == gobuildinfo.HEADER_BYTES
+    assert gobuildinfo.parse_header(data) == header
+
+
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (_header(8, gobuildinfo.FLAG_INLINE)[:31], "no Go build information header"),
+        (b"\xff Go buildinF:" + bytes(18), "no Go build information header"),
+        (_header(5, 0), "pointer size 5 is neither 4 nor 8"),
+        (_header(0, 0), "pointer size 0 is neither 4 nor 8"),
+    ],
+    ids=["31-bytes", "other-magic", "pointer-size-5", "pointer-size-0"],
+)
+def test_a_header_that_is_not_one_is_refused(data: bytes, problem: str) -> None:
+    with pytest.raises(gobuildinfo.BuildInfoError) as raised:
+        gobuildinfo.parse_header(data)
+    assert str(raised.value) == problem
+
+
+@pytest.mark.parametrize(
+    ("data", "offset", "read"),
+    [
+        (b"\x00", 0, (0, 1)),
+        (b"\x7f", 0, (127, 1)),
+        (b"\x80\x01", 0, (128, 2)),
+        (b"\xff\xff\x03", 0, (65535, 3)),
+        (b"ab\xac\x02", 2, (300, 4)),
+        (b"\xff" * 9 + b"\x01", 0, (2**64 - 1, 10)),  # the longest a uvarint may be
+    ],
+)
+def test_a_uvarint_is_read_to_its_last_byte(
+    data: bytes, offset: int, read: tuple[int, int]
+) -> None:
+    assert gobuildinfo.read_uvarint(data, offset) == read
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x80", b"\xff\xff", b"\x80" * 10 + b"\x00"], ids=["empty", "cut", "cut-2", "11"]
+)
+def test_a_truncated_or_overlong_uvarint_is_refused(data: bytes) -> None:
+    with pytest.raises(gobuildinfo.BuildInfoError) as raised:
+        gobuildinfo.read_uvarint(data, 0)
+    assert str(raised.value) == "truncated or overlong length"
+
+
+def test_the_inline_layout_gives_the_version_and_where_the_module_information_is() -> None:
+    data = _header(8, gobuildinfo.FLAG_INLINE) + b"\x08go1.22.1\x05mods!"
+    assert gobuildinfo.inline_layout(data) == ("go1.22.1", 42, 5)
+    # A version that is not UTF-8 is kept, its bad bytes replaced (the binary is hostile input).
+    odd = _header(8, gobuildinfo.FLAG_INLINE) + b"\x04go\xff1\x00"
+    assert gobuildinfo.inline_layout(odd) == ("go\ufffd1", 38, 0)
+    with pytest.raises(gobuildinfo.BuildInfoError) as raised:
+        gobuildinfo.inline_layout(_header(8, gobuildinfo.FLAG_INLINE) + b"\x09go1.22.1")
+    assert str(raised.value) == "version string runs past the captured bytes"
+
+
+START, END = gobuildinfo.MODINFO_START, gobuildinfo.MODINFO_END
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (START + b"\n" + END, "\n"),  # 33 bytes: the shortest wrapped text
+        (START + b"path\tx\n" + END, "path\tx\n"),
+        (b"path\tx\n", "path\tx\n"),  # no sentinels: taken as it is
+        (START + b"path\tx" + END, (START + b"path\tx" + END).decode("utf-8", "replace")),
+        (START + b"path\t\xffx\n" + END, "path\t\ufffdx\n"),
+    ],
+    ids=["shortest", "wrapped", "bare", "no-newline-before-the-end", "not-utf-8"],
+)
+def test_module_information_is_unwrapped_only_when_its_sentinels_frame_a_line(
+    raw: bytes, text: str
+) -> None:
+    assert gobuildinfo.unwrap_modinfo(raw) == text
+
+
+MODINFO_TEXT = (
+    "path\texample.com/shop/cmd/server\n"
+    "mod\texample.com/shop\tv1.2.3\th1:main=\n"
+    "dep\tgolang.org/x/net\tv0.20.0\th1:net=\n"
+    "dep\tgoogle.golang.org/grpc\tv1.60.1\n"
+    "dep\texample.com/fork-me\tv0.1.0\th1:old=\n"
+    "=>\texample.com/forked\tv0.1.1\th1:new=\n"
+    "unknown\tignored\tfields\n"
+    "build\t-trimpath=true\n"
+    "build\tGOARCH=arm64\n"
+)
+
+
+def test_module_information_records_are_read_as_debug_parses_them() -> None:
+    info = gobuildinfo.parse_modinfo("go1.22.1", MODINFO_TEXT)
+    assert info == gobuildinfo.BuildInfo(
+        "go1.22.1",
+        "example.com/shop/cmd/server",
+        Module("example.com/shop", "v1.2.3", "h1:main="),
+        (
+            Module("golang.org/x/net", "v0.20.0", "h1:net="),
+            Module("google.golang.org/grpc", "v1.60.1", ""),
+            Module("example.com/forked", "v0.1.1", "h1:new="),  # the replacement, last dep
+        ),
+        {"-trimpath": "true", "GOARCH": "arm64"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "main", "deps"),
+    [
+        ("", None, ()),
+        ("mod\tex.com/a\t(devel)\n", Module("ex.com/a", "(devel)"), ()),
+        ("mod\tex.com/a\n", None, ()),  # a record with one field is not a module
+        ("dep\tex.com/b\tv1\n", None, (Module("ex.com/b", "v1"),)),
+        ("dep\tex.com/b\n", None, ()),
+        ("dep\tex.com/b\t\th1:b=\n", None, (Module("ex.com/b", "", "h1:b="),)),  # tabs only
+        ("mod\tex.com/a\tv1\n=>\tex.com/r\tv2\n", Module("ex.com/r", "v2"), ()),
+        ("mod\tex.com/a\tv1\n=>\tex.com/r\tv2\th1:r=\n", Module("ex.com/r", "v2", "h1:r="), ()),
+        ("mod\tex.com/a\tv1\n=>\tex.com/r\n", Module("ex.com/a", "v1"), ()),
+        ("=>\tex.com/r\tv2\n", None, ()),  # replaces nothing
+        (
+            "dep\tex.com/b\tv1\ndep\tex.com/c\tv1\n=>\tex.com/r\tv2\n",
+            None,
+            (Module("ex.com/b", "v1"), Module("ex.com/r", "v2")),
+        ),
+    ],
+    ids=[
+        "empty",
+        "main",
+        "main-without-version",
+        "dep",
+        "dep-without-version",
+        "empty-field",
+        "main-replaced",
+        "main-replaced-with-sum",
+        "short-replacement",
+        "replacement-first",
+        "last-dep-replaced",
+    ],
+)
+def test_each_module_record_and_replacement(
+    text: str, main: Module | None, deps: tuple[Module, ...]
+) -> None:
+    info = gobuildinfo.parse_modinfo("go1.22.1", text)
+    assert (info.main, info.deps) == (main, deps)
