@@ -16,6 +16,7 @@ import struct
 import tarfile
 import tempfile
 import time
+import warnings
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -434,8 +435,23 @@ def test_dpkg_status_with_file_lists() -> None:
         "pkg:deb/debian/tzdata@2025b-0%2Bdeb12u1?arch=all&distro=debian-12",
     }
     libc = packages["pkg:deb/debian/libc6@2.36-9%2Bdeb12u9?arch=arm64&distro=debian-12"]
+    assert (libc.component.name, libc.component.version) == ("libc6", "2.36-9+deb12u9")
     assert libc.elf == {"/lib/aarch64-linux-gnu/libc.so.6": AARCH64}
     assert inventory.unowned_elf == 0
+
+
+def test_a_dpkg_paragraph_without_a_name_or_a_version_is_no_package() -> None:
+    status = (
+        b"Package: no-version\nStatus: install ok installed\n\n"
+        b"Status: install ok installed\nVersion: 1.0\n\n"
+        b"Package: whole\nStatus: install ok installed\nVersion: 2.0\n"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing said on stderr (python-debian warns of apt_pkg)
+        inventory = _inventory(
+            [Entry("etc/os-release", OS_RELEASE_DEBIAN), Entry("var/lib/dpkg/status", status)]
+        )
+    assert set(_by_purl(inventory)) == {"pkg:deb/debian/whole@2.0?distro=debian-12"}
 
 
 def test_distroless_status_d_with_md5sums() -> None:

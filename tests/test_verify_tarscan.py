@@ -106,6 +106,12 @@ def test_a_header_with_a_bad_checksum_is_not_taken_for_the_end() -> None:
         ),
         (with_size_field(b"0000000009z\0"), "at offset 0: the size field is not a number"),
         (with_size_field(b"\t0000000012\0"), "at offset 0: the size field is not a number"),
+        (with_size_field(b"X0000000012\0"), "at offset 0: the size field is not a number"),
+        (with_size_field(b"000000012X\0\0"), "at offset 0: the size field is not a number"),
+        (
+            tar_header("././@LongLink", 2, b"L") + b"a\0".ljust(512, b"\0") + END_OF_ARCHIVE,
+            "at offset 1024: an extended header is followed by a zero block",
+        ),
         (
             with_size_field(b"\x80\x01" + bytes(10)) + bytes(512),  # 2**80 bytes: far past the end
             "at offset 512: the stream ends inside the data of /sized",
@@ -172,6 +178,64 @@ def test_an_octal_size_field_ends_at_its_first_nul_and_its_spaces_are_padding(
 ) -> None:
     member = with_size_field(field) + ELF.ljust(512, b"\0")
     assert scan(member + END_OF_ARCHIVE) == (ElfFile("/sized", X86_64),)
+
+
+def test_an_empty_size_field_is_an_empty_member() -> None:
+    """All spaces and a NUL: size 0, so the next header is the next block."""
+    assert scan(with_size_field(b" " * 11 + b"\0") + ARM_TOOL + END_OF_ARCHIVE) == (
+        ElfFile("/usr/bin/arm-tool", AARCH64),
+    )
+
+
+def _with_checksum(block: bytes, signed: bool, field: str = "{:06o}\0 ") -> bytes:
+    """``block`` with its checksum made over unsigned or signed bytes (old tar programs summed
+    signed chars), written as ``field``."""
+    block = bytearray(block)
+    block[148:156] = b" " * 8
+    values = (b - 256 if signed and b > 127 else b for b in block)
+    block[148:156] = field.format(sum(values)).encode()
+    return bytes(block)
+
+
+HIGH_BYTES = (
+    tar_header("usr/bin/caf", len(elf_header(AARCH64)))[:11]
+    + b"\x7f\x80\xc3\xa9"
+    + tar_header("usr/bin/caf", len(elf_header(AARCH64)))[15:]
+)
+"""A header whose name holds 127, 128 and a UTF-8 "\u00e9": its signed and unsigned sums
+differ, by the bytes from 128 on."""
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize(
+    "field", ["{:06o}\0 ", "{:07o} ", "{:07o}\0"], ids=["nul-space", "space", "nul"]
+)
+def test_a_checksum_over_unsigned_or_signed_bytes_is_accepted(signed: bool, field: str) -> None:
+    member = _with_checksum(HIGH_BYTES, signed, field) + elf_header(AARCH64).ljust(512, b"\0")
+    [found] = scan(member + END_OF_ARCHIVE)
+    assert (found.path, found.machine) == ("/usr/bin/caf\x7f\udc80\u00e9", AARCH64)
+
+
+def test_a_checksum_of_six_octal_digits_is_read_whole() -> None:
+    """Names and link targets of 0xff bytes sum to over 0o100000: the first digit counts."""
+    block = bytearray(tar_header("x", 0))
+    block[0:100] = b"\xff" * 100
+    block[157:257] = b"\xff" * 100
+    member = _with_checksum(bytes(block), signed=False)
+    assert member[148] != ord("0")
+    assert scan_tar(io.BytesIO(member + END_OF_ARCHIVE)).regular_files == 1
+    first_digit_zeroed = member[:148] + b"0" + member[149:]
+    assert refusal(first_digit_zeroed + END_OF_ARCHIVE) == (
+        "tar archive at offset 0: header checksum mismatch (not a tar header)"
+    )
+
+
+def test_a_name_that_is_not_utf_8_keeps_its_bytes() -> None:
+    member = tar_header("usr/bin/x", len(elf_header(X86_64)))
+    block = bytearray(member)
+    block[9] = 0xFF  # usr/bin/\xff
+    named = _with_checksum(bytes(block), signed=False) + elf_header(X86_64).ljust(512, b"\0")
+    assert scan(named + END_OF_ARCHIVE) == (ElfFile("/usr/bin/x\udcff", X86_64),)
 
 
 def test_a_base_256_size_field_is_read() -> None:
@@ -395,3 +459,14 @@ def test_the_names_one_layer_may_record_are_capped(monkeypatch: pytest.MonkeyPat
     with pytest.raises(LayerFormatError) as raised:
         scan(tar_bytes([*entries, Entry("c", elf_header(X86_64))]))
     assert str(raised.value) == "the layer holds more than 3 ELF files and hard links"
+
+
+def test_a_members_data_is_read_as_much_as_asked_and_never_past_its_end() -> None:
+    """What a capture (--sbom) reads further into a regular file: the member's own bytes, as
+    many as asked (0 is none, -1 is the rest), never the next header's."""
+    data = tarscan._MemberData(tarscan._Input(io.BytesIO(b"abcdefNEXT"), 1 << 20), 6)
+    assert data.read(0) == b""
+    assert data.read(2) == b"ab"
+    assert data.read(-1) == b"cdef"
+    assert data.read(5) == b""
+    assert data.left == 0
