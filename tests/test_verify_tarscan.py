@@ -190,11 +190,11 @@ def test_an_empty_size_field_is_an_empty_member() -> None:
 def _with_checksum(block: bytes, signed: bool, field: str = "{:06o}\0 ") -> bytes:
     """``block`` with its checksum made over unsigned or signed bytes (old tar programs summed
     signed chars), written as ``field``."""
-    block = bytearray(block)
-    block[148:156] = b" " * 8
-    values = (b - 256 if signed and b > 127 else b for b in block)
-    block[148:156] = field.format(sum(values)).encode()
-    return bytes(block)
+    summed = bytearray(block)
+    summed[148:156] = b" " * 8
+    values = (b - 256 if signed and b > 127 else b for b in summed)
+    summed[148:156] = field.format(sum(values)).encode()
+    return bytes(summed)
 
 
 HIGH_BYTES = (
