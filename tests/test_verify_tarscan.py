@@ -470,3 +470,42 @@ def test_a_members_data_is_read_as_much_as_asked_and_never_past_its_end() -> Non
     assert data.read(-1) == b"cdef"
     assert data.read(5) == b""
     assert data.left == 0
+
+
+class _Chunks:
+    """A source whose reads return at most ``size`` bytes, so a chunk ends every ``size``."""
+
+    def __init__(self, data: bytes, size: int) -> None:
+        self._data = io.BytesIO(data)
+        self._size = size
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(min(size, self._size))
+
+
+def test_the_input_views_up_to_a_chunks_end_and_knows_its_offset() -> None:
+    data = tarscan._Input(_Chunks(b"abcdef", 4), 1 << 20)
+    seen = []
+    for size in (2, 5, 5, 1):  # within a chunk, to its end, into the next, past the stream's end
+        seen.append((bytes(data.view(size)), data.offset))
+    assert seen == [(b"ab", 2), (b"cd", 4), (b"ef", 6), (b"", 6)]
+    assert data.take(3) == b""
+    assert (bytes(data.view(1)), data.offset) == (b"", 6)
+
+
+def test_the_input_takes_across_chunks_as_many_bytes_as_asked() -> None:
+    data = tarscan._Input(_Chunks(b"abcdefghijkl", 4), 1 << 20)
+    assert (data.take(10), data.offset) == (b"abcdefghij", 10)
+    assert (data.take(10), data.offset) == (b"kl", 12)  # fewer only at the end
+    assert (data.take(1), bytes(data.view(1)), data.offset) == (b"", b"", 12)
+
+
+def test_the_size_cap_holds_the_last_byte_it_allows() -> None:
+    exact = tarscan._Input(io.BytesIO(b"abcdef"), 6)
+    assert exact.take(10) == b"abcdef"
+    over = tarscan._Input(io.BytesIO(b"abcdef"), 5)
+    with pytest.raises(LayerFormatError) as raised:
+        over.take(10)
+    assert str(raised.value) == (
+        "the layer inflates to more than 5 bytes (--max-layer-bytes); it is not read further"
+    )
