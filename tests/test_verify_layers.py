@@ -125,14 +125,7 @@ def test_trailing_garbage_after_gzip_is_rejected(tail: bytes) -> None:
 
 def test_a_gzip_member_split_across_reads_is_found_after_the_first() -> None:
     # The next member's magic arrives one byte per read: it is awaited, not taken for garbage.
-    class OneByteAtATime:
-        def __init__(self, data: bytes) -> None:
-            self._data = io.BytesIO(data)
-
-        def read(self, size: int = -1, /) -> bytes:
-            return self._data.read(1)
-
-    reader = GzipReader(OneByteAtATime(gzip_bytes(b"first") + gzip_bytes(b"second")))
+    reader = GzipReader(_OneByteAtATime(gzip_bytes(b"first") + gzip_bytes(b"second")))
     assert b"".join(iter(lambda: reader.read(4096), b"")) == b"firstsecond"
 
 
@@ -173,6 +166,8 @@ def test_letters_after_padding_in_a_read_of_their_own_are_refused() -> None:
 
 
 class _OneByteAtATime:
+    """A source that answers every read with at most one byte."""
+
     def __init__(self, data: bytes) -> None:
         self._data = io.BytesIO(data)
 
